@@ -1,0 +1,46 @@
+# Finds LibTorch (the project venv's torch wheel unless Torch_DIR/CMAKE_PREFIX_PATH says otherwise)
+# and the Debian-packaged libraries, and exposes LibTorch as the imported target polar::torch.
+find_package(Threads REQUIRED)
+
+if(NOT Torch_DIR AND NOT DEFINED ENV{Torch_DIR})
+  set(_polar_venv_python "${CMAKE_CURRENT_SOURCE_DIR}/.venv/bin/python")
+  if(NOT EXISTS "${_polar_venv_python}")
+    set(_polar_venv_python "python3")
+  endif()
+  execute_process(COMMAND "${_polar_venv_python}" -c "import torch.utils; print(torch.utils.cmake_prefix_path)"
+                  OUTPUT_VARIABLE _polar_torch_prefix OUTPUT_STRIP_TRAILING_WHITESPACE
+                  RESULT_VARIABLE _polar_torch_rc ERROR_QUIET)
+  if(_polar_torch_rc EQUAL 0 AND _polar_torch_prefix)
+    list(APPEND CMAKE_PREFIX_PATH "${_polar_torch_prefix}")
+  endif()
+endif()
+
+# A CUDA build of LibTorch asks for the CUDA toolkit; this flag keeps its nvrtc/cudnn probes quiet.
+set(CAFFE2_USE_CUDNN OFF CACHE BOOL "")
+find_package(Torch REQUIRED)
+message(STATUS "polar: LibTorch ${Torch_VERSION} from ${Torch_DIR}")
+
+add_library(polar_torch INTERFACE)
+target_link_libraries(polar_torch INTERFACE ${TORCH_LIBRARIES})
+target_include_directories(polar_torch INTERFACE ${TORCH_INCLUDE_DIRS})
+separate_arguments(_polar_torch_flags UNIX_COMMAND "${TORCH_CXX_FLAGS}")
+target_compile_options(polar_torch INTERFACE ${_polar_torch_flags})
+add_library(polar::torch ALIAS polar_torch)
+
+find_package(nlohmann_json 3 REQUIRED)
+find_package(spdlog REQUIRED)
+find_package(CLI11 REQUIRED)
+find_package(PkgConfig REQUIRED)
+pkg_check_modules(SENTENCEPIECE REQUIRED IMPORTED_TARGET sentencepiece)
+add_library(sentencepiece INTERFACE)
+target_link_libraries(sentencepiece INTERFACE PkgConfig::SENTENCEPIECE)
+
+# The torch wheel ships fmt 12 headers under its include root, which would shadow Debian's fmt 9
+# that libspdlog was built against. A shim directory placed first makes <fmt/...> mean Debian's.
+set(POLAR_FMT_SHIM "${CMAKE_BINARY_DIR}/fmt-shim")
+file(MAKE_DIRECTORY "${POLAR_FMT_SHIM}")
+if(NOT EXISTS "${POLAR_FMT_SHIM}/fmt")
+  file(CREATE_LINK /usr/include/fmt "${POLAR_FMT_SHIM}/fmt" SYMBOLIC)
+endif()
+add_library(polar_fmt_shim INTERFACE)
+target_include_directories(polar_fmt_shim BEFORE INTERFACE "${POLAR_FMT_SHIM}")

@@ -1,0 +1,46 @@
+// Readers for the three JSONL inputs. Each text field is a string or a messages list
+// ([{"role":..., "content":...}], rendered by joining contents with "\n"). Bad lines (bad JSON,
+// missing or mistyped field, empty text, invalid UTF-8) throw polar::Error("FILE:LINE: ...")
+// unless skip_invalid is set, in which case they are counted in ReadStats by reason.
+#pragma once
+
+#include <nlohmann/json_fwd.hpp>
+
+#include <cstdint>
+#include <map>
+#include <string>
+#include <vector>
+
+namespace polar {
+
+struct TrajectoryRecord {  // {"prompt","policy","response"[,"category"]}
+  std::string prompt, policy, response, category;
+  int64_t line = 0;
+};
+
+struct PreferenceRecord {  // {"prompt","reference","chosen","rejected"[,"category"]}
+  std::string prompt, reference, chosen, rejected, category;
+  int64_t line = 0;
+};
+
+struct ScoringRecord {  // {"prompt","reference","output"}
+  std::string prompt, reference, output;
+  int64_t line = 0;
+};
+
+struct ReadStats {
+  int64_t lines = 0;     // non-blank lines seen
+  int64_t accepted = 0;
+  int64_t skipped = 0;
+  std::map<std::string, int64_t> skipped_by_reason;
+  nlohmann::json to_json() const;
+};
+
+std::vector<TrajectoryRecord> read_trajectories(const std::string& path, bool skip_invalid, ReadStats* stats);
+std::vector<PreferenceRecord> read_preferences(const std::string& path, bool skip_invalid, ReadStats* stats);
+std::vector<ScoringRecord> read_scoring(const std::string& path, bool skip_invalid, ReadStats* stats);
+
+// A text field: a string, or a messages list joined with "\n". Throws polar::Error(where + ...).
+std::string render_text_field(const nlohmann::json& value, const std::string& where);
+
+}  // namespace polar

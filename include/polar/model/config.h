@@ -1,0 +1,38 @@
+// ModelConfig: the shape of a Llama-family decoder with a reward head. Saved as "model" in a
+// checkpoint's config.json; a checkpoint's shape always comes from there, never from flags.
+#pragma once
+
+#include <nlohmann/json_fwd.hpp>
+
+#include <cstdint>
+#include <string>
+
+namespace polar {
+
+struct ModelConfig {
+  std::string architecture = "llama";  // the layout the weights came from: llama | qwen2 | internlm2
+  int64_t vocab_size = 512;
+  int64_t hidden_size = 64;
+  int64_t num_layers = 2;
+  int64_t num_heads = 4;
+  int64_t num_kv_heads = 4;       // grouped-query attention when < num_heads
+  int64_t intermediate_size = 172;
+  int64_t max_position = 4096;
+  double rope_theta = 10000.0;
+  double rope_scaling = 1.0;      // linear RoPE scaling factor (positions divided by it)
+  double rms_eps = 1e-6;
+  bool qkv_bias = false;          // Qwen2 has biases on q/k/v
+  bool tie_embeddings = false;    // a reward model has no LM head; kept for import/export fidelity
+  double init_std = 0.02;
+
+  int64_t head_dim() const { return hidden_size / num_heads; }
+  int64_t num_parameters() const;  // exact count of the module's parameters
+  // Forward FLOPs per token for a sequence of length `seq_len` (matmuls + attention scores).
+  double flops_per_token(int64_t seq_len) const;
+  void validate() const;           // throws polar::Error naming the bad field
+
+  static ModelConfig from_json(const nlohmann::json& j, const std::string& where);
+  nlohmann::json to_json() const;
+};
+
+}  // namespace polar

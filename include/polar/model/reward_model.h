@@ -1,0 +1,54 @@
+// RewardModel: Llama-family decoder (RMSNorm, RoPE, SwiGLU, grouped-query attention, optional
+// qkv bias) and a bias-free linear reward head read at each sequence's reward token.
+// Parameter names follow Hugging Face's LlamaForSequenceClassification:
+//   model.embed_tokens.weight, model.layers.{i}.self_attn.{q,k,v,o}_proj.{weight,bias},
+//   model.layers.{i}.mlp.{gate,up,down}_proj.weight, model.layers.{i}.input_layernorm.weight,
+//   model.layers.{i}.post_attention_layernorm.weight, model.norm.weight, score.weight (1, H).
+#pragma once
+
+#include <torch/nn/module.h>
+#include <torch/nn/pimpl.h>
+#include <torch/types.h>
+
+#include "polar/model/config.h"
+
+namespace polar {
+
+struct PackedBatch;
+
+// How attention is computed. Math: SDPA with a block-diagonal causal mask built from segments
+// (works everywhere). Varlen: flash attention over cu_seqlens (CUDA only, set by the CUDA path).
+enum class AttentionImpl { Math, Varlen };
+
+class RewardModelImpl : public torch::nn::Module {
+ public:
+  explicit RewardModelImpl(const ModelConfig& config);
+
+  // Final hidden states after the last RMSNorm: (B, T, H).
+  torch::Tensor hidden_states(const torch::Tensor& tokens, const torch::Tensor& positions,
+                              const torch::Tensor& segments);
+  // Rewards (N) in float32, read at reward_index (flat indices into B*T).
+  torch::Tensor forward(const torch::Tensor& tokens, const torch::Tensor& positions,
+                        const torch::Tensor& segments, const torch::Tensor& reward_index);
+  torch::Tensor forward(const PackedBatch& batch);
+
+  const ModelConfig& config() const { return config_; }
+  void reset_parameters(uint64_t seed);  // normal(0, init_std) for matrices, ones for norms
+  void reset_reward_head(uint64_t seed);
+  void set_attention_impl(AttentionImpl impl) { attention_impl_ = impl; }
+  // Activation checkpointing hook point for large models (recompute each layer in backward).
+  void set_activation_checkpointing(bool on) { activation_checkpointing_ = on; }
+
+ private:
+  struct Layer;
+  ModelConfig config_;
+  AttentionImpl attention_impl_ = AttentionImpl::Math;
+  bool activation_checkpointing_ = false;
+  torch::Tensor embed_tokens_;  // alias of model.embed_tokens.weight
+  torch::Tensor norm_weight_;   // alias of model.norm.weight
+  torch::Tensor score_weight_;  // alias of score.weight
+  std::vector<std::shared_ptr<torch::nn::Module>> layers_;
+};
+TORCH_MODULE(RewardModel);
+
+}  // namespace polar
