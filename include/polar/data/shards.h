@@ -35,8 +35,16 @@ struct GroupRef {
   TokenSpan prefix;
   std::vector<TokenSpan> candidates;  // [0] positive/chosen, [1..] negatives/rejected
   int32_t category = 0;               // index into GroupDataset::categories()
-  int64_t longest_sequence() const;   // prefix + longest candidate
-  int64_t total_tokens() const;       // sum over candidates of (prefix + candidate)
+  int64_t longest_sequence() const {  // prefix + longest candidate
+    int64_t longest = 0;
+    for (const auto& c : candidates) longest = c.size > longest ? c.size : longest;
+    return prefix.size + longest;
+  }
+  int64_t total_tokens() const {  // sum over candidates of (prefix + candidate)
+    int64_t total = 0;
+    for (const auto& c : candidates) total += prefix.size + c.size;
+    return total;
+  }
 };
 
 // Writes one split directory. Groups are buffered per shard; finish() writes split.json.

@@ -24,10 +24,14 @@ class RewardModelImpl : public torch::nn::Module {
  public:
   explicit RewardModelImpl(const ModelConfig& config);
 
-  // Final hidden states after the last RMSNorm: (B, T, H).
-  torch::Tensor hidden_states(const torch::Tensor& tokens, const torch::Tensor& positions,
-                              const torch::Tensor& segments);
-  // Rewards (N) in float32, read at reward_index (flat indices into B*T).
+  // Hidden states of the last layer, *before* the final RMSNorm: (B, T, H).
+  torch::Tensor backbone(const torch::Tensor& tokens, const torch::Tensor& positions,
+                         const torch::Tensor& segments);
+  // Reward head: gathers rows reward_index of hidden (B*T, H), applies the final RMSNorm
+  // (model.norm.weight) and score.weight: rewards (N). RMSNorm is per token, so norming only
+  // the gathered rows equals norming everything. The fused CUDA kernel replaces exactly this.
+  torch::Tensor reward_head(const torch::Tensor& hidden_flat, const torch::Tensor& reward_index);
+  // backbone + reward_head. Rewards (N) in float32 (float64 when the model is double).
   torch::Tensor forward(const torch::Tensor& tokens, const torch::Tensor& positions,
                         const torch::Tensor& segments, const torch::Tensor& reward_index);
   torch::Tensor forward(const PackedBatch& batch);
@@ -36,6 +40,8 @@ class RewardModelImpl : public torch::nn::Module {
   void reset_parameters(uint64_t seed);  // normal(0, init_std) for matrices, ones for norms
   void reset_reward_head(uint64_t seed);
   void set_attention_impl(AttentionImpl impl) { attention_impl_ = impl; }
+  // Use the fused reward-head kernel (CUDA tensors only; CPU always takes the reference).
+  void set_fused_head(bool on) { fused_head_ = on; }
   // Activation checkpointing hook point for large models (recompute each layer in backward).
   void set_activation_checkpointing(bool on) { activation_checkpointing_ = on; }
 
@@ -44,6 +50,7 @@ class RewardModelImpl : public torch::nn::Module {
   ModelConfig config_;
   AttentionImpl attention_impl_ = AttentionImpl::Math;
   bool activation_checkpointing_ = false;
+  bool fused_head_ = true;
   torch::Tensor embed_tokens_;  // alias of model.embed_tokens.weight
   torch::Tensor norm_weight_;   // alias of model.norm.weight
   torch::Tensor score_weight_;  // alias of score.weight

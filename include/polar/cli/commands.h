@@ -1,0 +1,15 @@
+// The subcommands of the `polar` CLI; each lives next to the module it drives.
+#pragma once
+
+namespace CLI { class App; }
+
+namespace polar::cli {
+
+void add_tokenizer_command(CLI::App& app);  // src/cli/tokenizer_command.cpp
+void add_data_command(CLI::App& app);       // src/cli/data_command.cpp
+void add_train_command(CLI::App& app);      // src/cli/train_command.cpp
+void add_eval_commands(CLI::App& app);      // src/cli/eval_command.cpp: eval, score
+void add_bench_command(CLI::App& app);      // src/cli/bench_command.cpp
+void add_interop_commands(CLI::App& app);   // src/cli/interop_command.cpp: import, export
+
+}  // namespace polar::cli

@@ -1,0 +1,68 @@
+// Data-parallel training on c10d: TCPStore rendezvous, ProcessGroupGloo on CPU and
+// ProcessGroupNCCL on CUDA. Single-process runs use the same API with no communication.
+#pragma once
+
+#include <torch/types.h>
+
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace torch::nn { class Module; }
+
+namespace polar::dist {
+
+// Read from RANK/WORLD_SIZE/LOCAL_RANK/LOCAL_WORLD_SIZE/MASTER_ADDR/MASTER_PORT (polar-run,
+// torchrun) or SLURM_PROCID/SLURM_NTASKS/SLURM_LOCALID (+ MASTER_ADDR/MASTER_PORT).
+struct DistEnv {
+  int rank = 0;
+  int world_size = 1;
+  int local_rank = 0;
+  int local_world_size = 1;
+  std::string master_addr = "127.0.0.1";
+  int master_port = 29500;
+  int restart_count = 0;
+  static DistEnv from_environment();
+  bool distributed() const { return world_size > 1; }
+};
+
+struct DistOptions {
+  std::chrono::milliseconds timeout{std::chrono::seconds(300)};  // every collective and rendezvous
+  int64_t bucket_bytes = 25 << 20;
+};
+
+class Context {
+ public:
+  // world_size 1: a no-op context. Otherwise connects (rank 0 hosts the TCPStore) and builds
+  // Gloo (CPU device) or NCCL (CUDA device) process group. Errors name the address and rank.
+  static std::shared_ptr<Context> create(const DistEnv& env, const torch::Device& device, const DistOptions& options);
+  virtual ~Context() = default;
+
+  virtual int rank() const = 0;
+  virtual int world_size() const = 0;
+  bool is_main() const { return rank() == 0; }
+
+  // Rank 0's values for every parameter and buffer.
+  virtual void broadcast_module(torch::nn::Module& module) = 0;
+  // Sum over ranks, in place (metrics, pair counts). One collective for the whole vector.
+  virtual void all_reduce_sum(std::vector<double>& values) = 0;
+  virtual void barrier() = 0;
+
+  // Gradient sync: attach once; then per optimizer step call begin_step(sync) before the
+  // micro-step's backward (sync=false on accumulation micro-steps: no communication), and
+  // finish_step() after the last backward, which waits for the buckets launched from autograd
+  // hooks during backward and writes the *summed* gradients into .grad (the loss is already
+  // normalised by the global pair count, so a sum is the right reduction).
+  virtual void attach_gradients(const std::vector<torch::Tensor>& parameters) = 0;
+  virtual void begin_micro_step(bool sync) = 0;
+  virtual void finish_step() = 0;
+
+  // Seconds spent waiting for communication in the last finish_step (not hidden by backward),
+  // and total communication time; for the DDP benchmark.
+  virtual double last_exposed_comm_seconds() const = 0;
+  virtual double last_total_comm_seconds() const = 0;
+};
+
+}  // namespace polar::dist
