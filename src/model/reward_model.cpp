@@ -1,0 +1,354 @@
+// RewardModel: a Llama-family decoder laid out exactly as Hugging Face's
+// LlamaForSequenceClassification (parameter names and numerics), run over packed rows.
+#include "polar/model/reward_model.h"
+
+#include <ATen/CPUGeneratorImpl.h>
+#include <functional>
+#include <torch/torch.h>
+
+#include "polar/common/error.h"
+#include "polar/data/batch.h"
+#include "polar/kernels/fused.h"
+
+namespace polar {
+
+using torch::Tensor;
+
+namespace {
+
+// Everything a layer needs besides its input, computed once per forward.
+struct AttentionInputs {
+  Tensor cos, sin;  // (B, T, 1, D) in the model dtype
+  // Math: (B, 1, T, T) bool, true where a query may attend to a key.
+  Tensor mask;
+  // Varlen: flat indices of the real tokens (N_tok) and their sequence boundaries (S+1) int32.
+  Tensor token_index, cu_seqlens;
+  int64_t max_seqlen = 0;
+  AttentionImpl impl = AttentionImpl::Math;
+};
+
+// Linear map with HF layout: weight (out, in), optional bias (out).
+struct ProjImpl : torch::nn::Module {
+  ProjImpl(int64_t in, int64_t out, bool with_bias) {
+    weight = register_parameter("weight", torch::empty({out, in}));
+    if (with_bias) bias = register_parameter("bias", torch::zeros({out}));
+  }
+  Tensor forward(const Tensor& x) {
+    return bias.defined() ? torch::linear(x, weight, bias) : torch::linear(x, weight);
+  }
+  Tensor weight, bias;
+};
+
+// Same numerics as HF LlamaRMSNorm: normalise in fp32 (fp64 for a double model), cast back to
+// the input dtype, then multiply by the weight.
+Tensor rms_norm(const Tensor& x, const Tensor& weight, double eps) {
+  const auto compute = x.scalar_type() == torch::kDouble ? torch::kDouble : torch::kFloat;
+  const Tensor xf = x.to(compute);
+  const Tensor normed = xf * torch::rsqrt(xf.square().mean(-1, /*keepdim=*/true) + eps);
+  return weight * normed.to(x.scalar_type());
+}
+
+struct RMSNormImpl : torch::nn::Module {
+  RMSNormImpl(int64_t hidden, double eps) : eps(eps) {
+    weight = register_parameter("weight", torch::ones({hidden}));
+  }
+  Tensor forward(const Tensor& x) { return rms_norm(x, weight, eps); }
+  Tensor weight;
+  double eps;
+};
+
+// HF "rotate_half": (x1, x2) -> (-x2, x1) over the two halves of the head dimension.
+Tensor rotate_half(const Tensor& x) {
+  const int64_t half = x.size(-1) / 2;
+  return torch::cat({-x.narrow(-1, half, half), x.narrow(-1, 0, half)}, -1);
+}
+
+Tensor apply_rope(const Tensor& x, const AttentionInputs& in) {  // x (B, T, heads, D)
+  return x * in.cos + rotate_half(x) * in.sin;
+}
+
+struct AttentionModule : torch::nn::Module {
+  explicit AttentionModule(const ModelConfig& c)
+      : num_heads(c.num_heads), num_kv_heads(c.num_kv_heads), head_dim(c.head_dim()) {
+    const int64_t kv = c.num_kv_heads * c.head_dim();
+    q_proj = register_module("q_proj", std::make_shared<ProjImpl>(c.hidden_size, c.hidden_size, c.qkv_bias));
+    k_proj = register_module("k_proj", std::make_shared<ProjImpl>(c.hidden_size, kv, c.qkv_bias));
+    v_proj = register_module("v_proj", std::make_shared<ProjImpl>(c.hidden_size, kv, c.qkv_bias));
+    o_proj = register_module("o_proj", std::make_shared<ProjImpl>(c.hidden_size, c.hidden_size, false));
+  }
+
+  Tensor forward(const Tensor& x, const AttentionInputs& in) {  // x (B, T, H)
+    const int64_t B = x.size(0), T = x.size(1);
+    const Tensor q = apply_rope(q_proj->forward(x).view({B, T, num_heads, head_dim}), in);
+    const Tensor k = apply_rope(k_proj->forward(x).view({B, T, num_kv_heads, head_dim}), in);
+    const Tensor v = v_proj->forward(x).view({B, T, num_kv_heads, head_dim});
+    Tensor out;  // (B, T, H)
+    if (in.impl == AttentionImpl::Math) {
+      out = math_attention(q, k, v, in.mask).transpose(1, 2).reshape({B, T, num_heads * head_dim});
+    } else {
+      out = varlen(q, k, v, in).view({B, T, num_heads * head_dim});
+    }
+    return o_proj->forward(out);
+  }
+
+  // q (B, T, Hq, D), k/v (B, T, Hkv, D) -> (B, Hq, T, D).
+  Tensor math_attention(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& mask) {
+    Tensor kh = k.transpose(1, 2), vh = v.transpose(1, 2);  // (B, Hkv, T, D)
+    const int64_t rep = num_heads / num_kv_heads;
+    if (rep > 1) {  // HF repeat_kv: query head h reads kv head h / rep
+      kh = kh.repeat_interleave(rep, 1);
+      vh = vh.repeat_interleave(rep, 1);
+    }
+    return torch::scaled_dot_product_attention(q.transpose(1, 2), kh, vh, mask);
+  }
+
+  // Flash attention over the real tokens only; padding rows of the output are zero.
+  Tensor varlen(const Tensor& q, const Tensor& k, const Tensor& v, const AttentionInputs& in) {
+    const int64_t B = q.size(0), T = q.size(1);
+    const Tensor qf = q.reshape({B * T, num_heads, head_dim}).index_select(0, in.token_index);
+    const Tensor kf = k.reshape({B * T, num_kv_heads, head_dim}).index_select(0, in.token_index);
+    const Tensor vf = v.reshape({B * T, num_kv_heads, head_dim}).index_select(0, in.token_index);
+    const Tensor of = kernels::varlen_attention(qf, kf, vf, in.cu_seqlens, in.max_seqlen);
+    const int64_t n_tok = in.token_index.size(0);
+    return torch::zeros({B * T, num_heads * head_dim}, of.options())
+        .index_copy(0, in.token_index, of.reshape({n_tok, num_heads * head_dim}));
+  }
+
+  int64_t num_heads, num_kv_heads, head_dim;
+  std::shared_ptr<ProjImpl> q_proj, k_proj, v_proj, o_proj;
+};
+
+struct MLPImpl : torch::nn::Module {  // SwiGLU: down(silu(gate(x)) * up(x))
+  explicit MLPImpl(const ModelConfig& c) {
+    gate_proj = register_module("gate_proj", std::make_shared<ProjImpl>(c.hidden_size, c.intermediate_size, false));
+    up_proj = register_module("up_proj", std::make_shared<ProjImpl>(c.hidden_size, c.intermediate_size, false));
+    down_proj = register_module("down_proj", std::make_shared<ProjImpl>(c.intermediate_size, c.hidden_size, false));
+  }
+  Tensor forward(const Tensor& x) {
+    return down_proj->forward(torch::silu(gate_proj->forward(x)) * up_proj->forward(x));
+  }
+  std::shared_ptr<ProjImpl> gate_proj, up_proj, down_proj;
+};
+
+// A module that only holds a "weight" parameter (embedding table, reward head).
+struct WeightHolder : torch::nn::Module {
+  explicit WeightHolder(std::vector<int64_t> shape) {
+    weight = register_parameter("weight", torch::empty(shape));
+  }
+  Tensor weight;
+};
+
+// Activation checkpointing: the layer runs without saving activations and is recomputed in
+// backward, whose inner backward accumulates the layer's parameter gradients into .grad (as
+// PyTorch's reentrant checkpoint does). So it serves loss.backward(), not autograd::grad().
+struct Recompute : torch::CustomClassHolder {
+  std::function<Tensor(const Tensor&)> fn;
+};
+
+struct CheckpointFunction : torch::autograd::Function<CheckpointFunction> {
+  static Tensor forward(torch::autograd::AutogradContext* ctx, const Tensor& x,
+                        const c10::intrusive_ptr<Recompute>& recompute) {
+    ctx->save_for_backward({x});
+    ctx->saved_data["recompute"] = c10::IValue::make_capsule(recompute);
+    return recompute->fn(x);  // grad mode is off here: nothing inside is saved
+  }
+  static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
+                                                 torch::autograd::variable_list grad_outputs) {
+    const auto holder = ctx->saved_data["recompute"].toCapsule();
+    const auto* recompute = static_cast<const Recompute*>(holder.get());
+    const Tensor x = ctx->get_saved_variables()[0].detach().requires_grad_(true);
+    Tensor out;
+    {
+      torch::AutoGradMode grad_mode(true);
+      out = recompute->fn(x);
+    }
+    torch::autograd::backward({out}, {grad_outputs[0]});
+    return {x.grad(), Tensor()};
+  }
+};
+
+Tensor checkpoint_call(std::function<Tensor(const Tensor&)> fn, Tensor x) {
+  // The Function is only recorded when an input needs grad; the layer's parameters do even
+  // when the embedding is frozen.
+  if (!x.requires_grad()) x = x.detach().requires_grad_(true);
+  auto recompute = c10::make_intrusive<Recompute>();
+  recompute->fn = std::move(fn);
+  return CheckpointFunction::apply(x, recompute);
+}
+
+void check_token_tensor(const Tensor& t, const char* name, const Tensor& like) {
+  POLAR_CHECK(t.defined() && t.dim() == 2 && t.scalar_type() == torch::kInt64,
+              "RewardModel: ", name, " must be a (B, T) int64 tensor");
+  POLAR_CHECK(t.sizes() == like.sizes(), "RewardModel: ", name, " has shape ", t.sizes(),
+              ", tokens have ", like.sizes());
+}
+
+}  // namespace
+
+// Pre-norm decoder layer with HF names: self_attn, mlp, input_layernorm, post_attention_layernorm.
+struct RewardModelImpl::Layer : torch::nn::Module {
+  explicit Layer(const ModelConfig& c) {
+    self_attn = register_module("self_attn", std::make_shared<AttentionModule>(c));
+    mlp = register_module("mlp", std::make_shared<MLPImpl>(c));
+    input_layernorm = register_module("input_layernorm", std::make_shared<RMSNormImpl>(c.hidden_size, c.rms_eps));
+    post_attention_layernorm =
+        register_module("post_attention_layernorm", std::make_shared<RMSNormImpl>(c.hidden_size, c.rms_eps));
+  }
+  Tensor forward(const Tensor& x, const AttentionInputs& in) {  // (B, T, H) -> (B, T, H)
+    const Tensor h = x + self_attn->forward(input_layernorm->forward(x), in);
+    return h + mlp->forward(post_attention_layernorm->forward(h));
+  }
+  std::shared_ptr<AttentionModule> self_attn;
+  std::shared_ptr<MLPImpl> mlp;
+  std::shared_ptr<RMSNormImpl> input_layernorm, post_attention_layernorm;
+};
+
+RewardModelImpl::RewardModelImpl(const ModelConfig& config) : config_(config) {
+  config_.validate();
+  // Registration order is HF's, so named_parameters() lists names in the same order.
+  auto model = register_module("model", std::make_shared<torch::nn::Module>());
+  embed_tokens_ = model->register_module(
+      "embed_tokens", std::make_shared<WeightHolder>(std::vector<int64_t>{config_.vocab_size, config_.hidden_size}))->weight;
+  auto layers = model->register_module("layers", torch::nn::ModuleList());
+  for (int64_t i = 0; i < config_.num_layers; ++i) {
+    auto layer = std::make_shared<Layer>(config_);
+    layers->push_back(layer);
+    layers_.push_back(layer);
+  }
+  norm_weight_ = model->register_module("norm", std::make_shared<RMSNormImpl>(config_.hidden_size, config_.rms_eps))->weight;
+  score_weight_ = register_module("score", std::make_shared<WeightHolder>(std::vector<int64_t>{1, config_.hidden_size}))->weight;
+  reset_parameters(0);
+}
+
+void RewardModelImpl::reset_parameters(uint64_t seed) {
+  torch::NoGradGuard no_grad;
+  // Drawn on the CPU in fp32 and copied, so the values do not depend on device or dtype.
+  auto gen = at::detail::createCPUGenerator(seed);
+  for (auto& item : named_parameters()) {
+    const std::string& name = item.key();
+    Tensor& p = item.value();
+    const bool is_norm = name == "model.norm.weight" || name.find("layernorm.weight") != std::string::npos;
+    if (is_norm) {
+      p.fill_(1.0);
+    } else if (name.size() >= 5 && name.compare(name.size() - 5, 5, ".bias") == 0) {
+      p.zero_();
+    } else {
+      p.copy_(torch::normal(0.0, config_.init_std, p.sizes(), gen, torch::kFloat));
+    }
+  }
+}
+
+void RewardModelImpl::reset_reward_head(uint64_t seed) {
+  torch::NoGradGuard no_grad;
+  auto gen = at::detail::createCPUGenerator(seed);
+  score_weight_.copy_(torch::normal(0.0, config_.init_std, score_weight_.sizes(), gen, torch::kFloat));
+}
+
+Tensor RewardModelImpl::backbone(const Tensor& tokens_in, const Tensor& positions_in,
+                                 const Tensor& segments_in) {
+  check_token_tensor(tokens_in, "tokens", tokens_in);
+  check_token_tensor(positions_in, "positions", tokens_in);
+  check_token_tensor(segments_in, "segments", tokens_in);
+  const auto device = embed_tokens_.device();
+  const auto dtype = embed_tokens_.scalar_type();
+  if (tokens_in.device().is_cpu() && tokens_in.numel() > 0) {  // on CUDA a bad id is a device assert
+    const auto lo = tokens_in.min().item<int64_t>(), hi = tokens_in.max().item<int64_t>();
+    POLAR_CHECK(lo >= 0 && hi < config_.vocab_size, "RewardModel: token ids must be in [0, ",
+                config_.vocab_size, "), got min ", lo, ", max ", hi);
+  }
+  const Tensor tokens = tokens_in.to(device), positions = positions_in.to(device),
+               segments = segments_in.to(device);
+  const int64_t B = tokens.size(0), T = tokens.size(1), D = config_.head_dim();
+
+  AttentionInputs in;
+  in.impl = attention_impl_;
+  {
+    // RoPE as HF computes it: inv_freq in fp32, linear scaling divides it (i.e. the positions)
+    // by the factor, angles in fp32, cos/sin cast to the model dtype.
+    const Tensor exponents =
+        torch::arange(0, D, 2, torch::TensorOptions().dtype(torch::kInt64).device(device)).to(torch::kFloat) /
+        static_cast<double>(D);
+    const Tensor inv_freq = 1.0 / torch::pow(config_.rope_theta, exponents) / config_.rope_scaling;  // (D/2)
+    const Tensor freqs = positions.to(torch::kFloat).unsqueeze(-1) * inv_freq;  // (B, T, D/2)
+    const Tensor angles = torch::cat({freqs, freqs}, -1).unsqueeze(2);          // (B, T, 1, D)
+    in.cos = angles.cos().to(dtype);
+    in.sin = angles.sin().to(dtype);
+  }
+  if (attention_impl_ == AttentionImpl::Math) {
+    // Same segment, causal, and a real query; padding attends to itself only, so no row of the
+    // mask is empty (an empty row would make softmax NaN).
+    const Tensor same = segments.unsqueeze(2) == segments.unsqueeze(1);  // (B, T, T)
+    const Tensor causal = torch::ones({T, T}, torch::TensorOptions().dtype(torch::kBool).device(device)).tril();
+    const Tensor real_query = (segments > 0).unsqueeze(2);               // (B, T, 1)
+    const Tensor self = torch::eye(T, torch::TensorOptions().dtype(torch::kBool).device(device));
+    in.mask = ((same & causal & real_query) | self).unsqueeze(1);         // (B, 1, T, T)
+  } else {
+    POLAR_CHECK(tokens.is_cuda(), "RewardModel: attention_impl Varlen needs CUDA tensors; use Math on CPU");
+    // Real tokens in row-major order; sequences are contiguous runs of one (row, segment).
+    const Tensor flat_segments = segments.reshape({B * T});
+    in.token_index = (flat_segments > 0).nonzero().squeeze(1);                             // (N_tok)
+    const int64_t n_tok = in.token_index.size(0);
+    POLAR_CHECK(n_tok > 0, "RewardModel: batch has no real tokens");
+    const Tensor seq_id = torch::div(in.token_index, T, "floor") * (T + 1) + flat_segments.index_select(0, in.token_index);
+    const Tensor starts = torch::cat({torch::ones({1}, seq_id.options().dtype(torch::kBool)),
+                                      seq_id.slice(0, 1) != seq_id.slice(0, 0, n_tok - 1)})
+                              .nonzero()
+                              .squeeze(1);
+    in.cu_seqlens = torch::cat({starts, torch::full({1}, n_tok, starts.options())}).to(torch::kInt32);
+    in.max_seqlen = (in.cu_seqlens.slice(0, 1) - in.cu_seqlens.slice(0, 0, -1)).max().item<int64_t>();
+  }
+
+  Tensor x = embed_tokens_.index_select(0, tokens.reshape({B * T})).view({B, T, config_.hidden_size});
+  if (attention_impl_ == AttentionImpl::Varlen) {
+    POLAR_CHECK(kernels::varlen_attention_available(x),
+                "RewardModel: varlen attention is unavailable for ", x.scalar_type(), " on ", x.device(),
+                " (needs the CUDA kernels and bf16/fp16); use attention_impl Math");
+  }
+  for (const auto& module : layers_) {
+    auto layer = std::static_pointer_cast<Layer>(module);
+    if (activation_checkpointing_ && torch::GradMode::is_enabled()) {
+      x = checkpoint_call([layer, in](const Tensor& input) { return layer->forward(input, in); }, x);
+    } else {
+      x = layer->forward(x, in);
+    }
+  }
+  return x;  // (B, T, H), before model.norm
+}
+
+Tensor RewardModelImpl::reward_head(const Tensor& hidden_flat, const Tensor& reward_index) {
+  POLAR_CHECK(hidden_flat.dim() == 2 && hidden_flat.size(1) == config_.hidden_size,
+              "RewardModel: reward_head expects hidden (B*T, ", config_.hidden_size, "), got ",
+              hidden_flat.sizes());
+  POLAR_CHECK(reward_index.dim() == 1 && reward_index.scalar_type() == torch::kInt64,
+              "RewardModel: reward_index must be a 1-D int64 tensor");
+  const Tensor idx = reward_index.to(hidden_flat.device());
+  if (fused_head_ && hidden_flat.is_cuda()) {
+    return kernels::reward_head(hidden_flat, idx, norm_weight_, score_weight_, config_.rms_eps);
+  }
+  // Reference path, all in fp32 (fp64 for a double model) so bf16 rewards keep their precision.
+  const auto compute = hidden_flat.scalar_type() == torch::kDouble ? torch::kDouble : torch::kFloat;
+  const Tensor h = hidden_flat.index_select(0, idx).to(compute);                   // (N, H)
+  const Tensor normed = h * torch::rsqrt(h.square().mean(-1, /*keepdim=*/true) + config_.rms_eps);
+  const Tensor weighted = normed * norm_weight_.to(compute);                       // (N, H)
+  return torch::matmul(weighted, score_weight_.to(compute).t()).squeeze(-1);       // (N)
+}
+
+Tensor RewardModelImpl::forward(const Tensor& tokens, const Tensor& positions,
+                                const Tensor& segments, const Tensor& reward_index) {
+  const Tensor hidden = backbone(tokens, positions, segments);  // (B, T, H)
+  return reward_head(hidden.reshape({-1, config_.hidden_size}), reward_index);
+}
+
+Tensor RewardModelImpl::forward(const PackedBatch& batch) {
+  POLAR_CHECK(batch.tokens.defined() && batch.reward_index.defined(),
+              "RewardModel: the packed batch is empty");
+  const int64_t flat = batch.tokens.numel();
+  if (batch.reward_index.device().is_cpu() && batch.reward_index.numel() > 0) {
+    const auto lo = batch.reward_index.min().item<int64_t>(), hi = batch.reward_index.max().item<int64_t>();
+    POLAR_CHECK(lo >= 0 && hi < flat, "RewardModel: reward_index must be in [0, ", flat, "), got min ", lo,
+                ", max ", hi);
+  }
+  return forward(batch.tokens, batch.positions, batch.segments, batch.reward_index);
+}
+
+}  // namespace polar
