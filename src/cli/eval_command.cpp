@@ -1,8 +1,98 @@
-// Placeholder until the eval module lands.
+// `polar eval` (preference accuracy, per category) and `polar score` (one reward per line).
 #include <CLI/CLI.hpp>
+#include <spdlog/spdlog.h>
+#include <torch/torch.h>
+
+#include <cmath>
+#include <iostream>
 
 #include "polar/cli/commands.h"
+#include "polar/common/json_config.h"
+#include "polar/eval/eval.h"
+#include "polar/train/run_setup.h"
 
 namespace polar::cli {
-void add_eval_commands(CLI::App& app) { (void)app; }
+
+namespace {
+
+struct CommonArgs {
+  std::string checkpoint, input, output, device = "auto", precision = "fp32";
+  int64_t max_length = 16384, max_response_length = 4096, batch_tokens = 16384;
+  bool skip_invalid = false;
+};
+
+void add_common(CLI::App* cmd, CommonArgs& a) {
+  cmd->add_option("--checkpoint", a.checkpoint, "checkpoint directory (e.g. runs/x/final)")->required();
+  cmd->add_option("--output", a.output, "write results here (JSON / JSONL)");
+  cmd->add_option("--device", a.device, "auto | cpu | cuda[:N]");
+  cmd->add_option("--precision", a.precision, "fp32 | bf16 (CUDA)");
+  cmd->add_option("--max-length", a.max_length, "tokens per sequence");
+  cmd->add_option("--max-response-length", a.max_response_length, "tokens per reference/candidate");
+  cmd->add_option("--batch-tokens", a.batch_tokens, "tokens per forward pass");
+  cmd->add_flag("--skip-invalid", a.skip_invalid, "skip invalid input lines instead of stopping");
+}
+
+ScoreOptions score_options(const CommonArgs& a) {
+  ScoreOptions o;
+  o.limits.max_length = a.max_length;
+  o.limits.max_response_length = a.max_response_length;
+  o.micro_batch_tokens = a.batch_tokens;
+  o.row_tokens = std::max<int64_t>(a.max_length, 1);
+  o.row_tokens = std::min(o.row_tokens, a.batch_tokens);
+  o.precision = a.precision;
+  return o;
+}
+
+}  // namespace
+
+void add_eval_commands(CLI::App& app) {
+  auto ev = std::make_shared<CommonArgs>();
+  auto* e = app.add_subcommand("eval", "preference accuracy of a checkpoint, overall and per category");
+  add_common(e, *ev);
+  e->add_option("--data", ev->input, "preference JSONL {prompt, reference, chosen, rejected[, category]}")->required();
+  e->callback([ev] {
+    ReadStats stats;
+    auto records = read_preferences(ev->input, ev->skip_invalid, &stats);
+    auto lm = load_model(ev->checkpoint, resolve_device(ev->device, 0));
+    PreferenceEval result = evaluate_preferences(lm, records, score_options(*ev));
+    std::cout << result.table();
+    if (stats.skipped) std::cout << "(" << stats.skipped << " invalid lines skipped)\n";
+    if (!ev->output.empty()) {
+      auto j = result.to_json();
+      j["checkpoint"] = ev->checkpoint;
+      j["data"] = ev->input;
+      j["invalid_lines_skipped"] = stats.skipped;
+      write_json_file_atomic(ev->output, j);
+    }
+  });
+
+  auto sc = std::make_shared<CommonArgs>();
+  auto* s = app.add_subcommand("score", "one reward per input line {prompt, reference, output}, as JSONL");
+  add_common(s, *sc);
+  s->add_option("--input", sc->input, "scoring JSONL")->required();
+  s->callback([sc] {
+    ReadStats stats;
+    auto records = read_scoring(sc->input, sc->skip_invalid, &stats);
+    auto lm = load_model(sc->checkpoint, resolve_device(sc->device, 0));
+    auto rewards = score_records(lm, records, score_options(*sc));
+    std::string out;
+    for (size_t i = 0; i < records.size(); ++i) {
+      nlohmann::json j{{"line", records[i].line}};
+      if (std::isnan(rewards[i])) {
+        j["reward"] = nullptr;
+        j["error"] = "too long for --max-length";
+      } else {
+        j["reward"] = rewards[i];
+      }
+      out += j.dump() + "\n";
+    }
+    if (sc->output.empty()) {
+      std::cout << out;
+    } else {
+      write_file_atomic(sc->output, out);
+      spdlog::info("wrote {} rewards to {}", records.size(), sc->output);
+    }
+  });
+}
+
 }  // namespace polar::cli

@@ -1,0 +1,51 @@
+// Scoring and preference evaluation with a trained checkpoint.
+#pragma once
+
+#include <nlohmann/json.hpp>
+
+#include <cstdint>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "polar/data/records.h"
+#include "polar/tokenizer/template.h"
+#include "polar/train/checkpoint.h"
+
+namespace polar {
+
+struct ScoreOptions {
+  TemplateLimits limits;
+  int64_t row_tokens = 4096;
+  int64_t micro_batch_tokens = 16384;
+  std::string precision = "fp32";
+};
+
+// Rewards of every sequence of `groups` (group by group, candidate by candidate), in float.
+std::vector<float> reward_groups(LoadedModel& model, const std::vector<EncodedGroup>& groups, const ScoreOptions& options);
+
+struct AccuracyCounts {
+  int64_t n = 0, correct = 0, ties = 0;
+  double margin_sum = 0;  // sum of r_chosen - r_rejected
+  double accuracy() const { return n ? static_cast<double>(correct) / static_cast<double>(n) : 0.0; }
+  double mean_margin() const { return n ? margin_sum / static_cast<double>(n) : 0.0; }
+  nlohmann::json to_json() const;  // + 95% Wilson interval
+};
+
+struct PreferenceEval {
+  AccuracyCounts overall;
+  std::map<std::string, AccuracyCounts> per_category;
+  int64_t dropped_too_long = 0;  // records that could not fit max_length even with no prompt
+  nlohmann::json to_json() const;
+  std::string table() const;
+};
+
+// Accuracy = chosen strictly above rejected; ties are counted and reported (as not correct).
+PreferenceEval evaluate_preferences(LoadedModel& model, const std::vector<PreferenceRecord>& records,
+                                    const ScoreOptions& options);
+
+// One reward per record (NaN for a record that cannot fit max_length).
+std::vector<double> score_records(LoadedModel& model, const std::vector<ScoringRecord>& records,
+                                  const ScoreOptions& options);
+
+}  // namespace polar

@@ -1,0 +1,66 @@
+// Checkpoints: a directory written atomically (DIR.tmp-PID, then rename) holding
+//   model.safetensors     weights, Hugging Face names (see model/reward_model.h)
+//   config.json           the resolved training config; "model" is the model shape
+//   tokenizer/            the tokenizer the model was trained with
+//   optimizer.pt          AdamW state (torch::serialize), only in training checkpoints
+//   trainer_state.json    step, data position, RNG state, counters; written last
+// A run keeps checkpoint-<step>/ dirs (last N) and writes final/ at the end.
+#pragma once
+
+#include <nlohmann/json.hpp>
+
+#include <cstdint>
+#include <optional>
+#include <string>
+
+#include "polar/model/reward_model.h"
+#include "polar/tokenizer/tokenizer.h"
+
+namespace torch::optim { class Optimizer; }
+
+namespace polar {
+
+struct TrainerState {
+  int64_t step = 0;                 // optimizer steps completed
+  int64_t groups_consumed = 0;      // data position in the global group stream
+  int64_t consecutive_bad_steps = 0;
+  int64_t world_size = 1;           // informational: resume works on any world size
+  std::string rng_state_b64;        // CPU default generator state
+  nlohmann::json to_json() const;
+  static TrainerState from_json(const nlohmann::json& j, const std::string& where);
+};
+
+struct CheckpointContents {
+  RewardModel* model = nullptr;
+  const Tokenizer* tokenizer = nullptr;
+  const nlohmann::json* config = nullptr;
+  torch::optim::Optimizer* optimizer = nullptr;  // optional
+  const TrainerState* state = nullptr;           // optional
+};
+
+// Writes `dir` atomically; an existing `dir` is replaced.
+void save_checkpoint(const std::string& dir, const CheckpointContents& contents);
+
+// The highest-step complete checkpoint-<step> under `run_dir`, if any.
+std::optional<std::string> find_latest_checkpoint(const std::string& run_dir);
+// Removes checkpoint-<step> dirs beyond the newest `keep_last`.
+void prune_checkpoints(const std::string& run_dir, int64_t keep_last);
+
+struct LoadedModel {
+  RewardModel model{nullptr};
+  Tokenizer tokenizer;
+  nlohmann::json config;   // the checkpoint's config.json (model shape under "model")
+  ModelConfig shape;
+};
+
+// Loads weights, shape and tokenizer from a polar checkpoint directory; a Hugging Face
+// directory (config.json with "architectures") is imported through io/hf when available.
+LoadedModel load_model(const std::string& path, const torch::Device& device);
+ModelConfig load_model_shape(const std::string& path);
+// Copies weights by name into `model`; every model parameter must be present with its shape.
+void load_weights(RewardModel& model, const std::string& path);
+
+void load_optimizer_state(torch::optim::Optimizer& optimizer, const std::string& checkpoint_dir);
+TrainerState load_trainer_state(const std::string& checkpoint_dir);
+
+}  // namespace polar

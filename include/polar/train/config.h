@@ -1,0 +1,84 @@
+// TrainConfig: everything `polar train` reads, as typed option structs parsed from JSON with
+// unknown keys rejected. The resolved config (defaults filled in, overrides applied, model shape
+// resolved) is printed at start and saved as config.json beside every checkpoint.
+#pragma once
+
+#include <nlohmann/json.hpp>
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "polar/loss/polar_loss.h"
+#include "polar/model/config.h"
+
+namespace polar {
+
+struct ModelSection {
+  ModelConfig shape;            // used when neither init_from nor shape_from is set
+  bool shape_given = false;     // any shape key present in the config
+  std::string init_from;        // checkpoint (or Hugging Face directory): weights + shape + tokenizer
+  std::string shape_from;       // checkpoint whose shape (not weights) a fresh model takes
+  std::string tokenizer;        // tokenizer dir; default: the checkpoint's, else the data's
+  uint64_t init_seed = 0;       // 0: use train.seed
+  bool reset_head = false;      // re-initialise the reward head after init_from
+};
+
+struct DataSection {
+  std::string train;            // split dir (DATASET/train) or dataset dir (its train/ is used)
+  std::string eval;             // split dir; empty: DATASET/eval when it has groups
+  int64_t row_tokens = 1024;    // packed row capacity
+  int64_t micro_batch_tokens = 8192;  // token budget of one micro-batch (forward/backward)
+};
+
+struct TrainSection {
+  int64_t steps = 100;
+  int64_t batch_groups = 32;    // groups per optimizer step, across all ranks
+  double lr = 1e-3;
+  double min_lr_ratio = 0.1;    // cosine decays to lr * min_lr_ratio
+  double warmup_ratio = 0.03;   // of steps; warmup_steps overrides when >= 0
+  int64_t warmup_steps = -1;
+  double weight_decay = 0.0;
+  double beta1 = 0.9, beta2 = 0.95, eps = 1e-8;
+  double grad_clip = 1.0;       // 0: off
+  int64_t seed = 0;
+  std::string device = "auto";  // auto | cpu | cuda
+  std::string precision = "fp32";  // fp32 | bf16 (CUDA: bf16 autocast, fp32 master weights)
+  int64_t max_bad_steps = 3;    // consecutive non-finite steps before aborting
+  int64_t threads = 0;          // intra-op threads, 0: LibTorch default
+  bool fused_kernels = true;    // fused CUDA head/loss when available
+  double dist_timeout_s = 300;  // collective/rendezvous timeout
+};
+
+struct EvalSection {
+  int64_t every = 0;            // steps between evals, 0: only at the end
+  int64_t max_groups = 0;       // 0: the whole eval split
+};
+
+struct RunSection {
+  std::string output_dir = "runs/default";
+  int64_t checkpoint_every = 0; // 0: only at the end
+  int64_t keep_last = 2;
+  int64_t log_every = 1;
+};
+
+struct TrainConfig {
+  std::string stage = "pretrain";  // pretrain | finetune
+  ModelSection model;
+  DataSection data;
+  LossOptions loss;
+  TrainSection train;
+  EvalSection eval;
+  RunSection run;
+
+  static TrainConfig from_json(const nlohmann::json& j, const std::string& where);
+  nlohmann::json to_json() const;
+};
+
+// Reads `path`, applies "--set key=value" overrides, parses. Errors name the file and key.
+TrainConfig load_train_config(const std::string& path, const std::vector<std::string>& overrides);
+
+// Learning rate at `step` (0-based): linear warm-up, then cosine to lr * min_lr_ratio.
+double learning_rate_at(const TrainSection& train, int64_t step);
+
+}  // namespace polar

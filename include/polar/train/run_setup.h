@@ -1,0 +1,55 @@
+// What a training run is built from: the resolved model (fresh, from a checkpoint, or resumed),
+// tokenizer, datasets and device; plus the small pieces the train step shares with eval.
+#pragma once
+
+#include <nlohmann/json.hpp>
+#include <torch/types.h>
+
+#include <memory>
+#include <optional>
+#include <string>
+
+#include "polar/data/batch.h"
+#include "polar/data/shards.h"
+#include "polar/loss/polar_loss.h"
+#include "polar/model/reward_model.h"
+#include "polar/tokenizer/tokenizer.h"
+#include "polar/train/config.h"
+
+namespace polar {
+
+struct RunSetup {
+  RewardModel model{nullptr};
+  Tokenizer tokenizer;
+  GroupDataset train_data;
+  std::optional<GroupDataset> eval_data;
+  torch::Device device{torch::kCPU};
+  nlohmann::json resolved_config;  // saved as config.json; "model" holds the resolved shape
+};
+
+// "auto" -> cuda:<local_rank> when CUDA is available, else cpu.
+torch::Device resolve_device(const std::string& name, int local_rank);
+
+// Builds the model (init_from > shape_from > config shape; weights from `resume_from` when
+// set), the tokenizer (model.tokenizer > checkpoint's > dataset's) and opens the datasets.
+// Checks that the data was tokenised with the model's tokenizer.
+RunSetup prepare_run(TrainConfig& config, const torch::Device& device,
+                     const std::optional<std::string>& resume_from);
+
+// A dataset dir (with train/ and eval/) or a split dir (with split.json) -> the split dir.
+std::string resolve_split_dir(const std::string& path, const std::string& split);
+
+PackedBatch to_device(PackedBatch batch, const torch::Device& device);
+
+// bf16 autocast on CUDA when precision == "bf16"; a no-op otherwise. Restores on destruction.
+std::shared_ptr<void> autocast_guard(const std::string& precision, const torch::Device& device);
+
+// The POLAR pair loss of a packed batch: the fused grouped kernel when `fused`, else the
+// LibTorch reference (polar_pair_loss).
+PairLoss compute_pair_loss(const torch::Tensor& rewards, const PackedBatch& batch, double global_pairs,
+                           const LossOptions& options, bool fused);
+
+// Drops metrics.jsonl lines with "step" > `step` (a resumed run rewrites what follows).
+void truncate_metrics_after(const std::string& path, int64_t step);
+
+}  // namespace polar

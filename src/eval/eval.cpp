@@ -1,0 +1,129 @@
+#include "polar/eval/eval.h"
+
+#include <torch/torch.h>
+
+#include <cmath>
+#include <limits>
+
+#include "polar/common/error.h"
+#include "polar/data/batch.h"
+#include "polar/train/run_setup.h"
+
+namespace polar {
+
+using nlohmann::json;
+
+namespace {
+
+GroupRef as_ref(const EncodedGroup& g) {
+  GroupRef r;
+  r.prefix = {g.prefix.data(), static_cast<int64_t>(g.prefix.size())};
+  for (const auto& c : g.candidates) r.candidates.push_back({c.data(), static_cast<int64_t>(c.size())});
+  return r;
+}
+
+// 95% Wilson score interval for a binomial proportion.
+std::pair<double, double> wilson(int64_t k, int64_t n) {
+  if (n == 0) return {0.0, 0.0};
+  const double z = 1.959963984540054;
+  double p = static_cast<double>(k) / static_cast<double>(n), nn = static_cast<double>(n);
+  double denom = 1 + z * z / nn;
+  double center = (p + z * z / (2 * nn)) / denom;
+  double half = z * std::sqrt(p * (1 - p) / nn + z * z / (4 * nn * nn)) / denom;
+  return {center - half, center + half};
+}
+
+}  // namespace
+
+std::vector<float> reward_groups(LoadedModel& lm, const std::vector<EncodedGroup>& groups, const ScoreOptions& o) {
+  std::vector<GroupRef> refs;
+  refs.reserve(groups.size());
+  for (const auto& g : groups) refs.push_back(as_ref(g));
+  torch::NoGradGuard no_grad;
+  lm.model->eval();
+  torch::Device device = lm.model->parameters().front().device();
+  PackOptions pack{o.row_tokens, lm.tokenizer.special().pad};
+  std::vector<float> out;
+  for (auto [b, e] : split_micro_batches(refs, o.micro_batch_tokens)) {
+    std::vector<GroupRef> slice(refs.begin() + b, refs.begin() + e);
+    PackedBatch batch = to_device(pack_groups(slice, pack), device);
+    auto autocast = autocast_guard(o.precision, device);
+    torch::Tensor r = lm.model->forward(batch).to(torch::kFloat32).cpu().contiguous();
+    out.insert(out.end(), r.data_ptr<float>(), r.data_ptr<float>() + r.numel());
+  }
+  return out;
+}
+
+json AccuracyCounts::to_json() const {
+  auto [lo, hi] = wilson(correct, n);
+  return json{{"n", n}, {"correct", correct}, {"ties", ties}, {"accuracy", accuracy()},
+              {"accuracy_ci95", {lo, hi}}, {"mean_margin", mean_margin()}};
+}
+
+json PreferenceEval::to_json() const {
+  json j = overall.to_json();
+  j["per_category"] = json::object();
+  for (const auto& [name, c] : per_category) j["per_category"][name] = c.to_json();
+  j["dropped_too_long"] = dropped_too_long;
+  return j;
+}
+
+std::string PreferenceEval::table() const {
+  std::string t = fmt::format("{:<20} {:>7} {:>9} {:>17} {:>6} {:>12}\n", "category", "n", "accuracy", "95% CI", "ties",
+                              "mean margin");
+  auto row = [&](const std::string& name, const AccuracyCounts& c) {
+    auto [lo, hi] = wilson(c.correct, c.n);
+    t += fmt::format("{:<20} {:>7} {:>9.4f} {:>8.3f}-{:<8.3f} {:>6} {:>12.4f}\n", name, c.n, c.accuracy(), lo, hi,
+                     c.ties, c.mean_margin());
+  };
+  for (const auto& [name, c] : per_category) row(name, c);
+  row("overall", overall);
+  if (dropped_too_long) t += fmt::format("({} records dropped: too long for max_length)\n", dropped_too_long);
+  return t;
+}
+
+PreferenceEval evaluate_preferences(LoadedModel& lm, const std::vector<PreferenceRecord>& records, const ScoreOptions& o) {
+  PreferenceEval ev;
+  std::vector<EncodedGroup> groups;
+  std::vector<const PreferenceRecord*> kept;
+  for (const auto& r : records) {
+    auto g = encode_group_text(lm.tokenizer, TemplateKind::Finetune, r.prompt, r.reference, {r.chosen, r.rejected}, o.limits);
+    if (!g) {
+      ev.dropped_too_long++;
+      continue;
+    }
+    groups.push_back(std::move(*g));
+    kept.push_back(&r);
+  }
+  std::vector<float> rewards = reward_groups(lm, groups, o);
+  for (size_t i = 0; i < kept.size(); ++i) {
+    float chosen = rewards[2 * i], rejected = rewards[2 * i + 1];
+    std::string cat = kept[i]->category.empty() ? "default" : kept[i]->category;
+    for (AccuracyCounts* c : {&ev.overall, &ev.per_category[cat]}) {
+      c->n++;
+      c->correct += chosen > rejected;
+      c->ties += chosen == rejected;
+      c->margin_sum += static_cast<double>(chosen) - static_cast<double>(rejected);
+    }
+  }
+  return ev;
+}
+
+std::vector<double> score_records(LoadedModel& lm, const std::vector<ScoringRecord>& records, const ScoreOptions& o) {
+  std::vector<EncodedGroup> groups;
+  std::vector<int64_t> slot(records.size(), -1);
+  for (size_t i = 0; i < records.size(); ++i) {
+    auto g = encode_group_text(lm.tokenizer, TemplateKind::Finetune, records[i].prompt, records[i].reference,
+                               {records[i].output}, o.limits);
+    if (!g) continue;
+    slot[i] = static_cast<int64_t>(groups.size());
+    groups.push_back(std::move(*g));
+  }
+  std::vector<float> rewards = reward_groups(lm, groups, o);
+  std::vector<double> out(records.size(), std::numeric_limits<double>::quiet_NaN());
+  for (size_t i = 0; i < records.size(); ++i)
+    if (slot[i] >= 0) out[i] = rewards[static_cast<size_t>(slot[i])];
+  return out;
+}
+
+}  // namespace polar

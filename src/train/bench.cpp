@@ -1,0 +1,145 @@
+#include "polar/train/bench.h"
+
+#include <torch/torch.h>
+#include <spdlog/spdlog.h>
+
+#include <chrono>
+#include <filesystem>
+#include <random>
+#include <sys/resource.h>
+#include <unistd.h>
+
+#if __has_include(<c10/cuda/CUDACachingAllocator.h>)
+#include <c10/cuda/CUDACachingAllocator.h>
+#define POLAR_HAVE_CUDA_ALLOCATOR 1
+#endif
+
+#include "polar/data/shards.h"
+#include "polar/train/trainer.h"
+
+namespace fs = std::filesystem;
+
+namespace polar {
+
+using nlohmann::json;
+using Clock = std::chrono::steady_clock;
+
+json BenchResult::to_json() const {
+  return json{{"device", device}, {"precision", precision}, {"parameters", parameters},
+              {"tokens_per_step", tokens_per_step}, {"tokens_per_s", tokens_per_s}, {"ms_per_step", ms_per_step},
+              {"achieved_gflops", achieved_gflops}, {"peak_gflops", peak_gflops}, {"peak_kind", peak_kind},
+              {"mfu", mfu}, {"peak_memory_mb", peak_memory_mb}};
+}
+
+namespace {
+
+void synchronize(const torch::Device& d) {
+  if (d.is_cuda()) torch::cuda::synchronize(d.index());
+}
+
+double peak_memory_mb(const torch::Device& d) {
+#ifdef POLAR_HAVE_CUDA_ALLOCATOR
+  if (d.is_cuda()) {
+    auto stats = c10::cuda::CUDACachingAllocator::getDeviceStats(d.index());
+    return static_cast<double>(stats.allocated_bytes[0].peak) / (1 << 20);
+  }
+#endif
+  struct rusage ru {};
+  getrusage(RUSAGE_SELF, &ru);
+  return static_cast<double>(ru.ru_maxrss) / 1024.0;  // ru_maxrss is in KiB on Linux
+}
+
+// A split of random groups written to `dir`: tokens in [4, vocab), reward token last.
+void write_random_split(const std::string& dir, int64_t n_groups, int64_t seq_len, int64_t negatives, int64_t vocab) {
+  std::mt19937_64 rng(1234);
+  std::uniform_int_distribution<int32_t> tok(4, static_cast<int32_t>(vocab - 1));
+  ShardWriter writer(dir, TemplateKind::Finetune);
+  int64_t prefix = seq_len / 2, cand = seq_len - prefix;
+  for (int64_t g = 0; g < n_groups; ++g) {
+    EncodedGroup e;
+    for (int64_t i = 0; i < prefix; ++i) e.prefix.push_back(tok(rng));
+    for (int64_t k = 0; k <= negatives; ++k) {
+      std::vector<int32_t> c;
+      for (int64_t i = 0; i < cand; ++i) c.push_back(tok(rng));
+      e.candidates.push_back(std::move(c));
+    }
+    writer.add(e, 0);
+  }
+  writer.finish({"random"});
+}
+
+}  // namespace
+
+double measure_matmul_peak_gflops(const torch::Device& device, const std::string& precision, std::string* kind) {
+  bool bf16 = device.is_cuda() && precision == "bf16";
+  int64_t n = device.is_cuda() ? 8192 : 1024;
+  auto dtype = bf16 ? torch::kBFloat16 : torch::kFloat32;
+  auto a = torch::randn({n, n}, torch::TensorOptions().device(device).dtype(dtype));
+  auto b = torch::randn({n, n}, torch::TensorOptions().device(device).dtype(dtype));
+  for (int i = 0; i < 2; ++i) torch::mm(a, b);
+  synchronize(device);
+  int reps = device.is_cuda() ? 20 : 10;
+  double best = 0;
+  for (int trial = 0; trial < 3; ++trial) {
+    auto t0 = Clock::now();
+    for (int i = 0; i < reps; ++i) torch::mm(a, b);
+    synchronize(device);
+    double s = std::chrono::duration<double>(Clock::now() - t0).count();
+    best = std::max(best, 2.0 * n * n * n * reps / s / 1e9);
+  }
+  if (kind) *kind = fmt::format("{} {}x{} matmul, {} threads", bf16 ? "bf16" : "fp32", n, n, torch::get_num_threads());
+  return best;
+}
+
+BenchResult run_bench(TrainConfig cfg, const BenchOptions& o) {
+  fs::path dir = fs::temp_directory_path() / ("polar-bench-" + std::to_string(::getpid()));
+  fs::create_directories(dir);
+  BenchResult res;
+  try {
+    int64_t total_steps = o.steps + o.warmup_steps;
+    int64_t vocab = cfg.model.shape.vocab_size;
+    write_random_split((dir / "train").string(), cfg.train.batch_groups * total_steps, o.seq_len, o.negatives, vocab);
+    cfg.data.train = (dir / "train").string();
+    cfg.data.eval = "";
+    cfg.train.steps = total_steps;
+    cfg.run.output_dir = (dir / "run").string();
+    cfg.data.row_tokens = std::max(cfg.data.row_tokens, o.seq_len);
+    auto setup = [&](TrainConfig& c, const torch::Device& device, const std::optional<std::string>&) {
+      RunSetup r;
+      r.device = device;
+      r.train_data = GroupDataset::open(c.data.train);
+      r.model = RewardModel(c.model.shape);
+      r.model->reset_parameters(1);
+      r.model->to(device);
+      r.resolved_config = c.to_json();
+      return r;
+    };
+    Trainer trainer(cfg, false, setup);
+    torch::Device device = resolve_device(cfg.train.device, 0);
+    for (int64_t s = 0; s < o.warmup_steps; ++s) trainer.train_step(s);
+    synchronize(device);
+    auto t0 = Clock::now();
+    int64_t tokens = 0;
+    for (int64_t s = o.warmup_steps; s < total_steps; ++s) tokens += trainer.train_step(s).tokens;
+    synchronize(device);
+    double secs = std::chrono::duration<double>(Clock::now() - t0).count();
+    res.device = device.str();
+    res.precision = cfg.train.precision;
+    res.parameters = cfg.model.shape.num_parameters();
+    res.tokens_per_step = tokens / std::max<int64_t>(1, o.steps);
+    res.tokens_per_s = static_cast<double>(tokens) / secs;
+    res.ms_per_step = 1000.0 * secs / static_cast<double>(o.steps);
+    // Training = forward + backward = 3x the forward FLOPs.
+    res.achieved_gflops = 3.0 * cfg.model.shape.flops_per_token(o.seq_len) * res.tokens_per_s / 1e9;
+    res.peak_gflops = measure_matmul_peak_gflops(device, cfg.train.precision, &res.peak_kind);
+    res.mfu = res.achieved_gflops / res.peak_gflops;
+    res.peak_memory_mb = peak_memory_mb(device);
+  } catch (...) {
+    fs::remove_all(dir);
+    throw;
+  }
+  fs::remove_all(dir);
+  return res;
+}
+
+}  // namespace polar

@@ -1,0 +1,221 @@
+#include "polar/train/checkpoint.h"
+
+#include <torch/serialize.h>
+#include <torch/optim/optimizer.h>
+#include <spdlog/spdlog.h>
+
+#include <ATen/CPUGeneratorImpl.h>
+
+#include <algorithm>
+#include <cstring>
+#include <mutex>
+#include <filesystem>
+#include <sstream>
+#include <unistd.h>
+
+#include "polar/common/error.h"
+#include "polar/common/json_config.h"
+#include "polar/io/hf.h"
+#include "polar/io/safetensors.h"
+
+namespace fs = std::filesystem;
+
+namespace polar {
+
+using nlohmann::json;
+
+namespace {
+
+const char kB64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+
+std::string base64_encode(const uint8_t* data, size_t n) {
+  std::string out;
+  out.reserve((n + 2) / 3 * 4);
+  for (size_t i = 0; i < n; i += 3) {
+    uint32_t v = static_cast<uint32_t>(data[i]) << 16;
+    if (i + 1 < n) v |= static_cast<uint32_t>(data[i + 1]) << 8;
+    if (i + 2 < n) v |= data[i + 2];
+    out += kB64[(v >> 18) & 63];
+    out += kB64[(v >> 12) & 63];
+    out += i + 1 < n ? kB64[(v >> 6) & 63] : '=';
+    out += i + 2 < n ? kB64[v & 63] : '=';
+  }
+  return out;
+}
+
+std::vector<uint8_t> base64_decode(const std::string& s, const std::string& where) {
+  std::vector<uint8_t> out;
+  uint32_t v = 0;
+  int bits = 0;
+  for (char c : s) {
+    if (c == '=') break;
+    const char* p = std::strchr(kB64, c);
+    POLAR_CHECK(p != nullptr && c != '\0', where, ": invalid base64");
+    v = (v << 6) | static_cast<uint32_t>(p - kB64);
+    bits += 6;
+    if (bits >= 8) {
+      bits -= 8;
+      out.push_back(static_cast<uint8_t>((v >> bits) & 0xFF));
+    }
+  }
+  return out;
+}
+
+std::vector<std::pair<std::string, torch::Tensor>> named_weights(RewardModel& model) {
+  std::vector<std::pair<std::string, torch::Tensor>> out;
+  for (const auto& p : model->named_parameters()) out.emplace_back(p.key(), p.value().detach());
+  return out;
+}
+
+}  // namespace
+
+json TrainerState::to_json() const {
+  return json{{"step", step}, {"groups_consumed", groups_consumed},
+              {"consecutive_bad_steps", consecutive_bad_steps}, {"world_size", world_size},
+              {"rng_state", rng_state_b64}};
+}
+
+TrainerState TrainerState::from_json(const json& j, const std::string& where) {
+  TrainerState s;
+  ConfigReader r(j, where);
+  r.get("step", s.step);
+  r.get("groups_consumed", s.groups_consumed);
+  r.get("consecutive_bad_steps", s.consecutive_bad_steps);
+  r.get("world_size", s.world_size);
+  r.get("rng_state", s.rng_state_b64);
+  r.finish();
+  return s;
+}
+
+void save_checkpoint(const std::string& dir, const CheckpointContents& c) {
+  POLAR_CHECK(c.model && c.tokenizer && c.config, "save_checkpoint: model, tokenizer and config are required");
+  fs::path final_dir(dir);
+  fs::path tmp = final_dir;
+  tmp += ".tmp-" + std::to_string(::getpid());
+  fs::remove_all(tmp);
+  fs::create_directories(tmp);
+  try {
+    io::save_safetensors((tmp / "model.safetensors").string(), named_weights(*c.model),
+                         {{"format", "pt"}, {"producer", "polar"}});
+    write_json_file_atomic((tmp / "config.json").string(), *c.config);
+    c.tokenizer->save((tmp / "tokenizer").string());
+    if (c.optimizer) {
+      torch::serialize::OutputArchive archive;
+      c.optimizer->save(archive);
+      archive.save_to((tmp / "optimizer.pt").string());
+    }
+    if (c.state) {
+      TrainerState state = *c.state;
+      auto gen = at::detail::getDefaultCPUGenerator();
+      torch::Tensor gen_state;
+      {
+        std::lock_guard<std::mutex> lock(gen.mutex());
+        gen_state = gen.get_state();  // opaque bytes
+      }
+      state.rng_state_b64 = base64_encode(gen_state.data_ptr<uint8_t>(), gen_state.numel());
+      write_json_file_atomic((tmp / "trainer_state.json").string(), state.to_json());
+    }
+    // Swap into place: a reader never sees a half-written dir under the final name.
+    fs::path old = final_dir;
+    old += ".old-" + std::to_string(::getpid());
+    if (fs::exists(final_dir)) fs::rename(final_dir, old);
+    fs::rename(tmp, final_dir);
+    fs::remove_all(old);
+  } catch (...) {
+    std::error_code ec;
+    fs::remove_all(tmp, ec);
+    throw;
+  }
+}
+
+std::optional<std::string> find_latest_checkpoint(const std::string& run_dir) {
+  if (!fs::is_directory(run_dir)) return std::nullopt;
+  int64_t best = -1;
+  std::string best_dir;
+  for (const auto& e : fs::directory_iterator(run_dir)) {
+    std::string name = e.path().filename().string();
+    if (!e.is_directory() || name.rfind("checkpoint-", 0) != 0) continue;
+    std::string digits = name.substr(11);
+    if (digits.empty() || !std::all_of(digits.begin(), digits.end(), ::isdigit)) continue;
+    if (!fs::exists(e.path() / "trainer_state.json")) continue;  // incomplete
+    int64_t step = std::stoll(digits);
+    if (step > best) {
+      best = step;
+      best_dir = e.path().string();
+    }
+  }
+  if (best < 0) return std::nullopt;
+  return best_dir;
+}
+
+void prune_checkpoints(const std::string& run_dir, int64_t keep_last) {
+  std::vector<std::pair<int64_t, fs::path>> found;
+  for (const auto& e : fs::directory_iterator(run_dir)) {
+    std::string name = e.path().filename().string();
+    if (!e.is_directory() || name.rfind("checkpoint-", 0) != 0) continue;
+    std::string digits = name.substr(11);
+    if (digits.empty() || !std::all_of(digits.begin(), digits.end(), ::isdigit)) continue;
+    found.emplace_back(std::stoll(digits), e.path());
+  }
+  std::sort(found.begin(), found.end());
+  for (size_t i = 0; i + static_cast<size_t>(keep_last) < found.size(); ++i) fs::remove_all(found[i].second);
+}
+
+ModelConfig load_model_shape(const std::string& path) {
+  if (io::is_hf_directory(path)) return io::import_hf(path, torch::kCPU).shape;
+  fs::path cfg = fs::path(path) / "config.json";
+  POLAR_CHECK(fs::is_regular_file(cfg), path, ": not a checkpoint (no config.json)");
+  json j = read_json_file(cfg.string());
+  POLAR_CHECK(j.contains("model") && j["model"].is_object(), cfg.string(), ": missing \"model\" object");
+  json shape = j["model"];
+  for (const char* k : {"init_from", "shape_from", "tokenizer", "init_seed", "reset_head"}) shape.erase(k);
+  return ModelConfig::from_json(shape, cfg.string() + ": model");
+}
+
+void load_weights(RewardModel& model, const std::string& path) {
+  auto weights = io::load_safetensors_any(path);
+  torch::NoGradGuard no_grad;
+  for (auto& p : model->named_parameters()) {
+    auto it = weights.find(p.key());
+    POLAR_CHECK(it != weights.end(), path, ": missing tensor \"", p.key(), "\"");
+    POLAR_CHECK(it->second.sizes() == p.value().sizes(), path, ": tensor \"", p.key(), "\" has shape ",
+                it->second.sizes(), ", the model expects ", p.value().sizes());
+    p.value().copy_(it->second.to(p.value().dtype()));
+  }
+}
+
+LoadedModel load_model(const std::string& path, const torch::Device& device) {
+  if (io::is_hf_directory(path)) return io::import_hf(path, device);
+  LoadedModel out;
+  out.shape = load_model_shape(path);
+  out.config = read_json_file((fs::path(path) / "config.json").string());
+  out.tokenizer = Tokenizer::load((fs::path(path) / "tokenizer").string());
+  out.model = RewardModel(out.shape);
+  load_weights(out.model, path);
+  out.model->to(device);
+  return out;
+}
+
+void load_optimizer_state(torch::optim::Optimizer& optimizer, const std::string& checkpoint_dir) {
+  fs::path p = fs::path(checkpoint_dir) / "optimizer.pt";
+  POLAR_CHECK(fs::is_regular_file(p), checkpoint_dir, ": no optimizer.pt to resume from");
+  torch::serialize::InputArchive archive;
+  archive.load_from(p.string());
+  optimizer.load(archive);
+}
+
+TrainerState load_trainer_state(const std::string& checkpoint_dir) {
+  fs::path p = fs::path(checkpoint_dir) / "trainer_state.json";
+  TrainerState s = TrainerState::from_json(read_json_file(p.string()), p.string());
+  if (!s.rng_state_b64.empty()) {
+    auto bytes = base64_decode(s.rng_state_b64, p.string());
+    auto t = torch::empty({static_cast<int64_t>(bytes.size())}, torch::kUInt8);
+    std::memcpy(t.data_ptr<uint8_t>(), bytes.data(), bytes.size());
+    auto gen = at::detail::getDefaultCPUGenerator();
+    std::lock_guard<std::mutex> lock(gen.mutex());
+    gen.set_state(t);
+  }
+  return s;
+}
+
+}  // namespace polar

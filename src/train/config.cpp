@@ -1,0 +1,148 @@
+#include "polar/train/config.h"
+
+#include <cmath>
+
+#include "polar/common/json_config.h"
+
+namespace polar {
+
+using nlohmann::json;
+
+namespace {
+
+void parse_model(const json& j, const std::string& where, ModelSection& m) {
+  json shape = j;
+  ConfigReader r(j, where);
+  r.get("init_from", m.init_from);
+  r.get("shape_from", m.shape_from);
+  r.get("tokenizer", m.tokenizer);
+  int64_t seed = static_cast<int64_t>(m.init_seed);
+  r.get("init_seed", seed);
+  m.init_seed = static_cast<uint64_t>(seed);
+  r.get("reset_head", m.reset_head);
+  for (const char* k : {"init_from", "shape_from", "tokenizer", "init_seed", "reset_head"}) shape.erase(k);
+  m.shape_given = !shape.empty();
+  // vocab_size may be left out: it then comes from the tokenizer.
+  if (!shape.contains("vocab_size")) shape["vocab_size"] = m.shape.vocab_size;
+  m.shape = ModelConfig::from_json(shape, where);
+}
+
+}  // namespace
+
+TrainConfig TrainConfig::from_json(const json& j, const std::string& where) {
+  TrainConfig c;
+  ConfigReader r(j, where);
+  r.get("stage", c.stage);
+  POLAR_CHECK(c.stage == "pretrain" || c.stage == "finetune", r.path("stage"),
+              ": expected \"pretrain\" or \"finetune\", got \"", c.stage, "\"");
+  if (const json* m = r.object("model")) parse_model(*m, where + ".model", c.model);
+  if (const json* d = r.object("data")) {
+    ConfigReader s(*d, where + ".data");
+    s.get("train", c.data.train);
+    s.get("eval", c.data.eval);
+    s.get("row_tokens", c.data.row_tokens);
+    s.get("micro_batch_tokens", c.data.micro_batch_tokens);
+    s.finish();
+    POLAR_CHECK(c.data.row_tokens > 0 && c.data.micro_batch_tokens > 0, where,
+                ".data: row_tokens and micro_batch_tokens must be positive");
+  }
+  if (const json* l = r.object("loss")) {
+    ConfigReader s(*l, where + ".loss");
+    s.get("margin", c.loss.margin);
+    s.get("center_coef", c.loss.center_coef);
+    s.finish();
+  }
+  if (const json* t = r.object("train")) {
+    ConfigReader s(*t, where + ".train");
+    auto& x = c.train;
+    s.get("steps", x.steps);
+    s.get("batch_groups", x.batch_groups);
+    s.get("lr", x.lr);
+    s.get("min_lr_ratio", x.min_lr_ratio);
+    s.get("warmup_ratio", x.warmup_ratio);
+    s.get("warmup_steps", x.warmup_steps);
+    s.get("weight_decay", x.weight_decay);
+    s.get("beta1", x.beta1);
+    s.get("beta2", x.beta2);
+    s.get("eps", x.eps);
+    s.get("grad_clip", x.grad_clip);
+    s.get("seed", x.seed);
+    s.get("device", x.device);
+    s.get("precision", x.precision);
+    s.get("max_bad_steps", x.max_bad_steps);
+    s.get("threads", x.threads);
+    s.get("fused_kernels", x.fused_kernels);
+    s.get("dist_timeout_s", x.dist_timeout_s);
+    s.finish();
+    POLAR_CHECK(x.steps > 0, s.path("steps"), ": must be positive");
+    POLAR_CHECK(x.batch_groups > 0, s.path("batch_groups"), ": must be positive");
+    POLAR_CHECK(x.lr > 0 && std::isfinite(x.lr), s.path("lr"), ": must be a positive number");
+    POLAR_CHECK(x.device == "auto" || x.device == "cpu" || x.device == "cuda" || x.device.rfind("cuda:", 0) == 0,
+                s.path("device"), ": expected auto, cpu or cuda[:N], got \"", x.device, "\"");
+    POLAR_CHECK(x.precision == "fp32" || x.precision == "bf16", s.path("precision"),
+                ": expected fp32 or bf16, got \"", x.precision, "\"");
+  }
+  if (const json* e = r.object("eval")) {
+    ConfigReader s(*e, where + ".eval");
+    s.get("every", c.eval.every);
+    s.get("max_groups", c.eval.max_groups);
+    s.finish();
+  }
+  if (const json* u = r.object("run")) {
+    ConfigReader s(*u, where + ".run");
+    s.get("output_dir", c.run.output_dir);
+    s.get("checkpoint_every", c.run.checkpoint_every);
+    s.get("keep_last", c.run.keep_last);
+    s.get("log_every", c.run.log_every);
+    s.finish();
+    POLAR_CHECK(c.run.keep_last >= 1, s.path("keep_last"), ": must be at least 1");
+    POLAR_CHECK(c.run.log_every >= 1, s.path("log_every"), ": must be at least 1");
+  }
+  r.finish();
+  return c;
+}
+
+json TrainConfig::to_json() const {
+  json model = this->model.shape.to_json();
+  model["init_from"] = this->model.init_from;
+  model["shape_from"] = this->model.shape_from;
+  model["tokenizer"] = this->model.tokenizer;
+  model["init_seed"] = this->model.init_seed;
+  model["reset_head"] = this->model.reset_head;
+  const auto& t = train;
+  return json{
+      {"stage", stage},
+      {"model", model},
+      {"data", {{"train", data.train}, {"eval", data.eval}, {"row_tokens", data.row_tokens},
+                {"micro_batch_tokens", data.micro_batch_tokens}}},
+      {"loss", {{"margin", loss.margin}, {"center_coef", loss.center_coef}}},
+      {"train", {{"steps", t.steps}, {"batch_groups", t.batch_groups}, {"lr", t.lr},
+                 {"min_lr_ratio", t.min_lr_ratio}, {"warmup_ratio", t.warmup_ratio},
+                 {"warmup_steps", t.warmup_steps}, {"weight_decay", t.weight_decay},
+                 {"beta1", t.beta1}, {"beta2", t.beta2}, {"eps", t.eps}, {"grad_clip", t.grad_clip},
+                 {"seed", t.seed}, {"device", t.device}, {"precision", t.precision},
+                 {"max_bad_steps", t.max_bad_steps}, {"threads", t.threads},
+                 {"fused_kernels", t.fused_kernels}, {"dist_timeout_s", t.dist_timeout_s}}},
+      {"eval", {{"every", eval.every}, {"max_groups", eval.max_groups}}},
+      {"run", {{"output_dir", run.output_dir}, {"checkpoint_every", run.checkpoint_every},
+               {"keep_last", run.keep_last}, {"log_every", run.log_every}}},
+  };
+}
+
+TrainConfig load_train_config(const std::string& path, const std::vector<std::string>& overrides) {
+  json j = read_json_file(path);
+  for (const auto& o : overrides) apply_override(j, o);
+  return TrainConfig::from_json(j, path);
+}
+
+double learning_rate_at(const TrainSection& t, int64_t step) {
+  int64_t warmup = t.warmup_steps >= 0 ? t.warmup_steps
+                                       : static_cast<int64_t>(std::llround(t.warmup_ratio * t.steps));
+  if (warmup > 0 && step < warmup) return t.lr * static_cast<double>(step + 1) / static_cast<double>(warmup);
+  int64_t decay_steps = std::max<int64_t>(1, t.steps - warmup);
+  double progress = std::min(1.0, static_cast<double>(step - warmup) / static_cast<double>(decay_steps));
+  double cosine = 0.5 * (1.0 + std::cos(M_PI * progress));
+  return t.lr * (t.min_lr_ratio + (1.0 - t.min_lr_ratio) * cosine);
+}
+
+}  // namespace polar

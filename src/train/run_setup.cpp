@@ -1,0 +1,174 @@
+#include "polar/train/run_setup.h"
+
+#include <ATen/autocast_mode.h>
+#include <torch/torch.h>
+#include <spdlog/spdlog.h>
+
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+#include "polar/common/error.h"
+#include "polar/common/json_config.h"
+#include "polar/kernels/fused.h"
+#include "polar/train/checkpoint.h"
+
+namespace fs = std::filesystem;
+
+namespace polar {
+
+using nlohmann::json;
+
+torch::Device resolve_device(const std::string& name, int local_rank) {
+  if (name == "cpu") return torch::kCPU;
+  if (name == "auto" && !torch::cuda::is_available()) return torch::kCPU;
+  POLAR_CHECK(torch::cuda::is_available(), "train.device = ", name, " but no CUDA device is available");
+  if (name.rfind("cuda:", 0) == 0) return torch::Device(name);
+  return torch::Device(torch::kCUDA, static_cast<c10::DeviceIndex>(local_rank % torch::cuda::device_count()));
+}
+
+std::string resolve_split_dir(const std::string& path, const std::string& split) {
+  if (fs::is_regular_file(fs::path(path) / "split.json")) return path;
+  fs::path sub = fs::path(path) / split;
+  POLAR_CHECK(fs::is_regular_file(sub / "split.json"), path, ": neither a split directory (split.json) nor a dataset",
+              " directory with ", split, "/split.json (build one with `polar data`)");
+  return sub.string();
+}
+
+namespace {
+
+std::string read_bytes(const fs::path& p) {
+  std::ifstream in(p, std::ios::binary);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+// The tokenizer a split was built with: DATASET/tokenizer next to DATASET/<split>.
+std::optional<fs::path> dataset_tokenizer(const std::string& split_dir) {
+  fs::path t = fs::path(split_dir).parent_path() / "tokenizer";
+  if (fs::is_regular_file(t / "tokenizer.model")) return t;
+  return std::nullopt;
+}
+
+}  // namespace
+
+RunSetup prepare_run(TrainConfig& cfg, const torch::Device& device, const std::optional<std::string>& resume_from) {
+  RunSetup r;
+  r.device = device;
+  POLAR_CHECK(!cfg.data.train.empty(), "data.train is not set (a dataset dir built by `polar data`)");
+  std::string train_dir = resolve_split_dir(cfg.data.train, "train");
+  r.train_data = GroupDataset::open(train_dir);
+  std::string eval_dir = cfg.data.eval;
+  if (eval_dir.empty()) {
+    fs::path sibling = fs::path(train_dir).parent_path() / "eval";
+    if (fs::is_regular_file(sibling / "split.json")) eval_dir = sibling.string();
+  } else {
+    eval_dir = resolve_split_dir(eval_dir, "eval");
+  }
+  if (!eval_dir.empty()) {
+    auto ev = GroupDataset::open(eval_dir);
+    if (ev.size() > 0) r.eval_data = ev;
+  }
+  cfg.data.train = train_dir;
+  cfg.data.eval = r.eval_data ? eval_dir : "";
+
+  // Tokenizer and model shape.
+  const auto& m = cfg.model;
+  std::optional<LoadedModel> init;
+  if (!m.init_from.empty()) init = load_model(m.init_from, torch::kCPU);
+  std::string tok_path = m.tokenizer;
+  if (tok_path.empty() && init) {
+    r.tokenizer = init->tokenizer;
+  } else {
+    if (tok_path.empty()) {
+      auto t = dataset_tokenizer(train_dir);
+      POLAR_CHECK(t.has_value(), train_dir, ": no tokenizer next to the data; set model.tokenizer");
+      tok_path = t->string();
+    }
+    r.tokenizer = Tokenizer::load(tok_path);
+  }
+  if (auto data_tok = dataset_tokenizer(train_dir)) {
+    Tokenizer dt = Tokenizer::load(data_tok->string());
+    bool same = dt.vocab_size() == r.tokenizer.vocab_size() && dt.special().reward == r.tokenizer.special().reward &&
+                dt.special().reward_sep == r.tokenizer.special().reward_sep;
+    for (int32_t id = 0; same && id < dt.vocab_size(); id += 1) same = dt.id_to_piece(id) == r.tokenizer.id_to_piece(id);
+    POLAR_CHECK(same, train_dir, ": the data was tokenised with a different tokenizer (", data_tok->string(),
+                ") than the model's; rebuild the data with the model's tokenizer");
+  }
+
+  ModelConfig shape;
+  if (init) {
+    shape = init->shape;
+  } else if (!m.shape_from.empty()) {
+    shape = load_model_shape(m.shape_from);
+  } else {
+    shape = m.shape;
+    if (shape.vocab_size < r.tokenizer.vocab_size()) {
+      shape.vocab_size = (r.tokenizer.vocab_size() + 63) / 64 * 64;  // multiple of 64 for matmul speed
+      spdlog::info("model.vocab_size set to {} from the tokenizer ({} pieces)", shape.vocab_size, r.tokenizer.vocab_size());
+    }
+  }
+  POLAR_CHECK(shape.vocab_size >= r.tokenizer.vocab_size(), "the model's vocab_size (", shape.vocab_size,
+              ") is smaller than the tokenizer's (", r.tokenizer.vocab_size(), ")");
+  shape.validate();
+  cfg.model.shape = shape;
+
+  if (init) {
+    r.model = init->model;
+    if (m.reset_head) r.model->reset_reward_head(m.init_seed ? m.init_seed : static_cast<uint64_t>(cfg.train.seed));
+  } else {
+    r.model = RewardModel(shape);
+    r.model->reset_parameters(m.init_seed ? m.init_seed : static_cast<uint64_t>(cfg.train.seed));
+  }
+  if (resume_from) load_weights(r.model, *resume_from);
+  r.model->to(device);
+  r.model->train();
+  r.resolved_config = cfg.to_json();
+  return r;
+}
+
+PackedBatch to_device(PackedBatch b, const torch::Device& device) {
+  if (device.is_cpu()) return b;
+  for (torch::Tensor* t : {&b.tokens, &b.positions, &b.segments, &b.reward_index, &b.pair_pos, &b.pair_neg})
+    *t = t->to(device, /*non_blocking=*/true);
+  return b;
+}
+
+std::shared_ptr<void> autocast_guard(const std::string& precision, const torch::Device& device) {
+  if (precision != "bf16" || !device.is_cuda()) return nullptr;
+  bool prev = at::autocast::is_autocast_enabled(at::kCUDA);
+  at::ScalarType prev_dtype = at::autocast::get_autocast_dtype(at::kCUDA);
+  at::autocast::set_autocast_enabled(at::kCUDA, true);
+  at::autocast::set_autocast_dtype(at::kCUDA, at::kBFloat16);
+  return std::shared_ptr<void>(nullptr, [prev, prev_dtype](void*) {
+    at::autocast::set_autocast_enabled(at::kCUDA, prev);
+    at::autocast::set_autocast_dtype(at::kCUDA, prev_dtype);
+    at::autocast::clear_cache();
+  });
+}
+
+PairLoss compute_pair_loss(const torch::Tensor& rewards, const PackedBatch& batch, double global_pairs,
+                           const LossOptions& options, bool fused) {
+  if (!fused) return polar_pair_loss(rewards, batch.pair_pos, batch.pair_neg, global_pairs, options);
+  // Pairs come group by group with the positive first, so the CSR layout follows from pair_pos.
+  auto pos_cpu = batch.pair_pos.cpu();
+  auto [pos_index, inverse, counts] = torch::unique_consecutive(pos_cpu, false, true);
+  auto offsets = torch::cat({torch::zeros({1}, torch::kLong), counts.cumsum(0)});
+  return kernels::pair_loss_grouped(rewards, pos_index.to(rewards.device()), offsets.to(rewards.device()),
+                                    batch.pair_neg, global_pairs, options, true);
+}
+
+void truncate_metrics_after(const std::string& path, int64_t step) {
+  if (!fs::exists(path)) return;
+  std::ifstream in(path);
+  std::string line, kept;
+  while (std::getline(in, line)) {
+    if (line.empty()) continue;
+    auto j = json::parse(line, nullptr, false);
+    if (j.is_discarded() || !j.contains("step") || j["step"].get<int64_t>() <= step) kept += line + "\n";
+  }
+  write_file_atomic(path, kept);
+}
+
+}  // namespace polar
