@@ -1,0 +1,1 @@
+"""Modules of tools/gen_data.py: pool, tasks, respond, build, check."""
