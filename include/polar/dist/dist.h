@@ -25,12 +25,16 @@ struct DistEnv {
   int master_port = 29500;
   int restart_count = 0;
   static DistEnv from_environment();
+  // "rank 1/4 (local 1/2) via 10.0.0.1:29500": for logs and error messages.
+  std::string describe() const;
   bool distributed() const { return world_size > 1; }
 };
 
 struct DistOptions {
   std::chrono::milliseconds timeout{std::chrono::seconds(300)};  // every collective and rendezvous
   int64_t bucket_bytes = 25 << 20;
+  // Build the process group even when world_size is 1 (device checks of the NCCL/Gloo path).
+  bool force_process_group = false;
 };
 
 class Context {
@@ -63,6 +67,9 @@ class Context {
   // and total communication time; for the DDP benchmark.
   virtual double last_exposed_comm_seconds() const = 0;
   virtual double last_total_comm_seconds() const = 0;
+  // Collectives issued since creation (broadcasts, all-reduces, gradient buckets); tests use it
+  // to show that accumulation micro-steps communicate nothing.
+  virtual int64_t collective_count() const = 0;
 };
 
 }  // namespace polar::dist
