@@ -1,8 +1,51 @@
-// Placeholder until the tokenizer module lands.
+// `polar tokenizer train|encode`: train a POLAR sentencepiece tokenizer; show how text encodes.
 #include <CLI/CLI.hpp>
+#include <fmt/format.h>
+
+#include <cstdio>
+#include <memory>
 
 #include "polar/cli/commands.h"
+#include "polar/tokenizer/tokenizer.h"
 
 namespace polar::cli {
-void add_tokenizer_command(CLI::App& app) { (void)app; }
+
+void add_tokenizer_command(CLI::App& app) {
+  auto* cmd = app.add_subcommand("tokenizer", "Train a tokenizer or inspect how text is encoded");
+  cmd->require_subcommand(1);
+
+  auto train = std::make_shared<TokenizerTrainOptions>();
+  auto* t = cmd->add_subcommand("train", "Train a byte-fallback sentencepiece tokenizer with POLAR's special tokens");
+  t->add_option("--input", train->inputs, "Text files, or .jsonl files (every string field is used)")
+      ->required()
+      ->check(CLI::ExistingFile);
+  t->add_option("--vocab-size", train->vocab_size, "Vocabulary size (> 262: 256 byte pieces + specials)")
+      ->required();
+  t->add_option("--output", train->output_dir, "Directory to write tokenizer.model and polar_tokenizer.json")
+      ->required();
+  t->add_option("--model-type", train->model_type, "bpe or unigram")
+      ->check(CLI::IsMember({"bpe", "unigram"}))
+      ->capture_default_str();
+  t->add_option("--max-sentences", train->max_sentences, "Use at most this many lines of text")
+      ->capture_default_str();
+  t->callback([train] { train_tokenizer(*train); });
+
+  struct EncodeArgs {
+    std::string tokenizer, text;
+  };
+  auto enc = std::make_shared<EncodeArgs>();
+  auto* e = cmd->add_subcommand("encode", "Print the ids and pieces of a text (debug aid)");
+  e->add_option("--tokenizer", enc->tokenizer, "Tokenizer directory or .model file")->required();
+  e->add_option("--text", enc->text, "Text to encode")->required();
+  e->callback([enc] {
+    const Tokenizer tok = Tokenizer::load(enc->tokenizer);
+    const auto ids = tok.encode(enc->text);
+    const SpecialTokens& s = tok.special();
+    fmt::print("vocab {}  bos {}  eos {}  pad {}  <|reward|> {}  reward token {}\n", tok.vocab_size(), s.bos, s.eos,
+               s.pad, s.reward_sep, s.reward);
+    fmt::print("{} tokens\n", ids.size());
+    for (int32_t id : ids) fmt::print("{}\t{:?}\n", id, tok.id_to_piece(id));
+  });
+}
+
 }  // namespace polar::cli

@@ -1,11 +1,14 @@
 // Readers for the three JSONL inputs. Each text field is a string or a messages list
 // ([{"role":..., "content":...}], rendered by joining contents with "\n"). Bad lines (bad JSON,
 // missing or mistyped field, empty text, invalid UTF-8) throw polar::Error("FILE:LINE: ...")
-// unless skip_invalid is set, in which case they are counted in ReadStats by reason.
+// unless skip_invalid is set, in which case they are counted in ReadStats by reason. Blank lines
+// are ignored; extra keys are allowed. The readers add to *stats (it may be null), so one
+// ReadStats can sum several files.
 #pragma once
 
 #include <nlohmann/json_fwd.hpp>
 
+#include <cstddef>
 #include <cstdint>
 #include <map>
 #include <string>
@@ -39,6 +42,10 @@ struct ReadStats {
 std::vector<TrajectoryRecord> read_trajectories(const std::string& path, bool skip_invalid, ReadStats* stats);
 std::vector<PreferenceRecord> read_preferences(const std::string& path, bool skip_invalid, ReadStats* stats);
 std::vector<ScoringRecord> read_scoring(const std::string& path, bool skip_invalid, ReadStats* stats);
+
+// True when `bytes` is well-formed UTF-8 (no overlongs, surrogates or code points past U+10FFFF);
+// otherwise *bad_offset (when given) is the byte offset of the first bad sequence.
+bool is_valid_utf8(const std::string& bytes, size_t* bad_offset = nullptr);
 
 // A text field: a string, or a messages list joined with "\n". Throws polar::Error(where + ...).
 std::string render_text_field(const nlohmann::json& value, const std::string& where);
