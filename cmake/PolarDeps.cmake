@@ -25,6 +25,9 @@ target_link_libraries(polar_torch INTERFACE ${TORCH_LIBRARIES})
 target_include_directories(polar_torch INTERFACE ${TORCH_INCLUDE_DIRS})
 separate_arguments(_polar_torch_flags UNIX_COMMAND "${TORCH_CXX_FLAGS}")
 target_compile_options(polar_torch INTERFACE ${_polar_torch_flags})
+# The wheel's libtorch.so exports its own copies of std::filesystem (built with a newer GCC);
+# listing libstdc++ first among the DT_NEEDED entries makes our calls bind to the system copy.
+target_link_options(polar_torch INTERFACE "LINKER:--push-state,--no-as-needed" "-lstdc++" "LINKER:--pop-state")
 add_library(polar::torch ALIAS polar_torch)
 
 find_package(nlohmann_json 3 REQUIRED)
@@ -37,10 +40,20 @@ target_link_libraries(sentencepiece INTERFACE PkgConfig::SENTENCEPIECE)
 
 # The torch wheel ships fmt 12 headers under its include root, which would shadow Debian's fmt 9
 # that libspdlog was built against. A shim directory placed first makes <fmt/...> mean Debian's.
+# POLAR_FMT_INCLUDE: the directory holding that fmt/ (e.g. .deps/root/usr/include for unpacked debs).
+set(POLAR_FMT_INCLUDE "/usr/include" CACHE PATH "Directory that holds the fmt/ headers spdlog was built against")
+if(NOT EXISTS "${POLAR_FMT_INCLUDE}/fmt/format.h")
+  message(FATAL_ERROR "polar: no fmt headers at ${POLAR_FMT_INCLUDE}/fmt (install libfmt-dev or set POLAR_FMT_INCLUDE)")
+endif()
 set(POLAR_FMT_SHIM "${CMAKE_BINARY_DIR}/fmt-shim")
 file(MAKE_DIRECTORY "${POLAR_FMT_SHIM}")
-if(NOT EXISTS "${POLAR_FMT_SHIM}/fmt")
-  file(CREATE_LINK /usr/include/fmt "${POLAR_FMT_SHIM}/fmt" SYMBOLIC)
+set(_polar_fmt_link "")
+if(IS_SYMLINK "${POLAR_FMT_SHIM}/fmt")
+  file(READ_SYMLINK "${POLAR_FMT_SHIM}/fmt" _polar_fmt_link)
+endif()
+if(NOT _polar_fmt_link STREQUAL "${POLAR_FMT_INCLUDE}/fmt")
+  file(REMOVE "${POLAR_FMT_SHIM}/fmt")
+  file(CREATE_LINK "${POLAR_FMT_INCLUDE}/fmt" "${POLAR_FMT_SHIM}/fmt" SYMBOLIC)
 endif()
 add_library(polar_fmt_shim INTERFACE)
 target_include_directories(polar_fmt_shim BEFORE INTERFACE "${POLAR_FMT_SHIM}")
