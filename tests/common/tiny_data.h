@@ -1,5 +1,5 @@
 // Test fixtures: a tiny tokenizer and a tiny POLAR dataset with a learnable signal (the
-// positive copies the reference, negatives are random), written with the real data pipeline.
+// positive copies the reference, negatives are drawn from other token ids), written with the real data pipeline.
 #pragma once
 
 #include <cstdint>

@@ -47,15 +47,17 @@ TEST(Trainer, SmokeLossFallsAccuracyRises) {
   ASSERT_EQ(trainer.run(), 0);
   auto m = read_metrics(tmp / "run");
   ASSERT_EQ(m.size(), 40u);
-  double first = 0, last = 0, acc_first = 0, acc_last = 0;
+  // Step 1 is measured on the freshly initialised model (its loss is ~log 2).
+  double first = m[0]["loss"].get<double>(), acc_first = m[0]["accuracy"].get<double>();
+  double last = 0, acc_last = 0;
   for (int i = 0; i < 8; ++i) {
-    first += m[i]["loss"].get<double>() / 8;
-    acc_first += m[i]["accuracy"].get<double>() / 8;
     last += m[m.size() - 1 - i]["loss"].get<double>() / 8;
     acc_last += m[m.size() - 1 - i]["accuracy"].get<double>() / 8;
   }
-  EXPECT_LT(last, first - 0.15) << "loss did not fall";
-  EXPECT_GT(acc_last, acc_first + 0.15) << "accuracy did not rise";
+  EXPECT_NEAR(first, std::log(2.0), 0.05);
+  EXPECT_LT(last, first - 0.3) << "loss did not fall";
+  EXPECT_GT(acc_last, acc_first + 0.2) << "accuracy did not rise";
+  EXPECT_GT(m.back()["eval_accuracy"].get<double>(), 0.9);
   EXPECT_TRUE(m.back().contains("eval_accuracy"));
   EXPECT_TRUE(fs::exists(tmp / "run/final/model.safetensors"));
   EXPECT_TRUE(fs::exists(tmp / "run/final/tokenizer/tokenizer.model"));
