@@ -94,6 +94,7 @@ TrainConfig TrainConfig::from_json(const json& j, const std::string& where) {
     s.get("checkpoint_every", c.run.checkpoint_every);
     s.get("keep_last", c.run.keep_last);
     s.get("log_every", c.run.log_every);
+    s.get("stop_after_steps", c.run.stop_after_steps);
     s.finish();
     POLAR_CHECK(c.run.keep_last >= 1, s.path("keep_last"), ": must be at least 1");
     POLAR_CHECK(c.run.log_every >= 1, s.path("log_every"), ": must be at least 1");
@@ -125,7 +126,8 @@ json TrainConfig::to_json() const {
                  {"fused_kernels", t.fused_kernels}, {"dist_timeout_s", t.dist_timeout_s}}},
       {"eval", {{"every", eval.every}, {"max_groups", eval.max_groups}}},
       {"run", {{"output_dir", run.output_dir}, {"checkpoint_every", run.checkpoint_every},
-               {"keep_last", run.keep_last}, {"log_every", run.log_every}}},
+               {"keep_last", run.keep_last}, {"log_every", run.log_every},
+               {"stop_after_steps", run.stop_after_steps}}},
   };
 }
 

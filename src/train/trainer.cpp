@@ -278,6 +278,11 @@ int Trainer::run() {
       if (main) spdlog::warn("stopped by signal {} after step {}; continue with --resume", sig, s.state.step);
       return 128 + sig;
     }
+    if (!last && cfg.run.stop_after_steps > 0 && s.state.step - start_step >= cfg.run.stop_after_steps) {
+      save(fmt::format("checkpoint-{}", s.state.step), true);
+      if (main) spdlog::info("stopping after {} steps (run.stop_after_steps); continue with --resume", cfg.run.stop_after_steps);
+      return 0;
+    }
     if (!last && cfg.run.checkpoint_every > 0 && s.state.step % cfg.run.checkpoint_every == 0)
       save(fmt::format("checkpoint-{}", s.state.step), true);
   }

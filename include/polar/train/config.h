@@ -60,6 +60,9 @@ struct RunSection {
   int64_t checkpoint_every = 0; // 0: only at the end
   int64_t keep_last = 2;
   int64_t log_every = 1;
+  // Checkpoint and stop after this many steps in this invocation (0: run to the end); for
+  // time-limited job slots: the next invocation continues with --resume.
+  int64_t stop_after_steps = 0;
 };
 
 struct TrainConfig {
