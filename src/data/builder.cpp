@@ -166,6 +166,10 @@ class SplitWriters {
   void finish(const std::vector<std::string>& categories, const std::string& why_empty) {
     POLAR_CHECK(train_counts_.groups + eval_counts_.groups > 0, "no groups to write: ", why_empty,
                 "; ", dropped_too_long_, " groups too long for --max-length");
+    if (dropped_too_long_ > 0) {
+      spdlog::warn("data: dropped {} groups that do not fit --max-length even with the prompt cut away",
+                   dropped_too_long_);
+    }
     train_.finish(categories);
     eval_.finish(categories);
   }
