@@ -1,0 +1,76 @@
+// Packed variable-length causal attention through ATen's flash attention (the varlen form that
+// takes cu_seqlens), and the "are the kernels usable here" probe. ATen registers the backward
+// of _flash_attention_forward (FlashAttentionBackward0), so autograd flows through it as is.
+#include <torch/torch.h>
+
+#include "polar/common/error.h"
+#include "polar/kernels/fused.h"
+
+#ifdef POLAR_WITH_CUDA
+#include <ATen/ops/_flash_attention_forward.h>
+#include <c10/cuda/CUDAFunctions.h>
+#include <c10/cuda/CUDAGuard.h>
+#include <cuda_runtime_api.h>
+#endif
+
+namespace polar::kernels {
+
+bool cuda_kernels_available() {
+#ifdef POLAR_WITH_CUDA
+  static const bool available = c10::cuda::device_count() > 0;
+  return available;
+#else
+  return false;
+#endif
+}
+
+bool varlen_attention_available(const torch::Tensor& q) {
+#ifdef POLAR_WITH_CUDA
+  if (!q.defined() || !q.is_cuda() || q.dim() != 3) return false;
+  if (q.scalar_type() != torch::kBFloat16 && q.scalar_type() != torch::kHalf) return false;
+  const int64_t d = q.size(2);
+  if (d % 8 != 0 || d > 256) return false;  // the head sizes flash attention is built for
+  int major = 0;
+  // Flash attention needs sm_80 or newer (Ampere, Hopper).
+  if (cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, q.get_device()) != cudaSuccess) {
+    return false;
+  }
+  return major >= 8;
+#else
+  (void)q;
+  return false;
+#endif
+}
+
+torch::Tensor varlen_attention(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
+                               const torch::Tensor& cu_seqlens, int64_t max_seqlen) {
+  POLAR_CHECK(varlen_attention_available(q),
+              "varlen_attention: needs CUDA bf16/fp16 q of shape (T, Hq, D), D a multiple of 8 "
+              "up to 256, on an sm_80+ GPU with the CUDA build; use AttentionImpl::Math otherwise");
+  POLAR_CHECK(k.dim() == 3 && v.sizes() == k.sizes() && k.size(0) == q.size(0) && k.size(2) == q.size(2),
+              "varlen_attention: k and v must be (T, Hkv, D) matching q ", q.sizes(), ", got ",
+              k.sizes(), " and ", v.sizes());
+  POLAR_CHECK(k.size(1) > 0 && q.size(1) % k.size(1) == 0,
+              "varlen_attention: Hq = ", q.size(1), " must be a multiple of Hkv = ", k.size(1));
+  POLAR_CHECK(k.scalar_type() == q.scalar_type() && v.scalar_type() == q.scalar_type() &&
+                  k.device() == q.device() && v.device() == q.device(),
+              "varlen_attention: q, k and v must share dtype and device");
+  POLAR_CHECK(cu_seqlens.dim() == 1 && cu_seqlens.size(0) >= 2 && cu_seqlens.device() == q.device(),
+              "varlen_attention: cu_seqlens must be (S + 1) on q's device");
+  POLAR_CHECK(max_seqlen > 0, "varlen_attention: max_seqlen must be positive");
+#ifdef POLAR_WITH_CUDA
+  c10::cuda::CUDAGuard guard(q.device());
+  const torch::Tensor cu = cu_seqlens.to(torch::kInt).contiguous();
+  // Flash attention wants the head dimension contiguous; packed projections usually are.
+  const auto last_contiguous = [](const torch::Tensor& t) { return t.stride(-1) == 1 ? t : t.contiguous(); };
+  auto out = at::_flash_attention_forward(last_contiguous(q), last_contiguous(k), last_contiguous(v), cu,
+                                          cu, max_seqlen, max_seqlen, /*dropout_p=*/0.0,
+                                          /*is_causal=*/true, /*return_debug_mask=*/false);
+  return std::get<0>(out);  // (T, Hq, D)
+#else
+  (void)cu_seqlens;
+  return torch::Tensor();
+#endif
+}
+
+}  // namespace polar::kernels
