@@ -300,9 +300,11 @@ Tensor RewardModelImpl::backbone(const Tensor& tokens_in, const Tensor& position
 
   Tensor x = embed_tokens_.index_select(0, tokens.reshape({B * T})).view({B, T, config_.hidden_size});
   if (attention_impl_ == AttentionImpl::Varlen) {
-    POLAR_CHECK(kernels::varlen_attention_available(x),
-                "RewardModel: varlen attention is unavailable for ", x.scalar_type(), " on ", x.device(),
-                " (needs the CUDA kernels and bf16/fp16); use attention_impl Math");
+    // Probe with a tensor shaped like the packed queries (N, Hq, D).
+    const Tensor probe = x.view({B * T, config_.num_heads, D});
+    POLAR_CHECK(kernels::varlen_attention_available(probe), "RewardModel: varlen attention is unavailable for ",
+                x.scalar_type(), " on ", x.device(), " with head_dim ", D,
+                " (needs the CUDA kernels, bf16/fp16 and an sm_80+ GPU); use attention_impl Math");
   }
   for (const auto& module : layers_) {
     auto layer = std::static_pointer_cast<Layer>(module);
