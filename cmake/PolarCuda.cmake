@@ -51,6 +51,7 @@ if(NOT POLAR_CUDA STREQUAL "OFF" AND POLAR_CU_SOURCES)
       # scripts/device/check.sh on a GPU machine.
       add_executable(polar_kernel_bench "${CMAKE_CURRENT_SOURCE_DIR}/scripts/device/kernel_bench_main.cpp")
       target_link_libraries(polar_kernel_bench PRIVATE polar_core)
+      target_precompile_headers(polar_kernel_bench REUSE_FROM polar_core)
       set_target_properties(polar_kernel_bench PROPERTIES RUNTIME_OUTPUT_DIRECTORY "${CMAKE_BINARY_DIR}")
     elseif(POLAR_CUDA STREQUAL "ON")
       message(FATAL_ERROR "POLAR_CUDA=ON but LibTorch at ${Torch_DIR} is a CPU-only build (no torch_cuda target)")

@@ -69,10 +69,11 @@ struct RewardHeadFunction : public torch::autograd::Function<RewardHeadFunction>
     const auto acc = acc_type(hidden);
     const Tensor nw = norm_weight.to(acc).contiguous();      // (H)
     const Tensor hw = head_weight.to(acc).reshape({-1}).contiguous();  // (H)
-    const int64_t T = hidden.size(0), H = hidden.size(1), N = idx.size(0);
+    const int64_t H = hidden.size(1);
     Tensor rewards, rstd;  // (N), (N)
     if (hidden.is_cuda()) {
 #ifdef POLAR_WITH_CUDA
+      const int64_t T = hidden.size(0), N = idx.size(0);
       c10::cuda::CUDAGuard guard(hidden.device());
       rewards = torch::empty({N}, hidden.options().dtype(torch::kFloat));
       rstd = torch::empty({N}, rewards.options());
@@ -101,11 +102,12 @@ struct RewardHeadFunction : public torch::autograd::Function<RewardHeadFunction>
     const auto saved = ctx->get_saved_variables();
     const Tensor &hidden = saved[0], &idx = saved[1], &nw = saved[2], &hw = saved[3];
     const Tensor &rewards = saved[4], &rstd = saved[5];
-    const int64_t T = hidden.size(0), H = hidden.size(1), N = idx.size(0);
+    const int64_t T = hidden.size(0), H = hidden.size(1);
     const Tensor grad_r = grads[0].to(rewards.scalar_type()).contiguous();  // (N)
     Tensor grad_rows, grad_nw, grad_hw;  // (N, H) in the hidden type, (H), (H)
     if (hidden.is_cuda()) {
 #ifdef POLAR_WITH_CUDA
+      const int64_t N = idx.size(0);
       c10::cuda::CUDAGuard guard(hidden.device());
       grad_rows = torch::empty({N, H}, hidden.options());
       grad_nw = torch::zeros({H}, nw.options());
