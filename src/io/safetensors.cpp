@@ -205,7 +205,14 @@ const TensorInfo& SafetensorsFile::info(const std::string& name) const {
 torch::Tensor SafetensorsFile::tensor(const std::string& name) const {
   const TensorInfo& ti = info(name);
   const std::string where = impl_->path + ": tensor '" + name + "'";
-  torch::Tensor t = torch::empty(ti.shape, torch::TensorOptions().dtype(torch_dtype(ti.dtype, where)));
+  const c10::ScalarType dtype = torch_dtype(ti.dtype, where);
+  torch::Tensor t;
+  try {
+    t = torch::empty(ti.shape, torch::TensorOptions().dtype(dtype));
+  } catch (const c10::Error& e) {
+    // A zero-size shape may still have dimensions whose strides overflow (e.g. [0, 2^62, 2^62]).
+    throw Error(where + ": cannot create a tensor of this shape: " + e.what_without_backtrace());
+  }
   const uint64_t nbytes = ti.end - ti.begin;
   POLAR_CHECK(tensor_bytes(t) == nbytes, where, ": size mismatch");  // guaranteed by the parser
   if (nbytes == 0) return t;

@@ -158,6 +158,16 @@ TEST(Safetensors, RefusesBoolBytesOtherThanZeroOrOne) {
   EXPECT_THAT(error_of([&] { f.tensor("m"); }), HasSubstr("tensor 'm': BOOL element 2 is byte 2 (expected 0 or 1)"));
 }
 
+TEST(Safetensors, ZeroSizeShapeWithHugeDimensionsIsAnErrorNotACrash) {
+  // Valid for the parser (element count 0), but torch cannot build the strides.
+  TempDir dir;
+  const std::string header =
+      "{\"w\":{\"dtype\":\"U8\",\"shape\":[0,4611686018427387904,4611686018427387904],\"data_offsets\":[0,0]}}";
+  write_file_bytes(dir.file("z.safetensors"), testing::make_safetensors_image(header, ""));
+  const SafetensorsFile f = SafetensorsFile::open(dir.file("z.safetensors"));
+  EXPECT_THAT(error_of([&] { f.tensor("w"); }), HasSubstr("z.safetensors: tensor 'w': cannot create a tensor of this shape"));
+}
+
 TEST(Safetensors, WriterRefusesBadInputAndLeavesNoPartialFile) {
   TempDir dir;
   const std::string path = dir.file("w.safetensors");
