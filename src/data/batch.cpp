@@ -32,8 +32,7 @@ torch::Tensor to_tensor(std::vector<int64_t>& values) {
 }  // namespace
 
 PackedBatch pack_groups(const std::vector<GroupRef>& groups, const PackOptions& options) {
-  POLAR_CHECK(options.row_tokens > 0, "pack_groups: row_tokens must be > 0, got ",
-              options.row_tokens);
+  POLAR_CHECK(options.row_tokens > 0, "pack_groups: row_tokens must be > 0, got ", options.row_tokens);
   POLAR_CHECK(!groups.empty(), "pack_groups: no groups to pack");
 
   // Sequences in reward order: group 0 cand 0, group 0 cand 1, ..., group 1 cand 0, ...
@@ -47,8 +46,8 @@ PackedBatch pack_groups(const std::vector<GroupRef>& groups, const PackOptions& 
     const auto first = static_cast<int64_t>(sequences.size());
     for (size_t c = 0; c < group.candidates.size(); ++c) {
       const TokenSpan& span = group.candidates[c];
-      POLAR_CHECK(span.size >= 0 && (span.size == 0 || span.data), "pack_groups: group ", g,
-                  " candidate ", c, " has an invalid token span");
+      POLAR_CHECK(span.size >= 0 && (span.size == 0 || span.data), "pack_groups: group ", g, " candidate ", c,
+                  " has an invalid token span");
       const int64_t length = group.prefix.size + span.size;
       // The reward is read at the last token, so an empty sequence has nowhere to read it.
       POLAR_CHECK(length > 0, "pack_groups: group ", g, " candidate ", c, " is empty");
@@ -64,9 +63,8 @@ PackedBatch pack_groups(const std::vector<GroupRef>& groups, const PackOptions& 
   // First-fit decreasing; ties keep reward order (stable sort) so the layout is deterministic.
   std::vector<int64_t> order(sequences.size());
   std::iota(order.begin(), order.end(), 0);
-  std::stable_sort(order.begin(), order.end(), [&](int64_t a, int64_t b) {
-    return sequences[a].length > sequences[b].length;
-  });
+  std::stable_sort(order.begin(), order.end(),
+                   [&](int64_t a, int64_t b) { return sequences[a].length > sequences[b].length; });
   std::vector<Row> rows;
   for (int64_t s : order) {
     const int64_t length = sequences[s].length;
@@ -133,8 +131,7 @@ PackedBatch pack_groups(const std::vector<GroupRef>& groups, const PackOptions& 
 
 std::vector<std::pair<int64_t, int64_t>> split_micro_batches(const std::vector<GroupRef>& groups,
                                                              int64_t token_budget) {
-  POLAR_CHECK(token_budget > 0, "split_micro_batches: token_budget must be > 0, got ",
-              token_budget);
+  POLAR_CHECK(token_budget > 0, "split_micro_batches: token_budget must be > 0, got ", token_budget);
   std::vector<std::pair<int64_t, int64_t>> ranges;
   const auto n = static_cast<int64_t>(groups.size());
   int64_t begin = 0;

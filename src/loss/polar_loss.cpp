@@ -6,16 +6,14 @@
 namespace polar {
 
 PairLoss polar_pair_loss(const torch::Tensor& rewards, const torch::Tensor& pair_pos,
-                         const torch::Tensor& pair_neg, double global_pairs,
-                         const LossOptions& options) {
+                         const torch::Tensor& pair_neg, double global_pairs, const LossOptions& options) {
   POLAR_CHECK(rewards.defined() && rewards.dim() == 1 && rewards.is_floating_point(),
               "polar_pair_loss: rewards must be a 1-D floating tensor");
-  POLAR_CHECK(pair_pos.defined() && pair_neg.defined() && pair_pos.dim() == 1 &&
-                  pair_neg.dim() == 1 && pair_pos.scalar_type() == torch::kInt64 &&
-                  pair_neg.scalar_type() == torch::kInt64,
+  POLAR_CHECK(pair_pos.defined() && pair_neg.defined() && pair_pos.dim() == 1 && pair_neg.dim() == 1 &&
+                  pair_pos.scalar_type() == torch::kInt64 && pair_neg.scalar_type() == torch::kInt64,
               "polar_pair_loss: pair_pos and pair_neg must be 1-D int64 tensors");
-  POLAR_CHECK(pair_pos.size(0) == pair_neg.size(0), "polar_pair_loss: ", pair_pos.size(0),
-              " positives but ", pair_neg.size(0), " negatives");
+  POLAR_CHECK(pair_pos.size(0) == pair_neg.size(0), "polar_pair_loss: ", pair_pos.size(0), " positives but ",
+              pair_neg.size(0), " negatives");
   POLAR_CHECK(global_pairs > 0, "polar_pair_loss: global_pairs must be > 0, got ", global_pairs);
   const int64_t n_pairs = pair_pos.size(0);
   const int64_t n_rewards = rewards.size(0);
@@ -23,8 +21,8 @@ PairLoss polar_pair_loss(const torch::Tensor& rewards, const torch::Tensor& pair
     // Out-of-range indices would be a device assert on CUDA; name them here instead.
     const auto lo = torch::minimum(pair_pos.min(), pair_neg.min()).item<int64_t>();
     const auto hi = torch::maximum(pair_pos.max(), pair_neg.max()).item<int64_t>();
-    POLAR_CHECK(lo >= 0 && hi < n_rewards, "polar_pair_loss: pair index out of range [0, ",
-                n_rewards, "): min ", lo, ", max ", hi);
+    POLAR_CHECK(lo >= 0 && hi < n_rewards, "polar_pair_loss: pair index out of range [0, ", n_rewards,
+                "): min ", lo, ", max ", hi);
   }
 
   // fp32 at least, so bf16 rewards do not lose the small differences the loss is made of.

@@ -3,8 +3,9 @@
 #include "polar/model/reward_model.h"
 
 #include <ATen/CPUGeneratorImpl.h>
-#include <functional>
 #include <torch/torch.h>
+
+#include <functional>
 
 #include "polar/common/error.h"
 #include "polar/data/batch.h"
@@ -120,9 +121,12 @@ struct AttentionModule : torch::nn::Module {
 
 struct MLPImpl : torch::nn::Module {  // SwiGLU: down(silu(gate(x)) * up(x))
   explicit MLPImpl(const ModelConfig& c) {
-    gate_proj = register_module("gate_proj", std::make_shared<ProjImpl>(c.hidden_size, c.intermediate_size, false));
-    up_proj = register_module("up_proj", std::make_shared<ProjImpl>(c.hidden_size, c.intermediate_size, false));
-    down_proj = register_module("down_proj", std::make_shared<ProjImpl>(c.intermediate_size, c.hidden_size, false));
+    gate_proj =
+        register_module("gate_proj", std::make_shared<ProjImpl>(c.hidden_size, c.intermediate_size, false));
+    up_proj =
+        register_module("up_proj", std::make_shared<ProjImpl>(c.hidden_size, c.intermediate_size, false));
+    down_proj =
+        register_module("down_proj", std::make_shared<ProjImpl>(c.intermediate_size, c.hidden_size, false));
   }
   Tensor forward(const Tensor& x) {
     return down_proj->forward(torch::silu(gate_proj->forward(x)) * up_proj->forward(x));
@@ -177,10 +181,10 @@ Tensor checkpoint_call(std::function<Tensor(const Tensor&)> fn, Tensor x) {
 }
 
 void check_token_tensor(const Tensor& t, const char* name, const Tensor& like) {
-  POLAR_CHECK(t.defined() && t.dim() == 2 && t.scalar_type() == torch::kInt64,
-              "RewardModel: ", name, " must be a (B, T) int64 tensor");
-  POLAR_CHECK(t.sizes() == like.sizes(), "RewardModel: ", name, " has shape ", t.sizes(),
-              ", tokens have ", like.sizes());
+  POLAR_CHECK(t.defined() && t.dim() == 2 && t.scalar_type() == torch::kInt64, "RewardModel: ", name,
+              " must be a (B, T) int64 tensor");
+  POLAR_CHECK(t.sizes() == like.sizes(), "RewardModel: ", name, " has shape ", t.sizes(), ", tokens have ",
+              like.sizes());
 }
 
 }  // namespace
@@ -190,7 +194,8 @@ struct RewardModelImpl::Layer : torch::nn::Module {
   explicit Layer(const ModelConfig& c) {
     self_attn = register_module("self_attn", std::make_shared<AttentionModule>(c));
     mlp = register_module("mlp", std::make_shared<MLPImpl>(c));
-    input_layernorm = register_module("input_layernorm", std::make_shared<RMSNormImpl>(c.hidden_size, c.rms_eps));
+    input_layernorm =
+        register_module("input_layernorm", std::make_shared<RMSNormImpl>(c.hidden_size, c.rms_eps));
     post_attention_layernorm =
         register_module("post_attention_layernorm", std::make_shared<RMSNormImpl>(c.hidden_size, c.rms_eps));
   }
@@ -207,16 +212,22 @@ RewardModelImpl::RewardModelImpl(const ModelConfig& config) : config_(config) {
   config_.validate();
   // Registration order is HF's, so named_parameters() lists names in the same order.
   auto model = register_module("model", std::make_shared<torch::nn::Module>());
-  embed_tokens_ = model->register_module(
-      "embed_tokens", std::make_shared<WeightHolder>(std::vector<int64_t>{config_.vocab_size, config_.hidden_size}))->weight;
+  embed_tokens_ = model
+                      ->register_module("embed_tokens", std::make_shared<WeightHolder>(std::vector<int64_t>{
+                                                            config_.vocab_size, config_.hidden_size}))
+                      ->weight;
   auto layers = model->register_module("layers", torch::nn::ModuleList());
   for (int64_t i = 0; i < config_.num_layers; ++i) {
     auto layer = std::make_shared<Layer>(config_);
     layers->push_back(layer);
     layers_.push_back(layer);
   }
-  norm_weight_ = model->register_module("norm", std::make_shared<RMSNormImpl>(config_.hidden_size, config_.rms_eps))->weight;
-  score_weight_ = register_module("score", std::make_shared<WeightHolder>(std::vector<int64_t>{1, config_.hidden_size}))->weight;
+  norm_weight_ =
+      model->register_module("norm", std::make_shared<RMSNormImpl>(config_.hidden_size, config_.rms_eps))
+          ->weight;
+  score_weight_ =
+      register_module("score", std::make_shared<WeightHolder>(std::vector<int64_t>{1, config_.hidden_size}))
+          ->weight;
   reset_parameters(0);
 }
 
@@ -278,18 +289,20 @@ Tensor RewardModelImpl::backbone(const Tensor& tokens_in, const Tensor& position
     // Same segment, causal, and a real query; padding attends to itself only, so no row of the
     // mask is empty (an empty row would make softmax NaN).
     const Tensor same = segments.unsqueeze(2) == segments.unsqueeze(1);  // (B, T, T)
-    const Tensor causal = torch::ones({T, T}, torch::TensorOptions().dtype(torch::kBool).device(device)).tril();
-    const Tensor real_query = (segments > 0).unsqueeze(2);               // (B, T, 1)
+    const Tensor causal =
+        torch::ones({T, T}, torch::TensorOptions().dtype(torch::kBool).device(device)).tril();
+    const Tensor real_query = (segments > 0).unsqueeze(2);  // (B, T, 1)
     const Tensor self = torch::eye(T, torch::TensorOptions().dtype(torch::kBool).device(device));
-    in.mask = ((same & causal & real_query) | self).unsqueeze(1);         // (B, 1, T, T)
+    in.mask = ((same & causal & real_query) | self).unsqueeze(1);  // (B, 1, T, T)
   } else {
     POLAR_CHECK(tokens.is_cuda(), "RewardModel: attention_impl Varlen needs CUDA tensors; use Math on CPU");
     // Real tokens in row-major order; sequences are contiguous runs of one (row, segment).
     const Tensor flat_segments = segments.reshape({B * T});
-    in.token_index = (flat_segments > 0).nonzero().squeeze(1);                             // (N_tok)
+    in.token_index = (flat_segments > 0).nonzero().squeeze(1);  // (N_tok)
     const int64_t n_tok = in.token_index.size(0);
     POLAR_CHECK(n_tok > 0, "RewardModel: batch has no real tokens");
-    const Tensor seq_id = torch::div(in.token_index, T, "floor") * (T + 1) + flat_segments.index_select(0, in.token_index);
+    const Tensor seq_id =
+        torch::div(in.token_index, T, "floor") * (T + 1) + flat_segments.index_select(0, in.token_index);
     const Tensor starts = torch::cat({torch::ones({1}, seq_id.options().dtype(torch::kBool)),
                                       seq_id.slice(0, 1) != seq_id.slice(0, 0, n_tok - 1)})
                               .nonzero()
@@ -302,8 +315,9 @@ Tensor RewardModelImpl::backbone(const Tensor& tokens_in, const Tensor& position
   if (attention_impl_ == AttentionImpl::Varlen) {
     // Probe with a tensor shaped like the packed queries (N, Hq, D).
     const Tensor probe = x.view({B * T, config_.num_heads, D});
-    POLAR_CHECK(kernels::varlen_attention_available(probe), "RewardModel: varlen attention is unavailable for ",
-                x.scalar_type(), " on ", x.device(), " with head_dim ", D,
+    POLAR_CHECK(kernels::varlen_attention_available(probe),
+                "RewardModel: varlen attention is unavailable for ", x.scalar_type(), " on ", x.device(),
+                " with head_dim ", D,
                 " (needs the CUDA kernels, bf16/fp16 and an sm_80+ GPU); use attention_impl Math");
   }
   for (const auto& module : layers_) {
@@ -329,14 +343,14 @@ Tensor RewardModelImpl::reward_head(const Tensor& hidden_flat, const Tensor& rew
   }
   // Reference path, all in fp32 (fp64 for a double model) so bf16 rewards keep their precision.
   const auto compute = hidden_flat.scalar_type() == torch::kDouble ? torch::kDouble : torch::kFloat;
-  const Tensor h = hidden_flat.index_select(0, idx).to(compute);                   // (N, H)
+  const Tensor h = hidden_flat.index_select(0, idx).to(compute);  // (N, H)
   const Tensor normed = h * torch::rsqrt(h.square().mean(-1, /*keepdim=*/true) + config_.rms_eps);
-  const Tensor weighted = normed * norm_weight_.to(compute);                       // (N, H)
-  return torch::matmul(weighted, score_weight_.to(compute).t()).squeeze(-1);       // (N)
+  const Tensor weighted = normed * norm_weight_.to(compute);                  // (N, H)
+  return torch::matmul(weighted, score_weight_.to(compute).t()).squeeze(-1);  // (N)
 }
 
-Tensor RewardModelImpl::forward(const Tensor& tokens, const Tensor& positions,
-                                const Tensor& segments, const Tensor& reward_index) {
+Tensor RewardModelImpl::forward(const Tensor& tokens, const Tensor& positions, const Tensor& segments,
+                                const Tensor& reward_index) {
   const Tensor hidden = backbone(tokens, positions, segments);  // (B, T, H)
   return reward_head(hidden.reshape({-1, config_.hidden_size}), reward_index);
 }

@@ -4,9 +4,9 @@
 
 #include <random>
 
+#include "../model/tiny_model.h"
 #include "polar/common/error.h"
 #include "polar/data/batch.h"
-#include "../model/tiny_model.h"
 
 namespace polar {
 namespace {
@@ -21,18 +21,18 @@ std::vector<int64_t> vec(const Tensor& t) {
 
 TEST(PackedBatch, LayoutByHand) {
   GroupBuilder b;
-  b.add({1, 2}, {{3, 4, 5}, {6}}, 0);                                  // sequences of 5 and 3
+  b.add({1, 2}, {{3, 4, 5}, {6}}, 0);                                           // sequences of 5 and 3
   b.add({7}, {{8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18}, {19, 20}, {21}}, 4);  // 12, 3, 2
   const PackedBatch p = pack_groups(b.groups(), {10, 0});
   // Decreasing: 12 (too long: own row 0), 5 -> row 1, 3 -> row 1, 3 -> row 2 (row 1 has 2
   // left), 2 -> row 1. T = the longest row = 12.
   ASSERT_EQ(p.tokens.sizes(), (std::vector<int64_t>{3, 12}));
-  EXPECT_EQ(vec(p.tokens), (std::vector<int64_t>{7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18,  //
-                                                 1, 2, 3, 4, 5, 1, 2, 6, 7, 21, 0, 0,          //
-                                                 7, 19, 20, 0, 0, 0, 0, 0, 0, 0, 0, 0}));
+  EXPECT_EQ(vec(p.tokens), (std::vector<int64_t>{7, 8,  9,  10, 11, 12, 13, 14, 15, 16, 17, 18,  //
+                                                 1, 2,  3,  4,  5,  1,  2,  6,  7,  21, 0,  0,   //
+                                                 7, 19, 20, 0,  0,  0,  0,  0,  0,  0,  0,  0}));
   EXPECT_EQ(vec(p.positions), (std::vector<int64_t>{0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11,  //
-                                                    0, 1, 2, 3, 4, 0, 1, 2, 0, 1, 0, 0,     //
-                                                    0, 1, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0}));
+                                                    0, 1, 2, 3, 4, 0, 1, 2, 0, 1, 0,  0,   //
+                                                    0, 1, 2, 0, 0, 0, 0, 0, 0, 0, 0,  0}));
   EXPECT_EQ(vec(p.segments), (std::vector<int64_t>{1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,  //
                                                    1, 1, 1, 1, 1, 2, 2, 2, 3, 3, 0, 0,  //
                                                    1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0}));

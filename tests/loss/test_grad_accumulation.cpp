@@ -4,10 +4,10 @@
 
 #include <cmath>
 
+#include "../model/tiny_model.h"
 #include "polar/data/batch.h"
 #include "polar/loss/polar_loss.h"
 #include "polar/model/reward_model.h"
-#include "../model/tiny_model.h"
 
 namespace polar {
 namespace {
@@ -39,8 +39,8 @@ StepResult accumulate(const GroupBuilder& builder, const Ranges& ranges, int64_t
   StepResult out;
   for (const auto& [begin, end] : ranges) {
     const PackedBatch batch = pack_groups(builder.slice(begin, end), {row_tokens, 0});
-    const PairLoss loss = polar_pair_loss(model->forward(batch), batch.pair_pos, batch.pair_neg,
-                                          global_pairs, {});
+    const PairLoss loss =
+        polar_pair_loss(model->forward(batch), batch.pair_pos, batch.pair_neg, global_pairs, {});
     loss.loss.backward();
     out.loss += loss.loss.item<double>();
     out.pairs += loss.n_pairs;
@@ -84,7 +84,7 @@ TEST(GradAccumulation, EightPairsOneOrFourMicroBatches) {
 
 TEST(GradAccumulation, GroupsWithSeveralNegativesSplitByBudget) {
   GroupBuilder builder(37);
-  builder.add_random(8, {3, 5, 2}, 0);      // 3 candidates: 2 pairs
+  builder.add_random(8, {3, 5, 2}, 0);  // 3 candidates: 2 pairs
   builder.add_random(4, {6, 1}, 0);
   builder.add_random(12, {2, 2, 7, 4}, 0);  // 3 pairs
   builder.add_random(3, {9, 5}, 0);

@@ -1,9 +1,9 @@
 // polar_pair_loss: values by hand, margin and centering, accuracy and ties, stability at large
 // reward gaps, dtypes, and gradients against finite differences in double.
 #include <gtest/gtest.h>
+#include <torch/torch.h>
 
 #include <cmath>
-#include <torch/torch.h>
 
 #include "polar/common/error.h"
 #include "polar/loss/polar_loss.h"
@@ -58,7 +58,8 @@ TEST(PolarLoss, SwappedLabelsGiveComplementaryAccuracy) {
 
 TEST(PolarLoss, StableAtLargeGaps) {
   for (auto dtype : {torch::kFloat, torch::kDouble}) {
-    const Tensor rewards = torch::tensor(std::vector<double>{0.0, 1000.0, -1000.0}, dtype).requires_grad_(true);
+    const Tensor rewards =
+        torch::tensor(std::vector<double>{0.0, 1000.0, -1000.0}, dtype).requires_grad_(true);
     const PairLoss out = polar_pair_loss(rewards, i64({0, 1, 0}), i64({1, 0, 2}), 3.0, {});
     // pair 0: gap -1000 -> 1000; pair 1: gap 1000 -> 0; pair 2: gap 1000 -> 0.
     EXPECT_NEAR(out.loss_sum, 1000.0, 1e-3);

@@ -27,7 +27,8 @@ std::vector<std::string> hf_names(int64_t layers, bool qkv_bias) {
       if (qkv_bias) names.push_back(p + "self_attn." + proj + ".bias");
     }
     names.push_back(p + "self_attn.o_proj.weight");
-    for (const char* proj : {"gate_proj", "up_proj", "down_proj"}) names.push_back(p + "mlp." + proj + ".weight");
+    for (const char* proj : {"gate_proj", "up_proj", "down_proj"})
+      names.push_back(p + "mlp." + proj + ".weight");
     names.push_back(p + "input_layernorm.weight");
     names.push_back(p + "post_attention_layernorm.weight");
   }
@@ -76,7 +77,8 @@ TEST(RewardModel, ResetParametersIsDeterministic) {
   const double std = param(a, "model.embed_tokens.weight").std().item<double>();
   EXPECT_NEAR(std, 0.02, 0.002);
   b->reset_parameters(12);
-  EXPECT_FALSE(torch::equal(param(a, "model.layers.0.mlp.up_proj.weight"), param(b, "model.layers.0.mlp.up_proj.weight")));
+  EXPECT_FALSE(torch::equal(param(a, "model.layers.0.mlp.up_proj.weight"),
+                            param(b, "model.layers.0.mlp.up_proj.weight")));
   // reset_reward_head touches score.weight only.
   const Tensor embed = param(a, "model.embed_tokens.weight").clone();
   const Tensor score = param(a, "score.weight").clone();
@@ -123,8 +125,8 @@ double naive_reward(RewardModel& model, const std::vector<int64_t>& tokens) {
       const Tensor qh = rope(q.narrow(1, head * D, D));
       const Tensor kh = rope(k.narrow(1, kv * D, D));
       const Tensor vh = v.narrow(1, kv * D, D);
-      const Tensor scores = (torch::matmul(qh, kh.t()) / std::sqrt(static_cast<double>(D)))
-                                .masked_fill(future, -INFINITY);
+      const Tensor scores =
+          (torch::matmul(qh, kh.t()) / std::sqrt(static_cast<double>(D))).masked_fill(future, -INFINITY);
       heads.push_back(torch::matmul(torch::softmax(scores, 1), vh));
     }
     x = x + linear(torch::cat(heads, 1), p + "self_attn.o_proj", false);
@@ -138,7 +140,7 @@ double naive_reward(RewardModel& model, const std::vector<int64_t>& tokens) {
 
 TEST(RewardModel, MatchesNaiveLlamaReference) {
   ModelConfig c = testutil::tiny_config(2, true);
-  c.rope_theta = 500.0;    // short wavelengths, so a RoPE convention error cannot hide
+  c.rope_theta = 500.0;  // short wavelengths, so a RoPE convention error cannot hide
   c.rope_scaling = 2.0;
   c.rms_eps = 1e-5;
   RewardModel model = testutil::tiny_model(c);
@@ -167,7 +169,7 @@ TEST_P(RewardModelPacking, PackedRewardsEqualSequencesAlone) {
   GroupBuilder builder(5);
   builder.add_random(7, {5, 1, 12}, 0);
   builder.add_random(3, {20, 2}, 1);
-  builder.add_random(1, {1, 4}, 0);   // a length-2 sequence
+  builder.add_random(1, {1, 4}, 0);    // a length-2 sequence
   builder.add_random(25, {10, 6}, 2);  // 35 tokens: longer than a 30-token row
   std::vector<double> alone;
   for (const GroupRef& g : builder.groups())
@@ -238,7 +240,8 @@ TEST(RewardModel, DoubleGradientMatchesFiniteDifferences) {
   const LossOptions options{0.3, 0.05};
   const auto loss_value = [&] {
     torch::NoGradGuard no_grad;
-    return polar_pair_loss(model->forward(batch), batch.pair_pos, batch.pair_neg, 5, options).loss.item<double>();
+    return polar_pair_loss(model->forward(batch), batch.pair_pos, batch.pair_neg, 5, options)
+        .loss.item<double>();
   };
   const PairLoss loss = polar_pair_loss(model->forward(batch), batch.pair_pos, batch.pair_neg, 5, options);
   ASSERT_EQ(loss.loss.scalar_type(), torch::kDouble);

@@ -69,7 +69,8 @@ struct RunResult {
   std::vector<Tensor> grads;
 };
 
-RunResult run_bf16(const ModelConfig& config, const PackedBatch& batch, AttentionImpl impl, bool checkpointing) {
+RunResult run_bf16(const ModelConfig& config, const PackedBatch& batch, AttentionImpl impl,
+                   bool checkpointing) {
   RewardModel model = testutil::tiny_model(config);
   model->to(torch::kCUDA, torch::kBFloat16);
   model->set_attention_impl(impl);
