@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <cstdio>
 
 #include "polar/common/error.h"
 #include "polar/data/batch.h"
@@ -54,10 +55,12 @@ TEST_F(RewardModelGpu, PlainAndFusedPathsMatchCpu) {
   ASSERT_TRUE(plain.is_cuda());
   // fp32 on both; cuBLAS/SDPA reduce in another order: ~1e-6.
   EXPECT_LT(rel_err(plain, cpu), 1e-5);
+  std::printf("[gpu] fp32 CUDA vs CPU rewards: rel err %.3g\n", rel_err(plain, cpu));
   model->set_fused_head(true);
   const Tensor fused = model->forward(batch);
   EXPECT_EQ(fused.scalar_type(), torch::kFloat);
   EXPECT_LT(rel_err(fused, plain), 1e-5);
+  std::printf("[gpu] fused vs plain reward head: rel err %.3g\n", rel_err(fused, plain));
   // fp32 has no flash kernel: varlen refuses instead of silently running something else.
   model->set_attention_impl(AttentionImpl::Varlen);
   EXPECT_THROW(model->forward(batch), Error);
@@ -91,9 +94,13 @@ TEST_F(RewardModelGpu, VarlenMatchesMaskedAttentionInBf16) {
     const RunResult varlen = run_bf16(config, batch, AttentionImpl::Varlen, false);
     // bf16 activations (8 bits of mantissa) through two layers: ~1e-2 relative.
     EXPECT_LT(rel_err(varlen.rewards, math.rewards), 2e-2) << "kv_heads " << kv_heads;
+    double worst_grad = 0;
     for (size_t i = 0; i < math.grads.size(); ++i) {
+      worst_grad = std::max(worst_grad, rel_err(varlen.grads[i], math.grads[i]));
       EXPECT_LT(rel_err(varlen.grads[i], math.grads[i]), 5e-2) << "kv_heads " << kv_heads << " param " << i;
     }
+    std::printf("[gpu] bf16 varlen vs masked SDPA, kv_heads %ld: rewards %.3g, worst gradient %.3g\n",
+                static_cast<long>(kv_heads), rel_err(varlen.rewards, math.rewards), worst_grad);
     const RunResult checkpointed = run_bf16(config, batch, AttentionImpl::Varlen, true);
     EXPECT_LT(rel_err(checkpointed.rewards, varlen.rewards), 1e-6);
     for (size_t i = 0; i < varlen.grads.size(); ++i) {
@@ -117,6 +124,8 @@ TEST_F(RewardModelGpu, VarlenPackedEqualsAlone) {
   for (int64_t row_tokens : {64, 160, 1024}) {
     const Tensor rewards = model->forward(pack_groups(builder.groups(), {row_tokens, 0}));
     EXPECT_LT(rel_err(rewards, expected), 3e-2) << "row_tokens " << row_tokens;
+    std::printf("[gpu] bf16 varlen packed (row %ld) vs fp32 alone: rel err %.3g\n", static_cast<long>(row_tokens),
+                rel_err(rewards, expected));
   }
 }
 
