@@ -9,6 +9,7 @@
 #include <algorithm>
 #include <cmath>
 #include <limits>
+#include <cstdlib>
 #include <random>
 #include <string>
 #include <vector>
@@ -23,10 +24,19 @@ namespace {
 
 using torch::Tensor;
 
+// POLAR_TEST_GPU_SUITES_ON_CPU=1 runs these suites' logic on CPU tensors through the kernels'
+// CPU mirrors (tests that need a real device still skip): a check of the tests themselves on a
+// machine without a GPU. It never counts as a GPU run.
+bool on_cpu() {
+  static const bool cpu = std::getenv("POLAR_TEST_GPU_SUITES_ON_CPU") != nullptr;
+  return cpu;
+}
+torch::Device dev() { return on_cpu() ? torch::Device(torch::kCPU) : torch::Device(torch::kCUDA); }
+
 class GpuTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    if (!cuda_kernels_available()) {
+    if (!cuda_kernels_available() && !on_cpu()) {
       GTEST_SKIP() << "needs a CUDA device and the kernels compiled in (POLAR_WITH_CUDA)";
     }
     seed_ = std::random_device{}();
@@ -45,7 +55,7 @@ double rel_err(const Tensor& a, const Tensor& b) {
   return (x - y).norm().item<double>() / std::max(y.norm().item<double>(), 1e-30);
 }
 
-const auto kCuda = torch::TensorOptions().device(torch::kCUDA);
+torch::TensorOptions on_dev() { return torch::TensorOptions().device(dev()); }
 
 // ---- reward head ----------------------------------------------------------------------------
 
@@ -55,10 +65,10 @@ struct Head {
 
 Head make_head(int64_t T, int64_t H, const Tensor& idx, torch::ScalarType dtype) {
   Head h;
-  h.hidden = torch::randn({T, H}, kCuda).to(dtype).requires_grad_();
-  h.idx = idx.to(torch::kCUDA);
-  h.nw = (1 + 0.3 * torch::randn({H}, kCuda)).to(dtype).requires_grad_();
-  h.hw = torch::randn({1, H}, kCuda).to(dtype).requires_grad_();
+  h.hidden = torch::randn({T, H}, on_dev()).to(dtype).requires_grad_();
+  h.idx = idx.to(dev());
+  h.nw = (1 + 0.3 * torch::randn({H}, on_dev())).to(dtype).requires_grad_();
+  h.hw = torch::randn({1, H}, on_dev()).to(dtype).requires_grad_();
   return h;
 }
 
@@ -80,7 +90,7 @@ std::vector<Tensor> head_run(const Head& h, const Tensor& c, bool kernel) {
 TEST_F(FusedRewardHeadGpu, MatchesReference) {
   struct Case { int64_t T, H, N; bool all_rows, repeats; torch::ScalarType dtype; double tol; };
   const std::vector<Case> cases = {
-      {1, 1, 1, true, false, torch::kFloat, 1e-5},         {5, 3, 5, true, false, torch::kFloat, 1e-5},
+      {1, 8, 1, true, false, torch::kFloat, 1e-5},         {5, 3, 5, true, false, torch::kFloat, 1e-5},
       {37, 67, 11, false, false, torch::kFloat, 1e-5},     {300, 1031, 64, false, true, torch::kFloat, 1e-5},
       {2048, 4096, 257, false, false, torch::kFloat, 1e-5}, {70, 4099, 70, true, false, torch::kFloat, 1e-5},
       {513, 2048, 300, false, true, torch::kFloat, 1e-5},   {37, 67, 37, true, false, torch::kBFloat16, 1e-2},
@@ -94,7 +104,7 @@ TEST_F(FusedRewardHeadGpu, MatchesReference) {
                             : torch::randint(0, k.T, {k.N}, torch::kLong);
     if (!k.repeats && !k.all_rows) idx = torch::randperm(k.T, torch::kLong).slice(0, 0, k.N);
     const Head h = make_head(k.T, k.H, idx, k.dtype);
-    const Tensor c = torch::randn({idx.size(0)}, kCuda);
+    const Tensor c = torch::randn({idx.size(0)}, on_dev());
     const auto got = head_run(h, c, true);
     const auto want = head_run(h, c, false);
     EXPECT_EQ(got[0].scalar_type(), torch::kFloat);
@@ -105,14 +115,14 @@ TEST_F(FusedRewardHeadGpu, MatchesReference) {
       if (i > 0) EXPECT_EQ(got[i].scalar_type(), k.dtype) << names[i];
     }
     // Rows never read get exactly zero gradient.
-    const Tensor untouched = torch::ones({k.T}, torch::kBool).index_fill_(0, idx, false).to(torch::kCUDA);
+    const Tensor untouched = torch::ones({k.T}, torch::kBool).index_fill_(0, idx, false).to(dev());
     EXPECT_EQ(got[1].index({untouched}).abs().sum().item<double>(), 0.0);
   }
 }
 
 TEST_F(FusedRewardHeadGpu, BitIdenticalReruns) {
   const Head h = make_head(8192, 2048, torch::randint(0, 8192, {3000}, torch::kLong), torch::kBFloat16);
-  const Tensor c = torch::randn({3000}, kCuda);
+  const Tensor c = torch::randn({3000}, on_dev());
   const auto a = head_run(h, c, true);
   for (int rep = 0; rep < 3; ++rep) {
     const auto b = head_run(h, c, true);
@@ -121,6 +131,7 @@ TEST_F(FusedRewardHeadGpu, BitIdenticalReruns) {
 }
 
 TEST_F(FusedRewardHeadGpu, OutOfRangeIndexGivesNaNNotAFault) {
+  if (on_cpu()) GTEST_SKIP() << "needs the device itself";
   const Head h = make_head(16, 64, torch::tensor({3, 16, 5}, torch::kLong), torch::kFloat);
   const Tensor r = detail::reward_head_fused(h.hidden, h.idx, h.nw, h.hw, 1e-6).cpu();
   EXPECT_TRUE(std::isnan(r[1].item<float>()));
@@ -129,6 +140,7 @@ TEST_F(FusedRewardHeadGpu, OutOfRangeIndexGivesNaNNotAFault) {
 }
 
 TEST_F(FusedRewardHeadGpu, DispatchFollowsUseKernel) {
+  if (on_cpu()) GTEST_SKIP() << "needs the device itself";
   const Head h = make_head(100, 256, torch::randperm(100, torch::kLong).slice(0, 0, 10), torch::kFloat);
   const Tensor on = reward_head(h.hidden, h.idx, h.nw, h.hw, 1e-6, true);
   const Tensor off = reward_head(h.hidden, h.idx, h.nw, h.hw, 1e-6, false);
@@ -160,6 +172,13 @@ Csr make_csr(int64_t G, int64_t k_min, int64_t k_max, bool shared, std::mt19937_
   return c;
 }
 
+// The shipped dispatch on the device; the kernels' CPU mirror in the on-CPU self-check.
+PairLoss fused_loss(const Tensor& r, const Tensor& pos, const Tensor& off, const Tensor& neg, double gp,
+                    const LossOptions& opt) {
+  return on_cpu() ? detail::pair_loss_grouped_fused(r, pos, off, neg, gp, opt)
+                  : pair_loss_grouped(r, pos, off, neg, gp, opt, /*use_kernel=*/true);
+}
+
 TEST_F(FusedPairLossGpu, MatchesReference) {
   struct Case { int64_t G, k_min, k_max; bool shared; torch::ScalarType dtype; double margin, center; };
   const std::vector<Case> cases = {
@@ -173,15 +192,17 @@ TEST_F(FusedPairLossGpu, MatchesReference) {
     SCOPED_TRACE(::testing::Message() << "seed " << seed_ << " G " << k.G << " K " << k.k_min << ".." << k.k_max
                                       << (k.shared ? " shared" : "") << " " << k.dtype);
     const Csr c = make_csr(k.G, k.k_min, k.k_max, k.shared, rng_);
-    Tensor r = (2 * torch::randn({c.N}, kCuda)).to(k.dtype);
-    r.index_copy_(0, torch::arange(0, c.N, 7, kCuda.dtype(torch::kLong)),
-                  r.index_select(0, torch::arange(1, c.N + 1, 7, kCuda.dtype(torch::kLong)).clamp_max(c.N - 1)));
-    r.requires_grad_();  // every 7th reward copies its neighbour: ties exist
+    Tensor r = (2 * torch::randn({c.N}, on_dev())).to(k.dtype);
+    // Every third group's first negative copies its positive: the tie count is exercised.
+    const Tensor every_third = torch::arange(0, k.G, 3, torch::kLong);
+    const Tensor first_neg = c.neg.index_select(0, c.offsets.index_select(0, every_third)).to(dev());
+    r.index_put_({first_neg}, r.index_select(0, c.pos.index_select(0, every_third).to(dev())));
+    r.requires_grad_();
     LossOptions opt;
     opt.margin = k.margin;
     opt.center_coef = k.center;
     const double gp = 2.0 * c.P;
-    const PairLoss got = pair_loss_grouped(r, c.pos.cuda(), c.offsets.cuda(), c.neg.cuda(), gp, opt, true);
+    const PairLoss got = fused_loss(r, c.pos.to(dev()), c.offsets.to(dev()), c.neg.to(dev()), gp, opt);
     const Tensor g_got = torch::autograd::grad({got.loss}, {r})[0];
     const Tensor rd = r.detach().cpu().to(torch::kDouble).requires_grad_();
     const PairLoss want = polar_pair_loss(rd, c.pair_pos, c.neg, gp, opt);
@@ -192,6 +213,7 @@ TEST_F(FusedPairLossGpu, MatchesReference) {
     EXPECT_EQ(got.n_pairs, c.P);
     EXPECT_EQ(got.n_correct, want.n_correct);
     EXPECT_EQ(got.n_ties, want.n_ties);
+    if (!k.shared) EXPECT_GT(want.n_ties, 0);
     EXPECT_LT(rel_err(g_got, g_want), tol);
     EXPECT_EQ(g_got.scalar_type(), k.dtype);
   }
@@ -199,14 +221,14 @@ TEST_F(FusedPairLossGpu, MatchesReference) {
 
 TEST_F(FusedPairLossGpu, BitIdenticalReruns) {
   const Csr c = make_csr(100000, 1, 64, true, rng_);
-  const Tensor r = torch::randn({c.N}, kCuda).requires_grad_();
-  const Tensor pos = c.pos.cuda(), off = c.offsets.cuda(), neg = c.neg.cuda();
+  const Tensor r = torch::randn({c.N}, on_dev()).requires_grad_();
+  const Tensor pos = c.pos.to(dev()), off = c.offsets.to(dev()), neg = c.neg.to(dev());
   LossOptions opt;
   opt.center_coef = 0.01;
-  const PairLoss a = pair_loss_grouped(r, pos, off, neg, c.P, opt, true);
+  const PairLoss a = fused_loss(r, pos, off, neg, c.P, opt);
   const Tensor ga = torch::autograd::grad({a.loss}, {r})[0];
   for (int rep = 0; rep < 3; ++rep) {
-    const PairLoss b = pair_loss_grouped(r, pos, off, neg, c.P, opt, true);
+    const PairLoss b = fused_loss(r, pos, off, neg, c.P, opt);
     EXPECT_TRUE(torch::equal(a.loss, b.loss)) << rep;
     EXPECT_EQ(a.loss_sum, b.loss_sum);
     EXPECT_TRUE(torch::equal(ga, torch::autograd::grad({b.loss}, {r})[0])) << rep;
@@ -214,8 +236,9 @@ TEST_F(FusedPairLossGpu, BitIdenticalReruns) {
 }
 
 TEST_F(FusedPairLossGpu, RejectsBadCsrAndStaysUsable) {
-  const Tensor r = torch::randn({6}, kCuda);
-  const auto t = [](std::vector<int64_t> v) { return torch::tensor(v, torch::kLong).cuda(); };
+  if (on_cpu()) GTEST_SKIP() << "needs the device itself";
+  const Tensor r = torch::randn({6}, on_dev());
+  const auto t = [](std::vector<int64_t> v) { return torch::tensor(v, torch::kLong).to(dev()); };
   EXPECT_THROW(pair_loss_grouped(r, t({0, 1}), t({0, 2, 2}), t({2, 3}), 2.0, {}, true), polar::Error);
   EXPECT_THROW(pair_loss_grouped(r, t({0, 1}), t({0, 1, 2}), t({2, 9}), 2.0, {}, true), polar::Error);
   EXPECT_THROW(pair_loss_grouped(r, t({0, 1}), t({0, 1, 3}), t({2, 3}), 2.0, {}, true), polar::Error);
@@ -243,6 +266,7 @@ Tensor attention_reference(const Tensor& q, const Tensor& k, const Tensor& v, co
 }
 
 TEST_F(VarlenAttentionGpu, MatchesMathReference) {
+  if (on_cpu()) GTEST_SKIP() << "needs the device itself";
   struct Case { std::vector<int64_t> lens; int64_t hq, hkv, d; };
   const std::vector<Case> cases = {{{1, 17, 128, 3, 64}, 4, 2, 64}, {{1}, 2, 2, 128}, {{300, 1, 211}, 8, 1, 128}};
   for (const Case& k : cases) {
@@ -250,13 +274,13 @@ TEST_F(VarlenAttentionGpu, MatchesMathReference) {
     for (auto l : k.lens) cu.push_back(cu.back() + l);
     const int64_t T = cu.back(), max_len = *std::max_element(k.lens.begin(), k.lens.end());
     SCOPED_TRACE(::testing::Message() << "seed " << seed_ << " T " << T << " Hq " << k.hq << " Hkv " << k.hkv);
-    const auto bf = kCuda.dtype(torch::kBFloat16);
+    const auto bf = on_dev().dtype(torch::kBFloat16);
     const Tensor q = torch::randn({T, k.hq, k.d}, bf).requires_grad_();
     const Tensor kk = torch::randn({T, k.hkv, k.d}, bf).requires_grad_();
     const Tensor v = torch::randn({T, k.hkv, k.d}, bf).requires_grad_();
     ASSERT_TRUE(varlen_attention_available(q));
     const Tensor go = torch::randn({T, k.hq, k.d}, bf);
-    const Tensor out = varlen_attention(q, kk, v, torch::tensor(cu, torch::kInt).cuda(), max_len);
+    const Tensor out = varlen_attention(q, kk, v, torch::tensor(cu, torch::kInt).to(dev()), max_len);
     ASSERT_EQ(out.sizes(), q.sizes());
     const auto g = torch::autograd::grad({out}, {q, kk, v}, {go});
     const Tensor ref = attention_reference(q, kk, v, cu);
