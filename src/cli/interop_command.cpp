@@ -1,8 +1,72 @@
-// Placeholder until the interop module lands.
+// `polar import` (Hugging Face directory -> polar checkpoint) and `polar export` (checkpoint ->
+// Hugging Face directory for transformers, vLLM and SGLang). The work is in io/hf.
 #include <CLI/CLI.hpp>
+#include <spdlog/spdlog.h>
+#include <torch/torch.h>
+
+#include <cmath>
 
 #include "polar/cli/commands.h"
+#include "polar/common/error.h"
+#include "polar/io/hf.h"
+#include "polar/train/checkpoint.h"
 
 namespace polar::cli {
-void add_interop_commands(CLI::App& app) { (void)app; }
+
+namespace {
+
+struct ImportArgs {
+  std::string from, output, tokenizer;
+  uint64_t head_seed = 0;
+};
+
+struct ExportArgs {
+  std::string checkpoint, output, format = "auto", dtype = "bf16", code_from;
+  double max_shard_gb = 5.0;
+  bool overwrite = false;
+};
+
+}  // namespace
+
+void add_interop_commands(CLI::App& app) {
+  auto im = std::make_shared<ImportArgs>();
+  auto* i = app.add_subcommand("import", "convert a Hugging Face model directory (Llama, Qwen2, InternLM2) into a polar checkpoint");
+  i->add_option("--from", im->from, "Hugging Face directory (config.json, *.safetensors, tokenizer.model)")->required();
+  i->add_option("--output", im->output, "checkpoint directory to write")->required();
+  i->add_option("--tokenizer", im->tokenizer, "tokenizer directory to use instead of the model's tokenizer.model");
+  i->add_option("--head-seed", im->head_seed, "seed of the fresh reward head of a *ForCausalLM model");
+  i->callback([im] {
+    io::HfImportOptions options;
+    options.tokenizer_dir = im->tokenizer;
+    options.head_seed = im->head_seed;
+    LoadedModel lm = io::import_hf(im->from, torch::kCPU, options);
+    save_checkpoint(im->output, CheckpointContents{&lm.model, &lm.tokenizer, &lm.config});
+    spdlog::info("wrote checkpoint {} ({} parameters)", im->output, lm.shape.num_parameters());
+  });
+
+  auto ex = std::make_shared<ExportArgs>();
+  auto* e = app.add_subcommand("export", "write a checkpoint as a Hugging Face directory (transformers, vLLM, SGLang)");
+  e->add_option("--checkpoint", ex->checkpoint, "checkpoint directory (e.g. runs/x/final)")->required();
+  e->add_option("--output", ex->output, "directory to write")->required();
+  e->add_option("--format", ex->format,
+                "auto | hf-llama (Llama/Qwen2ForSequenceClassification, no custom code) | hf-internlm2 "
+                "(InternLM2ForRewardModel, POLAR's layout); auto picks hf-internlm2 for InternLM2 models");
+  e->add_option("--dtype", ex->dtype, "bf16 | fp32 (fp32 reproduces `polar score` exactly)");
+  e->add_option("--max-shard-size", ex->max_shard_gb, "largest safetensors shard, in GiB");
+  e->add_option("--code-from", ex->code_from, "hf-internlm2: copy the InternLM2 remote code (*.py) from this directory");
+  e->add_flag("--overwrite", ex->overwrite, "replace a non-empty output directory");
+  e->callback([ex] {
+    POLAR_CHECK(std::isfinite(ex->max_shard_gb) && ex->max_shard_gb > 0, "--max-shard-size: expected GiB > 0, got ",
+                ex->max_shard_gb);
+    io::HfExportOptions options;
+    options.format = ex->format;
+    options.dtype = ex->dtype;
+    options.code_from = ex->code_from;
+    options.overwrite = ex->overwrite;
+    options.max_shard_bytes = static_cast<uint64_t>(ex->max_shard_gb * static_cast<double>(1ull << 30));
+    LoadedModel lm = load_model(ex->checkpoint, torch::kCPU);
+    io::export_hf(lm, ex->output, options);
+  });
+}
+
 }  // namespace polar::cli

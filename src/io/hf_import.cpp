@@ -1,23 +1,406 @@
-// Hugging Face import (placeholder until the interop module lands: detection works, import refuses).
+// Hugging Face import: config.json -> ModelConfig, safetensors -> RewardModel through the layout
+// tables, and the directory's sentencepiece tokenizer with POLAR's special ids.
 #include "polar/io/hf.h"
 
+#include <spdlog/spdlog.h>
+#include <torch/torch.h>
+
+#include <cmath>
+#include <cstdlib>
 #include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <unistd.h>
 
 #include "polar/common/error.h"
 #include "polar/common/json_config.h"
+#include "polar/io/hf_layouts.h"
+#include "polar/io/safetensors.h"
 #include "polar/train/checkpoint.h"
 
 namespace polar::io {
 
+namespace fs = std::filesystem;
+using nlohmann::json;
+
+namespace {
+
+struct ArchitectureInfo {
+  const char* cls;
+  const char* family;  // ModelConfig::architecture and the expected model_type
+  bool reward_head;
+};
+
+const ArchitectureInfo kArchitectures[] = {
+    {"LlamaForCausalLM", "llama", false},       {"LlamaForSequenceClassification", "llama", true},
+    {"Qwen2ForCausalLM", "qwen2", false},       {"Qwen2ForSequenceClassification", "qwen2", true},
+    {"InternLM2ForCausalLM", "internlm2", false}, {"InternLM2ForRewardModel", "internlm2", true},
+};
+
+// A key of the config: nullptr when absent or null (transformers writes null for "unset").
+const json* find_key(const json& j, const char* key) {
+  auto it = j.find(key);
+  return it == j.end() || it->is_null() ? nullptr : &*it;
+}
+
+int64_t get_int(const json& j, const char* key, int64_t fallback, const std::string& where) {
+  const json* v = find_key(j, key);
+  if (!v) return fallback;
+  POLAR_CHECK(v->is_number_integer(), where, ": \"", key, "\": expected an integer, got ", v->dump());
+  return v->get<int64_t>();
+}
+
+int64_t require_int(const json& j, const char* key, const std::string& where) {
+  POLAR_CHECK(find_key(j, key), where, ": \"", key, "\" is missing");
+  return get_int(j, key, 0, where);
+}
+
+double get_number(const json& j, const char* key, double fallback, const std::string& where) {
+  const json* v = find_key(j, key);
+  if (!v) return fallback;
+  POLAR_CHECK(v->is_number(), where, ": \"", key, "\": expected a number, got ", v->dump());
+  return v->get<double>();
+}
+
+bool get_bool(const json& j, const char* key, bool fallback, const std::string& where) {
+  const json* v = find_key(j, key);
+  if (!v) return fallback;
+  POLAR_CHECK(v->is_boolean(), where, ": \"", key, "\": expected true or false, got ", v->dump());
+  return v->get<bool>();
+}
+
+std::string get_string(const json& j, const char* key, const std::string& fallback, const std::string& where) {
+  const json* v = find_key(j, key);
+  if (!v) return fallback;
+  POLAR_CHECK(v->is_string(), where, ": \"", key, "\": expected a string, got ", v->dump());
+  return v->get<std::string>();
+}
+
+// Token ids may be a list (e.g. several eos ids); the first one is the model's.
+int64_t get_token_id(const json& j, const char* key, const std::string& where) {
+  const json* v = find_key(j, key);
+  if (!v) return -1;
+  if (v->is_array()) {
+    if (v->empty()) return -1;
+    v = &(*v)[0];
+  }
+  POLAR_CHECK(v->is_number_integer(), where, ": \"", key, "\": expected a token id, got ", v->dump());
+  return v->get<int64_t>();
+}
+
+// RoPE from transformers 5.x "rope_parameters" or 4.x "rope_theta" + "rope_scaling".
+void read_rope(const json& config, const std::string& where, HfModelInfo& info) {
+  ModelConfig& shape = info.shape;
+  const json* params = find_key(config, "rope_parameters");
+  const char* scaling_key = params ? "rope_parameters" : "rope_scaling";
+  const json* scaling = params ? params : find_key(config, "rope_scaling");
+  shape.rope_theta = get_number(config, "rope_theta", shape.rope_theta, where);
+  shape.rope_scaling = 1.0;
+  if (!scaling) return;
+  const std::string key_where = where + ": \"" + scaling_key + "\"";
+  POLAR_CHECK(scaling->is_object(), key_where, ": expected an object, got ", scaling->dump());
+  shape.rope_theta = get_number(*scaling, "rope_theta", shape.rope_theta, key_where);
+  std::string type = get_string(*scaling, "rope_type", "", key_where);
+  if (type.empty()) type = get_string(*scaling, "type", "default", key_where);
+  if (type == "default") return;
+  const double factor = get_number(*scaling, "factor", 1.0, key_where);
+  POLAR_CHECK(std::isfinite(factor) && factor > 0, key_where, ".factor: expected a number > 0, got ", factor);
+  if (type == "linear") {
+    shape.rope_scaling = factor;
+  } else if (type == "dynamic") {
+    // Dynamic NTK only changes the base for sequences longer than max_position_embeddings
+    // (transformers and InternLM2's code alike), so below that it is plain RoPE.
+    info.notes.push_back(fmt::format(
+        "{}: type \"dynamic\" (factor {}) is read as plain RoPE, which it equals for sequences of up to "
+        "max_position_embeddings = {} tokens; longer sequences are not supported. Exports write no rope scaling.",
+        scaling_key, factor, shape.max_position));
+  } else {
+    throw Error(key_where + ": rope type \"" + type +
+                "\" is not supported; polar implements default and linear RoPE scaling (dynamic is read as default)");
+  }
+}
+
+}  // namespace
+
 bool is_hf_directory(const std::string& dir) {
-  auto cfg = std::filesystem::path(dir) / "config.json";
-  if (!std::filesystem::is_regular_file(cfg)) return false;
+  auto cfg = fs::path(dir) / "config.json";
+  if (!fs::is_regular_file(cfg)) return false;
   auto j = read_json_file(cfg.string());
   return j.is_object() && j.contains("architectures");
 }
 
-LoadedModel import_hf(const std::string& dir, const torch::Device& device) {
-  throw Error(dir + ": importing Hugging Face checkpoints is not supported by this build");
+HfModelInfo parse_hf_config(const json& config, const std::string& where) {
+  POLAR_CHECK(config.is_object(), where, ": expected a JSON object");
+  const json* archs = find_key(config, "architectures");
+  POLAR_CHECK(archs && archs->is_array() && !archs->empty() && (*archs)[0].is_string(), where,
+              ": \"architectures\": expected a non-empty list of class names");
+  HfModelInfo info;
+  info.architecture_class = (*archs)[0].get<std::string>();
+  const ArchitectureInfo* arch = nullptr;
+  for (const auto& a : kArchitectures) {
+    if (info.architecture_class == a.cls) arch = &a;
+  }
+  if (!arch) {
+    std::string supported;
+    for (const auto& a : kArchitectures) supported += std::string(supported.empty() ? "" : ", ") + a.cls;
+    throw Error(where + ": unsupported architecture \"" + info.architecture_class + "\"; polar imports " + supported);
+  }
+  info.has_reward_head = arch->reward_head;
+  const std::string family = arch->family;
+  const std::string model_type = get_string(config, "model_type", family, where);
+  POLAR_CHECK(model_type == family, where, ": \"model_type\" is \"", model_type, "\" but the architecture ",
+              info.architecture_class, " is a ", family, " model");
+
+  ModelConfig& s = info.shape;
+  s.architecture = family;
+  s.vocab_size = require_int(config, "vocab_size", where);
+  s.hidden_size = require_int(config, "hidden_size", where);
+  s.num_layers = require_int(config, "num_hidden_layers", where);
+  s.num_heads = require_int(config, "num_attention_heads", where);
+  s.num_kv_heads = get_int(config, "num_key_value_heads", s.num_heads, where);
+  s.intermediate_size = require_int(config, "intermediate_size", where);
+  // Defaults are those of the transformers / InternLM2 config classes.
+  s.max_position = get_int(config, "max_position_embeddings", family == "qwen2" ? 32768 : 2048, where);
+  s.rms_eps = get_number(config, "rms_norm_eps", 1e-6, where);
+  s.tie_embeddings = get_bool(config, "tie_word_embeddings", false, where);
+  s.init_std = get_number(config, "initializer_range", 0.02, where);
+  read_rope(config, where, info);
+
+  const std::string act = get_string(config, "hidden_act", "silu", where);
+  POLAR_CHECK(act == "silu", where, ": \"hidden_act\" is \"", act, "\"; polar's MLP is SwiGLU with silu");
+  POLAR_CHECK(s.num_heads > 0 && s.hidden_size % s.num_heads == 0, where, ": \"hidden_size\" (", s.hidden_size,
+              ") must be a multiple of \"num_attention_heads\" (", s.num_heads, ")");
+  const int64_t head_dim = get_int(config, "head_dim", s.hidden_size / s.num_heads, where);
+  POLAR_CHECK(head_dim == s.hidden_size / s.num_heads, where, ": \"head_dim\" is ", head_dim,
+              "; polar needs hidden_size / num_attention_heads = ", s.hidden_size / s.num_heads);
+  const double rotary = get_number(config, "partial_rotary_factor", 1.0, where);
+  POLAR_CHECK(rotary == 1.0, where, ": \"partial_rotary_factor\" is ", rotary, "; polar rotates the whole head");
+  POLAR_CHECK(!get_bool(config, "mlp_bias", false, where), where, ": \"mlp_bias\" is true; polar's MLP has no biases");
+
+  if (family == "llama") {
+    s.qkv_bias = info.has_o_bias = get_bool(config, "attention_bias", false, where);
+  } else if (family == "qwen2") {
+    s.qkv_bias = true;
+    POLAR_CHECK(!get_bool(config, "use_sliding_window", false, where), where,
+                ": \"use_sliding_window\" is true; polar has full attention only");
+    if (const json* types = find_key(config, "layer_types")) {
+      for (const auto& t : *types) {
+        POLAR_CHECK(t == "full_attention", where, ": \"layer_types\" contains ", t.dump(),
+                    "; polar has full attention only");
+      }
+    }
+  } else {
+    s.qkv_bias = info.has_o_bias = get_bool(config, "bias", false, where);
+  }
+
+  if (info.has_reward_head) {
+    int64_t labels = get_int(config, "num_labels", 1, where);
+    if (const json* id2label = find_key(config, "id2label")) labels = static_cast<int64_t>(id2label->size());
+    POLAR_CHECK(labels == 1, where, ": the classification head has ", labels, " labels (id2label); a reward model has 1");
+  }
+  info.bos_token_id = get_token_id(config, "bos_token_id", where);
+  info.eos_token_id = get_token_id(config, "eos_token_id", where);
+  info.pad_token_id = get_token_id(config, "pad_token_id", where);
+  info.reward_token_id = get_token_id(config, "reward_token_id", where);
+  try {
+    s.validate();
+  } catch (const Error& e) {
+    throw Error(where + ": " + e.what());
+  }
+  return info;
+}
+
+namespace {
+
+// A fresh directory under the system temp dir, removed with its contents by the destructor.
+struct ScratchDir {
+  ScratchDir() {
+    std::string tmpl = (fs::temp_directory_path() / "polar-hf-XXXXXX").string();
+    POLAR_CHECK(::mkdtemp(tmpl.data()) != nullptr, "cannot create a temporary directory under ",
+                fs::temp_directory_path().string());
+    path = tmpl;
+  }
+  ~ScratchDir() {
+    std::error_code ec;
+    fs::remove_all(path, ec);
+  }
+  fs::path path;
+};
+
+// Special tokens named in tokenizer_config.json's added_tokens_decoder or tokenizer.json's
+// added_tokens (some checkpoints rename sentencepiece pieces there): content -> id.
+std::map<std::string, int32_t> added_tokens(const fs::path& dir) {
+  std::map<std::string, int32_t> out;
+  const fs::path cfg = dir / "tokenizer_config.json";
+  if (fs::is_regular_file(cfg)) {
+    const json j = read_json_file(cfg.string());
+    if (const json* added = j.is_object() ? find_key(j, "added_tokens_decoder") : nullptr; added && added->is_object()) {
+      for (const auto& [id, tok] : added->items()) {
+        if (tok.is_object() && tok.contains("content") && tok["content"].is_string() &&
+            id.find_first_not_of("0123456789") == std::string::npos && !id.empty() && id.size() < 10) {
+          out[tok["content"].get<std::string>()] = static_cast<int32_t>(std::stol(id));
+        }
+      }
+    }
+  }
+  const fs::path tj = dir / "tokenizer.json";
+  if (fs::is_regular_file(tj)) {
+    const json j = read_json_file(tj.string());
+    if (const json* added = j.is_object() ? find_key(j, "added_tokens") : nullptr; added && added->is_array()) {
+      for (const auto& tok : *added) {
+        if (tok.is_object() && tok.contains("content") && tok["content"].is_string() && tok.contains("id") &&
+            tok["id"].is_number_integer()) {
+          out.emplace(tok["content"].get<std::string>(), tok["id"].get<int32_t>());
+        }
+      }
+    }
+  }
+  return out;
+}
+
+void copy_file_bytes(const fs::path& from, const fs::path& to) {
+  std::error_code ec;
+  fs::copy_file(from, to, fs::copy_options::overwrite_existing, ec);
+  POLAR_CHECK(!ec, "cannot copy ", from.string(), " to ", to.string(), ": ", ec.message());
+}
+
+// The directory's tokenizer.model with POLAR's special ids: config.json's ids first (InternLM2
+// reward models name reward_token_id there), then piece names, then the added-token lists.
+Tokenizer load_hf_tokenizer(const fs::path& dir, const HfModelInfo& info, std::string& source) {
+  const fs::path model = dir / "tokenizer.model";
+  POLAR_CHECK(fs::is_regular_file(model), dir.string(),
+              ": no tokenizer.model (a sentencepiece model), which polar's tokenizer needs. Give one with "
+              "--tokenizer DIR (e.g. from `polar tokenizer train`, or a copy of tokenizer.model with a "
+              "polar_tokenizer.json naming the special ids), or copy it into the directory. tokenizer.json-only "
+              "BPE tokenizers (Llama 3, Qwen2) cannot be read.");
+  source = fs::absolute(dir).lexically_normal().string();
+  if (fs::is_regular_file(dir / "polar_tokenizer.json")) return Tokenizer::load(dir.string());  // our own export
+
+  ScratchDir scratch;
+  copy_file_bytes(model, scratch.path / "tokenizer.model");
+  const fs::path ids_path = scratch.path / "polar_tokenizer.json";
+  // Placeholder ids, only to open the model and look pieces up.
+  write_json_file_atomic(ids_path.string(), json{{"format", "polar-tokenizer-v1"}, {"bos", 0}, {"reward_sep", 0}, {"reward", 1}});
+  const Tokenizer probe = Tokenizer::load(scratch.path.string());
+  const auto added = added_tokens(dir);
+  auto lookup = [&](const std::string& piece) -> int64_t {
+    const int32_t id = probe.piece_to_id(piece);
+    if (id >= 0) return id;
+    auto it = added.find(piece);
+    return it == added.end() ? -1 : it->second;
+  };
+  auto first_of = [&](std::initializer_list<int64_t> ids) {
+    for (int64_t id : ids) {
+      if (id >= 0) return id;
+    }
+    return int64_t{-1};
+  };
+  const int64_t reward = first_of({info.reward_token_id, lookup("<|reward_token|>"), lookup("[UNUSED_TOKEN_130]")});
+  const int64_t reward_sep = lookup("<|reward|>");
+  POLAR_CHECK(reward_sep >= 0, model.string(), ": no \"<|reward|>\" token (POLAR's separator between reference and "
+              "candidate). Give a POLAR tokenizer with --tokenizer DIR");
+  POLAR_CHECK(reward >= 0, model.string(), ": no reward token (config.json \"reward_token_id\", \"<|reward_token|>\" "
+              "or \"[UNUSED_TOKEN_130]\"). Give a POLAR tokenizer with --tokenizer DIR");
+  const int64_t bos = first_of({info.bos_token_id, lookup("<s>")});
+  const int64_t eos = first_of({info.eos_token_id, lookup("</s>")});
+  int64_t pad = info.pad_token_id;
+  if (pad < 0 || pad == reward) pad = first_of({lookup("<pad>"), lookup("<unk>"), eos});
+  const int64_t vocab = probe.vocab_size();
+  for (auto [name, id] : {std::pair<const char*, int64_t>{"reward token", reward}, {"<|reward|>", reward_sep}, {"bos", bos}}) {
+    POLAR_CHECK(id < vocab, dir.string(), ": the ", name, " id ", id, " is outside tokenizer.model's ", vocab, " pieces");
+  }
+  write_json_file_atomic(ids_path.string(),
+                         json{{"format", "polar-tokenizer-v1"}, {"bos", bos}, {"eos", eos < vocab ? eos : -1},
+                              {"pad", pad < vocab ? pad : -1}, {"reward_sep", reward_sep}, {"reward", reward}});
+  return Tokenizer::load(scratch.path.string());  // holds the model bytes: the scratch dir may go
+}
+
+}  // namespace
+
+LoadedModel import_hf(const std::string& dir, const torch::Device& device) { return import_hf(dir, device, HfImportOptions{}); }
+
+LoadedModel import_hf(const std::string& dir, const torch::Device& device, const HfImportOptions& options) {
+  const fs::path root(dir);
+  const fs::path cfg_path = root / "config.json";
+  POLAR_CHECK(fs::is_regular_file(cfg_path), dir, ": not a Hugging Face model directory (no config.json)");
+  HfModelInfo info = parse_hf_config(read_json_file(cfg_path.string()), cfg_path.string());
+  const ModelConfig& shape = info.shape;
+  for (const auto& note : info.notes) spdlog::warn("{}: {}", cfg_path.string(), note);
+
+  LoadedModel out;
+  std::string tokenizer_source;
+  if (!options.tokenizer_dir.empty()) {
+    out.tokenizer = Tokenizer::load(options.tokenizer_dir);
+    tokenizer_source = options.tokenizer_dir;
+  } else {
+    out.tokenizer = load_hf_tokenizer(root, info, tokenizer_source);
+  }
+  POLAR_CHECK(out.tokenizer.vocab_size() <= shape.vocab_size, dir, ": the tokenizer has ", out.tokenizer.vocab_size(),
+              " pieces but the model's vocab_size is ", shape.vocab_size);
+  if (info.reward_token_id >= 0 && info.reward_token_id != out.tokenizer.special().reward) {
+    spdlog::warn("{}: config.json names reward token {}, the tokenizer {} uses {}", dir, info.reward_token_id,
+                 tokenizer_source, out.tokenizer.special().reward);
+  }
+
+  const bool has_safetensors = fs::exists(root / "model.safetensors") || fs::exists(root / "model.safetensors.index.json");
+  POLAR_CHECK(has_safetensors, dir, ": no model.safetensors or model.safetensors.index.json",
+              fs::exists(root / "pytorch_model.bin") || fs::exists(root / "pytorch_model.bin.index.json")
+                  ? " (only pytorch_model.bin: re-save it with save_pretrained(dir, safe_serialization=True))"
+                  : "");
+  const hf::Layout layout = shape.architecture == "internlm2" ? hf::Layout::InternLM2 : hf::Layout::Llama;
+  auto tensors = load_safetensors_any(dir);
+  auto params = hf::hf_to_polar(layout, shape, tensors, info.has_reward_head, dir);
+  const char* lm_head = hf::layout_table(layout).lm_head;
+  const bool dropped_lm_head = tensors.erase(lm_head) > 0;
+  for (auto it = tensors.begin(); it != tensors.end();) {  // buffers some old checkpoints carry
+    const std::string& name = it->first;
+    const bool inv_freq = name.size() >= 21 && name.compare(name.size() - 21, 21, "rotary_emb.inv_freq") == 0;
+    it = inv_freq ? tensors.erase(it) : std::next(it);
+  }
+  if (!tensors.empty()) {
+    std::string names;
+    int shown = 0;
+    for (const auto& [name, t] : tensors) {
+      if (shown++ < 5) names += (names.empty() ? "\"" : ", \"") + name + "\"";
+    }
+    throw Error(dir + ": " + std::to_string(tensors.size()) + " unexpected tensor(s) for " + info.architecture_class +
+                " (" + hf::layout_name(layout) + " layout): " + names);
+  }
+
+  out.shape = shape;
+  out.model = RewardModel(shape);
+  {
+    torch::NoGradGuard no_grad;
+    for (auto& p : out.model->named_parameters()) {
+      if (p.key() == "score.weight" && !info.has_reward_head) continue;
+      auto it = params.find(p.key());
+      POLAR_CHECK(it != params.end(), dir, ": no tensor maps to parameter \"", p.key(), "\"");
+      POLAR_CHECK(it->second.sizes() == p.value().sizes(), dir, ": tensor for \"", p.key(), "\" has shape ",
+                  it->second.sizes(), ", the config implies ", p.value().sizes());
+      p.value().copy_(it->second.to(p.value().dtype()));
+      params.erase(it);  // frees the source copy as we go
+    }
+  }
+  std::string head = "imported";
+  if (!info.has_reward_head) {
+    out.model->reset_reward_head(options.head_seed);
+    head = "initialised";
+    spdlog::info("{}: {} has no reward head: {}the reward head score.weight is freshly initialised (seed {}, std {})",
+                 dir, info.architecture_class,
+                 dropped_lm_head ? std::string("its LM head ") + lm_head + " is dropped and " : "", options.head_seed,
+                 shape.init_std);
+  }
+  out.model->to(device);
+  out.config = json{{"model", shape.to_json()},
+                    {"import",
+                     {{"source", fs::absolute(root).lexically_normal().string()},
+                      {"architecture", info.architecture_class},
+                      {"reward_head", head},
+                      {"tokenizer", tokenizer_source}}}};
+  spdlog::info("imported {} from {}: {} layers, hidden {}, heads {}/{}, vocab {}, reward token {}", info.architecture_class,
+               dir, shape.num_layers, shape.hidden_size, shape.num_heads, shape.num_kv_heads, shape.vocab_size,
+               out.tokenizer.special().reward);
+  return out;
 }
 
 }  // namespace polar::io
