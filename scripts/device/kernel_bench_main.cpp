@@ -17,6 +17,7 @@ int main(int argc, char** argv) {
   app.add_option("--reps", options.reps, "timed runs per measurement (median reported)");
   app.add_option("--warmup", options.warmup, "untimed runs before each measurement");
   app.add_flag("--quick", options.quick, "small sizes (smoke run)");
+  app.add_flag("--cpu-dry-run", options.cpu_dry_run, "tiny sizes on the CPU (checks the harness; numbers mean nothing)");
   app.add_option("--out", out, "also write the markdown report here");
   CLI11_PARSE(app, argc, argv);
   try {

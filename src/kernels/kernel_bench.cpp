@@ -27,15 +27,23 @@ namespace {
 
 using torch::Tensor;
 
+torch::Device bench_device(const KernelBenchOptions& o) {
+  return o.cpu_dry_run ? torch::Device(torch::kCPU) : torch::Device(torch::kCUDA);
+}
+
+void sync(const KernelBenchOptions& o) {
+  if (!o.cpu_dry_run) torch::cuda::synchronize();
+}
+
 template <typename F>
 double time_us(F&& fn, const KernelBenchOptions& o) {
   for (int i = 0; i < o.warmup; ++i) fn(i);
-  torch::cuda::synchronize();
+  sync(o);
   std::vector<double> t;
   for (int i = 0; i < o.reps; ++i) {
     const auto t0 = std::chrono::steady_clock::now();
     fn(i);
-    torch::cuda::synchronize();
+    sync(o);
     t.push_back(std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - t0).count());
   }
   std::sort(t.begin(), t.end());
@@ -50,13 +58,13 @@ struct Ceilings {
 };
 
 std::string bench_ceilings(const KernelBenchOptions& o, Ceilings& c) {
-  const auto opts = torch::TensorOptions().device(torch::kCUDA).dtype(torch::kBFloat16);
-  const int64_t bytes = (o.quick ? 256LL : 2048LL) << 20;
+  const auto opts = torch::TensorOptions().device(bench_device(o)).dtype(torch::kBFloat16);
+  const int64_t bytes = o.cpu_dry_run ? 1LL << 20 : (o.quick ? 256LL : 2048LL) << 20;
   const Tensor a = torch::rand({bytes / 2}, opts), b = torch::empty_like(a);
   const double copy_us = time_us([&](int) { b.copy_(a); }, o);
   c.copy_gbps = gbps(2.0 * bytes, copy_us);  // read + write
 
-  const int64_t n = o.quick ? 4096 : 8192;
+  const int64_t n = o.cpu_dry_run ? 64 : (o.quick ? 4096 : 8192);
   const Tensor x = torch::randn({n, n}, opts), y = torch::randn({n, n}, opts);
   Tensor z = torch::empty({n, n}, opts);
   const double mm_us = time_us([&](int) { torch::mm_out(z, x, y); }, o);
@@ -75,12 +83,13 @@ std::string bench_reward_head(const KernelBenchOptions& o, const Ceilings& c) {
                              {32768, 4096, 2048, torch::kBFloat16},
                              {16384, 4096, 1024, torch::kFloat}};
   if (o.quick) cases = {{4096, 1024, 128, torch::kBFloat16}};
+  if (o.cpu_dry_run) cases = {{64, 32, 9, torch::kBFloat16}, {64, 32, 9, torch::kFloat}};
   std::string md =
       "## Reward head (gather + RMSNorm + v_head), fused vs unfused LibTorch\n\n"
       "| pass | T x H, N, dtype | fused (us) | unfused (us) | speed-up | fused GB/s | % of copy |\n"
       "|---|---|---|---|---|---|---|\n";
   for (const Case& k : cases) {
-    const auto dev = torch::TensorOptions().device(torch::kCUDA);
+    const auto dev = torch::TensorOptions().device(bench_device(o));
     const Tensor hidden = torch::randn({k.T, k.H}, dev.dtype(k.dtype)).requires_grad_();
     const Tensor nw = (1 + 0.1 * torch::randn({k.H}, dev)).requires_grad_();
     const Tensor hw = (0.02 * torch::randn({1, k.H}, dev)).requires_grad_();
@@ -118,11 +127,12 @@ std::string bench_pair_loss(const KernelBenchOptions& o, const Ceilings& c) {
   struct Case { int64_t G, K; };
   std::vector<Case> cases = {{100000, 4}, {8192, 64}, {256, 1}};
   if (o.quick) cases = {{4096, 4}};
+  if (o.cpu_dry_run) cases = {{17, 3}};
   std::string md =
       "## Grouped pair loss (forward + backward, includes the stats sync), fused vs unfused\n\n"
       "| G x K | pairs | fused (us) | unfused (us) | speed-up | fused GB/s | % of copy |\n"
       "|---|---|---|---|---|---|---|\n";
-  const auto dev = torch::TensorOptions().device(torch::kCUDA);
+  const auto dev = torch::TensorOptions().device(bench_device(o));
   for (const Case& k : cases) {
     const int64_t N = k.G * (k.K + 1), P = k.G * k.K;
     const Tensor rewards = torch::randn({N}, dev).requires_grad_();
@@ -164,15 +174,16 @@ Tensor attention_math(const Tensor& q, const Tensor& k, const Tensor& v, const s
 }
 
 std::string bench_attention(const KernelBenchOptions& o, const Ceilings& c) {
-  const int64_t S = o.quick ? 4 : 16, L = o.quick ? 512 : 1024, Hq = 16, Hkv = 4, D = 128, T = S * L;
-  const auto dev = torch::TensorOptions().device(torch::kCUDA).dtype(torch::kBFloat16);
+  const int64_t S = o.cpu_dry_run ? 2 : (o.quick ? 4 : 16), L = o.cpu_dry_run ? 8 : (o.quick ? 512 : 1024);
+  const int64_t Hq = 16, Hkv = 4, D = 128, T = S * L;
+  const auto dev = torch::TensorOptions().device(bench_device(o)).dtype(torch::kBFloat16);
   const Tensor q = torch::randn({T, Hq, D}, dev).requires_grad_();
   const Tensor k = torch::randn({T, Hkv, D}, dev).requires_grad_();
   const Tensor v = torch::randn({T, Hkv, D}, dev).requires_grad_();
   const Tensor go = torch::randn({T, Hq, D}, dev);
   std::vector<int64_t> cu;
   for (int64_t s = 0; s <= S; ++s) cu.push_back(s * L);
-  const Tensor cu_t = torch::tensor(cu, torch::kInt).to(torch::kCUDA);
+  const Tensor cu_t = torch::tensor(cu, torch::kInt).to(bench_device(o));
   if (!varlen_attention_available(q)) return "## Varlen attention\n\nflash attention not available on this device\n\n";
   const double fwd_flops = 4.0 * Hq * D * S * (L * (L + 1) / 2.0);  // causal: half the scores
   const double flash_fwd = time_us([&](int) { torch::NoGradGuard ng; varlen_attention(q, k, v, cu_t, L); }, o);
@@ -198,14 +209,15 @@ std::string bench_attention(const KernelBenchOptions& o, const Ceilings& c) {
 }  // namespace
 
 std::string run_kernel_bench(const KernelBenchOptions& options) {
-  POLAR_CHECK(cuda_kernels_available(), "kernel bench: needs the CUDA kernels compiled in and a CUDA device");
+  POLAR_CHECK(options.cpu_dry_run || cuda_kernels_available(),
+              "kernel bench: needs the CUDA kernels compiled in and a CUDA device");
   POLAR_CHECK(options.reps > 0 && options.warmup >= 0, "kernel bench: reps must be positive");
   std::string md = "# Kernel benchmarks\n\n";
 #ifdef POLAR_WITH_CUDA
   cudaDeviceProp prop{};
   int dev = 0;
-  cudaGetDevice(&dev);
-  if (cudaGetDeviceProperties(&prop, dev) == cudaSuccess) {
+  if (!options.cpu_dry_run && cudaGetDevice(&dev) == cudaSuccess &&
+      cudaGetDeviceProperties(&prop, dev) == cudaSuccess) {
     md += fmt::format("Device: {} (sm_{}{}, {} SMs, {} MiB L2, {} GiB)\n\n", prop.name, prop.major, prop.minor,
                       prop.multiProcessorCount, prop.l2CacheSize >> 20, prop.totalGlobalMem >> 30);
   }

@@ -11,10 +11,12 @@ struct KernelBenchOptions {
   int warmup = 3;    // untimed runs before each measurement
   int reps = 20;     // timed runs; the median is reported
   bool quick = false;  // smaller sizes (a smoke run)
+  bool cpu_dry_run = false;  // tiny sizes on the CPU: exercises the harness without a GPU
 };
 
 // Runs on the current CUDA device and returns a markdown report (tables of microseconds, GB/s and
-// TFLOP/s). Throws polar::Error when the CUDA kernels are not compiled in or no device is present.
+// TFLOP/s). Throws polar::Error when the CUDA kernels are not compiled in or no device is present
+// (unless cpu_dry_run, whose numbers mean nothing).
 std::string run_kernel_bench(const KernelBenchOptions& options);
 
 }  // namespace polar::kernels
