@@ -10,7 +10,7 @@
 # and writes $OUT/perf.md (summary table), $OUT/check.log, $OUT/ctest.log,
 # $OUT/kernel_bench.md, $OUT/bench_125m.json, $OUT/bench_1b.json.
 #
-# Device run, from the repository root:  carry [".deps"], command "scripts/device/check.sh"
+# Device run, from the repository root:  carry [".deps/debs"], command "scripts/device/check.sh"
 # Environment: OUT (default out/device), POLAR_CHECK_BUDGET_S (whole run, default 470),
 #   POLAR_CHECK_STEPS (comma list, default unpack,configure,build,test,kernels,train),
 #   POLAR_CHECK_BUILD_DIR (default build-device), JOBS (default nproc).
@@ -72,9 +72,15 @@ nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader 2>
 log "python: $PYTHON; nvcc: $(command -v nvcc || echo none); cmake: $(cmake --version | head -1); ninja: $(command -v ninja || echo none)"
 
 run_step unpack 60 '
-  ls "$ROOT"/.deps/debs/*.deb >/dev/null 2>&1 || { echo "no .deps/debs/*.deb: run scripts/device/fetch_debs.sh here and carry .deps"; exit 1; }
+  ls "$ROOT"/.deps/debs/*.deb >/dev/null 2>&1 || { echo "no .deps/debs/*.deb: run scripts/device/fetch_debs.sh on a machine with network and carry .deps/debs"; exit 1; }
   rm -rf "$DEPS" && mkdir -p "$DEPS"
-  for f in "$ROOT"/.deps/debs/*.deb; do dpkg -x "$f" "$DEPS"; done
+  for f in "$ROOT"/.deps/debs/*.deb; do
+    if command -v dpkg >/dev/null; then dpkg -x "$f" "$DEPS"
+    else  # a .deb is an ar archive holding data.tar.{xz,zst,gz}
+      member=$(ar t "$f" | grep "^data.tar")
+      ar p "$f" "$member" | tar -x --auto-compress -f - -C "$DEPS" 2>/dev/null || ar p "$f" "$member" | tar -xJ -C "$DEPS"
+    fi
+  done
   # pkg-config files name /usr: point them at the unpacked tree.
   sed -i "s|^prefix=.*|prefix=$DEPS/usr|" "$DEPS"/usr/lib/x86_64-linux-gnu/pkgconfig/*.pc
   echo "unpacked $(ls "$ROOT"/.deps/debs/*.deb | wc -l) packages into $DEPS"' || true

@@ -2,7 +2,7 @@
 # Run HERE (a Debian bookworm machine with network): downloads the Debian packages that the GPU
 # machine's image lacks (it has nvcc, CMake, ninja, a C++ compiler and PyTorch, but no dev
 # packages and no network) into .deps/debs/. scripts/device/check.sh unpacks them there with
-# `dpkg -x` into .deps/root; .deps/ is git-ignored, so name it in the device run's `carry`.
+# `dpkg -x` into .deps/root; .deps/ is git-ignored, so name .deps/debs in the device run's `carry`.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 DEST="$ROOT/.deps/debs"
