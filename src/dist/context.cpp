@@ -10,7 +10,9 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <cctype>
 #include <functional>
+#include <future>
 #include <thread>
 
 #include "backends.h"
@@ -40,6 +42,44 @@ double seconds(std::chrono::milliseconds ms) { return ms.count() / 1000.0; }
 
 std::string progress_key(int rank) { return fmt::format("polar/progress/{}", rank); }
 
+// c10d's messages without the C++ stack trace that c10::Error appends, and without trailing
+// punctuation, so that they read as one sentence inside ours.
+std::string reason_of(const std::exception& e) {
+  const auto* c10_error = dynamic_cast<const c10::Error*>(&e);
+  std::string text = c10_error ? c10_error->what_without_backtrace() : e.what();
+  const size_t raised = text.find("\nException raised from");
+  if (raised != std::string::npos) text.resize(raised);
+  while (!text.empty() && (std::isspace(static_cast<unsigned char>(text.back())) || text.back() == '.' ||
+                           text.back() == '!')) {
+    text.pop_back();
+  }
+  return text;
+}
+
+struct RendezvousTimeout : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
+// The TCPStore constructor retries and backs off on its own schedule, which can run well past
+// its timeout; here the whole rendezvous gets exactly `timeout`. It runs on a thread that is
+// abandoned when the deadline passes (the process is about to exit with the error).
+c10::intrusive_ptr<c10d::Store> connect_store(const std::string& host, const c10d::TCPStoreOptions& options,
+                                              std::chrono::milliseconds timeout) {
+  // c10d logs every failed connection attempt with a stack trace; our error says it once.
+  const int log_level = FLAGS_caffe2_log_level;
+  FLAGS_caffe2_log_level = std::max(log_level, 3);
+  auto task = std::make_shared<std::packaged_task<c10::intrusive_ptr<c10d::Store>()>>(
+      [host, options] { return c10::intrusive_ptr<c10d::Store>(c10::make_intrusive<c10d::TCPStore>(host, options)); });
+  auto store = task->get_future();
+  std::thread([task] { (*task)(); }).detach();
+  if (store.wait_for(timeout + std::chrono::milliseconds(200)) != std::future_status::ready) {
+    throw RendezvousTimeout("timed out");
+  }
+  auto connected = store.get();  // rethrows the constructor's error
+  FLAGS_caffe2_log_level = log_level;
+  return connected;
+}
+
 }  // namespace
 
 std::shared_ptr<Context> Context::create(const DistEnv& env, const torch::Device& device, const DistOptions& options) {
@@ -64,18 +104,19 @@ ProcessGroupContext::ProcessGroupContext(const DistEnv& env, const torch::Device
   store_options.waitWorkers = true;
   store_options.timeout = options.timeout;
   try {
-    store_ = c10::make_intrusive<c10d::TCPStore>(env.master_addr, store_options);
+    store_ = connect_store(env.master_addr, store_options, options.timeout);
   } catch (const std::exception& e) {
+    const std::string reason = dynamic_cast<const RendezvousTimeout*>(&e) ? "" : ": " + reason_of(e);
     if (env.rank == 0) {
       throw Error(fmt::format(
           "rendezvous failed on rank 0: it could not host the store on {}:{}, or not all {} ranks joined within "
-          "{:.0f} s (a missing or misconfigured peer: check MASTER_ADDR/MASTER_PORT and WORLD_SIZE on every rank): {}",
-          env.master_addr, env.master_port, env.world_size, seconds(options.timeout), e.what()));
+          "{:.0f} s (a missing or misconfigured peer: check MASTER_ADDR/MASTER_PORT and WORLD_SIZE on every rank){}",
+          env.master_addr, env.master_port, env.world_size, seconds(options.timeout), reason));
     }
     throw Error(fmt::format(
         "rendezvous failed on rank {} of {}: could not join the store of rank 0 at {}:{} within {:.0f} s (is rank 0 "
-        "running, with the same MASTER_ADDR/MASTER_PORT?): {}",
-        env.rank, env.world_size, env.master_addr, env.master_port, seconds(options.timeout), e.what()));
+        "running, with the same MASTER_ADDR/MASTER_PORT?){}",
+        env.rank, env.world_size, env.master_addr, env.master_port, seconds(options.timeout), reason));
   }
   try {
     if (device.is_cuda()) {
@@ -89,7 +130,7 @@ ProcessGroupContext::ProcessGroupContext(const DistEnv& env, const torch::Device
   } catch (const std::exception& e) {
     throw Error(fmt::format("connecting the {} process group failed on rank {} of {} ({}:{}, timeout {:.0f} s): {}",
                             backend_name_, env.rank, env.world_size, env.master_addr, env.master_port,
-                            seconds(options.timeout), e.what()));
+                            seconds(options.timeout), reason_of(e)));
   }
   spdlog::info("dist: {} connected with {} in {:.2f} s", env.describe(), backend_name_,
                std::chrono::duration<double>(Clock::now() - started).count());
@@ -131,7 +172,7 @@ void ProcessGroupContext::wait(const c10::intrusive_ptr<c10d::Work>& work, const
   try {
     completed = work->wait(options_.timeout);
   } catch (const std::exception& e) {
-    fail(what, e.what());
+    fail(what, reason_of(e));
   }
   if (!completed) fail(what, "timed out");
 }
@@ -151,7 +192,7 @@ void ProcessGroupContext::mark_progress(const std::string& label) {
     broken_ = true;
     throw Error(fmt::format("dist: rank {} of {} cannot reach the rendezvous store on rank 0 at {}:{} before {} "
                             "(rank 0 has probably exited): {}",
-                            env_.rank, env_.world_size, env_.master_addr, env_.master_port, label, e.what()));
+                            env_.rank, env_.world_size, env_.master_addr, env_.master_port, label, reason_of(e)));
   }
 }
 

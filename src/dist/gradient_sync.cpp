@@ -89,7 +89,10 @@ void ProcessGroupContext::begin_micro_step(bool sync) {
   std::lock_guard<std::mutex> lock(mutex_);
   POLAR_CHECK(!syncing_, "dist: begin_micro_step() was called before finish_step() of the step whose gradients are "
                          "being synchronised");
-  if (!sync) return;
+  if (sync) start_sync();
+}
+
+void ProcessGroupContext::start_sync() {
   const std::string label = fmt::format("gradient sync of step {}", steps_ + 1);
   check_usable(label);
   mark_progress(label);
@@ -139,7 +142,9 @@ void ProcessGroupContext::launch_bucket(Bucket& bucket) {
 
 void ProcessGroupContext::finish_step() {
   std::lock_guard<std::mutex> lock(mutex_);
-  POLAR_CHECK(syncing_, "dist: finish_step() without begin_micro_step(true) before the last backward of the step");
+  // A rank that ran no micro-step this step (or only accumulation ones) still has to take part
+  // in every bucket's all-reduce: it contributes the gradients it holds, or zeros.
+  if (!syncing_) start_sync();
   syncing_ = false;
   const auto finish_started = Clock::now();
   // Parameters whose hook did not fire (unused in this rank's graph) join with what they hold.
@@ -179,7 +184,9 @@ void ProcessGroupContext::finish_step() {
     covered_until = std::max(covered_until, end);
   }
   total_seconds_ = total_ns * 1e-9;
-  exposed_seconds_ = std::chrono::duration<double>(waited - finish_started).count();
+  // Launching left-over buckets and waking up count as waiting too, but never more than the
+  // communication itself took.
+  exposed_seconds_ = std::min(total_seconds_, std::chrono::duration<double>(waited - finish_started).count());
 
   torch::NoGradGuard no_grad;
   for (auto& bucket : buckets_) {

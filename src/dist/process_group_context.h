@@ -76,6 +76,7 @@ class ProcessGroupContext final : public Context {
   void mark_progress(const std::string& label);
   std::string describe_peers();
 
+  void start_sync();            // resets the per-step bucket state; mutex_ held
   void launch_ready_buckets();  // launches buckets strictly in index order, as every rank does
   void launch_bucket(Bucket& bucket);
   void copy_gradient_into(size_t index);

@@ -54,11 +54,13 @@ class Context {
   virtual void all_reduce_sum(std::vector<double>& values) = 0;
   virtual void barrier() = 0;
 
-  // Gradient sync: attach once; then per optimizer step call begin_step(sync) before the
+  // Gradient sync: attach once; then per optimizer step call begin_micro_step(sync) before the
   // micro-step's backward (sync=false on accumulation micro-steps: no communication), and
   // finish_step() after the last backward, which waits for the buckets launched from autograd
   // hooks during backward and writes the *summed* gradients into .grad (the loss is already
-  // normalised by the global pair count, so a sum is the right reduction).
+  // normalised by the global pair count, so a sum is the right reduction). Every rank must call
+  // finish_step() once per optimizer step; a rank that had no synchronising micro-step (no data
+  // this step) still joins, contributing the gradients it holds or zeros.
   virtual void attach_gradients(const std::vector<torch::Tensor>& parameters) = 0;
   virtual void begin_micro_step(bool sync) = 0;
   virtual void finish_step() = 0;
