@@ -1,0 +1,219 @@
+// Cross-checks with transformers (the project venv; tests/io/hf_reference.py): tiny random
+// Llama and Qwen2 models built by transformers are imported and score the same token ids within
+// 1e-4 in fp32; polar exports load in transformers (AutoModelForSequenceClassification, no custom
+// code) and score like `polar` does, one sequence at a time and as a right-padded batch; the
+// exported tokenizer loads and encodes like polar's. Skipped when the venv python or
+// transformers is missing (scripts/setup.sh installs both).
+#include <gtest/gtest.h>
+#include <torch/torch.h>
+
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+#include <sstream>
+
+#include "model/tiny_model.h"
+#include "polar/io/hf.h"
+#include "polar/train/checkpoint.h"
+#include "test_hf_util.h"
+
+namespace polar::io {
+namespace {
+
+namespace fs = std::filesystem;
+using hftest::rewards_of;
+using nlohmann::json;
+
+const char* kPython = POLAR_SOURCE_DIR "/.venv/bin/python";
+const char* kScript = POLAR_SOURCE_DIR "/tests/io/hf_reference.py";
+// fp32 throughout; transformers and polar differ only in summation order (SDPA kernels,
+// matmul blocking), i.e. ~1e-6 relative on rewards of order 1. 1e-4 leaves room, and any
+// layout or RoPE mistake moves rewards by 1e-2 or more.
+constexpr double kTol = 1e-4;
+
+std::string slurp(const std::string& path) {
+  std::ifstream in(path);
+  std::ostringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+bool transformers_available() {
+  if (!fs::exists(kPython)) return false;
+  const std::string cmd = std::string(kPython) + " -c 'import transformers, sentencepiece' >/dev/null 2>&1";
+  return std::system(cmd.c_str()) == 0;
+}
+
+// Runs hf_reference.py COMMAND on `spec`; returns its JSON output.
+json run_reference(const std::string& dir, const std::string& command, const json& spec) {
+  write_json_file_atomic(dir + "/spec.json", spec);
+  const std::string cmd = std::string(kPython) + " " + kScript + " " + command + " " + dir + "/spec.json " + dir +
+                          "/out.json > " + dir + "/python.log 2>&1";
+  EXPECT_EQ(std::system(cmd.c_str()), 0) << slurp(dir + "/python.log");
+  return read_json_file(dir + "/out.json");
+}
+
+class HfTransformers : public ::testing::Test {
+ protected:
+  // One python run builds every reference model and scores the sequence-classification ones.
+  static void SetUpTestSuite() {
+    if (!transformers_available()) return;
+    tmp_ = new testing::TempDir();
+    const Tokenizer tok = Tokenizer::load(testing::tiny_tokenizer_dir());
+    const SpecialTokens& s = tok.special();
+    seqs_ = hftest::polar_sequences(6, tok.vocab_size(), s.bos, s.reward, 17);
+    auto model = [&](const std::string& name, const char* arch, const char* head, int seed, int kv, bool tie, double rope) {
+      json m = {{"dir", *tmp_ / name}, {"arch", arch},       {"head", head},         {"seed", seed},
+                {"vocab", 320},        {"hidden", 48},       {"layers", 2},          {"heads", 6},
+                {"kv_heads", kv},      {"intermediate", 80}, {"rope_theta", 5000.0}, {"tie", tie},
+                {"bos", s.bos},        {"eos", s.eos},       {"pad", s.pad},         {"tokenizer_from", testing::tiny_tokenizer_dir()}};
+      if (rope != 1.0) m["rope_scaling"] = rope;
+      return m;
+    };
+    json llama_causal = model("llama_causal", "llama", "causal", 3, 2, false, 2.0);
+    llama_causal["backbone_from"] = *tmp_ / "llama";
+    json qwen2_causal = model("qwen2_causal", "qwen2", "causal", 4, 1, true, 1.0);
+    qwen2_causal["backbone_from"] = *tmp_ / "qwen2";
+    const json spec = {{"models",
+                        {model("llama", "llama", "seqcls", 1, 2, false, 2.0), model("qwen2", "qwen2", "seqcls", 2, 1, true, 1.0),
+                         llama_causal, qwen2_causal}},
+                       {"score", {{"models", {*tmp_ / "llama", *tmp_ / "qwen2"}}, {"sequences", seqs_}}}};
+    try {
+      reference_ = new json(run_reference(tmp_->path(), "build", spec));
+    } catch (const std::exception& e) {
+      *setup_error_ = e.what();
+    }
+  }
+
+  static void TearDownTestSuite() {
+    delete reference_;
+    delete tmp_;
+    reference_ = nullptr;
+    tmp_ = nullptr;
+  }
+
+  void SetUp() override {
+    if (!transformers_available()) GTEST_SKIP() << kPython << " or its transformers package is missing (run scripts/setup.sh)";
+    ASSERT_NE(reference_, nullptr) << "building the reference models failed: " << *setup_error_;
+  }
+
+  static const json& result(const std::string& name) { return (*reference_)["results"][*tmp_ / name]; }
+
+  static void expect_close(const std::vector<double>& got, const json& want, const std::string& what) {
+    ASSERT_EQ(got.size(), want.size()) << what;
+    double worst = 0;
+    for (size_t i = 0; i < got.size(); ++i) {
+      EXPECT_NEAR(got[i], want[i].get<double>(), kTol) << what << " sequence " << i;
+      worst = std::max(worst, std::abs(got[i] - want[i].get<double>()));
+    }
+    std::cout << "  " << what << ": max |polar - transformers| = " << worst << "\n";
+  }
+
+  static testing::TempDir* tmp_;
+  static json* reference_;
+  static std::string* setup_error_;
+  static std::vector<std::vector<int64_t>> seqs_;
+};
+
+testing::TempDir* HfTransformers::tmp_ = nullptr;
+json* HfTransformers::reference_ = nullptr;
+std::string* HfTransformers::setup_error_ = new std::string();
+std::vector<std::vector<int64_t>> HfTransformers::seqs_;
+
+TEST_F(HfTransformers, ImportedSequenceClassifiersScoreLikeTransformers) {
+  for (const char* name : {"llama", "qwen2"}) {
+    SCOPED_TRACE(name);
+    LoadedModel lm = import_hf(*tmp_ / name, torch::kCPU);
+    EXPECT_EQ(lm.shape.architecture, name);
+    EXPECT_EQ(lm.shape.qkv_bias, std::string(name) == "qwen2");
+    const auto got = rewards_of(lm.model, seqs_);
+    expect_close(got, result(name)["rewards"], "one at a time");
+    expect_close(got, result(name)["batched"], "right-padded batch");
+    // Not vacuous: rewards are spread out, so a 1e-4 agreement means something.
+    EXPECT_GT(std::abs(got[1] - got[2]), 1e-2);
+  }
+}
+
+TEST_F(HfTransformers, ImportedCausalLmKeepsTheBackbone) {
+  // The causal models share their backbone with the sequence classifiers; give the fresh reward
+  // head the classifier's score and the rewards must match transformers' classifier.
+  for (const char* name : {"llama", "qwen2"}) {
+    SCOPED_TRACE(name);
+    LoadedModel causal = import_hf(*tmp_ / (std::string(name) + "_causal"), torch::kCPU);
+    EXPECT_EQ(causal.config["import"]["reward_head"], "initialised");
+    LoadedModel seqcls = import_hf(*tmp_ / name, torch::kCPU);
+    {
+      torch::NoGradGuard no_grad;
+      auto dst = causal.model->named_parameters()["score.weight"];
+      dst.copy_(seqcls.model->named_parameters()["score.weight"]);
+    }
+    expect_close(rewards_of(causal.model, seqs_), result(name)["rewards"], "causal backbone");
+  }
+}
+
+TEST_F(HfTransformers, ExportsLoadInTransformersAndScoreTheSame) {
+  testing::TempDir out;
+  const Tokenizer tok = Tokenizer::load(testing::tiny_tokenizer_dir());
+  struct Case {
+    std::string name;
+    LoadedModel lm;
+    const char* expect_class;
+  };
+  std::vector<Case> cases;
+  for (bool bias : {false, true}) {
+    ModelConfig c = testutil::tiny_config(/*kv_heads=*/2, bias);
+    c.rope_scaling = bias ? 1.0 : 3.0;
+    LoadedModel lm;
+    lm.model = testutil::tiny_model(c, 31);
+    lm.shape = lm.model->config();
+    lm.tokenizer = tok;
+    lm.config = json{{"model", lm.shape.to_json()}};
+    cases.push_back({bias ? "qwen2" : "llama", std::move(lm), bias ? "Qwen2ForSequenceClassification" : "LlamaForSequenceClassification"});
+  }
+  // An InternLM2 model exported without custom code, as the docs recommend for vLLM.
+  {
+    LoadedModel lm;
+    ModelConfig c = testutil::tiny_config(/*kv_heads=*/1);
+    c.architecture = "internlm2";
+    lm.model = testutil::tiny_model(c, 32);
+    lm.shape = lm.model->config();
+    lm.tokenizer = tok;
+    lm.config = json{{"model", lm.shape.to_json()}};
+    cases.push_back({"internlm2_as_llama", std::move(lm), "LlamaForSequenceClassification"});
+  }
+  json models = json::array();
+  for (auto& c : cases) {
+    HfExportOptions o;
+    o.format = "hf-llama";
+    o.dtype = "fp32";
+    export_hf(c.lm, out / c.name, o);
+    models.push_back(out / c.name);
+  }
+  const std::vector<std::string> texts = {"The capital of China is Beijing.\nYes", "a\n\n  b c"};
+  const json spec = {{"models", models},
+                     {"sequences", seqs_},
+                     {"texts", texts},
+                     {"special_pieces", {"<|reward|>", tok.id_to_piece(tok.special().reward)}}};
+  const json ref = run_reference(out.path(), "score", spec);
+  for (auto& c : cases) {
+    SCOPED_TRACE(c.name);
+    const json& r = ref["results"][out / c.name];
+    EXPECT_EQ(r["architecture"], c.expect_class);
+    EXPECT_NE(r["pad_token_id"], tok.special().reward);
+    const auto want = rewards_of(c.lm.model, seqs_);
+    expect_close(want, r["rewards"], "one at a time");
+    expect_close(want, r["batched"], "right-padded batch");
+    const json& t = r["tokenizer"];
+    EXPECT_EQ(t["bos_token_id"], tok.special().bos);
+    EXPECT_EQ(t["pad_token_id"], tok.special().pad);
+    EXPECT_EQ(t["special_ids"], json({tok.special().reward_sep, tok.special().reward}));
+    for (size_t i = 0; i < texts.size(); ++i) EXPECT_EQ(t["encoded"][i], json(tok.encode(texts[i]))) << texts[i];
+    std::vector<int32_t> with_bos{tok.special().bos};
+    for (int32_t id : tok.encode(texts[0])) with_bos.push_back(id);
+    EXPECT_EQ(t["with_bos"], json(with_bos));
+  }
+}
+
+}  // namespace
+}  // namespace polar::io
