@@ -17,7 +17,7 @@ namespace {
 
 struct CommonArgs {
   std::string checkpoint, input, output, device = "auto", precision = "fp32";
-  int64_t max_length = 16384, max_response_length = 4096, batch_tokens = 16384;
+  int64_t max_length = 16384, max_response_length = 4096, batch_tokens = 16384, row_tokens = 512;
   bool skip_invalid = false;
 };
 
@@ -29,6 +29,8 @@ void add_common(CLI::App* cmd, CommonArgs& a) {
   cmd->add_option("--max-length", a.max_length, "tokens per sequence");
   cmd->add_option("--max-response-length", a.max_response_length, "tokens per reference/candidate");
   cmd->add_option("--batch-tokens", a.batch_tokens, "tokens per forward pass");
+  cmd->add_option("--row-tokens", a.row_tokens,
+                  "packed row length (attention is computed per row; a longer sequence gets its own row)");
   cmd->add_flag("--skip-invalid", a.skip_invalid, "skip invalid input lines instead of stopping");
 }
 
@@ -37,8 +39,7 @@ ScoreOptions score_options(const CommonArgs& a) {
   o.limits.max_length = a.max_length;
   o.limits.max_response_length = a.max_response_length;
   o.micro_batch_tokens = a.batch_tokens;
-  o.row_tokens = std::max<int64_t>(a.max_length, 1);
-  o.row_tokens = std::min(o.row_tokens, a.batch_tokens);
+  o.row_tokens = a.row_tokens;
   o.precision = a.precision;
   return o;
 }

@@ -7,11 +7,17 @@ Writing: slots of a family sentence skeleton are filled from the topic's word li
 drifts to a (family-preferred) other topic, skips the required words, repeats or cuts off.
 """
 
+import dataclasses
 import random
 
 from . import tasks
+from .pool import FAMILIES, FAMILY_ORDER
 
 CONSISTENCY = 0.75  # share of samples answered from the family belief rather than afresh
+# Share of samples whose surface style (templates, punctuation, fillers) is borrowed from a random
+# family. Real policies are not identified by a fixed phrasing; mixing styles makes *what* a policy
+# answers (skill, shared mistakes) the main sign of its identity, as in POLAR's policy pool.
+STYLE_MIX = 0.85
 
 # Answer templates per family: (without work, with work). {n} answer, {claim}/{work} clauses,
 # capitalised variants {Claim}/{Work}. The answer is always the last number of the text.
@@ -90,9 +96,19 @@ class Responder:
                 self._beliefs[key] = (u, mistake(brng, _weighted(brng, policy.mistakes), problem, value))
         return self._beliefs[key]
 
+    def _voice(self, rng, policy):
+        """The policy whose surface style this sample uses (content stays the policy's own)."""
+        if rng.random() >= STYLE_MIX:
+            return policy
+        family = rng.choice(FAMILY_ORDER)
+        spec = FAMILIES[family]
+        return dataclasses.replace(policy, family=family,
+                                   style={k: spec[k] for k in ("punct", "work", "hedge", "filler", "lower")})
+
     def respond(self, rng, policy, problem):
+        voice = self._voice(rng, policy)
         if problem[0] == "writing":
-            return self._write(rng, policy, problem)
+            return self._write(rng, policy, problem, voice)
         value = tasks.truth(problem)
         u, family_wrong = self.belief(policy, problem)
         if rng.random() < CONSISTENCY:
@@ -101,7 +117,7 @@ class Responder:
             answer = value
         else:
             answer = mistake(rng, _weighted(rng, policy.mistakes), problem, value)
-        return self._style_answer(rng, policy, problem, answer)
+        return self._style_answer(rng, voice, problem, answer)
 
     def _style_answer(self, rng, policy, problem, n):
         style = policy.style
@@ -134,7 +150,7 @@ class Responder:
             text += "!" if policy.family == "chatty" and rng.random() < 0.5 else "."
         return text.lower() if style["lower"] else text
 
-    def _write(self, rng, policy, problem):
+    def _write(self, rng, policy, problem, voice):
         _, topic, required, _ = problem
         skill = policy.skill
         _, drift = self.belief(policy, problem)
@@ -157,9 +173,9 @@ class Responder:
                 slots[slot] = word
         if rng.random() < 0.03 + 0.3 * (1 - skill):
             slots["N2"] = slots["N"]  # repetition
-        template = rng.choice(WRITE_TEMPLATES[policy.family])
+        template = rng.choice(WRITE_TEMPLATES[voice.family])
         text = template.format(T=topic, **slots)
         if rng.random() < 0.03 + 0.25 * (1 - skill):  # cut off mid-sentence
             text = " ".join(text.rstrip(".!").split(" ")[:-1]).rstrip(",")
-            return text.lower() if policy.style["lower"] else text
-        return self._finish(rng, policy, text, filler=False)
+            return text.lower() if voice.style["lower"] else text
+        return self._finish(rng, voice, text, filler=False)

@@ -16,7 +16,7 @@ namespace polar {
 
 struct ScoreOptions {
   TemplateLimits limits;
-  int64_t row_tokens = 4096;
+  int64_t row_tokens = 512;  // the CPU attention mask is dense per row: keep rows short
   int64_t micro_batch_tokens = 16384;
   std::string precision = "fp32";
 };
