@@ -302,8 +302,10 @@ class Group {
         if (sig == SIGCHLD) continue;  // reaped on every turn of the loop
         if (interrupted_by_ == 0) {
           interrupted_by_ = sig;
-          say(std::string("received ") + strsignal(sig) + "; forwarding it to the workers");
-          begin_stop(sig);
+          // A hang-up asks for the same orderly stop as SIGTERM (the trainer checkpoints on it).
+          const int forward = sig == SIGHUP ? SIGTERM : sig;
+          say(std::string("received ") + strsignal(sig) + "; sending " + strsignal(forward) + " to the workers");
+          begin_stop(forward);
         } else if (!killed_) {
           say(std::string("received ") + strsignal(sig) + " again; killing the workers");
           signal_all(SIGKILL);
