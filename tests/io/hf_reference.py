@@ -12,7 +12,7 @@ so polar's import and export can be compared with transformers on the same ids.
              "score": SCORE_SPEC or absent}
   hf_reference.py score SPEC.json OUT.json
       SPEC: {"models": [dir, ...], "sequences": [[id, ...], ...], "texts": [str, ...],
-             "special_pieces": [str, ...]}
+             "special_pieces": [str, ...], "template_texts": [str, ...]}
       OUT:  {"transformers": version, "results": {dir: {"architecture", "rewards", "batched",
              "tokenizer": {...} when "texts" is given}}}
 Rewards are computed in float32, one sequence at a time ("rewards") and as one right-padded
@@ -91,6 +91,12 @@ def score(spec):
                 "special_ids": tok.convert_tokens_to_ids(spec["special_pieces"]),
                 "encoded": [tok.encode(t, add_special_tokens=False) for t in spec["texts"]],
                 "with_bos": tok.encode(spec["texts"][0])}
+            if spec.get("template_texts"):
+                # Whole POLAR-template strings, as a server receives them: ids and rewards.
+                ids = [tok(t)["input_ids"] for t in spec["template_texts"]]
+                with torch.no_grad():
+                    rewards = [model(input_ids=torch.tensor([i])).logits[0, 0].item() for i in ids]
+                entry["template"] = {"ids": ids, "rewards": rewards}
         results[d] = entry
     return {"transformers": transformers.__version__, "results": results}
 

@@ -2,11 +2,13 @@
 // Llama and Qwen2 models built by transformers are imported and score the same token ids within
 // 1e-4 in fp32; polar exports load in transformers (AutoModelForSequenceClassification, no custom
 // code) and score like `polar` does, one sequence at a time and as a right-padded batch; the
-// exported tokenizer loads and encodes like polar's. Skipped when the venv python or
-// transformers is missing (scripts/setup.sh installs both).
+// exported tokenizer loads, encodes like polar's, and turns POLAR-template strings into the ids
+// (and scores) of polar's template. Skipped when the venv python or transformers is missing
+// (scripts/setup.sh installs both).
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
+#include <array>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -15,6 +17,7 @@
 
 #include "model/tiny_model.h"
 #include "polar/io/hf.h"
+#include "polar/tokenizer/template.h"
 #include "polar/train/checkpoint.h"
 #include "test_hf_util.h"
 
@@ -191,10 +194,17 @@ TEST_F(HfTransformers, ExportsLoadInTransformersAndScoreTheSame) {
     models.push_back(out / c.name);
   }
   const std::vector<std::string> texts = {"The capital of China is Beijing.\nYes", "a\n\n  b c"};
+  // (prompt, reference, candidate) triples, and the strings a serving client builds from them.
+  const std::vector<std::array<std::string, 3>> triples = {
+      {"What is the capital of China?", "Beijing.", "Shanghai."}, {"copy: 12 34", "12 34", "12 35"}};
+  const std::string reward_piece = tok.id_to_piece(tok.special().reward);
+  std::vector<std::string> template_texts;
+  for (const auto& [p, r, c] : triples) template_texts.push_back(p + "\n" + r + "<|reward|>" + p + "\n" + c + reward_piece);
   const json spec = {{"models", models},
                      {"sequences", seqs_},
                      {"texts", texts},
-                     {"special_pieces", {"<|reward|>", tok.id_to_piece(tok.special().reward)}}};
+                     {"special_pieces", {"<|reward|>", reward_piece}},
+                     {"template_texts", template_texts}};
   const json ref = run_reference(out.path(), "score", spec);
   for (auto& c : cases) {
     SCOPED_TRACE(c.name);
@@ -212,6 +222,16 @@ TEST_F(HfTransformers, ExportsLoadInTransformersAndScoreTheSame) {
     std::vector<int32_t> with_bos{tok.special().bos};
     for (int32_t id : tok.encode(texts[0])) with_bos.push_back(id);
     EXPECT_EQ(t["with_bos"], json(with_bos));
+    // The serving path: the template string tokenised by transformers gives polar's ids and score.
+    for (size_t i = 0; i < triples.size(); ++i) {
+      const auto group = encode_group_text(tok, TemplateKind::Finetune, triples[i][0], triples[i][1], {triples[i][2]},
+                                           TemplateLimits{});
+      ASSERT_TRUE(group.has_value());
+      std::vector<int64_t> ids(group->prefix.begin(), group->prefix.end());
+      ids.insert(ids.end(), group->candidates[0].begin(), group->candidates[0].end());
+      EXPECT_EQ(r["template"]["ids"][i], json(ids)) << template_texts[i];
+      EXPECT_NEAR(rewards_of(c.lm.model, {ids})[0], r["template"]["rewards"][i].get<double>(), kTol) << template_texts[i];
+    }
   }
 }
 
