@@ -63,20 +63,28 @@ class DdpTrain : public ::testing::Test {
 
 int run_to_end(Subprocess& run) { return run.wait(300s); }
 
+struct Killed {
+  pid_t victim = -1;
+  std::vector<pid_t> processes;  // every descendant of the launcher just before the kill
+};
+
 // Waits for `run_dir/checkpoint-<step>` and then SIGKILLs the worker whose RANK is `rank`.
-pid_t kill_rank_after_checkpoint(Subprocess& launcher, const std::string& run_dir, int step, const std::string& rank) {
+Killed kill_rank_after_checkpoint(Subprocess& launcher, const std::string& run_dir, int step, const std::string& rank) {
   const std::string marker = run_dir + "/checkpoint-" + std::to_string(step) + "/trainer_state.json";
   const auto deadline = std::chrono::steady_clock::now() + 120s;
   while (!fs::exists(marker) && launcher.running() && std::chrono::steady_clock::now() < deadline) {
     std::this_thread::sleep_for(2ms);
   }
-  for (pid_t pid : descendants(launcher.pid())) {
+  Killed killed;
+  killed.processes = descendants(launcher.pid());
+  for (pid_t pid : killed.processes) {
     if (process_env(pid, "RANK") == rank) {
       kill(pid, SIGKILL);
-      return pid;
+      killed.victim = pid;
+      break;
     }
   }
-  return -1;
+  return killed;
 }
 
 }  // namespace
@@ -113,18 +121,18 @@ TEST_F(DdpTrain, TwoSingleProcessNodesEqualOneTwoProcessNode) {
 
 TEST_F(DdpTrain, KilledWorkerStopsTheLauncherAndLeavesTheLastCheckpointIntact) {
   Subprocess run(launch(config("killed", 400), {"--nproc-per-node", "2", "--master-port", std::to_string(free_tcp_port())}));
-  const pid_t victim = kill_rank_after_checkpoint(run, tmp_ / "killed", 8, "1");
-  ASSERT_GT(victim, 0) << run.output();
-  const auto workers = descendants(run.pid());
+  const Killed killed = kill_rank_after_checkpoint(run, tmp_ / "killed", 8, "1");
+  ASSERT_GT(killed.victim, 0) << run.output();
+  ASSERT_GE(killed.processes.size(), 2u);
   const auto killed_at = std::chrono::steady_clock::now();
   const int code = run.wait(60s);
   const double took = std::chrono::duration<double>(std::chrono::steady_clock::now() - killed_at).count();
   EXPECT_NE(code, 0) << run.output();
   EXPECT_NE(code, -1000) << "the launcher did not exit";
   EXPECT_LT(took, 30.0);
-  EXPECT_TRUE(contains(run.output(), "rank 1 (local rank 1, pid " + std::to_string(victim) + ") was killed by signal 9"))
+  EXPECT_TRUE(contains(run.output(), "rank 1 (local rank 1, pid " + std::to_string(killed.victim) + ") was killed by signal 9"))
       << run.output();
-  for (pid_t pid : workers) EXPECT_FALSE(process_alive(pid)) << "pid " << pid << " outlived the launcher";
+  for (pid_t pid : killed.processes) EXPECT_FALSE(process_alive(pid)) << "pid " << pid << " outlived the launcher";
 
   const auto latest = polar::find_latest_checkpoint(tmp_ / "killed");
   ASSERT_TRUE(latest.has_value());
@@ -136,13 +144,13 @@ TEST_F(DdpTrain, KilledWorkerStopsTheLauncherAndLeavesTheLastCheckpointIntact) {
 }
 
 TEST_F(DdpTrain, RestartAfterAKilledWorkerResumesToTheUninterruptedResult) {
-  const int steps = 40;
+  const int steps = 48;
   Subprocess clean(launch(config("clean", steps), {"--nproc-per-node", "2", "--master-port", std::to_string(free_tcp_port())}));
   ASSERT_EQ(run_to_end(clean), 0) << clean.output();
 
   Subprocess run(launch(config("restarted", steps),
                         {"--nproc-per-node", "2", "--max-restarts", "1", "--master-port", std::to_string(free_tcp_port())}));
-  ASSERT_GT(kill_rank_after_checkpoint(run, tmp_ / "restarted", 8, "1"), 0) << run.output();
+  ASSERT_GT(kill_rank_after_checkpoint(run, tmp_ / "restarted", 8, "1").victim, 0) << run.output();
   ASSERT_EQ(run_to_end(run), 0) << run.output();
   EXPECT_TRUE(contains(run.output(), "restarting the worker group (restart 1 of 1)")) << run.output();
   EXPECT_TRUE(contains(run.output(), "resumed from")) << run.output();
