@@ -205,8 +205,7 @@ void export_hf(const LoadedModel& lm, const std::string& out_dir, const HfExport
   const json config = hf_export_config(shape, format, options.dtype, special.bos, special.eos, pad, special.reward);
   const bool internlm2 = format == "hf-internlm2";
   const std::string code_dir = internlm2 ? find_code_dir(lm, options.code_from) : "";
-  bool tokenizer_code = false;
-  for (const char* f : {"tokenization_internlm2.py"}) tokenizer_code = !code_dir.empty() && fs::exists(fs::path(code_dir) / f);
+  const bool tokenizer_code = !code_dir.empty() && fs::exists(fs::path(code_dir) / "tokenization_internlm2.py");
 
   std::map<std::string, torch::Tensor> params;
   for (const auto& p : lm.model->named_parameters()) params[p.key()] = p.value().detach();

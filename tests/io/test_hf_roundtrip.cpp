@@ -1,7 +1,7 @@
 // Export to Hugging Face layouts and back: import -> export -> import is bit-exact in fp32 for
 // both formats, cross-format exports keep the rewards, bf16 exports are close, shards and the
-// tokenizer files are written, and `polar score` gives the same numbers on the checkpoint and on
-// its fp32 export.
+// tokenizer files are written, model.init_from accepts an HF directory, and `polar score` gives
+// the same numbers on the checkpoint and on its fp32 export.
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
@@ -15,6 +15,8 @@
 #include "polar/io/hf.h"
 #include "polar/io/safetensors.h"
 #include "polar/train/checkpoint.h"
+#include "polar/train/config.h"
+#include "polar/train/run_setup.h"
 #include "test_hf_util.h"
 
 namespace polar::io {
@@ -176,6 +178,21 @@ TEST(HfRoundTrip, InternLM2ExportCopiesRemoteCodeFromTheSource) {
   EXPECT_EQ(config["reward_token_id"], lm.tokenizer.special().reward);
   EXPECT_FALSE(SafetensorsFile::open(tmp / "out/model.safetensors").contains("score.weight"));
   EXPECT_TRUE(SafetensorsFile::open(tmp / "out/model.safetensors").contains("v_head.weight"));
+}
+
+// model.init_from naming a Hugging Face directory: the run starts from its weights, shape and
+// tokenizer (which must be the one the data was built with).
+TEST(HfRoundTrip, TrainingStartsFromAHfDirectory) {
+  testing::TempDir tmp;
+  testing::write_copy_task_dataset(tmp / "data", 8, 2);
+  LoadedModel lm = polar_model("internlm2", false, 1.0, 6);
+  export_hf(lm, tmp / "hf", fp32("hf-internlm2"));
+  std::ofstream(tmp / "train.json") << testing::tiny_train_config(tmp / "data", tmp / "run", 2);
+  TrainConfig cfg = load_train_config(tmp / "train.json", {"model.init_from=" + (tmp / "hf")});
+  RunSetup run = prepare_run(cfg, torch::kCPU, std::nullopt);
+  hftest::expect_same_params(params_of(run.model), params_of(lm.model));
+  EXPECT_EQ(run.resolved_config["model"]["architecture"], "internlm2");
+  EXPECT_EQ(run.tokenizer.special().reward, lm.tokenizer.special().reward);
 }
 
 std::string polar_bin() {
