@@ -23,6 +23,7 @@ void add_tokenizer_command(CLI::App& app) {
       ->required();
   t->add_option("--output", train->output_dir, "Directory to write tokenizer.model and polar_tokenizer.json")
       ->required();
+  t->add_option("--split-digits", train->split_digits, "split numbers into single digits (default true)");
   t->add_option("--model-type", train->model_type, "bpe or unigram")
       ->check(CLI::IsMember({"bpe", "unigram"}))
       ->capture_default_str();

@@ -139,7 +139,7 @@ void train_tokenizer(const TokenizerTrainOptions& options) {
       {"normalization_rule_name", "identity"},  // keep text exactly as given (newlines, spaces)
       {"remove_extra_whitespaces", "false"},
       {"add_dummy_prefix", "false"},
-      {"split_digits", "true"},
+      {"split_digits", options.split_digits ? "true" : "false"},
       {"hard_vocab_limit", "false"},
       {"unk_id", "0"},
       {"bos_id", "1"},

@@ -67,11 +67,10 @@ struct Trainer::State {
 Trainer::Trainer(TrainConfig config, bool resume, SetupFn make_setup) : s_(std::make_unique<State>()) {
   auto& s = *s_;
   s.cfg = std::move(config);
-  const char* restart = std::getenv("TORCHELASTIC_RESTART_COUNT");
-  if (restart && std::atoi(restart) > 0) resume = true;
   if (s.cfg.train.threads > 0) torch::set_num_threads(static_cast<int>(s.cfg.train.threads));
 
   dist::DistEnv env = dist::DistEnv::from_environment();
+  if (env.restart_count > 0) resume = true;  // a launcher restart (polar-run, torchrun, Slurm requeue)
   torch::Device device = resolve_device(s.cfg.train.device, env.local_rank);
   dist::DistOptions dopt;
   dopt.timeout = std::chrono::milliseconds(static_cast<int64_t>(s.cfg.train.dist_timeout_s * 1000));

@@ -13,11 +13,11 @@ import random
 from . import tasks
 from .pool import FAMILIES, FAMILY_ORDER
 
-CONSISTENCY = 0.75  # share of samples answered from the family belief rather than afresh
+CONSISTENCY = 0.9  # share of samples answered from the family belief rather than afresh
 # Share of samples whose surface style (templates, punctuation, fillers) is borrowed from a random
 # family. Real policies are not identified by a fixed phrasing; mixing styles makes *what* a policy
 # answers (skill, shared mistakes) the main sign of its identity, as in POLAR's policy pool.
-STYLE_MIX = 0.85
+STYLE_MIX = 0.7
 
 # Answer templates per family: (without work, with work). {n} answer, {claim}/{work} clauses,
 # capitalised variants {Claim}/{Work}. The answer is always the last number of the text.

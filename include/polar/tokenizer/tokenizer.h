@@ -47,6 +47,7 @@ struct TokenizerTrainOptions {
   int64_t vocab_size = 512;
   std::string output_dir;
   std::string model_type = "bpe";  // bpe | unigram
+  bool split_digits = true;         // false lets frequent numbers become single pieces
   int64_t max_sentences = 200000;
 };
 
