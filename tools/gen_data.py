@@ -16,8 +16,11 @@ the reference says" is learnable from pre-training and is what the preference da
 Outputs under --out (UTF-8 JSONL, one object per line, written atomically):
   pretrain.jsonl  {prompt, policy, response, category}: every pre-training policy answers every
                   pre-training prompt twice, so reference/positive pairs can come from any policy.
-  finetune.jsonl  {prompt, reference, chosen, rejected, category}: 8 in-pool policies answer each
-                  held-apart prompt; ranked by (correct, quality) into best > second > a worse one.
+  finetune.jsonl  {prompt, reference, chosen, rejected, category}: 12 in-pool policies answer each
+                  held-apart prompt; graded by (correct, quality). The reference is a best-graded
+                  answer; as in POLAR, closer to the reference's policy is better: the chosen is
+                  the best-graded lower answer from the reference's own family (else the second
+                  level), the rejected a lower-graded answer from another family.
   test.jsonl      same format; new prompts and all 24 policies (held-out ones included).
   score.jsonl     {prompt, reference, output} demo lines for `polar score`.
   policies.json   the pool.
@@ -101,8 +104,9 @@ def run_check(out_dir, args, metrics):
         check.same_bytes(out_dir, tmp, FILES)
     overall = metrics.get("all", {})
     if overall.get("pairs", 0) >= 200:  # below that the rates are too noisy to hold to a bar
-        check._require(overall["ref_answer_match"] >= 0.8,
-                       f"reference-answer heuristic only {overall['ref_answer_match']} (< 0.8)")
+        best_ref = max(overall["ref_answer_match"], overall["ref_style_match"])
+        check._require(best_ref >= 0.65, f"reference heuristics only {best_ref} (< 0.65): "
+                       "the reference does not tell chosen from rejected")
         for key in ("longer_wins", "shorter_wins", "tidier_wins"):
             check._require(overall[key] <= 0.7, f"reference-free heuristic {key} = "
                            f"{overall[key]} (> 0.7): pairs are separable without the reference")

@@ -8,7 +8,7 @@ from . import tasks
 from .pool import build_pool
 from .respond import Responder
 
-SAMPLES_PER_PREF_PROMPT = 8  # policies asked per fine-tune/test prompt before ranking
+SAMPLES_PER_PREF_PROMPT = 12 # policies asked per fine-tune/test prompt before ranking
 
 
 def _problems(rng, n, used, what, category=None):
@@ -28,12 +28,19 @@ def _problems(rng, n, used, what, category=None):
     return out
 
 
+def _family(policy_name):
+    return policy_name.rsplit("-c", 1)[0]
+
+
 def rank_triple(rng, prompt, responses):
     """(reference, chosen, rejected) with key(ref) > key(chosen) > key(rej) strictly, else None.
 
-    responses: [(policy_name, text)]. Reference is drawn from the best level and chosen from the
-    second. Rejected is a matched negative: when chosen is correct, an incorrect response whose
-    quality is nearest the chosen's (so surface tidiness does not give the answer away).
+    responses: [(policy_name, text)]. The reference is drawn from the best level. As in POLAR,
+    a response is better the closer its policy is to the reference's: the chosen is the best-graded
+    response below the reference that comes from the reference's own family (same model line),
+    else from the second level; the rejected is graded lower and comes from another family, and
+    when the chosen is correct it is an incorrect one whose quality is nearest the chosen's (so
+    surface tidiness alone does not separate them).
     """
     graded, seen = [], set()
     for name, text in responses:
@@ -44,13 +51,23 @@ def rank_triple(rng, prompt, responses):
     if len(levels) < 3:
         return None
     at = lambda key: [(n, t) for k, n, t in graded if k == key]
-    reference, chosen = rng.choice(at(levels[0])), rng.choice(at(levels[1]))
-    below = levels[2:]
-    if levels[1][0]:
+    reference = rng.choice(at(levels[0]))
+    family = _family(reference[0])
+    kin = sorted({k for k, n, _ in graded if k < levels[0] and _family(n) == family}, reverse=True)
+    chosen_key = kin[0] if kin else levels[1]
+    pool = [(n, t) for n, t in at(chosen_key) if _family(n) == family] or at(chosen_key)
+    chosen = rng.choice(pool)
+    below = [key for key in levels if key < chosen_key]
+    if not below:
+        return None
+    if chosen_key[0]:
         below = [key for key in below if not key[0]] or below
+    strangers = [key for key in below if any(_family(n) != family for n, _ in at(key))]
+    below = strangers or below
     # Match the rejected's quality to the chosen's, so tidiness alone does not separate them.
-    gap = min(abs(key[1] - levels[1][1]) for key in below)
-    rejected = rng.choice([r for key in below if abs(key[1] - levels[1][1]) == gap for r in at(key)])
+    gap = min(abs(key[1] - chosen_key[1]) for key in below)
+    rejected_pool = [r for key in below if abs(key[1] - chosen_key[1]) == gap for r in at(key)]
+    rejected = rng.choice([r for r in rejected_pool if _family(r[0]) != family] or rejected_pool)
     return reference, chosen, rejected
 
 

@@ -17,7 +17,7 @@ CONSISTENCY = 0.9  # share of samples answered from the family belief rather tha
 # Share of samples whose surface style (templates, punctuation, fillers) is borrowed from a random
 # family. Real policies are not identified by a fixed phrasing; mixing styles makes *what* a policy
 # answers (skill, shared mistakes) the main sign of its identity, as in POLAR's policy pool.
-STYLE_MIX = 0.7
+STYLE_MIX = 0.0
 
 # Answer templates per family: (without work, with work). {n} answer, {claim}/{work} clauses,
 # capitalised variants {Claim}/{Work}. The answer is always the last number of the text.
