@@ -23,6 +23,9 @@ echo "=== kernel bench"
 timeout 120 build/polar_kernel_bench --reps 20 --warmup 3 --out "$OUT/kernel_bench.md" 2>&1 | tail -40
 echo "=== train bench"
 for c in 125m 1b; do
-  timeout 120 build/polar bench --config configs/gpu_$c.json --steps 5 --warmup 2 --seq-len 1024 \
-    --output "$OUT/bench_$c.json" 2>&1 | grep -vE "^\[20[0-9-]+ |^ +\"|^[{}]" | tail -12
+  for attn in ${POLAR_BENCH_ATTENTION:-auto}; do
+    timeout 120 build/polar bench --config configs/gpu_$c.json --steps 5 --warmup 2 --seq-len 1024 \
+      --set train.attention=$attn --output "$OUT/bench_${c}_$attn.json" 2>&1 |
+      grep -vE "^\[20[0-9-]+ |^ +\"|^[{}]" | tail -12
+  done
 done

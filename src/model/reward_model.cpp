@@ -2,6 +2,8 @@
 // LlamaForSequenceClassification (parameter names and numerics), run over packed rows.
 #include "polar/model/reward_model.h"
 
+#include <ATen/autocast_mode.h>
+
 #include <ATen/CPUGeneratorImpl.h>
 #include <torch/torch.h>
 
@@ -109,7 +111,15 @@ struct AttentionModule : torch::nn::Module {
     const Tensor qf = q.reshape({B * T, num_heads, head_dim}).index_select(0, in.token_index);
     const Tensor kf = k.reshape({B * T, num_kv_heads, head_dim}).index_select(0, in.token_index);
     const Tensor vf = v.reshape({B * T, num_kv_heads, head_dim}).index_select(0, in.token_index);
-    const Tensor of = kernels::varlen_attention(qf, kf, vf, in.cu_seqlens, in.max_seqlen);
+    Tensor of;
+    if (at::autocast::is_autocast_enabled(at::kCUDA)) {
+      // Under autocast RoPE promotes q/k to fp32 (cos/sin keep the weights' dtype); flash
+      // attention takes the autocast dtype.
+      const auto dt = at::autocast::get_autocast_dtype(at::kCUDA);
+      of = kernels::varlen_attention(qf.to(dt), kf.to(dt), vf.to(dt), in.cu_seqlens, in.max_seqlen);
+    } else {
+      of = kernels::varlen_attention(qf, kf, vf, in.cu_seqlens, in.max_seqlen);
+    }
     const int64_t n_tok = in.token_index.size(0);
     return torch::zeros({B * T, num_heads * head_dim}, of.options())
         .index_copy(0, in.token_index, of.reshape({n_tok, num_heads * head_dim}));
@@ -314,7 +324,10 @@ Tensor RewardModelImpl::backbone(const Tensor& tokens_in, const Tensor& position
   Tensor x = embed_tokens_.index_select(0, tokens.reshape({B * T})).view({B, T, config_.hidden_size});
   if (attention_impl_ == AttentionImpl::Varlen) {
     // Probe with a tensor shaped like the packed queries (N, Hq, D).
-    const Tensor probe = x.view({B * T, config_.num_heads, D});
+    const auto probe_dtype = at::autocast::is_autocast_enabled(at::kCUDA)
+                                 ? at::autocast::get_autocast_dtype(at::kCUDA)
+                                 : x.scalar_type();
+    const Tensor probe = torch::empty({1, config_.num_heads, D}, x.options().dtype(probe_dtype));
     POLAR_CHECK(kernels::varlen_attention_available(probe),
                 "RewardModel: varlen attention is unavailable for ", x.scalar_type(), " on ", x.device(),
                 " with head_dim ", D,

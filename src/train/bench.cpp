@@ -15,6 +15,7 @@
 #endif
 
 #include "polar/data/shards.h"
+#include "polar/train/checkpoint.h"
 #include "polar/train/trainer.h"
 
 namespace fs = std::filesystem;
@@ -96,6 +97,9 @@ BenchResult run_bench(TrainConfig cfg, const BenchOptions& o) {
   fs::create_directories(dir);
   BenchResult res;
   try {
+    // A fine-tuning config names its shape through a checkpoint.
+    const std::string& shape_source = !cfg.model.init_from.empty() ? cfg.model.init_from : cfg.model.shape_from;
+    if (!shape_source.empty()) cfg.model.shape = load_model_shape(shape_source);
     int64_t total_steps = o.steps + o.warmup_steps;
     int64_t vocab = cfg.model.shape.vocab_size;
     write_random_split((dir / "train").string(), cfg.train.batch_groups * total_steps, o.seq_len, o.negatives, vocab);

@@ -72,6 +72,7 @@ TrainConfig TrainConfig::from_json(const json& j, const std::string& where) {
     s.get("max_bad_steps", x.max_bad_steps);
     s.get("threads", x.threads);
     s.get("fused_kernels", x.fused_kernels);
+    s.get("attention", x.attention);
     s.get("dist_timeout_s", x.dist_timeout_s);
     s.finish();
     POLAR_CHECK(x.steps > 0, s.path("steps"), ": must be positive");
@@ -79,6 +80,8 @@ TrainConfig TrainConfig::from_json(const json& j, const std::string& where) {
     POLAR_CHECK(x.lr > 0 && std::isfinite(x.lr), s.path("lr"), ": must be a positive number");
     POLAR_CHECK(x.device == "auto" || x.device == "cpu" || x.device == "cuda" || x.device.rfind("cuda:", 0) == 0,
                 s.path("device"), ": expected auto, cpu or cuda[:N], got \"", x.device, "\"");
+    POLAR_CHECK(x.attention == "auto" || x.attention == "math" || x.attention == "varlen", s.path("attention"),
+                ": expected auto, math or varlen, got \"", x.attention, "\"");
     POLAR_CHECK(x.precision == "fp32" || x.precision == "bf16", s.path("precision"),
                 ": expected fp32 or bf16, got \"", x.precision, "\"");
   }
@@ -123,7 +126,7 @@ json TrainConfig::to_json() const {
                  {"beta1", t.beta1}, {"beta2", t.beta2}, {"eps", t.eps}, {"grad_clip", t.grad_clip},
                  {"seed", t.seed}, {"device", t.device}, {"precision", t.precision},
                  {"max_bad_steps", t.max_bad_steps}, {"threads", t.threads},
-                 {"fused_kernels", t.fused_kernels}, {"dist_timeout_s", t.dist_timeout_s}}},
+                 {"fused_kernels", t.fused_kernels}, {"attention", t.attention}, {"dist_timeout_s", t.dist_timeout_s}}},
       {"eval", {{"every", eval.every}, {"max_groups", eval.max_groups}}},
       {"run", {{"output_dir", run.output_dir}, {"checkpoint_every", run.checkpoint_every},
                {"keep_last", run.keep_last}, {"log_every", run.log_every},

@@ -96,6 +96,17 @@ Trainer::Trainer(TrainConfig config, bool resume, SetupFn make_setup) : s_(std::
   s.stream = std::make_unique<GroupStream>(s.setup.train_data.size(), static_cast<uint64_t>(s.cfg.train.seed));
   s.use_fused = s.cfg.train.fused_kernels && device.is_cuda() && kernels::cuda_kernels_available();
   s.setup.model->set_fused_head(s.use_fused);
+  {
+    const auto& shape = s.setup.model->config();
+    auto probe = torch::empty({1, shape.num_heads, shape.head_dim()},
+                              torch::TensorOptions().device(device).dtype(s.cfg.train.precision == "bf16"
+                                                                              ? torch::kBFloat16
+                                                                              : torch::kFloat32));
+    bool varlen_ok = device.is_cuda() && kernels::varlen_attention_available(probe);
+    POLAR_CHECK(s.cfg.train.attention != "varlen" || varlen_ok, "train.attention = varlen needs CUDA, bf16 ",
+                "(train.precision) and the flash kernels; use auto or math");
+    if (s.cfg.train.attention != "math" && varlen_ok) s.setup.model->set_attention_impl(AttentionImpl::Varlen);
+  }
 
   if (resume_from) {
     load_optimizer_state(*s.optimizer, *resume_from);

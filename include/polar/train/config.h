@@ -47,6 +47,9 @@ struct TrainSection {
   int64_t max_bad_steps = 3;    // consecutive non-finite steps before aborting
   int64_t threads = 0;          // intra-op threads, 0: LibTorch default
   bool fused_kernels = true;    // fused CUDA head/loss when available
+  // auto: varlen flash attention for packed rows on CUDA in bf16 when available, else masked
+  // SDPA | math: always masked SDPA | varlen: require the flash path.
+  std::string attention = "auto";
   double dist_timeout_s = 300;  // collective/rendezvous timeout
 };
 
