@@ -58,6 +58,14 @@ torch::Tensor varlen_attention(const torch::Tensor& q, const torch::Tensor& k, c
   POLAR_CHECK(cu_seqlens.dim() == 1 && cu_seqlens.size(0) >= 2 && cu_seqlens.device() == q.device(),
               "varlen_attention: cu_seqlens must be (S + 1) on q's device");
   POLAR_CHECK(max_seqlen > 0, "varlen_attention: max_seqlen must be positive");
+  if (max_seqlen == 1) {
+    // Every sequence is one token, so each query attends to its own key alone and the output
+    // is its value. Flash attention's backward returns garbage gradients for this case
+    // (seen on an H100 with a single length-1 sequence), so it is computed directly.
+    // q and k stay in the graph (their gradient is exactly zero), as with the flash path.
+    const int64_t rep = q.size(1) / k.size(1);
+    return v.repeat_interleave(rep, 1) + (q + k.repeat_interleave(rep, 1)) * 0;  // (T, Hq, D)
+  }
 #ifdef POLAR_WITH_CUDA
   c10::cuda::CUDAGuard guard(q.device());
   const torch::Tensor cu = cu_seqlens.to(torch::kInt).contiguous();
