@@ -12,6 +12,7 @@ DATA="${POLAR_QUICKSTART_DATA:-data/quickstart}"
 RUNS="${POLAR_QUICKSTART_RUNS:-runs/quickstart}"
 SEED="${POLAR_SEED:-0}"
 t0=$(date +%s)
+rm -rf "$RUNS/pretrain" "$RUNS/finetune" "$RUNS/baseline"
 step() { echo; echo "=== [$(( $(date +%s) - t0 ))s] $*"; }
 
 step "1/7 generating the synthetic policy pool and its trajectories"
