@@ -2,7 +2,6 @@
 // template (token-space truncation), split by prompt and write shards into a staged directory.
 #include "polar/data/builder.h"
 
-#include <ftw.h>
 #include <spdlog/spdlog.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -43,17 +42,10 @@ uint64_t uniform_below(std::mt19937_64& rng, uint64_t n) {
   return x % n;
 }
 
-// Removes a file or directory tree; missing is fine. Not std::filesystem::remove_all: the copy
-// of it exported by libtorch.so wins symbol resolution and crashes.
+// Removes a file or directory tree; missing is fine.
 void remove_tree(const std::string& path) {
-  struct stat st {};
-  if (::lstat(path.c_str(), &st) != 0) return;
-  ::nftw(
-      path.c_str(),
-      [](const char* p, const struct stat*, int flag, struct FTW*) {
-        return flag == FTW_DP ? ::rmdir(p) : ::unlink(p);
-      },
-      16, FTW_DEPTH | FTW_PHYS);
+  std::error_code ec;
+  std::filesystem::remove_all(path, ec);
 }
 
 template <typename T>

@@ -4,7 +4,6 @@
 #include <sentencepiece_trainer.h>
 #include <spdlog/spdlog.h>
 
-#include <ftw.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -88,17 +87,10 @@ void collect_file(const std::string& path, SentenceCollector& out) {
   }
 }
 
-// Removes a file or directory tree; missing is fine. Not std::filesystem::remove_all: the copy
-// of it exported by libtorch.so wins symbol resolution and crashes.
+// Removes a file or directory tree; missing is fine.
 void remove_tree(const std::string& path) {
-  struct stat st {};
-  if (::lstat(path.c_str(), &st) != 0) return;
-  ::nftw(
-      path.c_str(),
-      [](const char* p, const struct stat*, int flag, struct FTW*) {
-        return flag == FTW_DP ? ::rmdir(p) : ::unlink(p);
-      },
-      16, FTW_DEPTH | FTW_PHYS);
+  std::error_code ec;
+  std::filesystem::remove_all(path, ec);
 }
 
 class VectorIterator : public sentencepiece::SentenceIterator {
