@@ -202,6 +202,11 @@ class Group {
     argv.push_back(nullptr);
     const pid_t launcher = getpid();
 
+    // Block every signal across fork: until the child has reset its handlers, a signal sent to
+    // its group would run the launcher's handler in the child and reach the launcher's self-pipe.
+    sigset_t all, previous;
+    sigfillset(&all);
+    sigprocmask(SIG_BLOCK, &all, &previous);
     const pid_t pid = fork();
     if (pid < 0) {
       say(std::string("fork: ") + strerror(errno));
@@ -226,6 +231,7 @@ class Group {
       _exit(127);
     }
     setpgid(pid, pid);  // also here, so that signals sent right away reach the group
+    sigprocmask(SIG_SETMASK, &previous, nullptr);
     close(out_pipe[1]);
     close(err_pipe[1]);
     fcntl(out_pipe[0], F_SETFL, O_NONBLOCK);
