@@ -17,6 +17,7 @@
 #include "polar/common/json_config.h"
 #include "polar/io/hf.h"
 #include "polar/io/safetensors.h"
+#include "polar/train/config.h"
 
 namespace fs = std::filesystem;
 
@@ -167,9 +168,7 @@ ModelConfig load_model_shape(const std::string& path) {
   POLAR_CHECK(fs::is_regular_file(cfg), path, ": not a checkpoint (no config.json)");
   json j = read_json_file(cfg.string());
   POLAR_CHECK(j.contains("model") && j["model"].is_object(), cfg.string(), ": missing \"model\" object");
-  json shape = j["model"];
-  for (const char* k : {"init_from", "shape_from", "tokenizer", "init_seed", "reset_head"}) shape.erase(k);
-  return ModelConfig::from_json(shape, cfg.string() + ": model");
+  return ModelConfig::from_json(model_shape_json(j["model"]), cfg.string() + ": model");
 }
 
 void load_weights(RewardModel& model, const std::string& path) {

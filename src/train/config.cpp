@@ -10,8 +10,10 @@ using nlohmann::json;
 
 namespace {
 
+const char* const kModelSectionKeys[] = {"init_from", "shape_from", "tokenizer", "init_seed", "reset_head"};
+
 void parse_model(const json& j, const std::string& where, ModelSection& m) {
-  json shape = j;
+  json shape = model_shape_json(j);
   ConfigReader r(j, where);
   r.get("init_from", m.init_from);
   r.get("shape_from", m.shape_from);
@@ -20,7 +22,6 @@ void parse_model(const json& j, const std::string& where, ModelSection& m) {
   r.get("init_seed", seed);
   m.init_seed = static_cast<uint64_t>(seed);
   r.get("reset_head", m.reset_head);
-  for (const char* k : {"init_from", "shape_from", "tokenizer", "init_seed", "reset_head"}) shape.erase(k);
   m.shape_given = !shape.empty();
   // vocab_size may be left out: it then comes from the tokenizer.
   if (!shape.contains("vocab_size")) shape["vocab_size"] = m.shape.vocab_size;
@@ -28,6 +29,13 @@ void parse_model(const json& j, const std::string& where, ModelSection& m) {
 }
 
 }  // namespace
+
+json model_shape_json(const json& model_section) {
+  json shape = model_section;
+  if (shape.is_object())
+    for (const char* k : kModelSectionKeys) shape.erase(k);
+  return shape;
+}
 
 TrainConfig TrainConfig::from_json(const json& j, const std::string& where) {
   TrainConfig c;

@@ -81,6 +81,10 @@ struct TrainConfig {
   nlohmann::json to_json() const;
 };
 
+// The shape keys of a config's "model" section (drops init_from, shape_from, tokenizer,
+// init_seed, reset_head), as ModelConfig::from_json expects them.
+nlohmann::json model_shape_json(const nlohmann::json& model_section);
+
 // Reads `path`, applies "--set key=value" overrides, parses. Errors name the file and key.
 TrainConfig load_train_config(const std::string& path, const std::vector<std::string>& overrides);
 
