@@ -7,6 +7,8 @@
 #include <iostream>
 
 #include "polar/cli/commands.h"
+#include "polar/common/activity.h"
+#include "polar/common/error.h"
 #include "polar/common/json_config.h"
 #include "polar/eval/eval.h"
 #include "polar/train/run_setup.h"
@@ -18,7 +20,7 @@ namespace {
 struct CommonArgs {
   std::string checkpoint, input, output, device = "auto", precision = "fp32";
   int64_t max_length = 16384, max_response_length = 4096, batch_tokens = 16384, row_tokens = 512;
-  bool skip_invalid = false;
+  bool skip_invalid = false, no_verify = false;
 };
 
 void add_common(CLI::App* cmd, CommonArgs& a) {
@@ -26,12 +28,30 @@ void add_common(CLI::App* cmd, CommonArgs& a) {
   cmd->add_option("--output", a.output, "write results here (JSON / JSONL)");
   cmd->add_option("--device", a.device, "auto | cpu | cuda[:N]");
   cmd->add_option("--precision", a.precision, "fp32 | bf16 (CUDA)");
-  cmd->add_option("--max-length", a.max_length, "tokens per sequence");
-  cmd->add_option("--max-response-length", a.max_response_length, "tokens per reference/candidate");
-  cmd->add_option("--batch-tokens", a.batch_tokens, "tokens per forward pass");
+  const int64_t kMaxTokens = int64_t{1} << 24;
+  cmd->add_option("--max-length", a.max_length, "tokens per sequence")->check(CLI::Range(int64_t{3}, kMaxTokens));
+  cmd->add_option("--max-response-length", a.max_response_length, "tokens per reference/candidate")
+      ->check(CLI::Range(int64_t{1}, kMaxTokens));
+  cmd->add_option("--batch-tokens", a.batch_tokens, "tokens per forward pass")->check(CLI::Range(int64_t{1}, kMaxTokens));
   cmd->add_option("--row-tokens", a.row_tokens,
-                  "packed row length (attention is computed per row; a longer sequence gets its own row)");
+                  "packed row length (attention is computed per row; a longer sequence gets its own row)")
+      ->check(CLI::Range(int64_t{1}, int64_t{1} << 16));
   cmd->add_flag("--skip-invalid", a.skip_invalid, "skip invalid input lines instead of stopping");
+  cmd->add_flag("--no-verify", a.no_verify,
+                "skip the checkpoint's checksum and finite-weights checks (very large models)");
+}
+
+// Runs `fn` with errors prefixed by the input file and the checkpoint ("data.jsonl scored by
+// runs/x/final: line 3: ..."), and with that as the activity for LibTorch's own errors.
+template <typename Fn>
+void with_context(const CommonArgs& a, Fn fn) {
+  const std::string where = a.input + " scored by " + a.checkpoint;
+  Activity activity("scoring " + where);
+  try {
+    fn();
+  } catch (const Error& e) {
+    throw Error(where + ": " + e.what());
+  }
 }
 
 ScoreOptions score_options(const CommonArgs& a) {
@@ -54,8 +74,9 @@ void add_eval_commands(CLI::App& app) {
   e->callback([ev] {
     ReadStats stats;
     auto records = read_preferences(ev->input, ev->skip_invalid, &stats);
-    auto lm = load_model(ev->checkpoint, resolve_device(ev->device, 0));
-    PreferenceEval result = evaluate_preferences(lm, records, score_options(*ev));
+    auto lm = load_model(ev->checkpoint, resolve_device(ev->device, 0), !ev->no_verify);
+    PreferenceEval result;
+    with_context(*ev, [&] { result = evaluate_preferences(lm, records, score_options(*ev)); });
     std::cout << result.table();
     if (stats.skipped) std::cout << "(" << stats.skipped << " invalid lines skipped)\n";
     if (!ev->output.empty()) {
@@ -74,8 +95,9 @@ void add_eval_commands(CLI::App& app) {
   s->callback([sc] {
     ReadStats stats;
     auto records = read_scoring(sc->input, sc->skip_invalid, &stats);
-    auto lm = load_model(sc->checkpoint, resolve_device(sc->device, 0));
-    auto rewards = score_records(lm, records, score_options(*sc));
+    auto lm = load_model(sc->checkpoint, resolve_device(sc->device, 0), !sc->no_verify);
+    std::vector<double> rewards;
+    with_context(*sc, [&] { rewards = score_records(lm, records, score_options(*sc)); });
     std::string out;
     for (size_t i = 0; i < records.size(); ++i) {
       nlohmann::json j{{"line", records[i].line}};

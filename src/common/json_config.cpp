@@ -1,5 +1,7 @@
 #include "polar/common/json_config.h"
 
+#include <cmath>
+#include <cstdint>
 #include <cstdio>
 #include <fstream>
 #include <sstream>
@@ -17,22 +19,50 @@ ConfigReader::ConfigReader(const json& obj, std::string where) : obj_(obj), wher
 std::string ConfigReader::path(const char* key) const { return where_ + "." + key; }
 
 namespace {
-template <typename T>
-bool fetch(const json& obj, const char* key, std::set<std::string>& seen, const json*& v) {
+
+std::string format_bound(double v) {
+  std::ostringstream os;
+  os << v;
+  return os.str();
+}
+
+// The value of `key`, or nullptr when absent. A present null is rejected: `expected` says what
+// the key takes.
+const json* fetch(const json& obj, const char* key, std::set<std::string>& seen, const std::string& path,
+                  const char* expected) {
   seen.insert(key);
   auto it = obj.find(key);
-  if (it == obj.end() || it->is_null()) return false;
-  v = &*it;
-  return true;
+  if (it == obj.end()) return nullptr;
+  POLAR_CHECK(!it->is_null(), path, ": expected ", expected, ", got null (leave the key out for the default)");
+  return &*it;
 }
+
 }  // namespace
 
+bool Range::contains(double v) const {
+  if (!std::isfinite(v)) return false;
+  bool lo_ok = lo_open ? v > lo : v >= lo;
+  bool hi_ok = hi_open ? v < hi : v <= hi;
+  return lo_ok && hi_ok;
+}
+
+std::string Range::describe() const {
+  return std::string(lo_open ? "(" : "[") + format_bound(lo) + ", " + format_bound(hi) + (hi_open ? ")" : "]");
+}
+
+Range closed(double lo, double hi) { return Range{lo, hi, false, false}; }
+Range above(double lo, double hi) { return Range{lo, hi, true, false}; }
+Range below(double lo, double hi) { return Range{lo, hi, false, true}; }
+
 void ConfigReader::get(const char* key, int64_t& out) {
-  const json* v = nullptr;
-  if (!fetch<int64_t>(obj_, key, seen_, v)) return;
-  if (v->is_number_integer()) {
+  const json* v = fetch(obj_, key, seen_, path(key), "an integer");
+  if (!v) return;
+  // 2^63 as a double: the first value that no longer fits an int64.
+  constexpr double kLimit = 9223372036854775808.0;
+  if (v->is_number_integer() && !(v->is_number_unsigned() && v->get<uint64_t>() > static_cast<uint64_t>(INT64_MAX))) {
     out = v->get<int64_t>();
-  } else if (v->is_number_float() && v->get<double>() == static_cast<double>(static_cast<int64_t>(v->get<double>()))) {
+  } else if (v->is_number_float() && std::isfinite(v->get<double>()) && std::fabs(v->get<double>()) < kLimit &&
+             v->get<double>() == std::trunc(v->get<double>())) {
     out = static_cast<int64_t>(v->get<double>());
   } else {
     throw Error(path(key) + ": expected an integer, got " + v->dump());
@@ -42,33 +72,46 @@ void ConfigReader::get(const char* key, int64_t& out) {
 void ConfigReader::get(const char* key, int& out) {
   int64_t wide = out;
   get(key, wide);
+  POLAR_CHECK(wide >= INT32_MIN && wide <= INT32_MAX, path(key), ": expected an integer in [", INT32_MIN, ", ",
+              INT32_MAX, "], got ", wide);
   out = static_cast<int>(wide);
 }
 
 void ConfigReader::get(const char* key, double& out) {
-  const json* v = nullptr;
-  if (!fetch<double>(obj_, key, seen_, v)) return;
+  const json* v = fetch(obj_, key, seen_, path(key), "a number");
+  if (!v) return;
   POLAR_CHECK(v->is_number(), path(key), ": expected a number, got ", v->dump());
   out = v->get<double>();
 }
 
+void ConfigReader::get(const char* key, int64_t& out, const Range& range) {
+  get(key, out);
+  POLAR_CHECK(range.contains(static_cast<double>(out)), path(key), ": expected an integer in ", range.describe(),
+              ", got ", out);
+}
+
+void ConfigReader::get(const char* key, double& out, const Range& range) {
+  get(key, out);
+  POLAR_CHECK(range.contains(out), path(key), ": expected a number in ", range.describe(), ", got ", out);
+}
+
 void ConfigReader::get(const char* key, bool& out) {
-  const json* v = nullptr;
-  if (!fetch<bool>(obj_, key, seen_, v)) return;
+  const json* v = fetch(obj_, key, seen_, path(key), "true or false");
+  if (!v) return;
   POLAR_CHECK(v->is_boolean(), path(key), ": expected true or false, got ", v->dump());
   out = v->get<bool>();
 }
 
 void ConfigReader::get(const char* key, std::string& out) {
-  const json* v = nullptr;
-  if (!fetch<std::string>(obj_, key, seen_, v)) return;
+  const json* v = fetch(obj_, key, seen_, path(key), "a string");
+  if (!v) return;
   POLAR_CHECK(v->is_string(), path(key), ": expected a string, got ", v->dump());
   out = v->get<std::string>();
 }
 
 void ConfigReader::get(const char* key, std::vector<std::string>& out) {
-  const json* v = nullptr;
-  if (!fetch<std::string>(obj_, key, seen_, v)) return;
+  const json* v = fetch(obj_, key, seen_, path(key), "a string or a list of strings");
+  if (!v) return;
   if (v->is_string()) {
     out = {v->get<std::string>()};
     return;
@@ -82,11 +125,10 @@ void ConfigReader::get(const char* key, std::vector<std::string>& out) {
 }
 
 const json* ConfigReader::object(const char* key) {
-  seen_.insert(key);
-  auto it = obj_.find(key);
-  if (it == obj_.end() || it->is_null()) return nullptr;
-  POLAR_CHECK(it->is_object(), path(key), ": expected an object, got ", it->dump());
-  return &*it;
+  const json* v = fetch(obj_, key, seen_, path(key), "an object");
+  if (!v) return nullptr;
+  POLAR_CHECK(v->is_object(), path(key), ": expected an object, got ", v->dump());
+  return v;
 }
 
 void ConfigReader::finish() const {
@@ -103,10 +145,16 @@ json read_json_file(const std::string& path) {
   POLAR_CHECK(in.good(), path, ": cannot open file");
   std::stringstream ss;
   ss << in.rdbuf();
+  POLAR_CHECK(!in.bad(), path, ": read error");
+  return parse_json_text(ss.str(), path);
+}
+
+json parse_json_text(const std::string& text, const std::string& where) {
   try {
-    return json::parse(ss.str());
-  } catch (const json::parse_error& e) {
-    throw Error(path + ": invalid JSON: " + e.what());
+    return json::parse(text);
+  } catch (const json::exception& e) {
+    // parse_error carries the byte position; out_of_range.406 (a number such as 1e999) does not.
+    throw Error(where + ": invalid JSON: " + e.what());
   }
 }
 
@@ -139,11 +187,14 @@ void write_json_file_atomic(const std::string& path, const json& value, int inde
 void apply_override(json& root, const std::string& assignment) {
   auto eq = assignment.find('=');
   POLAR_CHECK(eq != std::string::npos && eq > 0, "--set ", assignment, ": expected KEY=VALUE");
+  POLAR_CHECK(root.is_object(), "--set ", assignment, ": the config is not a JSON object");
   std::string key = assignment.substr(0, eq);
   std::string text = assignment.substr(eq + 1);
   json value;
   try {
     value = json::parse(text);
+  } catch (const json::out_of_range& e) {
+    throw Error("--set " + assignment + ": number out of range (" + e.what() + ")");
   } catch (const json::parse_error&) {
     value = text;
   }

@@ -1,7 +1,11 @@
 // ModelConfig: JSON round trip, validation, exact parameter count and FLOPs per token.
 #include "polar/model/config.h"
 
+#include <fmt/format.h>
+#include <unistd.h>
+
 #include <cmath>
+#include <cstdlib>
 #include <nlohmann/json.hpp>
 
 #include "polar/common/error.h"
@@ -50,28 +54,78 @@ double ModelConfig::flops_per_token(int64_t seq_len) const {
   return matmul + attention;
 }
 
+namespace {
+
+// Shape bounds: generous for real models (256k vocabularies, 16k hidden sizes, 1M contexts), yet
+// small enough that counts and byte sizes cannot overflow and a typo is not taken for a shape.
+constexpr int64_t kMaxVocab = int64_t{1} << 24;
+constexpr int64_t kMaxHidden = int64_t{1} << 16;
+constexpr int64_t kMaxLayers = 1024;
+constexpr int64_t kMaxHeads = 1024;
+constexpr int64_t kMaxIntermediate = int64_t{1} << 20;
+constexpr int64_t kMinPosition = 16;
+constexpr int64_t kMaxPosition = int64_t{1} << 24;
+
+void check_int(const char* key, int64_t v, int64_t lo, int64_t hi) {
+  POLAR_CHECK(v >= lo && v <= hi, "model.", key, ": expected an integer in [", lo, ", ", hi, "], got ", v);
+}
+
+void check_real(const char* key, double v, double lo, double hi, bool lo_open) {
+  bool ok = std::isfinite(v) && (lo_open ? v > lo : v >= lo) && v <= hi;
+  POLAR_CHECK(ok, "model.", key, ": expected a number in ", lo_open ? "(" : "[", lo, ", ", hi, "], got ", v);
+}
+
+}  // namespace
+
 void ModelConfig::validate() const {
   POLAR_CHECK(architecture == "llama" || architecture == "qwen2" || architecture == "internlm2",
               "model.architecture: expected one of llama, qwen2, internlm2, got \"", architecture, "\"");
-  POLAR_CHECK(vocab_size > 0, "model.vocab_size: expected > 0, got ", vocab_size);
-  POLAR_CHECK(hidden_size > 0, "model.hidden_size: expected > 0, got ", hidden_size);
-  POLAR_CHECK(num_layers > 0, "model.num_layers: expected > 0, got ", num_layers);
-  POLAR_CHECK(num_heads > 0, "model.num_heads: expected > 0, got ", num_heads);
-  POLAR_CHECK(num_kv_heads > 0, "model.num_kv_heads: expected > 0, got ", num_kv_heads);
+  check_int("vocab_size", vocab_size, 1, kMaxVocab);
+  check_int("hidden_size", hidden_size, 1, kMaxHidden);
+  check_int("num_layers", num_layers, 1, kMaxLayers);
+  check_int("num_heads", num_heads, 1, kMaxHeads);
+  check_int("num_kv_heads", num_kv_heads, 1, kMaxHeads);
   POLAR_CHECK(hidden_size % num_heads == 0, "model.hidden_size (", hidden_size,
               ") must be divisible by model.num_heads (", num_heads, ")");
   POLAR_CHECK(num_heads % num_kv_heads == 0, "model.num_heads (", num_heads,
               ") must be divisible by model.num_kv_heads (", num_kv_heads, ")");
   POLAR_CHECK(head_dim() % 2 == 0, "model: head dimension hidden_size / num_heads = ", head_dim(),
               " must be even for rotary embeddings");
-  POLAR_CHECK(intermediate_size > 0, "model.intermediate_size: expected > 0, got ", intermediate_size);
-  POLAR_CHECK(max_position > 0, "model.max_position: expected > 0, got ", max_position);
-  POLAR_CHECK(std::isfinite(rope_theta) && rope_theta > 0, "model.rope_theta: expected > 0, got ",
-              rope_theta);
-  POLAR_CHECK(std::isfinite(rope_scaling) && rope_scaling > 0,
-              "model.rope_scaling: expected a linear factor > 0 (1 = none), got ", rope_scaling);
-  POLAR_CHECK(std::isfinite(rms_eps) && rms_eps > 0, "model.rms_eps: expected > 0, got ", rms_eps);
-  POLAR_CHECK(std::isfinite(init_std) && init_std >= 0, "model.init_std: expected >= 0, got ", init_std);
+  check_int("intermediate_size", intermediate_size, 1, kMaxIntermediate);
+  check_int("max_position", max_position, kMinPosition, kMaxPosition);
+  check_real("rope_theta", rope_theta, 0, 1e12, true);
+  check_real("rope_scaling", rope_scaling, 0, 1e4, true);
+  check_real("rms_eps", rms_eps, 0, 1, true);
+  check_real("init_std", init_std, 0, 10, false);
+}
+
+double machine_memory_bytes() {
+  if (const char* env = std::getenv("POLAR_MEMORY_BYTES")) {
+    char* end = nullptr;
+    double v = std::strtod(env, &end);
+    POLAR_CHECK(end != env && *end == '\0' && std::isfinite(v) && v > 0,
+                "POLAR_MEMORY_BYTES: expected a positive number of bytes, got \"", env, "\"");
+    return v;
+  }
+  return static_cast<double>(::sysconf(_SC_PHYS_PAGES)) * static_cast<double>(::sysconf(_SC_PAGESIZE));
+}
+
+void check_model_memory(const ModelConfig& c, double bytes_per_parameter, const std::string& what) {
+  c.validate();  // bounds first: the counts below cannot overflow within them
+  const double params = static_cast<double>(c.num_parameters());
+  const double need = params * bytes_per_parameter;
+  const double have = machine_memory_bytes();
+  if (need <= have) return;
+  const double embedding = static_cast<double>(c.vocab_size * c.hidden_size);
+  const std::string largest =
+      embedding >= params / 2
+          ? fmt::format("the embedding, model.vocab_size x model.hidden_size = {} x {}", c.vocab_size, c.hidden_size)
+          : fmt::format("the layers, model.num_layers x (model.hidden_size, model.intermediate_size) = {} x ({}, {})",
+                        c.num_layers, c.hidden_size, c.intermediate_size);
+  constexpr double kGiB = 1024.0 * 1024.0 * 1024.0;
+  throw Error(fmt::format("model: {:.3g} parameters need {:.1f} GiB for {} ({} bytes each), more than this "
+                         "machine's {:.1f} GiB of memory; the largest part is {}",
+                         params, need / kGiB, what, bytes_per_parameter, have / kGiB, largest));
 }
 
 ModelConfig ModelConfig::from_json(const nlohmann::json& j, const std::string& where) {

@@ -219,7 +219,7 @@ struct RewardModelImpl::Layer : torch::nn::Module {
 };
 
 RewardModelImpl::RewardModelImpl(const ModelConfig& config) : config_(config) {
-  config_.validate();
+  check_model_memory(config_, 4.0, "the weights");  // validates the shape, then its size
   // Registration order is HF's, so named_parameters() lists names in the same order.
   auto model = register_module("model", std::make_shared<torch::nn::Module>());
   embed_tokens_ = model

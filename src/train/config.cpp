@@ -10,6 +10,13 @@ using nlohmann::json;
 
 namespace {
 
+// Upper bounds that reject typos and sizes no machine could hold: counts (steps, seeds), groups
+// per step, tokens per packed row (attention is quadratic in it), tokens per micro-batch.
+constexpr double kMaxCount = 1e15;
+constexpr double kMaxGroups = 1048576;     // 2^20
+constexpr double kMaxRowTokens = 65536;    // 2^16
+constexpr double kMaxBatchTokens = 16777216;  // 2^24
+
 const char* const kModelSectionKeys[] = {"init_from", "shape_from", "tokenizer", "init_seed", "reset_head"};
 
 void parse_model(const json& j, const std::string& where, ModelSection& m) {
@@ -19,7 +26,7 @@ void parse_model(const json& j, const std::string& where, ModelSection& m) {
   r.get("shape_from", m.shape_from);
   r.get("tokenizer", m.tokenizer);
   int64_t seed = static_cast<int64_t>(m.init_seed);
-  r.get("init_seed", seed);
+  r.get("init_seed", seed, closed(0, kMaxCount));
   m.init_seed = static_cast<uint64_t>(seed);
   r.get("reset_head", m.reset_head);
   m.shape_given = !shape.empty();
@@ -48,40 +55,40 @@ TrainConfig TrainConfig::from_json(const json& j, const std::string& where) {
     ConfigReader s(*d, where + ".data");
     s.get("train", c.data.train);
     s.get("eval", c.data.eval);
-    s.get("row_tokens", c.data.row_tokens);
-    s.get("micro_batch_tokens", c.data.micro_batch_tokens);
+    s.get("row_tokens", c.data.row_tokens, closed(1, kMaxRowTokens));
+    s.get("micro_batch_tokens", c.data.micro_batch_tokens, closed(1, kMaxBatchTokens));
     s.finish();
     POLAR_CHECK(c.data.row_tokens > 0 && c.data.micro_batch_tokens > 0, where,
                 ".data: row_tokens and micro_batch_tokens must be positive");
   }
   if (const json* l = r.object("loss")) {
     ConfigReader s(*l, where + ".loss");
-    s.get("margin", c.loss.margin);
-    s.get("center_coef", c.loss.center_coef);
+    s.get("margin", c.loss.margin, closed(-1e3, 1e3));
+    s.get("center_coef", c.loss.center_coef, closed(0, 1e3));
     s.finish();
   }
   if (const json* t = r.object("train")) {
     ConfigReader s(*t, where + ".train");
     auto& x = c.train;
-    s.get("steps", x.steps);
-    s.get("batch_groups", x.batch_groups);
-    s.get("lr", x.lr);
-    s.get("min_lr_ratio", x.min_lr_ratio);
-    s.get("warmup_ratio", x.warmup_ratio);
-    s.get("warmup_steps", x.warmup_steps);
-    s.get("weight_decay", x.weight_decay);
-    s.get("beta1", x.beta1);
-    s.get("beta2", x.beta2);
-    s.get("eps", x.eps);
-    s.get("grad_clip", x.grad_clip);
-    s.get("seed", x.seed);
+    s.get("steps", x.steps, closed(1, kMaxCount));
+    s.get("batch_groups", x.batch_groups, closed(1, kMaxGroups));
+    s.get("lr", x.lr, above(0, 1));
+    s.get("min_lr_ratio", x.min_lr_ratio, closed(0, 1));
+    s.get("warmup_ratio", x.warmup_ratio, closed(0, 1));
+    s.get("warmup_steps", x.warmup_steps, closed(-1, kMaxCount));
+    s.get("weight_decay", x.weight_decay, closed(0, 10));
+    s.get("beta1", x.beta1, below(0, 1));
+    s.get("beta2", x.beta2, below(0, 1));
+    s.get("eps", x.eps, above(0, 0.1));
+    s.get("grad_clip", x.grad_clip, closed(0, 1e6));
+    s.get("seed", x.seed, closed(0, kMaxCount));
     s.get("device", x.device);
     s.get("precision", x.precision);
-    s.get("max_bad_steps", x.max_bad_steps);
-    s.get("threads", x.threads);
+    s.get("max_bad_steps", x.max_bad_steps, closed(1, kMaxCount));
+    s.get("threads", x.threads, closed(0, 4096));
     s.get("fused_kernels", x.fused_kernels);
     s.get("attention", x.attention);
-    s.get("dist_timeout_s", x.dist_timeout_s);
+    s.get("dist_timeout_s", x.dist_timeout_s, above(0, 7 * 86400.0));
     s.finish();
     POLAR_CHECK(x.steps > 0, s.path("steps"), ": must be positive");
     POLAR_CHECK(x.batch_groups > 0, s.path("batch_groups"), ": must be positive");
@@ -95,18 +102,19 @@ TrainConfig TrainConfig::from_json(const json& j, const std::string& where) {
   }
   if (const json* e = r.object("eval")) {
     ConfigReader s(*e, where + ".eval");
-    s.get("every", c.eval.every);
-    s.get("max_groups", c.eval.max_groups);
+    s.get("every", c.eval.every, closed(0, kMaxCount));
+    s.get("max_groups", c.eval.max_groups, closed(0, kMaxCount));
     s.finish();
   }
   if (const json* u = r.object("run")) {
     ConfigReader s(*u, where + ".run");
     s.get("output_dir", c.run.output_dir);
-    s.get("checkpoint_every", c.run.checkpoint_every);
-    s.get("keep_last", c.run.keep_last);
-    s.get("log_every", c.run.log_every);
-    s.get("stop_after_steps", c.run.stop_after_steps);
+    s.get("checkpoint_every", c.run.checkpoint_every, closed(0, kMaxCount));
+    s.get("keep_last", c.run.keep_last, closed(1, kMaxCount));
+    s.get("log_every", c.run.log_every, closed(1, kMaxCount));
+    s.get("stop_after_steps", c.run.stop_after_steps, closed(0, kMaxCount));
     s.finish();
+    POLAR_CHECK(!c.run.output_dir.empty(), s.path("output_dir"), ": must not be empty");
     POLAR_CHECK(c.run.keep_last >= 1, s.path("keep_last"), ": must be at least 1");
     POLAR_CHECK(c.run.log_every >= 1, s.path("log_every"), ": must be at least 1");
   }
@@ -144,6 +152,7 @@ json TrainConfig::to_json() const {
 
 TrainConfig load_train_config(const std::string& path, const std::vector<std::string>& overrides) {
   json j = read_json_file(path);
+  POLAR_CHECK(j.is_object(), path, ": expected a JSON object at the top level, got ", j.type_name());
   for (const auto& o : overrides) apply_override(j, o);
   return TrainConfig::from_json(j, path);
 }

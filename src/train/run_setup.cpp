@@ -111,7 +111,7 @@ RunSetup prepare_run(TrainConfig& cfg, const torch::Device& device, const std::o
   }
   POLAR_CHECK(shape.vocab_size >= r.tokenizer.vocab_size(), "the model's vocab_size (", shape.vocab_size,
               ") is smaller than the tokenizer's (", r.tokenizer.vocab_size(), ")");
-  shape.validate();
+  check_model_memory(shape, 16.0, "training (weights, gradients, two AdamW moments)");
   cfg.model.shape = shape;
 
   if (init) {
@@ -166,7 +166,8 @@ void truncate_metrics_after(const std::string& path, int64_t step) {
   while (std::getline(in, line)) {
     if (line.empty()) continue;
     auto j = json::parse(line, nullptr, false);
-    if (j.is_discarded() || !j.contains("step") || j["step"].get<int64_t>() <= step) kept += line + "\n";
+    bool later = j.is_object() && j.contains("step") && j["step"].is_number_integer() && j["step"].get<int64_t>() > step;
+    if (!later) kept += line + "\n";
   }
   write_file_atomic(path, kept);
 }

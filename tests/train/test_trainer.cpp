@@ -96,8 +96,8 @@ TEST(Trainer, NonFiniteStepsAreSkippedThenAbort) {
   TempDir tmp;
   polar::testing::write_copy_task_dataset(tmp / "data", 64, 0);
   // A huge learning rate drives the weights to inf/NaN after the first update.
-  auto cfg = tiny_config(tmp, "run", 20, {"train.lr=1e30", "train.warmup_steps=0", "train.grad_clip=0",
-                                          "train.max_bad_steps=3"});
+  auto cfg = tiny_config(tmp, "run", 20, {"train.warmup_steps=0", "train.grad_clip=0", "train.max_bad_steps=3"});
+  cfg.train.lr = 1e30;  // beyond what a config accepts (train.lr is at most 1)
   polar::Trainer trainer(cfg, false);
   try {
     trainer.run();

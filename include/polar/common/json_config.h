@@ -12,19 +12,35 @@
 
 namespace polar {
 
+// A closed or half-open interval for a numeric config value; describe() renders "[0, 1)".
+struct Range {
+  double lo, hi;
+  bool lo_open = false, hi_open = false;
+  bool contains(double v) const;
+  std::string describe() const;
+};
+Range closed(double lo, double hi);
+Range above(double lo, double hi);  // (lo, hi]
+Range below(double lo, double hi);  // [lo, hi)
+
 class ConfigReader {
  public:
   // `where` prefixes every message (e.g. "configs/tiny.json: model").
   ConfigReader(const nlohmann::json& obj, std::string where);
 
-  // Each getter leaves `out` unchanged when the key is absent.
+  // Each getter leaves `out` unchanged when the key is absent; null is a type error (a key
+  // present with no value is a mistake, not a request for the default).
   void get(const char* key, int64_t& out);
   void get(const char* key, int& out);
   void get(const char* key, double& out);
+  // Numeric getters that also check the value lies in `range` ("train.beta1: expected a number
+  // in [0, 1), got 2").
+  void get(const char* key, int64_t& out, const Range& range);
+  void get(const char* key, double& out, const Range& range);
   void get(const char* key, bool& out);
   void get(const char* key, std::string& out);
   void get(const char* key, std::vector<std::string>& out);
-  // Nested object, or nullptr when absent; the child's keys are checked by its own reader.
+  // Nested object, or nullptr when absent (null is a type error); the child's keys are checked by its own reader.
   const nlohmann::json* object(const char* key);
   // Throws naming every key of the object that no getter asked for.
   void finish() const;
@@ -37,14 +53,18 @@ class ConfigReader {
   std::set<std::string> seen_;
 };
 
-// Reads a JSON file; errors name the file and the parse position.
+// Reads a JSON file; errors (syntax, numbers out of range such as 1e999) name the file and the
+// parse position.
 nlohmann::json read_json_file(const std::string& path);
 // Writes JSON atomically (temp file in the same directory, then rename).
 void write_json_file_atomic(const std::string& path, const nlohmann::json& value, int indent = 2);
 // Writes bytes atomically (temp file, fsync, rename).
 void write_file_atomic(const std::string& path, const std::string& bytes);
 
-// Applies "a.b.c=value" overrides to a JSON object. The value is parsed as JSON when it parses
+// Parses JSON text; every nlohmann exception becomes polar::Error(where + ": invalid JSON: ...").
+nlohmann::json parse_json_text(const std::string& text, const std::string& where);
+
+// Applies "a.b.c=value" overrides to a JSON object (`root` must be an object). The value is parsed as JSON when it parses
 // (numbers, true/false, quoted strings, arrays), otherwise taken as a string.
 void apply_override(nlohmann::json& root, const std::string& assignment);
 

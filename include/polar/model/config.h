@@ -35,4 +35,14 @@ struct ModelConfig {
   nlohmann::json to_json() const;
 };
 
+// Refuses, before anything is allocated, a shape whose parameters need more bytes than the
+// machine has: `bytes_per_parameter` is 4 for fp32 weights, 16 for training (weights, gradients,
+// two AdamW moments). `what` names the use ("the weights", "training"). The message names the
+// keys of the largest part of the model.
+void check_model_memory(const ModelConfig& shape, double bytes_per_parameter, const std::string& what);
+
+// Physical memory of this machine in bytes; the environment variable POLAR_MEMORY_BYTES
+// overrides it (for tests and for machines whose limit is lower than their RAM).
+double machine_memory_bytes();
+
 }  // namespace polar
