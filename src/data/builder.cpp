@@ -195,6 +195,23 @@ class SplitWriters {
   int64_t dropped_too_long_ = 0;
 };
 
+// Why a build produced no groups, for the error: which inputs, and whether every line was
+// invalid or every prompt unusable (`prompt_reasons`: skipped prompts by reason).
+std::string why_no_groups(const std::vector<std::string>& inputs, const ReadStats& read,
+                          const std::map<std::string, int64_t>& prompt_reasons, int64_t planned_groups) {
+  std::string files;
+  for (const auto& f : inputs) files += (files.empty() ? "" : ", ") + f;
+  if (read.accepted == 0) {
+    return fmt::format("{}: all {} lines were invalid and skipped ({})", files, read.lines,
+                       json(read.skipped_by_reason).dump());
+  }
+  if (planned_groups == 0) {
+    return fmt::format("{}: {} valid records, but no prompt could form a group (prompts skipped by reason: {})",
+                       files, read.accepted, json(prompt_reasons).dump());
+  }
+  return fmt::format("{}: {} valid records, {} planned groups", files, read.accepted, planned_groups);
+}
+
 // Sorted category names and the id of each name.
 struct CategoryTable {
   std::vector<std::string> names;
@@ -381,9 +398,8 @@ json build_pretrain_dataset(const PretrainBuildOptions& o) {
   }
   int64_t skipped_prompts = 0;
   for (const auto& [reason, n] : plan.skipped_prompts_by_reason) skipped_prompts += n;
-  writers.finish(categories.names, std::to_string(records.size()) + " trajectories, " +
-                                       std::to_string(plan.prompts.size()) + " prompts, skipped prompts: " +
-                                       json(plan.skipped_prompts_by_reason).dump());
+  writers.finish(categories.names, why_no_groups(o.trajectories, read_stats, plan.skipped_prompts_by_reason,
+                                                 static_cast<int64_t>(plan.groups.size())));
   tok.save((fs::path(staged.tmp()) / "tokenizer").string());
 
   json manifest = {
@@ -459,7 +475,8 @@ json build_preference_dataset(const PreferenceBuildOptions& o) {
     const auto group = encode_group(tok, TemplateKind::Finetune, tokens[p], tokens[base], candidates, o.limits);
     writers.add(group, categories.ids.at(r.category), prompt_eval[p]);
   }
-  writers.finish(categories.names, std::to_string(records.size()) + " preference records");
+  writers.finish(categories.names,
+                 why_no_groups({o.input}, read_stats, {}, static_cast<int64_t>(records.size())));
   tok.save((fs::path(staged.tmp()) / "tokenizer").string());
 
   int64_t eval_prompts = 0;

@@ -23,6 +23,11 @@ constexpr const char* kWrongType = "wrong_type";
 constexpr const char* kEmptyText = "empty_text";
 constexpr const char* kBadMessages = "bad_messages";
 
+// The roles of a chat message (OpenAI / Hugging Face chat templates).
+bool is_known_role(const std::string& role) {
+  return role == "system" || role == "user" || role == "assistant" || role == "tool";
+}
+
 struct LineError {
   const char* reason;
   std::string message;
@@ -47,6 +52,11 @@ std::string render(const json& value, const std::string& label) {
     if (!item.is_object()) {
       throw LineError{kBadMessages, where + ": expected a message object with a string \"content\", got " +
                                         std::string(item.type_name())};
+    }
+    auto role = item.find("role");  // optional; when given, one of the chat roles
+    if (role != item.end() && (!role->is_string() || !is_known_role(role->get_ref<const std::string&>()))) {
+      throw LineError{kBadMessages, where + ".role: expected one of system, user, assistant, tool, got " +
+                                        role->dump()};
     }
     auto content = item.find("content");
     if (content == item.end()) throw LineError{kBadMessages, where + ": message has no \"content\""};
@@ -84,7 +94,7 @@ std::string name_field(const json& obj, const char* key) {
 
 std::string category_field(const json& obj) {
   auto it = obj.find("category");
-  if (it == obj.end() || it->is_null()) return "default";
+  if (it == obj.end()) return "default";
   if (!it->is_string()) {
     throw LineError{kWrongType, std::string("\"category\": expected a string, got ") + it->type_name()};
   }
@@ -100,12 +110,13 @@ std::vector<Record> read_jsonl(const std::string& path, bool skip_invalid, ReadS
   std::vector<Record> records;
   std::string line;
   int64_t line_no = 0;
-  int64_t warned = 0;
+  int64_t warned = 0, nonblank = 0;
   while (std::getline(in, line)) {
     ++line_no;
     if (!line.empty() && line.back() == '\r') line.pop_back();
     if (line.find_first_not_of(" \t\f\v") == std::string::npos) continue;
     ++st.lines;
+    ++nonblank;
     try {
       size_t bad = 0;
       if (!is_valid_utf8(line, &bad)) {
@@ -114,7 +125,7 @@ std::vector<Record> read_jsonl(const std::string& path, bool skip_invalid, ReadS
       json obj;
       try {
         obj = json::parse(line);
-      } catch (const json::parse_error& e) {
+      } catch (const json::exception& e) {  // syntax, or a number out of range (1e999)
         throw LineError{kInvalidJson, std::string("invalid JSON: ") + e.what()};
       }
       if (!obj.is_object()) {
@@ -133,6 +144,7 @@ std::vector<Record> read_jsonl(const std::string& path, bool skip_invalid, ReadS
     }
   }
   POLAR_CHECK(!in.bad(), path, ": read error");
+  POLAR_CHECK(nonblank > 0, path, ": empty file (expected one JSON object per line)");
   if (warned > 3) spdlog::warn("{}: skipped {} invalid lines in all", path, warned);
   return records;
 }

@@ -80,7 +80,7 @@ void collect_file(const std::string& path, SentenceCollector& out) {
     json value;
     try {
       value = json::parse(line);
-    } catch (const json::parse_error& e) {
+    } catch (const json::exception& e) {  // syntax, or a number out of range (1e999)
       throw Error(path + ":" + std::to_string(line_no) + ": invalid JSON: " + e.what());
     }
     out.add_json(value);

@@ -1,5 +1,6 @@
 // Readers for the three JSONL inputs. Each text field is a string or a messages list
-// ([{"role":..., "content":...}], rendered by joining contents with "\n"). Bad lines (bad JSON,
+// ([{"role":..., "content":...}], rendered by joining contents with "\n"; a role, when given, is
+// system, user, assistant or tool). An empty file is an error. Bad lines (bad JSON,
 // missing or mistyped field, empty text, invalid UTF-8) throw polar::Error("FILE:LINE: ...")
 // unless skip_invalid is set, in which case they are counted in ReadStats by reason. Blank lines
 // are ignored; extra keys are allowed. The readers add to *stats (it may be null), so one
