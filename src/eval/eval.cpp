@@ -33,6 +33,12 @@ std::pair<double, double> wilson(int64_t k, int64_t n) {
   return {center - half, center + half};
 }
 
+// A NaN or infinite reward is never a score: the weights or the precision overflowed.
+void check_finite_reward(float reward, int64_t line) {
+  POLAR_CHECK(std::isfinite(reward), "line ", line, ": the model gave a non-finite reward (", reward,
+              "); its weights or --precision overflow, so no result is written");
+}
+
 }  // namespace
 
 std::vector<float> reward_groups(LoadedModel& lm, const std::vector<EncodedGroup>& groups, const ScoreOptions& o) {
@@ -98,6 +104,8 @@ PreferenceEval evaluate_preferences(LoadedModel& lm, const std::vector<Preferenc
   std::vector<float> rewards = reward_groups(lm, groups, o);
   for (size_t i = 0; i < kept.size(); ++i) {
     float chosen = rewards[2 * i], rejected = rewards[2 * i + 1];
+    check_finite_reward(chosen, kept[i]->line);
+    check_finite_reward(rejected, kept[i]->line);
     std::string cat = kept[i]->category.empty() ? "default" : kept[i]->category;
     for (AccuracyCounts* c : {&ev.overall, &ev.per_category[cat]}) {
       c->n++;
@@ -122,7 +130,10 @@ std::vector<double> score_records(LoadedModel& lm, const std::vector<ScoringReco
   std::vector<float> rewards = reward_groups(lm, groups, o);
   std::vector<double> out(records.size(), std::numeric_limits<double>::quiet_NaN());
   for (size_t i = 0; i < records.size(); ++i)
-    if (slot[i] >= 0) out[i] = rewards[static_cast<size_t>(slot[i])];
+    if (slot[i] >= 0) {
+      check_finite_reward(rewards[static_cast<size_t>(slot[i])], records[i].line);
+      out[i] = rewards[static_cast<size_t>(slot[i])];
+    }
   return out;
 }
 

@@ -13,10 +13,12 @@
 #include <sstream>
 #include <unistd.h>
 
+#include "polar/common/activity.h"
 #include "polar/common/error.h"
 #include "polar/common/json_config.h"
 #include "polar/io/hf.h"
 #include "polar/io/safetensors.h"
+#include "polar/train/checkpoint_verify.h"
 #include "polar/train/config.h"
 
 namespace fs = std::filesystem;
@@ -79,10 +81,11 @@ json TrainerState::to_json() const {
 TrainerState TrainerState::from_json(const json& j, const std::string& where) {
   TrainerState s;
   ConfigReader r(j, where);
-  r.get("step", s.step);
-  r.get("groups_consumed", s.groups_consumed);
-  r.get("consecutive_bad_steps", s.consecutive_bad_steps);
-  r.get("world_size", s.world_size);
+  const Range count = closed(0, 1e15);
+  r.get("step", s.step, count);
+  r.get("groups_consumed", s.groups_consumed, count);
+  r.get("consecutive_bad_steps", s.consecutive_bad_steps, count);
+  r.get("world_size", s.world_size, closed(1, 1e6));
   r.get("rng_state", s.rng_state_b64);
   r.finish();
   return s;
@@ -116,6 +119,7 @@ void save_checkpoint(const std::string& dir, const CheckpointContents& c) {
       state.rng_state_b64 = base64_encode(gen_state.data_ptr<uint8_t>(), gen_state.numel());
       write_json_file_atomic((tmp / "trainer_state.json").string(), state.to_json());
     }
+    write_checkpoint_checksums(tmp.string());
     // Swap into place: a reader never sees a half-written dir under the final name.
     fs::path old = final_dir;
     old += ".old-" + std::to_string(::getpid());
@@ -137,7 +141,7 @@ std::optional<std::string> find_latest_checkpoint(const std::string& run_dir) {
     std::string name = e.path().filename().string();
     if (!e.is_directory() || name.rfind("checkpoint-", 0) != 0) continue;
     std::string digits = name.substr(11);
-    if (digits.empty() || !std::all_of(digits.begin(), digits.end(), ::isdigit)) continue;
+    if (digits.empty() || digits.size() > 18 || !std::all_of(digits.begin(), digits.end(), ::isdigit)) continue;
     if (!fs::exists(e.path() / "trainer_state.json")) continue;  // incomplete
     int64_t step = std::stoll(digits);
     if (step > best) {
@@ -150,12 +154,13 @@ std::optional<std::string> find_latest_checkpoint(const std::string& run_dir) {
 }
 
 void prune_checkpoints(const std::string& run_dir, int64_t keep_last) {
+  remove_stale_temporaries(run_dir);
   std::vector<std::pair<int64_t, fs::path>> found;
   for (const auto& e : fs::directory_iterator(run_dir)) {
     std::string name = e.path().filename().string();
     if (!e.is_directory() || name.rfind("checkpoint-", 0) != 0) continue;
     std::string digits = name.substr(11);
-    if (digits.empty() || !std::all_of(digits.begin(), digits.end(), ::isdigit)) continue;
+    if (digits.empty() || digits.size() > 18 || !std::all_of(digits.begin(), digits.end(), ::isdigit)) continue;
     found.emplace_back(std::stoll(digits), e.path());
   }
   std::sort(found.begin(), found.end());
@@ -167,11 +172,13 @@ ModelConfig load_model_shape(const std::string& path) {
   fs::path cfg = fs::path(path) / "config.json";
   POLAR_CHECK(fs::is_regular_file(cfg), path, ": not a checkpoint (no config.json)");
   json j = read_json_file(cfg.string());
-  POLAR_CHECK(j.contains("model") && j["model"].is_object(), cfg.string(), ": missing \"model\" object");
-  return ModelConfig::from_json(model_shape_json(j["model"]), cfg.string() + ": model");
+  POLAR_CHECK(j.is_object() && j.contains("model") && j["model"].is_object(), cfg.string(),
+              ": missing \"model\" object");
+  return TrainConfig::from_json(j, cfg.string()).model.shape;  // the validator `polar train` uses
 }
 
-void load_weights(RewardModel& model, const std::string& path) {
+void load_weights(RewardModel& model, const std::string& path, bool verify) {
+  if (verify && fs::is_directory(path)) verify_checkpoint_checksums(path);
   auto weights = io::load_safetensors_any(path);
   torch::NoGradGuard no_grad;
   for (auto& p : model->named_parameters()) {
@@ -181,16 +188,22 @@ void load_weights(RewardModel& model, const std::string& path) {
                 it->second.sizes(), ", the model expects ", p.value().sizes());
     p.value().copy_(it->second.to(p.value().dtype()));
   }
+  if (verify) check_weights_finite(model, path);
 }
 
-LoadedModel load_model(const std::string& path, const torch::Device& device) {
-  if (io::is_hf_directory(path)) return io::import_hf(path, device);
+LoadedModel load_model(const std::string& path, const torch::Device& device, bool verify) {
+  if (io::is_hf_directory(path)) {
+    LoadedModel hf = io::import_hf(path, device);
+    if (verify) check_weights_finite(hf.model, path);
+    return hf;
+  }
+  Activity activity("loading checkpoint " + path);
   LoadedModel out;
   out.shape = load_model_shape(path);
   out.config = read_json_file((fs::path(path) / "config.json").string());
   out.tokenizer = Tokenizer::load((fs::path(path) / "tokenizer").string());
   out.model = RewardModel(out.shape);
-  load_weights(out.model, path);
+  load_weights(out.model, path, verify);
   out.model->to(device);
   return out;
 }
@@ -198,9 +211,13 @@ LoadedModel load_model(const std::string& path, const torch::Device& device) {
 void load_optimizer_state(torch::optim::Optimizer& optimizer, const std::string& checkpoint_dir) {
   fs::path p = fs::path(checkpoint_dir) / "optimizer.pt";
   POLAR_CHECK(fs::is_regular_file(p), checkpoint_dir, ": no optimizer.pt to resume from");
-  torch::serialize::InputArchive archive;
-  archive.load_from(p.string());
-  optimizer.load(archive);
+  try {
+    torch::serialize::InputArchive archive;
+    archive.load_from(p.string());
+    optimizer.load(archive);
+  } catch (const c10::Error& e) {
+    throw Error(p.string() + ": cannot load the optimizer state: " + e.what_without_backtrace());
+  }
 }
 
 TrainerState load_trainer_state(const std::string& checkpoint_dir) {
@@ -212,7 +229,11 @@ TrainerState load_trainer_state(const std::string& checkpoint_dir) {
     std::memcpy(t.data_ptr<uint8_t>(), bytes.data(), bytes.size());
     auto gen = at::detail::getDefaultCPUGenerator();
     std::lock_guard<std::mutex> lock(gen.mutex());
-    gen.set_state(t);
+    try {
+      gen.set_state(t);
+    } catch (const c10::Error& e) {
+      throw Error(p.string() + ": rng_state: not a CPU generator state (" + e.what_without_backtrace() + ")");
+    }
   }
   return s;
 }

@@ -55,10 +55,14 @@ struct LoadedModel {
 
 // Loads weights, shape and tokenizer from a polar checkpoint directory; a Hugging Face
 // directory (config.json with "architectures") is imported through io/hf when available.
-LoadedModel load_model(const std::string& path, const torch::Device& device);
+// `verify`: check the tensor files' checksums and that every weight is finite (see
+// train/checkpoint_verify.h); off only for very large models whose owner vouches for them.
+LoadedModel load_model(const std::string& path, const torch::Device& device, bool verify = true);
+// The shape from a checkpoint's config.json, validated like `polar train` validates a config.
 ModelConfig load_model_shape(const std::string& path);
 // Copies weights by name into `model`; every model parameter must be present with its shape.
-void load_weights(RewardModel& model, const std::string& path);
+// `verify`: checksums first, finiteness after.
+void load_weights(RewardModel& model, const std::string& path, bool verify = true);
 
 void load_optimizer_state(torch::optim::Optimizer& optimizer, const std::string& checkpoint_dir);
 TrainerState load_trainer_state(const std::string& checkpoint_dir);
