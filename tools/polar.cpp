@@ -1,15 +1,72 @@
 // polar: the one CLI. Every subcommand is registered by the module it drives
 // (include/polar/cli/commands.h); errors from bad input end with a message and exit code 1.
 #include <CLI/CLI.hpp>
+#include <c10/util/Exception.h>
 #include <spdlog/spdlog.h>
 
+#include <signal.h>
+
+#include <csignal>
 #include <cstdlib>
+#include <cstring>
 #include <exception>
+#include <new>
 
 #include "polar/cli/commands.h"
+#include "polar/common/activity.h"
 #include "polar/common/error.h"
+#include "polar/train/trainer.h"
+
+namespace {
+
+volatile std::sig_atomic_t g_early_signal = 0;
+
+void on_early_signal(int sig) { g_early_signal = sig; }
+
+// Runs before the shared libraries' initializers (LibTorch's take a noticeable time), so a
+// SIGINT/SIGTERM at any moment of start-up is seen and answered with the documented 128+signal.
+void catch_signals_from_start(int, char**, char**) {
+  struct sigaction sa {};
+  sa.sa_handler = on_early_signal;
+  sigemptyset(&sa.sa_mask);
+  sigaction(SIGINT, &sa, nullptr);
+  sigaction(SIGTERM, &sa, nullptr);
+}
+
+__attribute__((section(".preinit_array"), used)) void (*const g_preinit)(int, char**, char**) =
+    catch_signals_from_start;
+
+// The subcommand named on the command line (the first argument not starting with '-').
+std::string subcommand_of(int argc, char** argv) {
+  for (int i = 1; i < argc; ++i)
+    if (argv[i][0] != '-') return argv[i];
+  return "";
+}
+
+// `polar train` checkpoints and stops on SIGINT/SIGTERM; every other command keeps the default
+// (terminate), after honouring a signal that arrived during start-up.
+int hand_over_signals(const std::string& command) {
+  if (command == "train") {
+    polar::install_stop_signal_handlers();
+    if (g_early_signal != 0) std::raise(g_early_signal);  // now recorded by the trainer's handler
+    return 0;
+  }
+  std::signal(SIGINT, SIG_DFL);
+  std::signal(SIGTERM, SIG_DFL);
+  return g_early_signal != 0 ? 128 + g_early_signal : 0;
+}
+
+// The message for an exception that is not a polar::Error: what was being done, then the cause.
+std::string describe_failure(const std::string& command, const std::string& cause) {
+  std::string doing = polar::Activity::failed();
+  return "polar " + command + (doing.empty() ? "" : " (while " + doing + ")") + ": " + cause;
+}
+
+}  // namespace
 
 int main(int argc, char** argv) {
+  const std::string command = subcommand_of(argc, argv);
+  if (int code = hand_over_signals(command); code != 0) return code;
   CLI::App app{"polar: POLAR reward models — build data, pre-train, fine-tune, evaluate, export"};
   app.require_subcommand(1);
   app.set_version_flag("--version", "polar 0.1.0");
@@ -26,9 +83,15 @@ int main(int argc, char** argv) {
   } catch (const polar::Error& e) {
     spdlog::error("{}", e.what());
     return 1;
+  } catch (const std::bad_alloc&) {
+    spdlog::error("{}", describe_failure(command, "out of memory"));
+    return 1;
+  } catch (const c10::Error& e) {
+    spdlog::error("{}", describe_failure(command, std::string("LibTorch error: ") + e.what_without_backtrace()));
+    return 1;
   } catch (const std::exception& e) {
-    spdlog::error("unexpected error: {}", e.what());
-    return 2;
+    spdlog::error("{}", describe_failure(command, e.what()));
+    return 1;
   }
   return 0;
 }

@@ -19,8 +19,9 @@ void add_train_command(CLI::App& app) {
   cmd->add_option("--set", args->overrides, "override a config key, e.g. --set train.lr=1e-4 (repeatable)");
   cmd->add_flag("--resume", args->resume, "continue from the latest checkpoint in run.output_dir");
   cmd->callback([args] {
-    TrainConfig cfg = load_train_config(args->config, args->overrides);
     install_stop_signal_handlers();
+    TrainConfig cfg = load_train_config(args->config, args->overrides);
+    if (int sig = pending_stop_signal(); sig != 0) throw CLI::RuntimeError(128 + sig);  // before any work
     Trainer trainer(cfg, args->resume);
     int code = trainer.run();
     if (code != 0) throw CLI::RuntimeError(code);

@@ -10,6 +10,7 @@
 #include <filesystem>
 #include <fstream>
 
+#include "polar/common/activity.h"
 #include "polar/common/error.h"
 #include "polar/common/json_config.h"
 #include "polar/data/batch.h"
@@ -18,6 +19,7 @@
 #include "polar/loss/polar_loss.h"
 #include "polar/model/reward_model.h"
 #include "polar/train/checkpoint.h"
+#include "polar/train/checkpoint_verify.h"
 #include "polar/train/data_order.h"
 
 namespace fs = std::filesystem;
@@ -51,6 +53,8 @@ void install_stop_signal_handlers() {
   std::signal(SIGINT, on_stop_signal);
   std::signal(SIGTERM, on_stop_signal);
 }
+
+int pending_stop_signal() { return g_stop_signal.load(); }
 
 struct Trainer::State {
   TrainConfig cfg;
@@ -117,6 +121,7 @@ Trainer::Trainer(TrainConfig config, bool resume, SetupFn make_setup) : s_(std::
   if (s.ctx->is_main()) {
     spdlog::info("resolved config:\n{}", s.setup.resolved_config.dump(2));
     fs::create_directories(s.cfg.run.output_dir);
+    remove_stale_temporaries(s.cfg.run.output_dir);  // left by a save that was killed
     write_json_file_atomic((fs::path(s.cfg.run.output_dir) / "config.json").string(), s.setup.resolved_config);
     fs::path mpath = fs::path(s.cfg.run.output_dir) / "metrics.jsonl";
     truncate_metrics_after(mpath.string(), s.state.step);
@@ -223,8 +228,10 @@ int Trainer::run() {
   auto& s = *s_;
   const auto& cfg = s.cfg;
   const bool main = s.ctx->is_main();
+  if (int sig = g_stop_signal.load(); sig != 0) return 128 + sig;  // signalled during set-up: nothing to save
   auto save = [&](const std::string& name, bool with_optimizer) {
     if (main) {
+      Activity saving("saving " + name);
       TrainerState st = s.state;
       CheckpointContents c{&s.setup.model, &s.setup.tokenizer, &s.setup.resolved_config,
                            with_optimizer ? s.optimizer.get() : nullptr, &st};
@@ -243,9 +250,12 @@ int Trainer::run() {
   auto t_start = Clock::now();
   int64_t start_step = s.state.step;
   double tokens_seen = 0;
+  int64_t finite_steps = 0;
   while (s.state.step < cfg.train.steps) {
     int64_t step = s.state.step;
+    Activity activity(fmt::format("training step {}", step + 1));
     StepStats st = train_step(step);
+    finite_steps += st.skipped ? 0 : 1;
     s.state.step = step + 1;
     s.state.groups_consumed = s.state.step * cfg.train.batch_groups;
     tokens_seen += static_cast<double>(st.tokens);
@@ -296,6 +306,9 @@ int Trainer::run() {
     if (!last && cfg.run.checkpoint_every > 0 && s.state.step % cfg.run.checkpoint_every == 0)
       save(fmt::format("checkpoint-{}", s.state.step), true);
   }
+  // A run that never took a step must not end as a trained model.
+  POLAR_CHECK(finite_steps > 0 || s.state.step == start_step, "all ", s.state.step - start_step, " steps of this run were non-finite and skipped;",
+              " no final/ written (lower train.lr, or check the data and the initial weights)");
   save(fmt::format("checkpoint-{}", s.state.step), true);
   save("final", false);
   return 0;

@@ -57,5 +57,7 @@ class Trainer {
 
 // Installs SIGINT/SIGTERM handlers that ask running trainers to checkpoint and stop.
 void install_stop_signal_handlers();
+// The signal those handlers received, or 0.
+int pending_stop_signal();
 
 }  // namespace polar
