@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# A long fuzz campaign over polar's four untrusted inputs (preference JSONL, trajectory JSONL,
+# training configs, checkpoints): the test suite's seeded harness (tests/fuzz/) with many more
+# cases. Prints one count line per input kind and a total; exits non-zero on any failure.
+#   scripts/fuzz_campaign.sh [CASES_PER_KIND=2500] [CLI_CASES_PER_KIND=25] [SEED=1]
+# CASES_PER_KIND run in process (4 kinds), CLI_CASES_PER_KIND through the `polar` binary.
+set -euo pipefail
+ROOT="$(cd "$(dirname "$0")/.." && pwd)"
+CASES="${1:-2500}"
+CLI_CASES="${2:-25}"
+SEED="${3:-1}"
+TESTS="$ROOT/build/tests/polar_tests"
+[ -x "$TESTS" ] || { echo "fuzz_campaign: $TESTS not built (run scripts/build.sh)" >&2; exit 1; }
+LOG="$(mktemp /tmp/polar-fuzz-XXXXXX.log)"
+echo "fuzz_campaign: $CASES in-process and $CLI_CASES CLI cases per kind, seed $SEED (log: $LOG)"
+start=$(date +%s)
+status=0
+POLAR_FUZZ_CASES="$CASES" POLAR_FUZZ_CLI_CASES="$CLI_CASES" POLAR_FUZZ_SEED="$SEED" OMP_NUM_THREADS=1 \
+  nice -n 10 "$TESTS" --gtest_filter='Fuzz*' >"$LOG" 2>&1 || status=$?
+grep '^fuzz\[' "$LOG" || true
+grep '^fuzz\[' "$LOG" | awk '{
+  for (i = 2; i < NF; i++) {
+    if ($(i+1) == "cases,") c += $i; if ($(i+1) == "rejected") r += $i
+    if ($(i+1) == "accepted,") a += $i; if ($(i+1) ~ /^failures/) f += $i
+  }} END {
+  printf "total: %d cases, %d rejected with a message naming the input, %d accepted, %d failures\n", c, r, a, f}'
+echo "fuzz_campaign: $(( $(date +%s) - start )) s, gtest exit $status"
+exit "$status"
