@@ -174,7 +174,12 @@ ModelConfig load_model_shape(const std::string& path) {
   json j = read_json_file(cfg.string());
   POLAR_CHECK(j.is_object() && j.contains("model") && j["model"].is_object(), cfg.string(),
               ": missing \"model\" object");
-  return TrainConfig::from_json(j, cfg.string()).model.shape;  // the validator `polar train` uses
+  // The sections `polar train` reads go through its validator; other top-level keys are the
+  // checkpoint's provenance (e.g. "import" of a Hugging Face model).
+  json sections = json::object();
+  for (const char* key : {"stage", "model", "data", "loss", "train", "eval", "run"})
+    if (j.contains(key)) sections[key] = j[key];
+  return TrainConfig::from_json(sections, cfg.string()).model.shape;
 }
 
 void load_weights(RewardModel& model, const std::string& path, bool verify) {

@@ -89,8 +89,9 @@ void verify_checkpoint_checksums(const std::string& dir) {
     return;
   }
   const json doc = read_json_file(list.string());
-  POLAR_CHECK(doc.is_object() && doc.value("format", "") == kChecksumsFormat && doc.contains("files") &&
-                  doc["files"].is_object(),
+  const bool known = doc.is_object() && doc.contains("format") && doc["format"].is_string() &&
+                     doc["format"].get<std::string>() == kChecksumsFormat;
+  POLAR_CHECK(known && doc.contains("files") && doc["files"].is_object(),
               list.string(), ": expected {\"format\": \"", kChecksumsFormat, "\", \"files\": {...}}");
   for (const auto& [name, entry] : doc["files"].items()) {
     const std::string where = list.string() + ": files." + name;

@@ -201,7 +201,7 @@ fs::path damage_checkpoint(Mutator& m, const std::string& base, const std::strin
     return rel;
   }
   const std::string bytes = polar::fuzz::read_file(path);
-  json parsed = rel.extension() == ".json" ? json::parse(bytes, nullptr, false) : json::value_t::discarded;
+  json parsed = rel.extension() == ".json" ? json::parse(bytes, nullptr, false) : json(json::value_t::discarded);
   polar::fuzz::write_file(path, parsed.is_discarded() ? m.mutate_bytes(bytes) : m.mutate(parsed));
   return rel;
 }
