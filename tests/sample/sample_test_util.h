@@ -32,14 +32,13 @@ inline ModelConfig tiny_lm_config(bool qkv_bias = false) {
 // LM head weights with logits of spread ~1 (random decoder states have RMS ~1).
 inline torch::Tensor tiny_lm_head(const ModelConfig &c, uint64_t seed) {
   auto gen = at::detail::createCPUGenerator(seed);
-  return torch::normal(0.0, 1.0 / std::sqrt(static_cast<double>(c.hidden_size)),
-                       {c.vocab_size, c.hidden_size}, gen, torch::kFloat);
+  return torch::normal(0.0, 1.0 / std::sqrt(static_cast<double>(c.hidden_size)), {c.vocab_size, c.hidden_size}, gen,
+                       torch::kFloat);
 }
 
 inline CausalLM tiny_lm(uint64_t seed = 5, bool qkv_bias = false) {
   const ModelConfig c = tiny_lm_config(qkv_bias);
-  return CausalLM(polar::testutil::tiny_model(c, seed),
-                  tiny_lm_head(c, seed + 100),
+  return CausalLM(polar::testutil::tiny_model(c, seed), tiny_lm_head(c, seed + 100),
                   Tokenizer::load(testing::tiny_tokenizer_dir()));
 }
 
@@ -50,8 +49,7 @@ inline void write_tiny_hf_lm(const std::string &dir, uint64_t seed) {
   RewardModel model = polar::testutil::tiny_model(c, seed);
   std::vector<std::pair<std::string, torch::Tensor>> tensors;
   for (const auto &p : model->named_parameters()) {
-    if (p.key() != "score.weight")
-      tensors.emplace_back(p.key(), p.value().detach().clone());
+    if (p.key() != "score.weight") tensors.emplace_back(p.key(), p.value().detach().clone());
   }
   tensors.emplace_back("lm_head.weight", tiny_lm_head(c, seed + 100));
   const Tokenizer tok = Tokenizer::load(testing::tiny_tokenizer_dir());
@@ -62,4 +60,4 @@ inline void write_tiny_hf_lm(const std::string &dir, uint64_t seed) {
   hftest::write_hf_dir(dir, config, tensors);
 }
 
-} // namespace polar::sample::testutil
+}  // namespace polar::sample::testutil

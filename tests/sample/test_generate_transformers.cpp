@@ -29,11 +29,8 @@ const char *kPython = POLAR_SOURCE_DIR "/.venv/bin/python";
 const char *kScript = POLAR_SOURCE_DIR "/tests/sample/generate_reference.py";
 
 bool transformers_available() {
-  if (!fs::exists(kPython))
-    return false;
-  const std::string cmd =
-      std::string(kPython) +
-      " -c 'import transformers, sentencepiece' >/dev/null 2>&1";
+  if (!fs::exists(kPython)) return false;
+  const std::string cmd = std::string(kPython) + " -c 'import transformers, sentencepiece' >/dev/null 2>&1";
   return std::system(cmd.c_str()) == 0;
 }
 
@@ -45,36 +42,25 @@ std::string slurp(const std::string &path) {
 }
 
 TEST(SampleTransformers, GreedyGenerationEqualsTransformersGenerate) {
-  if (!transformers_available())
-    GTEST_SKIP() << kPython << " or its transformers package is missing";
+  if (!transformers_available()) GTEST_SKIP() << kPython << " or its transformers package is missing";
   testutil::OneThread one_thread;
   testing::TempDir tmp;
   const Tokenizer tok = Tokenizer::load(testing::tiny_tokenizer_dir());
   const SpecialTokens &s = tok.special();
-  auto model = [&](const std::string &name, const char *arch, int seed, int kv,
-                   bool tie) {
-    return json{{"dir", tmp / name},
-                {"arch", arch},
-                {"head", "causal"},
-                {"seed", seed},
-                {"vocab", 320},
-                {"hidden", 48},
-                {"layers", 2},
-                {"heads", 6},
-                {"kv_heads", kv},
-                {"intermediate", 80},
-                {"rope_theta", 5000.0},
-                {"tie", tie},
-                {"bos", s.bos},
-                {"eos", s.eos},
-                {"pad", s.pad},
-                {"tokenizer_from", testing::tiny_tokenizer_dir()}};
+  auto model = [&](const std::string &name, const char *arch, int seed, int kv, bool tie) {
+    return json{{"dir", tmp / name},    {"arch", arch},
+                {"head", "causal"},     {"seed", seed},
+                {"vocab", 320},         {"hidden", 48},
+                {"layers", 2},          {"heads", 6},
+                {"kv_heads", kv},       {"intermediate", 80},
+                {"rope_theta", 5000.0}, {"tie", tie},
+                {"bos", s.bos},         {"eos", s.eos},
+                {"pad", s.pad},         {"tokenizer_from", testing::tiny_tokenizer_dir()}};
   };
   // Prompts of different lengths, so the batch is left-padded; the texts are
   // the tokenizer's own.
-  const std::vector<std::string> texts = {
-      "the capital of China", "a", "policy says good answer, 14",
-      "question: is Beijing the capital of China? answer"};
+  const std::vector<std::string> texts = {"the capital of China", "a", "policy says good answer, 14",
+                                          "question: is Beijing the capital of China? answer"};
   std::vector<std::vector<int32_t>> prompts;
   json with_bos = json::array();
   for (const auto &t : texts) {
@@ -84,14 +70,11 @@ TEST(SampleTransformers, GreedyGenerationEqualsTransformersGenerate) {
     with_bos.push_back(ids);
   }
   const int64_t max_new = 24;
-  const json spec = {{"models",
-                      {model("llama", "llama", 11, 2, false),
-                       model("qwen2", "qwen2", 12, 1, true)}},
+  const json spec = {{"models", {model("llama", "llama", 11, 2, false), model("qwen2", "qwen2", 12, 1, true)}},
                      {"prompts", with_bos},
                      {"max_new_tokens", max_new}};
   write_json_file_atomic(tmp / "spec.json", spec);
-  const std::string cmd = std::string(kPython) + " " + kScript + " " +
-                          (tmp / "spec.json") + " " + (tmp / "out.json") +
+  const std::string cmd = std::string(kPython) + " " + kScript + " " + (tmp / "spec.json") + " " + (tmp / "out.json") +
                           " > " + (tmp / "python.log") + " 2>&1";
   ASSERT_EQ(std::system(cmd.c_str()), 0) << slurp(tmp / "python.log");
   const json ref = read_json_file(tmp / "out.json");
@@ -106,11 +89,9 @@ TEST(SampleTransformers, GreedyGenerationEqualsTransformersGenerate) {
     greedy.max_new_tokens = max_new;
     const std::vector<uint64_t> seeds(prompts.size(), 0);
     for (int64_t batch : {1, 4}) {
-      const auto out =
-          generate(lm, prompts, seeds, greedy, GenerateOptions{batch});
+      const auto out = generate(lm, prompts, seeds, greedy, GenerateOptions{batch});
       for (size_t i = 0; i < prompts.size(); ++i) {
-        EXPECT_EQ(json(out[i].ids), r["greedy"][i])
-            << "prompt " << i << ", batch " << batch;
+        EXPECT_EQ(json(out[i].ids), r["greedy"][i]) << "prompt " << i << ", batch " << batch;
       }
     }
     // Not vacuous: the continuations differ between prompts and run long.
@@ -122,16 +103,13 @@ TEST(SampleTransformers, GreedyGenerationEqualsTransformersGenerate) {
       KvCache cache = lm.new_cache(1, 64);
       const auto ids = with_bos[i].get<std::vector<int64_t>>();
       const int64_t T = static_cast<int64_t>(ids.size());
-      const auto logits = lm.step(torch::tensor(ids).view({1, T}),
-                                  torch::arange(T).view({1, T}),
+      const auto logits = lm.step(torch::tensor(ids).view({1, T}), torch::arange(T).view({1, T}),
                                   torch::ones({1, T}, torch::kBool), cache)[0];
-      const auto want =
-          torch::tensor(r["first_logits"][i].get<std::vector<float>>());
-      EXPECT_LT((logits - want).abs().max().item<double>(), 1e-4)
-          << "prompt " << i;
+      const auto want = torch::tensor(r["first_logits"][i].get<std::vector<float>>());
+      EXPECT_LT((logits - want).abs().max().item<double>(), 1e-4) << "prompt " << i;
     }
   }
 }
 
-} // namespace
-} // namespace polar::sample
+}  // namespace
+}  // namespace polar::sample

@@ -46,8 +46,7 @@ std::string error_of(const std::function<void()> &fn) {
 std::vector<std::string> lines_of(const std::string &path) {
   std::ifstream in(path);
   std::vector<std::string> out;
-  for (std::string line; std::getline(in, line);)
-    out.push_back(line);
+  for (std::string line; std::getline(in, line);) out.push_back(line);
   return out;
 }
 
@@ -87,9 +86,8 @@ TEST(SampleServer, ChatRequestAndResponseShapes) {
   const auto reqs = server.requests();
   ASSERT_EQ(reqs.size(), 1u);
   EXPECT_EQ(reqs[0]["path"], "/v1/chat/completions");
-  EXPECT_EQ(reqs[0]["body"]["messages"],
-            json::parse(R"([{"role": "user", "content": "hello"}])"));
-  EXPECT_EQ(reqs[0]["body"]["top_k"], -1); // off
+  EXPECT_EQ(reqs[0]["body"]["messages"], json::parse(R"([{"role": "user", "content": "hello"}])"));
+  EXPECT_EQ(reqs[0]["body"]["top_k"], -1);  // off
   EXPECT_FALSE(reqs[0]["body"].contains("prompt"));
   EXPECT_FALSE(reqs[0]["body"].contains("stop"));
 }
@@ -107,8 +105,7 @@ TEST(SampleServer, GivesUpAfterMaxRetries) {
   server.fail_next = 100;
   ServerSpec s = spec_for(server);
   s.max_retries = 2;
-  const std::string err = error_of(
-      [&] { OpenAIClient("p", s).complete("x", SamplingParams{}, 1); });
+  const std::string err = error_of([&] { OpenAIClient("p", s).complete("x", SamplingParams{}, 1); });
   EXPECT_NE(err.find("policy \"p\""), std::string::npos) << err;
   EXPECT_NE(err.find("after 3 tries"), std::string::npos) << err;
   EXPECT_NE(err.find("HTTP 503"), std::string::npos) << err;
@@ -119,15 +116,12 @@ TEST(SampleServer, ClientErrorsAndMalformedBodiesFailAtOnce) {
   FakeOpenAIServer server;
   ServerSpec s = spec_for(server);
   s.model = "missing";
-  std::string err = error_of(
-      [&] { OpenAIClient("p", s).complete("x", SamplingParams{}, 1); });
+  std::string err = error_of([&] { OpenAIClient("p", s).complete("x", SamplingParams{}, 1); });
   EXPECT_NE(err.find("HTTP 404"), std::string::npos) << err;
   EXPECT_NE(err.find("does not exist"), std::string::npos) << err;
   EXPECT_EQ(server.requests().size(), 1u);
   server.malformed = true;
-  err = error_of([&] {
-    OpenAIClient("p", spec_for(server)).complete("x", SamplingParams{}, 1);
-  });
+  err = error_of([&] { OpenAIClient("p", spec_for(server)).complete("x", SamplingParams{}, 1); });
   EXPECT_NE(err.find("no \"choices\""), std::string::npos) << err;
   EXPECT_EQ(server.requests().size(), 2u);
 }
@@ -139,11 +133,9 @@ TEST(SampleServer, TimesOut) {
   s.timeout_s = 0.2;
   s.max_retries = 0;
   const auto start = std::chrono::steady_clock::now();
-  const std::string err = error_of(
-      [&] { OpenAIClient("p", s).complete("x", SamplingParams{}, 1); });
+  const std::string err = error_of([&] { OpenAIClient("p", s).complete("x", SamplingParams{}, 1); });
   EXPECT_NE(err.find("after 1 tries"), std::string::npos) << err;
-  EXPECT_LT(std::chrono::steady_clock::now() - start,
-            std::chrono::milliseconds(1200));
+  EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::milliseconds(1200));
 }
 
 TEST(SampleServer, CheckFindsUnreachableEndpointsAndUnservedModels) {
@@ -159,14 +151,11 @@ TEST(SampleServer, CheckFindsUnreachableEndpointsAndUnservedModels) {
   s.retry_backoff_s = 0.01;
   std::string err = error_of([&] { OpenAIClient("p", s).check(); });
   EXPECT_NE(err.find(dead), std::string::npos) << err;
-  EXPECT_NE(err.find("GET /v1/models failed after 2 tries"), std::string::npos)
-      << err;
+  EXPECT_NE(err.find("GET /v1/models failed after 2 tries"), std::string::npos) << err;
 
   FakeOpenAIServer server({"a", "b"});
   err = error_of([&] { OpenAIClient("p", spec_for(server)).check(); });
-  EXPECT_NE(err.find("does not serve model \"tiny\" (it serves: a, b)"),
-            std::string::npos)
-      << err;
+  EXPECT_NE(err.find("does not serve model \"tiny\" (it serves: a, b)"), std::string::npos) << err;
 }
 
 TEST(SampleServer, ServerDyingMidwayKeepsRecordsAndTheRerunCompletes) {
@@ -180,8 +169,7 @@ TEST(SampleServer, ServerDyingMidwayKeepsRecordsAndTheRerunCompletes) {
   policy.server.max_retries = 1;
   SampleRunOptions o;
   o.policies = {policy};
-  for (const char *p : {"p0", "p1", "p2", "p3"})
-    o.prompts.push_back({p, "cat"});
+  for (const char *p : {"p0", "p1", "p2", "p3"}) o.prompts.push_back({p, "cat"});
   o.samples_per_prompt = 3;
   o.output = tmp / "traj.jsonl";
   o.progress = false;
@@ -206,14 +194,13 @@ TEST(SampleServer, ServerDyingMidwayKeepsRecordsAndTheRerunCompletes) {
     EXPECT_EQ(r["category"], "cat");
     const int64_t i = r["prompt_index"], s = r["sample"];
     EXPECT_EQ(r["prompt"], o.prompts[i].text);
-    EXPECT_EQ(r["response"], o.prompts[i].text + "|" +
-                                 std::to_string(sample_seed(0, "served", i, s) &
-                                                0x7fffffffffffffffull));
+    EXPECT_EQ(r["response"],
+              o.prompts[i].text + "|" + std::to_string(sample_seed(0, "served", i, s) & 0x7fffffffffffffffull));
     keys.emplace(i, s);
   }
   EXPECT_EQ(keys.size(), 12u);
-  EXPECT_EQ(run_sampling(o).written, 0); // nothing left
+  EXPECT_EQ(run_sampling(o).written, 0);  // nothing left
 }
 
-} // namespace
-} // namespace polar::sample
+}  // namespace
+}  // namespace polar::sample

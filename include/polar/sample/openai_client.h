@@ -13,9 +13,8 @@
 // name the policy, endpoint and cause.
 #pragma once
 
-#include <nlohmann/json.hpp>
-
 #include <cstdint>
+#include <nlohmann/json.hpp>
 #include <string>
 
 #include "polar/sample/pool.h"
@@ -24,34 +23,29 @@ namespace polar::sample {
 
 struct Completion {
   std::string text;
-  std::string finish;  // the server's finish_reason ("" when absent)
-  int64_t tokens = -1; // usage.completion_tokens, -1 when absent
+  std::string finish;   // the server's finish_reason ("" when absent)
+  int64_t tokens = -1;  // usage.completion_tokens, -1 when absent
 };
 
 class OpenAIClient {
-public:
+ public:
   OpenAIClient(std::string policy, ServerSpec spec);
   // Throws when the endpoint cannot be reached (after retries) or does not
   // serve spec.model.
   void check() const;
-  Completion complete(const std::string &prompt, const SamplingParams &params,
-                      uint64_t seed) const;
+  Completion complete(const std::string &prompt, const SamplingParams &params, uint64_t seed) const;
   // The request body complete() sends.
-  nlohmann::json request_body(const std::string &prompt,
-                              const SamplingParams &params,
-                              uint64_t seed) const;
+  nlohmann::json request_body(const std::string &prompt, const SamplingParams &params, uint64_t seed) const;
 
-private:
+ private:
   // Status and body of one request, retried as described above.
-  std::pair<int, std::string> send(const std::string &method,
-                                   const std::string &path,
-                                   const std::string &body) const;
+  std::pair<int, std::string> send(const std::string &method, const std::string &path, const std::string &body) const;
   std::string where() const;
 
   std::string policy_;
   ServerSpec spec_;
-  std::string host_;   // scheme://host:port
-  std::string prefix_; // path prefix, without a trailing '/'
+  std::string host_;    // scheme://host:port
+  std::string prefix_;  // path prefix, without a trailing '/'
 };
 
-} // namespace polar::sample
+}  // namespace polar::sample

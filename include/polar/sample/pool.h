@@ -22,19 +22,18 @@
 namespace polar::sample {
 
 struct ServerSpec {
-  std::string
-      endpoint; // scheme://host:port[/prefix]; requests go to prefix/v1/...
+  std::string endpoint;  // scheme://host:port[/prefix]; requests go to prefix/v1/...
   std::string model;
-  bool chat = false; // /v1/chat/completions with the prompt as one user message
+  bool chat = false;  // /v1/chat/completions with the prompt as one user message
   int64_t concurrency = 8;
   double timeout_s = 120;
   int64_t max_retries = 3;
-  double retry_backoff_s = 0.5; // doubled after every failed try
+  double retry_backoff_s = 0.5;  // doubled after every failed try
 };
 
 struct BuiltinSpec {
   std::string model_dir;
-  std::string tokenizer; // instead of model_dir's tokenizer.model
+  std::string tokenizer;  // instead of model_dir's tokenizer.model
   std::string device = "cpu";
   std::string dtype = "fp32";
   int64_t batch_size = 8;
@@ -50,8 +49,6 @@ struct PolicySpec {
 
 std::vector<PolicySpec> read_pool(const std::string &path);
 // The same from an already parsed object; `base_dir` resolves relative paths.
-std::vector<PolicySpec> parse_pool(const nlohmann::json &pool,
-                                   const std::string &where,
-                                   const std::string &base_dir);
+std::vector<PolicySpec> parse_pool(const nlohmann::json &pool, const std::string &where, const std::string &base_dir);
 
-} // namespace polar::sample
+}  // namespace polar::sample

@@ -28,16 +28,15 @@ struct SampleJob {
 
 // Called once per finished job with its text and generated token count (-1 when
 // unknown); may be called from several threads at once.
-using JobDone = std::function<void(const SampleJob &, const std::string &text,
-                                   const std::string &finish, int64_t tokens)>;
+using JobDone =
+    std::function<void(const SampleJob &, const std::string &text, const std::string &finish, int64_t tokens)>;
 
 class PolicyBackend {
-public:
+ public:
   virtual ~PolicyBackend() = default;
   // Runs every job; throws polar::Error when one fails for good (jobs reported
   // stay reported).
-  virtual void run(const std::vector<SampleJob> &jobs,
-                   const std::vector<Prompt> &prompts, const JobDone &done) = 0;
+  virtual void run(const std::vector<SampleJob> &jobs, const std::vector<Prompt> &prompts, const JobDone &done) = 0;
 };
 
 // Opens (and checks) a policy's backend: pings the server, or imports the
@@ -50,16 +49,16 @@ struct SampleRunOptions {
   std::string output;
   int64_t samples_per_prompt = 1;
   uint64_t seed = 0;
-  bool progress = true; // a progress line with ETA on stderr
+  bool progress = true;  // a progress line with ETA on stderr
 };
 
 struct SampleRunStats {
-  int64_t written = 0;  // records appended by this run
-  int64_t existing = 0; // records found in the output and skipped
-  int64_t tokens = 0;   // generated tokens (where the backend reports them)
+  int64_t written = 0;   // records appended by this run
+  int64_t existing = 0;  // records found in the output and skipped
+  int64_t tokens = 0;    // generated tokens (where the backend reports them)
   double seconds = 0;
 };
 
 SampleRunStats run_sampling(const SampleRunOptions &options);
 
-} // namespace polar::sample
+}  // namespace polar::sample
