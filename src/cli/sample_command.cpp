@@ -20,7 +20,7 @@ struct SampleArgs {
   bool no_progress = false;
 };
 
-void run(const SampleArgs &a) {
+void run(const SampleArgs& a) {
   POLAR_CHECK(!a.prompts.empty() || !a.corpus.empty(), "polar sample: give --prompts FILE and/or --corpus FILE");
   POLAR_CHECK(a.corpus.empty() || !a.tokenizer.empty(),
               "polar sample: --corpus needs --tokenizer DIR (prefixes are "
@@ -51,9 +51,9 @@ void run(const SampleArgs &a) {
 
 }  // namespace
 
-void add_sample_command(CLI::App &app) {
+void add_sample_command(CLI::App& app) {
   auto args = std::make_shared<SampleArgs>();
-  auto *s = app.add_subcommand("sample", "sample trajectories {prompt, policy, response} from a pool of policies");
+  auto* s = app.add_subcommand("sample", "sample trajectories {prompt, policy, response} from a pool of policies");
   s->add_option("--pool", args->pool,
                 "pool JSON: policies served by OpenAI-compatible servers or "
                 "built-in HF causal LMs")

@@ -22,29 +22,29 @@ using torch::Tensor;
 
 namespace {
 
-Tensor rms_norm(const Tensor &x, const Tensor &weight, double eps) {
+Tensor rms_norm(const Tensor& x, const Tensor& weight, double eps) {
   const auto compute = x.scalar_type() == torch::kDouble ? torch::kDouble : torch::kFloat;
   const Tensor xf = x.to(compute);
   const Tensor normed = xf * torch::rsqrt(xf.square().mean(-1, /*keepdim=*/true) + eps);
   return weight * normed.to(x.scalar_type());
 }
 
-Tensor rotate_half(const Tensor &x) {
+Tensor rotate_half(const Tensor& x) {
   const int64_t half = x.size(-1) / 2;
   return torch::cat({-x.narrow(-1, half, half), x.narrow(-1, 0, half)}, -1);
 }
 
-Tensor linear(const Tensor &x, const Tensor &w, const Tensor &b) {
+Tensor linear(const Tensor& x, const Tensor& w, const Tensor& b) {
   return b.defined() ? torch::linear(x, w, b) : torch::linear(x, w);
 }
 
 // The LM head tensor of an HF directory, read from the file that holds it.
-Tensor read_lm_head(const fs::path &dir, const char *name) {
+Tensor read_lm_head(const fs::path& dir, const char* name) {
   fs::path file = dir / "model.safetensors";
   if (!fs::exists(file)) {
     const fs::path index = dir / "model.safetensors.index.json";
     const auto j = read_json_file(index.string());
-    const auto *map = j.contains("weight_map") ? &j["weight_map"] : nullptr;
+    const auto* map = j.contains("weight_map") ? &j["weight_map"] : nullptr;
     POLAR_CHECK(map && map->is_object() && map->contains(name) && (*map)[name].is_string(), index.string(),
                 ": \"weight_map\" has no file for the LM head \"", name, "\"");
     file = dir / (*map)[name].get<std::string>();
@@ -55,7 +55,7 @@ Tensor read_lm_head(const fs::path &dir, const char *name) {
   return st.tensor(name);
 }
 
-torch::ScalarType parse_dtype(const std::string &name) {
+torch::ScalarType parse_dtype(const std::string& name) {
   if (name == "fp32") return torch::kFloat;
   if (name == "bf16") return torch::kBFloat16;
   if (name == "fp16") return torch::kHalf;
@@ -64,7 +64,7 @@ torch::ScalarType parse_dtype(const std::string &name) {
 
 }  // namespace
 
-CausalLM CausalLM::load(const std::string &dir, const CausalLMOptions &options) {
+CausalLM CausalLM::load(const std::string& dir, const CausalLMOptions& options) {
   const torch::Device device(options.device);  // throws c10::Error on a malformed name
   POLAR_CHECK(!device.is_cuda() || torch::cuda::is_available(), dir, ": device \"", options.device,
               "\" asked for, but no CUDA device is available");
@@ -95,7 +95,7 @@ CausalLM CausalLM::load(const std::string &dir, const CausalLMOptions &options) 
 CausalLM::CausalLM(RewardModel decoder, Tensor lm_head, Tokenizer tokenizer)
     : decoder_(std::move(decoder)), lm_head_(std::move(lm_head)), tokenizer_(std::move(tokenizer)) {
   auto params = decoder_->named_parameters();
-  auto get = [&](const std::string &name) { return params.contains(name) ? params[name].detach() : Tensor(); };
+  auto get = [&](const std::string& name) { return params.contains(name) ? params[name].detach() : Tensor(); };
   embed_ = get("model.embed_tokens.weight");
   final_norm_ = get("model.norm.weight");
   for (int64_t i = 0; i < config().num_layers; ++i) {
@@ -112,7 +112,7 @@ CausalLM::CausalLM(RewardModel decoder, Tensor lm_head, Tokenizer tokenizer)
 }
 
 KvCache CausalLM::new_cache(int64_t batch, int64_t capacity) const {
-  const auto &c = config();
+  const auto& c = config();
   KvCache cache;
   for (int64_t i = 0; i < c.num_layers; ++i) {
     cache.keys.push_back(torch::zeros({batch, c.num_kv_heads, capacity, c.head_dim()}, embed_.options()));
@@ -121,9 +121,9 @@ KvCache CausalLM::new_cache(int64_t batch, int64_t capacity) const {
   return cache;
 }
 
-Tensor CausalLM::layer_forward(const LayerWeights &w, const Tensor &x, const Tensor &cos, const Tensor &sin,
-                               const Tensor &mask, KvCache &cache, size_t layer) const {
-  const auto &c = config();
+Tensor CausalLM::layer_forward(const LayerWeights& w, const Tensor& x, const Tensor& cos, const Tensor& sin,
+                               const Tensor& mask, KvCache& cache, size_t layer) const {
+  const auto& c = config();
   const int64_t B = x.size(0), T = x.size(1), D = c.head_dim();
   const Tensor h = rms_norm(x, w.input_norm, c.rms_eps);
   const Tensor q = linear(h, w.q, w.q_bias).view({B, T, c.num_heads, D});
@@ -146,10 +146,10 @@ Tensor CausalLM::layer_forward(const LayerWeights &w, const Tensor &x, const Ten
   return out + torch::linear(torch::silu(torch::linear(m, w.gate)) * torch::linear(m, w.up), w.down);
 }
 
-Tensor CausalLM::step(const Tensor &tokens_in, const Tensor &positions_in, const Tensor &key_mask_in,
-                      KvCache &cache) const {
+Tensor CausalLM::step(const Tensor& tokens_in, const Tensor& positions_in, const Tensor& key_mask_in,
+                      KvCache& cache) const {
   torch::NoGradGuard no_grad;
-  const auto &c = config();
+  const auto& c = config();
   const auto device = embed_.device();
   const int64_t B = tokens_in.size(0), T = tokens_in.size(1), total = cache.length + T, D = c.head_dim();
   POLAR_CHECK(total <= cache.capacity(), "CausalLM: KV cache of ", cache.capacity(), " positions is full");

@@ -14,17 +14,17 @@ namespace polar::sample {
 
 using torch::Tensor;
 
-void SamplingParams::validate(const std::string &where) const {
+void SamplingParams::validate(const std::string& where) const {
   POLAR_CHECK(std::isfinite(temperature) && temperature >= 0, where, ".temperature: expected a number >= 0, got ",
               temperature);
   POLAR_CHECK(std::isfinite(top_p) && top_p > 0 && top_p <= 1, where, ".top_p: expected a number in (0, 1], got ",
               top_p);
   POLAR_CHECK(top_k >= 0, where, ".top_k: expected an integer >= 0 (0 turns it off), got ", top_k);
   POLAR_CHECK(max_new_tokens >= 1, where, ".max_new_tokens: expected an integer >= 1, got ", max_new_tokens);
-  for (const auto &s : stop) POLAR_CHECK(!s.empty(), where, ".stop: stop strings must not be empty");
+  for (const auto& s : stop) POLAR_CHECK(!s.empty(), where, ".stop: stop strings must not be empty");
 }
 
-Tensor filtered_probs(const Tensor &logits_in, const SamplingParams &params) {
+Tensor filtered_probs(const Tensor& logits_in, const SamplingParams& params) {
   POLAR_CHECK(logits_in.dim() == 1 || logits_in.dim() == 2, "filtered_probs: expected logits (V) or (B, V), got ",
               logits_in.sizes());
   const double temperature = params.temperature > 0 ? params.temperature : 1.0;
@@ -46,7 +46,7 @@ Tensor filtered_probs(const Tensor &logits_in, const SamplingParams &params) {
   return logits.softmax(-1);
 }
 
-int64_t sample_token(const Tensor &logits, const SamplingParams &params, at::Generator &generator) {
+int64_t sample_token(const Tensor& logits, const SamplingParams& params, at::Generator& generator) {
   if (params.temperature == 0) return logits.argmax().item<int64_t>();
   return torch::multinomial(filtered_probs(logits, params), 1,
                             /*replacement=*/false, generator)
@@ -57,8 +57,8 @@ namespace {
 
 // One token per row of logits (B, V), row b drawn with generators[b]; the
 // filter runs batched.
-std::vector<int64_t> sample_rows(const Tensor &logits, const SamplingParams &params,
-                                 std::vector<at::Generator> &generators) {
+std::vector<int64_t> sample_rows(const Tensor& logits, const SamplingParams& params,
+                                 std::vector<at::Generator>& generators) {
   const Tensor picked = params.temperature == 0 ? logits.argmax(-1) : Tensor();
   const Tensor probs = params.temperature == 0 ? Tensor() : filtered_probs(logits, params);
   std::vector<int64_t> out(logits.size(0));
@@ -76,7 +76,7 @@ uint64_t splitmix64(uint64_t x) {
   return x ^ (x >> 31);
 }
 
-uint64_t fnv1a(const std::string &s) {
+uint64_t fnv1a(const std::string& s) {
   uint64_t h = 0xcbf29ce484222325ull;
   for (unsigned char ch : s) h = (h ^ ch) * 0x100000001b3ull;
   return h;
@@ -84,7 +84,7 @@ uint64_t fnv1a(const std::string &s) {
 
 // The text of generated ids; ids past the tokenizer's pieces (models often pad
 // their vocabulary) have no text and are skipped.
-std::string decode(const Tokenizer &tokenizer, const std::vector<int32_t> &ids) {
+std::string decode(const Tokenizer& tokenizer, const std::vector<int32_t>& ids) {
   std::vector<int32_t> known;
   for (int32_t id : ids) {
     if (id < tokenizer.vocab_size()) known.push_back(id);
@@ -93,19 +93,19 @@ std::string decode(const Tokenizer &tokenizer, const std::vector<int32_t> &ids) 
 }
 
 // The stop string position in `text`, or npos.
-size_t find_stop(const std::string &text, const std::vector<std::string> &stop) {
+size_t find_stop(const std::string& text, const std::vector<std::string>& stop) {
   size_t best = std::string::npos;
-  for (const auto &s : stop) best = std::min(best, text.find(s));
+  for (const auto& s : stop) best = std::min(best, text.find(s));
   return best;
 }
 
 // One batch: prompts left-padded to a common length, then one token per step
 // for every row.
-void generate_batch(const CausalLM &lm, const std::vector<std::vector<int32_t>> &prompts,
-                    const std::vector<uint64_t> &seeds, const SamplingParams &params, std::vector<Generation> &out) {
+void generate_batch(const CausalLM& lm, const std::vector<std::vector<int32_t>>& prompts,
+                    const std::vector<uint64_t>& seeds, const SamplingParams& params, std::vector<Generation>& out) {
   const int64_t B = static_cast<int64_t>(prompts.size());
   int64_t width = 0;
-  for (const auto &p : prompts) width = std::max<int64_t>(width, static_cast<int64_t>(p.size()));
+  for (const auto& p : prompts) width = std::max<int64_t>(width, static_cast<int64_t>(p.size()));
   const int64_t pad = std::max<int32_t>(lm.tokenizer().special().pad, 0);
   const int64_t eos = lm.tokenizer().special().eos;
   Tensor tokens = torch::full({B, width}, pad, torch::kInt64);
@@ -161,15 +161,15 @@ void generate_batch(const CausalLM &lm, const std::vector<std::vector<int32_t>> 
 
 }  // namespace
 
-uint64_t sample_seed(uint64_t base_seed, const std::string &policy, int64_t prompt_index, int64_t sample) {
+uint64_t sample_seed(uint64_t base_seed, const std::string& policy, int64_t prompt_index, int64_t sample) {
   uint64_t h = splitmix64(base_seed ^ fnv1a(policy));
   h = splitmix64(h ^ static_cast<uint64_t>(prompt_index));
   return splitmix64(h ^ (static_cast<uint64_t>(sample) << 1));
 }
 
-std::vector<Generation> generate(const CausalLM &lm, const std::vector<std::vector<int32_t>> &prompts,
-                                 const std::vector<uint64_t> &seeds, const SamplingParams &params,
-                                 const GenerateOptions &options) {
+std::vector<Generation> generate(const CausalLM& lm, const std::vector<std::vector<int32_t>>& prompts,
+                                 const std::vector<uint64_t>& seeds, const SamplingParams& params,
+                                 const GenerateOptions& options) {
   POLAR_CHECK(prompts.size() == seeds.size(), "generate: ", prompts.size(), " prompts but ", seeds.size(), " seeds");
   POLAR_CHECK(options.batch_size >= 1, "generate: batch_size must be >= 1");
   params.validate("sampling");

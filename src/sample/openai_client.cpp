@@ -20,9 +20,9 @@ namespace {
 // 429 and 5xx.
 bool retryable(int status) { return status == 0 || status == 408 || status == 429 || status >= 500; }
 
-std::string excerpt(const std::string &body) { return body.size() > 300 ? body.substr(0, 300) + "..." : body; }
+std::string excerpt(const std::string& body) { return body.size() > 300 ? body.substr(0, 300) + "..." : body; }
 
-const json &field(const json &obj, const char *key, const std::string &where) {
+const json& field(const json& obj, const char* key, const std::string& where) {
   POLAR_CHECK(obj.is_object() && obj.contains(key), where, ": the response has no \"", key, "\"");
   return obj[key];
 }
@@ -41,8 +41,8 @@ OpenAIClient::OpenAIClient(std::string policy, ServerSpec spec) : policy_(std::m
 
 std::string OpenAIClient::where() const { return "policy \"" + policy_ + "\" (" + spec_.endpoint + ")"; }
 
-std::pair<int, std::string> OpenAIClient::send(const std::string &method, const std::string &path,
-                                               const std::string &body) const {
+std::pair<int, std::string> OpenAIClient::send(const std::string& method, const std::string& path,
+                                               const std::string& body) const {
   httplib::Client client(host_);
   const auto timeout = std::chrono::microseconds(static_cast<int64_t>(spec_.timeout_s * 1e6));
   client.set_connection_timeout(timeout);
@@ -80,7 +80,7 @@ void OpenAIClient::check() const {
   POLAR_CHECK(j.is_object() && j.contains("data") && j["data"].is_array(), where(),
               ": GET /v1/models: expected {\"data\": [{\"id\": ...}]}, got ", excerpt(body));
   std::string served;
-  for (const auto &m : j["data"]) {
+  for (const auto& m : j["data"]) {
     if (!m.is_object() || !m.contains("id") || !m["id"].is_string()) continue;
     if (m["id"] == spec_.model) return;
     served += (served.empty() ? "" : ", ") + m["id"].get<std::string>();
@@ -89,7 +89,7 @@ void OpenAIClient::check() const {
               "\" (it serves: " + (served.empty() ? "nothing" : served) + ")");
 }
 
-json OpenAIClient::request_body(const std::string &prompt, const SamplingParams &params, uint64_t seed) const {
+json OpenAIClient::request_body(const std::string& prompt, const SamplingParams& params, uint64_t seed) const {
   json body = {{"model", spec_.model},
                {"max_tokens", params.max_new_tokens},
                {"temperature", params.temperature},
@@ -106,17 +106,17 @@ json OpenAIClient::request_body(const std::string &prompt, const SamplingParams 
   return body;
 }
 
-Completion OpenAIClient::complete(const std::string &prompt, const SamplingParams &params, uint64_t seed) const {
+Completion OpenAIClient::complete(const std::string& prompt, const SamplingParams& params, uint64_t seed) const {
   const std::string path = spec_.chat ? "/v1/chat/completions" : "/v1/completions";
   const auto [status, body] = send("POST", path, request_body(prompt, params, seed).dump());
   POLAR_CHECK(status == 200, where(), ": POST ", path, " answered HTTP ", status, ": ", excerpt(body));
   const json j = json::parse(body, nullptr, /*allow_exceptions=*/false);
   const std::string at = where() + ": POST " + path;
   POLAR_CHECK(!j.is_discarded(), at, ": the response is not JSON: ", excerpt(body));
-  const json &choices = field(j, "choices", at);
+  const json& choices = field(j, "choices", at);
   POLAR_CHECK(choices.is_array() && !choices.empty() && choices[0].is_object(), at,
               ": \"choices\": expected a non-empty list, got ", excerpt(choices.dump()));
-  const json &text =
+  const json& text =
       spec_.chat ? field(field(choices[0], "message", at), "content", at) : field(choices[0], "text", at);
   POLAR_CHECK(text.is_string(), at, ": the completion text is not a string: ", excerpt(text.dump()));
   Completion c;

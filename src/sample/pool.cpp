@@ -13,7 +13,7 @@ using nlohmann::json;
 
 namespace {
 
-void read_sampling(const json *obj, const std::string &where, SamplingParams &p) {
+void read_sampling(const json* obj, const std::string& where, SamplingParams& p) {
   if (!obj) return;
   ConfigReader r(*obj, where);
   r.get("temperature", p.temperature);
@@ -24,13 +24,13 @@ void read_sampling(const json *obj, const std::string &where, SamplingParams &p)
   r.finish();
 }
 
-std::string resolve(const std::string &path, const std::string &base_dir) {
+std::string resolve(const std::string& path, const std::string& base_dir) {
   if (path.empty() || fs::path(path).is_absolute()) return path;
   return (fs::path(base_dir) / path).lexically_normal().string();
 }
 
-PolicySpec read_entry(const json &entry, const std::string &where, const SamplingParams &defaults,
-                      const std::string &base_dir) {
+PolicySpec read_entry(const json& entry, const std::string& where, const SamplingParams& defaults,
+                      const std::string& base_dir) {
   POLAR_CHECK(entry.is_object(), where, ": expected an object with \"name\" and \"endpoint\" or \"model_dir\"");
   PolicySpec p;
   p.sampling = defaults;
@@ -43,7 +43,7 @@ PolicySpec read_entry(const json &entry, const std::string &where, const Samplin
               ": give exactly one of \"endpoint\" (an OpenAI-compatible "
               "server) and \"model_dir\" (a built-in model)");
   if (p.is_server) {
-    ServerSpec &s = p.server;
+    ServerSpec& s = p.server;
     r.get("endpoint", s.endpoint);
     r.get("model", s.model);
     r.get("chat", s.chat);
@@ -59,7 +59,7 @@ PolicySpec read_entry(const json &entry, const std::string &where, const Samplin
     POLAR_CHECK(s.max_retries >= 0, at, ".max_retries: expected an integer >= 0");
     POLAR_CHECK(s.retry_backoff_s >= 0, at, ".retry_backoff_s: expected seconds >= 0");
   } else {
-    BuiltinSpec &b = p.builtin;
+    BuiltinSpec& b = p.builtin;
     r.get("model_dir", b.model_dir);
     r.get("tokenizer", b.tokenizer);
     r.get("device", b.device);
@@ -77,7 +77,7 @@ PolicySpec read_entry(const json &entry, const std::string &where, const Samplin
 
 }  // namespace
 
-std::vector<PolicySpec> parse_pool(const json &pool, const std::string &where, const std::string &base_dir) {
+std::vector<PolicySpec> parse_pool(const json& pool, const std::string& where, const std::string& base_dir) {
   POLAR_CHECK(pool.is_object(), where, ": expected {\"policies\": [...]}");
   POLAR_CHECK(pool.contains("policies") && pool["policies"].is_array() && !pool["policies"].empty(), where,
               ": \"policies\": expected a non-empty list of policies");
@@ -99,7 +99,7 @@ std::vector<PolicySpec> parse_pool(const json &pool, const std::string &where, c
   return out;
 }
 
-std::vector<PolicySpec> read_pool(const std::string &path) {
+std::vector<PolicySpec> read_pool(const std::string& path) {
   return parse_pool(read_json_file(path), path, fs::path(path).parent_path().string());
 }
 

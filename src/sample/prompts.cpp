@@ -17,7 +17,7 @@ namespace {
 
 // Calls fn(line_no, line) for every non-blank line; checks UTF-8.
 template <typename Fn>
-void for_each_line(const std::string &path, Fn fn) {
+void for_each_line(const std::string& path, Fn fn) {
   std::ifstream in(path, std::ios::binary);
   POLAR_CHECK(in.good(), path, ": cannot open file");
   std::string line;
@@ -32,21 +32,21 @@ void for_each_line(const std::string &path, Fn fn) {
   }
 }
 
-json parse_object(const std::string &line, const std::string &where) {
+json parse_object(const std::string& line, const std::string& where) {
   json obj = json::parse(line, nullptr, /*allow_exceptions=*/false);
   POLAR_CHECK(obj.is_object(), where, ": expected a JSON object");
   return obj;
 }
 
-bool ends_with(const std::string &s, const std::string &suffix) {
+bool ends_with(const std::string& s, const std::string& suffix) {
   return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
 }
 
 }  // namespace
 
-std::vector<Prompt> read_prompts(const std::string &path) {
+std::vector<Prompt> read_prompts(const std::string& path) {
   std::vector<Prompt> out;
-  for_each_line(path, [&](int64_t line_no, const std::string &line) {
+  for_each_line(path, [&](int64_t line_no, const std::string& line) {
     const std::string where = path + ":" + std::to_string(line_no);
     const json obj = parse_object(line, where);
     POLAR_CHECK(obj.contains("prompt"), where, ": missing field \"prompt\" (expected a string or a messages list)");
@@ -62,13 +62,13 @@ std::vector<Prompt> read_prompts(const std::string &path) {
   return out;
 }
 
-std::vector<Prompt> corpus_prefix_prompts(const std::string &path, const Tokenizer &tokenizer,
-                                          const CorpusPrefixOptions &options) {
+std::vector<Prompt> corpus_prefix_prompts(const std::string& path, const Tokenizer& tokenizer,
+                                          const CorpusPrefixOptions& options) {
   POLAR_CHECK(options.max_prefix_tokens >= 1, "--prefix-tokens: expected an integer >= 1, got ",
               options.max_prefix_tokens);
   const bool jsonl = ends_with(path, ".jsonl");
   std::vector<Prompt> out;
-  for_each_line(path, [&](int64_t line_no, const std::string &line) {
+  for_each_line(path, [&](int64_t line_no, const std::string& line) {
     const std::string where = path + ":" + std::to_string(line_no);
     std::string text = line;
     if (jsonl) {

@@ -27,7 +27,7 @@ using Key = std::tuple<std::string, int64_t, int64_t>;  // (policy, prompt_index
 
 namespace {
 
-int64_t int_field(const json &obj, const char *key, const std::string &where) {
+int64_t int_field(const json& obj, const char* key, const std::string& where) {
   POLAR_CHECK(obj.contains(key) && obj[key].is_number_integer(), where, ": \"", key,
               "\" is missing or not an integer; the output was not written by "
               "`polar sample` (use a new --output)");
@@ -36,7 +36,7 @@ int64_t int_field(const json &obj, const char *key, const std::string &where) {
 
 // The keys already in `path`. A last line without its newline (a run killed
 // mid-write) is cut off.
-std::set<Key> read_existing(const std::string &path, const std::vector<Prompt> &prompts) {
+std::set<Key> read_existing(const std::string& path, const std::vector<Prompt>& prompts) {
   std::set<Key> keys;
   if (!fs::exists(path)) return keys;
   std::string bytes;
@@ -90,7 +90,7 @@ std::string format_duration(double seconds) {
 // Appends records and keeps the progress line; thread-safe.
 class Writer {
  public:
-  Writer(const std::string &path, int64_t total, bool progress) : path_(path), total_(total), progress_(progress) {
+  Writer(const std::string& path, int64_t total, bool progress) : path_(path), total_(total), progress_(progress) {
     file_ = std::fopen(path.c_str(), "ab");
     POLAR_CHECK(file_ != nullptr, path, ": cannot open for appending");
     start_ = last_print_ = std::chrono::steady_clock::now();
@@ -99,7 +99,7 @@ class Writer {
     if (file_) std::fclose(file_);
   }
 
-  void write(const json &record, int64_t tokens, const std::string &policy) {
+  void write(const json& record, int64_t tokens, const std::string& policy) {
     const std::string line = record.dump(-1, ' ', false, json::error_handler_t::replace) + "\n";
     std::lock_guard<std::mutex> lock(mutex_);
     POLAR_CHECK(std::fwrite(line.data(), 1, line.size(), file_) == line.size() && std::fflush(file_) == 0, path_,
@@ -120,7 +120,7 @@ class Writer {
   double seconds() const { return std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count(); }
 
  private:
-  void print(const std::string &policy, bool final) {
+  void print(const std::string& policy, bool final) {
     const auto now = std::chrono::steady_clock::now();
     if (!progress_ || (!final && now - last_print_ < std::chrono::milliseconds(500))) return;
     last_print_ = now;
@@ -137,7 +137,7 @@ class Writer {
   }
 
   std::string path_;
-  std::FILE *file_ = nullptr;
+  std::FILE* file_ = nullptr;
   int64_t total_, written_ = 0, tokens_ = 0;
   bool progress_;
   std::mutex mutex_;
@@ -146,7 +146,7 @@ class Writer {
 
 }  // namespace
 
-SampleRunStats run_sampling(const SampleRunOptions &options) {
+SampleRunStats run_sampling(const SampleRunOptions& options) {
   POLAR_CHECK(!options.policies.empty(), "polar sample: the pool has no policies");
   POLAR_CHECK(!options.prompts.empty(), "polar sample: no prompts");
   POLAR_CHECK(options.samples_per_prompt >= 1, "--samples-per-prompt: expected an integer >= 1");
@@ -154,7 +154,7 @@ SampleRunStats run_sampling(const SampleRunOptions &options) {
   std::vector<std::vector<SampleJob>> jobs(options.policies.size());
   int64_t pending = 0;
   for (size_t p = 0; p < options.policies.size(); ++p) {
-    const std::string &name = options.policies[p].name;
+    const std::string& name = options.policies[p].name;
     for (int64_t i = 0; i < static_cast<int64_t>(options.prompts.size()); ++i) {
       for (int64_t s = 0; s < options.samples_per_prompt; ++s) {
         if (existing.count({name, i, s})) continue;
@@ -180,11 +180,11 @@ SampleRunStats run_sampling(const SampleRunOptions &options) {
   try {
     for (size_t p = 0; p < options.policies.size(); ++p) {
       if (jobs[p].empty()) continue;
-      const PolicySpec &policy = options.policies[p];
+      const PolicySpec& policy = options.policies[p];
       auto backend = open_backend(policy);
       backend->run(jobs[p], options.prompts,
-                   [&](const SampleJob &job, const std::string &text, const std::string &finish, int64_t tokens) {
-                     const Prompt &prompt = options.prompts[job.prompt_index];
+                   [&](const SampleJob& job, const std::string& text, const std::string& finish, int64_t tokens) {
+                     const Prompt& prompt = options.prompts[job.prompt_index];
                      json record = {{"prompt", prompt.text}, {"policy", policy.name}, {"response", text}};
                      if (!prompt.category.empty()) record["category"] = prompt.category;
                      record["prompt_index"] = job.prompt_index;
@@ -193,7 +193,7 @@ SampleRunStats run_sampling(const SampleRunOptions &options) {
                      writer.write(record, tokens, policy.name);
                    });
     }
-  } catch (const Error &e) {
+  } catch (const Error& e) {
     writer.finish();
     throw Error(std::string(e.what()) + " (" + std::to_string(writer.written()) + " records written to " +
                 options.output + " are kept; re-run the same command to continue)");

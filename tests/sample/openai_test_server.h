@@ -22,15 +22,15 @@ namespace polar::sample::testutil {
 class FakeOpenAIServer {
  public:
   explicit FakeOpenAIServer(std::vector<std::string> models = {"tiny"}) : models_(std::move(models)) {
-    server_.Get("/v1/models", [this](const httplib::Request &, httplib::Response &res) {
+    server_.Get("/v1/models", [this](const httplib::Request&, httplib::Response& res) {
       nlohmann::json data = nlohmann::json::array();
-      for (const auto &m : models_) data.push_back({{"id", m}, {"object", "model"}});
+      for (const auto& m : models_) data.push_back({{"id", m}, {"object", "model"}});
       res.set_content(nlohmann::json{{"object", "list"}, {"data", data}}.dump(), "application/json");
     });
     server_.Post("/v1/completions",
-                 [this](const httplib::Request &req, httplib::Response &res) { answer(req, res, false); });
+                 [this](const httplib::Request& req, httplib::Response& res) { answer(req, res, false); });
     server_.Post("/v1/chat/completions",
-                 [this](const httplib::Request &req, httplib::Response &res) { answer(req, res, true); });
+                 [this](const httplib::Request& req, httplib::Response& res) { answer(req, res, true); });
     port_ = server_.bind_to_any_port("127.0.0.1");
     thread_ = std::thread([this] { server_.listen_after_bind(); });
     // stop() before the accept loop runs would be lost (and the join would wait
@@ -56,7 +56,7 @@ class FakeOpenAIServer {
   std::atomic<int> stall_ms{0};        // sleep this long before answering
 
  private:
-  void answer(const httplib::Request &req, httplib::Response &res, bool chat) {
+  void answer(const httplib::Request& req, httplib::Response& res, bool chat) {
     const auto body = nlohmann::json::parse(req.body, nullptr, false);
     {
       std::lock_guard<std::mutex> lock(mutex_);

@@ -30,7 +30,7 @@ inline ModelConfig tiny_lm_config(bool qkv_bias = false) {
 }
 
 // LM head weights with logits of spread ~1 (random decoder states have RMS ~1).
-inline torch::Tensor tiny_lm_head(const ModelConfig &c, uint64_t seed) {
+inline torch::Tensor tiny_lm_head(const ModelConfig& c, uint64_t seed) {
   auto gen = at::detail::createCPUGenerator(seed);
   return torch::normal(0.0, 1.0 / std::sqrt(static_cast<double>(c.hidden_size)), {c.vocab_size, c.hidden_size}, gen,
                        torch::kFloat);
@@ -44,11 +44,11 @@ inline CausalLM tiny_lm(uint64_t seed = 5, bool qkv_bias = false) {
 
 // Writes DIR as a LlamaForCausalLM Hugging Face directory with the tiny
 // tokenizer.
-inline void write_tiny_hf_lm(const std::string &dir, uint64_t seed) {
+inline void write_tiny_hf_lm(const std::string& dir, uint64_t seed) {
   const ModelConfig c = tiny_lm_config();
   RewardModel model = polar::testutil::tiny_model(c, seed);
   std::vector<std::pair<std::string, torch::Tensor>> tensors;
-  for (const auto &p : model->named_parameters()) {
+  for (const auto& p : model->named_parameters()) {
     if (p.key() != "score.weight") tensors.emplace_back(p.key(), p.value().detach().clone());
   }
   tensors.emplace_back("lm_head.weight", tiny_lm_head(c, seed + 100));

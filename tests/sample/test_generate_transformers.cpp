@@ -25,8 +25,8 @@ namespace {
 namespace fs = std::filesystem;
 using nlohmann::json;
 
-const char *kPython = POLAR_SOURCE_DIR "/.venv/bin/python";
-const char *kScript = POLAR_SOURCE_DIR "/tests/sample/generate_reference.py";
+const char* kPython = POLAR_SOURCE_DIR "/.venv/bin/python";
+const char* kScript = POLAR_SOURCE_DIR "/tests/sample/generate_reference.py";
 
 bool transformers_available() {
   if (!fs::exists(kPython)) return false;
@@ -34,7 +34,7 @@ bool transformers_available() {
   return std::system(cmd.c_str()) == 0;
 }
 
-std::string slurp(const std::string &path) {
+std::string slurp(const std::string& path) {
   std::ifstream in(path);
   std::ostringstream ss;
   ss << in.rdbuf();
@@ -46,8 +46,8 @@ TEST(SampleTransformers, GreedyGenerationEqualsTransformersGenerate) {
   testutil::OneThread one_thread;
   testing::TempDir tmp;
   const Tokenizer tok = Tokenizer::load(testing::tiny_tokenizer_dir());
-  const SpecialTokens &s = tok.special();
-  auto model = [&](const std::string &name, const char *arch, int seed, int kv, bool tie) {
+  const SpecialTokens& s = tok.special();
+  auto model = [&](const std::string& name, const char* arch, int seed, int kv, bool tie) {
     return json{{"dir", tmp / name},    {"arch", arch},
                 {"head", "causal"},     {"seed", seed},
                 {"vocab", 320},         {"hidden", 48},
@@ -63,7 +63,7 @@ TEST(SampleTransformers, GreedyGenerationEqualsTransformersGenerate) {
                                           "question: is Beijing the capital of China? answer"};
   std::vector<std::vector<int32_t>> prompts;
   json with_bos = json::array();
-  for (const auto &t : texts) {
+  for (const auto& t : texts) {
     prompts.push_back(tok.encode(t));
     std::vector<int32_t> ids{s.bos};
     ids.insert(ids.end(), prompts.back().begin(), prompts.back().end());
@@ -79,9 +79,9 @@ TEST(SampleTransformers, GreedyGenerationEqualsTransformersGenerate) {
   ASSERT_EQ(std::system(cmd.c_str()), 0) << slurp(tmp / "python.log");
   const json ref = read_json_file(tmp / "out.json");
 
-  for (const char *name : {"llama", "qwen2"}) {
+  for (const char* name : {"llama", "qwen2"}) {
     SCOPED_TRACE(name);
-    const json &r = ref["results"][tmp / name];
+    const json& r = ref["results"][tmp / name];
     const CausalLM lm = CausalLM::load(tmp / name, CausalLMOptions{});
     EXPECT_EQ(lm.config().qkv_bias, std::string(name) == "qwen2");
     SamplingParams greedy;

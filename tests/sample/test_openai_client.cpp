@@ -23,7 +23,7 @@ namespace {
 using nlohmann::json;
 using testutil::FakeOpenAIServer;
 
-ServerSpec spec_for(const FakeOpenAIServer &server, bool chat = false) {
+ServerSpec spec_for(const FakeOpenAIServer& server, bool chat = false) {
   ServerSpec s;
   s.endpoint = server.endpoint();
   s.model = "tiny";
@@ -34,16 +34,16 @@ ServerSpec spec_for(const FakeOpenAIServer &server, bool chat = false) {
   return s;
 }
 
-std::string error_of(const std::function<void()> &fn) {
+std::string error_of(const std::function<void()>& fn) {
   try {
     fn();
-  } catch (const Error &e) {
+  } catch (const Error& e) {
     return e.what();
   }
   return "";
 }
 
-std::vector<std::string> lines_of(const std::string &path) {
+std::vector<std::string> lines_of(const std::string& path) {
   std::ifstream in(path);
   std::vector<std::string> out;
   for (std::string line; std::getline(in, line);) out.push_back(line);
@@ -64,7 +64,7 @@ TEST(SampleServer, CompletionRequestAndResponseShapes) {
   const auto reqs = server.requests();
   ASSERT_EQ(reqs.size(), 1u);
   EXPECT_EQ(reqs[0]["path"], "/v1/completions");
-  const json &b = reqs[0]["body"];
+  const json& b = reqs[0]["body"];
   EXPECT_EQ(b["model"], "tiny");
   EXPECT_EQ(b["prompt"], "What is 2+2?");
   EXPECT_EQ(b["max_tokens"], 12);
@@ -169,7 +169,7 @@ TEST(SampleServer, ServerDyingMidwayKeepsRecordsAndTheRerunCompletes) {
   policy.server.max_retries = 1;
   SampleRunOptions o;
   o.policies = {policy};
-  for (const char *p : {"p0", "p1", "p2", "p3"}) o.prompts.push_back({p, "cat"});
+  for (const char* p : {"p0", "p1", "p2", "p3"}) o.prompts.push_back({p, "cat"});
   o.samples_per_prompt = 3;
   o.output = tmp / "traj.jsonl";
   o.progress = false;
@@ -188,7 +188,7 @@ TEST(SampleServer, ServerDyingMidwayKeepsRecordsAndTheRerunCompletes) {
   ASSERT_EQ(full.size(), 12u);
   EXPECT_TRUE(std::equal(partial.begin(), partial.end(), full.begin()));
   std::set<std::pair<int64_t, int64_t>> keys;
-  for (const auto &line : full) {
+  for (const auto& line : full) {
     const json r = json::parse(line);
     EXPECT_EQ(r["policy"], "served");
     EXPECT_EQ(r["category"], "cat");

@@ -26,23 +26,23 @@ namespace fs = std::filesystem;
 using nlohmann::json;
 
 std::string polar_bin() {
-  const char *env = std::getenv("POLAR_BIN");
+  const char* env = std::getenv("POLAR_BIN");
   return env ? env : POLAR_BINARY_DIR "/polar";
 }
 
-std::string slurp(const std::string &path) {
+std::string slurp(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
   return std::string(std::istreambuf_iterator<char>(in), {});
 }
 
 // Runs polar with `args`; returns the exit status, with its output in *log.
-int run_polar(const std::string &args, const std::string &log_path, std::string *log = nullptr) {
+int run_polar(const std::string& args, const std::string& log_path, std::string* log = nullptr) {
   const int rc = std::system((polar_bin() + " " + args + " > " + log_path + " 2>&1").c_str());
   if (log) *log = slurp(log_path);
   return WIFEXITED(rc) ? WEXITSTATUS(rc) : -1;
 }
 
-std::vector<std::string> sorted_lines(const std::string &text) {
+std::vector<std::string> sorted_lines(const std::string& text) {
   std::vector<std::string> lines;
   std::istringstream in(text);
   for (std::string line; std::getline(in, line);) lines.push_back(line);
@@ -50,10 +50,10 @@ std::vector<std::string> sorted_lines(const std::string &text) {
   return lines;
 }
 
-std::string pool_error(const std::string &pool_text) {
+std::string pool_error(const std::string& pool_text) {
   try {
     parse_pool(json::parse(pool_text), "pool.json", "/base");
-  } catch (const Error &e) {
+  } catch (const Error& e) {
     return e.what();
   }
   return "";
@@ -82,10 +82,10 @@ TEST(SamplePool, ReadsEntriesAndDefaults) {
 
 TEST(SamplePool, BadEntriesNameTheEntryAndTheProblem) {
   struct Case {
-    const char *pool;
-    const char *expect;
+    const char* pool;
+    const char* expect;
   };
-  for (const Case &c : {
+  for (const Case& c : {
            Case{R"({"policies": [{"model_dir": "x"}]})", "policies[0]: \"name\" is missing"},
            Case{R"({"policies": [{"name": "a", "model_dir": "x"}, {"name": "a", "model_dir": "y"}]})",
                 "policies[1]: the name \"a\" is used by an earlier policy"},
@@ -116,13 +116,13 @@ class SampleCli : public ::testing::Test {
                                           << "\n";
     write_pool("pool.json", json::array({builtin("a", "lm_a"), builtin("b", "lm_b")}));
   }
-  static json builtin(const std::string &name, const std::string &dir) {
+  static json builtin(const std::string& name, const std::string& dir) {
     return {{"name", name}, {"model_dir", dir}, {"batch_size", 2}};
   }
-  void write_pool(const std::string &file, const json &policies) {
+  void write_pool(const std::string& file, const json& policies) {
     std::ofstream(tmp_ / file) << json{{"sampling", {{"max_new_tokens", 12}}}, {"policies", policies}}.dump();
   }
-  std::string sample_args(const std::string &pool, const std::string &out) {
+  std::string sample_args(const std::string& pool, const std::string& out) {
     return "sample --pool " + (tmp_ / pool) + " --prompts " + (tmp_ / "prompts.jsonl") + " --output " + (tmp_ / out) +
            " --samples-per-prompt 2 --seed 3 --threads 1";
   }
@@ -141,7 +141,7 @@ TEST_F(SampleCli, WritesTrajectoriesReproduciblyAndResumes) {
   EXPECT_GE(records.size(),
             10u);  // an empty response (eos first) is the only invalid record
   std::set<std::string> policies;
-  for (const auto &r : records) policies.insert(r.policy);
+  for (const auto& r : records) policies.insert(r.policy);
   EXPECT_EQ(policies, (std::set<std::string>{"a", "b"}));
   const json first = json::parse(full.substr(0, full.find('\n')));
   EXPECT_EQ(first["category"], "geo");
@@ -152,7 +152,7 @@ TEST_F(SampleCli, WritesTrajectoriesReproduciblyAndResumes) {
   EXPECT_EQ(slurp(tmp_ / "b.jsonl"), full);
   // The two policies answer differently.
   std::set<std::string> responses;
-  for (const auto &r : records) responses.insert(r.policy + ":" + r.response);
+  for (const auto& r : records) responses.insert(r.policy + ":" + r.response);
   EXPECT_GT(responses.size(), 8u);
 
   // An interrupted run: 5 records and half of the 6th. The re-run appends
@@ -203,7 +203,7 @@ TEST(SamplePrompts, CorpusPrefixesAreShortPrefixesOfTheirTexts) {
                                           "question: is the answer good or bad? 35"};
   {
     std::ofstream out(tmp / "corpus.txt");
-    for (const auto &t : texts) out << t << "\n\n";
+    for (const auto& t : texts) out << t << "\n\n";
   }
   CorpusPrefixOptions o;
   o.max_prefix_tokens = 6;

@@ -19,7 +19,7 @@ namespace {
 // logits, then the most likely tokens until their mass reaches top_p (a token
 // is kept while the mass of the tokens ranked above it is below top_p),
 // renormalised.
-std::vector<double> reference_probs(const std::vector<double> &logits, double temperature, int64_t top_k,
+std::vector<double> reference_probs(const std::vector<double>& logits, double temperature, int64_t top_k,
                                     double top_p) {
   const size_t V = logits.size();
   std::vector<size_t> order(V);
@@ -38,11 +38,11 @@ std::vector<double> reference_probs(const std::vector<double> &logits, double te
     kept += q;
     above += q;
   }
-  for (double &x : p) x /= kept;
+  for (double& x : p) x /= kept;
   return p;
 }
 
-std::vector<double> to_vector(const torch::Tensor &t) {
+std::vector<double> to_vector(const torch::Tensor& t) {
   const auto c = t.to(torch::kDouble).contiguous();
   return std::vector<double>(c.data_ptr<double>(), c.data_ptr<double>() + c.numel());
 }
@@ -55,7 +55,7 @@ TEST(SampleFilter, MatchesThePlainReference) {
     int64_t top_k;
     double top_p;
   };
-  for (const Case &c :
+  for (const Case& c :
        {Case{1.0, 50, 0.9}, Case{0.5, 10, 1.0}, Case{1.3, 0, 0.7}, Case{0.7, 5, 0.3}, Case{1.0, 0, 1.0}}) {
     SamplingParams p;
     p.temperature = c.temperature;
@@ -101,7 +101,7 @@ TEST(SampleFilter, FirstStepFrequenciesMatchTheFilteredSoftmax) {
   for (int64_t i = 0; i < n; ++i) seeds.push_back(sample_seed(42, "policy", 0, i));
   const auto out = generate(lm, std::vector<std::vector<int32_t>>(n, prompt), seeds, p, GenerateOptions{1000});
   std::vector<double> count(want.size(), 0.0);
-  for (const auto &g : out) {
+  for (const auto& g : out) {
     const int64_t id = g.ids.empty() ? lm.tokenizer().special().eos : g.ids[0];
     ASSERT_GT(want[id], 0.0) << "token " << id << " is outside the top-k/top-p set";
     count[id] += 1;
@@ -160,7 +160,7 @@ TEST(SampleFilter, StopStringsEndTheText) {
   const auto free = generate(lm, prompts, seeds, p);
   // Stop at a piece that some free-running text contains.
   std::string stop;
-  for (const auto &g : free) {
+  for (const auto& g : free) {
     if (g.text.size() > 4) stop = g.text.substr(2, 2);
   }
   ASSERT_FALSE(stop.empty());

@@ -32,7 +32,7 @@ struct CausalLMOptions {
 class CausalLM {
  public:
   // Imports `dir`; throws polar::Error naming the directory and what is wrong.
-  static CausalLM load(const std::string &dir, const CausalLMOptions &options);
+  static CausalLM load(const std::string& dir, const CausalLMOptions& options);
   // A decoder and an LM head (vocab, hidden) in the decoder's dtype and device.
   CausalLM(RewardModel decoder, torch::Tensor lm_head, Tokenizer tokenizer);
 
@@ -41,19 +41,19 @@ class CausalLM {
   // positions; key_mask (B, cache.length + T) bool is true at real
   // (non-padding) tokens. Returns the float32 logits of the last position (B,
   // vocab).
-  torch::Tensor step(const torch::Tensor &tokens, const torch::Tensor &positions, const torch::Tensor &key_mask,
-                     KvCache &cache) const;
+  torch::Tensor step(const torch::Tensor& tokens, const torch::Tensor& positions, const torch::Tensor& key_mask,
+                     KvCache& cache) const;
 
-  const ModelConfig &config() const { return decoder_->config(); }
-  const Tokenizer &tokenizer() const { return tokenizer_; }
+  const ModelConfig& config() const { return decoder_->config(); }
+  const Tokenizer& tokenizer() const { return tokenizer_; }
   torch::Device device() const { return lm_head_.device(); }
 
  private:
   struct LayerWeights {
     torch::Tensor q, k, v, o, q_bias, k_bias, v_bias, gate, up, down, input_norm, post_norm;
   };
-  torch::Tensor layer_forward(const LayerWeights &w, const torch::Tensor &x, const torch::Tensor &cos,
-                              const torch::Tensor &sin, const torch::Tensor &mask, KvCache &cache, size_t layer) const;
+  torch::Tensor layer_forward(const LayerWeights& w, const torch::Tensor& x, const torch::Tensor& cos,
+                              const torch::Tensor& sin, const torch::Tensor& mask, KvCache& cache, size_t layer) const;
 
   RewardModel decoder_{nullptr};
   torch::Tensor lm_head_, embed_, final_norm_;

@@ -17,7 +17,7 @@ struct Prompt {
 };
 
 // Reads a prompts JSONL; errors name FILE:LINE.
-std::vector<Prompt> read_prompts(const std::string &path);
+std::vector<Prompt> read_prompts(const std::string& path);
 
 struct CorpusPrefixOptions {
   int64_t max_prefix_tokens = 64;  // L: prefixes have 1..L tokens (at most the text's length)
@@ -29,7 +29,7 @@ struct CorpusPrefixOptions {
 // JSONL with a "text" field (.jsonl). The prefix length is uniform in 1..min(L,
 // tokens of the text), drawn from a generator seeded by (seed, line), so it
 // does not depend on other lines.
-std::vector<Prompt> corpus_prefix_prompts(const std::string &path, const Tokenizer &tokenizer,
-                                          const CorpusPrefixOptions &options);
+std::vector<Prompt> corpus_prefix_prompts(const std::string& path, const Tokenizer& tokenizer,
+                                          const CorpusPrefixOptions& options);
 
 }  // namespace polar::sample

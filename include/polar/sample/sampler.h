@@ -29,19 +29,19 @@ struct SampleJob {
 // Called once per finished job with its text and generated token count (-1 when
 // unknown); may be called from several threads at once.
 using JobDone =
-    std::function<void(const SampleJob &, const std::string &text, const std::string &finish, int64_t tokens)>;
+    std::function<void(const SampleJob&, const std::string& text, const std::string& finish, int64_t tokens)>;
 
 class PolicyBackend {
  public:
   virtual ~PolicyBackend() = default;
   // Runs every job; throws polar::Error when one fails for good (jobs reported
   // stay reported).
-  virtual void run(const std::vector<SampleJob> &jobs, const std::vector<Prompt> &prompts, const JobDone &done) = 0;
+  virtual void run(const std::vector<SampleJob>& jobs, const std::vector<Prompt>& prompts, const JobDone& done) = 0;
 };
 
 // Opens (and checks) a policy's backend: pings the server, or imports the
 // model.
-std::unique_ptr<PolicyBackend> open_backend(const PolicySpec &policy);
+std::unique_ptr<PolicyBackend> open_backend(const PolicySpec& policy);
 
 struct SampleRunOptions {
   std::vector<PolicySpec> policies;
@@ -59,6 +59,6 @@ struct SampleRunStats {
   double seconds = 0;
 };
 
-SampleRunStats run_sampling(const SampleRunOptions &options);
+SampleRunStats run_sampling(const SampleRunOptions& options);
 
 }  // namespace polar::sample
