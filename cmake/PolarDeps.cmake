@@ -35,6 +35,18 @@ find_package(spdlog REQUIRED)
 find_package(CLI11 REQUIRED)
 find_package(PkgConfig REQUIRED)
 pkg_check_modules(SENTENCEPIECE REQUIRED IMPORTED_TARGET sentencepiece)
+pkg_check_modules(HTTPLIB REQUIRED cpp-httplib)
+# cpp-httplib's defines (TLS and compression support) change its class layouts, so every file that
+# includes <httplib.h> must see the library's own; they are set on those files only, leaving the
+# other files' flags (and their precompiled header and ccache entries) as they are.
+function(polar_httplib_sources)
+  foreach(src IN LISTS ARGN)
+    file(STRINGS "${src}" _polar_hits REGEX "#include [<\"]httplib.h[>\"]")
+    if(_polar_hits)
+      set_source_files_properties("${src}" PROPERTIES COMPILE_OPTIONS "${HTTPLIB_CFLAGS}" SKIP_PRECOMPILE_HEADERS ON)
+    endif()
+  endforeach()
+endfunction()
 add_library(sentencepiece INTERFACE)
 target_link_libraries(sentencepiece INTERFACE PkgConfig::SENTENCEPIECE)
 

@@ -70,6 +70,7 @@ int main(int argc, char** argv) {
   CLI::App app{"polar: POLAR reward models — build data, pre-train, fine-tune, evaluate, export"};
   app.require_subcommand(1);
   app.set_version_flag("--version", "polar 0.1.0");
+  polar::cli::add_sample_command(app);
   polar::cli::add_tokenizer_command(app);
   polar::cli::add_data_command(app);
   polar::cli::add_train_command(app);

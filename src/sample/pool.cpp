@@ -1,0 +1,106 @@
+// Reading the policy pool file; see sample/pool.h.
+#include "polar/sample/pool.h"
+
+#include <filesystem>
+#include <set>
+
+#include "polar/common/json_config.h"
+
+namespace polar::sample {
+
+namespace fs = std::filesystem;
+using nlohmann::json;
+
+namespace {
+
+void read_sampling(const json* obj, const std::string& where, SamplingParams& p) {
+  if (!obj) return;
+  ConfigReader r(*obj, where);
+  r.get("temperature", p.temperature);
+  r.get("top_p", p.top_p);
+  r.get("top_k", p.top_k);
+  r.get("max_new_tokens", p.max_new_tokens);
+  r.get("stop", p.stop);
+  r.finish();
+}
+
+std::string resolve(const std::string& path, const std::string& base_dir) {
+  if (path.empty() || fs::path(path).is_absolute()) return path;
+  return (fs::path(base_dir) / path).lexically_normal().string();
+}
+
+PolicySpec read_entry(const json& entry, const std::string& where, const SamplingParams& defaults,
+                      const std::string& base_dir) {
+  POLAR_CHECK(entry.is_object(), where, ": expected an object with \"name\" and \"endpoint\" or \"model_dir\"");
+  PolicySpec p;
+  p.sampling = defaults;
+  ConfigReader r(entry, where);
+  r.get("name", p.name);
+  POLAR_CHECK(!p.name.empty(), where, ": \"name\" is missing or empty (every policy needs a name)");
+  const std::string at = where + " (\"" + p.name + "\")";
+  p.is_server = entry.contains("endpoint");
+  POLAR_CHECK(p.is_server != entry.contains("model_dir"), at,
+              ": give exactly one of \"endpoint\" (an OpenAI-compatible "
+              "server) and \"model_dir\" (a built-in model)");
+  if (p.is_server) {
+    ServerSpec& s = p.server;
+    r.get("endpoint", s.endpoint);
+    r.get("model", s.model);
+    r.get("chat", s.chat);
+    r.get("concurrency", s.concurrency);
+    r.get("timeout_s", s.timeout_s);
+    r.get("max_retries", s.max_retries);
+    r.get("retry_backoff_s", s.retry_backoff_s);
+    POLAR_CHECK(s.endpoint.rfind("http://", 0) == 0 || s.endpoint.rfind("https://", 0) == 0, at,
+                ".endpoint: expected http://HOST:PORT or https://..., got \"", s.endpoint, "\"");
+    POLAR_CHECK(!s.model.empty(), at, ": \"model\" is missing (the model name the server serves)");
+    POLAR_CHECK(s.concurrency >= 1, at, ".concurrency: expected an integer >= 1");
+    POLAR_CHECK(s.timeout_s > 0, at, ".timeout_s: expected seconds > 0");
+    POLAR_CHECK(s.max_retries >= 0, at, ".max_retries: expected an integer >= 0");
+    POLAR_CHECK(s.retry_backoff_s >= 0, at, ".retry_backoff_s: expected seconds >= 0");
+  } else {
+    BuiltinSpec& b = p.builtin;
+    r.get("model_dir", b.model_dir);
+    r.get("tokenizer", b.tokenizer);
+    r.get("device", b.device);
+    r.get("dtype", b.dtype);
+    r.get("batch_size", b.batch_size);
+    b.model_dir = resolve(b.model_dir, base_dir);
+    b.tokenizer = resolve(b.tokenizer, base_dir);
+    POLAR_CHECK(b.batch_size >= 1, at, ".batch_size: expected an integer >= 1");
+  }
+  read_sampling(r.object("sampling"), at + ".sampling", p.sampling);
+  r.finish();
+  p.sampling.validate(at + ".sampling");
+  return p;
+}
+
+}  // namespace
+
+std::vector<PolicySpec> parse_pool(const json& pool, const std::string& where, const std::string& base_dir) {
+  POLAR_CHECK(pool.is_object(), where, ": expected {\"policies\": [...]}");
+  POLAR_CHECK(pool.contains("policies") && pool["policies"].is_array() && !pool["policies"].empty(), where,
+              ": \"policies\": expected a non-empty list of policies");
+  json rest = pool;
+  rest.erase("policies");
+  ConfigReader r(rest, where);
+  SamplingParams defaults;
+  read_sampling(r.object("sampling"), r.path("sampling"), defaults);
+  r.finish();
+  defaults.validate(r.path("sampling"));
+  std::vector<PolicySpec> out;
+  std::set<std::string> names;
+  for (size_t i = 0; i < pool["policies"].size(); ++i) {
+    const std::string at = where + ": policies[" + std::to_string(i) + "]";
+    out.push_back(read_entry(pool["policies"][i], at, defaults, base_dir));
+    POLAR_CHECK(names.insert(out.back().name).second, at, ": the name \"", out.back().name,
+                "\" is used by an earlier policy; names must be unique");
+  }
+  return out;
+}
+
+std::vector<PolicySpec> read_pool(const std::string& path) {
+  return parse_pool(read_json_file(path), path, fs::path(path).parent_path().string());
+}
+
+}  // namespace polar::sample

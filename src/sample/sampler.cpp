@@ -1,0 +1,208 @@
+// The `polar sample` run: resume from the output, check every policy, then
+// sample policy by policy, appending one JSON line per finished job; see
+// sample/sampler.h.
+#include "polar/sample/sampler.h"
+
+#include <spdlog/spdlog.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <mutex>
+#include <nlohmann/json.hpp>
+#include <set>
+#include <tuple>
+
+#include "polar/common/error.h"
+#include "polar/data/records.h"
+
+namespace polar::sample {
+
+namespace fs = std::filesystem;
+using nlohmann::json;
+using Key = std::tuple<std::string, int64_t, int64_t>;  // (policy, prompt_index, sample)
+
+namespace {
+
+int64_t int_field(const json& obj, const char* key, const std::string& where) {
+  POLAR_CHECK(obj.contains(key) && obj[key].is_number_integer(), where, ": \"", key,
+              "\" is missing or not an integer; the output was not written by "
+              "`polar sample` (use a new --output)");
+  return obj[key].get<int64_t>();
+}
+
+// The keys already in `path`. A last line without its newline (a run killed
+// mid-write) is cut off.
+std::set<Key> read_existing(const std::string& path, const std::vector<Prompt>& prompts) {
+  std::set<Key> keys;
+  if (!fs::exists(path)) return keys;
+  std::string bytes;
+  {
+    std::ifstream in(path, std::ios::binary);
+    POLAR_CHECK(in.good(), path, ": cannot read the existing output");
+    bytes.assign(std::istreambuf_iterator<char>(in), {});
+  }
+  const size_t complete = bytes.empty() ? 0 : bytes.rfind('\n') + 1;  // npos + 1 == 0
+  if (complete < bytes.size()) {
+    spdlog::warn(
+        "{}: dropping an unfinished last line ({} bytes) left by an "
+        "interrupted run",
+        path, bytes.size() - complete);
+    fs::resize_file(path, complete);
+  }
+  int64_t line_no = 0;
+  size_t start = 0;
+  while (start < complete) {
+    const size_t end = bytes.find('\n', start);
+    const std::string line = bytes.substr(start, end - start);
+    start = end + 1;
+    ++line_no;
+    if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
+    const std::string where = path + ":" + std::to_string(line_no);
+    const json obj = json::parse(line, nullptr, /*allow_exceptions=*/false);
+    POLAR_CHECK(obj.is_object() && obj.contains("policy") && obj["policy"].is_string() && obj.contains("prompt"), where,
+                ": expected a record of `polar sample` (use a new --output)");
+    const int64_t index = int_field(obj, "prompt_index", where), sample = int_field(obj, "sample", where);
+    POLAR_CHECK(index >= 0 && index < static_cast<int64_t>(prompts.size()) &&
+                    render_text_field(obj["prompt"], where) == prompts[index].text,
+                where, ": prompt_index ", index,
+                " does not hold the same prompt as this run's prompts; the output "
+                "belongs to other prompts (use a new --output or the same prompts)");
+    keys.emplace(obj["policy"].get<std::string>(), index, sample);
+  }
+  return keys;
+}
+
+std::string format_duration(double seconds) {
+  const auto s = static_cast<int64_t>(seconds + 0.5);
+  char buf[32];
+  if (s >= 3600) {
+    std::snprintf(buf, sizeof buf, "%ldh%02ldm", static_cast<long>(s / 3600), static_cast<long>(s / 60 % 60));
+  } else {
+    std::snprintf(buf, sizeof buf, "%ldm%02lds", static_cast<long>(s / 60), static_cast<long>(s % 60));
+  }
+  return buf;
+}
+
+// Appends records and keeps the progress line; thread-safe.
+class Writer {
+ public:
+  Writer(const std::string& path, int64_t total, bool progress) : path_(path), total_(total), progress_(progress) {
+    file_ = std::fopen(path.c_str(), "ab");
+    POLAR_CHECK(file_ != nullptr, path, ": cannot open for appending");
+    start_ = last_print_ = std::chrono::steady_clock::now();
+  }
+  ~Writer() {
+    if (file_) std::fclose(file_);
+  }
+
+  void write(const json& record, int64_t tokens, const std::string& policy) {
+    const std::string line = record.dump(-1, ' ', false, json::error_handler_t::replace) + "\n";
+    std::lock_guard<std::mutex> lock(mutex_);
+    POLAR_CHECK(std::fwrite(line.data(), 1, line.size(), file_) == line.size() && std::fflush(file_) == 0, path_,
+                ": write failed");
+    ++written_;
+    if (tokens > 0) tokens_ += tokens;
+    print(policy, false);
+  }
+
+  void finish() {
+    std::lock_guard<std::mutex> lock(mutex_);
+    ::fsync(::fileno(file_));
+    if (progress_ && written_ > 0) print("", true);
+  }
+
+  int64_t written() const { return written_; }
+  int64_t tokens() const { return tokens_; }
+  double seconds() const { return std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count(); }
+
+ private:
+  void print(const std::string& policy, bool final) {
+    const auto now = std::chrono::steady_clock::now();
+    if (!progress_ || (!final && now - last_print_ < std::chrono::milliseconds(500))) return;
+    last_print_ = now;
+    const double elapsed = seconds();
+    const double rate = written_ / std::max(elapsed, 1e-9);
+    const std::string eta = written_ > 0 ? format_duration((total_ - written_) / rate) : "?";
+    std::fprintf(stderr,
+                 "\r[sample] %ld/%ld samples%s%s | %.1f samples/s, %.1f "
+                 "tokens/s | elapsed %s, ETA %s   %s",
+                 static_cast<long>(written_), static_cast<long>(total_), policy.empty() ? "" : " | policy ",
+                 policy.c_str(), rate, tokens_ / std::max(elapsed, 1e-9), format_duration(elapsed).c_str(), eta.c_str(),
+                 final ? "\n" : "");
+    std::fflush(stderr);
+  }
+
+  std::string path_;
+  std::FILE* file_ = nullptr;
+  int64_t total_, written_ = 0, tokens_ = 0;
+  bool progress_;
+  std::mutex mutex_;
+  std::chrono::steady_clock::time_point start_, last_print_;
+};
+
+}  // namespace
+
+SampleRunStats run_sampling(const SampleRunOptions& options) {
+  POLAR_CHECK(!options.policies.empty(), "polar sample: the pool has no policies");
+  POLAR_CHECK(!options.prompts.empty(), "polar sample: no prompts");
+  POLAR_CHECK(options.samples_per_prompt >= 1, "--samples-per-prompt: expected an integer >= 1");
+  const std::set<Key> existing = read_existing(options.output, options.prompts);
+  std::vector<std::vector<SampleJob>> jobs(options.policies.size());
+  int64_t pending = 0;
+  for (size_t p = 0; p < options.policies.size(); ++p) {
+    const std::string& name = options.policies[p].name;
+    for (int64_t i = 0; i < static_cast<int64_t>(options.prompts.size()); ++i) {
+      for (int64_t s = 0; s < options.samples_per_prompt; ++s) {
+        if (existing.count({name, i, s})) continue;
+        jobs[p].push_back({i, s, sample_seed(options.seed, name, i, s)});
+        ++pending;
+      }
+    }
+  }
+  SampleRunStats stats;
+  stats.existing = static_cast<int64_t>(existing.size());
+  spdlog::info(
+      "polar sample: {} policies x {} prompts x {} samples; {} "
+      "already in {}, {} to sample",
+      options.policies.size(), options.prompts.size(), options.samples_per_prompt, existing.size(), options.output,
+      pending);
+  if (pending == 0) return stats;
+  // Every policy with work left is checked before the first sample: a bad entry
+  // fails now.
+  for (size_t p = 0; p < options.policies.size(); ++p) {
+    if (!jobs[p].empty()) open_backend(options.policies[p]);
+  }
+  Writer writer(options.output, pending, options.progress);
+  try {
+    for (size_t p = 0; p < options.policies.size(); ++p) {
+      if (jobs[p].empty()) continue;
+      const PolicySpec& policy = options.policies[p];
+      auto backend = open_backend(policy);
+      backend->run(jobs[p], options.prompts,
+                   [&](const SampleJob& job, const std::string& text, const std::string& finish, int64_t tokens) {
+                     const Prompt& prompt = options.prompts[job.prompt_index];
+                     json record = {{"prompt", prompt.text}, {"policy", policy.name}, {"response", text}};
+                     if (!prompt.category.empty()) record["category"] = prompt.category;
+                     record["prompt_index"] = job.prompt_index;
+                     record["sample"] = job.sample;
+                     record["finish"] = finish;
+                     writer.write(record, tokens, policy.name);
+                   });
+    }
+  } catch (const Error& e) {
+    writer.finish();
+    throw Error(std::string(e.what()) + " (" + std::to_string(writer.written()) + " records written to " +
+                options.output + " are kept; re-run the same command to continue)");
+  }
+  writer.finish();
+  stats.written = writer.written();
+  stats.tokens = writer.tokens();
+  stats.seconds = writer.seconds();
+  return stats;
+}
+
+}  // namespace polar::sample
