@@ -1,0 +1,85 @@
+#!/usr/bin/env bash
+# Bounded load test of `polar serve` against `polar score` offline on the same inputs.
+#   scripts/bench_serve.sh [--checkpoint DIR] [--clients 8] [--requests 200] [--batch 16] [--records N]
+# Without --checkpoint it builds a quickstart-shaped model (4 layers, hidden 128, vocabulary
+# 1000) from a little synthetic data with 2 training steps: throughput does not depend on the
+# weights. Offline throughput = (N - 1) / (time to score N records - time to score 1 record), so
+# process start and model loading are not counted; the server is measured after it listens.
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+POLAR="$ROOT/build/polar"
+WORK="${POLAR_BENCH_DIR:-runs/bench_serve}"
+CKPT="" CLIENTS=8 REQUESTS=200 BATCH=16 RECORDS=800 API=vllm
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --checkpoint) CKPT="$2"; shift 2 ;;
+    --clients) CLIENTS="$2"; shift 2 ;;
+    --requests) REQUESTS="$2"; shift 2 ;;
+    --batch) BATCH="$2"; shift 2 ;;
+    --records) RECORDS="$2"; shift 2 ;;
+    --api) API="$2"; shift 2 ;;
+    *) echo "unknown option $1" >&2; exit 2 ;;
+  esac
+done
+mkdir -p "$WORK"
+
+if [ ! -f "$WORK/data/raw/test.jsonl" ]; then
+  python3 tools/gen_data.py --out "$WORK/data/raw" --pretrain-prompts 200 --finetune-prompts 50 --test-prompts 400 >/dev/null
+fi
+if [ -z "$CKPT" ]; then
+  CKPT="$WORK/run/final"
+  if [ ! -d "$CKPT" ]; then
+    "$POLAR" tokenizer train --input "$WORK/data/raw/pretrain.jsonl" --vocab-size 1000 --output "$WORK/data/tokenizer"
+    "$POLAR" data pretrain --trajectories "$WORK/data/raw/pretrain.jsonl" --tokenizer "$WORK/data/tokenizer" \
+      --output "$WORK/data/pretrain" --negatives 1 --max-length 512 --max-response-length 160 --template finetune --overwrite
+    "$POLAR" train --config configs/tiny_pretrain.json --set data.train="$WORK/data/pretrain" \
+      --set run.output_dir="$WORK/run" --set train.steps=2 --set eval.every=0 --set run.checkpoint_every=0
+  fi
+fi
+
+# Scoring records: both outputs of each test preference line, RECORDS in all.
+python3 - "$WORK/data/raw/test.jsonl" "$WORK/score.jsonl" "$RECORDS" <<'PY'
+import json, sys
+src, dst, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
+out = []
+for line in open(src, encoding="utf-8"):
+    r = json.loads(line)
+    for o in (r["chosen"], r["rejected"]):
+        out.append({"prompt": r["prompt"], "reference": r["reference"], "output": o})
+with open(dst, "w", encoding="utf-8") as f:
+    for r in out[:n]:
+        f.write(json.dumps(r) + "\n")
+PY
+head -1 "$WORK/score.jsonl" > "$WORK/score1.jsonl"
+N=$(wc -l < "$WORK/score.jsonl")
+
+now() { date +%s.%N; }
+t0=$(now); "$POLAR" score --checkpoint "$CKPT" --input "$WORK/score1.jsonl" --output "$WORK/out1.jsonl" --device cpu 2>/dev/null; t1=$(now)
+"$POLAR" score --checkpoint "$CKPT" --input "$WORK/score.jsonl" --output "$WORK/outN.jsonl" --device cpu 2>/dev/null; t2=$(now)
+OFFLINE=$(python3 -c "print(round(($N - 1) / (($t2 - $t1) - ($t1 - $t0)), 1))")
+
+PORT_FILE="$WORK/port"; rm -f "$PORT_FILE"
+"$POLAR" serve --checkpoint "$CKPT" --port 0 --port-file "$PORT_FILE" --device cpu --api "$API" 2>"$WORK/serve.log" &
+SERVER=$!
+trap 'kill $SERVER 2>/dev/null || true' EXIT
+for _ in $(seq 600); do [ -s "$PORT_FILE" ] && break; sleep 0.1; done
+[ -s "$PORT_FILE" ] || { cat "$WORK/serve.log"; exit 1; }
+# A short warm-up, then the measured run.
+python3 tools/serve_load.py --port "$(cat "$PORT_FILE")" --input "$WORK/score.jsonl" --server-type "$API" \
+  --clients 2 --requests 8 --batch "$BATCH" >/dev/null
+RESULT=$(python3 tools/serve_load.py --port "$(cat "$PORT_FILE")" --input "$WORK/score.jsonl" --server-type "$API" \
+  --clients "$CLIENTS" --requests "$REQUESTS" --batch "$BATCH")
+kill -TERM $SERVER
+wait $SERVER && SERVE_RC=0 || SERVE_RC=$?
+trap - EXIT
+echo "$RESULT"
+python3 - "$RESULT" "$OFFLINE" "$N" "$SERVE_RC" <<'PY'
+import json, sys
+r, offline, n, rc = json.loads(sys.argv[1]), float(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
+print(f"offline polar score: {offline:.1f} sequences/s ({n} records)")
+print(f"polar serve ({r['server_type']}, {r['clients']} clients x {r['batch']} sequences/request, "
+      f"{r['requests']} requests): {r['sequences_per_s']:.1f} sequences/s, p50 {r['p50_ms']} ms, p99 {r['p99_ms']} ms, "
+      f"errors {r['errors']}")
+print(f"serve / offline = {r['sequences_per_s'] / offline:.1%}; server exit code after SIGTERM: {rc}")
+PY
