@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Bounded load test of `polar serve` against `polar score` offline on the same inputs.
 #   scripts/bench_serve.sh [--checkpoint DIR] [--clients 8] [--requests 200] [--batch 16] [--records N]
+#                          [--api vllm|lmdeploy|sglang] [--device cpu|cuda] [--precision fp32|bf16]
+#                          [--batch-tokens N]   (tokens per forward pass, for both; default 16384)
 # Without --checkpoint it builds a quickstart-shaped model (4 layers, hidden 128, vocabulary
 # 1000) from a little synthetic data with 2 training steps: throughput does not depend on the
 # weights. Offline throughput = (N - 1) / (time to score N records - time to score 1 record), so
@@ -10,7 +12,7 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 POLAR="$ROOT/build/polar"
 WORK="${POLAR_BENCH_DIR:-runs/bench_serve}"
-CKPT="" CLIENTS=8 REQUESTS=200 BATCH=16 RECORDS=800 API=vllm
+CKPT="" CLIENTS=8 REQUESTS=200 BATCH=16 RECORDS=2000 API=vllm DEVICE=cpu PRECISION=fp32 BATCH_TOKENS=16384
 while [ $# -gt 0 ]; do
   case "$1" in
     --checkpoint) CKPT="$2"; shift 2 ;;
@@ -19,6 +21,9 @@ while [ $# -gt 0 ]; do
     --batch) BATCH="$2"; shift 2 ;;
     --records) RECORDS="$2"; shift 2 ;;
     --api) API="$2"; shift 2 ;;
+    --device) DEVICE="$2"; shift 2 ;;
+    --precision) PRECISION="$2"; shift 2 ;;
+    --batch-tokens) BATCH_TOKENS="$2"; shift 2 ;;
     *) echo "unknown option $1" >&2; exit 2 ;;
   esac
 done
@@ -55,12 +60,14 @@ head -1 "$WORK/score.jsonl" > "$WORK/score1.jsonl"
 N=$(wc -l < "$WORK/score.jsonl")
 
 now() { date +%s.%N; }
-t0=$(now); "$POLAR" score --checkpoint "$CKPT" --input "$WORK/score1.jsonl" --output "$WORK/out1.jsonl" --device cpu 2>/dev/null; t1=$(now)
-"$POLAR" score --checkpoint "$CKPT" --input "$WORK/score.jsonl" --output "$WORK/outN.jsonl" --device cpu 2>/dev/null; t2=$(now)
+t0=$(now); "$POLAR" score --checkpoint "$CKPT" --input "$WORK/score1.jsonl" --output "$WORK/out1.jsonl" --device "$DEVICE" --precision "$PRECISION" --batch-tokens "$BATCH_TOKENS" 2>/dev/null; t1=$(now)
+"$POLAR" score --checkpoint "$CKPT" --input "$WORK/score.jsonl" --output "$WORK/outN.jsonl" --device "$DEVICE" --precision "$PRECISION" --batch-tokens "$BATCH_TOKENS" 2>/dev/null; t2=$(now)
 OFFLINE=$(python3 -c "print(round(($N - 1) / (($t2 - $t1) - ($t1 - $t0)), 1))")
 
 PORT_FILE="$WORK/port"; rm -f "$PORT_FILE"
-"$POLAR" serve --checkpoint "$CKPT" --port 0 --port-file "$PORT_FILE" --device cpu --api "$API" 2>"$WORK/serve.log" &
+SERVE_API=$API; [ "$API" = sglang ] && SERVE_API=vllm   # /classify is always on
+"$POLAR" serve --checkpoint "$CKPT" --port 0 --port-file "$PORT_FILE" --device "$DEVICE" --precision "$PRECISION" \
+  --batch-tokens "$BATCH_TOKENS" --api "$SERVE_API" >"$WORK/serve.log" 2>&1 &
 SERVER=$!
 trap 'kill $SERVER 2>/dev/null || true' EXIT
 for _ in $(seq 600); do [ -s "$PORT_FILE" ] && break; sleep 0.1; done
@@ -74,10 +81,10 @@ kill -TERM $SERVER
 wait $SERVER && SERVE_RC=0 || SERVE_RC=$?
 trap - EXIT
 echo "$RESULT"
-python3 - "$RESULT" "$OFFLINE" "$N" "$SERVE_RC" <<'PY'
+python3 - "$RESULT" "$OFFLINE" "$N" "$SERVE_RC" "$DEVICE $PRECISION, batch tokens $BATCH_TOKENS" <<'PY'
 import json, sys
 r, offline, n, rc = json.loads(sys.argv[1]), float(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
-print(f"offline polar score: {offline:.1f} sequences/s ({n} records)")
+print(f"offline polar score: {offline:.1f} sequences/s ({n} records, {sys.argv[5]})")
 print(f"polar serve ({r['server_type']}, {r['clients']} clients x {r['batch']} sequences/request, "
       f"{r['requests']} requests): {r['sequences_per_s']:.1f} sequences/s, p50 {r['p50_ms']} ms, p99 {r['p99_ms']} ms, "
       f"errors {r['errors']}")

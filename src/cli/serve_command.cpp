@@ -40,6 +40,7 @@ void add_serve_command(CLI::App& app) {
   s->add_option("--row-tokens", o.batcher.score.row_tokens, "packed row length (as polar score)");
   s->add_option("--max-wait-ms", a->max_wait_ms, "how long a request may wait for others to batch with");
   s->add_option("--http-threads", o.http_threads, "connections served at once");
+  s->add_option("--read-timeout", o.read_timeout_s, "seconds to wait for a slow client's bytes");
   s->callback([a] {
     serve::ServeOptions options = a->options;
     options.api = serve::parse_pooling_api(a->api);

@@ -133,7 +133,8 @@ struct RewardServer::Impl {
     http.set_payload_max_length(static_cast<size_t>(options.max_body_bytes));
     http.set_keep_alive_max_count(1000);
     http.set_keep_alive_timeout(5);
-    http.set_read_timeout(10);
+    POLAR_CHECK(options.read_timeout_s > 0, "--read-timeout must be positive, got ", options.read_timeout_s);
+    http.set_read_timeout(options.read_timeout_s);
     http.set_write_timeout(10);
     routes();
   }

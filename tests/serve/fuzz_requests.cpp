@@ -97,7 +97,8 @@ std::string bad_http(Rng& rng, const FuzzLimits& limits) {
     case 6: return "GET " + std::string(kPaths[pick(rng, 3)]) + " HTTP/1.1\r\nHost: x\r\n\r\n";  // wrong method
     case 7: return "POST /pooling HTTP/1.1\r\nContent-Length: " + std::to_string(limits.max_body_bytes + 1 + pick(rng, 1000)) +
                    "\r\n\r\n" + std::string(static_cast<size_t>(limits.max_body_bytes) + 1, ' ');
-    case 8: return "POST /pooling HTTP/1.1\r\nContent-Length: " + std::to_string(body.size() + 10) + "\r\n\r\n" + body;  // short
+    case 8: return "POST /pooling HTTP/1.1\r\nContent-Length: " + std::to_string(body.size() - 1 - pick(rng, 10)) +
+                   "\r\n\r\n" + body;  // the declared body is a proper prefix of the JSON
     default: return "BREW /pooling HTCPCP/1.0\r\nContent-Length: 2\r\n\r\n{}";
   }
 }

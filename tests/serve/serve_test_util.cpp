@@ -6,7 +6,9 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <cctype>
 #include <chrono>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
@@ -39,11 +41,21 @@ std::string client_format(const ScoreInput& in) {
   return in.prompt + "\n" + in.reference + "<|reward|>" + in.prompt + "\n" + in.output + "[UNUSED_TOKEN_130]";
 }
 
+namespace {
+
+// $POLAR_BIN (set by ctest, and on machines where the build tree moved), else the build's polar.
+std::string serve_binary() {
+  const char* env = std::getenv("POLAR_BIN");
+  return env && *env ? env : polar_binary();
+}
+
+}  // namespace
+
 ServerProcess::ServerProcess(const std::string& checkpoint, const std::vector<std::string>& args, const TempDir& tmp,
                              const std::string& device) {
   static int counter = 0;
   const std::string port_file = tmp / ("port-" + std::to_string(counter++));
-  std::vector<std::string> argv{polar_binary(), "serve", "--checkpoint", checkpoint, "--port", "0", "--port-file",
+  std::vector<std::string> argv{serve_binary(), "serve", "--checkpoint", checkpoint, "--port", "0", "--port-file",
                                 port_file, "--device", device};
   argv.insert(argv.end(), args.begin(), args.end());
   proc_ = std::make_unique<Subprocess>(argv);
@@ -73,7 +85,7 @@ std::vector<double> polar_score(const std::string& checkpoint, const std::vector
       out << nlohmann::json{{"prompt", r.prompt}, {"reference", r.reference}, {"output", r.output}}.dump() << "\n";
     }
   }
-  std::vector<std::string> argv{polar_binary(), "score", "--checkpoint", checkpoint, "--input", in_path, "--output",
+  std::vector<std::string> argv{serve_binary(), "score", "--checkpoint", checkpoint, "--input", in_path, "--output",
                                 out_path};
   argv.insert(argv.end(), args.begin(), args.end());
   Subprocess score(argv);
@@ -98,14 +110,23 @@ std::string raw_exchange(int port, const std::string& bytes, int timeout_ms) {
   size_t sent = 0;
   while (sent < bytes.size()) {
     ssize_t n = ::send(fd, bytes.data() + sent, bytes.size() - sent, MSG_NOSIGNAL);
-    if (n <= 0) break;  // the server may answer and close before reading everything (413)
+    if (n <= 0) break;  // the server may answer and close before reading everything
     sent += static_cast<size_t>(n);
   }
-  ::shutdown(fd, SHUT_WR);
+  // Read one response: up to the end of the headers, then Content-Length bytes of body (the
+  // connection may stay open). Closing our side early would make the server drop the answer.
   std::string response;
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
   char buf[4096];
   for (;;) {
+    const size_t head_end = response.find("\r\n\r\n");
+    if (head_end != std::string::npos) {
+      std::string head = response.substr(0, head_end);
+      for (auto& ch : head) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+      const size_t cl = head.find("content-length:");
+      const size_t length = cl == std::string::npos ? 0 : std::strtoull(head.c_str() + cl + 15, nullptr, 10);
+      if (response.size() >= head_end + 4 + length) break;
+    }
     const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
     if (left.count() <= 0) break;
     pollfd p{fd, POLLIN, 0};

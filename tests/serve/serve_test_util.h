@@ -44,8 +44,8 @@ class ServerProcess {
 std::vector<double> polar_score(const std::string& checkpoint, const std::vector<ScoreInput>& inputs,
                                 const TempDir& tmp, const std::vector<std::string>& args = {"--device", "cpu"});
 
-// Sends `bytes` on a fresh connection, half-closes, and returns everything the server answered
-// ("" when it closed without answering) within `timeout_ms`.
+// Sends `bytes` on a fresh connection and returns the first response (headers and body; "" when
+// the server closed without answering) received within `timeout_ms`.
 std::string raw_exchange(int port, const std::string& bytes, int timeout_ms = 10000);
 
 // The status code of a raw HTTP response ("HTTP/1.1 400 ..."), or -1.

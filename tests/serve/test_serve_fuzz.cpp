@@ -17,7 +17,7 @@ TEST(ServeFuzz, MalformedRequestsGet4xxAndTheServerStaysUp) {
   TempDir tmp;
   FuzzLimits limits;
   ServerProcess server(write_serve_checkpoint(tmp), {"--max-sequences", std::to_string(limits.max_sequences), "--max-length",
-                       std::to_string(limits.max_length), "--max-body-bytes", std::to_string(limits.max_body_bytes)}, tmp);
+                       std::to_string(limits.max_length), "--max-body-bytes", std::to_string(limits.max_body_bytes), "--read-timeout", "1"}, tmp);
   std::mt19937_64 rng(2026);
   std::map<std::string, int64_t> by_kind;
   std::map<int, int64_t> by_status;

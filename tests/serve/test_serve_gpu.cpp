@@ -4,6 +4,8 @@
 #include <signal.h>
 #include <torch/cuda.h>
 
+#include <cmath>
+
 #include "serve/serve_test_util.h"
 
 using nlohmann::json;

@@ -24,6 +24,7 @@ struct ServeOptions {
   RequestLimits limits;
   int64_t max_body_bytes = 64 << 20;
   int http_threads = 16;  // concurrent connections being served
+  int read_timeout_s = 10; // a client that stops sending is dropped (or answered) after this
   BatcherOptions batcher;
 };
 
