@@ -87,23 +87,31 @@ void DynamicBatcher::score(std::vector<Job>& batch) {
     sequences += job.sequences;
     tokens += job.tokens;
   }
+  std::vector<float> rewards;
+  std::exception_ptr failure;
   try {
-    std::vector<float> rewards = reward_groups(model_, groups, options_.score);
-    size_t next = 0;
-    for (auto& job : batch) {
-      const auto n = static_cast<size_t>(job.sequences);
-      job.done.set_value(std::vector<float>(rewards.begin() + static_cast<std::ptrdiff_t>(next),
-                                            rewards.begin() + static_cast<std::ptrdiff_t>(next + n)));
-      next += n;
-    }
+    rewards = reward_groups(model_, groups, options_.score);
   } catch (...) {
     spdlog::error("serve: a batch of {} sequences failed", sequences);
-    for (auto& job : batch) job.done.set_exception(std::current_exception());
+    failure = std::current_exception();
   }
-  std::lock_guard<std::mutex> lock(mu_);
-  stats_.batches++;
-  stats_.sequences += sequences;
-  stats_.tokens += tokens;
+  {  // counted before any request is answered, so a client never sees stale counters
+    std::lock_guard<std::mutex> lock(mu_);
+    stats_.batches++;
+    stats_.sequences += sequences;
+    stats_.tokens += tokens;
+  }
+  size_t next = 0;
+  for (auto& job : batch) {
+    if (failure) {
+      job.done.set_exception(failure);
+      continue;
+    }
+    const auto n = static_cast<size_t>(job.sequences);
+    job.done.set_value(std::vector<float>(rewards.begin() + static_cast<std::ptrdiff_t>(next),
+                                          rewards.begin() + static_cast<std::ptrdiff_t>(next + n)));
+    next += n;
+  }
 }
 
 void DynamicBatcher::run() {

@@ -5,6 +5,7 @@
 #include <future>
 #include <thread>
 
+#include "polar/common/error.h"
 #include "polar/serve/batcher.h"
 #include "serve/serve_test_util.h"
 
@@ -58,7 +59,7 @@ TEST(ServeBatcher, TokenBudgetSplitsBatchesAndStopDrainsTheQueue) {
     for (int i = 0; i < 6; ++i) futures.push_back(batcher.submit({g}));
     batcher.stop();  // returns after the queued work ran
     EXPECT_EQ(batcher.stats().batches, 3);
-    EXPECT_THROW(batcher.submit({g}), Error);
+    EXPECT_THROW(batcher.submit({g}), polar::Error);
   }
   for (auto& f : futures) EXPECT_EQ(f.get().size(), 1u);
 }

@@ -131,17 +131,18 @@ TEST_F(ServeHttp, ConcurrentClientsGetTheirOwnRewards) {
   for (auto& f : clients) EXPECT_TRUE(f.get());
   auto c = server.client();
   // Counters are updated just after each answer is sent: poll briefly for the last ones.
-  httplib::Result m;
+  std::string metrics;
   for (int attempt = 0; attempt < 100; ++attempt) {
-    m = c->Get("/metrics");
+    auto m = c->Get("/metrics");
     ASSERT_TRUE(m);
-    if (m->body.find("polar_sequences_total 30") != std::string::npos &&
-        m->body.find("code=\"200\"} 30") != std::string::npos) break;
+    metrics = m->body;
+    if (metrics.find("polar_sequences_total 30") != std::string::npos &&
+        metrics.find("code=\"200\"} 30") != std::string::npos) break;
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
   }
-  EXPECT_NE(m->body.find("polar_requests_total{path=\"/pooling\",code=\"200\"} 30"), std::string::npos) << m->body;
-  EXPECT_NE(m->body.find("polar_sequences_total 30"), std::string::npos) << m->body;
-  EXPECT_NE(m->body.find("polar_request_duration_seconds_count 30"), std::string::npos) << m->body;
+  EXPECT_NE(metrics.find("polar_requests_total{path=\"/pooling\",code=\"200\"} 30"), std::string::npos) << metrics;
+  EXPECT_NE(metrics.find("polar_sequences_total 30"), std::string::npos) << metrics;
+  EXPECT_NE(metrics.find("polar_request_duration_seconds_count 30"), std::string::npos) << metrics;
 }
 
 TEST_F(ServeHttp, HealthModelsErrorsAndLimits) {
