@@ -59,10 +59,18 @@ PY
 head -1 "$WORK/score.jsonl" > "$WORK/score1.jsonl"
 N=$(wc -l < "$WORK/score.jsonl")
 
-now() { date +%s.%N; }
-t0=$(now); "$POLAR" score --checkpoint "$CKPT" --input "$WORK/score1.jsonl" --output "$WORK/out1.jsonl" --device "$DEVICE" --precision "$PRECISION" --batch-tokens "$BATCH_TOKENS" 2>/dev/null; t1=$(now)
-"$POLAR" score --checkpoint "$CKPT" --input "$WORK/score.jsonl" --output "$WORK/outN.jsonl" --device "$DEVICE" --precision "$PRECISION" --batch-tokens "$BATCH_TOKENS" 2>/dev/null; t2=$(now)
-OFFLINE=$(python3 -c "print(round(($N - 1) / (($t2 - $t1) - ($t1 - $t0)), 1))")
+# Wall time and CPU time (user + sys) of `polar score` on 1 record and on all N.
+score_run() {  # INPUT OUTPUT -> "wall cpu"
+  /usr/bin/time -f "%e %U %S" -o "$WORK/time.txt" "$POLAR" score --checkpoint "$CKPT" --input "$1" --output "$2" \
+    --device "$DEVICE" --precision "$PRECISION" --batch-tokens "$BATCH_TOKENS" >/dev/null 2>&1
+  awk '{print $1, $2 + $3}' "$WORK/time.txt"
+}
+read -r W1 C1 <<<"$(score_run "$WORK/score1.jsonl" "$WORK/out1.jsonl")"
+read -r WN CN <<<"$(score_run "$WORK/score.jsonl" "$WORK/outN.jsonl")"
+OFFLINE=$(python3 -c "print(round(($N - 1) / ($WN - $W1), 1))")
+OFFLINE_CPU=$(python3 -c "print(round(($N - 1) / max($CN - $C1, 1e-9), 1))")
+# CPU seconds used by a process so far (user + sys), from /proc.
+proc_cpu() { awk -v hz="$(getconf CLK_TCK)" '{print ($14 + $15) / hz}' "/proc/$1/stat"; }
 
 PORT_FILE="$WORK/port"; rm -f "$PORT_FILE"
 SERVE_API=$API; [ "$API" = sglang ] && SERVE_API=vllm   # /classify is always on
@@ -75,18 +83,25 @@ for _ in $(seq 600); do [ -s "$PORT_FILE" ] && break; sleep 0.1; done
 # A short warm-up, then the measured run.
 python3 tools/serve_load.py --port "$(cat "$PORT_FILE")" --input "$WORK/score.jsonl" --server-type "$API" \
   --clients 2 --requests 8 --batch "$BATCH" >/dev/null
+CPU0=$(proc_cpu $SERVER)
 RESULT=$(python3 tools/serve_load.py --port "$(cat "$PORT_FILE")" --input "$WORK/score.jsonl" --server-type "$API" \
   --clients "$CLIENTS" --requests "$REQUESTS" --batch "$BATCH")
+CPU1=$(proc_cpu $SERVER)
 kill -TERM $SERVER
 wait $SERVER && SERVE_RC=0 || SERVE_RC=$?
 trap - EXIT
 echo "$RESULT"
-python3 - "$RESULT" "$OFFLINE" "$N" "$SERVE_RC" "$DEVICE $PRECISION, batch tokens $BATCH_TOKENS" <<'PY'
+python3 - "$RESULT" "$OFFLINE" "$N" "$SERVE_RC" "$DEVICE $PRECISION, batch tokens $BATCH_TOKENS" "$OFFLINE_CPU" \
+  "$CPU0" "$CPU1" <<'PY'
 import json, sys
-r, offline, n, rc = json.loads(sys.argv[1]), float(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
-print(f"offline polar score: {offline:.1f} sequences/s ({n} records, {sys.argv[5]})")
-print(f"polar serve ({r['server_type']}, {r['clients']} clients x {r['batch']} sequences/request, "
-      f"{r['requests']} requests): {r['sequences_per_s']:.1f} sequences/s, p50 {r['p50_ms']} ms, p99 {r['p99_ms']} ms, "
-      f"errors {r['errors']}")
-print(f"serve / offline = {r['sequences_per_s'] / offline:.1%}; server exit code after SIGTERM: {rc}")
+r, offline, n, rc, setup = json.loads(sys.argv[1]), float(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), sys.argv[5]
+offline_cpu, serve_cpu_s = float(sys.argv[6]), float(sys.argv[8]) - float(sys.argv[7])
+served = r["ok_requests"] * r["batch"]
+serve_cpu = served / max(serve_cpu_s, 1e-9)
+print(f"offline polar score: {offline:.1f} sequences/s wall, {offline_cpu:.1f} sequences per CPU-second ({n} records, {setup})")
+print(f"polar serve ({r['server_type']}, {r['clients']} clients x {r['batch']} sequences/request, {r['requests']} requests): "
+      f"{r['sequences_per_s']:.1f} sequences/s wall, {serve_cpu:.1f} sequences per server CPU-second, "
+      f"p50 {r['p50_ms']} ms, p99 {r['p99_ms']} ms, errors {r['errors']}")
+print(f"serve / offline: {r['sequences_per_s'] / offline:.1%} wall, {serve_cpu / offline_cpu:.1%} per CPU-second; "
+      f"server exit code after SIGTERM: {rc}")
 PY
