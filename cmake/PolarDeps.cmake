@@ -49,6 +49,14 @@ function(polar_httplib_sources)
 endfunction()
 add_library(sentencepiece INTERFACE)
 target_link_libraries(sentencepiece INTERFACE PkgConfig::SENTENCEPIECE)
+# HTTP for `polar serve`: Debian's cpp-httplib is a compiled library whose header must be used with
+# the same feature macros it was built with (its .pc file gives them; they change class layouts).
+# polar_http_sources() gives them to the files that include <httplib.h> only, so the rest of the
+# tree keeps its compile flags (and its ccache entries).
+pkg_check_modules(CPPHTTPLIB REQUIRED cpp-httplib)
+function(polar_http_sources)
+  set_source_files_properties(${ARGN} PROPERTIES COMPILE_OPTIONS "${CPPHTTPLIB_CFLAGS}")
+endfunction()
 
 # The torch wheel ships fmt 12 headers under its include root, which would shadow Debian's fmt 9
 # that libspdlog was built against. A shim directory placed first makes <fmt/...> mean Debian's.

@@ -12,7 +12,7 @@ PACKAGES=(
   libcli11-dev nlohmann-json3-dev                             # CLI, JSON (header-only)
   libgtest-dev libgmock-dev googletest                        # tests
   pkgconf pkgconf-bin libpkgconf3                             # pkg-config, if the image has none
-  libcpp-httplib-dev libcpp-httplib0.11 libssl3 libbrotli1    # HTTP client (polar sample)
+  libcpp-httplib-dev libcpp-httplib0.11 libssl3 libbrotli1    # HTTP (polar serve, polar sample)
 )
 mkdir -p "$DEST"
 cd "$DEST"

@@ -1,0 +1,33 @@
+// Formatted reward-model strings, as RL clients send them to a reward server:
+//   prompt "\n" reference <|reward|> prompt "\n" candidate [reward token]
+// The client has already truncated and joined the parts; the server only turns the string into
+// ids the way serving engines do (special-token strings matched literally, the text between them
+// encoded with the tokenizer, BOS first) and checks that it ends with the reward token.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "polar/tokenizer/template.h"
+#include "polar/tokenizer/tokenizer.h"
+
+namespace polar::serve {
+
+// POLAR's client appends this string whatever the tokenizer calls its reward token.
+inline constexpr std::string_view kClientRewardToken = "[UNUSED_TOKEN_130]";
+
+// The one "formatted string -> ids" step of the server: BOS, then the string split on the
+// special-token strings ("<|reward|>", the tokenizer's reward piece and kClientRewardToken),
+// each plain segment encoded on its own and each special string replaced by its id.
+std::vector<int32_t> tokenize_formatted(const Tokenizer& tok, std::string_view text);
+
+// True when `text` ends with the reward token (the tokenizer's piece or kClientRewardToken).
+bool ends_with_reward_token(const Tokenizer& tok, std::string_view text);
+
+// A whole sequence (BOS ... reward token) as a one-candidate group for reward_groups(): the
+// prefix is everything before the reward token.
+EncodedGroup sequence_as_group(const std::vector<int32_t>& ids);
+
+}  // namespace polar::serve

@@ -1,0 +1,61 @@
+// Prometheus exposition text (version 0.0.4) for the server's counters.
+#include "polar/serve/metrics.h"
+
+#include <fmt/format.h>
+
+namespace polar::serve {
+
+namespace {
+
+std::string known_path(const std::string& path) {
+  for (const char* p : {"/pooling", "/classify", "/score", "/health", "/v1/models", "/metrics"}) {
+    if (path == p) return path;
+  }
+  return "other";
+}
+
+}  // namespace
+
+void Metrics::count_request(const std::string& path, int status) {
+  std::lock_guard<std::mutex> lock(mu_);
+  requests_[{known_path(path), status}]++;
+}
+
+void Metrics::observe_latency(double seconds) {
+  std::lock_guard<std::mutex> lock(mu_);
+  size_t i = 0;
+  while (i < kLatencyBuckets.size() && seconds > kLatencyBuckets[i]) ++i;
+  if (i < kLatencyBuckets.size()) latency_counts_[i]++;
+  latency_total_++;
+  latency_sum_ += seconds;
+}
+
+std::string Metrics::prometheus_text(const BatcherStats& b) const {
+  std::lock_guard<std::mutex> lock(mu_);
+  std::string t;
+  t += "# HELP polar_requests_total HTTP requests answered, by path and status code.\n";
+  t += "# TYPE polar_requests_total counter\n";
+  for (const auto& [key, n] : requests_) {
+    t += fmt::format("polar_requests_total{{path=\"{}\",code=\"{}\"}} {}\n", key.first, key.second, n);
+  }
+  auto scalar = [&](const char* name, const char* type, const char* help, int64_t value) {
+    t += fmt::format("# HELP {} {}\n# TYPE {} {}\n{} {}\n", name, help, name, type, name, value);
+  };
+  scalar("polar_sequences_total", "counter", "Sequences scored.", b.sequences);
+  scalar("polar_tokens_total", "counter", "Tokens run through the model.", b.tokens);
+  scalar("polar_batches_total", "counter", "Forward batches run.", b.batches);
+  scalar("polar_queue_sequences", "gauge", "Sequences waiting for the model.", b.queued_sequences);
+  t += "# HELP polar_request_duration_seconds Latency of scoring requests (parse to response).\n";
+  t += "# TYPE polar_request_duration_seconds histogram\n";
+  int64_t cumulative = 0;
+  for (size_t i = 0; i < kLatencyBuckets.size(); ++i) {
+    cumulative += latency_counts_[i];
+    t += fmt::format("polar_request_duration_seconds_bucket{{le=\"{}\"}} {}\n", kLatencyBuckets[i], cumulative);
+  }
+  t += fmt::format("polar_request_duration_seconds_bucket{{le=\"+Inf\"}} {}\n", latency_total_);
+  t += fmt::format("polar_request_duration_seconds_sum {}\n", latency_sum_);
+  t += fmt::format("polar_request_duration_seconds_count {}\n", latency_total_);
+  return t;
+}
+
+}  // namespace polar::serve

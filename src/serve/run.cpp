@@ -1,0 +1,75 @@
+// `polar serve` as a process: SIGTERM/SIGINT are blocked in every thread and taken by one waiting
+// thread, which stops the server; serve() then finishes the requests in flight and returns.
+#include <pthread.h>
+#include <spdlog/spdlog.h>
+
+#include <csignal>
+#include <cstring>
+#include <filesystem>
+#include <thread>
+
+#include "polar/common/error.h"
+#include "polar/common/json_config.h"
+#include "polar/serve/server.h"
+#include "polar/train/run_setup.h"
+
+namespace polar::serve {
+
+namespace {
+
+std::string resolve_precision(const std::string& precision, const torch::Device& device) {
+  if (precision == "auto") return device.is_cuda() ? "bf16" : "fp32";
+  POLAR_CHECK(precision == "fp32" || precision == "bf16", "--precision: expected auto, fp32 or bf16, got \"",
+              precision, "\"");
+  POLAR_CHECK(precision == "fp32" || device.is_cuda(), "--precision bf16 needs a CUDA device (the CPU path is fp32)");
+  return precision;
+}
+
+std::string default_model_name(const std::string& checkpoint) {
+  std::filesystem::path p = std::filesystem::path(checkpoint).lexically_normal();
+  if (p.filename().empty()) p = p.parent_path();
+  return p.filename().empty() ? "polar" : p.filename().string();
+}
+
+}  // namespace
+
+void run_server(const std::string& checkpoint, const std::string& device_name, const std::string& precision,
+                ServeOptions options) {
+  // Blocked before any thread exists (the model's, the batcher's, httplib's), so only the
+  // waiting thread below ever receives these signals.
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGTERM);
+  sigaddset(&signals, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+  // A client that hangs up before its answer is written must not kill the server.
+  std::signal(SIGPIPE, SIG_IGN);
+
+  const torch::Device device = resolve_device(device_name, 0);
+  options.batcher.score.precision = resolve_precision(precision, device);
+  options.batcher.score.limits = TemplateLimits{options.limits.max_length, options.limits.max_response_length};
+  if (options.model_name.empty()) options.model_name = default_model_name(checkpoint);
+  options.model_root = checkpoint;
+  LoadedModel model = load_model(checkpoint, device);
+
+  RewardServer server(model, options);
+  const int port = server.bind();
+  std::atomic<bool> signalled{false};
+  std::thread waiter([&] {
+    int sig = 0;
+    sigwait(&signals, &sig);
+    signalled = true;
+    spdlog::info("serve: {} received, finishing the requests in flight", strsignal(sig));
+    server.stop();
+  });
+  spdlog::info("serve: listening on http://{}:{} (model \"{}\", {} {}, /pooling answers as {})", options.host, port,
+               options.model_name, device.str(), options.batcher.score.precision,
+               options.api == PoolingApi::Vllm ? "vllm" : "lmdeploy");
+  if (!options.port_file.empty()) write_file_atomic(options.port_file, std::to_string(port) + "\n");
+  server.serve();
+  if (!signalled) pthread_kill(waiter.native_handle(), SIGTERM);  // wake the waiter
+  waiter.join();
+  spdlog::info("serve: stopped");
+}
+
+}  // namespace polar::serve
