@@ -19,6 +19,7 @@ struct CommonArgs {
   std::string checkpoint, input, output, device = "auto", precision = "fp32";
   int64_t max_length = 16384, max_response_length = 4096, batch_tokens = 16384, row_tokens = 512;
   bool skip_invalid = false;
+  bool shared_prefix = true;
 };
 
 void add_common(CLI::App* cmd, CommonArgs& a) {
@@ -32,6 +33,8 @@ void add_common(CLI::App* cmd, CommonArgs& a) {
   cmd->add_option("--row-tokens", a.row_tokens,
                   "packed row length (attention is computed per row; a longer sequence gets its own row)");
   cmd->add_flag("--skip-invalid", a.skip_invalid, "skip invalid input lines instead of stopping");
+  cmd->add_option("--shared-prefix", a.shared_prefix,
+                  "encode a prompt + reference once for all its outputs (true | false; same rewards)");
 }
 
 ScoreOptions score_options(const CommonArgs& a) {
@@ -41,6 +44,7 @@ ScoreOptions score_options(const CommonArgs& a) {
   o.micro_batch_tokens = a.batch_tokens;
   o.row_tokens = a.row_tokens;
   o.precision = a.precision;
+  o.shared_prefix = a.shared_prefix;
   return o;
 }
 
