@@ -60,4 +60,3 @@ TEST(SharedPrefixTraining, SameLossesAsSeparateSequencesWithFewerTokens) {
     EXPECT_LE(std::abs(a - b), 1e-2 * b) << "eval after step " << i + 1;
   }
 }
-}
