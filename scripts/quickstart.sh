@@ -11,6 +11,7 @@ POLAR="$ROOT/build/polar"
 DATA="${POLAR_QUICKSTART_DATA:-data/quickstart}"
 RUNS="${POLAR_QUICKSTART_RUNS:-runs/quickstart}"
 SEED="${POLAR_SEED:-0}"
+SHARED="${POLAR_SHARED_PREFIX:-true}"  # false: pack prefix ++ candidate separately (same numbers, slower)
 t0=$(date +%s)
 rm -rf "$RUNS/pretrain" "$RUNS/finetune" "$RUNS/baseline"
 step() { echo; echo "=== [$(( $(date +%s) - t0 ))s] $*"; }
@@ -31,20 +32,25 @@ step "3/7 building POLAR pre-training groups and preference data"
 
 step "4/7 pre-training (policy discrimination)"
 "$POLAR" train --config configs/tiny_pretrain.json --set data.train="$DATA/pretrain" \
-  --set run.output_dir="$RUNS/pretrain" --set train.seed="$SEED"
+  --set run.output_dir="$RUNS/pretrain" --set train.seed="$SEED" \
+  --set data.shared_prefix="$SHARED"
 
 step "5/7 fine-tuning the pre-trained model on preferences"
 "$POLAR" train --config configs/tiny_finetune.json --set data.train="$DATA/finetune" \
-  --set model.init_from="$RUNS/pretrain/final" --set run.output_dir="$RUNS/finetune" --set train.seed="$SEED"
+  --set model.init_from="$RUNS/pretrain/final" --set run.output_dir="$RUNS/finetune" --set train.seed="$SEED" \
+  --set data.shared_prefix="$SHARED"
 
 step "6/7 baseline: the same fine-tuning from random init (no pre-training)"
 "$POLAR" train --config configs/tiny_finetune.json --set data.train="$DATA/finetune" \
   --set model.init_from="" --set model.shape_from="$RUNS/pretrain/final" \
-  --set model.tokenizer="$DATA/tokenizer" --set run.output_dir="$RUNS/baseline" --set train.seed="$SEED"
+  --set model.tokenizer="$DATA/tokenizer" --set run.output_dir="$RUNS/baseline" --set train.seed="$SEED" \
+  --set data.shared_prefix="$SHARED"
 
 step "7/7 evaluating both on held-out prompts and policies"
-"$POLAR" eval --checkpoint "$RUNS/finetune/final" --data "$DATA/raw/test.jsonl" --output "$RUNS/eval_polar.json"
-"$POLAR" eval --checkpoint "$RUNS/baseline/final" --data "$DATA/raw/test.jsonl" --output "$RUNS/eval_baseline.json"
+"$POLAR" eval --checkpoint "$RUNS/finetune/final" --data "$DATA/raw/test.jsonl" --output "$RUNS/eval_polar.json" \
+  --shared-prefix "$SHARED"
+"$POLAR" eval --checkpoint "$RUNS/baseline/final" --data "$DATA/raw/test.jsonl" --output "$RUNS/eval_baseline.json" \
+  --shared-prefix "$SHARED"
 python3 - "$RUNS/eval_polar.json" "$RUNS/eval_baseline.json" <<'PY'
 import json, sys
 p, b = (json.load(open(f)) for f in sys.argv[1:3])

@@ -8,9 +8,7 @@ set -uo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 cd "$ROOT"
 OUT="${OUT:-$ROOT/out/device}"
-mkdir -p "$OUT"
 source "$ROOT/scripts/device/prebuilt_env.sh"
-nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | tee "$OUT/gpu.txt"
 python3 -c 'import torch; print("torch", torch.__version__)' | tee -a "$OUT/gpu.txt"
 ldd build/polar | grep "not found" && { echo "missing libraries"; exit 1; }
 echo "=== gpu tests"

@@ -21,6 +21,7 @@ struct CommonArgs {
   std::string checkpoint, input, output, device = "auto", precision = "fp32";
   int64_t max_length = 16384, max_response_length = 4096, batch_tokens = 16384, row_tokens = 512;
   bool skip_invalid = false, no_verify = false;
+  bool shared_prefix = true;
 };
 
 void add_common(CLI::App* cmd, CommonArgs& a) {
@@ -39,6 +40,8 @@ void add_common(CLI::App* cmd, CommonArgs& a) {
   cmd->add_flag("--skip-invalid", a.skip_invalid, "skip invalid input lines instead of stopping");
   cmd->add_flag("--no-verify", a.no_verify,
                 "skip the checkpoint's checksum and finite-weights checks (very large models)");
+  cmd->add_option("--shared-prefix", a.shared_prefix,
+                  "encode a prompt + reference once for all its outputs (true | false; same rewards)");
 }
 
 // Runs `fn` with errors prefixed by the input file and the checkpoint ("data.jsonl scored by
@@ -61,6 +64,7 @@ ScoreOptions score_options(const CommonArgs& a) {
   o.micro_batch_tokens = a.batch_tokens;
   o.row_tokens = a.row_tokens;
   o.precision = a.precision;
+  o.shared_prefix = a.shared_prefix;
   return o;
 }
 

@@ -4,6 +4,7 @@
 
 #include <cmath>
 #include <limits>
+#include <map>
 
 #include "polar/common/error.h"
 #include "polar/data/batch.h"
@@ -48,9 +49,9 @@ std::vector<float> reward_groups(LoadedModel& lm, const std::vector<EncodedGroup
   torch::NoGradGuard no_grad;
   lm.model->eval();
   torch::Device device = lm.model->parameters().front().device();
-  PackOptions pack{o.row_tokens, lm.tokenizer.special().pad};
+  PackOptions pack{o.row_tokens, lm.tokenizer.special().pad, o.shared_prefix};
   std::vector<float> out;
-  for (auto [b, e] : split_micro_batches(refs, o.micro_batch_tokens)) {
+  for (auto [b, e] : split_micro_batches(refs, o.micro_batch_tokens, o.shared_prefix)) {
     std::vector<GroupRef> slice(refs.begin() + b, refs.begin() + e);
     PackedBatch batch = to_device(pack_groups(slice, pack), device);
     auto autocast = autocast_guard(o.precision, device);
@@ -119,20 +120,40 @@ PreferenceEval evaluate_preferences(LoadedModel& lm, const std::vector<Preferenc
 
 std::vector<double> score_records(LoadedModel& lm, const std::vector<ScoringRecord>& records, const ScoreOptions& o) {
   std::vector<EncodedGroup> groups;
-  std::vector<int64_t> slot(records.size(), -1);
+  std::vector<std::pair<int64_t, int64_t>> slot(records.size(), {-1, -1});  // (group, candidate)
+  std::map<std::vector<int32_t>, size_t> open_group;  // prefix -> the group taking more outputs
+  std::vector<int64_t> group_tokens;
   for (size_t i = 0; i < records.size(); ++i) {
     auto g = encode_group_text(lm.tokenizer, TemplateKind::Finetune, records[i].prompt, records[i].reference,
                                {records[i].output}, o.limits);
     if (!g) continue;
-    slot[i] = static_cast<int64_t>(groups.size());
+    const auto output_tokens = static_cast<int64_t>(g->candidates[0].size());
+    if (o.shared_prefix) {
+      // Outputs of one prompt + reference join its group while the group fits a row.
+      auto it = open_group.find(g->prefix);
+      if (it != open_group.end() && group_tokens[it->second] + output_tokens <= o.row_tokens) {
+        EncodedGroup& target = groups[it->second];
+        slot[i] = {static_cast<int64_t>(it->second), static_cast<int64_t>(target.candidates.size())};
+        target.candidates.push_back(std::move(g->candidates[0]));
+        group_tokens[it->second] += output_tokens;
+        continue;
+      }
+      open_group[g->prefix] = groups.size();
+    }
+    slot[i] = {static_cast<int64_t>(groups.size()), 0};
+    group_tokens.push_back(static_cast<int64_t>(g->prefix.size()) + output_tokens);
     groups.push_back(std::move(*g));
   }
-  std::vector<float> rewards = reward_groups(lm, groups, o);
+  std::vector<float> rewards = reward_groups(lm, groups, o);  // group by group, output by output
+  std::vector<int64_t> first(groups.size() + 1, 0);
+  for (size_t g = 0; g < groups.size(); ++g)
+    first[g + 1] = first[g] + static_cast<int64_t>(groups[g].candidates.size());
   std::vector<double> out(records.size(), std::numeric_limits<double>::quiet_NaN());
   for (size_t i = 0; i < records.size(); ++i)
-    if (slot[i] >= 0) {
-      check_finite_reward(rewards[static_cast<size_t>(slot[i])], records[i].line);
-      out[i] = rewards[static_cast<size_t>(slot[i])];
+    if (slot[i].first >= 0) {
+      const auto r = rewards[static_cast<size_t>(first[slot[i].first] + slot[i].second)];
+      check_finite_reward(r, records[i].line);
+      out[i] = r;
     }
   return out;
 }

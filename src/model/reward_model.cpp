@@ -12,6 +12,7 @@
 #include "polar/common/error.h"
 #include "polar/data/batch.h"
 #include "polar/kernels/fused.h"
+#include "polar/model/attention_layout.h"
 
 namespace polar {
 
@@ -24,9 +25,8 @@ struct AttentionInputs {
   Tensor cos, sin;  // (B, T, 1, D) in the model dtype
   // Math: (B, 1, T, T) bool, true where a query may attend to a key.
   Tensor mask;
-  // Varlen: flat indices of the real tokens (N_tok) and their sequence boundaries (S+1) int32.
-  Tensor token_index, cu_seqlens;
-  int64_t max_seqlen = 0;
+  // Varlen and Blocks: real tokens, their blocks and gathered keys (on the model's device).
+  AttentionLayout layout;
   AttentionImpl impl = AttentionImpl::Math;
 };
 
@@ -89,7 +89,7 @@ struct AttentionModule : torch::nn::Module {
     if (in.impl == AttentionImpl::Math) {
       out = math_attention(q, k, v, in.mask).transpose(1, 2).reshape({B, T, num_heads * head_dim});
     } else {
-      out = varlen(q, k, v, in).view({B, T, num_heads * head_dim});
+      out = blocks(q, k, v, in).view({B, T, num_heads * head_dim});
     }
     return o_proj->forward(out);
   }
@@ -105,24 +105,36 @@ struct AttentionModule : torch::nn::Module {
     return torch::scaled_dot_product_attention(q.transpose(1, 2), kh, vh, mask);
   }
 
-  // Flash attention over the real tokens only; padding rows of the output are zero.
-  Tensor varlen(const Tensor& q, const Tensor& k, const Tensor& v, const AttentionInputs& in) {
+  // Attention over the real tokens only, block by block (flash on CUDA, the reference
+  // elsewhere); a block's keys are gathered when it sees a shared prefix. Padding rows are zero.
+  Tensor blocks(const Tensor& q, const Tensor& k, const Tensor& v, const AttentionInputs& in) {
     const int64_t B = q.size(0), T = q.size(1);
-    const Tensor qf = q.reshape({B * T, num_heads, head_dim}).index_select(0, in.token_index);
-    const Tensor kf = k.reshape({B * T, num_kv_heads, head_dim}).index_select(0, in.token_index);
-    const Tensor vf = v.reshape({B * T, num_kv_heads, head_dim}).index_select(0, in.token_index);
+    const AttentionLayout& l = in.layout;
+    const auto real = [&](const Tensor& x, int64_t heads) {
+      const Tensor flat = x.reshape({B * T, heads, head_dim});
+      return l.all_tokens ? flat : flat.index_select(0, l.token_index);
+    };
+    const Tensor qf = real(q, num_heads);
+    Tensor kf = real(k, num_kv_heads), vf = real(v, num_kv_heads);
+    if (l.key_index.defined()) {
+      kf = kf.index_select(0, l.key_index);
+      vf = vf.index_select(0, l.key_index);
+    }
     Tensor of;
-    if (at::autocast::is_autocast_enabled(at::kCUDA)) {
+    if (in.impl == AttentionImpl::Blocks) {
+      of = kernels::varlen_attention_reference(qf, kf, vf, l.cu_q, l.cu_k);
+    } else if (at::autocast::is_autocast_enabled(at::kCUDA)) {
       // Under autocast RoPE promotes q/k to fp32 (cos/sin keep the weights' dtype); flash
       // attention takes the autocast dtype.
       const auto dt = at::autocast::get_autocast_dtype(at::kCUDA);
-      of = kernels::varlen_attention(qf.to(dt), kf.to(dt), vf.to(dt), in.cu_seqlens, in.max_seqlen);
+      of = kernels::varlen_attention(qf.to(dt), kf.to(dt), vf.to(dt), l.cu_q, l.cu_k, l.max_q, l.max_k);
     } else {
-      of = kernels::varlen_attention(qf, kf, vf, in.cu_seqlens, in.max_seqlen);
+      of = kernels::varlen_attention(qf, kf, vf, l.cu_q, l.cu_k, l.max_q, l.max_k);
     }
-    const int64_t n_tok = in.token_index.size(0);
+    const int64_t n_tok = qf.size(0);
+    if (l.all_tokens) return of.reshape({B * T, num_heads * head_dim});
     return torch::zeros({B * T, num_heads * head_dim}, of.options())
-        .index_copy(0, in.token_index, of.reshape({n_tok, num_heads * head_dim}));
+        .index_copy(0, l.token_index, of.reshape({n_tok, num_heads * head_dim}));
   }
 
   int64_t num_heads, num_kv_heads, head_dim;
@@ -265,11 +277,12 @@ void RewardModelImpl::reset_reward_head(uint64_t seed) {
   score_weight_.copy_(torch::normal(0.0, config_.init_std, score_weight_.sizes(), gen, torch::kFloat));
 }
 
-Tensor RewardModelImpl::backbone(const Tensor& tokens_in, const Tensor& positions_in,
-                                 const Tensor& segments_in) {
+Tensor RewardModelImpl::backbone(const Tensor& tokens_in, const Tensor& positions_in, const Tensor& segments_in,
+                                 const Tensor& context_in) {
   check_token_tensor(tokens_in, "tokens", tokens_in);
   check_token_tensor(positions_in, "positions", tokens_in);
   check_token_tensor(segments_in, "segments", tokens_in);
+  if (context_in.defined()) check_token_tensor(context_in, "context", tokens_in);
   const auto device = embed_tokens_.device();
   const auto dtype = embed_tokens_.scalar_type();
   if (tokens_in.device().is_cpu() && tokens_in.numel() > 0) {  // on CUDA a bad id is a device assert
@@ -282,7 +295,7 @@ Tensor RewardModelImpl::backbone(const Tensor& tokens_in, const Tensor& position
   const int64_t B = tokens.size(0), T = tokens.size(1), D = config_.head_dim();
 
   AttentionInputs in;
-  in.impl = attention_impl_;
+  in.impl = resolve_attention(device);
   {
     // RoPE as HF computes it: inv_freq in fp32, linear scaling divides it (i.e. the positions)
     // by the factor, angles in fp32, cos/sin cast to the model dtype.
@@ -295,44 +308,17 @@ Tensor RewardModelImpl::backbone(const Tensor& tokens_in, const Tensor& position
     in.cos = angles.cos().to(dtype);
     in.sin = angles.sin().to(dtype);
   }
-  if (attention_impl_ == AttentionImpl::Math) {
-    // Same segment, causal, and a real query; padding attends to itself only, so no row of the
-    // mask is empty (an empty row would make softmax NaN).
-    const Tensor same = segments.unsqueeze(2) == segments.unsqueeze(1);  // (B, T, T)
-    const Tensor causal =
-        torch::ones({T, T}, torch::TensorOptions().dtype(torch::kBool).device(device)).tril();
-    const Tensor real_query = (segments > 0).unsqueeze(2);  // (B, T, 1)
-    const Tensor self = torch::eye(T, torch::TensorOptions().dtype(torch::kBool).device(device));
-    in.mask = ((same & causal & real_query) | self).unsqueeze(1);  // (B, 1, T, T)
+  if (in.impl == AttentionImpl::Math) {
+    in.mask = attention_mask(segments, context_in.defined() ? context_in.to(device) : Tensor());
   } else {
-    POLAR_CHECK(tokens.is_cuda(), "RewardModel: attention_impl Varlen needs CUDA tensors; use Math on CPU");
-    // Real tokens in row-major order; sequences are contiguous runs of one (row, segment).
-    const Tensor flat_segments = segments.reshape({B * T});
-    in.token_index = (flat_segments > 0).nonzero().squeeze(1);  // (N_tok)
-    const int64_t n_tok = in.token_index.size(0);
-    POLAR_CHECK(n_tok > 0, "RewardModel: batch has no real tokens");
-    const Tensor seq_id =
-        torch::div(in.token_index, T, "floor") * (T + 1) + flat_segments.index_select(0, in.token_index);
-    const Tensor starts = torch::cat({torch::ones({1}, seq_id.options().dtype(torch::kBool)),
-                                      seq_id.slice(0, 1) != seq_id.slice(0, 0, n_tok - 1)})
-                              .nonzero()
-                              .squeeze(1);
-    in.cu_seqlens = torch::cat({starts, torch::full({1}, n_tok, starts.options())}).to(torch::kInt32);
-    in.max_seqlen = (in.cu_seqlens.slice(0, 1) - in.cu_seqlens.slice(0, 0, -1)).max().item<int64_t>();
+    AttentionLayout& l = in.layout;
+    l = attention_layout(segments_in, context_in);
+    POLAR_CHECK(l.cu_q.size(0) > 1, "RewardModel: batch has no real tokens");
+    for (Tensor* t : {&l.token_index, &l.cu_q, &l.cu_k, &l.key_index})
+      if (t->defined()) *t = t->to(device);
   }
 
   Tensor x = embed_tokens_.index_select(0, tokens.reshape({B * T})).view({B, T, config_.hidden_size});
-  if (attention_impl_ == AttentionImpl::Varlen) {
-    // Probe with a tensor shaped like the packed queries (N, Hq, D).
-    const auto probe_dtype = at::autocast::is_autocast_enabled(at::kCUDA)
-                                 ? at::autocast::get_autocast_dtype(at::kCUDA)
-                                 : x.scalar_type();
-    const Tensor probe = torch::empty({1, config_.num_heads, D}, x.options().dtype(probe_dtype));
-    POLAR_CHECK(kernels::varlen_attention_available(probe),
-                "RewardModel: varlen attention is unavailable for ", x.scalar_type(), " on ", x.device(),
-                " with head_dim ", D,
-                " (needs the CUDA kernels, bf16/fp16 and an sm_80+ GPU); use attention_impl Math");
-  }
   for (const auto& module : layers_) {
     auto layer = std::static_pointer_cast<Layer>(module);
     if (activation_checkpointing_ && torch::GradMode::is_enabled()) {
@@ -342,6 +328,24 @@ Tensor RewardModelImpl::backbone(const Tensor& tokens_in, const Tensor& position
     }
   }
   return x;  // (B, T, H), before model.norm
+}
+
+AttentionImpl RewardModelImpl::resolve_attention(const torch::Device& device) const {
+  // Probe with a tensor shaped like the packed queries (N, Hq, D) in the dtype attention sees.
+  const auto probe_dtype = device.is_cuda() && at::autocast::is_autocast_enabled(at::kCUDA)
+                               ? at::autocast::get_autocast_dtype(at::kCUDA)
+                               : embed_tokens_.scalar_type();
+  const Tensor probe =
+      torch::empty({1, config_.num_heads, config_.head_dim()}, embed_tokens_.options().dtype(probe_dtype));
+  const bool varlen_ok = kernels::varlen_attention_available(probe);
+  if (attention_impl_ == AttentionImpl::Auto) {
+    if (varlen_ok) return AttentionImpl::Varlen;
+    return device.is_cpu() ? AttentionImpl::Blocks : AttentionImpl::Math;
+  }
+  POLAR_CHECK(attention_impl_ != AttentionImpl::Varlen || varlen_ok,
+              "RewardModel: varlen attention is unavailable for ", probe_dtype, " on ", device, " with head_dim ", config_.head_dim(),
+              " (needs the CUDA kernels, bf16/fp16 and an sm_80+ GPU); use attention_impl Math, Blocks or Auto");
+  return attention_impl_;
 }
 
 Tensor RewardModelImpl::reward_head(const Tensor& hidden_flat, const Tensor& reward_index) {
@@ -363,8 +367,8 @@ Tensor RewardModelImpl::reward_head(const Tensor& hidden_flat, const Tensor& rew
 }
 
 Tensor RewardModelImpl::forward(const Tensor& tokens, const Tensor& positions, const Tensor& segments,
-                                const Tensor& reward_index) {
-  const Tensor hidden = backbone(tokens, positions, segments);  // (B, T, H)
+                                const Tensor& reward_index, const Tensor& context) {
+  const Tensor hidden = backbone(tokens, positions, segments, context);  // (B, T, H)
   return reward_head(hidden.reshape({-1, config_.hidden_size}), reward_index);
 }
 
@@ -377,7 +381,7 @@ Tensor RewardModelImpl::forward(const PackedBatch& batch) {
     POLAR_CHECK(lo >= 0 && hi < flat, "RewardModel: reward_index must be in [0, ", flat, "), got min ", lo,
                 ", max ", hi);
   }
-  return forward(batch.tokens, batch.positions, batch.segments, batch.reward_index);
+  return forward(batch.tokens, batch.positions, batch.segments, batch.reward_index, batch.context);
 }
 
 }  // namespace polar

@@ -14,6 +14,7 @@
 #define POLAR_HAVE_CUDA_ALLOCATOR 1
 #endif
 
+#include "polar/common/error.h"
 #include "polar/data/shards.h"
 #include "polar/train/checkpoint.h"
 #include "polar/train/trainer.h"
@@ -29,7 +30,9 @@ json BenchResult::to_json() const {
   return json{{"device", device}, {"precision", precision}, {"parameters", parameters},
               {"tokens_per_step", tokens_per_step}, {"tokens_per_s", tokens_per_s}, {"ms_per_step", ms_per_step},
               {"achieved_gflops", achieved_gflops}, {"peak_gflops", peak_gflops}, {"peak_kind", peak_kind},
-              {"mfu", mfu}, {"peak_memory_mb", peak_memory_mb}};
+              {"mfu", mfu}, {"peak_memory_mb", peak_memory_mb}, {"pairs_per_step", pairs_per_step},
+              {"pairs_per_s", pairs_per_s},
+              {"cpu_ms_per_step", cpu_ms_per_step}};
 }
 
 namespace {
@@ -50,18 +53,49 @@ double peak_memory_mb(const torch::Device& d) {
   return static_cast<double>(ru.ru_maxrss) / 1024.0;  // ru_maxrss is in KiB on Linux
 }
 
-// A split of random groups written to `dir`: tokens in [4, vocab), reward token last.
-void write_random_split(const std::string& dir, int64_t n_groups, int64_t seq_len, int64_t negatives, int64_t vocab) {
+double process_cpu_seconds() {
+  struct rusage ru {};
+  getrusage(RUSAGE_SELF, &ru);
+  const auto seconds = [](const timeval& t) {
+    return static_cast<double>(t.tv_sec) + 1e-6 * static_cast<double>(t.tv_usec);
+  };
+  return seconds(ru.ru_utime) + seconds(ru.ru_stime);
+}
+
+// Lengths of one group's prefix and candidates: fixed halves of seq_len, or POLAR-shaped.
+struct GroupShape {
+  int64_t prefix = 0;
+  std::vector<int64_t> candidates;
+};
+
+GroupShape draw_shape(const BenchOptions& o, std::mt19937_64& rng) {
+  GroupShape s;
+  if (o.lengths == "fixed") {
+    s.prefix = o.seq_len / 2;
+    s.candidates.assign(static_cast<size_t>(o.negatives + 1), o.seq_len - s.prefix);
+    return s;
+  }
+  std::uniform_int_distribution<int64_t> prompt(32, 256), response(64, 512);
+  const int64_t p = prompt(rng);
+  s.prefix = 1 + p + 1 + response(rng) + 1 + p + 1;  // bos prompt sep reference <|reward|> prompt sep
+  for (int64_t k = 0; k <= o.negatives; ++k) s.candidates.push_back(response(rng) + 1);  // + reward token
+  return s;
+}
+
+// A split of random groups written to `dir`: tokens in [4, vocab).
+void write_random_split(const std::string& dir, int64_t n_groups, const BenchOptions& o, int64_t vocab) {
+  POLAR_CHECK(o.lengths == "fixed" || o.lengths == "polar", "bench: --lengths must be fixed or polar, got ",
+              o.lengths);
   std::mt19937_64 rng(1234);
   std::uniform_int_distribution<int32_t> tok(4, static_cast<int32_t>(vocab - 1));
   ShardWriter writer(dir, TemplateKind::Finetune);
-  int64_t prefix = seq_len / 2, cand = seq_len - prefix;
   for (int64_t g = 0; g < n_groups; ++g) {
+    const GroupShape shape = draw_shape(o, rng);
     EncodedGroup e;
-    for (int64_t i = 0; i < prefix; ++i) e.prefix.push_back(tok(rng));
-    for (int64_t k = 0; k <= negatives; ++k) {
+    for (int64_t i = 0; i < shape.prefix; ++i) e.prefix.push_back(tok(rng));
+    for (int64_t length : shape.candidates) {
       std::vector<int32_t> c;
-      for (int64_t i = 0; i < cand; ++i) c.push_back(tok(rng));
+      for (int64_t i = 0; i < length; ++i) c.push_back(tok(rng));
       e.candidates.push_back(std::move(c));
     }
     writer.add(e, 0);
@@ -102,7 +136,7 @@ BenchResult run_bench(TrainConfig cfg, const BenchOptions& o) {
     if (!shape_source.empty()) cfg.model.shape = load_model_shape(shape_source);
     int64_t total_steps = o.steps + o.warmup_steps;
     int64_t vocab = cfg.model.shape.vocab_size;
-    write_random_split((dir / "train").string(), cfg.train.batch_groups * total_steps, o.seq_len, o.negatives, vocab);
+    write_random_split((dir / "train").string(), cfg.train.batch_groups * total_steps, o, vocab);
     cfg.data.train = (dir / "train").string();
     cfg.data.eval = "";
     cfg.train.steps = total_steps;
@@ -123,15 +157,23 @@ BenchResult run_bench(TrainConfig cfg, const BenchOptions& o) {
     for (int64_t s = 0; s < o.warmup_steps; ++s) trainer.train_step(s);
     synchronize(device);
     auto t0 = Clock::now();
-    int64_t tokens = 0;
-    for (int64_t s = o.warmup_steps; s < total_steps; ++s) tokens += trainer.train_step(s).tokens;
+    const double cpu0 = process_cpu_seconds();
+    int64_t tokens = 0, pairs = 0;
+    for (int64_t s = o.warmup_steps; s < total_steps; ++s) {
+      const StepStats st = trainer.train_step(s);
+      tokens += st.tokens;
+      pairs += st.pairs;
+    }
     synchronize(device);
     double secs = std::chrono::duration<double>(Clock::now() - t0).count();
+    res.cpu_ms_per_step = 1000.0 * (process_cpu_seconds() - cpu0) / static_cast<double>(o.steps);
     res.device = device.str();
     res.precision = cfg.train.precision;
     res.parameters = cfg.model.shape.num_parameters();
     res.tokens_per_step = tokens / std::max<int64_t>(1, o.steps);
     res.tokens_per_s = static_cast<double>(tokens) / secs;
+    res.pairs_per_step = pairs / std::max<int64_t>(1, o.steps);
+    res.pairs_per_s = static_cast<double>(pairs) / secs;
     res.ms_per_step = 1000.0 * secs / static_cast<double>(o.steps);
     // Training = forward + backward = 3x the forward FLOPs.
     res.achieved_gflops = 3.0 * cfg.model.shape.flops_per_token(o.seq_len) * res.tokens_per_s / 1e9;

@@ -57,6 +57,7 @@ TrainConfig TrainConfig::from_json(const json& j, const std::string& where) {
     s.get("eval", c.data.eval);
     s.get("row_tokens", c.data.row_tokens, closed(1, kMaxRowTokens));
     s.get("micro_batch_tokens", c.data.micro_batch_tokens, closed(1, kMaxBatchTokens));
+    s.get("shared_prefix", c.data.shared_prefix);
     s.finish();
     POLAR_CHECK(c.data.row_tokens > 0 && c.data.micro_batch_tokens > 0, where,
                 ".data: row_tokens and micro_batch_tokens must be positive");
@@ -134,7 +135,7 @@ json TrainConfig::to_json() const {
       {"stage", stage},
       {"model", model},
       {"data", {{"train", data.train}, {"eval", data.eval}, {"row_tokens", data.row_tokens},
-                {"micro_batch_tokens", data.micro_batch_tokens}}},
+                {"micro_batch_tokens", data.micro_batch_tokens}, {"shared_prefix", data.shared_prefix}}},
       {"loss", {{"margin", loss.margin}, {"center_coef", loss.center_coef}}},
       {"train", {{"steps", t.steps}, {"batch_groups", t.batch_groups}, {"lr", t.lr},
                  {"min_lr_ratio", t.min_lr_ratio}, {"warmup_ratio", t.warmup_ratio},

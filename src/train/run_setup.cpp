@@ -130,8 +130,8 @@ RunSetup prepare_run(TrainConfig& cfg, const torch::Device& device, const std::o
 
 PackedBatch to_device(PackedBatch b, const torch::Device& device) {
   if (device.is_cpu()) return b;
-  for (torch::Tensor* t : {&b.tokens, &b.positions, &b.segments, &b.reward_index, &b.pair_pos, &b.pair_neg})
-    *t = t->to(device, /*non_blocking=*/true);
+  for (torch::Tensor* t : {&b.tokens, &b.positions, &b.segments, &b.context, &b.reward_index, &b.pair_pos, &b.pair_neg})
+    if (t->defined()) *t = t->to(device, /*non_blocking=*/true);
   return b;
 }
 

@@ -68,6 +68,18 @@ struct Trainer::State {
   bool use_fused = false;
 };
 
+namespace {
+
+PackOptions pack_options(const DataSection& data, const Tokenizer& tokenizer) {
+  PackOptions pack;
+  pack.row_tokens = data.row_tokens;
+  pack.pad_id = std::max(tokenizer.special().pad, 0);
+  pack.shared_prefix = data.shared_prefix;
+  return pack;
+}
+
+}  // namespace
+
 Trainer::Trainer(TrainConfig config, bool resume, SetupFn make_setup) : s_(std::make_unique<State>()) {
   auto& s = *s_;
   s.cfg = std::move(config);
@@ -109,7 +121,10 @@ Trainer::Trainer(TrainConfig config, bool resume, SetupFn make_setup) : s_(std::
     bool varlen_ok = device.is_cuda() && kernels::varlen_attention_available(probe);
     POLAR_CHECK(s.cfg.train.attention != "varlen" || varlen_ok, "train.attention = varlen needs CUDA, bf16 ",
                 "(train.precision) and the flash kernels; use auto or math");
-    if (s.cfg.train.attention != "math" && varlen_ok) s.setup.model->set_attention_impl(AttentionImpl::Varlen);
+    // auto: flash on CUDA when usable, per-sequence blocks on the CPU; math: the dense mask.
+    s.setup.model->set_attention_impl(s.cfg.train.attention == "math" ? AttentionImpl::Math
+                                      : varlen_ok                     ? AttentionImpl::Varlen
+                                                                      : AttentionImpl::Auto);
   }
 
   if (resume_from) {
@@ -144,8 +159,8 @@ StepStats Trainer::train_step(int64_t step) {
     global_pairs += static_cast<int64_t>(data.group(s.stream->at(step * s.cfg.train.batch_groups + k)).candidates.size()) - 1;
 
   s.optimizer->zero_grad(true);
-  auto micro = split_micro_batches(groups, s.cfg.data.micro_batch_tokens);
-  PackOptions pack{s.cfg.data.row_tokens, std::max(s.setup.tokenizer.special().pad, 0)};
+  auto micro = split_micro_batches(groups, s.cfg.data.micro_batch_tokens, s.cfg.data.shared_prefix);
+  const PackOptions pack = pack_options(s.cfg.data, s.setup.tokenizer);
   double loss_sum = 0, correct = 0, ties = 0, tokens = 0;
   for (size_t m = 0; m < micro.size(); ++m) {
     std::vector<GroupRef> slice(groups.begin() + micro[m].first, groups.begin() + micro[m].second);
@@ -202,8 +217,8 @@ EvalStats Trainer::evaluate() {
   torch::NoGradGuard no_grad;
   s.setup.model->eval();
   double loss_sum = 0, correct = 0, pairs = 0;
-  PackOptions pack{s.cfg.data.row_tokens, std::max(s.setup.tokenizer.special().pad, 0)};
-  for (auto [b, e] : split_micro_batches(groups, s.cfg.data.micro_batch_tokens)) {
+  const PackOptions pack = pack_options(s.cfg.data, s.setup.tokenizer);
+  for (auto [b, e] : split_micro_batches(groups, s.cfg.data.micro_batch_tokens, s.cfg.data.shared_prefix)) {
     std::vector<GroupRef> slice(groups.begin() + b, groups.begin() + e);
     PackedBatch batch = to_device(pack_groups(slice, pack), s.setup.device);
     auto autocast = autocast_guard(s.cfg.train.precision, s.setup.device);

@@ -4,6 +4,7 @@
 
 #include <filesystem>
 #include <fstream>
+#include <set>
 
 #include "common/tiny_data.h"
 #include "polar/eval/eval.h"
@@ -77,4 +78,27 @@ TEST(Eval, ScoreGivesOneRewardPerRecordMatchingThePreferencePath) {
   polar::PreferenceRecord p{recs[0].prompt, recs[0].reference, recs[0].output, recs[1].output, "", 1};
   auto ev = polar::evaluate_preferences(lm, {p}, o);
   EXPECT_NEAR(ev.overall.mean_margin(), r[0] - polar::score_records(lm, {{recs[0].prompt, recs[0].reference, recs[1].output, 1}}, o)[0], 1e-5);
+}
+
+TEST(Eval, ScoreSharesThePrefixOfOutputsWithTheSamePromptAndReference) {
+  TempDir tmp;
+  auto lm = polar::load_model(write_random_checkpoint(tmp), torch::kCPU);
+  std::vector<polar::ScoringRecord> recs;  // 3 prompts, interleaved, 4 outputs each, mixed lengths
+  for (int i = 0; i < 12; ++i) {
+    std::string output = "a tree";
+    for (int w = 0; w < i % 5; ++w) output += " and the sea " + std::to_string(i);
+    recs.push_back({"what is " + std::to_string(i % 3), "the sea " + std::to_string(i % 3), output, i + 1});
+  }
+  polar::ScoreOptions separate;
+  separate.shared_prefix = false;
+  const auto expected = polar::score_records(lm, recs, separate);
+  for (int64_t row_tokens : {512, 40}) {  // 40: a prompt's outputs split over several groups
+    polar::ScoreOptions shared;
+    shared.row_tokens = row_tokens;
+    const auto got = polar::score_records(lm, recs, shared);
+    ASSERT_EQ(got.size(), expected.size());
+    for (size_t i = 0; i < got.size(); ++i) EXPECT_NEAR(got[i], expected[i], 1e-5) << "record " << i;  // fp32
+  }
+  std::set<double> distinct(expected.begin(), expected.end());
+  EXPECT_GT(distinct.size(), 6u);  // outputs really score differently
 }

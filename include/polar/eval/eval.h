@@ -16,9 +16,10 @@ namespace polar {
 
 struct ScoreOptions {
   TemplateLimits limits;
-  int64_t row_tokens = 512;  // the CPU attention mask is dense per row: keep rows short
-  int64_t micro_batch_tokens = 16384;
+  int64_t row_tokens = 512;  // packed row length (a longer group gets a row of its own)
+  int64_t micro_batch_tokens = 16384;  // computed tokens per forward pass
   std::string precision = "fp32";
+  bool shared_prefix = true;  // prefix once per group; score_records groups outputs of one prefix
 };
 
 // Rewards of every sequence of `groups` (group by group, candidate by candidate), in float.
@@ -44,7 +45,9 @@ struct PreferenceEval {
 PreferenceEval evaluate_preferences(LoadedModel& model, const std::vector<PreferenceRecord>& records,
                                     const ScoreOptions& options);
 
-// One reward per record (NaN for a record that cannot fit max_length).
+// One reward per record (NaN for a record that cannot fit max_length). With shared_prefix,
+// records whose prompt and reference encode to the same prefix are scored as one group (in
+// chunks of at most row_tokens tokens), so the prefix is computed once.
 std::vector<double> score_records(LoadedModel& model, const std::vector<ScoringRecord>& records,
                                   const ScoreOptions& options);
 

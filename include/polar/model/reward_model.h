@@ -16,24 +16,29 @@ namespace polar {
 
 struct PackedBatch;
 
-// How attention is computed. Math: SDPA with a block-diagonal causal mask built from segments
-// (works everywhere). Varlen: flash attention over cu_seqlens (CUDA only, set by the CUDA path).
-enum class AttentionImpl { Math, Varlen };
+// How attention is computed. Math: SDPA with a dense mask over each packed row, built from
+// segments and context (works everywhere; the reference). Varlen: flash attention over the
+// sequence blocks (CUDA bf16/fp16 only). Blocks: the same blocks computed one by one, only
+// within each sequence (any device). Auto: Varlen where available, Blocks on the CPU, else Math.
+enum class AttentionImpl { Math, Varlen, Blocks, Auto };
 
 class RewardModelImpl : public torch::nn::Module {
  public:
   explicit RewardModelImpl(const ModelConfig& config);
 
-  // Hidden states of the last layer, *before* the final RMSNorm: (B, T, H).
+  // Hidden states of the last layer, *before* the final RMSNorm: (B, T, H). context (B, T),
+  // optional: the segment id of the shared prefix a token also attends to (0: none); see
+  // attention_layout.h.
   torch::Tensor backbone(const torch::Tensor& tokens, const torch::Tensor& positions,
-                         const torch::Tensor& segments);
+                         const torch::Tensor& segments, const torch::Tensor& context = {});
   // Reward head: gathers rows reward_index of hidden (B*T, H), applies the final RMSNorm
   // (model.norm.weight) and score.weight: rewards (N). RMSNorm is per token, so norming only
   // the gathered rows equals norming everything. The fused CUDA kernel replaces exactly this.
   torch::Tensor reward_head(const torch::Tensor& hidden_flat, const torch::Tensor& reward_index);
   // backbone + reward_head. Rewards (N) in float32 (float64 when the model is double).
   torch::Tensor forward(const torch::Tensor& tokens, const torch::Tensor& positions,
-                        const torch::Tensor& segments, const torch::Tensor& reward_index);
+                        const torch::Tensor& segments, const torch::Tensor& reward_index,
+                        const torch::Tensor& context = {});
   torch::Tensor forward(const PackedBatch& batch);
 
   const ModelConfig& config() const { return config_; }
@@ -47,8 +52,9 @@ class RewardModelImpl : public torch::nn::Module {
 
  private:
   struct Layer;
+  AttentionImpl resolve_attention(const torch::Device& device) const;
   ModelConfig config_;
-  AttentionImpl attention_impl_ = AttentionImpl::Math;
+  AttentionImpl attention_impl_ = AttentionImpl::Auto;
   bool activation_checkpointing_ = false;
   bool fused_head_ = true;
   torch::Tensor embed_tokens_;  // alias of model.embed_tokens.weight

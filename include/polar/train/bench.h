@@ -16,12 +16,16 @@ struct BenchOptions {
   int64_t warmup_steps = 2;
   int64_t seq_len = 256;       // tokens per sequence (prefix half, candidate half)
   int64_t negatives = 1;
+  // fixed: seq_len as above. polar: POLAR-shaped groups drawn with a fixed seed, prompt 32-256,
+  // reference and candidates 64-512 tokens (prefix = bos prompt sep reference <|reward|> prompt sep).
+  std::string lengths = "fixed";
 };
 
 struct BenchResult {
   double tokens_per_s = 0, ms_per_step = 0, achieved_gflops = 0, peak_gflops = 0, mfu = 0;
-  double peak_memory_mb = 0;
-  int64_t parameters = 0, tokens_per_step = 0;
+  double peak_memory_mb = 0, pairs_per_s = 0;
+  double cpu_ms_per_step = 0;  // process CPU time (user + system): robust to other load on the host
+  int64_t parameters = 0, tokens_per_step = 0, pairs_per_step = 0;
   std::string device, precision, peak_kind;
   nlohmann::json to_json() const;
 };

@@ -28,7 +28,8 @@ struct DataSection {
   std::string train;            // split dir (DATASET/train) or dataset dir (its train/ is used)
   std::string eval;             // split dir; empty: DATASET/eval when it has groups
   int64_t row_tokens = 1024;    // packed row capacity
-  int64_t micro_batch_tokens = 8192;  // token budget of one micro-batch (forward/backward)
+  int64_t micro_batch_tokens = 8192;  // computed-token budget of one micro-batch (forward/backward)
+  bool shared_prefix = true;    // pack each group's prefix once for all its candidates (exact)
 };
 
 struct TrainSection {
