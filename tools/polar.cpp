@@ -19,6 +19,7 @@ int main(int argc, char** argv) {
   polar::cli::add_eval_commands(app);
   polar::cli::add_bench_command(app);
   polar::cli::add_interop_commands(app);
+  polar::cli::add_plan_command(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

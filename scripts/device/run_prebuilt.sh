@@ -9,14 +9,7 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 cd "$ROOT"
 OUT="${OUT:-$ROOT/out/device}"
 mkdir -p "$OUT"
-DEPS="$ROOT/.deps/root"
-rm -rf "$DEPS" && mkdir -p "$DEPS"
-for f in .deps/debs/*.deb; do dpkg -x "$f" "$DEPS" 2>/dev/null || { m=$(ar t "$f" | grep '^data.tar'); ar p "$f" "$m" | tar -x --auto-compress -f - -C "$DEPS"; }; done
-TORCH_LIB="$(python3 -c 'import torch, os; print(os.path.join(os.path.dirname(torch.__file__), "lib"))')"
-export LD_LIBRARY_PATH="$TORCH_LIB:/usr/local/cuda/lib64:$DEPS/usr/lib/x86_64-linux-gnu${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
-nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | tee "$OUT/gpu.txt"
-python3 -c 'import torch; print("torch", torch.__version__)' | tee -a "$OUT/gpu.txt"
-ldd build/polar | grep "not found" && { echo "missing libraries"; exit 1; }
+source "$ROOT/scripts/device/prebuilt_env.sh"
 echo "=== gpu tests"
 timeout 240 build/tests/polar_tests --gtest_filter='*Gpu*' 2>&1 | grep -vE "^\[20[0-9-]+ " | tee "$OUT/gpu_tests.log" | tail -60
 echo "=== kernel bench"

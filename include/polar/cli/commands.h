@@ -11,5 +11,6 @@ void add_train_command(CLI::App& app);      // src/cli/train_command.cpp
 void add_eval_commands(CLI::App& app);      // src/cli/eval_command.cpp: eval, score
 void add_bench_command(CLI::App& app);      // src/cli/bench_command.cpp
 void add_interop_commands(CLI::App& app);   // src/cli/interop_command.cpp: import, export
+void add_plan_command(CLI::App& app);       // src/cli/plan_command.cpp
 
 }  // namespace polar::cli
