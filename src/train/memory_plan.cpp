@@ -24,7 +24,7 @@ constexpr int64_t kUpdateChunk = 1 << 22;   // ShardedAdamW updates at most this
 // Bytes one token leaves saved for backward in one decoder layer (forward of the layer in
 // src/model/reward_model.cpp). `wide`: the residual stream and norms (fp32); `narrow`: matmul
 // outputs (bf16 under autocast, else fp32).
-double layer_bytes_per_token(const ModelConfig& c, int64_t row_tokens, bool cuda) {
+double layer_bytes_per_token(const ModelConfig& c, bool cuda) {
   const double H = static_cast<double>(c.hidden_size), I = static_cast<double>(c.intermediate_size);
   const double KV = static_cast<double>(c.num_kv_heads * c.head_dim());
   const double wide = 4, narrow = cuda ? 2 : 4;
@@ -36,10 +36,10 @@ double layer_bytes_per_token(const ModelConfig& c, int64_t row_tokens, bool cuda
   if (cuda) {
     bytes += narrow * (2 * H + H + 2 * KV);  // autocast's bf16 copies of the norms; q/k/v cast for flash attention
   } else {
-    // Masked SDPA on the CPU: repeated k/v heads, and the score and probability matrices
-    // (heads x row_tokens per token).
+    // Masked SDPA on the CPU (LibTorch's fused CPU kernel: no score matrix is kept): the
+    // repeated k/v heads it saves, its output and log-sum-exp.
     if (c.num_kv_heads < c.num_heads) bytes += narrow * 2 * H;
-    bytes += narrow * 2 * static_cast<double>(c.num_heads * row_tokens);
+    bytes += narrow * (H + static_cast<double>(c.num_heads));
   }
   return bytes;
 }
@@ -83,7 +83,7 @@ MemoryPlan plan_memory(const ModelConfig& c, const TrainConfig& cfg, int world, 
   // and RoPE tables; with checkpointing only a checkpointed layer's input stays, and one layer
   // is recomputed at a time in backward.
   const double T = static_cast<double>(cfg.data.micro_batch_tokens);
-  const double per_layer = layer_bytes_per_token(c, cfg.data.row_tokens, cuda) * T;
+  const double per_layer = layer_bytes_per_token(c, cuda) * T;
   const double boundary = 4.0 * static_cast<double>(c.hidden_size) * T;
   const double fixed = boundary + (cuda ? 0.0 : T * static_cast<double>(cfg.data.row_tokens)) + 24.0 * T +
                        8.0 * static_cast<double>(c.head_dim()) * T;
