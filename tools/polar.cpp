@@ -78,6 +78,7 @@ int main(int argc, char** argv) {
   polar::cli::add_bench_command(app);
   polar::cli::add_interop_commands(app);
   polar::cli::add_serve_command(app);
+  polar::cli::add_plan_command(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

@@ -7,3 +7,5 @@ for f in "$ROOT"/.deps/debs/*.deb; do dpkg -x "$f" "$DEPS" 2>/dev/null || { m=$(
 TORCH_LIB="$(python3 -c 'import torch, os; print(os.path.join(os.path.dirname(torch.__file__), "lib"))')"
 export LD_LIBRARY_PATH="$TORCH_LIB:/usr/local/cuda/lib64:$DEPS/usr/lib/x86_64-linux-gnu${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | tee "$OUT/gpu.txt"
+python3 -c 'import torch; print("torch", torch.__version__)' | tee -a "$OUT/gpu.txt"
+if ldd "$ROOT/build/polar" | grep "not found"; then echo "missing libraries"; exit 1; fi

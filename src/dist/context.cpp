@@ -32,7 +32,12 @@ class LocalContext final : public Context {
   void barrier() override {}
   void attach_gradients(const std::vector<torch::Tensor>&) override {}
   void begin_micro_step(bool) override {}
-  void finish_step() override {}
+  void finish_step(int64_t) override {}
+  const ShardLayout& shard_layout() const override { throw Error("dist: shard_layout() needs zero_stage 1 or 2"); }
+  torch::Tensor gradient_shard() override { throw Error("dist: gradient_shard() needs zero_stage 1 or 2"); }
+  void all_gather_shard(const torch::Tensor&, const std::vector<torch::Tensor>&) override {
+    throw Error("dist: all_gather_shard() needs zero_stage 1 or 2");
+  }
   double last_exposed_comm_seconds() const override { return 0; }
   double last_total_comm_seconds() const override { return 0; }
   int64_t collective_count() const override { return 0; }
@@ -83,7 +88,11 @@ c10::intrusive_ptr<c10d::Store> connect_store(const std::string& host, const c10
 }  // namespace
 
 std::shared_ptr<Context> Context::create(const DistEnv& env, const torch::Device& device, const DistOptions& options) {
-  if (env.world_size == 1 && !options.force_process_group) return std::make_shared<LocalContext>();
+  POLAR_CHECK(options.zero_stage >= 0 && options.zero_stage <= 2, "dist: zero_stage must be 0, 1 or 2, got ",
+              options.zero_stage);
+  if (env.world_size == 1 && !options.force_process_group && options.zero_stage == 0) {
+    return std::make_shared<LocalContext>();
+  }
   return std::make_shared<detail::ProcessGroupContext>(env, device, options);
 }
 
@@ -95,6 +104,8 @@ ProcessGroupContext::ProcessGroupContext(const DistEnv& env, const torch::Device
   POLAR_CHECK(device.is_cpu() || device.is_cuda(), "data parallelism supports CPU (Gloo) and CUDA (NCCL) devices, not ",
               device.str());
   backend_name_ = device.is_cuda() ? "NCCL" : "Gloo";
+  local_ = env.world_size == 1 && !options.force_process_group;
+  if (local_) return;  // one ZeRO process: no store, no process group
   const auto started = Clock::now();
 
   c10d::TCPStoreOptions store_options;
@@ -185,6 +196,7 @@ void ProcessGroupContext::fail(const std::string& what, const std::string& reaso
 
 void ProcessGroupContext::mark_progress(const std::string& label) {
   ++progress_;
+  if (local_) return;
   const std::string value = fmt::format("{} {}", progress_, label);
   try {
     store_->set(progress_key(env_.rank), std::vector<uint8_t>(value.begin(), value.end()));
@@ -229,7 +241,7 @@ std::string ProcessGroupContext::describe_peers() {
 }
 
 void ProcessGroupContext::all_reduce_sum(std::vector<double>& values) {
-  if (values.empty()) return;
+  if (values.empty() || local_) return;
   const std::string what = fmt::format("all_reduce_sum of {} value(s)", values.size());
   check_usable(what);
   mark_progress(what);
@@ -246,6 +258,7 @@ void ProcessGroupContext::barrier() {
 }
 
 void ProcessGroupContext::broadcast_module(torch::nn::Module& module) {
+  if (local_) return;
   std::vector<std::pair<std::string, torch::Tensor>> tensors;
   for (const auto& item : module.named_parameters(true)) tensors.emplace_back(item.key(), item.value());
   for (const auto& item : module.named_buffers(true)) tensors.emplace_back(item.key(), item.value());

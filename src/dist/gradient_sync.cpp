@@ -66,9 +66,13 @@ void ProcessGroupContext::attach_gradients(const std::vector<torch::Tensor>& par
     bucket_bytes.back() += bytes;
   }
   for (size_t b = 0; b < buckets_.size(); ++b) {
+    buckets_[b].numel = bucket_numel[b];
+    // ZeRO allocates a bucket's buffer only while its round runs (that is its memory saving).
+    if (options_.zero_stage > 0) continue;
     const auto& first = params_[buckets_[b].params.front()];
     buckets_[b].flat = torch::zeros({bucket_numel[b]}, first.options().requires_grad(false));
   }
+  if (options_.zero_stage > 0) build_shard_layout();
 
   hook_link_ = std::make_shared<HookLink>();
   hook_link_->context = this;
@@ -87,22 +91,31 @@ void ProcessGroupContext::attach_gradients(const std::vector<torch::Tensor>& par
 
 void ProcessGroupContext::begin_micro_step(bool sync) {
   std::lock_guard<std::mutex> lock(mutex_);
-  POLAR_CHECK(!syncing_, "dist: begin_micro_step() was called before finish_step() of the step whose gradients are "
-                         "being synchronised");
+  POLAR_CHECK(!syncing_ || options_.zero_stage == 2, "dist: begin_micro_step() was called before finish_step() of "
+                                                      "the step whose gradients are being synchronised");
+  if (options_.zero_stage == 2) {
+    // Every micro-step reduce-scatters: finish the previous micro-step's round first.
+    if (syncing_) complete_round();
+    start_sync();
+    return;
+  }
   if (sync) start_sync();
 }
 
 void ProcessGroupContext::start_sync() {
-  const std::string label = fmt::format("gradient sync of step {}", steps_ + 1);
+  const std::string label = rounds_done_ == 0 ? fmt::format("gradient sync of step {}", steps_ + 1)
+                                              : fmt::format("gradient sync of step {} (round {})", steps_, rounds_done_ + 1);
   check_usable(label);
   mark_progress(label);
-  ++steps_;
+  if (rounds_done_ == 0) ++steps_;
   std::fill(ready_.begin(), ready_.end(), 0);
   for (auto& bucket : buckets_) {
     bucket.pending = bucket.params.size();
     bucket.work.reset();
   }
+  if (options_.zero_stage > 0 && rounds_done_ == 0) grad_shard_.zero_();
   next_bucket_ = 0;
+  next_complete_ = 0;
   syncing_ = true;
 }
 
@@ -116,12 +129,15 @@ void ProcessGroupContext::on_gradient_ready(size_t index) {
 
 void ProcessGroupContext::copy_gradient_into(size_t index) {
   Bucket& bucket = buckets_[bucket_of_[index]];
-  const auto& param = params_[index];
+  auto& param = params_[index];
+  if (options_.zero_stage > 0) ensure_bucket_buffer(bucket);
   auto slice = bucket.flat.narrow(0, bucket.offsets[slot_of_[index]], param.numel());  // (numel,)
   const auto& grad = param.grad();
   if (grad.defined()) {
     POLAR_CHECK(!grad.is_sparse(), "dist: sparse gradients are not supported");
     slice.copy_(grad.reshape(-1));
+    // ZeRO-2 keeps only the shard: the full gradient is dropped as soon as it is in a bucket.
+    if (options_.zero_stage == 2) param.mutable_grad().reset();
   } else {
     slice.zero_();  // unused on this rank this step; other ranks may still contribute
   }
@@ -129,22 +145,42 @@ void ProcessGroupContext::copy_gradient_into(size_t index) {
 
 void ProcessGroupContext::launch_ready_buckets() {
   while (next_bucket_ < buckets_.size() && buckets_[next_bucket_].pending == 0) launch_bucket(buckets_[next_bucket_++]);
+  // ZeRO bounds its bucket memory: at most two buckets in flight, older ones are folded into
+  // the shard and freed (this waits inside backward, as DeepSpeed's bucketed reduce does).
+  while (options_.zero_stage > 0 && next_complete_ + 2 < next_bucket_) {
+    complete_bucket(buckets_[next_complete_], fmt::format("reduce-scatter of gradient bucket {}", next_complete_ + 1));
+    ++next_complete_;
+  }
 }
 
 void ProcessGroupContext::launch_bucket(Bucket& bucket) {
   check_usable("gradient all-reduce");
   bucket.launched_at = Clock::now();
   bucket.completed_ns = std::make_shared<std::atomic<int64_t>>(0);
-  bucket.work = start_all_reduce(bucket.flat);
+  bucket.work = options_.zero_stage > 0 ? start_reduce_scatter(bucket) : start_all_reduce(bucket.flat);
+  if (!bucket.work) {
+    bucket.completed_ns->store(now_ns());  // no process group: nothing to wait for
+    return;
+  }
   bucket.work->getFuture()->addCallback(
       [done = bucket.completed_ns](c10::ivalue::Future&) { done->store(now_ns()); });
 }
 
-void ProcessGroupContext::finish_step() {
+void ProcessGroupContext::finish_step(int64_t rounds) {
   std::lock_guard<std::mutex> lock(mutex_);
   // A rank that ran no micro-step this step (or only accumulation ones) still has to take part
-  // in every bucket's all-reduce: it contributes the gradients it holds, or zeros.
-  if (!syncing_) start_sync();
+  // in every bucket's collective: it contributes the gradients it holds, or zeros.
+  if (!syncing_ && (options_.zero_stage < 2 || rounds_done_ == 0)) start_sync();
+  if (syncing_) complete_round();
+  // ZeRO-2: a rank with fewer micro-steps than the busiest one joins the remaining rounds.
+  while (options_.zero_stage == 2 && rounds_done_ < rounds) {
+    start_sync();
+    complete_round();
+  }
+  rounds_done_ = 0;
+}
+
+void ProcessGroupContext::complete_round() {
   syncing_ = false;
   const auto finish_started = Clock::now();
   // Parameters whose hook did not fire (unused in this rank's graph) join with what they hold.
@@ -158,17 +194,44 @@ void ProcessGroupContext::finish_step() {
   }
   launch_ready_buckets();
   for (size_t b = 0; b < buckets_.size(); ++b) {
-    wait(buckets_[b].work, fmt::format("all-reduce of gradient bucket {}/{} ({} tensors, {:.2f} MB) in step {}", b + 1,
-                                       buckets_.size(), buckets_[b].params.size(),
-                                       buckets_[b].flat.nbytes() / 1048576.0, steps_));
+    const std::string what =
+        fmt::format("{} of gradient bucket {}/{} ({} tensors, {:.2f} MB) in step {}",
+                    options_.zero_stage > 0 ? "reduce-scatter" : "all-reduce", b + 1, buckets_.size(),
+                    buckets_[b].params.size(), buckets_[b].numel * params_[buckets_[b].params.front()].element_size() / 1048576.0,
+                    steps_);
+    if (options_.zero_stage > 0) {
+      if (b >= next_complete_) complete_bucket(buckets_[b], what);
+    } else {
+      wait(buckets_[b].work, what);
+    }
   }
-  const auto waited = Clock::now();
+  record_comm_times(finish_started, Clock::now());
+  ++rounds_done_;
+  if (options_.zero_stage > 0) return;  // complete_bucket() folded every chunk into the shard
 
+  torch::NoGradGuard no_grad;
+  for (auto& bucket : buckets_) {
+    for (size_t slot = 0; slot < bucket.params.size(); ++slot) {
+      auto& param = params_[bucket.params[slot]];
+      auto summed = bucket.flat.narrow(0, bucket.offsets[slot], param.numel()).view(param.sizes());
+      auto& grad = param.mutable_grad();
+      if (grad.defined()) {
+        grad.copy_(summed);
+      } else {
+        grad = summed.clone();
+      }
+    }
+    bucket.work.reset();
+  }
+}
+
+void ProcessGroupContext::record_comm_times(Clock::time_point finish_started, Clock::time_point waited) {
   // Communication time is the union of the buckets' [launch, completion] intervals; the part
   // after backward ended is what the step waited for (exposed).
   std::vector<std::pair<int64_t, int64_t>> intervals;
   const int64_t waited_ns = std::chrono::duration_cast<std::chrono::nanoseconds>(waited.time_since_epoch()).count();
   for (auto& bucket : buckets_) {
+    if (!bucket.completed_ns) continue;
     // The completion callback runs just after the Work completes; give it a moment.
     for (int spin = 0; spin < 1000 && bucket.completed_ns->load() == 0; ++spin) std::this_thread::yield();
     const int64_t done = bucket.completed_ns->load();
@@ -187,21 +250,6 @@ void ProcessGroupContext::finish_step() {
   // Launching left-over buckets and waking up count as waiting too, but never more than the
   // communication itself took.
   exposed_seconds_ = std::min(total_seconds_, std::chrono::duration<double>(waited - finish_started).count());
-
-  torch::NoGradGuard no_grad;
-  for (auto& bucket : buckets_) {
-    for (size_t slot = 0; slot < bucket.params.size(); ++slot) {
-      auto& param = params_[bucket.params[slot]];
-      auto summed = bucket.flat.narrow(0, bucket.offsets[slot], param.numel()).view(param.sizes());
-      auto& grad = param.mutable_grad();
-      if (grad.defined()) {
-        grad.copy_(summed);
-      } else {
-        grad = summed.clone();
-      }
-    }
-    bucket.work.reset();
-  }
 }
 
 }  // namespace polar::dist::detail

@@ -1,5 +1,7 @@
 // Private to src/dist: the Context of a multi-process run. context.cpp holds rendezvous,
-// collectives and failure reports; gradient_sync.cpp the bucketed gradient all-reduce.
+// collectives and failure reports; gradient_sync.cpp the bucketed gradient all-reduce;
+// zero_sync.cpp the ZeRO shard layout, reduce-scatter and all-gather. A ZeRO run of one process
+// uses this class too, without a process group (`local_`): collectives are then copies.
 #pragma once
 
 #include <torch/csrc/autograd/function.h>
@@ -46,7 +48,11 @@ class ProcessGroupContext final : public Context {
 
   void attach_gradients(const std::vector<torch::Tensor>& parameters) override;
   void begin_micro_step(bool sync) override;
-  void finish_step() override;
+  void finish_step(int64_t rounds) override;
+
+  const ShardLayout& shard_layout() const override;
+  torch::Tensor gradient_shard() override;
+  void all_gather_shard(const torch::Tensor& shard, const std::vector<torch::Tensor>& targets) override;
 
   double last_exposed_comm_seconds() const override { return exposed_seconds_; }
   double last_total_comm_seconds() const override { return total_seconds_; }
@@ -60,6 +66,12 @@ class ProcessGroupContext final : public Context {
     std::vector<size_t> params;    // indices into params_, in the bucket's order
     std::vector<int64_t> offsets;  // element offset of each param inside `flat`
     torch::Tensor flat;            // (numel,) all gradients of the bucket, one dtype and device
+                                   // (ZeRO: (chunk * world,), allocated per round, zero padded)
+    int64_t numel = 0;             // elements of the bucket's parameters
+    int64_t chunk = 0;             // ZeRO: elements per rank's chunk, ceil(numel / world)
+    int64_t own = 0;               // ZeRO: elements of this rank's chunk that are real (<= chunk)
+    int64_t shard_offset = 0;      // ZeRO: where this rank's chunk starts in the gradient shard
+    torch::Tensor received;        // ZeRO with NCCL: the reduce-scatter's output chunk
     size_t pending = 0;            // params whose gradient has not arrived this step
     c10::intrusive_ptr<c10d::Work> work;
     Clock::time_point launched_at;
@@ -80,6 +92,17 @@ class ProcessGroupContext final : public Context {
   void launch_ready_buckets();  // launches buckets strictly in index order, as every rank does
   void launch_bucket(Bucket& bucket);
   void copy_gradient_into(size_t index);
+  // Flushes parameters whose hook did not fire, launches and waits for every bucket of the
+  // current round; stage 0 then writes the sums into .grad, ZeRO into the gradient shard.
+  void complete_round();
+  void record_comm_times(Clock::time_point finish_started, Clock::time_point waited);
+
+  // ZeRO (zero_sync.cpp).
+  void build_shard_layout();
+  c10::intrusive_ptr<c10d::Work> start_reduce_scatter(Bucket& bucket);
+  void complete_bucket(Bucket& bucket, const std::string& what);  // waits; adds its chunk to the shard
+  void ensure_bucket_buffer(Bucket& bucket);
+  void gather_bucket(const Bucket& bucket, const torch::Tensor& shard, const std::vector<torch::Tensor>& targets);
 
   DistEnv env_;
   torch::Device device_;
@@ -99,6 +122,11 @@ class ProcessGroupContext final : public Context {
   std::vector<char> ready_;
   std::vector<Bucket> buckets_;
   size_t next_bucket_ = 0;
+  size_t next_complete_ = 0;  // ZeRO: buckets before it were waited for and freed this round
+  bool local_ = false;        // world size 1 without a process group
+  ShardLayout layout_;
+  torch::Tensor grad_shard_;  // ZeRO: (layout_.numel,) float32 on the shard device
+  int64_t rounds_done_ = 0;   // ZeRO: rounds completed in the current step
   bool syncing_ = false;  // between begin_micro_step(true) and finish_step()
   int64_t steps_ = 0;
   std::mutex mutex_;      // bucket state: hooks may run on the autograd engine's device threads

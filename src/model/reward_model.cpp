@@ -319,9 +319,10 @@ Tensor RewardModelImpl::backbone(const Tensor& tokens_in, const Tensor& position
   }
 
   Tensor x = embed_tokens_.index_select(0, tokens.reshape({B * T})).view({B, T, config_.hidden_size});
-  for (const auto& module : layers_) {
-    auto layer = std::static_pointer_cast<Layer>(module);
-    if (activation_checkpointing_ && torch::GradMode::is_enabled()) {
+  for (size_t i = 0; i < layers_.size(); ++i) {
+    auto layer = std::static_pointer_cast<Layer>(layers_[i]);
+    const bool recompute = checkpoint_every_ > 0 && static_cast<int64_t>(i) % checkpoint_every_ == 0;
+    if (recompute && torch::GradMode::is_enabled()) {
       x = checkpoint_call([layer, in](const Tensor& input) { return layer->forward(input, in); }, x);
     } else {
       x = layer->forward(x, in);

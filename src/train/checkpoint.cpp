@@ -96,7 +96,11 @@ void save_checkpoint(const std::string& dir, const CheckpointContents& c) {
   fs::path final_dir(dir);
   fs::path tmp = final_dir;
   tmp += ".tmp-" + std::to_string(::getpid());
-  fs::remove_all(tmp);
+  if (c.staging_dir.empty()) {
+    fs::remove_all(tmp);
+  } else {
+    tmp = c.staging_dir;
+  }
   fs::create_directories(tmp);
   try {
     io::save_safetensors((tmp / "model.safetensors").string(), named_weights(*c.model),

@@ -90,7 +90,21 @@ TrainConfig TrainConfig::from_json(const json& j, const std::string& where) {
     s.get("fused_kernels", x.fused_kernels);
     s.get("attention", x.attention);
     s.get("dist_timeout_s", x.dist_timeout_s, above(0, 7 * 86400.0));
+    s.get("zero", x.zero);
+    s.get("activation_checkpointing", x.activation_checkpointing);
+    s.get("activation_checkpointing_k", x.activation_checkpointing_k);
+    s.get("offload_optimizer", x.offload_optimizer);
     s.finish();
+    POLAR_CHECK(x.zero >= 0 && x.zero <= 2, s.path("zero"), ": expected 0, 1 or 2, got ", x.zero);
+    POLAR_CHECK(x.activation_checkpointing == "none" || x.activation_checkpointing == "blocks" ||
+                    x.activation_checkpointing == "every_k",
+                s.path("activation_checkpointing"), ": expected none, blocks or every_k, got \"",
+                x.activation_checkpointing, "\"");
+    POLAR_CHECK(x.activation_checkpointing_k >= 1, s.path("activation_checkpointing_k"), ": must be at least 1, got ",
+                x.activation_checkpointing_k);
+    POLAR_CHECK(!x.offload_optimizer || x.zero >= 1, s.path("offload_optimizer"),
+                ": needs train.zero 1 or 2 (the offloaded optimizer is the sharded one; with one process its shard is "
+                "everything)");
     POLAR_CHECK(x.steps > 0, s.path("steps"), ": must be positive");
     POLAR_CHECK(x.batch_groups > 0, s.path("batch_groups"), ": must be positive");
     POLAR_CHECK(x.lr > 0 && std::isfinite(x.lr), s.path("lr"), ": must be a positive number");
@@ -143,7 +157,10 @@ json TrainConfig::to_json() const {
                  {"beta1", t.beta1}, {"beta2", t.beta2}, {"eps", t.eps}, {"grad_clip", t.grad_clip},
                  {"seed", t.seed}, {"device", t.device}, {"precision", t.precision},
                  {"max_bad_steps", t.max_bad_steps}, {"threads", t.threads},
-                 {"fused_kernels", t.fused_kernels}, {"attention", t.attention}, {"dist_timeout_s", t.dist_timeout_s}}},
+                 {"fused_kernels", t.fused_kernels}, {"attention", t.attention}, {"dist_timeout_s", t.dist_timeout_s},
+                 {"zero", t.zero}, {"activation_checkpointing", t.activation_checkpointing},
+                 {"activation_checkpointing_k", t.activation_checkpointing_k},
+                 {"offload_optimizer", t.offload_optimizer}}},
       {"eval", {{"every", eval.every}, {"max_groups", eval.max_groups}}},
       {"run", {{"output_dir", run.output_dir}, {"checkpoint_every", run.checkpoint_every},
                {"keep_last", run.keep_last}, {"log_every", run.log_every},
@@ -156,6 +173,12 @@ TrainConfig load_train_config(const std::string& path, const std::vector<std::st
   POLAR_CHECK(j.is_object(), path, ": expected a JSON object at the top level, got ", j.type_name());
   for (const auto& o : overrides) apply_override(j, o);
   return TrainConfig::from_json(j, path);
+}
+
+int64_t activation_checkpoint_interval(const TrainSection& t) {
+  if (t.activation_checkpointing == "blocks") return 1;
+  if (t.activation_checkpointing == "every_k") return t.activation_checkpointing_k;
+  return 0;
 }
 
 double learning_rate_at(const TrainSection& t, int64_t step) {

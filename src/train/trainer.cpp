@@ -21,6 +21,8 @@
 #include "polar/train/checkpoint.h"
 #include "polar/train/checkpoint_verify.h"
 #include "polar/train/data_order.h"
+#include "polar/train/memory_plan.h"
+#include "polar/train/optimizer.h"
 
 namespace fs = std::filesystem;
 
@@ -60,12 +62,13 @@ struct Trainer::State {
   TrainConfig cfg;
   RunSetup setup;  // model, tokenizer, datasets, device
   std::shared_ptr<dist::Context> ctx;
-  std::unique_ptr<torch::optim::AdamW> optimizer;
+  std::unique_ptr<TrainOptimizer> optimizer;
   std::vector<torch::Tensor> params;
   std::unique_ptr<GroupStream> stream;
   TrainerState state;
   std::ofstream metrics;
   bool use_fused = false;
+  MemoryPlan plan;
 };
 
 namespace {
@@ -76,6 +79,49 @@ PackOptions pack_options(const DataSection& data, const Tokenizer& tokenizer) {
   pack.pad_id = std::max(tokenizer.special().pad, 0);
   pack.shared_prefix = data.shared_prefix;
   return pack;
+}
+
+// ZeRO-2 reduce-scatters every micro-step, so every rank runs as many rounds as the rank with the
+// most micro-batches this step; each rank can work that out from the data order alone.
+int64_t max_micro_steps(Trainer::State& s, int64_t step) {
+  int64_t most = 1;
+  for (int r = 0; r < s.ctx->world_size(); ++r) {
+    std::vector<GroupRef> groups;
+    for (int64_t i : s.stream->step_groups(step, s.cfg.train.batch_groups, r, s.ctx->world_size()))
+      groups.push_back(s.setup.train_data.group(i));
+    most = std::max<int64_t>(most, static_cast<int64_t>(split_micro_batches(groups, s.cfg.data.micro_batch_tokens, s.cfg.data.shared_prefix).size()));
+  }
+  return most;
+}
+
+// Measured memory at the end of a run: the peak against the plan (rank 0) and, on every rank,
+// the bytes of optimizer state and gradients it holds (these fall as 1/N with ZeRO).
+void log_memory(Trainer::State& s) {
+  const int64_t peak = measured_peak_bytes(s.setup.device.is_cuda(), s.setup.device.index());
+  int64_t grad_bytes = 0;
+  for (const auto& p : s.params)
+    if (p.grad().defined()) grad_bytes += static_cast<int64_t>(p.grad().nbytes());
+  if (s.cfg.train.zero > 0) grad_bytes += static_cast<int64_t>(s.ctx->gradient_shard().nbytes());
+  spdlog::info("memory on rank {}: optimizer state {} bytes, gradients {} bytes", s.ctx->rank(),
+               s.optimizer->state_bytes(), grad_bytes);
+  if (s.ctx->is_main()) {
+    spdlog::info("memory: measured peak {:.1f} MiB ({}), predicted {:.1f} MiB ({:+.1f}%)", peak / 1048576.0,
+                 s.setup.device.is_cuda() ? "CUDA max allocated" : "RSS high-water mark", s.plan.peak / 1048576.0,
+                 100.0 * (static_cast<double>(s.plan.peak) - static_cast<double>(peak)) / static_cast<double>(peak));
+  }
+}
+
+// The checkpoint's staging dir with every rank's optimizer state in it (collective).
+std::string stage_optimizer_state(Trainer::State& s, const std::string& dir) {
+  const std::string staging = dir + ".staging";
+  if (s.ctx->is_main()) {
+    fs::remove_all(staging);
+    fs::create_directories(staging);
+  }
+  s.ctx->barrier();
+  s.optimizer->save(staging);
+  s.ctx->barrier();
+  return staging;
 }
 
 }  // namespace
@@ -90,6 +136,8 @@ Trainer::Trainer(TrainConfig config, bool resume, SetupFn make_setup) : s_(std::
   torch::Device device = resolve_device(s.cfg.train.device, env.local_rank);
   dist::DistOptions dopt;
   dopt.timeout = std::chrono::milliseconds(static_cast<int64_t>(s.cfg.train.dist_timeout_s * 1000));
+  dopt.zero_stage = static_cast<int>(s.cfg.train.zero);
+  if (s.cfg.train.offload_optimizer) dopt.shard_device = torch::Device(torch::kCPU);
   s.ctx = dist::Context::create(env, device, dopt);
   POLAR_CHECK(s.cfg.train.batch_groups >= s.ctx->world_size(), "train.batch_groups (", s.cfg.train.batch_groups,
               ") must be at least the world size (", s.ctx->world_size(), ")");
@@ -99,7 +147,9 @@ Trainer::Trainer(TrainConfig config, bool resume, SetupFn make_setup) : s_(std::
     resume_from = find_latest_checkpoint(s.cfg.run.output_dir);
     if (!resume_from) spdlog::warn("resume: no checkpoint under {}; starting from scratch", s.cfg.run.output_dir);
   }
+  const int64_t baseline_rss = current_rss_bytes();  // before the model and data: the plan's runtime
   s.setup = make_setup ? make_setup(s.cfg, device, resume_from) : prepare_run(s.cfg, device, resume_from);
+  s.plan = plan_memory(s.setup.model->config(), s.cfg, s.ctx->world_size(), device.is_cuda(), baseline_rss);
   s.ctx->broadcast_module(*s.setup.model);
 
   for (auto& p : s.setup.model->parameters()) s.params.push_back(p);
@@ -108,7 +158,9 @@ Trainer::Trainer(TrainConfig config, bool resume, SetupFn make_setup) : s_(std::
                   .betas({s.cfg.train.beta1, s.cfg.train.beta2})
                   .eps(s.cfg.train.eps)
                   .weight_decay(s.cfg.train.weight_decay);
-  s.optimizer = std::make_unique<torch::optim::AdamW>(s.params, opts);
+  auto adamw = std::make_unique<torch::optim::AdamW>(s.params, opts);
+  s.optimizer = make_train_optimizer(s.cfg.train, std::move(adamw), s.ctx, s.params);
+  s.setup.model->set_activation_checkpointing_every(activation_checkpoint_interval(s.cfg.train));
   s.stream = std::make_unique<GroupStream>(s.setup.train_data.size(), static_cast<uint64_t>(s.cfg.train.seed));
   s.use_fused = s.cfg.train.fused_kernels && device.is_cuda() && kernels::cuda_kernels_available();
   s.setup.model->set_fused_head(s.use_fused);
@@ -128,13 +180,14 @@ Trainer::Trainer(TrainConfig config, bool resume, SetupFn make_setup) : s_(std::
   }
 
   if (resume_from) {
-    load_optimizer_state(*s.optimizer, *resume_from);
+    s.optimizer->load(*resume_from);
     s.state = load_trainer_state(*resume_from);
     spdlog::info("resumed from {} at step {}", *resume_from, s.state.step);
   }
   s.state.world_size = s.ctx->world_size();
   if (s.ctx->is_main()) {
     spdlog::info("resolved config:\n{}", s.setup.resolved_config.dump(2));
+    spdlog::info("{}", s.plan.format());
     fs::create_directories(s.cfg.run.output_dir);
     remove_stale_temporaries(s.cfg.run.output_dir);  // left by a save that was killed
     write_json_file_atomic((fs::path(s.cfg.run.output_dir) / "config.json").string(), s.setup.resolved_config);
@@ -161,6 +214,11 @@ StepStats Trainer::train_step(int64_t step) {
   s.optimizer->zero_grad(true);
   auto micro = split_micro_batches(groups, s.cfg.data.micro_batch_tokens, s.cfg.data.shared_prefix);
   const PackOptions pack = pack_options(s.cfg.data, s.setup.tokenizer);
+}
+
+  s.optimizer->zero_grad();
+  auto micro = split_micro_batches(groups, s.cfg.data.micro_batch_tokens, s.cfg.data.shared_prefix);
+  PackOptions pack{s.cfg.data.row_tokens, std::max(s.setup.tokenizer.special().pad, 0)};
   double loss_sum = 0, correct = 0, ties = 0, tokens = 0;
   for (size_t m = 0; m < micro.size(); ++m) {
     std::vector<GroupRef> slice(groups.begin() + micro[m].first, groups.begin() + micro[m].second);
@@ -179,10 +237,10 @@ StepStats Trainer::train_step(int64_t step) {
     ties += static_cast<double>(out.n_ties);
     tokens += static_cast<double>(batch.n_tokens);
   }
-  s.ctx->finish_step();
+  s.ctx->finish_step(s.cfg.train.zero == 2 ? max_micro_steps(s, step) : 1);
 
   double clip = s.cfg.train.grad_clip > 0 ? s.cfg.train.grad_clip : std::numeric_limits<double>::infinity();
-  double grad_norm = torch::nn::utils::clip_grad_norm_(s.params, clip);
+  double grad_norm = s.optimizer->clip_grad_norm(clip);
   std::vector<double> reduced{loss_sum, correct, ties, tokens, static_cast<double>(g_stop_signal.load() != 0)};
   s.ctx->all_reduce_sum(reduced);
 
@@ -194,10 +252,7 @@ StepStats Trainer::train_step(int64_t step) {
   st.grad_norm = grad_norm;
   st.lr = learning_rate_at(s.cfg.train, step);
   st.skipped = !std::isfinite(st.loss) || !std::isfinite(grad_norm);
-  if (!st.skipped) {
-    for (auto& group : s.optimizer->param_groups()) static_cast<torch::optim::AdamWOptions&>(group.options()).lr(st.lr);
-    s.optimizer->step();
-  }
+  if (!st.skipped) s.optimizer->step(st.lr);
   if (reduced[4] > 0 && g_stop_signal.load() == 0) g_stop_signal.store(SIGTERM);  // a peer was signalled
   st.comm_exposed_seconds = s.ctx->last_exposed_comm_seconds();
   st.comm_total_seconds = s.ctx->last_total_comm_seconds();
@@ -245,12 +300,13 @@ int Trainer::run() {
   const bool main = s.ctx->is_main();
   if (int sig = g_stop_signal.load(); sig != 0) return 128 + sig;  // signalled during set-up: nothing to save
   auto save = [&](const std::string& name, bool with_optimizer) {
+    const std::string dir = (fs::path(cfg.run.output_dir) / name).string();
+    // Every rank writes its optimizer state into the staging dir; rank 0 completes and renames it.
+    const std::string staging = with_optimizer ? stage_optimizer_state(s, dir) : "";
     if (main) {
       Activity saving("saving " + name);
       TrainerState st = s.state;
-      CheckpointContents c{&s.setup.model, &s.setup.tokenizer, &s.setup.resolved_config,
-                           with_optimizer ? s.optimizer.get() : nullptr, &st};
-      std::string dir = (fs::path(cfg.run.output_dir) / name).string();
+      CheckpointContents c{&s.setup.model, &s.setup.tokenizer, &s.setup.resolved_config, nullptr, &st, staging};
       save_checkpoint(dir, c);
       if (name.rfind("checkpoint-", 0) == 0) prune_checkpoints(cfg.run.output_dir, cfg.run.keep_last);
       spdlog::info("saved {}", dir);
@@ -326,6 +382,7 @@ int Trainer::run() {
               " no final/ written (lower train.lr, or check the data and the initial weights)");
   save(fmt::format("checkpoint-{}", s.state.step), true);
   save("final", false);
+  log_memory(s);
   return 0;
 }
 

@@ -13,5 +13,6 @@ void add_bench_command(CLI::App& app);      // src/cli/bench_command.cpp
 void add_interop_commands(CLI::App& app);   // src/cli/interop_command.cpp: import, export
 void add_sample_command(CLI::App& app);     // src/cli/sample_command.cpp
 void add_serve_command(CLI::App& app);      // src/cli/serve_command.cpp
+void add_plan_command(CLI::App& app);       // src/cli/plan_command.cpp
 
 }  // namespace polar::cli

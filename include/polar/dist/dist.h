@@ -7,6 +7,7 @@
 #include <chrono>
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -35,6 +36,28 @@ struct DistOptions {
   int64_t bucket_bytes = 25 << 20;
   // Build the process group even when world_size is 1 (device checks of the NCCL/Gloo path).
   bool force_process_group = false;
+  // 0: every rank ends a step with the summed gradient of every parameter (DDP). 1 (ZeRO-1):
+  // the last micro-step reduce-scatters the gradients, each rank keeps its shard. 2 (ZeRO-2):
+  // every micro-step reduce-scatters from the backward hooks into the shard and frees .grad.
+  int zero_stage = 0;
+  // Where the gradient shard lives (ZeRO): the parameters' device, or the CPU for offload.
+  std::optional<torch::Device> shard_device;
+};
+
+// ZeRO: this rank's part of the flattened parameters. Each bucket of parameters is cut into
+// world_size equal chunks; rank r owns chunk r of every bucket. A piece is a run of one
+// parameter's elements inside the shard (pieces name parameters, so a checkpoint written at one
+// world size can be read at another).
+struct ShardPiece {
+  int64_t param = 0;         // index into the attached parameters
+  int64_t param_offset = 0;  // first element inside the flattened parameter
+  int64_t length = 0;
+  int64_t shard_offset = 0;  // first element inside the shard
+};
+struct ShardLayout {
+  std::vector<ShardPiece> pieces;  // in shard order
+  int64_t numel = 0;               // elements in this rank's shard
+  int64_t total_numel = 0;         // elements of all attached parameters
 };
 
 class Context {
@@ -63,7 +86,20 @@ class Context {
   // this step) still joins, contributing the gradients it holds or zeros.
   virtual void attach_gradients(const std::vector<torch::Tensor>& parameters) = 0;
   virtual void begin_micro_step(bool sync) = 0;
-  virtual void finish_step() = 0;
+  // ZeRO-2 reduce-scatters every micro-step, so every rank must run the same number of rounds:
+  // `rounds` is the largest micro-step count of any rank this step (ranks with fewer contribute
+  // zeros for the rest). Ignored by stages 0 and 1.
+  virtual void finish_step(int64_t rounds = 1) = 0;
+
+  // ZeRO (zero_stage 1/2, after attach_gradients): this rank's shard layout, and its summed
+  // gradient (float32, (layout.numel,), on shard_device) after finish_step. The gradient shard is
+  // zeroed by the first synchronising micro-step of the next step.
+  virtual const ShardLayout& shard_layout() const = 0;
+  virtual torch::Tensor gradient_shard() = 0;
+  // Every rank passes its shard of values ((layout.numel,), any device and dtype); afterwards
+  // every tensor in `targets` (one per attached parameter, same shapes, any device/dtype) holds
+  // the gathered values. Used to publish updated parameters and to consolidate master weights.
+  virtual void all_gather_shard(const torch::Tensor& shard, const std::vector<torch::Tensor>& targets) = 0;
 
   // Seconds spent waiting for communication in the last finish_step (not hidden by backward),
   // and total communication time; for the DDP benchmark.

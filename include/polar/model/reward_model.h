@@ -47,15 +47,17 @@ class RewardModelImpl : public torch::nn::Module {
   void set_attention_impl(AttentionImpl impl) { attention_impl_ = impl; }
   // Use the fused reward-head kernel (CUDA tensors only; CPU always takes the reference).
   void set_fused_head(bool on) { fused_head_ = on; }
-  // Activation checkpointing hook point for large models (recompute each layer in backward).
-  void set_activation_checkpointing(bool on) { activation_checkpointing_ = on; }
+  // Activation checkpointing: recompute layers in backward instead of keeping their activations.
+  // Every layer (on), or every k-th one (layers 0, k, 2k, ...; k = 1 is every layer, 0 none).
+  void set_activation_checkpointing(bool on) { checkpoint_every_ = on ? 1 : 0; }
+  void set_activation_checkpointing_every(int64_t k) { checkpoint_every_ = k; }
 
  private:
   struct Layer;
   AttentionImpl resolve_attention(const torch::Device& device) const;
   ModelConfig config_;
   AttentionImpl attention_impl_ = AttentionImpl::Auto;
-  bool activation_checkpointing_ = false;
+  int64_t checkpoint_every_ = 0;
   bool fused_head_ = true;
   torch::Tensor embed_tokens_;  // alias of model.embed_tokens.weight
   torch::Tensor norm_weight_;   // alias of model.norm.weight

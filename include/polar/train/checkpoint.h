@@ -36,6 +36,9 @@ struct CheckpointContents {
   const nlohmann::json* config = nullptr;
   torch::optim::Optimizer* optimizer = nullptr;  // optional
   const TrainerState* state = nullptr;           // optional
+  // When set, the temporary directory to complete and rename; it already holds files that other
+  // ranks wrote (their optimizer shards). Otherwise DIR.tmp-PID.
+  std::string staging_dir;
 };
 
 // Writes `dir` atomically; an existing `dir` is replaced.

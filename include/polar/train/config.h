@@ -52,6 +52,14 @@ struct TrainSection {
   // SDPA | math: always masked SDPA | varlen: require the flash path.
   std::string attention = "auto";
   double dist_timeout_s = 300;  // collective/rendezvous timeout
+  // 0: replicated optimizer (DDP) | 1: ZeRO-1 (optimizer state and master weights sharded)
+  // | 2: ZeRO-2 (gradients sharded too). See docs/distributed.md.
+  int64_t zero = 0;
+  // Recompute decoder blocks in backward: none | blocks (every block) | every_k (blocks 0, k, 2k, ...).
+  std::string activation_checkpointing = "none";
+  int64_t activation_checkpointing_k = 2;
+  // Master weights and AdamW state in host memory, update on the CPU (needs zero 1 or 2).
+  bool offload_optimizer = false;
 };
 
 struct EvalSection {
@@ -88,6 +96,10 @@ nlohmann::json model_shape_json(const nlohmann::json& model_section);
 
 // Reads `path`, applies "--set key=value" overrides, parses. Errors name the file and key.
 TrainConfig load_train_config(const std::string& path, const std::vector<std::string>& overrides);
+
+// The model's activation-checkpointing interval for train.activation_checkpointing: none -> 0,
+// blocks -> 1, every_k -> train.activation_checkpointing_k.
+int64_t activation_checkpoint_interval(const TrainSection& train);
 
 // Learning rate at `step` (0-based): linear warm-up, then cosine to lr * min_lr_ratio.
 double learning_rate_at(const TrainSection& train, int64_t step);

@@ -50,8 +50,9 @@ class Trainer {
   StepStats train_step(int64_t step);
   EvalStats evaluate();
 
+ struct State;  // public so that the file's helpers can take it; defined in trainer.cpp
+
  private:
-  struct State;
   std::unique_ptr<State> s_;
 };
 

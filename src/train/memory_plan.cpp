@@ -1,0 +1,156 @@
+// Memory plan (see memory_plan.h).
+#include "polar/train/memory_plan.h"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <cmath>
+#include <fstream>
+#include <sstream>
+#include <sys/resource.h>
+#include <unistd.h>
+
+#if __has_include(<c10/cuda/CUDACachingAllocator.h>)
+#include <c10/cuda/CUDACachingAllocator.h>
+#define POLAR_HAVE_CUDA_ALLOCATOR 1
+#endif
+
+namespace polar {
+namespace {
+
+constexpr int64_t kBucketBytes = 25 << 20;  // dist::DistOptions::bucket_bytes
+constexpr int64_t kUpdateChunk = 1 << 22;   // ShardedAdamW updates at most this many elements at once
+
+// Bytes one token leaves saved for backward in one decoder layer (forward of the layer in
+// src/model/reward_model.cpp). `wide`: the residual stream and norms (fp32); `narrow`: matmul
+// outputs (bf16 under autocast, else fp32).
+double layer_bytes_per_token(const ModelConfig& c, bool cuda) {
+  const double H = static_cast<double>(c.hidden_size), I = static_cast<double>(c.intermediate_size);
+  const double KV = static_cast<double>(c.num_kv_heads * c.head_dim());
+  const double wide = 4, narrow = cuda ? 2 : 4;
+  // Layer input, RMSNorm outputs (x2), the residual after attention, RoPE'd q and k.
+  double bytes = wide * (4 * H + H + KV);
+  // q, k and their rotate_half copies, v, attention output, o_proj input, SwiGLU (gate, silu,
+  // up, product).
+  bytes += narrow * (2 * H + 2 * KV + KV + 2 * H + 4 * I);
+  if (cuda) {
+    bytes += narrow * (2 * H + H + 2 * KV);  // autocast's bf16 copies of the norms; q/k/v cast for flash attention
+  } else {
+    // Masked SDPA on the CPU (LibTorch's fused CPU kernel: no score matrix is kept): the
+    // repeated k/v heads it saves, its output and log-sum-exp.
+    if (c.num_kv_heads < c.num_heads) bytes += narrow * 2 * H;
+    bytes += narrow * (H + static_cast<double>(c.num_heads));
+  }
+  return bytes;
+}
+
+std::string gib(int64_t bytes) {
+  const double b = static_cast<double>(bytes);
+  if (b >= 1024.0 * 1024 * 1024) return fmt::format("{:.2f} GiB", b / (1024.0 * 1024 * 1024));
+  return fmt::format("{:.1f} MiB", b / (1024.0 * 1024));
+}
+
+}  // namespace
+
+MemoryPlan plan_memory(const ModelConfig& c, const TrainConfig& cfg, int world, bool cuda, int64_t runtime_bytes) {
+  MemoryPlan m;
+  const auto& t = cfg.train;
+  const int64_t P = c.num_parameters(), N = world;
+  const int64_t shard = (P + N - 1) / N;
+  m.parameters = P;
+  m.world_size = world;
+  m.cuda = cuda;
+  m.micro_batch_tokens = cfg.data.micro_batch_tokens;
+  m.checkpointing = t.activation_checkpointing;
+  m.params = 4 * P;
+  m.grads = t.zero == 2 ? 4 * shard : 4 * P;
+  m.master = t.zero == 0 ? 0 : 4 * shard;
+  m.optimizer = t.zero == 0 ? 8 * P : 8 * shard;
+  if (t.offload_optimizer) {
+    m.host = m.master + m.optimizer + (t.zero == 2 ? m.grads : 4 * shard);
+    if (t.zero == 2) m.grads = 0;
+    m.master = m.optimizer = 0;
+  }
+  if (t.zero == 0) {
+    m.buckets = world > 1 ? 4 * P : 0;  // DDP keeps every bucket allocated
+  } else {
+    // Two reduce-scatter buckets in flight, and an all-gather bucket with its chunk.
+    const int64_t bucket = std::min<int64_t>(kBucketBytes, 4 * P);
+    m.buckets = 3 * bucket + bucket / N;
+  }
+
+  // Activations of one micro-batch: every layer's saved tensors, the embedding output, the mask
+  // and RoPE tables; with checkpointing only a checkpointed layer's input stays, and one layer
+  // is recomputed at a time in backward.
+  const double T = static_cast<double>(cfg.data.micro_batch_tokens);
+  const double per_layer = layer_bytes_per_token(c, cuda) * T;
+  const double boundary = 4.0 * static_cast<double>(c.hidden_size) * T;
+  const double fixed = boundary + (cuda ? 0.0 : T * static_cast<double>(cfg.data.row_tokens)) + 24.0 * T +
+                       8.0 * static_cast<double>(c.head_dim()) * T;
+  const double L = static_cast<double>(c.num_layers);
+  // Backward keeps a few gradient tensors of the widest activation alive at once.
+  const double backward = 3.0 * 4.0 * T * static_cast<double>(std::max(c.intermediate_size, 2 * c.hidden_size));
+  m.activations_none = static_cast<int64_t>(fixed + L * per_layer + backward);
+  m.activations_blocks = static_cast<int64_t>(fixed + L * boundary + per_layer + backward);
+  const int64_t k = activation_checkpoint_interval(t);
+  if (k == 0) {
+    m.activations = m.activations_none;
+  } else {
+    const double recomputed = std::ceil(L / static_cast<double>(k));
+    m.activations = static_cast<int64_t>(fixed + recomputed * boundary + (L - recomputed) * per_layer + per_layer +
+                                         backward);
+  }
+
+  // Optimizer temporaries (sqrt and denominator of the largest tensor or update chunk) and the
+  // gradient-norm reduction.
+  const int64_t largest = std::max(c.vocab_size * c.hidden_size, c.hidden_size * c.intermediate_size);
+  m.workspace = 2 * 4 * (t.zero == 0 ? largest : std::min<int64_t>(shard, kUpdateChunk));
+  m.runtime = cuda ? 0 : runtime_bytes;
+  m.peak = m.params + m.grads + m.master + m.optimizer + m.buckets + m.activations + m.workspace + m.runtime;
+  if (!cuda) m.peak += m.host;  // the host is the device
+  return m;
+}
+
+std::string MemoryPlan::format(double capacity_gib) const {
+  std::ostringstream o;
+  o << fmt::format("memory plan per rank: {:.3g}B parameters, {} rank(s), {}, micro-batch {} tokens\n",
+                   static_cast<double>(parameters), world_size, cuda ? "CUDA" : "CPU", micro_batch_tokens);
+  const std::pair<const char*, int64_t> rows[] = {
+      {"parameters (fp32)", params}, {"gradients (fp32)", grads}, {"master weights (fp32)", master},
+      {"optimizer (AdamW m, v)", optimizer}, {"activations, no checkpointing", activations_none},
+      {"activations, checkpointing blocks", activations_blocks}, {"buckets", buckets}, {"workspace", workspace},
+      {"runtime (process baseline)", runtime}, {"host (offloaded)", host}};
+  for (const auto& [name, bytes] : rows) o << fmt::format("  {:<36} {:>12}\n", name, gib(bytes));
+  o << fmt::format("  {:<36} {:>12}  (activations: {}, {})\n", "predicted peak", gib(peak), checkpointing,
+                   gib(activations));
+  if (capacity_gib > 0) {
+    const double cap = capacity_gib * 1024.0 * 1024 * 1024;
+    o << fmt::format("  fits in {:.0f} GiB: {} ({:.0f}% used)\n", capacity_gib, peak <= cap ? "yes" : "NO",
+                     100.0 * static_cast<double>(peak) / cap);
+  }
+  return o.str();
+}
+
+int64_t current_rss_bytes() {
+  std::ifstream statm("/proc/self/statm");
+  int64_t size = 0, resident = 0;
+  statm >> size >> resident;
+  return resident * static_cast<int64_t>(sysconf(_SC_PAGESIZE));
+}
+
+int64_t measured_peak_bytes(bool cuda, int index) {
+#ifdef POLAR_HAVE_CUDA_ALLOCATOR
+  if (cuda) {
+    const auto stats = c10::cuda::CUDACachingAllocator::getDeviceStats(static_cast<c10::DeviceIndex>(index));
+    return stats.allocated_bytes[0].peak;
+  }
+#else
+  (void)cuda;
+  (void)index;
+#endif
+  struct rusage ru {};
+  getrusage(RUSAGE_SELF, &ru);
+  return static_cast<int64_t>(ru.ru_maxrss) * 1024;  // KiB on Linux
+}
+
+}  // namespace polar

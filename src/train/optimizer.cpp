@@ -1,0 +1,226 @@
+// ReplicatedAdamW (train.zero 0) and ShardedAdamW (ZeRO-1/2, optional host offload); see
+// polar/train/optimizer.h. Sharded checkpoints: src/train/optimizer_shards.cpp.
+#include "polar/train/optimizer.h"
+
+#include <torch/nn/utils/clip_grad.h>
+#include <torch/serialize.h>
+#include <torch/torch.h>
+
+#include <fmt/format.h>
+
+#include <cmath>
+#include <filesystem>
+#include <unordered_map>
+
+#include "polar/common/error.h"
+#include "polar/train/checkpoint.h"
+#include "polar/train/config.h"
+#include "optimizer_shards.h"
+
+namespace fs = std::filesystem;
+
+namespace polar {
+
+std::vector<ParamHyper> param_hypers(torch::optim::AdamW& adamw, const std::vector<torch::Tensor>& params,
+                                     double base_lr) {
+  std::unordered_map<const void*, ParamHyper> by_param;
+  for (auto& group : adamw.param_groups()) {
+    const auto& o = static_cast<const torch::optim::AdamWOptions&>(group.options());
+    for (const auto& p : group.params()) by_param[p.unsafeGetTensorImpl()] = ParamHyper{o.weight_decay(), o.lr() / base_lr};
+  }
+  std::vector<ParamHyper> out;
+  for (const auto& p : params) {
+    auto it = by_param.find(p.unsafeGetTensorImpl());
+    POLAR_CHECK(it != by_param.end(), "optimizer: a trained parameter belongs to no AdamW parameter group");
+    out.push_back(it->second);
+  }
+  return out;
+}
+
+std::string optimizer_shard_file(int rank, int world) {
+  return fmt::format("optimizer-shard-{:05d}-of-{:05d}.pt", rank, world);
+}
+
+namespace {
+
+class ReplicatedAdamW final : public TrainOptimizer {
+ public:
+  ReplicatedAdamW(std::unique_ptr<torch::optim::AdamW> adamw, std::shared_ptr<dist::Context> ctx, double base_lr)
+      : adamw_(std::move(adamw)), ctx_(std::move(ctx)) {
+    for (auto& group : adamw_->param_groups()) {
+      lr_scales_.push_back(static_cast<torch::optim::AdamWOptions&>(group.options()).lr() / base_lr);
+      for (const auto& p : group.params()) params_.push_back(p);
+    }
+  }
+  void zero_grad() override { adamw_->zero_grad(true); }
+  double clip_grad_norm(double max_norm) override { return torch::nn::utils::clip_grad_norm_(params_, max_norm); }
+  void step(double lr) override {
+    auto& groups = adamw_->param_groups();
+    for (size_t g = 0; g < groups.size(); ++g)
+      static_cast<torch::optim::AdamWOptions&>(groups[g].options()).lr(lr * lr_scales_[g]);
+    adamw_->step();
+  }
+  void save(const std::string& staging_dir) override {
+    if (!ctx_->is_main()) return;  // every rank holds the same state
+    torch::serialize::OutputArchive archive;
+    adamw_->save(archive);
+    const fs::path path = fs::path(staging_dir) / "optimizer.pt";
+    archive.save_to(path.string() + ".part");
+    fs::rename(path.string() + ".part", path);
+  }
+  void load(const std::string& checkpoint_dir) override {
+    POLAR_CHECK(!has_optimizer_shards(checkpoint_dir), checkpoint_dir,
+                ": the optimizer state is sharded (written with train.zero 1 or 2); resume with train.zero 1 or 2");
+    load_optimizer_state(*adamw_, checkpoint_dir);
+  }
+  int64_t state_bytes() const override {
+    int64_t n = 0;
+    for (const auto& [key, state] : adamw_->state()) {
+      const auto& s = static_cast<const torch::optim::AdamWParamState&>(*state);
+      n += static_cast<int64_t>(s.exp_avg().nbytes() + s.exp_avg_sq().nbytes());
+    }
+    return n;
+  }
+
+ private:
+  std::unique_ptr<torch::optim::AdamW> adamw_;
+  std::shared_ptr<dist::Context> ctx_;
+  std::vector<double> lr_scales_;
+  std::vector<torch::Tensor> params_;
+};
+
+constexpr int64_t kUpdateChunk = 1 << 22;  // memory_plan.cpp assumes the same
+
+// A run of consecutive shard elements with the same hyper-parameters.
+struct Run {
+  int64_t offset = 0, length = 0;
+  ParamHyper hyper;
+};
+
+class ShardedAdamW final : public TrainOptimizer {
+ public:
+  ShardedAdamW(std::shared_ptr<dist::Context> ctx, std::vector<torch::Tensor> params, std::vector<ParamHyper> hypers,
+               const ShardedAdamWOptions& options)
+      : ctx_(std::move(ctx)), params_(std::move(params)), options_(options) {
+    POLAR_CHECK(hypers.size() == params_.size(), "optimizer: ", hypers.size(), " hyper-parameter sets for ",
+                params_.size(), " parameters");
+    const auto& layout = ctx_->shard_layout();
+    const torch::Device device = options.offload ? torch::Device(torch::kCPU) : params_.front().device();
+    const auto fp32 = torch::TensorOptions().dtype(torch::kFloat32).device(device);
+    state_.master = torch::empty({layout.numel}, fp32);
+    state_.exp_avg = torch::zeros({layout.numel}, fp32);
+    state_.exp_avg_sq = torch::zeros({layout.numel}, fp32);
+    // Pinned master weights: the source of the host-to-device copy of updated parameters (the
+    // moments never leave the host).
+    if (options.offload && params_.front().is_cuda()) state_.master = state_.master.pin_memory();
+    torch::NoGradGuard no_grad;
+    for (const auto& piece : layout.pieces) {
+      state_.master.narrow(0, piece.shard_offset, piece.length)
+          .copy_(params_[piece.param].detach().reshape(-1).narrow(0, piece.param_offset, piece.length));
+      const ParamHyper& h = hypers[piece.param];
+      if (!runs_.empty() && runs_.back().offset + runs_.back().length == piece.shard_offset &&
+          runs_.back().hyper.weight_decay == h.weight_decay && runs_.back().hyper.lr_scale == h.lr_scale) {
+        runs_.back().length += piece.length;
+      } else {
+        runs_.push_back(Run{piece.shard_offset, piece.length, h});
+      }
+    }
+    split_runs();
+  }
+
+  // At most kUpdateChunk elements per update, which bounds the temporaries of the AdamW
+  // expression (and keeps the CPU update cache-friendly when offloaded).
+  void split_runs() {
+    std::vector<Run> split;
+    for (const auto& run : runs_) {
+      for (int64_t at = 0; at < run.length; at += kUpdateChunk)
+        split.push_back(Run{run.offset + at, std::min(kUpdateChunk, run.length - at), run.hyper});
+    }
+    runs_ = std::move(split);
+  }
+
+  void zero_grad() override {
+    for (auto& p : params_) p.mutable_grad().reset();
+  }
+
+  double clip_grad_norm(double max_norm) override {
+    torch::Tensor grad = ctx_->gradient_shard();
+    const double local = grad.numel() > 0 ? grad.norm(2).item<double>() : 0.0;
+    std::vector<double> sum{local * local};
+    ctx_->all_reduce_sum(sum);
+    const double total = std::sqrt(sum[0]);
+    const double coef = max_norm / (total + 1e-6);  // torch's clip_grad_norm_ rule
+    if (std::isfinite(total) && coef < 1) grad.mul_(coef);
+    return total;
+  }
+
+  // AdamW exactly as torch::optim::AdamW::step computes it, on the shard.
+  void step(double lr) override {
+    torch::NoGradGuard no_grad;
+    ++state_.step;
+    const double bias_correction1 = 1 - std::pow(options_.beta1, static_cast<double>(state_.step));
+    const double bias_correction2 = 1 - std::pow(options_.beta2, static_cast<double>(state_.step));
+    torch::Tensor grad = ctx_->gradient_shard();
+    if (grad.device() != state_.master.device()) grad = grad.to(state_.master.device());
+    for (const auto& run : runs_) {
+      auto p = state_.master.narrow(0, run.offset, run.length);
+      auto m = state_.exp_avg.narrow(0, run.offset, run.length);
+      auto v = state_.exp_avg_sq.narrow(0, run.offset, run.length);
+      auto g = grad.narrow(0, run.offset, run.length);
+      const double run_lr = lr * run.hyper.lr_scale;
+      if (run.hyper.weight_decay != 0) p.mul_(1 - run_lr * run.hyper.weight_decay);
+      m.mul_(options_.beta1).add_(g, 1 - options_.beta1);
+      v.mul_(options_.beta2).addcmul_(g, g, 1 - options_.beta2);
+      auto denom = (v.sqrt() / std::sqrt(bias_correction2)).add_(options_.eps);
+      p.addcdiv_(m, denom, -run_lr / bias_correction1);
+    }
+    ctx_->all_gather_shard(state_.master, params_);
+  }
+
+  void save(const std::string& staging_dir) override {
+    write_optimizer_shard(staging_dir, ctx_->rank(), ctx_->world_size(), ctx_->shard_layout(), params_, state_);
+  }
+
+  void load(const std::string& checkpoint_dir) override {
+    read_optimizer_shards(checkpoint_dir, ctx_->shard_layout(), params_, state_);
+    ctx_->all_gather_shard(state_.master, params_);  // the master weights are the truth
+  }
+
+  int64_t state_bytes() const override {
+    return static_cast<int64_t>(state_.master.nbytes() + state_.exp_avg.nbytes() + state_.exp_avg_sq.nbytes());
+  }
+
+ private:
+  std::shared_ptr<dist::Context> ctx_;
+  std::vector<torch::Tensor> params_;
+  ShardedAdamWOptions options_;
+  ShardState state_;
+  std::vector<Run> runs_;
+};
+
+}  // namespace
+
+std::unique_ptr<TrainOptimizer> make_replicated_adamw(std::unique_ptr<torch::optim::AdamW> adamw,
+                                                      std::shared_ptr<dist::Context> ctx, double base_lr) {
+  return std::make_unique<ReplicatedAdamW>(std::move(adamw), std::move(ctx), base_lr);
+}
+
+std::unique_ptr<TrainOptimizer> make_sharded_adamw(std::shared_ptr<dist::Context> ctx, std::vector<torch::Tensor> params,
+                                                   std::vector<ParamHyper> hypers, const ShardedAdamWOptions& options) {
+  return std::make_unique<ShardedAdamW>(std::move(ctx), std::move(params), std::move(hypers), options);
+}
+
+std::unique_ptr<TrainOptimizer> make_train_optimizer(const TrainSection& train, std::unique_ptr<torch::optim::AdamW> adamw,
+                                                     std::shared_ptr<dist::Context> ctx,
+                                                     const std::vector<torch::Tensor>& params) {
+  if (train.zero == 0) return make_replicated_adamw(std::move(adamw), std::move(ctx), train.lr);
+  ShardedAdamWOptions options;
+  options.beta1 = train.beta1;
+  options.beta2 = train.beta2;
+  options.eps = train.eps;
+  options.offload = train.offload_optimizer;
+  auto hypers = param_hypers(*adamw, params, train.lr);
+  return make_sharded_adamw(std::move(ctx), params, std::move(hypers), options);
+}
+
+}  // namespace polar
