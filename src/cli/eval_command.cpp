@@ -16,7 +16,7 @@ namespace polar::cli {
 namespace {
 
 struct CommonArgs {
-  std::string checkpoint, input, output, device = "auto", precision = "fp32";
+  std::string checkpoint, input, output, device = "auto", precision = "fp32", template_kind = "finetune";
   int64_t max_length = 16384, max_response_length = 4096, batch_tokens = 16384, row_tokens = 512;
   bool skip_invalid = false;
 };
@@ -31,6 +31,10 @@ void add_common(CLI::App* cmd, CommonArgs& a) {
   cmd->add_option("--batch-tokens", a.batch_tokens, "tokens per forward pass");
   cmd->add_option("--row-tokens", a.row_tokens,
                   "packed row length (attention is computed per row; a longer sequence gets its own row)");
+  cmd->add_option("--template", a.template_kind,
+                  "finetune (prompt \"\\n\" response) | pretrain (prompt and response joined, as in pre-training data)")
+      ->check(CLI::IsMember({"finetune", "pretrain"}))
+      ->capture_default_str();
   cmd->add_flag("--skip-invalid", a.skip_invalid, "skip invalid input lines instead of stopping");
 }
 
@@ -41,6 +45,7 @@ ScoreOptions score_options(const CommonArgs& a) {
   o.micro_batch_tokens = a.batch_tokens;
   o.row_tokens = a.row_tokens;
   o.precision = a.precision;
+  o.template_kind = parse_template_kind(a.template_kind);
   return o;
 }
 
@@ -62,6 +67,7 @@ void add_eval_commands(CLI::App& app) {
       auto j = result.to_json();
       j["checkpoint"] = ev->checkpoint;
       j["data"] = ev->input;
+      j["template"] = ev->template_kind;
       j["invalid_lines_skipped"] = stats.skipped;
       write_json_file_atomic(ev->output, j);
     }

@@ -87,7 +87,7 @@ PreferenceEval evaluate_preferences(LoadedModel& lm, const std::vector<Preferenc
   std::vector<EncodedGroup> groups;
   std::vector<const PreferenceRecord*> kept;
   for (const auto& r : records) {
-    auto g = encode_group_text(lm.tokenizer, TemplateKind::Finetune, r.prompt, r.reference, {r.chosen, r.rejected}, o.limits);
+    auto g = encode_group_text(lm.tokenizer, o.template_kind, r.prompt, r.reference, {r.chosen, r.rejected}, o.limits);
     if (!g) {
       ev.dropped_too_long++;
       continue;
@@ -113,7 +113,7 @@ std::vector<double> score_records(LoadedModel& lm, const std::vector<ScoringReco
   std::vector<EncodedGroup> groups;
   std::vector<int64_t> slot(records.size(), -1);
   for (size_t i = 0; i < records.size(); ++i) {
-    auto g = encode_group_text(lm.tokenizer, TemplateKind::Finetune, records[i].prompt, records[i].reference,
+    auto g = encode_group_text(lm.tokenizer, o.template_kind, records[i].prompt, records[i].reference,
                                {records[i].output}, o.limits);
     if (!g) continue;
     slot[i] = static_cast<int64_t>(groups.size());

@@ -41,6 +41,8 @@ TrainConfig TrainConfig::from_json(const json& j, const std::string& where) {
   TrainConfig c;
   ConfigReader r(j, where);
   r.get("stage", c.stage);
+  std::string fingerprint;  // written into checkpoints' config.json; informational in a --config
+  r.get("tokenizer_fingerprint", fingerprint);
   POLAR_CHECK(c.stage == "pretrain" || c.stage == "finetune", r.path("stage"),
               ": expected \"pretrain\" or \"finetune\", got \"", c.stage, "\"");
   if (const json* m = r.object("model")) parse_model(*m, where + ".model", c.model);
@@ -64,6 +66,7 @@ TrainConfig TrainConfig::from_json(const json& j, const std::string& where) {
     ConfigReader s(*t, where + ".train");
     auto& x = c.train;
     s.get("steps", x.steps);
+    s.get("epochs", x.epochs);
     s.get("batch_groups", x.batch_groups);
     s.get("lr", x.lr);
     s.get("min_lr_ratio", x.min_lr_ratio);
@@ -84,6 +87,7 @@ TrainConfig TrainConfig::from_json(const json& j, const std::string& where) {
     s.get("dist_timeout_s", x.dist_timeout_s);
     s.finish();
     POLAR_CHECK(x.steps > 0, s.path("steps"), ": must be positive");
+    POLAR_CHECK(x.epochs >= 0 && std::isfinite(x.epochs), s.path("epochs"), ": must be >= 0 (0: use train.steps)");
     POLAR_CHECK(x.batch_groups > 0, s.path("batch_groups"), ": must be positive");
     POLAR_CHECK(x.lr > 0 && std::isfinite(x.lr), s.path("lr"), ": must be a positive number");
     POLAR_CHECK(x.device == "auto" || x.device == "cpu" || x.device == "cuda" || x.device.rfind("cuda:", 0) == 0,
@@ -128,7 +132,7 @@ json TrainConfig::to_json() const {
       {"data", {{"train", data.train}, {"eval", data.eval}, {"row_tokens", data.row_tokens},
                 {"micro_batch_tokens", data.micro_batch_tokens}}},
       {"loss", {{"margin", loss.margin}, {"center_coef", loss.center_coef}}},
-      {"train", {{"steps", t.steps}, {"batch_groups", t.batch_groups}, {"lr", t.lr},
+      {"train", {{"steps", t.steps}, {"epochs", t.epochs}, {"batch_groups", t.batch_groups}, {"lr", t.lr},
                  {"min_lr_ratio", t.min_lr_ratio}, {"warmup_ratio", t.warmup_ratio},
                  {"warmup_steps", t.warmup_steps}, {"weight_decay", t.weight_decay},
                  {"beta1", t.beta1}, {"beta2", t.beta2}, {"eps", t.eps}, {"grad_clip", t.grad_clip},

@@ -78,3 +78,21 @@ TEST(Eval, ScoreGivesOneRewardPerRecordMatchingThePreferencePath) {
   auto ev = polar::evaluate_preferences(lm, {p}, o);
   EXPECT_NEAR(ev.overall.mean_margin(), r[0] - polar::score_records(lm, {{recs[0].prompt, recs[0].reference, recs[1].output, 1}}, o)[0], 1e-5);
 }
+
+TEST(Eval, PretrainTemplateScoresThePretrainSequence) {
+  TempDir tmp;
+  auto lm = polar::load_model(write_random_checkpoint(tmp), torch::kCPU);
+  std::vector<polar::ScoringRecord> recs = {{"the sea is", " blue and", " wide", 1}, {"count 12", " 13 14", " 15", 2}};
+  polar::ScoreOptions finetune, pretrain;
+  pretrain.template_kind = polar::TemplateKind::Pretrain;
+  const auto a = polar::score_records(lm, recs, finetune);
+  const auto b = polar::score_records(lm, recs, pretrain);
+  for (size_t i = 0; i < recs.size(); ++i) {
+    auto g = polar::encode_group_text(lm.tokenizer, polar::TemplateKind::Pretrain, recs[i].prompt, recs[i].reference,
+                                      {recs[i].output}, polar::TemplateLimits{});
+    ASSERT_TRUE(g.has_value());
+    const auto want = polar::reward_groups(lm, {*g}, pretrain);
+    EXPECT_FLOAT_EQ(static_cast<float>(b[i]), want[0]);
+    EXPECT_GT(std::abs(a[i] - b[i]), 1e-6) << "the template made no difference";
+  }
+}

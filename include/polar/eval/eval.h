@@ -16,6 +16,7 @@ namespace polar {
 
 struct ScoreOptions {
   TemplateLimits limits;
+  TemplateKind template_kind = TemplateKind::Finetune;  // pretrain: prompt and response without "\n"
   int64_t row_tokens = 512;  // the CPU attention mask is dense per row: keep rows short
   int64_t micro_batch_tokens = 16384;
   std::string precision = "fp32";
