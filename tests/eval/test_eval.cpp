@@ -92,7 +92,7 @@ TEST(Eval, PretrainTemplateScoresThePretrainSequence) {
                                       {recs[i].output}, polar::TemplateLimits{});
     ASSERT_TRUE(g.has_value());
     const auto want = polar::reward_groups(lm, {*g}, pretrain);
-    EXPECT_FLOAT_EQ(static_cast<float>(b[i]), want[0]);
+    EXPECT_NEAR(b[i], want[0], 1e-5);  // packed with the other record vs alone: float rounding
     EXPECT_GT(std::abs(a[i] - b[i]), 1e-6) << "the template made no difference";
   }
 }
