@@ -18,7 +18,7 @@ namespace polar::cli {
 namespace {
 
 struct CommonArgs {
-  std::string checkpoint, input, output, device = "auto", precision = "fp32";
+  std::string checkpoint, input, output, device = "auto", precision = "fp32", template_kind = "finetune";
   int64_t max_length = 16384, max_response_length = 4096, batch_tokens = 16384, row_tokens = 512;
   bool skip_invalid = false, no_verify = false;
   bool shared_prefix = true;
@@ -37,6 +37,10 @@ void add_common(CLI::App* cmd, CommonArgs& a) {
   cmd->add_option("--row-tokens", a.row_tokens,
                   "packed row length (attention is computed per row; a longer sequence gets its own row)")
       ->check(CLI::Range(int64_t{1}, int64_t{1} << 16));
+  cmd->add_option("--template", a.template_kind,
+                  "finetune (prompt \"\\n\" response) | pretrain (prompt and response joined, as in pre-training data)")
+      ->check(CLI::IsMember({"finetune", "pretrain"}))
+      ->capture_default_str();
   cmd->add_flag("--skip-invalid", a.skip_invalid, "skip invalid input lines instead of stopping");
   cmd->add_flag("--no-verify", a.no_verify,
                 "skip the checkpoint's checksum and finite-weights checks (very large models)");
@@ -65,6 +69,7 @@ ScoreOptions score_options(const CommonArgs& a) {
   o.row_tokens = a.row_tokens;
   o.precision = a.precision;
   o.shared_prefix = a.shared_prefix;
+  o.template_kind = parse_template_kind(a.template_kind);
   return o;
 }
 
@@ -87,6 +92,7 @@ void add_eval_commands(CLI::App& app) {
       auto j = result.to_json();
       j["checkpoint"] = ev->checkpoint;
       j["data"] = ev->input;
+      j["template"] = ev->template_kind;
       j["invalid_lines_skipped"] = stats.skipped;
       write_json_file_atomic(ev->output, j);
     }

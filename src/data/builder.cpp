@@ -105,15 +105,32 @@ class StagedOutput {
   bool committed_ = false;
 };
 
-// Tokenises texts on a few threads (sentencepiece encoding is const and thread-safe).
-std::vector<std::vector<int32_t>> encode_all(const Tokenizer& tok, const std::vector<const std::string*>& texts) {
-  std::vector<std::vector<int32_t>> out(texts.size());
+// The texts of one group, pointing into the records.
+struct GroupTexts {
+  const std::string* prompt = nullptr;
+  const std::string* reference = nullptr;
+  std::vector<const std::string*> candidates;
+};
+
+// Encodes groups on a few threads (sentencepiece encoding is const and thread-safe). Each
+// (prompt, reference) and (prompt, candidate) run is encoded as one string, as the serving
+// engines do (tokenizer/template.h), so the ids match theirs.
+std::vector<std::optional<EncodedGroup>> encode_groups(const Tokenizer& tok, TemplateKind kind,
+                                                       const std::vector<GroupTexts>& groups,
+                                                       const TemplateLimits& limits) {
+  std::vector<std::optional<EncodedGroup>> out(groups.size());
   const size_t n_threads = std::max<size_t>(1, std::min<size_t>({std::thread::hardware_concurrency(), 8,
-                                                                  texts.size() / 256 + 1}));
+                                                                  groups.size() / 64 + 1}));
   std::vector<std::exception_ptr> errors(n_threads);
   auto work = [&](size_t t) {
     try {
-      for (size_t i = t; i < texts.size(); i += n_threads) out[i] = tok.encode(*texts[i]);
+      std::vector<std::string> candidates;
+      for (size_t i = t; i < groups.size(); i += n_threads) {
+        const GroupTexts& g = groups[i];
+        candidates.clear();
+        for (const std::string* c : g.candidates) candidates.push_back(*c);
+        out[i] = encode_group_text(tok, kind, *g.prompt, *g.reference, candidates, limits);
+      }
     } catch (...) {
       errors[t] = std::current_exception();
     }
@@ -234,8 +251,9 @@ void check_limits(const TemplateLimits& limits, double eval_fraction) {
 
 json tokenizer_json(const Tokenizer& tok, const std::string& path) {
   const SpecialTokens& s = tok.special();
-  return {{"path", path},   {"vocab_size", tok.vocab_size()}, {"bos", s.bos},
-          {"eos", s.eos},   {"pad", s.pad}, {"reward_sep", s.reward_sep}, {"reward", s.reward}};
+  return {{"path", path}, {"vocab_size", tok.vocab_size()}, {"bos", s.bos},
+          {"eos", s.eos},   {"pad", s.pad},                   {"reward_sep", s.reward_sep},
+          {"reward", s.reward}, {"fingerprint", tok.fingerprint()}};
 }
 
 }  // namespace
@@ -365,35 +383,23 @@ json build_pretrain_dataset(const PretrainBuildOptions& o) {
     eval_prompts += usable_eval[i] ? 1 : 0;
   }
 
-  // Tokenise every text a group uses, once.
-  std::vector<int64_t> record_slot(records.size(), -1);
-  std::vector<const std::string*> texts;
-  for (int64_t p : usable) texts.push_back(&plan.prompts[static_cast<size_t>(p)]);
   std::vector<std::string> category_names;
+  std::vector<GroupTexts> texts;
+  texts.reserve(plan.groups.size());
   for (const auto& g : plan.groups) {
     category_names.push_back(records[static_cast<size_t>(g.reference)].category);
-    for (int64_t r : g.candidates) {
-      for (int64_t idx : {g.reference, r}) {
-        if (record_slot[static_cast<size_t>(idx)] >= 0) continue;
-        record_slot[static_cast<size_t>(idx)] = static_cast<int64_t>(texts.size());
-        texts.push_back(&records[static_cast<size_t>(idx)].response);
-      }
-    }
+    GroupTexts t{&plan.prompts[static_cast<size_t>(g.prompt)], &records[static_cast<size_t>(g.reference)].response, {}};
+    for (int64_t r : g.candidates) t.candidates.push_back(&records[static_cast<size_t>(r)].response);
+    texts.push_back(std::move(t));
   }
-  const auto tokens = encode_all(tok, texts);
-  spdlog::info("data: {} groups from {} prompts; tokenised {} texts", plan.groups.size(), usable.size(), texts.size());
+  const auto encoded = encode_groups(tok, o.template_kind, texts, o.limits);
+  spdlog::info("data: {} groups from {} prompts", plan.groups.size(), usable.size());
 
   const CategoryTable categories(std::move(category_names));
   SplitWriters writers(staged.tmp(), o.template_kind, o.groups_per_shard);
-  std::vector<std::vector<int32_t>> candidates;
-  size_t usable_pos = 0;
-  for (const auto& g : plan.groups) {
-    while (usable[usable_pos] != g.prompt) ++usable_pos;  // groups come in prompt order
-    candidates.clear();
-    for (int64_t r : g.candidates) candidates.push_back(tokens[static_cast<size_t>(record_slot[static_cast<size_t>(r)])]);
-    const auto& ref = tokens[static_cast<size_t>(record_slot[static_cast<size_t>(g.reference)])];
-    const auto group = encode_group(tok, o.template_kind, tokens[usable_pos], ref, candidates, o.limits);
-    writers.add(group, categories.ids.at(records[static_cast<size_t>(g.reference)].category),
+  for (size_t i = 0; i < plan.groups.size(); ++i) {
+    const auto& g = plan.groups[i];
+    writers.add(encoded[i], categories.ids.at(records[static_cast<size_t>(g.reference)].category),
                 prompt_eval[static_cast<size_t>(g.prompt)]);
   }
   int64_t skipped_prompts = 0;
@@ -443,37 +449,26 @@ json build_preference_dataset(const PreferenceBuildOptions& o) {
   const std::vector<PreferenceRecord> records = read_preferences(o.input, o.skip_invalid, &read_stats);
   spdlog::info("data: read {} preference records ({} skipped)", records.size(), read_stats.skipped);
 
-  // Unique prompts, sorted, for the split; each prompt's tokens are computed once.
+  // Unique prompts, sorted, for the split.
   std::map<std::string_view, int64_t> prompt_index;
   for (const auto& r : records) prompt_index.emplace(r.prompt, 0);
-  std::vector<const std::string*> texts;
-  for (auto& [prompt, index] : prompt_index) {
-    index = static_cast<int64_t>(texts.size());
-    texts.push_back(nullptr);
-  }
-  for (const auto& r : records) texts[static_cast<size_t>(prompt_index.at(r.prompt))] = &r.prompt;
-  const size_t n_prompts = texts.size();
-  for (const auto& r : records) {
-    texts.push_back(&r.reference);
-    texts.push_back(&r.chosen);
-    texts.push_back(&r.rejected);
-  }
-  const auto tokens = encode_all(tok, texts);
+  int64_t next_prompt = 0;
+  for (auto& entry : prompt_index) entry.second = next_prompt++;
+  const size_t n_prompts = prompt_index.size();
+  std::vector<GroupTexts> texts;
+  texts.reserve(records.size());
+  for (const auto& r : records) texts.push_back(GroupTexts{&r.prompt, &r.reference, {&r.chosen, &r.rejected}});
+  const auto encoded = encode_groups(tok, TemplateKind::Finetune, texts, o.limits);
   const std::vector<bool> prompt_eval = split_eval_prompts(static_cast<int64_t>(n_prompts), o.eval_fraction, o.seed);
 
   std::vector<std::string> category_names;
   for (const auto& r : records) category_names.push_back(r.category);
   const CategoryTable categories(std::move(category_names));
   SplitWriters writers(staged.tmp(), TemplateKind::Finetune, o.groups_per_shard);
-  std::vector<std::vector<int32_t>> candidates(2);
   for (size_t i = 0; i < records.size(); ++i) {
     const auto& r = records[i];
     const size_t p = static_cast<size_t>(prompt_index.at(r.prompt));
-    const size_t base = n_prompts + 3 * i;
-    candidates[0] = tokens[base + 1];
-    candidates[1] = tokens[base + 2];
-    const auto group = encode_group(tok, TemplateKind::Finetune, tokens[p], tokens[base], candidates, o.limits);
-    writers.add(group, categories.ids.at(r.category), prompt_eval[p]);
+    writers.add(encoded[i], categories.ids.at(r.category), prompt_eval[p]);
   }
   writers.finish(categories.names,
                  why_no_groups({o.input}, read_stats, {}, static_cast<int64_t>(records.size())));

@@ -94,7 +94,7 @@ PreferenceEval evaluate_preferences(LoadedModel& lm, const std::vector<Preferenc
   std::vector<EncodedGroup> groups;
   std::vector<const PreferenceRecord*> kept;
   for (const auto& r : records) {
-    auto g = encode_group_text(lm.tokenizer, TemplateKind::Finetune, r.prompt, r.reference, {r.chosen, r.rejected}, o.limits);
+    auto g = encode_group_text(lm.tokenizer, o.template_kind, r.prompt, r.reference, {r.chosen, r.rejected}, o.limits);
     if (!g) {
       ev.dropped_too_long++;
       continue;
@@ -124,7 +124,7 @@ std::vector<double> score_records(LoadedModel& lm, const std::vector<ScoringReco
   std::map<std::vector<int32_t>, size_t> open_group;  // prefix -> the group taking more outputs
   std::vector<int64_t> group_tokens;
   for (size_t i = 0; i < records.size(); ++i) {
-    auto g = encode_group_text(lm.tokenizer, TemplateKind::Finetune, records[i].prompt, records[i].reference,
+    auto g = encode_group_text(lm.tokenizer, o.template_kind, records[i].prompt, records[i].reference,
                                {records[i].output}, o.limits);
     if (!g) continue;
     const auto output_tokens = static_cast<int64_t>(g->candidates[0].size());

@@ -50,17 +50,17 @@ int64_t pad_id(const SpecialTokens& s) {
 json tokenizer_config(const Tokenizer& tok, int64_t pad, int64_t max_length, bool internlm2_code) {
   const SpecialTokens& s = tok.special();
   auto piece = [&](int64_t id) { return id >= 0 ? json(tok.id_to_piece(static_cast<int32_t>(id))) : json(nullptr); };
-  // sentencepiece models trained with add_dummy_prefix start a text with "▁"; HF must do the same.
+  // sentencepiece models trained with add_dummy_prefix start a text with "\u2581"; HF must do the
+  // same, and (legacy) for every run between special tokens, as sentencepiece and polar do.
   const auto a = tok.encode("a");
   const bool prefix_space = !a.empty() && tok.id_to_piece(a[0]).rfind("\xe2\x96\x81", 0) == 0;
+  // Every piece polar splits out of text (Tokenizer::special_pieces), so HF splits the same.
   json added = json::object();
-  const int32_t unk = tok.piece_to_id("<unk>");
-  for (int64_t id : {static_cast<int64_t>(unk), static_cast<int64_t>(s.bos), static_cast<int64_t>(s.eos), pad,
-                     static_cast<int64_t>(s.reward_sep), static_cast<int64_t>(s.reward)}) {
-    if (id < 0) continue;
-    added[std::to_string(id)] = {{"content", piece(id)}, {"lstrip", false},      {"normalized", false},
-                                 {"rstrip", false},      {"single_word", false}, {"special", true}};
+  for (const auto& [content, id] : tok.special_pieces()) {
+    added[std::to_string(id)] = {{"content", content}, {"lstrip", false},      {"normalized", false},
+                                 {"rstrip", false},    {"single_word", false}, {"special", true}};
   }
+  const int32_t unk = tok.piece_to_id("<unk>");
   json j = {{"tokenizer_class", internlm2_code ? "InternLM2Tokenizer" : "LlamaTokenizer"},
             {"bos_token", piece(s.bos)},
             {"eos_token", piece(s.eos)},
@@ -70,7 +70,7 @@ json tokenizer_config(const Tokenizer& tok, int64_t pad, int64_t max_length, boo
             {"added_tokens_decoder", added},
             {"add_bos_token", true},
             {"add_eos_token", false},
-            {"legacy", false},
+            {"legacy", true},
             {"add_prefix_space", prefix_space},
             {"clean_up_tokenization_spaces", false},
             {"padding_side", "right"},

@@ -8,6 +8,8 @@
 #include <cmath>
 #include <cstdlib>
 #include <filesystem>
+#include <fstream>
+#include <iterator>
 #include <unistd.h>
 
 #include "polar/common/error.h"
@@ -313,6 +315,25 @@ Tokenizer load_hf_tokenizer(const fs::path& dir, const HfModelInfo& info, std::s
   return Tokenizer::load(scratch.path.string());  // holds the model bytes: the scratch dir may go
 }
 
+// --tokenizer must be the sentencepiece model the weights were trained with: the directory's own
+// tokenizer.model, byte for byte (its special ids may differ: that is what --tokenizer is for).
+void check_given_tokenizer(const fs::path& dir, const Tokenizer& given, const std::string& given_path) {
+  const fs::path own = dir / "tokenizer.model";
+  if (!fs::is_regular_file(own)) {
+    spdlog::warn("{}: no tokenizer.model, so --tokenizer {} cannot be checked against the weights' tokenizer",
+                 dir.string(), given_path);
+    return;
+  }
+  std::ifstream in(own, std::ios::binary);
+  const std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  POLAR_CHECK(in.good() || in.eof(), own.string(), ": cannot read");
+  POLAR_CHECK(bytes == given.model_bytes(), "import: --tokenizer ", given_path, " (fingerprint ",
+              given.short_fingerprint(), ", ", given.vocab_size(), " pieces) is not the tokenizer the weights in ",
+              dir.string(), " were trained with (", own.string(), " differs); its ids would mean other text to them. ",
+              "Give --tokenizer a directory holding that tokenizer.model (with a polar_tokenizer.json naming the ",
+              "special ids), or leave --tokenizer out");
+}
+
 }  // namespace
 
 LoadedModel import_hf(const std::string& dir, const torch::Device& device) { return import_hf(dir, device, HfImportOptions{}); }
@@ -330,6 +351,7 @@ LoadedModel import_hf(const std::string& dir, const torch::Device& device, const
   if (!options.tokenizer_dir.empty()) {
     out.tokenizer = Tokenizer::load(options.tokenizer_dir);
     tokenizer_source = options.tokenizer_dir;
+    check_given_tokenizer(root, out.tokenizer, options.tokenizer_dir);
   } else {
     out.tokenizer = load_hf_tokenizer(root, info, tokenizer_source);
   }

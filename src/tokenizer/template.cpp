@@ -2,6 +2,8 @@
 #include "polar/tokenizer/template.h"
 
 #include <algorithm>
+#include <cstdint>
+#include <string_view>
 
 #include "polar/common/error.h"
 
@@ -17,61 +19,131 @@ const char* template_kind_name(TemplateKind kind) {
   return kind == TemplateKind::Pretrain ? "pretrain" : "finetune";
 }
 
+std::string_view template_separator(TemplateKind kind) { return kind == TemplateKind::Finetune ? "\n" : ""; }
+
+namespace {
+
+// The tokens of one run "prompt SEP body", by field.
+struct RunTokens {
+  std::vector<int32_t> prompt, sep, body;
+};
+
+// Encodes the run as one string and gives each token to the field in which it ends.
+RunTokens encode_run(const Tokenizer& tok, const std::string& prompt, std::string_view sep, const std::string& body) {
+  std::string text;
+  text.reserve(prompt.size() + sep.size() + body.size());
+  text.append(prompt).append(sep).append(body);
+  std::vector<int32_t> ids;
+  std::vector<size_t> ends;
+  tok.encode_split_specials(text, ids, ends);
+  RunTokens out;
+  const size_t prompt_end = prompt.size(), sep_end = prompt.size() + sep.size();
+  for (size_t i = 0; i < ids.size(); ++i) {
+    auto& field = ends[i] <= prompt_end ? out.prompt : ends[i] <= sep_end ? out.sep : out.body;
+    field.push_back(ids[i]);
+  }
+  return out;
+}
+
+size_t minus(size_t a, size_t b) { return a > b ? a - b : 0; }
+
+template <typename T>
+void append(std::vector<T>& dst, const std::vector<T>& src, size_t from, size_t count) {
+  const size_t begin = std::min(from, src.size()), end = std::min(src.size(), begin + count);
+  dst.insert(dst.end(), src.begin() + static_cast<std::ptrdiff_t>(begin), src.begin() + static_cast<std::ptrdiff_t>(end));
+}
+
+// bos first run <|reward|> second run <reward token>, truncated to the limits. The prompt's copies
+// lose the same number of tokens from the left.
+std::optional<EncodedGroup> assemble(const Tokenizer& tok, const RunTokens& first, const std::vector<RunTokens>& second,
+                                     const TemplateLimits& limits) {
+  POLAR_CHECK(!second.empty(), "encode_group: a group needs at least one candidate");
+  POLAR_CHECK(limits.max_length > 0, "max_length must be positive, got ", limits.max_length);
+  POLAR_CHECK(limits.max_response_length > 0, "max_response_length must be positive, got ",
+              limits.max_response_length);
+  const SpecialTokens& sp = tok.special();
+  const auto response_len = static_cast<size_t>(limits.max_response_length);
+  const size_t ref_len = std::min(first.body.size(), response_len);
+  size_t max_prompt = first.prompt.size();
+  for (const auto& run : second) max_prompt = std::max(max_prompt, run.prompt.size());
+  // Sequence i's length when n prompt tokens are cut from each copy.
+  auto fits = [&](size_t n) {
+    const size_t head = 1 + minus(first.prompt.size(), n) + first.sep.size() + ref_len + 1;
+    for (const auto& run : second) {
+      const size_t len = head + minus(run.prompt.size(), n) + run.sep.size() + std::min(run.body.size(), response_len) + 1;
+      if (len > static_cast<size_t>(limits.max_length)) return false;
+    }
+    return true;
+  };
+  if (!fits(max_prompt)) return std::nullopt;
+  size_t lo = 0, hi = max_prompt;  // fits(hi); find the smallest cut that fits
+  while (lo < hi) {
+    const size_t mid = (lo + hi) / 2;
+    if (fits(mid)) {
+      hi = mid;
+    } else {
+      lo = mid + 1;
+    }
+  }
+  const size_t cut = lo;
+
+  EncodedGroup out;
+  out.prompt_tokens_cut = static_cast<int64_t>(std::min(cut, first.prompt.size()));
+  out.response_tokens_cut = static_cast<int64_t>(first.body.size() - ref_len);
+  auto& p = out.prefix;
+  p.push_back(sp.bos);
+  append(p, first.prompt, cut, first.prompt.size());
+  append(p, first.sep, 0, first.sep.size());
+  append(p, first.body, 0, ref_len);
+  p.push_back(sp.reward_sep);
+  std::vector<std::vector<int32_t>> tails;
+  size_t shared = SIZE_MAX;  // tokens every tail shares, within the prompt and SEP
+  for (const auto& run : second) {
+    std::vector<int32_t> t;
+    append(t, run.prompt, cut, run.prompt.size());
+    append(t, run.sep, 0, run.sep.size());
+    shared = std::min(shared, t.size());
+    const size_t len = std::min(run.body.size(), response_len);
+    out.response_tokens_cut += static_cast<int64_t>(run.body.size() - len);
+    append(t, run.body, 0, len);
+    t.push_back(sp.reward);
+    tails.push_back(std::move(t));
+  }
+  for (size_t k = 0; k < shared; ++k) {
+    for (const auto& t : tails) {
+      if (t[k] != tails[0][k]) shared = k;
+    }
+  }
+  p.insert(p.end(), tails[0].begin(), tails[0].begin() + static_cast<std::ptrdiff_t>(shared));
+  for (auto& t : tails) out.candidates.emplace_back(t.begin() + static_cast<std::ptrdiff_t>(shared), t.end());
+  return out;
+}
+
+}  // namespace
+
 std::optional<EncodedGroup> encode_group(const Tokenizer& tok, TemplateKind kind,
                                          const std::vector<int32_t>& prompt,
                                          const std::vector<int32_t>& reference,
                                          const std::vector<std::vector<int32_t>>& candidates,
                                          const TemplateLimits& limits) {
-  POLAR_CHECK(!candidates.empty(), "encode_group: a group needs at least one candidate");
-  POLAR_CHECK(limits.max_length > 0, "max_length must be positive, got ", limits.max_length);
-  POLAR_CHECK(limits.max_response_length > 0, "max_response_length must be positive, got ",
-              limits.max_response_length);
-  const SpecialTokens& sp = tok.special();
   const std::vector<int32_t> sep = kind == TemplateKind::Finetune ? tok.encode("\n") : std::vector<int32_t>{};
-  const auto response_len = static_cast<size_t>(limits.max_response_length);
-
-  EncodedGroup out;
-  const size_t ref_len = std::min(reference.size(), response_len);
-  out.response_tokens_cut += static_cast<int64_t>(reference.size() - ref_len);
-  int64_t longest_candidate = 0;  // including the reward token
-  out.candidates.reserve(candidates.size());
-  for (const auto& cand : candidates) {
-    const size_t len = std::min(cand.size(), response_len);
-    out.response_tokens_cut += static_cast<int64_t>(cand.size() - len);
-    std::vector<int32_t> c(cand.begin(), cand.begin() + static_cast<std::ptrdiff_t>(len));
-    c.push_back(sp.reward);
-    longest_candidate = std::max<int64_t>(longest_candidate, static_cast<int64_t>(c.size()));
-    out.candidates.push_back(std::move(c));
-  }
-
-  // prefix = bos P sep R <|reward|> P sep: the prompt appears twice, so each kept prompt token costs 2.
-  const int64_t fixed = 1 + 2 * static_cast<int64_t>(sep.size()) + static_cast<int64_t>(ref_len) + 1;
-  const int64_t room = limits.max_length - fixed - longest_candidate;
-  if (room < 0) return std::nullopt;
-  const int64_t keep = std::min<int64_t>(static_cast<int64_t>(prompt.size()), room / 2);
-  out.prompt_tokens_cut = static_cast<int64_t>(prompt.size()) - keep;
-  const auto prompt_begin = prompt.end() - keep;  // cut from the left: the prompt's end is kept
-
-  auto& p = out.prefix;
-  p.reserve(static_cast<size_t>(fixed + 2 * keep));
-  p.push_back(sp.bos);
-  p.insert(p.end(), prompt_begin, prompt.end());
-  p.insert(p.end(), sep.begin(), sep.end());
-  p.insert(p.end(), reference.begin(), reference.begin() + static_cast<std::ptrdiff_t>(ref_len));
-  p.push_back(sp.reward_sep);
-  p.insert(p.end(), prompt_begin, prompt.end());
-  p.insert(p.end(), sep.begin(), sep.end());
-  return out;
+  const RunTokens first{prompt, sep, reference};
+  std::vector<RunTokens> second;
+  second.reserve(candidates.size());
+  for (const auto& c : candidates) second.push_back(RunTokens{prompt, sep, c});
+  return assemble(tok, first, second, limits);
 }
 
 std::optional<EncodedGroup> encode_group_text(const Tokenizer& tok, TemplateKind kind,
                                               const std::string& prompt, const std::string& reference,
                                               const std::vector<std::string>& candidates,
                                               const TemplateLimits& limits) {
-  std::vector<std::vector<int32_t>> cand_ids;
-  cand_ids.reserve(candidates.size());
-  for (const auto& c : candidates) cand_ids.push_back(tok.encode(c));
-  return encode_group(tok, kind, tok.encode(prompt), tok.encode(reference), cand_ids, limits);
+  const std::string_view sep = template_separator(kind);
+  const RunTokens first = encode_run(tok, prompt, sep, reference);
+  std::vector<RunTokens> second;
+  second.reserve(candidates.size());
+  for (const auto& c : candidates) second.push_back(encode_run(tok, prompt, sep, c));
+  return assemble(tok, first, second, limits);
 }
 
 }  // namespace polar

@@ -124,13 +124,17 @@ void train_tokenizer(const TokenizerTrainOptions& options) {
   spdlog::info("tokenizer: training {} (vocab {}) on {} sentences", options.model_type, options.vocab_size,
                collector.sentences().size());
 
+  const std::string& norm = options.normalization;
+  POLAR_CHECK(norm == "identity" || norm == "nmt_nfkc" || norm == "nfkc", "tokenizer train: normalization must be ",
+              "identity, nmt_nfkc or nfkc, got \"", norm, "\"");
+  const bool identity = norm == "identity";
   const std::unordered_map<std::string, std::string> args = {
       {"model_type", options.model_type},
       {"vocab_size", std::to_string(options.vocab_size)},
       {"byte_fallback", "true"},
-      {"normalization_rule_name", "identity"},  // keep text exactly as given (newlines, spaces)
-      {"remove_extra_whitespaces", "false"},
-      {"add_dummy_prefix", "false"},
+      {"normalization_rule_name", norm},  // identity keeps text exactly as given (newlines, spaces)
+      {"remove_extra_whitespaces", identity ? "false" : "true"},
+      {"add_dummy_prefix", options.add_dummy_prefix ? "true" : "false"},
       {"split_digits", options.split_digits ? "true" : "false"},
       {"hard_vocab_limit", "false"},
       {"unk_id", "0"},
@@ -164,8 +168,12 @@ void train_tokenizer(const TokenizerTrainOptions& options) {
       POLAR_CHECK(out.good(), (tmp_dir / "tokenizer.model").string(), ": write failed");
     }
     Tokenizer tok = Tokenizer::load(tmp_dir.string());
-    const std::vector<int32_t> newline = tok.encode("\n");
-    POLAR_CHECK(tok.decode(newline) == "\n", "tokenizer train: \"\\n\" does not round-trip");
+    if (identity) {
+      const std::vector<int32_t> newline = tok.encode("\n");
+      POLAR_CHECK(tok.decode(newline) == "\n", "tokenizer train: \"\\n\" does not round-trip");
+    } else {
+      spdlog::warn("tokenizer: {} normalisation turns newlines into spaces and collapses repeated spaces", norm);
+    }
     tok.save(options.output_dir);
     remove_tree(tmp_dir.string());
     spdlog::info("tokenizer: wrote {} ({} pieces)", options.output_dir, tok.vocab_size());

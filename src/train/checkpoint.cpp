@@ -105,7 +105,9 @@ void save_checkpoint(const std::string& dir, const CheckpointContents& c) {
   try {
     io::save_safetensors((tmp / "model.safetensors").string(), named_weights(*c.model),
                          {{"format", "pt"}, {"producer", "polar"}});
-    write_json_file_atomic((tmp / "config.json").string(), *c.config);
+    json config = *c.config;
+    config["tokenizer_fingerprint"] = c.tokenizer->fingerprint();  // what the weights' ids mean
+    write_json_file_atomic((tmp / "config.json").string(), config);
     c.tokenizer->save((tmp / "tokenizer").string());
     if (c.optimizer) {
       torch::serialize::OutputArchive archive;
@@ -200,6 +202,23 @@ void load_weights(RewardModel& model, const std::string& path, bool verify) {
   if (verify) check_weights_finite(model, path);
 }
 
+Tokenizer load_checkpoint_tokenizer(const std::string& dir) {
+  const fs::path tok_dir = fs::path(dir) / "tokenizer";
+  POLAR_CHECK(fs::is_directory(tok_dir), dir, ": not a checkpoint (no tokenizer/)");
+  Tokenizer tok = Tokenizer::load(tok_dir.string());
+  const fs::path cfg = fs::path(dir) / "config.json";
+  if (!fs::is_regular_file(cfg)) return tok;
+  const json j = read_json_file(cfg.string());
+  // Checkpoints written before fingerprints existed have none: their tokenizer/ is taken as is.
+  if (!j.is_object() || !j.contains("tokenizer_fingerprint")) return tok;
+  const json& stored = j["tokenizer_fingerprint"];
+  POLAR_CHECK(stored.is_string(), cfg.string(), ": tokenizer_fingerprint: expected a string");
+  POLAR_CHECK(stored.get<std::string>() == tok.fingerprint(), cfg.string(), ": the weights were saved with tokenizer ",
+              stored.get<std::string>(), " but ", tok_dir.string(), " is ", tok.fingerprint(),
+              "; put back the checkpoint's own tokenizer/");
+  return tok;
+}
+
 LoadedModel load_model(const std::string& path, const torch::Device& device, bool verify) {
   if (io::is_hf_directory(path)) {
     LoadedModel hf = io::import_hf(path, device);
@@ -210,7 +229,7 @@ LoadedModel load_model(const std::string& path, const torch::Device& device, boo
   LoadedModel out;
   out.shape = load_model_shape(path);
   out.config = read_json_file((fs::path(path) / "config.json").string());
-  out.tokenizer = Tokenizer::load((fs::path(path) / "tokenizer").string());
+  out.tokenizer = load_checkpoint_tokenizer(path);
   out.model = RewardModel(out.shape);
   load_weights(out.model, path, verify);
   out.model->to(device);

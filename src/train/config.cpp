@@ -48,6 +48,8 @@ TrainConfig TrainConfig::from_json(const json& j, const std::string& where) {
   TrainConfig c;
   ConfigReader r(j, where);
   r.get("stage", c.stage);
+  std::string fingerprint;  // written into checkpoints' config.json; informational in a --config
+  r.get("tokenizer_fingerprint", fingerprint);
   POLAR_CHECK(c.stage == "pretrain" || c.stage == "finetune", r.path("stage"),
               ": expected \"pretrain\" or \"finetune\", got \"", c.stage, "\"");
   if (const json* m = r.object("model")) parse_model(*m, where + ".model", c.model);
@@ -72,6 +74,7 @@ TrainConfig TrainConfig::from_json(const json& j, const std::string& where) {
     ConfigReader s(*t, where + ".train");
     auto& x = c.train;
     s.get("steps", x.steps, closed(1, kMaxCount));
+    s.get("epochs", x.epochs, closed(0, 1e6));
     s.get("batch_groups", x.batch_groups, closed(1, kMaxGroups));
     s.get("lr", x.lr, above(0, 1));
     s.get("min_lr_ratio", x.min_lr_ratio, closed(0, 1));
@@ -106,6 +109,7 @@ TrainConfig TrainConfig::from_json(const json& j, const std::string& where) {
                 ": needs train.zero 1 or 2 (the offloaded optimizer is the sharded one; with one process its shard is "
                 "everything)");
     POLAR_CHECK(x.steps > 0, s.path("steps"), ": must be positive");
+    POLAR_CHECK(x.epochs >= 0 && std::isfinite(x.epochs), s.path("epochs"), ": must be >= 0 (0: use train.steps)");
     POLAR_CHECK(x.batch_groups > 0, s.path("batch_groups"), ": must be positive");
     POLAR_CHECK(x.lr > 0 && std::isfinite(x.lr), s.path("lr"), ": must be a positive number");
     POLAR_CHECK(x.device == "auto" || x.device == "cpu" || x.device == "cuda" || x.device.rfind("cuda:", 0) == 0,
@@ -151,7 +155,7 @@ json TrainConfig::to_json() const {
       {"data", {{"train", data.train}, {"eval", data.eval}, {"row_tokens", data.row_tokens},
                 {"micro_batch_tokens", data.micro_batch_tokens}, {"shared_prefix", data.shared_prefix}}},
       {"loss", {{"margin", loss.margin}, {"center_coef", loss.center_coef}}},
-      {"train", {{"steps", t.steps}, {"batch_groups", t.batch_groups}, {"lr", t.lr},
+      {"train", {{"steps", t.steps}, {"epochs", t.epochs}, {"batch_groups", t.batch_groups}, {"lr", t.lr},
                  {"min_lr_ratio", t.min_lr_ratio}, {"warmup_ratio", t.warmup_ratio},
                  {"warmup_steps", t.warmup_steps}, {"weight_decay", t.weight_decay},
                  {"beta1", t.beta1}, {"beta2", t.beta2}, {"eps", t.eps}, {"grad_clip", t.grad_clip},

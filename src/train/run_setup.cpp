@@ -6,12 +6,12 @@
 
 #include <filesystem>
 #include <fstream>
-#include <sstream>
 
 #include "polar/common/error.h"
 #include "polar/common/json_config.h"
 #include "polar/kernels/fused.h"
 #include "polar/train/checkpoint.h"
+#include "polar/train/data_order.h"
 
 namespace fs = std::filesystem;
 
@@ -37,18 +37,53 @@ std::string resolve_split_dir(const std::string& path, const std::string& split)
 
 namespace {
 
-std::string read_bytes(const fs::path& p) {
-  std::ifstream in(p, std::ios::binary);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
+// The tokenizer a split was built with: DATASET/tokenizer next to DATASET/<split>, checked against
+// the fingerprint in DATASET/manifest.json (a manifest written before fingerprints existed has
+// none, and DATASET/tokenizer is taken as is). nullopt when the dataset has no tokenizer.
+std::optional<Tokenizer> dataset_tokenizer(const std::string& split_dir) {
+  const fs::path root = fs::path(split_dir).parent_path();
+  const fs::path t = root / "tokenizer";
+  if (!fs::is_regular_file(t / "tokenizer.model")) return std::nullopt;
+  Tokenizer tok = Tokenizer::load(t.string());
+  const fs::path manifest = root / "manifest.json";
+  if (fs::is_regular_file(manifest)) {
+    const json j = read_json_file(manifest.string());
+    const json* stored = nullptr;
+    if (j.is_object() && j.contains("settings") && j["settings"].is_object() && j["settings"].contains("tokenizer") &&
+        j["settings"]["tokenizer"].is_object() && j["settings"]["tokenizer"].contains("fingerprint"))
+      stored = &j["settings"]["tokenizer"]["fingerprint"];
+    if (stored != nullptr) {
+      POLAR_CHECK(stored->is_string() && stored->get<std::string>() == tok.fingerprint(), manifest.string(),
+                  ": settings.tokenizer.fingerprint ", stored->dump(), " is not the fingerprint of ", t.string(), " (",
+                  tok.fingerprint(), "); the dataset's tokenizer/ was replaced: rebuild the data");
+    }
+  }
+  return tok;
 }
 
-// The tokenizer a split was built with: DATASET/tokenizer next to DATASET/<split>.
-std::optional<fs::path> dataset_tokenizer(const std::string& split_dir) {
-  fs::path t = fs::path(split_dir).parent_path() / "tokenizer";
-  if (fs::is_regular_file(t / "tokenizer.model")) return t;
-  return std::nullopt;
+// Refuses data tokenised with another tokenizer than the model's.
+void check_data_tokenizer(const Tokenizer& model_tok, const std::string& model_what, const std::string& split_dir) {
+  if (auto data_tok = dataset_tokenizer(split_dir)) {
+    require_same_tokenizer(model_tok, model_what, *data_tok, "the data " + split_dir);
+  } else {
+    spdlog::warn("{}: no tokenizer/ beside the data, so it cannot be checked against the model's", split_dir);
+  }
+}
+
+// train.epochs -> train.steps; warns when the run reads its data more than once.
+void resolve_length(TrainSection& t, int64_t train_groups) {
+  if (t.epochs > 0) {
+    t.steps = steps_for_epochs(t.epochs, train_groups, t.batch_groups);
+    spdlog::info("train.steps = {} from train.epochs = {} ({} training groups, {} per step)", t.steps, t.epochs,
+                 train_groups, t.batch_groups);
+  }
+  const double epochs = static_cast<double>(t.steps) * static_cast<double>(t.batch_groups) /
+                        static_cast<double>(std::max<int64_t>(train_groups, 1));
+  if (epochs > 1.0 + 1e-9) {
+    spdlog::warn("{} steps x {} groups = {:.2f} epochs of the {} training groups: groups repeat. POLAR trains one "
+                 "epoch (more epochs of pre-training overfit); set train.epochs = 1 or fewer train.steps",
+                 t.steps, t.batch_groups, epochs, train_groups);
+  }
 }
 
 }  // namespace
@@ -72,30 +107,31 @@ RunSetup prepare_run(TrainConfig& cfg, const torch::Device& device, const std::o
   }
   cfg.data.train = train_dir;
   cfg.data.eval = r.eval_data ? eval_dir : "";
+  resolve_length(cfg.train, r.train_data.size());
 
   // Tokenizer and model shape.
   const auto& m = cfg.model;
   std::optional<LoadedModel> init;
   if (!m.init_from.empty()) init = load_model(m.init_from, torch::kCPU);
-  std::string tok_path = m.tokenizer;
-  if (tok_path.empty() && init) {
+  std::string model_what = "the model";
+  if (!m.tokenizer.empty()) {
+    r.tokenizer = Tokenizer::load(m.tokenizer);
+    model_what = "the model (model.tokenizer " + m.tokenizer + ")";
+    if (init) require_same_tokenizer(init->tokenizer, "model.init_from " + m.init_from, r.tokenizer, model_what);
+  } else if (init) {
     r.tokenizer = init->tokenizer;
+    model_what = "model.init_from " + m.init_from;
   } else {
-    if (tok_path.empty()) {
-      auto t = dataset_tokenizer(train_dir);
-      POLAR_CHECK(t.has_value(), train_dir, ": no tokenizer next to the data; set model.tokenizer");
-      tok_path = t->string();
-    }
-    r.tokenizer = Tokenizer::load(tok_path);
+    auto t = dataset_tokenizer(train_dir);
+    POLAR_CHECK(t.has_value(), train_dir, ": no tokenizer next to the data; set model.tokenizer");
+    r.tokenizer = *t;
   }
-  if (auto data_tok = dataset_tokenizer(train_dir)) {
-    Tokenizer dt = Tokenizer::load(data_tok->string());
-    bool same = dt.vocab_size() == r.tokenizer.vocab_size() && dt.special().reward == r.tokenizer.special().reward &&
-                dt.special().reward_sep == r.tokenizer.special().reward_sep;
-    for (int32_t id = 0; same && id < dt.vocab_size(); id += 1) same = dt.id_to_piece(id) == r.tokenizer.id_to_piece(id);
-    POLAR_CHECK(same, train_dir, ": the data was tokenised with a different tokenizer (", data_tok->string(),
-                ") than the model's; rebuild the data with the model's tokenizer");
+  if (resume_from) {
+    require_same_tokenizer(load_checkpoint_tokenizer(*resume_from), "the checkpoint " + *resume_from, r.tokenizer,
+                           model_what);
   }
+  check_data_tokenizer(r.tokenizer, model_what, train_dir);
+  if (r.eval_data) check_data_tokenizer(r.tokenizer, model_what, eval_dir);
 
   ModelConfig shape;
   if (init) {

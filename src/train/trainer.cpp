@@ -265,10 +265,12 @@ EvalStats Trainer::evaluate() {
   EvalStats es;
   if (!s.setup.eval_data) return es;
   const auto& data = *s.setup.eval_data;
-  int64_t n = data.size();
-  if (s.cfg.eval.max_groups > 0) n = std::min(n, s.cfg.eval.max_groups);
+  // Groups are stored sorted by prompt, so a prefix of the split would be a biased sample.
+  const std::vector<int64_t> picked =
+      sample_indices(data.size(), s.cfg.eval.max_groups, static_cast<uint64_t>(s.cfg.train.seed));
   std::vector<GroupRef> groups;
-  for (int64_t i = s.ctx->rank(); i < n; i += s.ctx->world_size()) groups.push_back(data.group(i));
+  for (size_t i = static_cast<size_t>(s.ctx->rank()); i < picked.size(); i += static_cast<size_t>(s.ctx->world_size()))
+    groups.push_back(data.group(picked[i]));
   torch::NoGradGuard no_grad;
   s.setup.model->eval();
   double loss_sum = 0, correct = 0, pairs = 0;

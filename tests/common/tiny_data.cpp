@@ -5,6 +5,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <mutex>
 #include <random>
 #include <unistd.h>
@@ -54,6 +55,46 @@ std::string tiny_tokenizer_dir() {
     dir += "/tok";
   });
   return dir;
+}
+
+std::string tokenizer_variant_name(const std::string& model_type, bool add_dummy_prefix,
+                                   const std::string& normalization) {
+  return model_type + (add_dummy_prefix ? "-prefix-" : "-noprefix-") + normalization;
+}
+
+std::string tokenizer_variant_dir(const std::string& model_type, bool add_dummy_prefix, const std::string& normalization) {
+  static std::mutex mu;
+  static std::map<std::string, std::string> made;
+  std::lock_guard<std::mutex> lock(mu);
+  const std::string name = tokenizer_variant_name(model_type, add_dummy_prefix, normalization);
+  if (auto it = made.find(name); it != made.end()) return it->second;
+  const fs::path root = fs::temp_directory_path() / ("polar-test-tokenizers-" + std::to_string(::getpid()));
+  fs::create_directories(root);
+  const std::string corpus = (root / "corpus.txt").string();
+  if (!fs::exists(corpus)) {
+    std::ofstream out(corpus);
+    std::mt19937_64 rng(11);
+    const char* words[] = {"the",  "capital", "of",  "China", "is",   "Beijing", "answer", "count", "write", "sea",
+                           "sky",  "tree",    "and", "yes",   "北京", "是",      "中国",   "首都",  "café",  "naïve",
+                           "😀",   "🚀",      "Å",   "tab\t", "a,b",  "(x)",     "=",      "you",   "are",   "policy"};
+    for (int line = 0; line < 1500; ++line) {
+      if (line % 7 == 0) out << "  ";
+      for (int w = 0; w < 10; ++w) {
+        out << words[rng() % 30] << (w % 4 == 3 ? " " + std::to_string(rng() % 100000) + " " : " ");
+      }
+      out << "\n";
+    }
+  }
+  TokenizerTrainOptions o;
+  o.inputs = {corpus};
+  o.vocab_size = 400;
+  o.model_type = model_type;
+  o.add_dummy_prefix = add_dummy_prefix;
+  o.normalization = normalization;
+  o.output_dir = (root / name).string();
+  train_tokenizer(o);
+  made[name] = o.output_dir;
+  return o.output_dir;
 }
 
 void write_copy_task_dataset(const std::string& dir, int64_t train_groups, int64_t eval_groups, int64_t negatives,

@@ -22,6 +22,13 @@ class TempDir {
 // Trains (once per process, cached) a ~300-piece tokenizer; returns its directory.
 std::string tiny_tokenizer_dir();
 
+// Trains (once per process per variant, cached) a ~400-piece tokenizer on text with spaces,
+// newlines, digits, non-ASCII and emoji; model_type bpe|unigram, normalization identity|nmt_nfkc.
+std::string tokenizer_variant_dir(const std::string& model_type, bool add_dummy_prefix,
+                                  const std::string& normalization = "identity");
+std::string tokenizer_variant_name(const std::string& model_type, bool add_dummy_prefix,
+                                   const std::string& normalization = "identity");
+
 // Writes DIR/{manifest.json, tokenizer/, train/, eval/} with `train_groups` and `eval_groups`
 // copy-task groups of `negatives` negatives each.
 void write_copy_task_dataset(const std::string& dir, int64_t train_groups, int64_t eval_groups,

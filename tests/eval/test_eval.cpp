@@ -102,3 +102,21 @@ TEST(Eval, ScoreSharesThePrefixOfOutputsWithTheSamePromptAndReference) {
   std::set<double> distinct(expected.begin(), expected.end());
   EXPECT_GT(distinct.size(), 6u);  // outputs really score differently
 }
+
+TEST(Eval, PretrainTemplateScoresThePretrainSequence) {
+  TempDir tmp;
+  auto lm = polar::load_model(write_random_checkpoint(tmp), torch::kCPU);
+  std::vector<polar::ScoringRecord> recs = {{"the sea is", " blue and", " wide", 1}, {"count 12", " 13 14", " 15", 2}};
+  polar::ScoreOptions finetune, pretrain;
+  pretrain.template_kind = polar::TemplateKind::Pretrain;
+  const auto a = polar::score_records(lm, recs, finetune);
+  const auto b = polar::score_records(lm, recs, pretrain);
+  for (size_t i = 0; i < recs.size(); ++i) {
+    auto g = polar::encode_group_text(lm.tokenizer, polar::TemplateKind::Pretrain, recs[i].prompt, recs[i].reference,
+                                      {recs[i].output}, polar::TemplateLimits{});
+    ASSERT_TRUE(g.has_value());
+    const auto want = polar::reward_groups(lm, {*g}, pretrain);
+    EXPECT_NEAR(b[i], want[0], 1e-5);  // packed with the other record vs alone: float rounding
+    EXPECT_GT(std::abs(a[i] - b[i]), 1e-6) << "the template made no difference";
+  }
+}

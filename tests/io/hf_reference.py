@@ -15,6 +15,14 @@ so polar's import and export can be compared with transformers on the same ids.
              "special_pieces": [str, ...], "template_texts": [str, ...]}
       OUT:  {"transformers": version, "results": {dir: {"architecture", "rewards", "batched",
              "tokenizer": {...} when "texts" is given}}}
+  hf_reference.py tokenize SPEC.json OUT.json
+      SPEC: {"models": [dir, ...] (polar exports), "texts": [str, ...] (POLAR-template strings)}
+      OUT:  {"results": {dir: {"sentencepiece": ids per text (the sentencepiece package on each
+             run between the special tokens of tokenizer_config.json, after bos),
+             "sp_backend": ids from transformers' sentencepiece tokenizer (SentencePieceBackend,
+             legacy, as InternLM2's slow tokenizer), "auto": ids from AutoTokenizer
+             (LlamaTokenizer, tokenizers backend), "rewards": the model's reward of each text
+             tokenised by the sentencepiece tokenizer, "auto_rewards": the same for "auto"}}}
 Rewards are computed in float32, one sequence at a time ("rewards") and as one right-padded
 batch ("batched", exercising the last-non-pad-token rule).
 """
@@ -101,6 +109,43 @@ def score(spec):
     return {"transformers": transformers.__version__, "results": results}
 
 
+def tokenize(spec):
+    import re
+    import sentencepiece as spm
+    from transformers.tokenization_utils_sentencepiece import SentencePieceBackend
+    results = {}
+    for d in spec["models"]:
+        cfg = json.load(open(d + "/tokenizer_config.json"))
+        specials = sorted((t["content"] for t in cfg["added_tokens_decoder"].values()), key=len, reverse=True)
+        sp = spm.SentencePieceProcessor(model_file=d + "/tokenizer.model")
+        pattern = re.compile("(" + "|".join(re.escape(t) for t in specials) + ")")
+
+        def by_runs(text):
+            ids = [sp.piece_to_id(cfg["bos_token"])]
+            for part in pattern.split(text):
+                if part in specials:
+                    ids.append(sp.piece_to_id(part))
+                elif part:
+                    ids += sp.encode(part)
+            return ids
+
+        named = {k: cfg[k] for k in ("bos_token", "eos_token", "unk_token", "pad_token") if cfg.get(k)}
+        extra = [t for t in specials if t not in named.values()]
+        backend = SentencePieceBackend(vocab_file=d + "/tokenizer.model", legacy=True,
+                                       additional_special_tokens=extra, **named)
+        bos = backend.convert_tokens_to_ids(cfg["bos_token"])
+        auto = AutoTokenizer.from_pretrained(d)
+        model = AutoModelForSequenceClassification.from_pretrained(d, dtype=torch.float32).eval()
+        entry = {"sentencepiece": [by_runs(t) for t in spec["texts"]],
+                 "sp_backend": [[bos] + backend(t, add_special_tokens=False)["input_ids"] for t in spec["texts"]],
+                 "auto": [auto(t)["input_ids"] for t in spec["texts"]], "auto_class": type(auto).__name__}
+        with torch.no_grad():
+            for key, ids_key in (("rewards", "sp_backend"), ("auto_rewards", "auto")):
+                entry[key] = [model(input_ids=torch.tensor([i])).logits[0, 0].item() for i in entry[ids_key]]
+        results[d] = entry
+    return {"transformers": transformers.__version__, "results": results}
+
+
 def main():
     command, spec_path, out_path = sys.argv[1:4]
     spec = json.load(open(spec_path))
@@ -111,6 +156,8 @@ def main():
         out = score(spec["score"]) if spec.get("score") else {}
     elif command == "score":
         out = score(spec)
+    elif command == "tokenize":
+        out = tokenize(spec)
     else:
         raise SystemExit(f"unknown command {command}")
     with open(out_path, "w") as f:

@@ -246,6 +246,21 @@ TEST_F(HfLayoutDirs, MissingTokenizerIsExplainedAndTokenizerOptionFixesIt) {
   EXPECT_EQ(rewards_of(lm.model, seqs_), rewards_of(model_, seqs_));
 }
 
+TEST_F(HfLayoutDirs, TokenizerOptionMustBeTheWeightsTokenizer) {
+  // The directory's own tokenizer.model is the tiny tokenizer: the same model with other special
+  // ids is accepted, another model is refused naming both.
+  const std::string dir = tmp_ / "with_tokenizer";
+  hftest::write_hf_dir(dir, hftest::hf_config_for(shape_, "LlamaForSequenceClassification", "llama"), llama_tensors());
+  HfImportOptions options;
+  options.tokenizer_dir = testing::tiny_tokenizer_dir();
+  EXPECT_EQ(import_hf(dir, torch::kCPU, options).tokenizer.fingerprint(), tok_.fingerprint());
+  options.tokenizer_dir = testing::tokenizer_variant_dir("bpe", true);
+  const std::string msg = error_of([&] { import_hf(dir, torch::kCPU, options); });
+  EXPECT_NE(msg.find("--tokenizer " + options.tokenizer_dir), std::string::npos) << msg;
+  EXPECT_NE(msg.find(dir + "/tokenizer.model differs"), std::string::npos) << msg;
+  EXPECT_NE(msg.find(Tokenizer::load(options.tokenizer_dir).short_fingerprint()), std::string::npos) << msg;
+}
+
 TEST_F(HfLayoutDirs, ConfigTokenIdsOverridePieceNames) {
   // A tokenizer.model whose reward token is only named by config.json (as InternLM2 reward models do).
   json c = internlm2_config(true);

@@ -28,34 +28,13 @@ namespace fs = std::filesystem;
 using hftest::rewards_of;
 using nlohmann::json;
 
-const char* kPython = POLAR_SOURCE_DIR "/.venv/bin/python";
-const char* kScript = POLAR_SOURCE_DIR "/tests/io/hf_reference.py";
+using hftest::kPython;
+using hftest::run_reference;
+using hftest::transformers_available;
 // fp32 throughout; transformers and polar differ only in summation order (SDPA kernels,
 // matmul blocking), i.e. ~1e-6 relative on rewards of order 1. 1e-4 leaves room, and any
 // layout or RoPE mistake moves rewards by 1e-2 or more.
 constexpr double kTol = 1e-4;
-
-std::string slurp(const std::string& path) {
-  std::ifstream in(path);
-  std::ostringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
-
-bool transformers_available() {
-  if (!fs::exists(kPython)) return false;
-  const std::string cmd = std::string(kPython) + " -c 'import transformers, sentencepiece' >/dev/null 2>&1";
-  return std::system(cmd.c_str()) == 0;
-}
-
-// Runs hf_reference.py COMMAND on `spec`; returns its JSON output.
-json run_reference(const std::string& dir, const std::string& command, const json& spec) {
-  write_json_file_atomic(dir + "/spec.json", spec);
-  const std::string cmd = std::string(kPython) + " " + kScript + " " + command + " " + dir + "/spec.json " + dir +
-                          "/out.json > " + dir + "/python.log 2>&1";
-  EXPECT_EQ(std::system(cmd.c_str()), 0) << slurp(dir + "/python.log");
-  return read_json_file(dir + "/out.json");
-}
 
 class HfTransformers : public ::testing::Test {
  protected:

@@ -7,7 +7,10 @@
 
 #include <nlohmann/json.hpp>
 
+#include <cstdlib>
 #include <filesystem>
+#include <fstream>
+#include <sstream>
 #include <map>
 #include <random>
 #include <string>
@@ -19,6 +22,33 @@
 #include "polar/model/reward_model.h"
 
 namespace polar::hftest {
+
+// The venv's python and the reference side of the transformers cross-checks.
+inline const char* kPython = POLAR_SOURCE_DIR "/.venv/bin/python";
+inline const char* kScript = POLAR_SOURCE_DIR "/tests/io/hf_reference.py";
+
+inline std::string slurp(const std::string& path) {
+  std::ifstream in(path);
+  std::ostringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+// True when the venv has transformers and sentencepiece (scripts/setup.sh installs both).
+inline bool transformers_available() {
+  if (!std::filesystem::exists(kPython)) return false;
+  const std::string cmd = std::string(kPython) + " -c 'import transformers, sentencepiece' >/dev/null 2>&1";
+  return std::system(cmd.c_str()) == 0;
+}
+
+// Runs hf_reference.py COMMAND on `spec` in `dir`; returns its JSON output.
+inline nlohmann::json run_reference(const std::string& dir, const std::string& command, const nlohmann::json& spec) {
+  write_json_file_atomic(dir + "/spec.json", spec);
+  const std::string cmd = std::string(kPython) + " " + kScript + " " + command + " " + dir + "/spec.json " + dir +
+                          "/out.json > " + dir + "/python.log 2>&1";
+  EXPECT_EQ(std::system(cmd.c_str()), 0) << slurp(dir + "/python.log");
+  return read_json_file(dir + "/out.json");
+}
 
 // One reward per sequence, each run alone (no packing), in the model's dtype.
 inline std::vector<double> rewards_of(RewardModel& model, const std::vector<std::vector<int64_t>>& seqs) {

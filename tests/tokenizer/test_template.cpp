@@ -2,6 +2,7 @@
 #include <gtest/gtest.h>
 
 #include "polar/common/error.h"
+#include "polar/tokenizer/formatted_text.h"
 #include "polar/tokenizer/template.h"
 #include "tiny_tokenizer.h"
 
@@ -49,15 +50,17 @@ TEST_F(TemplateTest, FinetuneLayoutHasNewlines) {
   EXPECT_EQ(g->candidates[0], (Ids{120, rw}));
 }
 
-TEST_F(TemplateTest, TextVersionMatchesTokenVersion) {
+TEST_F(TemplateTest, TextVersionGivesTheJoinedStringsIds) {
   TemplateLimits limits;
   auto a = encode_group_text(tok, TemplateKind::Finetune, "What is the capital of China?", "Beijing.",
                              {"Beijing.", "Shanghai."}, limits);
-  auto b = encode_group(tok, TemplateKind::Finetune, tok.encode("What is the capital of China?"),
-                        tok.encode("Beijing."), {tok.encode("Beijing."), tok.encode("Shanghai.")}, limits);
-  ASSERT_TRUE(a && b);
-  EXPECT_EQ(a->prefix, b->prefix);
-  EXPECT_EQ(a->candidates, b->candidates);
+  ASSERT_TRUE(a);
+  for (size_t i = 0; i < 2; ++i) {
+    Ids seq = cat({a->prefix, a->candidates[i]});
+    const std::string cand = i == 0 ? "Beijing." : "Shanghai.";
+    EXPECT_EQ(seq, encode_formatted_text(tok, format_client_text(tok, TemplateKind::Finetune,
+                                                                 "What is the capital of China?", "Beijing.", cand)));
+  }
   EXPECT_EQ(tok.decode(a->prefix), "What is the capital of China?\nBeijing.What is the capital of China?\n");
 }
 

@@ -92,6 +92,10 @@ TEST(TokenizerTest, SpecialsJsonOverridesAndIsValidated) {
   auto j = nlohmann::json::parse(read_bytes(json_path));
   j["reward"] = 300;
   write_text(json_path, j.dump());
+  EXPECT_THROW(Tokenizer::load(dir.path()), Error);  // the saved fingerprint no longer matches
+  j.erase("fingerprint");                             // ids edited by hand: no fingerprint
+
+  write_text(json_path, j.dump());
   EXPECT_EQ(Tokenizer::load(dir.path()).special().reward, 300);
 
   j["reward"] = 100000;

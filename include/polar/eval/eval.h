@@ -16,6 +16,7 @@ namespace polar {
 
 struct ScoreOptions {
   TemplateLimits limits;
+  TemplateKind template_kind = TemplateKind::Finetune;  // pretrain: prompt and response without "\n"
   int64_t row_tokens = 512;  // packed row length (a longer group gets a row of its own)
   int64_t micro_batch_tokens = 16384;  // computed tokens per forward pass
   std::string precision = "fp32";

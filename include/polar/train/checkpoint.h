@@ -1,6 +1,7 @@
 // Checkpoints: a directory written atomically (DIR.tmp-PID, then rename) holding
 //   model.safetensors     weights, Hugging Face names (see model/reward_model.h)
-//   config.json           the resolved training config; "model" is the model shape
+//   config.json           the resolved training config; "model" is the model shape,
+//                         "tokenizer_fingerprint" the fingerprint of tokenizer/ (tokenizer.h)
 //   tokenizer/            the tokenizer the model was trained with
 //   optimizer.pt          AdamW state (torch::serialize), only in training checkpoints
 //   trainer_state.json    step, data position, RNG state, counters; written last
@@ -63,6 +64,9 @@ struct LoadedModel {
 LoadedModel load_model(const std::string& path, const torch::Device& device, bool verify = true);
 // The shape from a checkpoint's config.json, validated like `polar train` validates a config.
 ModelConfig load_model_shape(const std::string& path);
+// DIR/tokenizer, checked against the fingerprint DIR/config.json stored with the weights (a
+// checkpoint written before fingerprints existed has none and its tokenizer/ is taken as is).
+Tokenizer load_checkpoint_tokenizer(const std::string& dir);
 // Copies weights by name into `model`; every model parameter must be present with its shape.
 // `verify`: checksums first, finiteness after.
 void load_weights(RewardModel& model, const std::string& path, bool verify = true);

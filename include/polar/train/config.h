@@ -34,6 +34,7 @@ struct DataSection {
 
 struct TrainSection {
   int64_t steps = 100;
+  double epochs = 0;            // > 0: steps = ceil(epochs * train groups / batch_groups), replacing steps
   int64_t batch_groups = 32;    // groups per optimizer step, across all ranks
   double lr = 1e-3;
   double min_lr_ratio = 0.1;    // cosine decays to lr * min_lr_ratio
@@ -64,7 +65,7 @@ struct TrainSection {
 
 struct EvalSection {
   int64_t every = 0;            // steps between evals, 0: only at the end
-  int64_t max_groups = 0;       // 0: the whole eval split
+  int64_t max_groups = 0;       // 0: the whole eval split; else a uniform sample seeded by train.seed
 };
 
 struct RunSection {

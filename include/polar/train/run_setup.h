@@ -32,7 +32,9 @@ torch::Device resolve_device(const std::string& name, int local_rank);
 
 // Builds the model (init_from > shape_from > config shape; weights from `resume_from` when
 // set), the tokenizer (model.tokenizer > checkpoint's > dataset's) and opens the datasets.
-// Checks that the data was tokenised with the model's tokenizer.
+// Refuses (naming both) a tokenizer other than the weights' one: model.tokenizer against
+// init_from's, the resumed checkpoint's and both splits' against the model's (by fingerprint).
+// Derives train.steps from train.epochs and warns when the run reads its data more than once.
 RunSetup prepare_run(TrainConfig& config, const torch::Device& device,
                      const std::optional<std::string>& resume_from);
 
