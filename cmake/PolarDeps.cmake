@@ -37,6 +37,9 @@ find_package(PkgConfig REQUIRED)
 pkg_check_modules(SENTENCEPIECE REQUIRED IMPORTED_TARGET sentencepiece)
 add_library(sentencepiece INTERFACE)
 target_link_libraries(sentencepiece INTERFACE PkgConfig::SENTENCEPIECE)
+# Compressed JSONL inputs (.jsonl.gz, .jsonl.zst) are read as streams.
+find_package(ZLIB REQUIRED)
+pkg_check_modules(ZSTD REQUIRED IMPORTED_TARGET libzstd)
 
 # The torch wheel ships fmt 12 headers under its include root, which would shadow Debian's fmt 9
 # that libspdlog was built against. A shim directory placed first makes <fmt/...> mean Debian's.
