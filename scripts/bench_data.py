@@ -2,8 +2,8 @@
 """Scale benchmark of `polar data pretrain`: generates a synthetic trajectory corpus (prompts x
 policies x 2 samples, ~300 bytes a line, 1% exact duplicates) as 16 JSONL files, then builds it
 under a memory budget for 4 input sizes (the first 1, 2, 4 and 16 files) and prints, per size:
-input MB, trajectories, wall and CPU seconds, MB/s, stored tokens per CPU second, peak RSS (from
-/usr/bin/time -v) and the manifest's counts (CPU time is reported because on a shared machine the
+input MB, trajectories, wall and CPU seconds, MB/s, stored tokens per CPU second, peak RSS (VmHWM, as
+the builder logs it) and the manifest's counts (CPU time is reported because on a shared machine the
 wall time measures the other load). Everything it writes lives under --work and is deleted at the end unless
 --keep. Standard library only.
 
@@ -12,9 +12,11 @@ wall time measures the other load). Everything it writes lives under --work and 
 
 import argparse
 import json
+import multiprocessing
 import os
 import random
 import re
+import resource
 import shutil
 import subprocess
 import sys
@@ -28,35 +30,43 @@ POLICIES = 16
 FILES = 16
 
 
-def write_corpus(work, n_trajectories, seed):
-    """FILES files, each holding whole prompts; every policy answers every prompt twice. Responses
-    are drawn from a pool of 100,000 texts per policy style and made unique by a suffix."""
-    n_prompts = n_trajectories // (POLICIES * 2)
+def response_pools(seed):
     rng = random.Random(seed)
     pools = []
     for p in range(POLICIES):
         style = WORDS[p::POLICIES]
         pools.append([" ".join(rng.choices(style, k=12) + rng.choices(WORDS, k=10 + rng.randrange(12)))
                       for _ in range(100_000 // POLICIES)])
-    paths = []
-    for f in range(FILES):
-        path = os.path.join(work, f"corpus-{f}.jsonl")
-        lo, hi = n_prompts * f // FILES, n_prompts * (f + 1) // FILES
-        prompts = [" ".join(rng.choices(WORDS, k=10)) + f" #{i}" for i in range(lo, hi)]
-        with open(path, "w", encoding="utf-8") as out:
-            lines = []
-            for sample in range(2):
-                for p in range(POLICIES):
-                    pool, head = pools[p], '{"prompt": "%s", "policy": "policy-%02d", "response": "%s %d.%d", "category": "c%d"}\n'
-                    for i, prompt in enumerate(prompts):
-                        line = head % (prompt, p, pool[rng.randrange(len(pool))], i, sample, i % 3)
-                        lines.append(line)
-                        if rng.random() < 0.01:
-                            lines.append(line)  # an exact duplicate
-                    out.write("".join(lines))
-                    lines = []
-        paths.append(path)
-    return paths
+    return pools
+
+
+def write_file(job):
+    """One file holding whole prompts; every policy answers every prompt twice. Responses are drawn
+    from a pool of 100,000 texts (per policy style) and made unique by a suffix."""
+    path, f, n_prompts, seed = job
+    pools = response_pools(seed)
+    rng = random.Random(seed * 1000 + f)
+    lo, hi = n_prompts * f // FILES, n_prompts * (f + 1) // FILES
+    prompts = [" ".join(rng.choices(WORDS, k=10)) + f" #{i}" for i in range(lo, hi)]
+    head = '{"prompt": "%s", "policy": "policy-%02d", "response": "%s %d.%d", "category": "c%d"}\n'
+    with open(path, "w", encoding="utf-8") as out:
+        for sample in range(2):
+            for p in range(POLICIES):
+                pool, lines = pools[p], []
+                for i, prompt in enumerate(prompts):
+                    line = head % (prompt, p, pool[rng.randrange(len(pool))], i, sample, i % 3)
+                    lines.append(line)
+                    if rng.random() < 0.01:
+                        lines.append(line)  # an exact duplicate
+                out.write("".join(lines))
+    return path
+
+
+def write_corpus(work, n_trajectories, seed):
+    n_prompts = n_trajectories // (POLICIES * 2)
+    jobs = [(os.path.join(work, f"corpus-{f:02d}.jsonl"), f, n_prompts, seed) for f in range(FILES)]
+    with multiprocessing.Pool(min(FILES, os.cpu_count() or 1)) as pool:
+        return pool.map(write_file, jobs)
 
 
 def train_tokenizer(polar, work, corpus):
@@ -74,18 +84,20 @@ def train_tokenizer(polar, work, corpus):
 
 
 def build(polar, files, tok, out, budget, threads):
-    cmd = ["/usr/bin/time", "-v", "nice", "-n", "10", polar, "data", "pretrain", "--trajectories", *files,
-           "--tokenizer", tok, "--output", out, "--memory-budget", budget, "--threads", str(threads),
-           "--no-progress", "--overwrite"]
+    """Returns wall seconds, CPU seconds, the builder's peak RSS (VmHWM, logged) and the manifest."""
+    cmd = ["nice", "-n", "10", polar, "data", "pretrain", "--trajectories", *files, "--tokenizer", tok,
+           "--output", out, "--memory-budget", budget, "--threads", str(threads), "--no-progress", "--overwrite"]
+    cpu_before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.monotonic()
     proc = subprocess.run(cmd, capture_output=True, text=True)
     seconds = time.monotonic() - start
+    cpu_after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if proc.returncode != 0:
         sys.exit(f"build failed:\n{proc.stdout}\n{proc.stderr}")
-    rss_kib = int(re.search(r"Maximum resident set size \(kbytes\): (\d+)", proc.stderr).group(1))
-    cpu = sum(float(re.search(rf"{k} time \(seconds\): ([0-9.]+)", proc.stderr).group(1)) for k in ("User", "System"))
+    cpu = (cpu_after.ru_utime - cpu_before.ru_utime) + (cpu_after.ru_stime - cpu_before.ru_stime)
+    rss_mib = float(re.search(r"peak resident memory (\d+) MiB", proc.stderr).group(1))
     with open(os.path.join(out, "manifest.json"), encoding="utf-8") as f:
-        return seconds, cpu, rss_kib * 1024, json.load(f)
+        return seconds, cpu, rss_mib * 2**20, json.load(f)
 
 
 def train_and_resume(polar, data, work, steps):
