@@ -69,8 +69,8 @@ TEST(LineReader, TruncatedOrCorruptStreamsAreErrorsNamingTheFile) {
   const std::string gz = gzip_member(text), zst = zstd_frame(text);
   write_text(dir.file("cut.gz"), gz.substr(0, gz.size() - 10));
   write_text(dir.file("cut.zst"), zst.substr(0, zst.size() - 10));
-  std::string bad = zst;
-  bad[bad.size() / 2] ^= 0x55;
+  // zstd frames carry no checksum by default, so corruption shows in the headers: invalid from byte 4.
+  const std::string bad = zst.substr(0, 4) + std::string(zst.size() - 4, '\xff');
   write_text(dir.file("bad.zst"), bad);
   for (const char* name : {"cut.gz", "cut.zst", "bad.zst"}) {
     try {
