@@ -31,8 +31,9 @@ using polar_test::write_text;
 
 // The built-in synthetic data (tools/gen_data.py), small: 200 prompts x 16 policies x 2 answers.
 const std::string& builtin_trajectories() {
+  static const TempDir gen_dir;  // removed at exit
   static const std::string path = [] {
-    const std::string dir = fs::temp_directory_path() / ("polar-test-gen-" + std::to_string(::getpid()));
+    const std::string dir = gen_dir.path();
     const std::string cmd = "python3 " POLAR_SOURCE_DIR "/tools/gen_data.py --out " + dir +
                             " --pretrain-prompts 200 --finetune-prompts 4 --test-prompts 4 >/dev/null";
     if (std::system(cmd.c_str()) != 0) throw std::runtime_error("gen_data.py failed");
