@@ -58,6 +58,9 @@ pkg_check_modules(CPPHTTPLIB REQUIRED cpp-httplib)
 function(polar_http_sources)
   set_source_files_properties(${ARGN} PROPERTIES COMPILE_OPTIONS "${CPPHTTPLIB_CFLAGS}")
 endfunction()
+# zlib: CRC-32 of checkpoint tensor files and .jsonl.gz inputs; zstd: .jsonl.zst inputs (read as streams).
+find_package(ZLIB REQUIRED)
+pkg_check_modules(ZSTD REQUIRED IMPORTED_TARGET libzstd)
 
 # The torch wheel ships fmt 12 headers under its include root, which would shadow Debian's fmt 9
 # that libspdlog was built against. A shim directory placed first makes <fmt/...> mean Debian's.

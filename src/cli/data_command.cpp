@@ -1,12 +1,15 @@
-// `polar data pretrain|preference`: build token shards from JSONL (see include/polar/data/builder.h).
+// `polar data pretrain|merge|preference`: build token shards from JSONL (see include/polar/data/builder.h).
 #include <CLI/CLI.hpp>
 #include <fmt/format.h>
 
+#include <cctype>
 #include <memory>
 #include <nlohmann/json.hpp>
 
 #include "polar/cli/commands.h"
+#include "polar/common/error.h"
 #include "polar/data/builder.h"
+#include "polar/dist/dist.h"
 
 namespace polar::cli {
 
@@ -17,13 +20,15 @@ void print_summary(const nlohmann::json& m, const std::string& output) {
   const auto& eval = m["splits"]["eval"];
   const auto& trunc = m["truncation"];
   fmt::print("wrote {}\n", output);
-  fmt::print("  records   {} read, {} skipped {}\n", m["records"]["accepted"].get<int64_t>(),
+  fmt::print("  records   {} read, {} skipped {}", m["records"]["accepted"].get<int64_t>(),
              m["records"]["skipped"].get<int64_t>(), m["records"]["skipped_by_reason"].dump());
-  fmt::print("  prompts   {} train, {} eval, {} skipped {}\n", m["prompts"]["train"].get<int64_t>(),
+  if (m["records"].contains("duplicates")) fmt::print(", {} duplicates dropped", m["records"]["duplicates"].get<int64_t>());
+  fmt::print("\n  prompts   {} train, {} eval, {} skipped {}\n", m["prompts"]["train"].get<int64_t>(),
              m["prompts"]["eval"].get<int64_t>(), m["prompts"]["skipped"].get<int64_t>(),
              m["prompts"]["skipped_by_reason"].dump());
   fmt::print("  groups    {} train, {} eval ({} sequences, {} pairs in train)\n", train["groups"].get<int64_t>(),
              eval["groups"].get<int64_t>(), train["sequences"].get<int64_t>(), train["pairs"].get<int64_t>());
+  if (m.contains("groups_dropped")) fmt::print("  dropped   {}\n", m["groups_dropped"].dump());
   fmt::print("  tokens    {} train, {} eval (stored once per group prefix)\n", train["stored_tokens"].get<int64_t>(),
              eval["stored_tokens"].get<int64_t>());
   fmt::print("  truncated {} groups prompt-cut ({} tokens per copy), {} response-cut ({} tokens), {} dropped as too long\n",
@@ -39,18 +44,44 @@ void add_limit_options(CLI::App* cmd, TemplateLimits& limits) {
       ->capture_default_str();
 }
 
-}  // namespace
+// "2GiB", "512MiB", "4G", "1.5GB" or a plain number of bytes; K/M/G/T are powers of 1024.
+int64_t parse_byte_size(const std::string& text) {
+  size_t end = 0;
+  double value = 0;
+  try {
+    value = std::stod(text, &end);
+  } catch (const std::exception&) {
+    end = 0;
+  }
+  std::string unit = text.substr(end);
+  for (auto& c : unit) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+  const std::vector<std::pair<std::string, double>> units = {
+      {"", 1},           {"B", 1},          {"K", 1024.0},     {"KB", 1024.0},   {"KIB", 1024.0},
+      {"M", 1048576.0},  {"MB", 1048576.0}, {"MIB", 1048576.0}, {"G", 1073741824.0}, {"GB", 1073741824.0},
+      {"GIB", 1073741824.0}, {"T", 1099511627776.0}, {"TB", 1099511627776.0}, {"TIB", 1099511627776.0}};
+  for (const auto& [name, scale] : units) {
+    if (end > 0 && unit == name && value > 0 && value * scale < 9e18) return static_cast<int64_t>(value * scale);
+  }
+  throw Error("--memory-budget: expected a size such as 2GiB, 512MiB or a number of bytes, got \"" + text + "\"");
+}
 
-void add_data_command(CLI::App& app) {
-  auto* cmd = app.add_subcommand("data", "Build POLAR token shards from JSONL");
-  cmd->require_subcommand(1);
+// --num-workers/--worker-index, else the launcher's RANK/WORLD_SIZE or Slurm's SLURM_PROCID/SLURM_NTASKS.
+void resolve_workers(PretrainBuildOptions& o, bool given) {
+  if (given) return;
+  const dist::DistEnv env = dist::DistEnv::from_environment();
+  o.num_workers = env.world_size;
+  o.worker_index = env.rank;
+}
 
+void add_pretrain_command(CLI::App* cmd) {
   auto pre = std::make_shared<PretrainBuildOptions>();
   auto template_name = std::make_shared<std::string>("pretrain");
+  auto pairing = std::make_shared<std::string>("all-pairs");
+  auto budget = std::make_shared<std::string>("4GiB");
   auto* p = cmd->add_subcommand("pretrain", "Policy-discrimination groups from trajectories of many policies");
-  p->add_option("--trajectories", pre->trajectories, "JSONL files of {prompt, policy, response[, category]}")
-      ->required()
-      ->check(CLI::ExistingFile);
+  p->add_option("--trajectories", pre->trajectories,
+                "JSONL files or globs (.jsonl, .jsonl.gz, .jsonl.zst) of {prompt, policy, response[, category]}")
+      ->required();
   p->add_option("--tokenizer", pre->tokenizer, "Tokenizer directory or .model file")->required();
   p->add_option("--output", pre->output, "Dataset directory to create")->required();
   p->add_option("--negatives", pre->negatives, "Negatives per group (K), from K distinct other policies")
@@ -61,14 +92,62 @@ void add_data_command(CLI::App& app) {
   p->add_option("--template", *template_name, "pretrain (prompt joined to responses) or finetune (\"\\n\" between)")
       ->check(CLI::IsMember({"pretrain", "finetune"}))
       ->capture_default_str();
-  p->add_option("--groups-per-prompt", pre->groups_per_prompt, "Cap on groups per prompt (0 = as many as possible)")
+  p->add_option("--pairing", *pairing,
+                "all-pairs (every disjoint same-policy pair is a reference/positive) or paper (POLAR's: --passes "
+                "groups per prompt, the policy drawn uniformly)")
+      ->check(CLI::IsMember({"all-pairs", "paper"}))
       ->capture_default_str();
+  p->add_option("--groups-per-prompt", pre->groups_per_prompt, "all-pairs: cap on groups per prompt (0 = no cap)")
+      ->capture_default_str();
+  p->add_option("--passes", pre->passes, "paper: groups per prompt, one per pass")->capture_default_str();
+  p->add_option("--memory-budget", *budget, "Memory to stay within (e.g. 2GiB); larger inputs spill to disk")
+      ->capture_default_str();
+  p->add_option("--partitions", pre->partitions, "Spill partitions (0 = from the input size and the budget)")
+      ->capture_default_str();
+  p->add_option("--threads", pre->threads, "Threads for parsing and tokenising (0 = all cores)")->capture_default_str();
+  auto* workers = p->add_option("--num-workers", pre->num_workers,
+                                "Processes sharing the build (default: WORLD_SIZE or SLURM_NTASKS, else 1)");
+  p->add_option("--worker-index", pre->worker_index, "This process's part (default: RANK or SLURM_PROCID)")
+      ->needs(workers);
+  p->add_option("--spill-dir", pre->spill_dir, "Directory for spill files (default: next to the output)");
   p->add_flag("--skip-invalid", pre->skip_invalid, "Skip and count bad lines instead of failing");
   p->add_flag("--overwrite", pre->overwrite, "Replace an existing dataset at --output");
-  p->callback([pre, template_name] {
+  auto* quiet = p->add_flag("--no-progress", "No progress line");
+  p->callback([pre, template_name, pairing, budget, workers, quiet] {
     pre->template_kind = parse_template_kind(*template_name);
-    print_summary(build_pretrain_dataset(*pre), pre->output);
+    pre->pairing = parse_pairing_scheme(*pairing);
+    pre->memory_budget = parse_byte_size(*budget);
+    pre->progress = quiet->count() == 0;
+    resolve_workers(*pre, workers->count() > 0);
+    const auto manifest = build_pretrain_dataset(*pre);
+    if (pre->num_workers > 1) {
+      fmt::print("wrote part {} of {}: {}; run `polar data merge --output {} --num-workers {}` when all are done\n",
+                 pre->worker_index, pre->num_workers,
+                 pretrain_part_dir(pre->output, pre->worker_index, pre->num_workers), pre->output,
+                 pre->num_workers);
+      return;
+    }
+    print_summary(manifest, pre->output);
   });
+
+  auto output = std::make_shared<std::string>();
+  auto num_workers = std::make_shared<int>(0);
+  auto overwrite = std::make_shared<bool>(false);
+  auto* m = cmd->add_subcommand("merge", "Join the parts of a `data pretrain --num-workers W` build into one dataset");
+  m->add_option("--output", *output, "The --output the workers were given")->required();
+  m->add_option("--num-workers", *num_workers, "W, as the workers were given")->required();
+  m->add_flag("--overwrite", *overwrite, "Replace an existing dataset at --output");
+  m->callback([output, num_workers, overwrite] {
+    print_summary(merge_pretrain_parts(*output, *num_workers, *overwrite), *output);
+  });
+}
+
+}  // namespace
+
+void add_data_command(CLI::App& app) {
+  auto* cmd = app.add_subcommand("data", "Build POLAR token shards from JSONL");
+  cmd->require_subcommand(1);
+  add_pretrain_command(cmd);
 
   auto pref = std::make_shared<PreferenceBuildOptions>();
   auto* f = cmd->add_subcommand("preference", "Fine-tuning groups from {prompt, reference, chosen, rejected}");

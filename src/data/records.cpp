@@ -101,6 +101,34 @@ std::string category_field(const json& obj) {
   return it->get_ref<const std::string&>().empty() ? "default" : it->get<std::string>();
 }
 
+// One line: blank, a record, or invalid with the reason and message of the LineError.
+template <typename Record, typename Parse>
+LineParse parse_line(std::string& line, Parse parse, Record& out, std::string& reason, std::string& message) {
+  if (!line.empty() && line.back() == '\r') line.pop_back();
+  if (line.find_first_not_of(" \t\f\v") == std::string::npos) return LineParse::Blank;
+  try {
+    size_t bad = 0;
+    if (!is_valid_utf8(line, &bad)) {
+      throw LineError{kInvalidUtf8, "invalid UTF-8 at byte " + std::to_string(bad + 1)};
+    }
+    json obj;
+    try {
+      obj = json::parse(line);
+    } catch (const json::exception& e) {  // syntax, or a number out of range (1e999)
+      throw LineError{kInvalidJson, std::string("invalid JSON: ") + e.what()};
+    }
+    if (!obj.is_object()) {
+      throw LineError{kWrongType, std::string("expected a JSON object, got ") + obj.type_name()};
+    }
+    out = parse(obj);
+    return LineParse::Record;
+  } catch (const LineError& e) {
+    reason = e.reason;
+    message = e.message;
+    return LineParse::Invalid;
+  }
+}
+
 template <typename Record, typename Parse>
 std::vector<Record> read_jsonl(const std::string& path, bool skip_invalid, ReadStats* stats, Parse parse) {
   std::ifstream in(path, std::ios::binary);
@@ -108,45 +136,38 @@ std::vector<Record> read_jsonl(const std::string& path, bool skip_invalid, ReadS
   ReadStats local;
   ReadStats& st = stats ? *stats : local;
   std::vector<Record> records;
-  std::string line;
+  std::string line, reason, message;
   int64_t line_no = 0;
-  int64_t warned = 0, nonblank = 0;
+  int64_t nonblank = 0;
+  const int64_t skipped_before = st.skipped;
   while (std::getline(in, line)) {
     ++line_no;
-    if (!line.empty() && line.back() == '\r') line.pop_back();
-    if (line.find_first_not_of(" \t\f\v") == std::string::npos) continue;
+    Record r;
+    const LineParse result = parse_line(line, parse, r, reason, message);
+    if (result == LineParse::Blank) continue;
     ++st.lines;
     ++nonblank;
-    try {
-      size_t bad = 0;
-      if (!is_valid_utf8(line, &bad)) {
-        throw LineError{kInvalidUtf8, "invalid UTF-8 at byte " + std::to_string(bad + 1)};
-      }
-      json obj;
-      try {
-        obj = json::parse(line);
-      } catch (const json::exception& e) {  // syntax, or a number out of range (1e999)
-        throw LineError{kInvalidJson, std::string("invalid JSON: ") + e.what()};
-      }
-      if (!obj.is_object()) {
-        throw LineError{kWrongType, std::string("expected a JSON object, got ") + obj.type_name()};
-      }
-      Record r = parse(obj);
-      r.line = line_no;
-      records.push_back(std::move(r));
-      ++st.accepted;
-    } catch (const LineError& e) {
-      const std::string message = path + ":" + std::to_string(line_no) + ": " + e.message;
-      if (!skip_invalid) throw Error(message);
-      ++st.skipped;
-      ++st.skipped_by_reason[e.reason];
-      if (warned++ < 3) spdlog::warn("skipping {}", message);
+    if (result == LineParse::Invalid) {
+      st.add_invalid(path + ":" + std::to_string(line_no) + ": " + message, reason, skip_invalid);
+      continue;
     }
+    r.line = line_no;
+    records.push_back(std::move(r));
+    ++st.accepted;
   }
   POLAR_CHECK(!in.bad(), path, ": read error");
   POLAR_CHECK(nonblank > 0, path, ": empty file (expected one JSON object per line)");
-  if (warned > 3) spdlog::warn("{}: skipped {} invalid lines in all", path, warned);
+  if (st.skipped - skipped_before > 3) spdlog::warn("{}: skipped {} invalid lines in all", path, st.skipped - skipped_before);
   return records;
+}
+
+TrajectoryRecord parse_trajectory(const json& obj) {
+  TrajectoryRecord r;
+  r.prompt = text_field(obj, "prompt");
+  r.policy = name_field(obj, "policy");
+  r.response = text_field(obj, "response");
+  r.category = category_field(obj);
+  return r;
 }
 
 }  // namespace
@@ -187,6 +208,17 @@ bool is_valid_utf8(const std::string& bytes, size_t* bad_offset) {
   return true;
 }
 
+void ReadStats::add_invalid(const std::string& message, const std::string& reason, bool skip_invalid) {
+  if (!skip_invalid) throw Error(message);
+  if (skipped++ < 3) spdlog::warn("skipping {}", message);
+  ++skipped_by_reason[reason];
+}
+
+LineParse parse_trajectory_line(std::string& line, TrajectoryRecord& record, std::string& reason,
+                                std::string& message) {
+  return parse_line(line, parse_trajectory, record, reason, message);
+}
+
 json ReadStats::to_json() const {
   return {{"lines", lines}, {"accepted", accepted}, {"skipped", skipped}, {"skipped_by_reason", skipped_by_reason}};
 }
@@ -200,14 +232,7 @@ std::string render_text_field(const json& value, const std::string& where) {
 }
 
 std::vector<TrajectoryRecord> read_trajectories(const std::string& path, bool skip_invalid, ReadStats* stats) {
-  return read_jsonl<TrajectoryRecord>(path, skip_invalid, stats, [](const json& obj) {
-    TrajectoryRecord r;
-    r.prompt = text_field(obj, "prompt");
-    r.policy = name_field(obj, "policy");
-    r.response = text_field(obj, "response");
-    r.category = category_field(obj);
-    return r;
-  });
+  return read_jsonl<TrajectoryRecord>(path, skip_invalid, stats, parse_trajectory);
 }
 
 std::vector<PreferenceRecord> read_preferences(const std::string& path, bool skip_invalid, ReadStats* stats) {

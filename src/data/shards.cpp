@@ -73,9 +73,9 @@ std::string shard_name(size_t index) {
 // ---------------------------------------------------------------------------------------------
 // ShardWriter
 
-ShardWriter::ShardWriter(std::string split_dir, TemplateKind kind, int64_t groups_per_shard)
-    : dir_(std::move(split_dir)), kind_(kind), groups_per_shard_(groups_per_shard) {
-  POLAR_CHECK(groups_per_shard_ > 0, "ShardWriter: groups_per_shard must be positive");
+ShardWriter::ShardWriter(std::string split_dir, TemplateKind kind, int64_t groups_per_shard, int64_t shard_bytes)
+    : dir_(std::move(split_dir)), kind_(kind), groups_per_shard_(groups_per_shard), shard_bytes_(shard_bytes) {
+  POLAR_CHECK(groups_per_shard_ > 0 && shard_bytes_ > 0, "ShardWriter: groups_per_shard and shard_bytes must be positive");
   std::error_code ec;
   fs::create_directories(dir_, ec);
   POLAR_CHECK(!ec && fs::is_directory(dir_), dir_, ": cannot create directory: ", ec.message());
@@ -94,7 +94,9 @@ void ShardWriter::add(const EncodedGroup& group, int32_t category) {
   }
   pending_.push_back(group);
   pending_category_.push_back(category);
-  if (static_cast<int64_t>(pending_.size()) >= groups_per_shard_) flush_shard();
+  pending_bytes_ += 4 * static_cast<int64_t>(group.prefix.size());
+  for (const auto& c : group.candidates) pending_bytes_ += 4 * static_cast<int64_t>(c.size());
+  if (static_cast<int64_t>(pending_.size()) >= groups_per_shard_ || pending_bytes_ >= shard_bytes_) flush_shard();
 }
 
 void ShardWriter::flush_shard() {
@@ -155,6 +157,7 @@ void ShardWriter::flush_shard() {
   total_tokens_ += static_cast<int64_t>(n_tokens);
   pending_.clear();
   pending_category_.clear();
+  pending_bytes_ = 0;
 }
 
 void ShardWriter::finish(const std::vector<std::string>& categories) {
@@ -164,11 +167,15 @@ void ShardWriter::finish(const std::vector<std::string>& categories) {
                 categories.size(), " categories given)");
   }
   flush_shard();
-  json split = {{"format", kSplitFormat},   {"template", template_kind_name(kind_)},
-                {"groups", total_groups_},  {"tokens", total_tokens_},
-                {"categories", categories}, {"shards", shard_names_}};
-  write_json_file_atomic((fs::path(dir_) / "split.json").string(), split);
+  write_split_index(dir_, kind_, total_groups_, total_tokens_, categories, shard_names_);
   finished_ = true;
+}
+
+void write_split_index(const std::string& split_dir, TemplateKind kind, int64_t groups, int64_t tokens,
+                       const std::vector<std::string>& categories, const std::vector<std::string>& shards) {
+  json split = {{"format", kSplitFormat}, {"template", template_kind_name(kind)}, {"groups", groups},
+                {"tokens", tokens},       {"categories", categories},          {"shards", shards}};
+  write_json_file_atomic((fs::path(split_dir) / "split.json").string(), split);
 }
 
 // ---------------------------------------------------------------------------------------------

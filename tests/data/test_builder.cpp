@@ -44,6 +44,14 @@ std::string trajectories_jsonl() {
   return out;
 }
 
+PairingOptions pairing(int64_t negatives, int64_t groups_per_prompt, uint64_t seed) {
+  PairingOptions o;
+  o.negatives = negatives;
+  o.groups_per_prompt = groups_per_prompt;
+  o.seed = seed;
+  return o;
+}
+
 int64_t expected_groups_for(int i) {
   int64_t n = 0;
   for (int k = 0; k < 4; ++k) n += ((k + i) % 3 + 1) / 2;
@@ -66,11 +74,12 @@ class BuilderTest : public ::testing::Test {
 
 TEST_F(BuilderTest, PlanPairsWithinAPolicyAndNegativesFromDistinctOthers) {
   const auto records = read_trajectories(dir.file("traj.jsonl"), false, nullptr);
-  const GroupPlan plan = plan_pretrain_groups(records, 2, 0, 7);
+  const GroupPlan plan = plan_pretrain_groups(records, pairing(2, 0, 7));
   ASSERT_EQ(plan.prompts.size(), 12u);
   const std::map<std::string, int64_t> skipped = {{"fewer_policies_than_negatives_plus_one", 1},
                                                   {"no_policy_with_two_trajectories", 1}};
-  EXPECT_EQ(plan.skipped_prompts_by_reason, skipped);
+  EXPECT_EQ(plan.counts.skipped_prompts_by_reason, skipped);
+  EXPECT_EQ(plan.counts.duplicates, 0);
   std::map<int64_t, int64_t> groups_per_prompt;
   std::map<int64_t, std::set<int64_t>> used_as_pair;
   for (const auto& g : plan.groups) {
@@ -102,19 +111,19 @@ TEST_F(BuilderTest, PlanPairsWithinAPolicyAndNegativesFromDistinctOthers) {
   EXPECT_EQ(static_cast<int64_t>(plan.groups.size()), total);
 
   // Same seed, same plan; the cap holds; K = 4 leaves no prompt with 5 policies.
-  const GroupPlan again = plan_pretrain_groups(records, 2, 0, 7);
+  const GroupPlan again = plan_pretrain_groups(records, pairing(2, 0, 7));
   ASSERT_EQ(again.groups.size(), plan.groups.size());
   bool other_seed_differs = false;
-  const GroupPlan other = plan_pretrain_groups(records, 2, 0, 8);
+  const GroupPlan other = plan_pretrain_groups(records, pairing(2, 0, 8));
   for (size_t i = 0; i < plan.groups.size(); ++i) {
     EXPECT_EQ(again.groups[i].candidates, plan.groups[i].candidates);
     other_seed_differs |= other.groups[i].candidates != plan.groups[i].candidates;
   }
   EXPECT_TRUE(other_seed_differs);
-  const GroupPlan capped = plan_pretrain_groups(records, 1, 1, 7);
+  const GroupPlan capped = plan_pretrain_groups(records, pairing(1, 1, 7));
   EXPECT_EQ(capped.groups.size(), 10u);  // one per question; the other two prompts form none
-  EXPECT_THROW(plan_pretrain_groups(records, 0, 0, 7), Error);
-  EXPECT_TRUE(plan_pretrain_groups(records, 4, 0, 7).groups.empty());
+  EXPECT_THROW(plan_pretrain_groups(records, pairing(0, 0, 7)), Error);
+  EXPECT_TRUE(plan_pretrain_groups(records, pairing(4, 0, 7)).groups.empty());
 }
 
 TEST_F(BuilderTest, EvalSplitRoundsAndIsSeeded) {
@@ -159,8 +168,10 @@ TEST_F(BuilderTest, BuildsShardsManifestAndDisjointSplit) {
   EXPECT_TRUE(fs::exists(out + "/tokenizer/polar_tokenizer.json"));
   EXPECT_EQ(m["records"]["accepted"], 86);  // 79 answers to the ten questions + 3 + 4
   EXPECT_EQ(m["prompts"]["total"], 12);
-  EXPECT_EQ(m["prompts"]["train"], 7);
-  EXPECT_EQ(m["prompts"]["eval"], 3);
+  const int64_t train_prompts = m["prompts"]["train"], eval_prompts = m["prompts"]["eval"];
+  EXPECT_EQ(train_prompts + eval_prompts, 10);  // the split is by prompt hash: about 30% eval
+  EXPECT_GT(eval_prompts, 0);
+  EXPECT_GT(train_prompts, 0);
   EXPECT_EQ(m["prompts"]["skipped"], 2);
   EXPECT_EQ(m["categories"], (std::vector<std::string>{"chat", "math"}));
   EXPECT_EQ(m["settings"]["negatives"], 2);
@@ -193,8 +204,8 @@ TEST_F(BuilderTest, BuildsShardsManifestAndDisjointSplit) {
       EXPECT_EQ(ds.categories()[g.category], d.prompt[9] % 2 ? "math" : "chat") << d.prompt;
     }
   }
-  EXPECT_EQ(prompts[0].size(), 7u);
-  EXPECT_EQ(prompts[1].size(), 3u);
+  EXPECT_EQ(static_cast<int64_t>(prompts[0].size()), train_prompts);
+  EXPECT_EQ(static_cast<int64_t>(prompts[1].size()), eval_prompts);
   for (const auto& p : prompts[1]) EXPECT_EQ(prompts[0].count(p), 0u) << "prompt in both splits: " << p;
   int64_t expected = 0;
   for (int i = 0; i < 10; ++i) expected += expected_groups_for(i);
@@ -332,7 +343,7 @@ TEST_F(BuilderTest, Command) {
   EXPECT_EQ(run(base + " --negatives 2 --seed 3 --eval-fraction 0.2"), 0);
   const json m = json::parse(read_bytes(dir.file("cli/manifest.json")));
   EXPECT_EQ(m["settings"]["seed"], 3);
-  EXPECT_EQ(m["prompts"]["eval"], 2);
+  EXPECT_EQ(m["prompts"]["eval"].get<int64_t>() + m["prompts"]["train"].get<int64_t>(), 10);
   EXPECT_EQ(run(base), 1);  // exists without --overwrite: a polar::Error, exit 1
 }
 

@@ -1,9 +1,23 @@
 // Dataset builders behind `polar data pretrain|preference`: JSONL records -> token shards.
 //
-// Pre-training groups (POLAR policy discrimination): trajectories are grouped by prompt, then by
-// policy. A policy A with two trajectories gives reference = A_i and positive = A_j; the K
-// negatives are one random trajectory each from K distinct other policies. Every disjoint
-// (reference, positive) pair of every policy is used unless groups_per_prompt caps it.
+// Pre-training groups (POLAR policy discrimination) are built out of core (pretrain_builder.cpp):
+// pass 1 streams every input (plain, .gz, .zst) and hash-partitions the records by prompt into
+// spill files; pass 2 builds each partition's groups on its own, so memory is bounded by
+// --memory-budget, not by the corpus. Everything about a prompt depends only on the prompt and the
+// seed (its trajectories are put in a canonical order and drawn from an RNG seeded by the prompt's
+// hash; its split is decided by the hash too), so the dataset does not depend on the order of the
+// input files, the budget, the thread count or how many workers share the build. Groups are
+// stored in (prompt hash, prompt) order.
+//
+// Pairing schemes for one prompt (trajectories grouped by policy):
+//   all-pairs (default): every disjoint (reference, positive) pair of every policy A, after a
+//     seeded shuffle; groups_per_prompt caps it round-robin over the policies.
+//   paper: POLAR's scheme, `passes` groups per prompt, each from a policy A drawn uniformly among
+//     those with two trajectories, two distinct trajectories of A drawn uniformly.
+// Either way the K negatives are one random trajectory each from K distinct other policies.
+// A trajectory that repeats an earlier one of the same prompt and policy is a duplicate (dropped,
+// counted); groups whose positive text equals the reference text or whose negative text equals
+// the positive are dropped and counted.
 // Preference groups: one per record, prefix(prompt, reference) + [chosen, rejected].
 // Both split train/eval by prompt, so a prompt never appears in both, and write the layout of
 // shards.h atomically (OUTPUT.tmp-<pid>, renamed into place; nothing is left at OUTPUT on error).
@@ -14,6 +28,7 @@
 #include <cstdint>
 #include <map>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "polar/data/records.h"
@@ -21,8 +36,20 @@
 
 namespace polar {
 
+enum class PairingScheme { AllPairs, Paper };
+PairingScheme parse_pairing_scheme(const std::string& name);  // "all-pairs" or "paper"
+const char* pairing_scheme_name(PairingScheme scheme);
+
+struct PairingOptions {
+  int64_t negatives = 1;  // K: negatives per group, from K distinct other policies
+  PairingScheme scheme = PairingScheme::AllPairs;
+  int64_t groups_per_prompt = 0;  // all-pairs: cap (0 = every disjoint pair)
+  int64_t passes = 1;             // paper: groups per prompt
+  uint64_t seed = 0;
+};
+
 struct PretrainBuildOptions {
-  std::vector<std::string> trajectories;  // JSONL files of {"prompt","policy","response"[,"category"]}
+  std::vector<std::string> trajectories;  // JSONL files or globs of {"prompt","policy","response"[,"category"]}
   std::string tokenizer;                  // directory or .model file
   std::string output;                     // dataset directory to create
   int64_t negatives = 1;                  // K: negatives per group, from K distinct other policies
@@ -30,12 +57,21 @@ struct PretrainBuildOptions {
   TemplateLimits limits;
   double eval_fraction = 0.05;
   TemplateKind template_kind = TemplateKind::Pretrain;
-  int64_t groups_per_prompt = 0;  // 0 = every disjoint (reference, positive) pair
+  PairingScheme pairing = PairingScheme::AllPairs;
+  int64_t groups_per_prompt = 0;  // all-pairs: 0 = every disjoint (reference, positive) pair
+  int64_t passes = 1;             // paper scheme: groups per prompt
   bool skip_invalid = false;
   bool overwrite = false;
   int64_t groups_per_shard = 100000;
+  // Out-of-core build.
+  int64_t memory_budget = int64_t{4} << 30;  // bytes; sets the partition count and buffer sizes
+  int64_t partitions = 0;                    // 0 = derived from the input size and the budget
+  int threads = 0;                           // 0 = all cores
+  int num_workers = 1;                       // > 1: this process builds part worker_index of num_workers
+  int worker_index = 0;
+  std::string spill_dir;  // "" = inside the staging directory of the output
+  bool progress = true;   // a progress line on stderr
 };
-
 struct PreferenceBuildOptions {
   std::string input;  // JSONL of {"prompt","reference","chosen","rejected"[,"category"]}
   std::string tokenizer;
@@ -55,22 +91,55 @@ struct PlannedGroup {
   std::vector<int64_t> candidates;  // [0] positive (reference's policy), [1..K] negatives
 };
 
-struct GroupPlan {
-  std::vector<std::string> prompts;   // every unique prompt, sorted
-  std::vector<PlannedGroup> groups;   // grouped by prompt, prompts in sorted order
+struct PlanCounts {
+  int64_t duplicates = 0;                  // trajectories dropped as repeats (same prompt, policy, response)
+  int64_t positive_equals_reference = 0;   // groups dropped
+  int64_t negative_equals_positive = 0;    // groups dropped
   std::map<std::string, int64_t> skipped_prompts_by_reason;
+  void add(const PlanCounts& other);
 };
 
-// Deterministic for (records, seed): iterates sorted prompts and policies with one mt19937_64.
-GroupPlan plan_pretrain_groups(const std::vector<TrajectoryRecord>& records, int64_t negatives,
-                               int64_t groups_per_prompt, uint64_t seed);
+struct GroupPlan {
+  std::vector<std::string> prompts;  // every unique prompt, in (prompt_hash, prompt) order
+  std::vector<PlannedGroup> groups;  // grouped by prompt, prompts in that order
+  PlanCounts counts;
+};
+
+// In-memory planning of records (tests, small inputs): the same per-prompt planning the
+// streaming builder runs on each partition.
+GroupPlan plan_pretrain_groups(const std::vector<TrajectoryRecord>& records, const PairingOptions& options);
+
+// One prompt's trajectories, as views into the caller's storage.
+struct TrajectoryView {
+  std::string_view policy, response, category;
+};
+struct PromptGroup {  // indices into the prompt's trajectories after canonical_order()
+  int64_t reference = 0;
+  std::vector<int64_t> candidates;
+};
+// Sorts a prompt's trajectories by (policy, response, category) and removes repeats of
+// (policy, response), counting them in counts.duplicates.
+void canonical_order(std::vector<TrajectoryView>& trajectories, PlanCounts& counts);
+// Plans the groups of one prompt from canonically ordered trajectories; deterministic for
+// (trajectories, options, prompt_hash).
+std::vector<PromptGroup> plan_prompt_groups(const std::vector<TrajectoryView>& trajectories,
+                                            const PairingOptions& options, uint64_t prompt_hash, PlanCounts& counts);
+
+// A stable 64-bit hash of a prompt (FNV-1a, then a mixer): orders and partitions prompts.
+uint64_t prompt_hash(std::string_view prompt);
+// The eval split by prompt: true for about `fraction` of all prompts, chosen by hash and seed.
+bool prompt_is_eval(uint64_t prompt_hash, double fraction, uint64_t seed);
 
 // Eval split by prompt: shuffles [0, n) with the seed; the first round(fraction * n) are eval.
 // Returns one flag per prompt (true = eval).
 std::vector<bool> split_eval_prompts(int64_t n, double fraction, uint64_t seed);
 
 // Build a dataset directory; return the manifest (also written to OUTPUT/manifest.json).
+// With num_workers > 1 the pre-training builder writes only its part, OUTPUT.part-I-of-W
+// (a dataset of its prompts), and merge_pretrain_parts() joins the W parts into OUTPUT.
 nlohmann::json build_pretrain_dataset(const PretrainBuildOptions& options);
+nlohmann::json merge_pretrain_parts(const std::string& output, int num_workers, bool overwrite);
+std::string pretrain_part_dir(const std::string& output, int worker_index, int num_workers);
 nlohmann::json build_preference_dataset(const PreferenceBuildOptions& options);
 
 }  // namespace polar

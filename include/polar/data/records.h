@@ -38,11 +38,21 @@ struct ReadStats {
   int64_t skipped = 0;
   std::map<std::string, int64_t> skipped_by_reason;
   nlohmann::json to_json() const;
+  // A bad line: throws polar::Error(message) unless skip_invalid, else counts it under `reason`
+  // (and logs the first few).
+  void add_invalid(const std::string& message, const std::string& reason, bool skip_invalid);
 };
 
 std::vector<TrajectoryRecord> read_trajectories(const std::string& path, bool skip_invalid, ReadStats* stats);
 std::vector<PreferenceRecord> read_preferences(const std::string& path, bool skip_invalid, ReadStats* stats);
 std::vector<ScoringRecord> read_scoring(const std::string& path, bool skip_invalid, ReadStats* stats);
+
+// One line of a trajectories file, checked as read_trajectories checks it (a trailing "\r" is
+// removed). Invalid: `reason` is the skipped_by_reason key, `message` says what is wrong (the caller
+// prefixes FILE:LINE). Lets streaming readers parse lines on several threads.
+enum class LineParse { Blank, Record, Invalid };
+LineParse parse_trajectory_line(std::string& line, TrajectoryRecord& record, std::string& reason,
+                                std::string& message);
 
 // True when `bytes` is well-formed UTF-8 (no overlongs, surrogates or code points past U+10FFFF);
 // otherwise *bad_offset (when given) is the byte offset of the first bad sequence.

@@ -47,11 +47,16 @@ struct GroupRef {
   }
 };
 
+// A shard is closed at groups_per_shard groups or once its tokens reach shard_bytes, which
+// bounds the writer's memory.
+constexpr int64_t kDefaultShardBytes = int64_t{256} << 20;
+
 // Writes one split directory. Groups are buffered per shard; finish() writes split.json.
 // Files are written to temporary names and renamed, so a crash leaves no partial shard.
 class ShardWriter {
  public:
-  ShardWriter(std::string split_dir, TemplateKind kind, int64_t groups_per_shard = 100000);
+  ShardWriter(std::string split_dir, TemplateKind kind, int64_t groups_per_shard = 100000,
+              int64_t shard_bytes = kDefaultShardBytes);
   ~ShardWriter();
   void add(const EncodedGroup& group, int32_t category);
   // categories: names for the category ids passed to add().
@@ -64,6 +69,8 @@ class ShardWriter {
   std::string dir_;
   TemplateKind kind_;
   int64_t groups_per_shard_;
+  int64_t shard_bytes_;
+  int64_t pending_bytes_ = 0;
   std::vector<EncodedGroup> pending_;
   std::vector<int32_t> pending_category_;
   std::vector<std::string> shard_names_;
@@ -71,6 +78,10 @@ class ShardWriter {
   int64_t total_tokens_ = 0;
   bool finished_ = false;
 };
+
+// Writes SPLIT_DIR/split.json (atomically) listing `shards`, which must already be in place.
+void write_split_index(const std::string& split_dir, TemplateKind kind, int64_t groups, int64_t tokens,
+                       const std::vector<std::string>& categories, const std::vector<std::string>& shards);
 
 // A memory-mapped split. Every offset is validated on open (files are untrusted).
 class GroupDataset {
