@@ -1,53 +1,22 @@
 // Formatted strings -> ids, split on the special-token strings (see formatted.h).
 #include "polar/serve/formatted.h"
 
-
 #include "polar/common/error.h"
+#include "polar/tokenizer/formatted_text.h"
 
 namespace polar::serve {
 
-namespace {
-
-struct Special {
-  std::string text;
-  int32_t id;
-};
-
-std::vector<Special> special_strings(const Tokenizer& tok) {
-  const SpecialTokens& sp = tok.special();
-  std::vector<Special> out{{tok.id_to_piece(sp.reward_sep), sp.reward_sep},
-                           {tok.id_to_piece(sp.reward), sp.reward}};
-  if (out[1].text != kClientRewardToken) out.push_back({std::string(kClientRewardToken), sp.reward});
-  return out;
-}
-
-}  // namespace
-
 std::vector<int32_t> tokenize_formatted(const Tokenizer& tok, std::string_view text) {
-  const std::vector<Special> specials = special_strings(tok);
-  std::vector<int32_t> ids{tok.special().bos};
-  size_t pos = 0;
-  while (pos <= text.size()) {
-    // The earliest special string from `pos` (the longest one when two start at the same byte).
-    size_t best = std::string_view::npos;
-    const Special* match = nullptr;
-    for (const Special& s : specials) {
-      size_t at = text.find(s.text, pos);
-      if (at < best || (at == best && at != std::string_view::npos && s.text.size() > match->text.size())) {
-        best = at;
-        match = &s;
-      }
-    }
-    const size_t end = match ? best : text.size();
-    if (end > pos) {
-      std::vector<int32_t> part = tok.encode(std::string(text.substr(pos, end - pos)));
-      ids.insert(ids.end(), part.begin(), part.end());
-    }
-    if (!match) break;
-    ids.push_back(match->id);
-    pos = best + match->text.size();
+  // POLAR's client always appends kClientRewardToken; a tokenizer whose reward piece has another
+  // name takes it as its own reward token. Everything else is the engines' encoding, in one place.
+  const std::string reward_piece = tok.id_to_piece(tok.special().reward);
+  if (reward_piece != kClientRewardToken && text.size() >= kClientRewardToken.size() &&
+      text.substr(text.size() - kClientRewardToken.size()) == kClientRewardToken) {
+    std::string replaced(text.substr(0, text.size() - kClientRewardToken.size()));
+    replaced += reward_piece;
+    return encode_formatted_text(tok, replaced);
   }
-  return ids;
+  return encode_formatted_text(tok, text);
 }
 
 bool ends_with_reward_token(const Tokenizer& tok, std::string_view text) {

@@ -18,9 +18,9 @@ namespace polar::serve {
 // POLAR's client appends this string whatever the tokenizer calls its reward token.
 inline constexpr std::string_view kClientRewardToken = "[UNUSED_TOKEN_130]";
 
-// The one "formatted string -> ids" step of the server: BOS, then the string split on the
-// special-token strings ("<|reward|>", the tokenizer's reward piece and kClientRewardToken),
-// each plain segment encoded on its own and each special string replaced by its id.
+// The server's "formatted string -> ids" step: encode_formatted_text (the serving engines'
+// encoding, tokenizer/formatted_text.h), with a trailing kClientRewardToken read as the
+// tokenizer's reward token when that has another name.
 std::vector<int32_t> tokenize_formatted(const Tokenizer& tok, std::string_view text);
 
 // True when `text` ends with the reward token (the tokenizer's piece or kClientRewardToken).
