@@ -19,6 +19,7 @@
 #include "polar/model/reward_model.h"
 #include "polar/train/checkpoint.h"
 #include "polar/train/data_order.h"
+#include "polar/train/param_groups.h"
 
 namespace fs = std::filesystem;
 
@@ -58,6 +59,7 @@ struct Trainer::State {
   std::shared_ptr<dist::Context> ctx;
   std::unique_ptr<torch::optim::AdamW> optimizer;
   std::vector<torch::Tensor> params;
+  std::vector<ParamRole> group_roles;  // the role of each optimizer param group
   std::unique_ptr<GroupStream> stream;
   TrainerState state;
   std::ofstream metrics;
@@ -88,11 +90,10 @@ Trainer::Trainer(TrainConfig config, bool resume, SetupFn make_setup) : s_(std::
 
   for (auto& p : s.setup.model->parameters()) s.params.push_back(p);
   s.ctx->attach_gradients(s.params);
-  auto opts = torch::optim::AdamWOptions(s.cfg.train.lr)
-                  .betas({s.cfg.train.beta1, s.cfg.train.beta2})
-                  .eps(s.cfg.train.eps)
-                  .weight_decay(s.cfg.train.weight_decay);
-  s.optimizer = std::make_unique<torch::optim::AdamW>(s.params, opts);
+  ParamGroups groups = build_param_groups(*s.setup.model, s.cfg.train);
+  s.group_roles = groups.roles;
+  s.optimizer = std::make_unique<torch::optim::AdamW>(std::move(groups.groups),
+                                                      torch::optim::AdamWOptions(s.cfg.train.lr));
   s.stream = std::make_unique<GroupStream>(s.setup.train_data.size(), static_cast<uint64_t>(s.cfg.train.seed));
   s.use_fused = s.cfg.train.fused_kernels && device.is_cuda() && kernels::cuda_kernels_available();
   s.setup.model->set_fused_head(s.use_fused);
@@ -175,7 +176,7 @@ StepStats Trainer::train_step(int64_t step) {
   st.lr = learning_rate_at(s.cfg.train, step);
   st.skipped = !std::isfinite(st.loss) || !std::isfinite(grad_norm);
   if (!st.skipped) {
-    for (auto& group : s.optimizer->param_groups()) static_cast<torch::optim::AdamWOptions&>(group.options()).lr(st.lr);
+    apply_group_lrs(*s.optimizer, s.group_roles, s.cfg.train, st.lr, step);
     s.optimizer->step();
   }
   if (reduced[4] > 0 && g_stop_signal.load() == 0) g_stop_signal.store(SIGTERM);  // a peer was signalled
