@@ -72,7 +72,8 @@ def one_seed(args, world, ref_free, seed):
     tuned = ["configs/tiny_finetune.json", f"data.train={world}/finetune", f"train.seed={seed}", "eval.every=0"]
     arms = {}
     if "polar" in args.arms:
-        points = [2 * every, args.pretrain_steps]  # half-way and the end (quarter-way too with --all-points)
+        # The end, and unless --final-only also half-way (and quarter-way with --all-points).
+        points = [args.pretrain_steps] if args.final_only else [2 * every, args.pretrain_steps]
         for step in ([every] if args.all_points else []) + points:
             ckpt = os.path.join(pre, f"checkpoint-{step}")
             name = "polar" if step == args.pretrain_steps else f"polar@{step}"
@@ -120,25 +121,28 @@ def summarise(results):
 
 
 def plot(results, path):
+    """Fine-tuned accuracy per slice against pre-training compute; 0 is fine-tuning from random init."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     seeds = sorted(results)
-    arms = sorted((a for a in results[seeds[0]] if a == "polar" or a.startswith("polar@")),
-                  key=lambda a: results[seeds[0]][a]["compute"])
+    arms = ["scratch"] + sorted((a for a in results[seeds[0]] if a == "polar" or a.startswith("polar@")),
+                                key=lambda a: results[seeds[0]][a]["compute"])
+    stat = lambda arm, s: expt.mean_ci([results[k][arm]["slices"][s]["accuracy"] for k in seeds])
     fig, ax = plt.subplots(figsize=(7, 4.2))
     for s, color in zip(SLICES, ("tab:blue", "tab:red")):
         xs = [sum(results[k][a]["compute"] for k in seeds) / len(seeds) for a in arms]
-        stats = [expt.mean_ci([results[k][a]["slices"][s]["accuracy"] for k in seeds]) for a in arms]
+        stats = [stat(a, s) for a in arms]
         ax.errorbar(xs, [m for m, _, _ in stats], yerr=[[m - lo for m, lo, _ in stats], [hi - m for m, _, hi in stats]],
-                    marker="o", color=color, capsize=3, label=f"pre-trained + FT, {s}")
-        base = expt.mean_ci([results[k]["scratch"]["slices"][s]["accuracy"] for k in seeds])
-        ax.axhline(base[0], color=color, linestyle="--", linewidth=1, label=f"FT from random init, {s}")
-    ax.set_xscale("log")
-    ax.set_xlabel("pre-training compute (FLOPs, 6 x non-embedding params x tokens)")
-    ax.set_ylabel("preference accuracy (test slice)")
-    ax.set_title(f"Fine-tuned accuracy vs pre-training compute ({len(seeds)} seeds, 95% intervals)")
-    ax.legend(fontsize=7, loc="lower right")
+                    marker="o", color=color, capsize=3, label=f"fine-tuned, {s} slice")
+        free = stat("ref_free", s)
+        ax.errorbar([0], [free[0]], yerr=[[free[0] - free[1]], [free[2] - free[0]]], marker="x", color=color,
+                    capsize=3, linestyle="none", label=f"reference-free, {s} slice")
+    ax.axhline(0.5, color="grey", linewidth=0.8, linestyle=":")
+    ax.set_xlabel("pre-training compute (FLOPs, 6 x non-embedding params x tokens); 0 = random init")
+    ax.set_ylabel("preference accuracy")
+    ax.set_title(f"Fine-tuned accuracy vs pre-training compute ({len(seeds)} seeds, 95% intervals)", fontsize=10)
+    ax.legend(fontsize=7, loc="best")
     fig.tight_layout()
     fig.savefig(path + ".tmp.png", dpi=120)
     os.replace(path + ".tmp.png", path)
@@ -153,9 +157,11 @@ def main():
     ap.add_argument("--pretrain-steps", type=int, default=200, help="a multiple of 4")
     ap.add_argument("--pretrain-only", action="store_true", help="stop after the pre-training runs")
     ap.add_argument("--all-points", action="store_true", help="also fine-tune from the quarter-way checkpoint")
+    ap.add_argument("--final-only", action="store_true", help="fine-tune only from the final checkpoint")
     ap.add_argument("--arms", nargs="+", default=["polar", "scratch", "ref_free"], choices=["polar", "scratch", "ref_free"],
                     help="what to run (the table and plot need all three)")
     args = ap.parse_args()
+    expt.require_matplotlib()
     if args.pretrain_steps < 4 or args.pretrain_steps % 4:
         ap.error("--pretrain-steps must be a positive multiple of 4")
     args.out = os.path.abspath(args.out)

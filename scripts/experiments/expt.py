@@ -23,6 +23,14 @@ SHAPES = {"tiny": [], "small": ["model.hidden_size=64", "model.num_layers=2", "m
                                 "model.num_kv_heads=2", "model.intermediate_size=172"]}
 
 
+def require_matplotlib():
+    """Fails before any compute when the plotting package is missing."""
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        sys.exit("matplotlib is missing: run with .venv/bin/python (scripts/requirements.txt pins it)")
+
+
 def log(msg):
     print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
 

@@ -86,6 +86,7 @@ def main():
     ap.add_argument("--eval-groups", type=int, default=128)
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
+    expt.require_matplotlib()
     args.out = os.path.abspath(args.out)
     world = expt.world_dir(args.world_seed)
     expt.gen_world(world, args.world_seed)

@@ -10,6 +10,7 @@
 #include "common/tiny_data.h"
 #include "model/tiny_model.h"
 #include "polar/common/error.h"
+#include "polar/train/checkpoint.h"
 #include "polar/train/config.h"
 #include "polar/train/param_groups.h"
 #include "polar/train/trainer.h"
