@@ -18,7 +18,7 @@ T975 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8
 
 
 # Model shapes for the experiments: "tiny" is configs/tiny_pretrain.json's (0.86M parameters with
-# the 1000-piece tokenizer), "small" a quarter of its compute per token, for busy 2-core machines.
+# the 1000-piece tokenizer), "small" an eighth of its compute per token, for busy 2-core machines.
 SHAPES = {"tiny": [], "small": ["model.hidden_size=64", "model.num_layers=2", "model.num_heads=4",
                                 "model.num_kv_heads=2", "model.intermediate_size=172"]}
 
