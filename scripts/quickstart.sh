@@ -46,19 +46,29 @@ step "6/7 baseline: the same fine-tuning from random init (no pre-training)"
   --set model.tokenizer="$DATA/tokenizer" --set run.output_dir="$RUNS/baseline" --set train.seed="$SEED" \
   --set data.shared_prefix="$SHARED"
 
-step "7/7 evaluating both on held-out prompts and policies"
-"$POLAR" eval --checkpoint "$RUNS/finetune/final" --data "$DATA/raw/test.jsonl" --output "$RUNS/eval_polar.json" \
-  --shared-prefix "$SHARED"
-"$POLAR" eval --checkpoint "$RUNS/baseline/final" --data "$DATA/raw/test.jsonl" --output "$RUNS/eval_baseline.json" \
-  --shared-prefix "$SHARED"
-python3 - "$RUNS/eval_polar.json" "$RUNS/eval_baseline.json" <<'PY'
+step "7/7 evaluating both on held-out prompts and policies, per slice"
+for slice in test test_same_family test_other_family; do
+  "$POLAR" eval --checkpoint "$RUNS/finetune/final" --data "$DATA/raw/$slice.jsonl" --output "$RUNS/eval_polar_$slice.json" \
+    --shared-prefix "$SHARED"
+  "$POLAR" eval --checkpoint "$RUNS/baseline/final" --data "$DATA/raw/$slice.jsonl" --output "$RUNS/eval_baseline_$slice.json" \
+    --shared-prefix "$SHARED"
+done
+python3 - "$RUNS" <<'PY'
 import json, sys
-p, b = (json.load(open(f)) for f in sys.argv[1:3])
+load = lambda arm, s: json.load(open(f"{sys.argv[1]}/eval_{arm}_{s}.json"))
+p, b = load("polar", "test"), load("baseline", "test")
 cats = sorted(set(p["per_category"]) | set(b["per_category"]))
 print("\nPreference accuracy on the held-out test set (chosen strictly above rejected)")
 print(f"{'category':<14}{'n':>6}{'POLAR (pre-trained)':>22}{'baseline (random init)':>25}{'gain':>8}")
 for name, pc, bc in [(c, p["per_category"].get(c, {}), b["per_category"].get(c, {})) for c in cats] + [("overall", p, b)]:
     pa, ba = pc.get("accuracy", float("nan")), bc.get("accuracy", float("nan"))
     print(f"{name:<14}{pc.get('n', 0):>6}{pa:>22.3f}{ba:>25.3f}{pa - ba:>+8.3f}")
+print("\nPer slice, with 95% Wilson intervals (same_family: the chosen comes from the reference's policy")
+print("family; other_family: a separate slice where it comes from another family)")
+ci = lambda r: f"{r['accuracy']:.3f} [{r['accuracy_ci95'][0]:.3f}, {r['accuracy_ci95'][1]:.3f}]"
+print(f"{'slice':<20}{'n':>6}{'POLAR (pre-trained)':>24}{'baseline (random init)':>24}")
+for s in ("test", "test_same_family", "test_other_family"):
+    ps, bs = load("polar", s), load("baseline", s)
+    print(f"{s:<20}{ps['n']:>6}{ci(ps):>24}{ci(bs):>24}")
 PY
 step "done in $(( $(date +%s) - t0 ))s; runs under $RUNS/"

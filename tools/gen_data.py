@@ -22,6 +22,10 @@ Outputs under --out (UTF-8 JSONL, one object per line, written atomically):
                   the best-graded lower answer from the reference's own family (else the second
                   level), the rejected a lower-graded answer from another family.
   test.jsonl      same format; new prompts and all 24 policies (held-out ones included).
+  test_same_family.jsonl   the test.jsonl lines whose chosen comes from the reference's family.
+  test_other_family.jsonl  a slice on new prompts (as many as test.jsonl) where the chosen comes
+                  from ANOTHER family than the reference's and the rejected from a family other
+                  than the chosen's: matching the reference's policy family is no answer there.
   score.jsonl     {prompt, reference, output} demo lines for `polar score`.
   policies.json   the pool.
 --check validates the files, regenerates into a temporary directory to prove determinism, and
@@ -41,7 +45,8 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from gen_data import build, check, tasks  # noqa: E402
 
-FILES = ("pretrain.jsonl", "finetune.jsonl", "test.jsonl", "score.jsonl", "policies.json")
+FILES = ("pretrain.jsonl", "finetune.jsonl", "test.jsonl", "test_same_family.jsonl",
+         "test_other_family.jsonl", "score.jsonl", "policies.json")
 
 
 def _write_atomic(path, text):
@@ -69,12 +74,13 @@ def write_all(out_dir, args):
             text = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in contents[name])
         _write_atomic(os.path.join(out_dir, name), text)
     held_out = {p["name"] for p in contents["policies.json"] if p["held_out"]}
-    return contents, build.measure(contents["test.jsonl"], test_meta, held_out)
+    return contents, {split: build.measure(contents[f"{split}.jsonl"], meta, held_out)
+                      for split, meta in test_meta.items()}
 
 
 def summarise(out_dir, contents, metrics, seconds):
     print(f"gen_data: wrote {out_dir} in {seconds:.2f} s")
-    for name in FILES[:4]:
+    for name in FILES[:5]:
         counts = {}
         for r in contents[name]:
             cat = r.get("category", "demo")
@@ -86,15 +92,17 @@ def summarise(out_dir, contents, metrics, seconds):
     agree = build.pretrain_agreement(contents["pretrain.jsonl"], {p["name"]: p["family"] for p in pool})
     print("pretrain final-answer agreement (arithmetic, counting): " +
           ", ".join(f"{k} {v}" for k, v in agree.items()))
-    print("test pairs, chosen-vs-rejected accuracy of heuristics (ties count 1/2):")
     cols = ("pairs", "ref_answer_match", "longer_wins", "shorter_wins", "tidier_wins",
-            "ref_style_match", "held_out_involved")
-    print("  " + " ".join(f"{c:>17s}" for c in ("category",) + cols))
-    for cat, row in metrics.items():
-        print("  " + " ".join(f"{x:>17}" for x in (cat,) + tuple(row[c] for c in cols)))
+            "ref_style_match", "held_out_involved", "chosen_ref_family", "rejected_ref_family")
+    for split, rows in metrics.items():
+        print(f"{split} pairs, chosen-vs-rejected accuracy of heuristics (ties count 1/2):")
+        print("  " + " ".join(f"{c:>19s}" for c in ("category",) + cols))
+        for cat, row in rows.items():
+            print("  " + " ".join(f"{x:>19}" for x in (cat,) + tuple(row[c] for c in cols)))
     print("  ref_answer_match uses the reference (same final answer; writing: more words on the\n"
           "  reference's topic); longer/shorter/tidier are reference-free; ref_style_match\n"
-          "  compares wording with the reference, numbers masked.")
+          "  compares wording with the reference, numbers masked; chosen/rejected_ref_family: share\n"
+          "  of pairs whose chosen/rejected comes from the reference's policy family.")
 
 
 def run_check(out_dir, args, metrics):
@@ -102,7 +110,7 @@ def run_check(out_dir, args, metrics):
     with tempfile.TemporaryDirectory(prefix="gen_data_check_") as tmp:
         write_all(tmp, args)
         check.same_bytes(out_dir, tmp, FILES)
-    overall = metrics.get("all", {})
+    overall = metrics["test"].get("all", {})
     if overall.get("pairs", 0) >= 200:  # below that the rates are too noisy to hold to a bar
         best_ref = max(overall["ref_answer_match"], overall["ref_style_match"])
         check._require(best_ref >= 0.65, f"reference heuristics only {best_ref} (< 0.65): "

@@ -34,6 +34,7 @@ PairLoss polar_pair_loss(const torch::Tensor& rewards, const torch::Tensor& pair
   // -log sigmoid(d) through log_sigmoid: no overflow for large |d|.
   torch::Tensor per_pair = -torch::log_sigmoid(r_pos - r_neg - options.margin);  // (P)
   if (options.center_coef != 0.0) per_pair = per_pair + options.center_coef * (r_pos + r_neg).square();
+  if (options.reward_l2 != 0.0) per_pair = per_pair + 0.5 * options.reward_l2 * (r_pos.square() + r_neg.square());
   const torch::Tensor sum = per_pair.sum();
 
   PairLoss out;

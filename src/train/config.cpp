@@ -17,7 +17,7 @@ constexpr double kMaxGroups = 1048576;     // 2^20
 constexpr double kMaxRowTokens = 65536;    // 2^16
 constexpr double kMaxBatchTokens = 16777216;  // 2^24
 
-const char* const kModelSectionKeys[] = {"init_from", "shape_from", "tokenizer", "init_seed", "reset_head"};
+const char* const kModelSectionKeys[] = {"init_from", "shape_from", "tokenizer", "init_seed", "reset_head", "zero_head"};
 
 void parse_model(const json& j, const std::string& where, ModelSection& m) {
   json shape = model_shape_json(j);
@@ -29,6 +29,9 @@ void parse_model(const json& j, const std::string& where, ModelSection& m) {
   r.get("init_seed", seed, closed(0, kMaxCount));
   m.init_seed = static_cast<uint64_t>(seed);
   r.get("reset_head", m.reset_head);
+  r.get("zero_head", m.zero_head);
+  POLAR_CHECK(!(m.reset_head && m.zero_head), where, ".reset_head and ", where,
+              ".zero_head are both true: choose one way to start the reward head");
   m.shape_given = !shape.empty();
   // vocab_size may be left out: it then comes from the tokenizer.
   if (!shape.contains("vocab_size")) shape["vocab_size"] = m.shape.vocab_size;
@@ -68,7 +71,10 @@ TrainConfig TrainConfig::from_json(const json& j, const std::string& where) {
     ConfigReader s(*l, where + ".loss");
     s.get("margin", c.loss.margin, closed(-1e3, 1e3));
     s.get("center_coef", c.loss.center_coef, closed(0, 1e3));
+    s.get("reward_l2", c.loss.reward_l2, closed(0, 10));
     s.finish();
+    POLAR_CHECK(c.loss.reward_l2 >= 0 && c.loss.reward_l2 <= 10, s.path("reward_l2"),
+                ": expected a number in [0, 10], got ", c.loss.reward_l2);
   }
   if (const json* t = r.object("train")) {
     ConfigReader s(*t, where + ".train");
@@ -81,6 +87,8 @@ TrainConfig TrainConfig::from_json(const json& j, const std::string& where) {
     s.get("warmup_ratio", x.warmup_ratio, closed(0, 1));
     s.get("warmup_steps", x.warmup_steps, closed(-1, kMaxCount));
     s.get("weight_decay", x.weight_decay, closed(0, 10));
+    s.get("head_lr_scale", x.head_lr_scale, above(0, 1000));
+    s.get("probe_steps", x.probe_steps, closed(0, kMaxCount));
     s.get("beta1", x.beta1, below(0, 1));
     s.get("beta2", x.beta2, below(0, 1));
     s.get("eps", x.eps, above(0, 0.1));
@@ -112,6 +120,12 @@ TrainConfig TrainConfig::from_json(const json& j, const std::string& where) {
     POLAR_CHECK(x.epochs >= 0 && std::isfinite(x.epochs), s.path("epochs"), ": must be >= 0 (0: use train.steps)");
     POLAR_CHECK(x.batch_groups > 0, s.path("batch_groups"), ": must be positive");
     POLAR_CHECK(x.lr > 0 && std::isfinite(x.lr), s.path("lr"), ": must be a positive number");
+    POLAR_CHECK(x.head_lr_scale > 0 && x.head_lr_scale <= 1000, s.path("head_lr_scale"),
+                ": expected a number in (0, 1000], got ", x.head_lr_scale);
+    POLAR_CHECK(x.probe_steps >= 0 && x.probe_steps < x.steps, s.path("probe_steps"), ": expected 0 <= probe_steps < ",
+                "train.steps (", x.steps, "), got ", x.probe_steps);
+    POLAR_CHECK(x.probe_steps == 0 || x.zero == 0, s.path("probe_steps"),
+                ": a linear probe (backbone held still) needs train.zero 0");
     POLAR_CHECK(x.device == "auto" || x.device == "cpu" || x.device == "cuda" || x.device.rfind("cuda:", 0) == 0,
                 s.path("device"), ": expected auto, cpu or cuda[:N], got \"", x.device, "\"");
     POLAR_CHECK(x.attention == "auto" || x.attention == "math" || x.attention == "varlen", s.path("attention"),
@@ -148,6 +162,7 @@ json TrainConfig::to_json() const {
   model["tokenizer"] = this->model.tokenizer;
   model["init_seed"] = this->model.init_seed;
   model["reset_head"] = this->model.reset_head;
+  model["zero_head"] = this->model.zero_head;
   const auto& t = train;
   return json{
       {"stage", stage},
@@ -156,8 +171,10 @@ json TrainConfig::to_json() const {
                 {"micro_batch_tokens", data.micro_batch_tokens}, {"shared_prefix", data.shared_prefix}}},
       {"loss", {{"margin", loss.margin}, {"center_coef", loss.center_coef}}},
       {"train", {{"steps", t.steps}, {"epochs", t.epochs}, {"batch_groups", t.batch_groups}, {"lr", t.lr},
+    s.get("reward_l2", c.loss.reward_l2, closed(0, 10));
                  {"min_lr_ratio", t.min_lr_ratio}, {"warmup_ratio", t.warmup_ratio},
                  {"warmup_steps", t.warmup_steps}, {"weight_decay", t.weight_decay},
+                 {"head_lr_scale", t.head_lr_scale}, {"probe_steps", t.probe_steps},
                  {"beta1", t.beta1}, {"beta2", t.beta2}, {"eps", t.eps}, {"grad_clip", t.grad_clip},
                  {"seed", t.seed}, {"device", t.device}, {"precision", t.precision},
                  {"max_bad_steps", t.max_bad_steps}, {"threads", t.threads},

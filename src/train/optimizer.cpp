@@ -54,10 +54,12 @@ class ReplicatedAdamW final : public TrainOptimizer {
   }
   void zero_grad() override { adamw_->zero_grad(true); }
   double clip_grad_norm(double max_norm) override { return torch::nn::utils::clip_grad_norm_(params_, max_norm); }
-  void step(double lr) override {
+  void step(double lr, const std::vector<double>& group_scales) override {
     auto& groups = adamw_->param_groups();
-    for (size_t g = 0; g < groups.size(); ++g)
-      static_cast<torch::optim::AdamWOptions&>(groups[g].options()).lr(lr * lr_scales_[g]);
+    for (size_t g = 0; g < groups.size(); ++g) {
+      const double scale = g < group_scales.size() ? group_scales[g] : 1.0;
+      static_cast<torch::optim::AdamWOptions&>(groups[g].options()).lr(lr * lr_scales_[g] * scale);
+    }
     adamw_->step();
   }
   void save(const std::string& staging_dir) override {
@@ -155,7 +157,9 @@ class ShardedAdamW final : public TrainOptimizer {
   }
 
   // AdamW exactly as torch::optim::AdamW::step computes it, on the shard.
-  void step(double lr) override {
+  void step(double lr, const std::vector<double>& group_scales) override {
+    for (double scale : group_scales)
+      POLAR_CHECK(scale == 1.0, "optimizer: per-step group scales (train.probe_steps) need train.zero 0");
     torch::NoGradGuard no_grad;
     ++state_.step;
     const double bias_correction1 = 1 - std::pow(options_.beta1, static_cast<double>(state_.step));

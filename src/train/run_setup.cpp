@@ -157,6 +157,10 @@ RunSetup prepare_run(TrainConfig& cfg, const torch::Device& device, const std::o
     r.model = RewardModel(shape);
     r.model->reset_parameters(m.init_seed ? m.init_seed : static_cast<uint64_t>(cfg.train.seed));
   }
+  if (m.zero_head) {  // every reward starts at 0: the first steps train the head on the features
+    torch::NoGradGuard no_grad;
+    r.model->named_parameters()["score.weight"].zero_();
+  }
   if (resume_from) load_weights(r.model, *resume_from);
   r.model->to(device);
   r.model->train();
@@ -186,7 +190,8 @@ std::shared_ptr<void> autocast_guard(const std::string& precision, const torch::
 
 PairLoss compute_pair_loss(const torch::Tensor& rewards, const PackedBatch& batch, double global_pairs,
                            const LossOptions& options, bool fused) {
-  if (!fused) return polar_pair_loss(rewards, batch.pair_pos, batch.pair_neg, global_pairs, options);
+  // The fused kernel has margin and centering only; the reward-scale penalty takes the reference.
+  if (!fused || options.reward_l2 != 0.0) return polar_pair_loss(rewards, batch.pair_pos, batch.pair_neg, global_pairs, options);
   // Pairs come group by group with the positive first, so the CSR layout follows from pair_pos.
   auto pos_cpu = batch.pair_pos.cpu();
   auto [pos_index, inverse, counts] = torch::unique_consecutive(pos_cpu, false, true);

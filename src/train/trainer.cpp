@@ -23,6 +23,7 @@
 #include "polar/train/data_order.h"
 #include "polar/train/memory_plan.h"
 #include "polar/train/optimizer.h"
+#include "polar/train/param_groups.h"
 
 namespace fs = std::filesystem;
 
@@ -64,6 +65,7 @@ struct Trainer::State {
   std::shared_ptr<dist::Context> ctx;
   std::unique_ptr<TrainOptimizer> optimizer;
   std::vector<torch::Tensor> params;
+  std::vector<ParamRole> group_roles;  // the role of each optimizer param group
   std::unique_ptr<GroupStream> stream;
   TrainerState state;
   std::ofstream metrics;
@@ -154,11 +156,12 @@ Trainer::Trainer(TrainConfig config, bool resume, SetupFn make_setup) : s_(std::
 
   for (auto& p : s.setup.model->parameters()) s.params.push_back(p);
   s.ctx->attach_gradients(s.params);
-  auto opts = torch::optim::AdamWOptions(s.cfg.train.lr)
-                  .betas({s.cfg.train.beta1, s.cfg.train.beta2})
-                  .eps(s.cfg.train.eps)
-                  .weight_decay(s.cfg.train.weight_decay);
-  auto adamw = std::make_unique<torch::optim::AdamW>(s.params, opts);
+  // Parameter groups by role (decay on backbone matrices only; the head's lr scale); the
+  // optimizer reads each group's lr ratio once, so the groups start at the post-probe lrs.
+  ParamGroups groups = build_param_groups(*s.setup.model, s.cfg.train);
+  s.group_roles = groups.roles;
+  auto adamw = std::make_unique<torch::optim::AdamW>(std::move(groups.groups), torch::optim::AdamWOptions(s.cfg.train.lr));
+  apply_group_lrs(*adamw, s.group_roles, s.cfg.train, s.cfg.train.lr, s.cfg.train.probe_steps);
   s.optimizer = make_train_optimizer(s.cfg.train, std::move(adamw), s.ctx, s.params);
   s.setup.model->set_activation_checkpointing_every(activation_checkpoint_interval(s.cfg.train));
   s.stream = std::make_unique<GroupStream>(s.setup.train_data.size(), static_cast<uint64_t>(s.cfg.train.seed));
@@ -252,7 +255,7 @@ StepStats Trainer::train_step(int64_t step) {
   st.grad_norm = grad_norm;
   st.lr = learning_rate_at(s.cfg.train, step);
   st.skipped = !std::isfinite(st.loss) || !std::isfinite(grad_norm);
-  if (!st.skipped) s.optimizer->step(st.lr);
+  if (!st.skipped) s.optimizer->step(st.lr, probe_group_scales(s.group_roles, s.cfg.train, step));
   if (reduced[4] > 0 && g_stop_signal.load() == 0) g_stop_signal.store(SIGTERM);  // a peer was signalled
   st.comm_exposed_seconds = s.ctx->last_exposed_comm_seconds();
   st.comm_total_seconds = s.ctx->last_total_comm_seconds();

@@ -48,6 +48,20 @@ TEST(PolarLoss, MarginAndCentering) {
   EXPECT_EQ(out.n_ties, 1);
 }
 
+TEST(PolarLoss, RewardScalePenalty) {
+  const Tensor rewards = torch::tensor(kRewards, torch::kDouble);
+  LossOptions options;
+  options.reward_l2 = 0.2;
+  const PairLoss out = polar_pair_loss(rewards, i64(kPos), i64(kNeg), 4.0, options);
+  const PairLoss plain = polar_pair_loss(rewards, i64(kPos), i64(kNeg), 4.0, {});
+  double penalty = 0;
+  for (size_t i = 0; i < kPos.size(); ++i)
+    penalty += 0.5 * 0.2 * (kRewards[kPos[i]] * kRewards[kPos[i]] + kRewards[kNeg[i]] * kRewards[kNeg[i]]);
+  EXPECT_NEAR(out.loss_sum, plain.loss_sum + penalty, 1e-12);
+  EXPECT_NEAR(out.loss.item<double>(), (plain.loss_sum + penalty) / 4.0, 1e-12);
+  EXPECT_EQ(out.n_correct, plain.n_correct);  // the penalty never changes the accuracy count
+}
+
 TEST(PolarLoss, SwappedLabelsGiveComplementaryAccuracy) {
   const Tensor rewards = torch::tensor(kRewards, torch::kFloat);
   const PairLoss straight = polar_pair_loss(rewards, i64(kPos), i64(kNeg), 5.0, {});

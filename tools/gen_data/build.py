@@ -32,7 +32,7 @@ def _family(policy_name):
     return policy_name.rsplit("-c", 1)[0]
 
 
-def rank_triple(rng, prompt, responses):
+def rank_triple(rng, prompt, responses, own_family=True):
     """(reference, chosen, rejected) with key(ref) > key(chosen) > key(rej) strictly, else None.
 
     responses: [(policy_name, text)]. The reference is drawn from the best level. As in POLAR,
@@ -41,6 +41,9 @@ def rank_triple(rng, prompt, responses):
     else from the second level; the rejected is graded lower and comes from another family, and
     when the chosen is correct it is an incorrect one whose quality is nearest the chosen's (so
     surface tidiness alone does not separate them).
+    own_family=False builds the other-family slice: the chosen is the best-graded response below
+    the reference from ANOTHER family than the reference's, the rejected (lower, quality-matched)
+    comes from a family other than the chosen's, so matching the reference's family is no answer.
     """
     graded, seen = [], set()
     for name, text in responses:
@@ -53,10 +56,19 @@ def rank_triple(rng, prompt, responses):
     at = lambda key: [(n, t) for k, n, t in graded if k == key]
     reference = rng.choice(at(levels[0]))
     family = _family(reference[0])
-    kin = sorted({k for k, n, _ in graded if k < levels[0] and _family(n) == family}, reverse=True)
-    chosen_key = kin[0] if kin else levels[1]
-    pool = [(n, t) for n, t in at(chosen_key) if _family(n) == family] or at(chosen_key)
+    if own_family:
+        kin = sorted({k for k, n, _ in graded if k < levels[0] and _family(n) == family}, reverse=True)
+        chosen_key = kin[0] if kin else levels[1]
+        pool = [(n, t) for n, t in at(chosen_key) if _family(n) == family] or at(chosen_key)
+    else:
+        others = sorted({k for k, n, _ in graded if k < levels[0] and _family(n) != family}, reverse=True)
+        if not others:
+            return None
+        chosen_key = others[0]
+        pool = [(n, t) for n, t in at(chosen_key) if _family(n) != family]
     chosen = rng.choice(pool)
+    if not own_family:
+        family = _family(chosen[0])  # the rejected must come from a family other than the chosen's
     below = [key for key in levels if key < chosen_key]
     if not below:
         return None
@@ -71,7 +83,7 @@ def rank_triple(rng, prompt, responses):
     return reference, chosen, rejected
 
 
-def _preferences(seed, split, problems, candidates, responder, n):
+def _preferences(seed, split, problems, candidates, responder, n, own_family=True):
     rng = random.Random(f"{seed}|{split}")
     records, meta = [], []
     for problem, prompt in problems:
@@ -79,7 +91,7 @@ def _preferences(seed, split, problems, candidates, responder, n):
             break
         asked = rng.sample(candidates, SAMPLES_PER_PREF_PROMPT)
         responses = [(p.name, responder.respond(rng, p, problem)) for p in asked]
-        triple = rank_triple(rng, prompt, responses)
+        triple = rank_triple(rng, prompt, responses, own_family)
         if triple is None:
             continue
         (ref_p, ref), (cho_p, cho), (rej_p, rej) = triple
@@ -110,7 +122,9 @@ def generate(seed, n_pretrain, n_finetune, n_test):
     # Preference prompts are drawn per category, in batches, until each category's share of the
     # split survives the strict-ranking filter; the categories are then interleaved.
     files = {}
-    for split, n, candidates in (("finetune", n_finetune, in_pool), ("test", n_test, pool)):
+    splits = (("finetune", n_finetune, in_pool, True), ("test", n_test, pool, True),
+              ("test_other_family", n_test, pool, False))
+    for split, n, candidates, own_family in splits:
         per_category = []
         for index, category in enumerate(tasks.CATEGORIES):
             quota = n // len(tasks.CATEGORIES) + (index < n % len(tasks.CATEGORIES))
@@ -118,7 +132,7 @@ def generate(seed, n_pretrain, n_finetune, n_test):
             while len(records) < quota:
                 batch = _problems(prng, max(8, (quota - len(records)) * 3 // 2), used, split, category)
                 more, more_meta = _preferences(seed, f"{split}|{category}|{len(records)}", batch,
-                                               candidates, responder, quota - len(records))
+                                               candidates, responder, quota - len(records), own_family)
                 records += more
                 meta += more_meta
             per_category.append(list(zip(records, meta)))
@@ -126,9 +140,13 @@ def generate(seed, n_pretrain, n_finetune, n_test):
         files[split] = ([r for r, _ in mixed], [m for _, m in mixed])
 
     score = _score_demo(seed, pool, responder, used)
+    test, test_meta = files["test"]
+    same = [r for r, names in zip(test, test_meta) if _family(names[0]) == _family(names[1])]
+    other, other_meta = files["test_other_family"]
     return {"pretrain.jsonl": pretrain, "finetune.jsonl": files["finetune"][0],
-            "test.jsonl": files["test"][0], "score.jsonl": score,
-            "policies.json": [p.to_json() for p in pool]}, files["test"][1]
+            "test.jsonl": test, "test_same_family.jsonl": same, "test_other_family.jsonl": other,
+            "score.jsonl": score, "policies.json": [p.to_json() for p in pool]}, \
+        {"test": test_meta, "test_other_family": other_meta}
 
 
 def _score_demo(seed, pool, responder, used):
@@ -194,7 +212,9 @@ def measure(records, meta, held_out):
                "tidier_wins": _vote(tasks.format_score(cho), tasks.format_score(rej)),
                "ref_style_match": _vote(_jaccard(_shape(cho), _shape(ref)),
                                         _jaccard(_shape(rej), _shape(ref))),
-               "held_out_involved": float(any(n in held_out for n in names))}
+               "held_out_involved": float(any(n in held_out for n in names)),
+               "chosen_ref_family": float(_family(names[0]) == _family(names[1])),
+               "rejected_ref_family": float(_family(names[0]) == _family(names[2]))}
         for cat in (record["category"], "all"):
             sums = by_cat.setdefault(cat, {"pairs": 0})
             sums["pairs"] += 1

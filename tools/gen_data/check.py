@@ -64,7 +64,8 @@ def validate(out_dir, n_pretrain, n_finetune, n_test):
                  f"pretrain.jsonl: prompt {prompt!r} is not answered twice by every policy")
 
     prompt_sets = {"pretrain.jsonl": set(by_prompt)}
-    for name, n in (("finetune.jsonl", n_finetune), ("test.jsonl", n_test)):
+    for name, n in (("finetune.jsonl", n_finetune), ("test.jsonl", n_test),
+                    ("test_other_family.jsonl", n_test)):
         records = _read_jsonl(path(name), ("prompt", "reference", "chosen", "rejected", "category"))
         _require(len(records) == n, f"{name}: {len(records)} lines, expected {n}")
         prompts = [r["prompt"] for r in records]
@@ -83,6 +84,16 @@ def validate(out_dir, n_pretrain, n_finetune, n_test):
         for b in files[i + 1:]:
             shared = sorted(prompt_sets[a] & prompt_sets[b])
             _require(not shared, f"{a} and {b} share {len(shared)} prompts, e.g. {shared[:1]}")
+
+    fields = ("prompt", "reference", "chosen", "rejected", "category")
+    test = _read_jsonl(path("test.jsonl"), fields)
+    same = _read_jsonl(path("test_same_family.jsonl"), fields)
+    test_keys = {json.dumps(r, sort_keys=True) for r in test}
+    for number, r in enumerate(same, start=1):
+        _require(json.dumps(r, sort_keys=True) in test_keys,
+                 f"test_same_family.jsonl:{number}: not a line of test.jsonl")
+    _require(len(same) < len(test) or len(test) < 10,
+             "test_same_family.jsonl: every test pair is same-family; the split says nothing")
 
     score = _read_jsonl(path("score.jsonl"), ("prompt", "reference", "output"))
     _require(len(score) >= 3, "score.jsonl: expected a few lines")

@@ -3,6 +3,8 @@
 // The sum is divided by the *global* pair count of the optimizer step (all micro-batches and
 // ranks), so loss and gradient do not depend on packing, accumulation or world size.
 // Optional reward centering (as TRL): + center_coef * (r_pos + r_neg)^2 per pair, same divisor.
+// Optional reward-scale penalty (as xtuner's L2 penalty): + reward_l2 * (r_pos^2 + r_neg^2) / 2
+// per pair, which keeps pre-trained rewards near unit scale so fine-tuning can move them.
 // Plain LibTorch ops: the reference that the CUDA kernels must match.
 #pragma once
 
@@ -15,6 +17,7 @@ namespace polar {
 struct LossOptions {
   double margin = 0.0;
   double center_coef = 0.0;
+  double reward_l2 = 0.0;
 };
 
 struct PairLoss {

@@ -22,6 +22,7 @@ struct ModelSection {
   std::string tokenizer;        // tokenizer dir; default: the checkpoint's, else the data's
   uint64_t init_seed = 0;       // 0: use train.seed
   bool reset_head = false;      // re-initialise the reward head after init_from
+  bool zero_head = false;       // start the reward head at zero (every reward starts at 0)
 };
 
 struct DataSection {
@@ -40,7 +41,9 @@ struct TrainSection {
   double min_lr_ratio = 0.1;    // cosine decays to lr * min_lr_ratio
   double warmup_ratio = 0.03;   // of steps; warmup_steps overrides when >= 0
   int64_t warmup_steps = -1;
-  double weight_decay = 0.0;
+  double weight_decay = 0.0;     // on backbone matrices only (see param_groups.h)
+  double head_lr_scale = 1.0;   // the reward head's lr is lr * head_lr_scale
+  int64_t probe_steps = 0;      // the first probe_steps steps train only the head (linear probe)
   double beta1 = 0.9, beta2 = 0.95, eps = 1e-8;
   double grad_clip = 1.0;       // 0: off
   int64_t seed = 0;
@@ -92,7 +95,7 @@ struct TrainConfig {
 };
 
 // The shape keys of a config's "model" section (drops init_from, shape_from, tokenizer,
-// init_seed, reset_head), as ModelConfig::from_json expects them.
+// init_seed, reset_head, zero_head), as ModelConfig::from_json expects them.
 nlohmann::json model_shape_json(const nlohmann::json& model_section);
 
 // Reads `path`, applies "--set key=value" overrides, parses. Errors name the file and key.

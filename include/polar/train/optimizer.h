@@ -29,8 +29,9 @@ class TrainOptimizer {
   // Global L2 norm of the step's summed gradient (all ranks); scales the gradient down to
   // max_norm when it is larger (torch's clip_grad_norm_ rule). Returns the norm before clipping.
   virtual double clip_grad_norm(double max_norm) = 0;
-  // `lr` is the schedule's value for train.lr; each parameter uses lr times its group's ratio.
-  virtual void step(double lr) = 0;
+  // `lr` is the schedule's value for train.lr; each parameter uses lr times its group's ratio,
+  // times group_scales[group] when given (one per AdamW group; a linear probe holds groups still).
+  virtual void step(double lr, const std::vector<double>& group_scales = {}) = 0;
   // Checkpoints. save() is called by every rank with the checkpoint's staging directory (shared
   // by all ranks); load() by every rank with a complete checkpoint. Both may communicate.
   virtual void save(const std::string& staging_dir) = 0;

@@ -1,0 +1,188 @@
+#!/usr/bin/env python3
+"""Ablation on the built-in synthetic world: POLAR pre-training + fine-tuning vs the same
+fine-tuning from random init vs a reference-free model, over several seeds, per test slice.
+
+Per seed: pre-train (configs/tiny_pretrain.json) keeping checkpoints along the way, fine-tune
+(configs/tiny_finetune.json, its defaults) from several of them, fine-tune from random init, and
+fine-tune a reference-free model (every reference replaced by one fixed placeholder, in training
+and test). Every model is evaluated on three slices written by tools/gen_data.py:
+  all           test.jsonl (the quickstart's test set)
+  same_family   its pairs whose chosen comes from the reference's policy family
+  other_family  test_other_family.jsonl: the chosen comes from ANOTHER family than the reference's
+Writes OUT/results.json, OUT/table.md (mean and 95% t interval over seeds) and
+OUT/accuracy_vs_pretrain_compute.png. Re-running skips finished steps.
+"""
+
+import argparse
+import json
+import os
+import sys
+
+sys.dont_write_bytecode = True
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import expt  # noqa: E402
+
+SLICES = {"same_family": "test_same_family.jsonl", "other_family": "test_other_family.jsonl"}
+PLACEHOLDER = "(no reference)"
+
+
+def ref_free_copy(src, dst):
+    """The preference JSONL with every reference replaced by PLACEHOLDER."""
+    if os.path.exists(dst):
+        return
+    with open(src, encoding="utf-8") as f:
+        rows = [json.loads(line) for line in f if line.strip()]
+    tmp = dst + ".tmp"
+    with open(tmp, "w", encoding="utf-8") as f:
+        for r in rows:
+            r["reference"] = PLACEHOLDER
+            f.write(json.dumps(r, ensure_ascii=False) + "\n")
+    os.replace(tmp, dst)
+
+
+def build_ref_free(world):
+    raw, out = os.path.join(world, "raw"), os.path.join(world, "ref_free")
+    os.makedirs(out, exist_ok=True)
+    for name in ["finetune.jsonl", "test.jsonl"] + list(SLICES.values()):
+        ref_free_copy(os.path.join(raw, name), os.path.join(out, name))
+    if not os.path.exists(os.path.join(out, "finetune", "manifest.json")):
+        expt.run([expt.POLAR, "data", "preference", "--input", f"{out}/finetune.jsonl", "--tokenizer",
+                  f"{world}/tokenizer", "--output", f"{out}/finetune", "--max-length", 512,
+                  "--max-response-length", 160, "--overwrite"], f"{world}/logs/data_ref_free.log")
+    return out
+
+
+def eval_slices(checkpoint, data_dir, out_dir):
+    return {name: expt.evaluate(checkpoint, os.path.join(data_dir, f), os.path.join(out_dir, f"eval_{name}.json"))
+            for name, f in SLICES.items()}
+
+
+def one_seed(args, world, ref_free, seed):
+    """{arm: {"compute": FLOPs of pre-training, "slices": {slice: eval JSON}}} for one seed."""
+    base = os.path.join(args.out, f"seed{seed}")
+    pre = os.path.join(base, "pretrain")
+    every = args.pretrain_steps // 4
+    if "polar" in args.arms or args.pretrain_only:
+        expt.train("configs/tiny_pretrain.json", pre, [
+            f"data.train={world}/pretrain", f"train.seed={seed}", f"train.steps={args.pretrain_steps}",
+            f"run.checkpoint_every={every}", "run.keep_last=4", "eval.every=0", "eval.max_groups=512"]
+            + expt.SHAPES[args.model])
+    if args.pretrain_only:
+        return {}
+    tuned = ["configs/tiny_finetune.json", f"data.train={world}/finetune", f"train.seed={seed}", "eval.every=0"]
+    arms = {}
+    if "polar" in args.arms:
+        # The end, and unless --final-only also half-way (and quarter-way with --all-points).
+        points = [args.pretrain_steps] if args.final_only else [2 * every, args.pretrain_steps]
+        for step in ([every] if args.all_points else []) + points:
+            ckpt = os.path.join(pre, f"checkpoint-{step}")
+            name = "polar" if step == args.pretrain_steps else f"polar@{step}"
+            run_dir = os.path.join(base, name.replace("@", "_"))
+            expt.train(tuned[0], run_dir, tuned[1:] + [f"model.init_from={ckpt}"])
+            arms[name] = {"compute": expt.train_flops(pre, step),
+                          "slices": eval_slices(f"{run_dir}/final", f"{world}/raw", run_dir)}
+        arms["pretrain_only"] = {"compute": expt.train_flops(pre), "slices": eval_slices(
+            f"{pre}/final", f"{world}/raw", os.path.join(base, "pretrain_eval"))}
+    # From random init: the fine-tuning that suits a fresh model (no probe, a random head), with the
+    # shape of the pre-trained model (any seed's: the shape is the same).
+    shape = os.path.join(args.out, f"seed{args.seeds[0]}", "pretrain", "final")
+    fresh = ["model.init_from=", f"model.shape_from={shape}", f"model.tokenizer={world}/tokenizer",
+             "train.probe_steps=0", "model.zero_head=false", "train.head_lr_scale=1"]
+    if "scratch" in args.arms:
+        scratch = os.path.join(base, "scratch")
+        expt.train(tuned[0], scratch, tuned[1:] + fresh)
+        arms["scratch"] = {"compute": 0.0, "slices": eval_slices(f"{scratch}/final", f"{world}/raw", scratch)}
+    if "ref_free" in args.arms:
+        free = os.path.join(base, "ref_free")
+        expt.train(tuned[0], free, [f"data.train={ref_free}/finetune"] + tuned[2:] + fresh)
+        arms["ref_free"] = {"compute": 0.0, "slices": eval_slices(f"{free}/final", ref_free, free)}
+    return arms
+
+
+ARM_LABELS = {"polar": "POLAR pre-train + FT", "scratch": "FT from random init",
+              "ref_free": "reference-free FT (random init)", "pretrain_only": "POLAR pre-train only (no FT)"}
+
+
+def summarise(results):
+    """Markdown table: per arm and slice, mean accuracy and 95% interval over seeds."""
+    seeds = sorted(results)
+    first = results[seeds[0]]
+    arms = [a for a in ("polar", "scratch", "ref_free", "pretrain_only") if a in first]
+    lines = [f"| model | " + " | ".join(f"{s} (n={first['polar']['slices'][s]['n']})" for s in SLICES) + " |",
+             "|---" * (len(SLICES) + 1) + "|"]
+    for arm in arms:
+        cells = []
+        for s in SLICES:
+            mean, lo, hi = expt.mean_ci([results[k][arm]["slices"][s]["accuracy"] for k in seeds])
+            cells.append(f"{mean:.3f} [{lo:.3f}, {hi:.3f}]")
+        lines.append(f"| {ARM_LABELS[arm]} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + f"\n\nMean preference accuracy over {len(seeds)} seeds ({', '.join(map(str, seeds))}) " \
+        "with its 95% t interval; accuracy counts chosen strictly above rejected.\n"
+
+
+def plot(results, path):
+    """Fine-tuned accuracy per slice against pre-training compute; 0 is fine-tuning from random init."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    seeds = sorted(results)
+    arms = ["scratch"] + sorted((a for a in results[seeds[0]] if a == "polar" or a.startswith("polar@")),
+                                key=lambda a: results[seeds[0]][a]["compute"])
+    stat = lambda arm, s: expt.mean_ci([results[k][arm]["slices"][s]["accuracy"] for k in seeds])
+    fig, ax = plt.subplots(figsize=(7, 4.2))
+    for s, color in zip(SLICES, ("tab:blue", "tab:red")):
+        xs = [sum(results[k][a]["compute"] for k in seeds) / len(seeds) for a in arms]
+        stats = [stat(a, s) for a in arms]
+        ax.errorbar(xs, [m for m, _, _ in stats], yerr=[[m - lo for m, lo, _ in stats], [hi - m for m, _, hi in stats]],
+                    marker="o", color=color, capsize=3, label=f"fine-tuned, {s} slice")
+        free = stat("ref_free", s)
+        ax.errorbar([0], [free[0]], yerr=[[free[0] - free[1]], [free[2] - free[0]]], marker="x", color=color,
+                    capsize=3, linestyle="none", label=f"reference-free, {s} slice")
+    ax.axhline(0.5, color="grey", linewidth=0.8, linestyle=":")
+    ax.set_xlabel("pre-training compute (FLOPs, 6 x non-embedding params x tokens); 0 = random init")
+    ax.set_ylabel("preference accuracy")
+    ax.set_title(f"Fine-tuned accuracy vs pre-training compute ({len(seeds)} seeds, 95% intervals)", fontsize=10)
+    ax.legend(fontsize=7, loc="best")
+    fig.tight_layout()
+    fig.savefig(path + ".tmp.png", dpi=120)
+    os.replace(path + ".tmp.png", path)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--out", default=os.path.join(expt.ROOT, "runs", "experiments", "ablation"))
+    ap.add_argument("--world-seed", type=int, default=0, help="tools/gen_data.py --seed (0: the quickstart's)")
+    ap.add_argument("--model", default="small", choices=list(expt.SHAPES), help="pre-training model shape")
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    ap.add_argument("--pretrain-steps", type=int, default=200, help="a multiple of 4")
+    ap.add_argument("--pretrain-only", action="store_true", help="stop after the pre-training runs")
+    ap.add_argument("--all-points", action="store_true", help="also fine-tune from the quarter-way checkpoint")
+    ap.add_argument("--final-only", action="store_true", help="fine-tune only from the final checkpoint")
+    ap.add_argument("--arms", nargs="+", default=["polar", "scratch", "ref_free"], choices=["polar", "scratch", "ref_free"],
+                    help="what to run (the table and plot need all three)")
+    args = ap.parse_args()
+    expt.require_matplotlib()
+    if args.pretrain_steps < 4 or args.pretrain_steps % 4:
+        ap.error("--pretrain-steps must be a positive multiple of 4")
+    args.out = os.path.abspath(args.out)
+    world = expt.world_dir(args.world_seed)
+    expt.gen_world(world, args.world_seed)
+    ref_free = build_ref_free(world)
+    results = {}
+    for seed in args.seeds:
+        results[seed] = one_seed(args, world, ref_free, seed)
+        if args.pretrain_only:
+            continue
+        expt.write_json(os.path.join(args.out, "results.json"), {str(k): v for k, v in results.items()})
+    if args.pretrain_only or len(args.arms) < 3:
+        return
+    table = summarise(results)
+    with open(os.path.join(args.out, "table.md"), "w") as f:
+        f.write(table)
+    plot(results, os.path.join(args.out, "accuracy_vs_pretrain_compute.png"))
+    print(table)
+    print(f"wrote {args.out}/results.json, table.md, accuracy_vs_pretrain_compute.png")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,133 @@
+"""Shared helpers of the experiment scripts: run polar, skip finished steps, read metrics, compute
+FLOPs and 95% intervals. Every step writes into its own directory and is skipped when its result
+exists, so an interrupted experiment continues where it stopped."""
+
+import json
+import math
+import os
+import shutil
+import subprocess
+import sys
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+POLAR = os.environ.get("POLAR_BIN", os.path.join(ROOT, "build", "polar"))
+THREADS = int(os.environ.get("POLAR_THREADS", "1"))  # 1: OpenMP threads stall on a busy machine
+# Student t quantiles t_{0.975, df} for the 95% interval of a mean over seeds.
+T975 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262}
+
+
+# Model shapes for the experiments: "tiny" is configs/tiny_pretrain.json's (0.86M parameters with
+# the 1000-piece tokenizer), "small" an eighth of its compute per token, for busy 2-core machines.
+SHAPES = {"tiny": [], "small": ["model.hidden_size=64", "model.num_layers=2", "model.num_heads=4",
+                                "model.num_kv_heads=2", "model.intermediate_size=172"]}
+
+
+def require_matplotlib():
+    """Fails before any compute when the plotting package is missing."""
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        sys.exit("matplotlib is missing: run with .venv/bin/python (scripts/requirements.txt pins it)")
+
+
+def log(msg):
+    print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
+
+
+def run(args, log_path):
+    """Runs a command, output to log_path; exits naming the log on failure."""
+    os.makedirs(os.path.dirname(log_path), exist_ok=True)
+    env = dict(os.environ, OMP_NUM_THREADS=str(THREADS), MKL_NUM_THREADS=str(THREADS))
+    with open(log_path, "w") as out:
+        code = subprocess.call([str(a) for a in args], stdout=out, stderr=subprocess.STDOUT, env=env, cwd=ROOT)
+    if code != 0:
+        with open(log_path) as f:
+            tail = f.read()[-2000:]
+        sys.exit(f"command failed ({code}): {' '.join(map(str, args))}\nlog {log_path}:\n{tail}")
+
+
+def world_dir(seed, template="finetune"):
+    suffix = "" if template == "finetune" else f"_{template}"
+    return os.path.join(ROOT, "data", "experiments", f"world{seed}{suffix}")
+
+
+def gen_world(out, seed, template="finetune"):
+    """Synthetic world `seed`: raw JSONL, tokenizer, pre-training (built with `template`; the
+    quickstart uses finetune) and preference datasets under `out`."""
+    if os.path.exists(os.path.join(out, "finetune", "manifest.json")):
+        return
+    log(f"building world seed {seed} in {out}")
+    raw, tok = os.path.join(out, "raw"), os.path.join(out, "tokenizer")
+    run([sys.executable, "tools/gen_data.py", "--out", raw, "--seed", seed], os.path.join(out, "logs", "gen.log"))
+    run([POLAR, "tokenizer", "train", "--input", f"{raw}/pretrain.jsonl", f"{raw}/finetune.jsonl",
+         "--vocab-size", 1000, "--output", tok], os.path.join(out, "logs", "tok.log"))
+    limits = ["--max-length", 512, "--max-response-length", 160, "--overwrite"]
+    run([POLAR, "data", "pretrain", "--trajectories", f"{raw}/pretrain.jsonl", "--tokenizer", tok, "--output",
+         f"{out}/pretrain", "--negatives", 1, "--seed", seed, "--eval-fraction", 0.05, "--template", template]
+        + limits, os.path.join(out, "logs", "data_pretrain.log"))
+    run([POLAR, "data", "preference", "--input", f"{raw}/finetune.jsonl", "--tokenizer", tok, "--output",
+         f"{out}/finetune"] + limits, os.path.join(out, "logs", "data_finetune.log"))
+
+
+def train(config, out_dir, sets):
+    """polar train with --set overrides into out_dir; skipped when out_dir/final exists."""
+    if os.path.exists(os.path.join(out_dir, "final", "model.safetensors")):
+        return
+    if os.path.exists(out_dir):
+        shutil.rmtree(out_dir)
+    log(f"train {os.path.relpath(out_dir, ROOT)}")
+    args = [POLAR, "train", "--config", config, "--set", f"run.output_dir={out_dir}",
+            "--set", f"train.threads={THREADS}", "--set", "train.device=cpu"]
+    for s in sets:
+        args += ["--set", s]
+    run(args, out_dir + ".log")
+
+
+def evaluate(checkpoint, data, out_json):
+    """polar eval -> its JSON (cached in out_json)."""
+    if not os.path.exists(out_json):
+        run([POLAR, "eval", "--checkpoint", checkpoint, "--data", data, "--output", out_json, "--device", "cpu"],
+            out_json + ".log")
+    with open(out_json) as f:
+        return json.load(f)
+
+
+def metrics(run_dir):
+    with open(os.path.join(run_dir, "metrics.jsonl")) as f:
+        return [json.loads(line) for line in f if line.strip()]
+
+
+def non_embedding_params(run_dir):
+    """Parameters that cost FLOPs per token: every layer's matrices and norms, the final norm and
+    the head (the embedding lookup costs none)."""
+    with open(os.path.join(run_dir, "config.json")) as f:
+        m = json.load(f)["model"]
+    h, i, layers = m["hidden_size"], m["intermediate_size"], m["num_layers"]
+    kv = m["num_kv_heads"] * (h // m["num_heads"])
+    per_layer = 2 * h * h + 2 * h * kv + 3 * h * i + 2 * h
+    return layers * per_layer + 2 * h
+
+
+def train_flops(run_dir, upto_step=None):
+    """6 * N * tokens trained (forward + backward), N = non-embedding parameters."""
+    tokens = sum(r["tokens"] for r in metrics(run_dir) if upto_step is None or r["step"] <= upto_step)
+    return 6.0 * non_embedding_params(run_dir) * tokens
+
+
+def mean_ci(values):
+    """(mean, low, high): the 95% t interval of the mean over seeds (a point when n == 1)."""
+    n = len(values)
+    mean = sum(values) / n
+    if n < 2:
+        return mean, mean, mean
+    sd = math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1))
+    half = T975.get(n - 1, 1.96) * sd / math.sqrt(n)
+    return mean, mean - half, mean + half
+
+
+def write_json(path, obj):
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+        json.dump(obj, f, indent=1)
+    os.replace(tmp, path)

@@ -1,0 +1,127 @@
+#!/usr/bin/env python3
+"""Scaling sweep of POLAR pre-training on the built-in synthetic world: several model sizes x
+several compute budgets, validation loss at each, and the paper's power law L = a * C^b fitted
+(least squares in log-log) on the compute frontier (the points no cheaper point beats), with R^2.
+
+A budget is either its own run (--steps S1 S2 ...: one run per size and budget, each with its
+full learning-rate schedule, as the paper) or, cheaper, an evaluation along one run per size
+(--eval-every N: the loss after every N steps of the longest run). C = 6 x non-embedding
+parameters x training tokens. Validation loss is the pre-training loss on the first
+--eval-groups groups of the held-out split (the same groups for every run).
+Writes OUT/scaling.json and OUT/scaling.png. Re-running skips finished runs.
+"""
+
+import argparse
+import math
+import os
+import sys
+
+sys.dont_write_bytecode = True
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import expt  # noqa: E402
+
+# name: (hidden, layers, heads, kv heads, intermediate)
+SIZES = {"h16": (16, 1, 2, 1, 44), "h32": (32, 2, 4, 2, 86), "h48": (48, 2, 4, 2, 128),
+         "h64": (64, 2, 4, 2, 172), "h96": (96, 3, 4, 2, 256)}
+
+
+def fit_power_law(points):
+    """Least squares of log L = log a + b log C -> (a, b, R^2 in log space)."""
+    xs = [math.log(c) for c, _ in points]
+    ys = [math.log(l) for _, l in points]
+    n = len(xs)
+    mx, my = sum(xs) / n, sum(ys) / n
+    sxx = sum((x - mx) ** 2 for x in xs)
+    b = sum((x - mx) * (y - my) for x, y in zip(xs, ys)) / sxx
+    log_a = my - b * mx
+    ss_res = sum((y - (log_a + b * x)) ** 2 for x, y in zip(xs, ys))
+    ss_tot = sum((y - my) ** 2 for y in ys)
+    return math.exp(log_a), b, 1.0 - ss_res / ss_tot if ss_tot > 0 else 1.0
+
+
+def frontier(runs):
+    """Runs that no run of at most the same compute beats on validation loss."""
+    best, out = float("inf"), []
+    for r in sorted(runs, key=lambda r: r["compute"]):
+        if r["val_loss"] < best:
+            best = r["val_loss"]
+            out.append(r)
+    return out
+
+
+def plot(runs, front, fit, path):
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    fig, ax = plt.subplots(figsize=(6.5, 4.2))
+    for name in SIZES:
+        rs = sorted((r for r in runs if r["size"] == name), key=lambda r: r["compute"])
+        if rs:
+            ax.plot([r["compute"] for r in rs], [r["val_loss"] for r in rs], marker="o", label=f"{name} ({rs[0]['params']:,} params)")
+    a, b, r2 = fit
+    cs = [min(r["compute"] for r in front), max(r["compute"] for r in front)]
+    ax.plot(cs, [a * c ** b for c in cs], "k--", label=f"frontier fit L = {a:.3g} C^{b:.3f} (R^2 {r2:.3f})")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    from matplotlib.ticker import FormatStrFormatter, NullFormatter
+    ax.yaxis.set_major_formatter(FormatStrFormatter("%.2f"))
+    ax.yaxis.set_minor_formatter(FormatStrFormatter("%.2f"))
+    ax.xaxis.set_minor_formatter(NullFormatter())
+    ax.set_xlabel("pre-training compute C (FLOPs)")
+    ax.set_ylabel("validation loss (policy discrimination)")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path + ".tmp.png", dpi=120)
+    os.replace(path + ".tmp.png", path)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--out", default=os.path.join(expt.ROOT, "runs", "experiments", "scaling"))
+    ap.add_argument("--world-seed", type=int, default=0)
+    ap.add_argument("--sizes", nargs="+", default=["h16", "h32", "h48", "h64"], choices=list(SIZES))
+    ap.add_argument("--steps", type=int, nargs="+", default=[160], help="run lengths (compute budgets), in steps")
+    ap.add_argument("--eval-every", type=int, default=40, help="also a budget every N steps of each run (0: off)")
+    ap.add_argument("--batch-groups", type=int, default=16)
+    ap.add_argument("--eval-groups", type=int, default=128)
+    ap.add_argument("--seed", type=int, default=0)
+    args = ap.parse_args()
+    expt.require_matplotlib()
+    args.out = os.path.abspath(args.out)
+    world = expt.world_dir(args.world_seed)
+    expt.gen_world(world, args.world_seed)
+    runs = []
+    for name in args.sizes:
+        h, layers, heads, kv, inter = SIZES[name]
+        for steps in args.steps:
+            run_dir = os.path.join(args.out, f"{name}_s{steps}")
+            expt.train("configs/tiny_pretrain.json", run_dir, [
+                f"data.train={world}/pretrain", f"train.seed={args.seed}", f"train.steps={steps}",
+                f"train.batch_groups={args.batch_groups}", f"model.hidden_size={h}", f"model.num_layers={layers}",
+                f"model.num_heads={heads}", f"model.num_kv_heads={kv}", f"model.intermediate_size={inter}",
+                f"eval.every={args.eval_every}", f"eval.max_groups={args.eval_groups}", "run.checkpoint_every=0",
+                "run.keep_last=1"])
+            for rec in expt.metrics(run_dir):
+                if "eval_loss" in rec:
+                    runs.append({"size": name, "steps": rec["step"], "run_steps": steps,
+                                 "params": expt.non_embedding_params(run_dir),
+                                 "compute": expt.train_flops(run_dir, rec["step"]), "val_loss": rec["eval_loss"],
+                                 "val_accuracy": rec["eval_accuracy"]})
+    front = frontier(runs)
+    fit = fit_power_law([(r["compute"], r["val_loss"]) for r in front])
+    fit_all = fit_power_law([(r["compute"], r["val_loss"]) for r in runs])
+    expt.write_json(os.path.join(args.out, "scaling.json"), {
+        "runs": runs, "frontier": [f"{r['size']}_s{r['steps']}of{r['run_steps']}" for r in front],
+        "fit_frontier": dict(zip(("a", "b", "r2"), fit)), "fit_all": dict(zip(("a", "b", "r2"), fit_all))})
+    plot(runs, front, fit, os.path.join(args.out, "scaling.png"))
+    print(f"{'run':<16}{'params':>9}{'compute':>12}{'val_loss':>10}{'val_acc':>9}")
+    for r in sorted(runs, key=lambda r: r["compute"]):
+        mark = " *" if r in front else ""
+        print(f"{r['size'] + '_s' + str(r['steps']) + 'of' + str(r['run_steps']):<16}{r['params']:>9,}{r['compute']:>12.3g}"
+              f"{r['val_loss']:>10.4f}{r['val_accuracy']:>9.3f}{mark}")
+    print(f"frontier (*) fit: L = {fit[0]:.4g} * C^{fit[1]:.4f}, R^2 = {fit[2]:.4f} ({len(front)} runs)")
+    print(f"all-runs fit:     L = {fit_all[0]:.4g} * C^{fit_all[1]:.4f}, R^2 = {fit_all[2]:.4f} ({len(runs)} runs)")
+
+
+if __name__ == "__main__":
+    main()
