@@ -13,6 +13,7 @@ PACKAGES=(
   libgtest-dev libgmock-dev googletest                        # tests
   pkgconf pkgconf-bin libpkgconf3                             # pkg-config, if the image has none
   libcpp-httplib-dev libcpp-httplib0.11 libssl3 libbrotli1    # HTTP (polar serve, polar sample)
+  libzstd1                                                    # .jsonl.zst inputs
 )
 mkdir -p "$DEST"
 cd "$DEST"
