@@ -169,9 +169,8 @@ json TrainConfig::to_json() const {
       {"model", model},
       {"data", {{"train", data.train}, {"eval", data.eval}, {"row_tokens", data.row_tokens},
                 {"micro_batch_tokens", data.micro_batch_tokens}, {"shared_prefix", data.shared_prefix}}},
-      {"loss", {{"margin", loss.margin}, {"center_coef", loss.center_coef}}},
+      {"loss", {{"margin", loss.margin}, {"center_coef", loss.center_coef}, {"reward_l2", loss.reward_l2}}},
       {"train", {{"steps", t.steps}, {"epochs", t.epochs}, {"batch_groups", t.batch_groups}, {"lr", t.lr},
-    s.get("reward_l2", c.loss.reward_l2, closed(0, 10));
                  {"min_lr_ratio", t.min_lr_ratio}, {"warmup_ratio", t.warmup_ratio},
                  {"warmup_steps", t.warmup_steps}, {"weight_decay", t.weight_decay},
                  {"head_lr_scale", t.head_lr_scale}, {"probe_steps", t.probe_steps},
