@@ -214,14 +214,9 @@ StepStats Trainer::train_step(int64_t step) {
   for (int64_t k = 0; k < s.cfg.train.batch_groups; ++k)
     global_pairs += static_cast<int64_t>(data.group(s.stream->at(step * s.cfg.train.batch_groups + k)).candidates.size()) - 1;
 
-  s.optimizer->zero_grad(true);
-  auto micro = split_micro_batches(groups, s.cfg.data.micro_batch_tokens, s.cfg.data.shared_prefix);
-  const PackOptions pack = pack_options(s.cfg.data, s.setup.tokenizer);
-}
-
   s.optimizer->zero_grad();
   auto micro = split_micro_batches(groups, s.cfg.data.micro_batch_tokens, s.cfg.data.shared_prefix);
-  PackOptions pack{s.cfg.data.row_tokens, std::max(s.setup.tokenizer.special().pad, 0)};
+  const PackOptions pack = pack_options(s.cfg.data, s.setup.tokenizer);
   double loss_sum = 0, correct = 0, ties = 0, tokens = 0;
   for (size_t m = 0; m < micro.size(); ++m) {
     std::vector<GroupRef> slice(groups.begin() + micro[m].first, groups.begin() + micro[m].second);
