@@ -167,8 +167,12 @@ struct WeightHolder : torch::nn::Module {
 // Activation checkpointing: the layer runs without saving activations and is recomputed in
 // backward, whose inner backward accumulates the layer's parameter gradients into .grad (as
 // PyTorch's reentrant checkpoint does). So it serves loss.backward(), not autograd::grad().
+// The forward's CUDA autocast state is kept and re-entered for the recompute (backward runs on
+// the autograd engine's thread, whose autocast is off), as PyTorch's checkpoint does.
 struct Recompute : torch::CustomClassHolder {
   std::function<Tensor(const Tensor&)> fn;
+  bool autocast = false;
+  at::ScalarType autocast_dtype = at::kBFloat16;
 };
 
 struct CheckpointFunction : torch::autograd::Function<CheckpointFunction> {
@@ -186,7 +190,19 @@ struct CheckpointFunction : torch::autograd::Function<CheckpointFunction> {
     Tensor out;
     {
       torch::AutoGradMode grad_mode(true);
-      out = recompute->fn(x);
+      const bool prev = at::autocast::is_autocast_enabled(at::kCUDA);
+      const at::ScalarType prev_dtype = at::autocast::get_autocast_dtype(at::kCUDA);
+      at::autocast::set_autocast_enabled(at::kCUDA, recompute->autocast);
+      at::autocast::set_autocast_dtype(at::kCUDA, recompute->autocast_dtype);
+      try {
+        out = recompute->fn(x);
+      } catch (...) {
+        at::autocast::set_autocast_enabled(at::kCUDA, prev);
+        at::autocast::set_autocast_dtype(at::kCUDA, prev_dtype);
+        throw;
+      }
+      at::autocast::set_autocast_enabled(at::kCUDA, prev);
+      at::autocast::set_autocast_dtype(at::kCUDA, prev_dtype);
     }
     torch::autograd::backward({out}, {grad_outputs[0]});
     return {x.grad(), Tensor()};
@@ -199,6 +215,8 @@ Tensor checkpoint_call(std::function<Tensor(const Tensor&)> fn, Tensor x) {
   if (!x.requires_grad()) x = x.detach().requires_grad_(true);
   auto recompute = c10::make_intrusive<Recompute>();
   recompute->fn = std::move(fn);
+  recompute->autocast = at::autocast::is_autocast_enabled(at::kCUDA);
+  recompute->autocast_dtype = at::autocast::get_autocast_dtype(at::kCUDA);
   return CheckpointFunction::apply(x, recompute);
 }
 
