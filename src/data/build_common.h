@@ -11,6 +11,7 @@
 #include <string>
 #include <vector>
 
+#include "polar/data/records.h"
 #include "polar/data/shards.h"
 #include "polar/tokenizer/template.h"
 #include "polar/tokenizer/tokenizer.h"
@@ -83,6 +84,11 @@ struct CategoryTable {
 };
 
 void check_limits(const TemplateLimits& limits, double eval_fraction);
+
+// Why a build produced no groups, for the error: which inputs, and whether every line was
+// invalid or every prompt unusable (`prompt_reasons`: skipped prompts by reason). In builder.cpp.
+std::string why_no_groups(const std::vector<std::string>& inputs, const ReadStats& read,
+                          const std::map<std::string, int64_t>& prompt_reasons, int64_t planned_groups);
 
 // The tokenizer section of a manifest's settings (defined in builder.cpp).
 nlohmann::json tokenizer_json(const Tokenizer& tok, const std::string& path);

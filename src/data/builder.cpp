@@ -34,6 +34,21 @@ constexpr uint64_t kSplitSeedSalt = 0x9E3779B97F4A7C15ULL;  // split and groupin
 
 }  // namespace
 
+std::string data_build::why_no_groups(const std::vector<std::string>& inputs, const ReadStats& read,
+                                      const std::map<std::string, int64_t>& prompt_reasons, int64_t planned_groups) {
+  std::string files;
+  for (const auto& f : inputs) files += (files.empty() ? "" : ", ") + f;
+  if (read.accepted == 0) {
+    return fmt::format("{}: all {} lines were invalid and skipped ({})", files, read.lines,
+                       json(read.skipped_by_reason).dump());
+  }
+  if (planned_groups == 0) {
+    return fmt::format("{}: {} valid records, but no prompt could form a group (prompts skipped by reason: {})",
+                       files, read.accepted, json(prompt_reasons).dump());
+  }
+  return fmt::format("{}: {} valid records, {} planned groups", files, read.accepted, planned_groups);
+}
+
 json data_build::tokenizer_json(const Tokenizer& tok, const std::string& path) {
   const SpecialTokens& s = tok.special();
   return {{"path", path},   {"vocab_size", tok.vocab_size()}, {"bos", s.bos},
@@ -89,7 +104,7 @@ json build_preference_dataset(const PreferenceBuildOptions& o) {
     writers.add(encoded[i], categories.ids.at(r.category), prompt_eval[p]);
     encoded[i].reset();
   }
-  writers.finish(categories.names, std::to_string(records.size()) + " preference records");
+  writers.finish(categories.names, why_no_groups({o.input}, read_stats, {}, static_cast<int64_t>(records.size())));
   tok.save((fs::path(staged.tmp()) / "tokenizer").string());
 
   int64_t eval_prompts = 0;

@@ -168,8 +168,7 @@ json build_pretrain_dataset(const PretrainBuildOptions& o) {
   progress.finish();
   spill_cleanup.remove();
   writers.finish(categories.names,
-                 std::to_string(pass1.stats.accepted) + " trajectories, " + std::to_string(builder.prompts_total) +
-                     " prompts, skipped prompts: " + json(builder.counts.skipped_prompts_by_reason).dump(),
+                 why_no_groups(files, pass1.stats, builder.counts.skipped_prompts_by_reason, builder.planned_groups),
                  part);
   tok.save((fs::path(staged.tmp()) / "tokenizer").string());
 

@@ -103,7 +103,8 @@ TEST(RobustCli, EvalRefusesNonFiniteWeightsAndRewards) {
 TEST(RobustCli, SigtermRightAfterStartExits143) {
   TempDir tmp;
   polar::testing::write_copy_task_dataset(tmp / "data", 16, 0);
-  const std::string config = write_config(tmp, polar::testing::tiny_train_config(tmp / "data", tmp / "run", 50));
+  // Enough steps that no machine finishes the run before the last signal (1.5 s).
+  const std::string config = write_config(tmp, polar::testing::tiny_train_config(tmp / "data", tmp / "run", 100000));
   // From 0.4 s on: before the program runs at all, the dynamic loader maps LibTorch (~0.2 s on a
   // loaded 2-core machine), and a signal then still terminates the process.
   for (int delay_ms : {400, 800, 1500}) {
