@@ -11,7 +11,7 @@
 #include "polar/common/error.h"
 #include "polar/common/json_config.h"
 #include "polar/eval/eval.h"
-#include "polar/train/run_setup.h"
+#include "polar/runtime/device.h"
 
 namespace polar::cli {
 

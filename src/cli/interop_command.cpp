@@ -8,8 +8,8 @@
 
 #include "polar/cli/commands.h"
 #include "polar/common/error.h"
-#include "polar/io/hf.h"
-#include "polar/train/checkpoint.h"
+#include "polar/checkpoint/hf.h"
+#include "polar/checkpoint/checkpoint.h"
 
 namespace polar::cli {
 

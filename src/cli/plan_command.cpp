@@ -6,8 +6,8 @@
 
 #include "polar/cli/commands.h"
 #include "polar/common/error.h"
-#include "polar/train/checkpoint.h"
-#include "polar/train/config.h"
+#include "polar/checkpoint/checkpoint.h"
+#include "polar/config/train_config.h"
 #include "polar/train/memory_plan.h"
 
 namespace polar::cli {

@@ -2,7 +2,7 @@
 #include <CLI/CLI.hpp>
 
 #include "polar/cli/commands.h"
-#include "polar/train/config.h"
+#include "polar/config/train_config.h"
 #include "polar/train/trainer.h"
 
 namespace polar::cli {

@@ -8,7 +8,7 @@
 
 #include "polar/common/error.h"
 #include "polar/data/batch.h"
-#include "polar/train/run_setup.h"
+#include "polar/runtime/device.h"
 
 namespace polar {
 

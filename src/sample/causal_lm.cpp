@@ -10,10 +10,10 @@
 
 #include "polar/common/error.h"
 #include "polar/common/json_config.h"
-#include "polar/io/hf.h"
+#include "polar/checkpoint/hf.h"
 #include "polar/io/hf_layouts.h"
 #include "polar/io/safetensors.h"
-#include "polar/train/checkpoint.h"
+#include "polar/checkpoint/checkpoint.h"
 
 namespace polar::sample {
 

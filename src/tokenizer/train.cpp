@@ -13,7 +13,6 @@
 #include <unordered_map>
 
 #include "polar/common/error.h"
-#include "polar/data/records.h"
 #include "polar/tokenizer/tokenizer.h"
 
 namespace polar {

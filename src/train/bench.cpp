@@ -16,7 +16,8 @@
 
 #include "polar/common/error.h"
 #include "polar/data/shards.h"
-#include "polar/train/checkpoint.h"
+#include "polar/checkpoint/checkpoint.h"
+#include "polar/runtime/device.h"
 #include "polar/train/trainer.h"
 
 namespace fs = std::filesystem;

@@ -13,8 +13,8 @@
 #include <unordered_map>
 
 #include "polar/common/error.h"
-#include "polar/train/checkpoint.h"
-#include "polar/train/config.h"
+#include "polar/checkpoint/checkpoint.h"
+#include "polar/config/train_config.h"
 #include "optimizer_shards.h"
 
 namespace fs = std::filesystem;

@@ -1,6 +1,5 @@
 #include "polar/train/run_setup.h"
 
-#include <ATen/autocast_mode.h>
 #include <torch/torch.h>
 #include <spdlog/spdlog.h>
 
@@ -10,7 +9,7 @@
 #include "polar/common/error.h"
 #include "polar/common/json_config.h"
 #include "polar/kernels/fused.h"
-#include "polar/train/checkpoint.h"
+#include "polar/checkpoint/checkpoint.h"
 #include "polar/train/data_order.h"
 
 namespace fs = std::filesystem;
@@ -18,14 +17,6 @@ namespace fs = std::filesystem;
 namespace polar {
 
 using nlohmann::json;
-
-torch::Device resolve_device(const std::string& name, int local_rank) {
-  if (name == "cpu") return torch::kCPU;
-  if (name == "auto" && !torch::cuda::is_available()) return torch::kCPU;
-  POLAR_CHECK(torch::cuda::is_available(), "train.device = ", name, " but no CUDA device is available");
-  if (name.rfind("cuda:", 0) == 0) return torch::Device(name);
-  return torch::Device(torch::kCUDA, static_cast<c10::DeviceIndex>(local_rank % torch::cuda::device_count()));
-}
 
 std::string resolve_split_dir(const std::string& path, const std::string& split) {
   if (fs::is_regular_file(fs::path(path) / "split.json")) return path;
@@ -166,26 +157,6 @@ RunSetup prepare_run(TrainConfig& cfg, const torch::Device& device, const std::o
   r.model->train();
   r.resolved_config = cfg.to_json();
   return r;
-}
-
-PackedBatch to_device(PackedBatch b, const torch::Device& device) {
-  if (device.is_cpu()) return b;
-  for (torch::Tensor* t : {&b.tokens, &b.positions, &b.segments, &b.context, &b.reward_index, &b.pair_pos, &b.pair_neg})
-    if (t->defined()) *t = t->to(device, /*non_blocking=*/true);
-  return b;
-}
-
-std::shared_ptr<void> autocast_guard(const std::string& precision, const torch::Device& device) {
-  if (precision != "bf16" || !device.is_cuda()) return nullptr;
-  bool prev = at::autocast::is_autocast_enabled(at::kCUDA);
-  at::ScalarType prev_dtype = at::autocast::get_autocast_dtype(at::kCUDA);
-  at::autocast::set_autocast_enabled(at::kCUDA, true);
-  at::autocast::set_autocast_dtype(at::kCUDA, at::kBFloat16);
-  return std::shared_ptr<void>(nullptr, [prev, prev_dtype](void*) {
-    at::autocast::set_autocast_enabled(at::kCUDA, prev);
-    at::autocast::set_autocast_dtype(at::kCUDA, prev_dtype);
-    at::autocast::clear_cache();
-  });
 }
 
 PairLoss compute_pair_loss(const torch::Tensor& rewards, const PackedBatch& batch, double global_pairs,

@@ -18,11 +18,12 @@
 #include "polar/kernels/fused.h"
 #include "polar/loss/polar_loss.h"
 #include "polar/model/reward_model.h"
-#include "polar/train/checkpoint.h"
-#include "polar/train/checkpoint_verify.h"
+#include "polar/checkpoint/checkpoint.h"
+#include "polar/checkpoint/verify.h"
 #include "polar/train/data_order.h"
 #include "polar/train/memory_plan.h"
 #include "polar/train/optimizer.h"
+#include "polar/runtime/device.h"
 #include "polar/train/param_groups.h"
 
 namespace fs = std::filesystem;

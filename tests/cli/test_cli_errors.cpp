@@ -14,8 +14,8 @@
 #include "common/tiny_checkpoint.h"
 #include "common/tiny_data.h"
 #include "fuzz/fuzz_util.h"
-#include "polar/train/checkpoint.h"
-#include "polar/train/config.h"
+#include "polar/checkpoint/checkpoint.h"
+#include "polar/config/train_config.h"
 
 namespace fs = std::filesystem;
 using nlohmann::json;

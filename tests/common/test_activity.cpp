@@ -12,7 +12,7 @@
 #include "common/tiny_data.h"
 #include "polar/common/activity.h"
 #include "polar/common/error.h"
-#include "polar/train/checkpoint.h"
+#include "polar/checkpoint/checkpoint.h"
 
 namespace fs = std::filesystem;
 using ::testing::HasSubstr;

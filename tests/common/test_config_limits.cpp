@@ -8,7 +8,7 @@
 
 #include "common/tiny_data.h"
 #include "polar/common/json_config.h"
-#include "polar/train/config.h"
+#include "polar/config/train_config.h"
 
 using polar::testing::TempDir;
 using ::testing::HasSubstr;

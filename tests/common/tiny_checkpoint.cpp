@@ -3,8 +3,8 @@
 #include <torch/torch.h>
 
 #include "common/tiny_data.h"
-#include "polar/train/checkpoint.h"
-#include "polar/train/config.h"
+#include "polar/checkpoint/checkpoint.h"
+#include "polar/config/train_config.h"
 
 namespace polar::testing {
 

@@ -14,7 +14,7 @@
 #include "common/tiny_data.h"
 #include "dist/dist_test_util.h"
 #include "polar/io/safetensors.h"
-#include "polar/train/checkpoint.h"
+#include "polar/checkpoint/checkpoint.h"
 
 namespace fs = std::filesystem;
 using namespace std::chrono_literals;

@@ -8,7 +8,7 @@
 
 #include "common/tiny_data.h"
 #include "polar/eval/eval.h"
-#include "polar/train/checkpoint.h"
+#include "polar/checkpoint/checkpoint.h"
 
 using polar::testing::TempDir;
 

@@ -12,8 +12,8 @@
 #include "fuzz/fuzz_util.h"
 #include "polar/common/error.h"
 #include "polar/data/records.h"
-#include "polar/train/checkpoint.h"
-#include "polar/train/config.h"
+#include "polar/checkpoint/checkpoint.h"
+#include "polar/config/train_config.h"
 
 namespace fs = std::filesystem;
 using nlohmann::json;

@@ -5,7 +5,7 @@
 #include <nlohmann/json.hpp>
 
 #include "polar/common/error.h"
-#include "polar/io/hf.h"
+#include "polar/checkpoint/hf.h"
 
 namespace polar::io {
 namespace {

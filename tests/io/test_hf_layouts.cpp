@@ -10,10 +10,10 @@
 
 #include "model/tiny_model.h"
 #include "polar/common/error.h"
-#include "polar/io/hf.h"
+#include "polar/checkpoint/hf.h"
 #include "polar/io/hf_layouts.h"
 #include "polar/tokenizer/tokenizer.h"
-#include "polar/train/checkpoint.h"
+#include "polar/checkpoint/checkpoint.h"
 #include "test_hf_util.h"
 
 namespace polar::io {

@@ -12,10 +12,10 @@
 
 #include "model/tiny_model.h"
 #include "polar/common/error.h"
-#include "polar/io/hf.h"
+#include "polar/checkpoint/hf.h"
 #include "polar/io/safetensors.h"
-#include "polar/train/checkpoint.h"
-#include "polar/train/config.h"
+#include "polar/checkpoint/checkpoint.h"
+#include "polar/config/train_config.h"
 #include "polar/train/run_setup.h"
 #include "test_hf_util.h"
 

@@ -14,9 +14,9 @@
 #include "common/tiny_data.h"
 #include "model/tiny_model.h"
 #include "polar/eval/eval.h"
-#include "polar/io/hf.h"
+#include "polar/checkpoint/hf.h"
 #include "polar/tokenizer/formatted_text.h"
-#include "polar/train/checkpoint.h"
+#include "polar/checkpoint/checkpoint.h"
 #include "test_hf_util.h"
 
 namespace polar::io {

@@ -16,9 +16,9 @@
 #include <sstream>
 
 #include "model/tiny_model.h"
-#include "polar/io/hf.h"
+#include "polar/checkpoint/hf.h"
 #include "polar/tokenizer/template.h"
-#include "polar/train/checkpoint.h"
+#include "polar/checkpoint/checkpoint.h"
 #include "test_hf_util.h"
 
 namespace polar::io {

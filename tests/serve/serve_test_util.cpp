@@ -16,7 +16,7 @@
 #include <thread>
 
 #include "polar/model/reward_model.h"
-#include "polar/train/checkpoint.h"
+#include "polar/checkpoint/checkpoint.h"
 
 namespace polar::testing {
 

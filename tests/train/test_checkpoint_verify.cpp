@@ -16,9 +16,9 @@
 #include "polar/common/error.h"
 #include "polar/common/json_config.h"
 #include "polar/eval/eval.h"
-#include "polar/train/checkpoint.h"
-#include "polar/train/checkpoint_verify.h"
-#include "polar/train/config.h"
+#include "polar/checkpoint/checkpoint.h"
+#include "polar/checkpoint/verify.h"
+#include "polar/config/train_config.h"
 
 namespace fs = std::filesystem;
 using nlohmann::json;

@@ -10,8 +10,8 @@
 #include "common/tiny_data.h"
 #include "model/tiny_model.h"
 #include "polar/common/error.h"
-#include "polar/train/checkpoint.h"
-#include "polar/train/config.h"
+#include "polar/checkpoint/checkpoint.h"
+#include "polar/config/train_config.h"
 #include "polar/train/param_groups.h"
 #include "polar/train/trainer.h"
 

@@ -11,7 +11,7 @@
 
 #include "common/tiny_data.h"
 #include "polar/common/error.h"
-#include "polar/train/config.h"
+#include "polar/config/train_config.h"
 #include "polar/train/run_setup.h"
 #include "polar/train/trainer.h"
 

@@ -9,7 +9,7 @@
 #include "common/tiny_data.h"
 #include "polar/data/builder.h"
 #include "polar/data/shards.h"
-#include "polar/train/config.h"
+#include "polar/config/train_config.h"
 #include "polar/train/trainer.h"
 
 namespace fs = std::filesystem;

@@ -9,7 +9,7 @@
 
 #include "common/tiny_data.h"
 #include "polar/common/json_config.h"
-#include "polar/train/config.h"
+#include "polar/config/train_config.h"
 #include "polar/train/trainer.h"
 
 using nlohmann::json;

@@ -12,7 +12,7 @@
 #include <unistd.h>
 
 #include "common/tiny_data.h"
-#include "polar/train/checkpoint.h"
+#include "polar/checkpoint/checkpoint.h"
 
 namespace fs = std::filesystem;
 using polar::testing::TempDir;

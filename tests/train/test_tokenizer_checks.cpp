@@ -12,8 +12,8 @@
 #include "common/tiny_data.h"
 #include "polar/common/error.h"
 #include "polar/common/json_config.h"
-#include "polar/train/checkpoint.h"
-#include "polar/train/config.h"
+#include "polar/checkpoint/checkpoint.h"
+#include "polar/config/train_config.h"
 #include "polar/train/data_order.h"
 #include "polar/train/trainer.h"
 

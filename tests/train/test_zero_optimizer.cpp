@@ -9,7 +9,7 @@
 #include "polar/common/error.h"
 #include "polar/dist/dist.h"
 #include "polar/loss/polar_loss.h"
-#include "polar/train/config.h"
+#include "polar/config/train_config.h"
 #include "polar/train/memory_plan.h"
 #include "polar/train/optimizer.h"
 

@@ -10,7 +10,7 @@
 
 #include "polar/data/records.h"
 #include "polar/tokenizer/template.h"
-#include "polar/train/checkpoint.h"
+#include "polar/checkpoint/checkpoint.h"
 
 namespace polar {
 

@@ -16,7 +16,7 @@
 #include <vector>
 
 #include "polar/eval/eval.h"
-#include "polar/train/checkpoint.h"
+#include "polar/checkpoint/checkpoint.h"
 
 namespace polar::serve {
 

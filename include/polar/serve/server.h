@@ -10,7 +10,7 @@
 
 #include "polar/serve/batcher.h"
 #include "polar/serve/protocol.h"
-#include "polar/train/checkpoint.h"
+#include "polar/checkpoint/checkpoint.h"
 
 namespace polar::serve {
 

@@ -7,7 +7,7 @@
 #include <cstdint>
 #include <string>
 
-#include "polar/train/config.h"
+#include "polar/config/train_config.h"
 
 namespace polar {
 

@@ -14,7 +14,7 @@
 #include <string>
 
 #include "polar/model/config.h"
-#include "polar/train/config.h"
+#include "polar/config/train_config.h"
 
 namespace polar {
 

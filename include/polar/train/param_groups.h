@@ -12,7 +12,7 @@
 #include <string>
 #include <vector>
 
-#include "polar/train/config.h"
+#include "polar/config/train_config.h"
 
 namespace polar {
 

@@ -13,8 +13,9 @@
 #include "polar/data/shards.h"
 #include "polar/loss/polar_loss.h"
 #include "polar/model/reward_model.h"
+#include "polar/runtime/device.h"
 #include "polar/tokenizer/tokenizer.h"
-#include "polar/train/config.h"
+#include "polar/config/train_config.h"
 
 namespace polar {
 
@@ -27,9 +28,6 @@ struct RunSetup {
   nlohmann::json resolved_config;  // saved as config.json; "model" holds the resolved shape
 };
 
-// "auto" -> cuda:<local_rank> when CUDA is available, else cpu.
-torch::Device resolve_device(const std::string& name, int local_rank);
-
 // Builds the model (init_from > shape_from > config shape; weights from `resume_from` when
 // set), the tokenizer (model.tokenizer > checkpoint's > dataset's) and opens the datasets.
 // Refuses (naming both) a tokenizer other than the weights' one: model.tokenizer against
@@ -40,11 +38,6 @@ RunSetup prepare_run(TrainConfig& config, const torch::Device& device,
 
 // A dataset dir (with train/ and eval/) or a split dir (with split.json) -> the split dir.
 std::string resolve_split_dir(const std::string& path, const std::string& split);
-
-PackedBatch to_device(PackedBatch batch, const torch::Device& device);
-
-// bf16 autocast on CUDA when precision == "bf16"; a no-op otherwise. Restores on destruction.
-std::shared_ptr<void> autocast_guard(const std::string& precision, const torch::Device& device);
 
 // The POLAR pair loss of a packed batch: the fused grouped kernel when `fused`, else the
 // LibTorch reference (polar_pair_loss).

@@ -11,7 +11,7 @@
 #include <string>
 #include <vector>
 
-#include "polar/train/config.h"
+#include "polar/config/train_config.h"
 #include "polar/train/run_setup.h"
 
 namespace polar {

@@ -1,4 +1,4 @@
-#include "polar/train/config.h"
+#include "polar/config/train_config.h"
 
 #include <cmath>
 

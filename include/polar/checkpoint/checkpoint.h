@@ -60,7 +60,7 @@ struct LoadedModel {
 // Loads weights, shape and tokenizer from a polar checkpoint directory; a Hugging Face
 // directory (config.json with "architectures") is imported through io/hf when available.
 // `verify`: check the tensor files' checksums and that every weight is finite (see
-// train/checkpoint_verify.h); off only for very large models whose owner vouches for them.
+// checkpoint/verify.h); off only for very large models whose owner vouches for them.
 LoadedModel load_model(const std::string& path, const torch::Device& device, bool verify = true);
 // The shape from a checkpoint's config.json, validated like `polar train` validates a config.
 ModelConfig load_model_shape(const std::string& path);

@@ -1,4 +1,4 @@
-#include "polar/train/checkpoint.h"
+#include "polar/checkpoint/checkpoint.h"
 
 #include <torch/serialize.h>
 #include <torch/optim/optimizer.h>
@@ -16,10 +16,10 @@
 #include "polar/common/activity.h"
 #include "polar/common/error.h"
 #include "polar/common/json_config.h"
-#include "polar/io/hf.h"
+#include "polar/checkpoint/hf.h"
 #include "polar/io/safetensors.h"
-#include "polar/train/checkpoint_verify.h"
-#include "polar/train/config.h"
+#include "polar/checkpoint/verify.h"
+#include "polar/config/train_config.h"
 
 namespace fs = std::filesystem;
 

@@ -1,6 +1,6 @@
 // Hugging Face import: config.json -> ModelConfig, safetensors -> RewardModel through the layout
 // tables, and the directory's sentencepiece tokenizer with POLAR's special ids.
-#include "polar/io/hf.h"
+#include "polar/checkpoint/hf.h"
 
 #include <spdlog/spdlog.h>
 #include <torch/torch.h>
@@ -16,7 +16,7 @@
 #include "polar/common/json_config.h"
 #include "polar/io/hf_layouts.h"
 #include "polar/io/safetensors.h"
-#include "polar/train/checkpoint.h"
+#include "polar/checkpoint/checkpoint.h"
 
 namespace polar::io {
 

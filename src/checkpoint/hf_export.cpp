@@ -2,7 +2,7 @@
 // (Llama/Qwen2ForSequenceClassification) or in POLAR's InternLM2 reward layout (remote code).
 // Sequence-classification models read the score at the last non-pad token; a POLAR sequence ends
 // with the reward token, so pad_token_id is chosen to differ from it.
-#include "polar/io/hf.h"
+#include "polar/checkpoint/hf.h"
 
 #include <spdlog/spdlog.h>
 #include <torch/torch.h>
@@ -14,7 +14,7 @@
 #include "polar/common/json_config.h"
 #include "polar/io/hf_layouts.h"
 #include "polar/io/safetensors.h"
-#include "polar/train/checkpoint.h"
+#include "polar/checkpoint/checkpoint.h"
 
 namespace polar::io {
 

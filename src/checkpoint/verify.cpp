@@ -1,4 +1,4 @@
-#include "polar/train/checkpoint_verify.h"
+#include "polar/checkpoint/verify.h"
 
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
