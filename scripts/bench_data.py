@@ -95,7 +95,10 @@ def build(polar, files, tok, out, budget, threads):
     if proc.returncode != 0:
         sys.exit(f"build failed:\n{proc.stdout}\n{proc.stderr}")
     cpu = (cpu_after.ru_utime - cpu_before.ru_utime) + (cpu_after.ru_stime - cpu_before.ru_stime)
-    rss_mib = float(re.search(r"peak resident memory (\d+) MiB", proc.stderr).group(1))
+    logged = re.search(r"peak resident memory (\d+) MiB", proc.stdout + proc.stderr)  # the log goes to stdout
+    if not logged:
+        sys.exit(f"the builder logged no peak resident memory:\n{proc.stdout}\n{proc.stderr}")
+    rss_mib = float(logged.group(1))
     with open(os.path.join(out, "manifest.json"), encoding="utf-8") as f:
         return seconds, cpu, rss_mib * 2**20, json.load(f)
 
