@@ -35,6 +35,7 @@ struct BudgetPlan {
   size_t read_block = 0;    // bytes of lines parsed together in pass 1
   int64_t chunk_bytes = 0;  // text bytes tokenised together in pass 2
   int64_t shard_bytes = 0;
+  int64_t partition_bytes = 0;  // the records a partition is meant to hold (a fifth of the budget)
 };
 
 bool compressed_name(const std::string& path) {
@@ -53,6 +54,7 @@ BudgetPlan plan_budget(const PretrainBuildOptions& o, const std::vector<std::str
   estimate /= o.num_workers;
   BudgetPlan b;
   const int64_t per_partition = o.memory_budget / 5;
+  b.partition_bytes = per_partition;
   b.partitions = o.partitions > 0 ? o.partitions : std::max<int64_t>(1, (estimate + per_partition - 1) / per_partition);
   POLAR_CHECK(b.partitions <= 4096, "the input needs ", b.partitions,
               " partitions at this --memory-budget (at most 4096 spill files are kept open): raise the budget");
@@ -61,6 +63,26 @@ BudgetPlan plan_budget(const PretrainBuildOptions& o, const std::vector<std::str
   b.chunk_bytes = std::max<int64_t>(kMiB, o.memory_budget / 32);
   b.shard_bytes = std::clamp<int64_t>(o.memory_budget / 32, kMiB, kDefaultShardBytes);
   return b;
+}
+
+std::string megabytes(int64_t bytes) { return fmt::format("{:.{}f} MB", bytes / 1e6, bytes < 1000000 ? 3 : 1); }
+
+// The budget as given: 2GiB reads "2048 MiB", 64KiB "64 KiB".
+std::string budget_text(int64_t bytes) {
+  if (bytes % kMiB == 0) return fmt::format("{} MiB", bytes / kMiB);
+  return bytes % 1024 == 0 ? fmt::format("{} KiB", bytes / 1024) : fmt::format("{} byte", bytes);
+}
+
+// All of a prompt's trajectories are in one partition and pass 2 loads a partition whole, so a
+// prompt (or a hash-skewed set of prompts) larger than a partition's share cannot be split: the
+// build stays correct, but its memory exceeds the budget by about the excess. Said once.
+void warn_oversized(int64_t bytes, const BudgetPlan& b, const PretrainBuildOptions& o) {
+  spdlog::warn(
+      "data: a partition holds {} of records, more than the {} a partition may hold at a {} --memory-budget "
+      "(its prompts have that many trajectories, and one prompt's are never split): the build goes on, but peak "
+      "memory exceeds the budget by about the difference; raise --memory-budget to stay within it (the manifest's "
+      "build.largest_partition_bytes gives the largest)",
+      megabytes(bytes), megabytes(b.partition_bytes), budget_text(o.memory_budget));
 }
 
 // Pass 1: every input line is parsed (on all threads, a block at a time); records of this
@@ -147,8 +169,8 @@ json build_pretrain_dataset(const PretrainBuildOptions& o) {
   SpillDirectory spill_cleanup(spill_dir);
   const HashRange range(o.worker_index, o.num_workers, budget.partitions);
   BuildProgress progress(o.progress, total_file_bytes(files), budget.partitions);
-  spdlog::info("data: {} input files, {:.1f} MB; {} partitions for a {} MiB budget{}", files.size(),
-               total_file_bytes(files) / 1e6, budget.partitions, o.memory_budget / kMiB,
+  spdlog::info("data: {} input files, {:.1f} MB; {} partitions for a {} budget{}", files.size(),
+               total_file_bytes(files) / 1e6, budget.partitions, budget_text(o.memory_budget),
                part ? fmt::format(", worker {} of {}", o.worker_index, o.num_workers) : "");
   Pass1 pass1;
   {
@@ -159,8 +181,12 @@ json build_pretrain_dataset(const PretrainBuildOptions& o) {
 
   SplitWriters writers(staged.tmp(), o.template_kind, o.groups_per_shard, budget.shard_bytes);
   PartitionBuilder builder(o, tok, categories, writers, budget.chunk_bytes);
+  int64_t largest_partition = 0;
   for (int64_t p = 0; p < budget.partitions; ++p) {
     const std::string path = spill_file(spill_dir, p);
+    const int64_t bytes = static_cast<int64_t>(fs::file_size(path));
+    if (bytes > budget.partition_bytes && largest_partition <= budget.partition_bytes) warn_oversized(bytes, budget, o);
+    largest_partition = std::max(largest_partition, bytes);
     builder.build(path);
     fs::remove(path);
     progress.building(p + 1, writers.groups());
@@ -174,7 +200,7 @@ json build_pretrain_dataset(const PretrainBuildOptions& o) {
 
   json counts = builder.manifest_counts(pass1.stats, writers);
   const json build = {{"num_workers", o.num_workers}, {"partitions", budget.partitions},
-                      {"memory_budget", o.memory_budget}};
+                      {"memory_budget", o.memory_budget}, {"largest_partition_bytes", largest_partition}};
   json settings = pretrain_settings(o, files, tok);
   if (part) settings["worker_index"] = o.worker_index;
   const json manifest = pretrain_manifest(part ? "pretrain-part" : "pretrain", counts, categories.names, settings, build);

@@ -4,6 +4,7 @@
 #include <spdlog/spdlog.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <filesystem>
 
 #include "polar/common/error.h"
@@ -130,10 +131,11 @@ json merge_pretrain_parts(const std::string& output, int num_workers, bool overw
   for (int i = 0; i < num_workers; ++i) parts.push_back(read_part(output, i, num_workers, i ? &parts[0] : nullptr));
   StagedOutput staged(output, overwrite);
   json counts;
-  int64_t partitions = 0;
+  int64_t partitions = 0, largest_partition = 0;
   for (const json& m : parts) {
     add_counts(counts, without(m, {"format", "kind", "categories", "settings", "build", "records"}));
     partitions += m["build"].value("partitions", int64_t{0});
+    largest_partition = std::max(largest_partition, m["build"].value("largest_partition_bytes", int64_t{0}));
   }
   counts["records"] = parts[0]["records"];  // every worker reads every record
   int64_t duplicates = 0;
@@ -148,7 +150,8 @@ json merge_pretrain_parts(const std::string& output, int num_workers, bool overw
   fs::copy(fs::path(pretrain_part_dir(output, 0, num_workers)) / "tokenizer", fs::path(staged.tmp()) / "tokenizer",
            fs::copy_options::recursive);
   const json build = {{"num_workers", num_workers}, {"partitions", partitions},
-                      {"memory_budget", parts[0]["build"]["memory_budget"]}};
+                      {"memory_budget", parts[0]["build"]["memory_budget"]},
+                      {"largest_partition_bytes", largest_partition}};
   const json manifest =
       pretrain_manifest("pretrain", counts, categories, without(parts[0]["settings"], {"worker_index"}), build);
   write_json_file_atomic((fs::path(staged.tmp()) / "manifest.json").string(), manifest);

@@ -146,6 +146,45 @@ TEST_F(PretrainStreamTest, SameGroupsForEveryBudgetThreadCountAndWorkerCount) {
   }
 }
 
+// One prompt whose trajectories alone exceed a partition's share of the budget cannot be split:
+// the build goes on (same groups as with a large budget) and the manifest says how large the
+// largest partition was, above the share (a warning says so while building).
+TEST_F(PretrainStreamTest, OversizedSinglePromptPartitionBuildsAndIsReported) {
+  std::string text;
+  for (int p = 0; p < 8; ++p) {
+    for (int s = 0; s < 60; ++s) {
+      text += json{{"prompt", "one huge prompt"}, {"policy", "p" + std::to_string(p)},
+                   {"response", "answer " + std::to_string(s) + " of " + std::to_string(p) + std::string(200, 'x')}}
+                  .dump() +
+              "\n";
+    }
+  }
+  for (int i = 0; i < 20; ++i) {
+    for (int p = 0; p < 3; ++p) {
+      for (int s = 0; s < 2; ++s) {
+        text += json{{"prompt", "small " + std::to_string(i)}, {"policy", "p" + std::to_string(p)},
+                     {"response", "r" + std::to_string(s) + " " + std::to_string(i)}}
+                    .dump() +
+                "\n";
+      }
+    }
+  }
+  write_text(dir.file("huge.jsonl"), text);
+  o.trajectories = {dir.file("huge.jsonl")};
+  o.threads = 1;
+  o.memory_budget = int64_t{1} << 30;
+  const json base = build("large-budget");
+  EXPECT_EQ(base["build"]["partitions"], 1);
+  o.memory_budget = 64 * 1024;  // the smallest budget: a partition's share is 13 KB, the prompt ~120 KB
+  const json m = build("tiny-budget");
+  EXPECT_GT(m["build"]["partitions"], 4);
+  EXPECT_GT(m["build"]["largest_partition_bytes"].get<int64_t>(), 100 * 1000);
+  EXPECT_GT(m["build"]["largest_partition_bytes"].get<int64_t>(), o.memory_budget / 5);
+  EXPECT_EQ(comparable(m), comparable(base));
+  EXPECT_EQ(read_groups(dir.file("tiny-budget")), read_groups(dir.file("large-budget")));
+  EXPECT_EQ(m["prompts"]["total"], 21);
+}
+
 // What changed against the in-memory builder on the built-in data: it made floor(n / 2) groups
 // for each (prompt, policy) with n answers; every policy answers twice, so a policy that gave the
 // same answer twice is now one duplicate and no group (its group had positive == reference), and
