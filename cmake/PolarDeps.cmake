@@ -17,7 +17,12 @@ endif()
 
 # A CUDA build of LibTorch asks for the CUDA toolkit; this flag keeps its nvrtc/cudnn probes quiet.
 set(CAFFE2_USE_CUDNN OFF CACHE BOOL "")
+# A CUDA LibTorch's package config appends its own -gencode list (guessed from this machine) to
+# CMAKE_CUDA_FLAGS; those are for torch extensions. The kernels set their architectures per
+# target (POLAR_CUDA_ARCHITECTURES), so the flags are put back to what the user gave.
+set(_polar_user_cuda_flags "${CMAKE_CUDA_FLAGS}")
 find_package(Torch REQUIRED)
+set(CMAKE_CUDA_FLAGS "${_polar_user_cuda_flags}")
 message(STATUS "polar: LibTorch ${Torch_VERSION} from ${Torch_DIR}")
 
 add_library(polar_torch INTERFACE)
@@ -36,28 +41,11 @@ find_package(CLI11 REQUIRED)
 find_package(OpenSSL REQUIRED COMPONENTS Crypto)  # SHA-256 of tokenizer fingerprints
 find_package(PkgConfig REQUIRED)
 pkg_check_modules(SENTENCEPIECE REQUIRED IMPORTED_TARGET sentencepiece)
+# HTTP (`polar serve`, the OpenAI-compatible sampling client): Debian's cpp-httplib is a compiled
+# library whose header must be used with the feature macros it was built with (its .pc file).
 pkg_check_modules(HTTPLIB REQUIRED cpp-httplib)
-# cpp-httplib's defines (TLS and compression support) change its class layouts, so every file that
-# includes <httplib.h> must see the library's own; they are set on those files only, leaving the
-# other files' flags (and their precompiled header and ccache entries) as they are.
-function(polar_httplib_sources)
-  foreach(src IN LISTS ARGN)
-    file(STRINGS "${src}" _polar_hits REGEX "#include [<\"]httplib.h[>\"]")
-    if(_polar_hits)
-      set_source_files_properties("${src}" PROPERTIES COMPILE_OPTIONS "${HTTPLIB_CFLAGS}" SKIP_PRECOMPILE_HEADERS ON)
-    endif()
-  endforeach()
-endfunction()
 add_library(sentencepiece INTERFACE)
 target_link_libraries(sentencepiece INTERFACE PkgConfig::SENTENCEPIECE)
-# HTTP for `polar serve`: Debian's cpp-httplib is a compiled library whose header must be used with
-# the same feature macros it was built with (its .pc file gives them; they change class layouts).
-# polar_http_sources() gives them to the files that include <httplib.h> only, so the rest of the
-# tree keeps its compile flags (and its ccache entries).
-pkg_check_modules(CPPHTTPLIB REQUIRED cpp-httplib)
-function(polar_http_sources)
-  set_source_files_properties(${ARGN} PROPERTIES COMPILE_OPTIONS "${CPPHTTPLIB_CFLAGS}")
-endfunction()
 # zlib: CRC-32 of checkpoint tensor files and .jsonl.gz inputs; zstd: .jsonl.zst inputs (read as streams).
 find_package(ZLIB REQUIRED)
 pkg_check_modules(ZSTD REQUIRED IMPORTED_TARGET libzstd)

@@ -1,4 +1,4 @@
-// Precompiled header for polar_core: the heavy, stable headers every module pulls in.
+// Precompiled header shared by every unit that includes LibTorch: the heavy, stable headers.
 #pragma once
 #include <torch/torch.h>
 #include <nlohmann/json.hpp>

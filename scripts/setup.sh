@@ -7,7 +7,7 @@ cd "$ROOT"
 
 APT_PACKAGES=(build-essential cmake ninja-build ccache python3 python3-venv pkg-config
   libsentencepiece-dev sentencepiece nlohmann-json3-dev libspdlog-dev libfmt-dev libcli11-dev
-  libgtest-dev libgmock-dev zlib1g-dev libzstd-dev libcpp-httplib-dev libssl-dev)
+  libgtest-dev libgmock-dev zlib1g-dev libzstd-dev libcpp-httplib-dev libssl-dev clang-format)
 
 missing=()
 for p in "${APT_PACKAGES[@]}"; do

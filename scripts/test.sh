@@ -5,10 +5,8 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 start=$(date +%s)
 "$ROOT/scripts/build.sh"
+echo "[test] set-up + build took $(( $(date +%s) - start )) s"
 BUILD_DIR="${POLAR_BUILD_DIR:-$ROOT/build}"
 echo "[test] running ctest in $BUILD_DIR"
 cd "$BUILD_DIR"
-status=0
-ctest --output-on-failure --timeout 900 -j "${POLAR_TEST_JOBS:-2}" "$@" || status=$?
-echo "[test] total time (set-up + build + tests): $(( $(date +%s) - start )) s"
-exit $status
+exec ctest --output-on-failure --timeout 900 -j "${POLAR_TEST_JOBS:-2}" "$@"

@@ -69,7 +69,7 @@ int main(int argc, char** argv) {
   if (int code = hand_over_signals(command); code != 0) return code;
   CLI::App app{"polar: POLAR reward models — build data, pre-train, fine-tune, evaluate, export"};
   app.require_subcommand(1);
-  app.set_version_flag("--version", "polar 0.1.0");
+  app.set_version_flag("--version", "polar " POLAR_VERSION);
   polar::cli::add_sample_command(app);
   polar::cli::add_tokenizer_command(app);
   polar::cli::add_data_command(app);

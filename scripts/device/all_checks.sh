@@ -9,11 +9,7 @@
 #      micro-batches, then the POLAR-7B shape with ZeRO-2 + optimizer offload + checkpointing
 # About 8 minutes on an H200.
 set -uo pipefail
-ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
-cd "$ROOT"
-OUT="${OUT:-$ROOT/out/device}"
-mkdir -p "$OUT"
-source "$ROOT/scripts/device/prebuilt_env.sh"
+source "$(dirname "${BASH_SOURCE[0]}")/prebuilt_env.sh"  # sets ROOT (cwd) and OUT
 echo "=== gpu tests"
 timeout 170 build/tests/polar_tests --gtest_filter='*Gpu*' 2>&1 | grep -vE "^\[20[0-9-]+ " |
   tee "$OUT/gpu_tests.log" | grep -E "^\[  (FAILED|PASSED|SKIPPED|  OK) |Failure|error" | tail -60

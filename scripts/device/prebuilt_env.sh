@@ -1,5 +1,9 @@
 # Sourced by the prebuilt device scripts: unpacks the Debian packages carried in .deps/debs and
-# points the loader at them, the machine's PyTorch libraries and CUDA. Needs ROOT and OUT.
+# points the loader at them, the machine's PyTorch libraries and CUDA. Sets ROOT (the checkout, and
+# the working directory) and OUT (default out/device) for the script that sources it.
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+cd "$ROOT"
+OUT="${OUT:-$ROOT/out/device}"
 mkdir -p "$OUT"
 DEPS="$ROOT/.deps/root"
 rm -rf "$DEPS" && mkdir -p "$DEPS"

@@ -5,10 +5,7 @@
 # Runs the *Gpu* test suites, the kernel microbenchmarks and the training-step benchmarks,
 # and writes $OUT/perf.md plus the raw logs.
 set -uo pipefail
-ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
-cd "$ROOT"
-OUT="${OUT:-$ROOT/out/device}"
-source "$ROOT/scripts/device/prebuilt_env.sh"
+source "$(dirname "${BASH_SOURCE[0]}")/prebuilt_env.sh"  # sets ROOT (cwd) and OUT
 echo "=== gpu tests"
 timeout 240 build/tests/polar_tests --gtest_filter='*Gpu*' 2>&1 | grep -vE "^\[20[0-9-]+ " | tee "$OUT/gpu_tests.log" | tail -60
 echo "=== kernel bench"

@@ -6,11 +6,7 @@
 # test binary, default build/tests/polar_tests), then the load test
 # (scripts/bench_serve.sh) on the CPU and on the GPU; logs go to $OUT.
 set -uo pipefail
-ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
-cd "$ROOT"
-OUT="${OUT:-$ROOT/out/device}"
-mkdir -p "$OUT"
-source "$ROOT/scripts/device/prebuilt_env.sh"
+source "$(dirname "${BASH_SOURCE[0]}")/prebuilt_env.sh"  # sets ROOT (cwd) and OUT
 export POLAR_BIN="$ROOT/build/polar"
 { nvidia-smi --query-gpu=name,memory.total --format=csv,noheader; nproc; } | tee "$OUT/machine.txt"
 ldd build/polar | grep "not found" && { echo "missing libraries"; exit 1; }

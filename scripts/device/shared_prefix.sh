@@ -4,10 +4,7 @@
 # the model and attention, then `polar bench` pairs/s with vs without sharing at K = 1, 2, 4, 8
 # on POLAR-shaped lengths (configs/gpu_125m.json, bf16). About 3 minutes on an H100.
 set -uo pipefail
-ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
-cd "$ROOT"
-OUT="${OUT:-$ROOT/out/device}"
-source "$ROOT/scripts/device/prebuilt_env.sh"
+source "$(dirname "${BASH_SOURCE[0]}")/prebuilt_env.sh"  # sets ROOT (cwd) and OUT
 echo "=== gpu tests"
 timeout 120 build/tests/polar_tests --gtest_filter='RewardModelGpu*' 2>&1 |
   grep -vE "^\[20[0-9-]+ " | tee "$OUT/shared_prefix_tests.log" | tail -30

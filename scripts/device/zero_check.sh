@@ -11,11 +11,7 @@
 # dense bf16 spec), peak memory (CUDA max allocated) and the memory plan's prediction; writes
 # $OUT/zero.md and the raw JSON.
 set -uo pipefail
-ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
-cd "$ROOT"
-OUT="${OUT:-$ROOT/out/device}"
-mkdir -p "$OUT"
-source "$ROOT/scripts/device/prebuilt_env.sh"
+source "$(dirname "${BASH_SOURCE[0]}")/prebuilt_env.sh"  # sets ROOT (cwd) and OUT
 echo "=== ZeroGpu tests"
 [ -n "${POLAR_ZERO_SKIP_TESTS:-}" ] || timeout 60 build/tests/polar_tests --gtest_filter='ZeroGpu*' 2>&1 | grep -vE "^\[20[0-9-]+ " | tail -8
 bench() {  # NAME SECONDS CONFIG "BENCH FLAGS" [--set KEY=VALUE ...]

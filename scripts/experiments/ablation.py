@@ -143,9 +143,7 @@ def plot(results, path):
     ax.set_ylabel("preference accuracy")
     ax.set_title(f"Fine-tuned accuracy vs pre-training compute ({len(seeds)} seeds, 95% intervals)", fontsize=10)
     ax.legend(fontsize=7, loc="best")
-    fig.tight_layout()
-    fig.savefig(path + ".tmp.png", dpi=120)
-    os.replace(path + ".tmp.png", path)
+    expt.save_figure(fig, path)
 
 
 def main():

@@ -70,9 +70,7 @@ def plot(runs, front, fit, path):
     ax.set_xlabel("pre-training compute C (FLOPs)")
     ax.set_ylabel("validation loss (policy discrimination)")
     ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path + ".tmp.png", dpi=120)
-    os.replace(path + ".tmp.png", path)
+    expt.save_figure(fig, path)
 
 
 def main():

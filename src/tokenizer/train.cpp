@@ -13,6 +13,7 @@
 #include <unordered_map>
 
 #include "polar/common/error.h"
+#include "polar/common/utf8.h"
 #include "polar/tokenizer/tokenizer.h"
 
 namespace polar {

@@ -116,7 +116,7 @@ TEST(ShardedAdamW, ClipsTheGlobalNormOfTheShard) {
   EXPECT_NEAR(ctx->gradient_shard().norm().item<double>(), 0.5, 1e-5);
 }
 
-TEST(MemoryPlan, TinyShapeAndPolar7bOnEightAndOneGpus) {
+TEST(MemoryPlan, TinyShapeAndPolar7bOnEightAndOneDevices) {
   polar::TrainConfig cfg;
   cfg.data.micro_batch_tokens = 16384;
   cfg.data.row_tokens = 16384;

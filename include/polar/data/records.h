@@ -15,6 +15,8 @@
 #include <string>
 #include <vector>
 
+#include "polar/common/utf8.h"
+
 namespace polar {
 
 struct TrajectoryRecord {  // {"prompt","policy","response"[,"category"]}
@@ -54,9 +56,6 @@ enum class LineParse { Blank, Record, Invalid };
 LineParse parse_trajectory_line(std::string& line, TrajectoryRecord& record, std::string& reason,
                                 std::string& message);
 
-// True when `bytes` is well-formed UTF-8 (no overlongs, surrogates or code points past U+10FFFF);
-// otherwise *bad_offset (when given) is the byte offset of the first bad sequence.
-bool is_valid_utf8(const std::string& bytes, size_t* bad_offset = nullptr);
 
 // A text field: a string, or a messages list joined with "\n". Throws polar::Error(where + ...).
 std::string render_text_field(const nlohmann::json& value, const std::string& where);
