@@ -34,7 +34,7 @@ torch::Tensor to_tensor(std::vector<int64_t>& values) {
 // Checks every group and lists the pairs in reward order (group 0 cand 0, cand 1, ...).
 void check_groups_and_pairs(const std::vector<GroupRef>& groups, PackedBatch& batch,
                             std::vector<int64_t>& first_sequence) {
-  std::vector<int64_t> pair_pos, pair_neg, pair_category;
+  std::vector<int64_t> pair_pos, pair_neg, pair_category, pos_index, neg_offsets{0};
   int64_t n_sequences = 0;
   for (size_t g = 0; g < groups.size(); ++g) {
     const GroupRef& group = groups[g];
@@ -55,10 +55,16 @@ void check_groups_and_pairs(const std::vector<GroupRef>& groups, PackedBatch& ba
       }
     }
     n_sequences += static_cast<int64_t>(group.candidates.size());
+    if (group.candidates.size() > 1) {  // a group with no negative has no pair
+      pos_index.push_back(first_sequence.back());
+      neg_offsets.push_back(static_cast<int64_t>(pair_neg.size()));
+    }
   }
   batch.pair_pos = to_tensor(pair_pos);
   batch.pair_neg = to_tensor(pair_neg);
   batch.pair_category = to_tensor(pair_category);
+  batch.pos_index = to_tensor(pos_index);
+  batch.neg_offsets = to_tensor(neg_offsets);
   batch.n_sequences = n_sequences;
   batch.n_pairs = static_cast<int64_t>(pair_pos.size());
 }
@@ -135,7 +141,32 @@ void write_unit(const GroupRef& group, const Unit& unit, int64_t first_sequence,
   }
 }
 
+// Every index tensor of the batch becomes a view of one int64 buffer, so the batch moves to
+// the device in one copy.
+void gather_into_storage(PackedBatch& batch, bool pinned) {
+  const std::vector<torch::Tensor*> fields = index_tensors(batch);
+  int64_t total = 0;
+  for (const torch::Tensor* t : fields)
+    if (t->defined()) total += t->numel();
+  batch.storage = torch::empty({total}, torch::TensorOptions().dtype(torch::kInt64).pinned_memory(pinned));
+  int64_t offset = 0;
+  for (torch::Tensor* t : fields) {
+    if (!t->defined()) continue;
+    const int64_t n = t->numel();
+    torch::Tensor view = batch.storage.slice(0, offset, offset + n).view(t->sizes());
+    view.copy_(*t);
+    *t = view;
+    offset += n;
+  }
+}
+
 }  // namespace
+
+std::vector<torch::Tensor*> index_tensors(PackedBatch& b) {
+  return {&b.tokens,    &b.positions,         &b.segments,     &b.context,      &b.reward_index,
+          &b.pair_pos,  &b.pair_neg,          &b.pair_category, &b.pos_index,   &b.neg_offsets,
+          &b.layout.token_index, &b.layout.cu_q, &b.layout.cu_k, &b.layout.key_index};
+}
 
 int64_t group_tokens(const GroupRef& group, bool shared_prefix) {
   if (!shared_prefix) return group.total_tokens();
@@ -188,6 +219,8 @@ PackedBatch pack_groups(const std::vector<GroupRef>& groups, const PackOptions& 
   if (options.shared_prefix) batch.context = to_tensor(w.context).view({n_rows, width});
   batch.reward_index = to_tensor(w.reward_index);
   batch.n_tokens = n_tokens;
+  batch.layout = attention_layout(batch.segments, batch.context);
+  gather_into_storage(batch, options.pinned);
   return batch;
 }
 

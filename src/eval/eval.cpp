@@ -8,7 +8,7 @@
 
 #include "polar/common/error.h"
 #include "polar/data/batch.h"
-#include "polar/runtime/device.h"
+#include "polar/runtime/micro_batches.h"
 
 namespace polar {
 
@@ -48,16 +48,15 @@ std::vector<float> reward_groups(LoadedModel& lm, const std::vector<EncodedGroup
   for (const auto& g : groups) refs.push_back(as_ref(g));
   torch::NoGradGuard no_grad;
   lm.model->eval();
-  torch::Device device = lm.model->parameters().front().device();
-  PackOptions pack{o.row_tokens, lm.tokenizer.special().pad, o.shared_prefix};
+  MicroBatchOptions options;
+  options.pack = PackOptions{o.row_tokens, lm.tokenizer.special().pad, o.shared_prefix};
+  options.token_budget = o.micro_batch_tokens;
+  options.precision = o.precision;
   std::vector<float> out;
-  for (auto [b, e] : split_micro_batches(refs, o.micro_batch_tokens, o.shared_prefix)) {
-    std::vector<GroupRef> slice(refs.begin() + b, refs.begin() + e);
-    PackedBatch batch = to_device(pack_groups(slice, pack), device);
-    auto autocast = autocast_guard(o.precision, device);
-    torch::Tensor r = lm.model->forward(batch).to(torch::kFloat32).cpu().contiguous();
+  for_each_micro_batch(lm.model, refs, options, [&](const MicroBatch& mb) {
+    const torch::Tensor r = mb.rewards.cpu().contiguous();  // (N)
     out.insert(out.end(), r.data_ptr<float>(), r.data_ptr<float>() + r.numel());
-  }
+  });
   return out;
 }
 

@@ -1,28 +1,18 @@
 // Packed variable-length causal attention through ATen's flash attention (the varlen form that
-// takes cu_seqlens), and the "are the kernels usable here" probe. ATen registers the backward
+// takes cu_seqlens). ATen registers the backward
 // of _flash_attention_forward (FlashAttentionBackward0), so autograd flows through it as is.
 #include <torch/torch.h>
 
 #include "polar/common/error.h"
-#include "polar/kernels/fused.h"
+#include "polar/kernels/attention.h"
 
 #ifdef POLAR_WITH_CUDA
 #include <ATen/ops/_flash_attention_forward.h>
-#include <c10/cuda/CUDAFunctions.h>
 #include <c10/cuda/CUDAGuard.h>
 #include <cuda_runtime_api.h>
 #endif
 
 namespace polar::kernels {
-
-bool cuda_kernels_available() {
-#ifdef POLAR_WITH_CUDA
-  static const bool available = c10::cuda::device_count() > 0;
-  return available;
-#else
-  return false;
-#endif
-}
 
 bool varlen_attention_available(const torch::Tensor& q) {
 #ifdef POLAR_WITH_CUDA

@@ -16,7 +16,10 @@
 
 #include "polar/common/error.h"
 #include "polar/kernels/bench.h"
-#include "polar/kernels/fused.h"
+#include "polar/kernels/attention.h"
+#include "polar/kernels/cuda.h"
+#include "polar/kernels/pair_loss.h"
+#include "polar/kernels/reward_head.h"
 
 #ifdef POLAR_WITH_CUDA
 #include <cuda_runtime_api.h>
@@ -140,12 +143,24 @@ std::string bench_pair_loss(const KernelBenchOptions& o, const Ceilings& c) {
     const Tensor pos = slots.select(1, 0).contiguous();
     const Tensor neg = slots.slice(1, 1).reshape({-1}).contiguous();
     const Tensor offsets = torch::arange(k.G + 1, dev.dtype(torch::kLong)) * k.K;
-    LossOptions lo;
-    lo.center_coef = 0.01;
+    const double center = 0.01;
+    const Tensor pair_pos = pos.repeat_interleave(k.K);  // (P): the unfused path's expanded pairs
     auto run = [&](bool fused) {
       return time_us([&](int) {
-        const PairLoss l = pair_loss_grouped(rewards, pos, offsets, neg, static_cast<double>(P), lo, fused);
-        torch::autograd::grad({l.loss}, {rewards});
+        Tensor loss, stats;
+        if (fused) {
+          const GroupedPairLoss l = pair_loss_grouped(rewards, pos, offsets, neg, static_cast<double>(P), 0.0, center);
+          loss = l.loss;
+          stats = l.stats;
+        } else {  // the reference's ops (polar/loss) on the expanded pairs
+          const Tensor rp = rewards.index_select(0, pair_pos), rn = rewards.index_select(0, neg);
+          const Tensor sum = (-torch::log_sigmoid(rp - rn) + center * (rp + rn).square()).sum();
+          loss = sum / static_cast<double>(P);
+          stats = torch::stack({sum.detach().to(torch::kDouble), (rp > rn).sum().to(torch::kDouble),
+                                (rp == rn).sum().to(torch::kDouble)});
+        }
+        torch::autograd::grad({loss}, {rewards});
+        (void)stats.cpu();  // the step's one read of the counts
       }, o);
     };
     const double f_us = run(true), u_us = run(false);

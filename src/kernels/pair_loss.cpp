@@ -1,6 +1,6 @@
-// Grouped POLAR pair loss: the reference (polar_pair_loss on the expanded pairs), the autograd
-// Function over the fused kernels (src/kernels/pair_loss.cu; a loop mirror of them on CPU
-// tensors) and the dispatch between the two.
+// Grouped POLAR pair loss: the autograd Function over the fused kernels (src/kernels/pair_loss.cu;
+// a loop mirror of them on CPU tensors). The choice between this and the LibTorch reference is
+// the loss module's (pair_loss in polar/loss/polar_loss.h).
 #include <torch/torch.h>
 
 #include <algorithm>
@@ -8,8 +8,9 @@
 
 #include "cuda_util.h"
 #include "polar/common/error.h"
-#include "polar/kernels/fused.h"
-#include "polar/kernels/fused_detail.h"
+#include "fused_detail.h"
+#include "polar/kernels/cuda.h"
+#include "polar/kernels/pair_loss.h"
 
 namespace polar::kernels {
 namespace {
@@ -36,25 +37,6 @@ void check_shapes(const Tensor& rewards, const Tensor& pos, const Tensor& offset
               "pair_loss_grouped: rewards and index tensors must be on one device");
   POLAR_CHECK(std::isfinite(global_pairs) && global_pairs > 0,
               "pair_loss_grouped: global_pairs must be positive, got ", global_pairs);
-}
-
-// Full CSR validation with LibTorch ops (a few syncs on CUDA; the kernel checks on device).
-void validate_csr(const Tensor& rewards, const Tensor& pos, const Tensor& offsets, const Tensor& neg) {
-  const int64_t N = rewards.size(0), G = pos.size(0), P = neg.size(0);
-  const Tensor off = offsets.to(torch::kCPU, torch::kLong);
-  const auto* o = off.data_ptr<int64_t>();
-  POLAR_CHECK(o[0] == 0, "pair_loss_grouped: neg_offsets[0] must be 0, got ", o[0]);
-  for (int64_t g = 0; g < G; ++g) {
-    POLAR_CHECK(o[g + 1] > o[g], "pair_loss_grouped: group ", g, " must have K >= 1 negatives (neg_offsets[",
-                g, "] = ", o[g], ", neg_offsets[", g + 1, "] = ", o[g + 1], ")");
-  }
-  POLAR_CHECK(o[G] == P, "pair_loss_grouped: neg_offsets[G] = ", o[G], " but neg_index has ", P, " entries");
-  for (const Tensor* t : {&pos, &neg}) {
-    if (t->numel() == 0) continue;
-    const int64_t lo = t->min().item<int64_t>(), hi = t->max().item<int64_t>();
-    POLAR_CHECK(lo >= 0 && hi < N, "pair_loss_grouped: ", t == &pos ? "pos_index" : "neg_index",
-                " entry out of range [0, ", N, "): ", lo < 0 ? lo : hi);
-  }
 }
 
 // ---- CPU mirror of the kernels (same checks, same occurrence-ordered backward) ----------------
@@ -224,49 +206,20 @@ OccurrenceMap occurrence_map(const Tensor& pos_index, const Tensor& neg_index, i
   return map;
 }
 
-PairLoss pair_loss_grouped_fused(const Tensor& rewards, const Tensor& pos_index,
-                                 const Tensor& neg_offsets, const Tensor& neg_index,
-                                 double global_pairs, const LossOptions& options) {
+}  // namespace detail
+
+GroupedPairLoss pair_loss_grouped(const Tensor& rewards, const Tensor& pos_index, const Tensor& neg_offsets,
+                                  const Tensor& neg_index, double global_pairs, double margin,
+                                  double center_coef) {
   check_shapes(rewards, pos_index, neg_offsets, neg_index, global_pairs);
   POLAR_CHECK(!rewards.is_cuda() || cuda_kernels_available(),
               "pair_loss_grouped: the CUDA kernels are not compiled in");
   const auto t = rewards.scalar_type();
   const Tensor r = (t == torch::kFloat || t == torch::kDouble ? rewards : rewards.to(torch::kFloat)).contiguous();
   const auto as_index = [](const Tensor& x) { return x.to(torch::kLong).contiguous(); };
-  const auto out = PairLossFunction::apply(r, as_index(pos_index), as_index(neg_offsets),
-                                           as_index(neg_index), global_pairs, options.margin,
-                                           options.center_coef);
-  const Tensor stats = out[1].to(torch::kCPU);  // the one sync: loss_sum and the counts
-  const double* s = stats.data_ptr<double>();
-  POLAR_CHECK(s[3] == 0, "pair_loss_grouped: ", static_cast<int64_t>(s[3]),
-              " invalid groups or indices (neg_offsets must start at 0, grow by >= 1 per group and "
-              "end at P; indices must lie in [0, ", rewards.size(0), "))");
-  PairLoss result;
-  result.loss = out[0];
-  result.loss_sum = s[0];
-  result.n_pairs = neg_index.size(0);
-  result.n_correct = static_cast<int64_t>(s[1]);
-  result.n_ties = static_cast<int64_t>(s[2]);
-  return result;
-}
-
-}  // namespace detail
-
-PairLoss pair_loss_grouped(const Tensor& rewards, const Tensor& pos_index, const Tensor& neg_offsets,
-                           const Tensor& neg_index, double global_pairs, const LossOptions& options,
-                           bool use_kernel) {
-  check_shapes(rewards, pos_index, neg_offsets, neg_index, global_pairs);
-  const auto t = rewards.scalar_type();
-  if (use_kernel && rewards.is_cuda() && cuda_kernels_available() &&
-      (t == torch::kFloat || t == torch::kDouble || t == torch::kBFloat16 || t == torch::kHalf)) {
-    return detail::pair_loss_grouped_fused(rewards, pos_index, neg_offsets, neg_index, global_pairs, options);
-  }
-  validate_csr(rewards, pos_index, neg_offsets, neg_index);
-  const int64_t G = pos_index.size(0), P = neg_index.size(0);
-  const Tensor offsets = neg_offsets.to(torch::kLong);
-  const Tensor counts = offsets.slice(0, 1) - offsets.slice(0, 0, G);  // (G) = K_g
-  const Tensor pair_pos = pos_index.to(torch::kLong).repeat_interleave(counts, 0, P);  // (P)
-  return polar_pair_loss(rewards, pair_pos, neg_index.to(torch::kLong), global_pairs, options);
+  const auto out = PairLossFunction::apply(r, as_index(pos_index), as_index(neg_offsets), as_index(neg_index),
+                                           global_pairs, margin, center_coef);
+  return {out[0], out[1]};
 }
 
 }  // namespace polar::kernels

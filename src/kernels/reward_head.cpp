@@ -1,12 +1,13 @@
-// Reward head (gather -> RMSNorm -> v_head): the LibTorch reference, the autograd Function over
-// the fused kernel (src/kernels/reward_head.cu; a CPU mirror of its math on CPU tensors) and the
-// dispatch between the two. See reward_head.cu for the closed-form backward both implement.
+// Reward head (gather -> RMSNorm -> score): the LibTorch reference, the autograd Function over
+// the fused kernel (src/kernels/reward_head.cu; on CPU tensors its backward's formulas in
+// LibTorch ops) and the one dispatch between the two. See reward_head.cu for the closed-form backward both implement.
 #include <torch/torch.h>
 
 #include "cuda_util.h"
 #include "polar/common/error.h"
-#include "polar/kernels/fused.h"
-#include "polar/kernels/fused_detail.h"
+#include "fused_detail.h"
+#include "polar/kernels/cuda.h"
+#include "polar/kernels/reward_head.h"
 
 namespace polar::kernels {
 namespace {
@@ -51,6 +52,17 @@ bool kernel_supports(const Tensor& hidden) {
   return t == torch::kFloat || t == torch::kBFloat16 || t == torch::kHalf;
 }
 
+// The reference's math, all in fp32 (fp64 for double hidden states) so that bf16 rewards keep
+// their precision: HF's RMSNorm on the gathered rows, then the score projection.
+Tensor reference_rewards(const Tensor& hidden, const Tensor& idx, const Tensor& norm_weight,
+                         const Tensor& head_weight, double eps) {
+  const auto acc = acc_type(hidden);
+  const Tensor h = hidden.index_select(0, idx.to(torch::kLong)).to(acc);  // (N, H)
+  const Tensor normed = h * torch::rsqrt(h.square().mean(-1, /*keepdim=*/true) + eps);
+  const Tensor weighted = normed * norm_weight.to(acc);                                     // (N, H)
+  return torch::matmul(weighted, head_weight.reshape({1, -1}).to(acc).t()).squeeze(-1);  // (N)
+}
+
 #ifdef POLAR_WITH_CUDA
 cuda::HiddenType hidden_type(const Tensor& hidden) {
   switch (hidden.scalar_type()) {
@@ -86,10 +98,10 @@ struct RewardHeadFunction : public torch::autograd::Function<RewardHeadFunction>
 #else
       POLAR_CHECK(false, "reward_head: CUDA kernels are not compiled in");
 #endif
-    } else {  // mirror of the kernel's math
+    } else {  // the kernel's saved statistic; the rewards are the reference's
       const Tensor x = hidden.index_select(0, idx).to(acc);  // (N, H)
       rstd = torch::rsqrt(x.square().sum(1) / static_cast<double>(H) + eps);
-      rewards = rstd * (x * (nw * hw)).sum(1);
+      rewards = reference_rewards(hidden, idx, nw, hw, eps);
     }
     ctx->save_for_backward({hidden, idx, nw, hw, rewards, rstd});
     ctx->saved_data["norm_dtype"] = static_cast<int64_t>(norm_weight.scalar_type());
@@ -149,10 +161,7 @@ struct RewardHeadFunction : public torch::autograd::Function<RewardHeadFunction>
 Tensor reward_head_reference(const Tensor& hidden, const Tensor& idx, const Tensor& norm_weight,
                              const Tensor& head_weight, double eps) {
   check_head_inputs(hidden, idx, norm_weight, head_weight);
-  const auto acc = acc_type(hidden);
-  const Tensor x = hidden.index_select(0, idx.to(torch::kLong)).to(acc);          // (N, H)
-  const Tensor y = x * torch::rsqrt(x.pow(2).mean(-1, true) + eps) * norm_weight.to(acc);
-  return (y * head_weight.reshape({-1}).to(acc)).sum(-1);                        // (N)
+  return reference_rewards(hidden, idx, norm_weight, head_weight, eps);
 }
 
 Tensor reward_head(const Tensor& hidden, const Tensor& idx, const Tensor& norm_weight,

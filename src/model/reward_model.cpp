@@ -11,8 +11,9 @@
 
 #include "polar/common/error.h"
 #include "polar/data/batch.h"
-#include "polar/kernels/fused.h"
-#include "polar/model/attention_layout.h"
+#include "polar/kernels/attention.h"
+#include "polar/kernels/reward_head.h"
+#include "polar/data/attention_layout.h"
 
 namespace polar {
 
@@ -295,8 +296,18 @@ void RewardModelImpl::reset_reward_head(uint64_t seed) {
   score_weight_.copy_(torch::normal(0.0, config_.init_std, score_weight_.sizes(), gen, torch::kFloat));
 }
 
-Tensor RewardModelImpl::backbone(const Tensor& tokens_in, const Tensor& positions_in, const Tensor& segments_in,
-                                 const Tensor& context_in) {
+Tensor RewardModelImpl::backbone(const Tensor& tokens, const Tensor& positions, const Tensor& segments,
+                                 const Tensor& context) {
+  return run_backbone(tokens, positions, segments, context, nullptr);
+}
+
+Tensor RewardModelImpl::backbone(const PackedBatch& batch) {
+  const bool packed = batch.layout.cu_q.defined();
+  return run_backbone(batch.tokens, batch.positions, batch.segments, batch.context, packed ? &batch.layout : nullptr);
+}
+
+Tensor RewardModelImpl::run_backbone(const Tensor& tokens_in, const Tensor& positions_in, const Tensor& segments_in,
+                                     const Tensor& context_in, const AttentionLayout* layout) {
   check_token_tensor(tokens_in, "tokens", tokens_in);
   check_token_tensor(positions_in, "positions", tokens_in);
   check_token_tensor(segments_in, "segments", tokens_in);
@@ -330,7 +341,7 @@ Tensor RewardModelImpl::backbone(const Tensor& tokens_in, const Tensor& position
     in.mask = attention_mask(segments, context_in.defined() ? context_in.to(device) : Tensor());
   } else {
     AttentionLayout& l = in.layout;
-    l = attention_layout(segments_in, context_in);
+    l = layout ? *layout : attention_layout(segments_in, context_in);  // the packer's, or derived on the host
     POLAR_CHECK(l.cu_q.size(0) > 1, "RewardModel: batch has no real tokens");
     for (Tensor* t : {&l.token_index, &l.cu_q, &l.cu_k, &l.key_index})
       if (t->defined()) *t = t->to(device);
@@ -373,16 +384,9 @@ Tensor RewardModelImpl::reward_head(const Tensor& hidden_flat, const Tensor& rew
               hidden_flat.sizes());
   POLAR_CHECK(reward_index.dim() == 1 && reward_index.scalar_type() == torch::kInt64,
               "RewardModel: reward_index must be a 1-D int64 tensor");
-  const Tensor idx = reward_index.to(hidden_flat.device());
-  if (fused_head_ && hidden_flat.is_cuda()) {
-    return kernels::reward_head(hidden_flat, idx, norm_weight_, score_weight_, config_.rms_eps);
-  }
-  // Reference path, all in fp32 (fp64 for a double model) so bf16 rewards keep their precision.
-  const auto compute = hidden_flat.scalar_type() == torch::kDouble ? torch::kDouble : torch::kFloat;
-  const Tensor h = hidden_flat.index_select(0, idx).to(compute);  // (N, H)
-  const Tensor normed = h * torch::rsqrt(h.square().mean(-1, /*keepdim=*/true) + config_.rms_eps);
-  const Tensor weighted = normed * norm_weight_.to(compute);                  // (N, H)
-  return torch::matmul(weighted, score_weight_.to(compute).t()).squeeze(-1);  // (N)
+  // The fused kernel on CUDA when enabled, else the reference (fp32, fp64 for a double model).
+  return kernels::reward_head(hidden_flat, reward_index.to(hidden_flat.device()), norm_weight_, score_weight_,
+                              config_.rms_eps, fused_head_);
 }
 
 Tensor RewardModelImpl::forward(const Tensor& tokens, const Tensor& positions, const Tensor& segments,
@@ -400,7 +404,8 @@ Tensor RewardModelImpl::forward(const PackedBatch& batch) {
     POLAR_CHECK(lo >= 0 && hi < flat, "RewardModel: reward_index must be in [0, ", flat, "), got min ", lo,
                 ", max ", hi);
   }
-  return forward(batch.tokens, batch.positions, batch.segments, batch.reward_index, batch.context);
+  const Tensor hidden = backbone(batch);  // (B, T, H)
+  return reward_head(hidden.reshape({-1, config_.hidden_size}), batch.reward_index);
 }
 
 }  // namespace polar

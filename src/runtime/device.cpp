@@ -17,8 +17,28 @@ torch::Device resolve_device(const std::string& name, int local_rank) {
 
 PackedBatch to_device(PackedBatch b, const torch::Device& device) {
   if (device.is_cpu()) return b;
-  for (torch::Tensor* t : {&b.tokens, &b.positions, &b.segments, &b.context, &b.reward_index, &b.pair_pos, &b.pair_neg})
+  // The packer's one buffer moves in one copy; every tensor becomes the same view of it there.
+  if (b.storage.defined()) return with_storage(b, b.storage.to(device, /*non_blocking=*/true));
+  for (torch::Tensor* t : index_tensors(b))
     if (t->defined()) *t = t->to(device, /*non_blocking=*/true);
+  return b;
+}
+
+PackedBatch with_storage(PackedBatch b, const torch::Tensor& copy) {
+  POLAR_CHECK(b.storage.defined() && copy.sizes() == b.storage.sizes() && copy.scalar_type() == torch::kInt64 &&
+                  copy.is_contiguous(),
+              "with_storage: the copy must be a contiguous int64 tensor shaped as the batch's storage ",
+              b.storage.sizes());
+  const int64_t base = b.storage.storage_offset();
+  for (torch::Tensor* t : index_tensors(b)) {
+    if (!t->defined()) continue;
+    if (t->is_alias_of(b.storage)) {
+      *t = copy.as_strided(t->sizes(), t->strides(), copy.storage_offset() + t->storage_offset() - base);
+    } else {  // replaced after packing
+      *t = t->to(copy.device(), /*non_blocking=*/true);
+    }
+  }
+  b.storage = copy;
   return b;
 }
 

@@ -8,7 +8,6 @@
 
 #include "polar/common/error.h"
 #include "polar/common/json_config.h"
-#include "polar/kernels/fused.h"
 #include "polar/checkpoint/checkpoint.h"
 #include "polar/train/data_order.h"
 
@@ -157,18 +156,6 @@ RunSetup prepare_run(TrainConfig& cfg, const torch::Device& device, const std::o
   r.model->train();
   r.resolved_config = cfg.to_json();
   return r;
-}
-
-PairLoss compute_pair_loss(const torch::Tensor& rewards, const PackedBatch& batch, double global_pairs,
-                           const LossOptions& options, bool fused) {
-  // The fused kernel has margin and centering only; the reward-scale penalty takes the reference.
-  if (!fused || options.reward_l2 != 0.0) return polar_pair_loss(rewards, batch.pair_pos, batch.pair_neg, global_pairs, options);
-  // Pairs come group by group with the positive first, so the CSR layout follows from pair_pos.
-  auto pos_cpu = batch.pair_pos.cpu();
-  auto [pos_index, inverse, counts] = torch::unique_consecutive(pos_cpu, false, true);
-  auto offsets = torch::cat({torch::zeros({1}, torch::kLong), counts.cumsum(0)});
-  return kernels::pair_loss_grouped(rewards, pos_index.to(rewards.device()), offsets.to(rewards.device()),
-                                    batch.pair_neg, global_pairs, options, true);
 }
 
 void truncate_metrics_after(const std::string& path, int64_t step) {

@@ -15,7 +15,8 @@
 #include "polar/common/json_config.h"
 #include "polar/data/batch.h"
 #include "polar/dist/dist.h"
-#include "polar/kernels/fused.h"
+#include "polar/kernels/attention.h"
+#include "polar/kernels/cuda.h"
 #include "polar/loss/polar_loss.h"
 #include "polar/model/reward_model.h"
 #include "polar/checkpoint/checkpoint.h"
@@ -24,6 +25,7 @@
 #include "polar/train/memory_plan.h"
 #include "polar/train/optimizer.h"
 #include "polar/runtime/device.h"
+#include "polar/runtime/micro_batches.h"
 #include "polar/train/param_groups.h"
 
 namespace fs = std::filesystem;
@@ -84,14 +86,43 @@ PackOptions pack_options(const DataSection& data, const Tokenizer& tokenizer) {
   return pack;
 }
 
+MicroBatchOptions micro_batch_options(const TrainConfig& cfg, const Tokenizer& tokenizer) {
+  MicroBatchOptions o;
+  o.pack = pack_options(cfg.data, tokenizer);
+  o.token_budget = cfg.data.micro_batch_tokens;
+  o.precision = cfg.train.precision;
+  return o;
+}
+
+// Loss statistics summed over micro-batches on the device: read once, at the end of the step.
+torch::Tensor zero_stats(const torch::Device& device) {
+  return torch::zeros({4}, torch::TensorOptions().dtype(torch::kDouble).device(device));
+}
+
+// The groups rank `rank` trains on at `step`.
+std::vector<GroupRef> rank_groups(Trainer::State& s, int64_t step, int rank) {
+  std::vector<GroupRef> groups;
+  for (int64_t i : s.stream->step_groups(step, s.cfg.train.batch_groups, rank, s.ctx->world_size()))
+    groups.push_back(s.setup.train_data.group(i));
+  return groups;
+}
+
+// The loss divisor: the step's pair count over all ranks, known without communication.
+int64_t global_pair_count(Trainer::State& s, int64_t step) {
+  int64_t pairs = 0;
+  for (int64_t k = 0; k < s.cfg.train.batch_groups; ++k) {
+    const GroupRef group = s.setup.train_data.group(s.stream->at(step * s.cfg.train.batch_groups + k));
+    pairs += static_cast<int64_t>(group.candidates.size()) - 1;
+  }
+  return pairs;
+}
+
 // ZeRO-2 reduce-scatters every micro-step, so every rank runs as many rounds as the rank with the
 // most micro-batches this step; each rank can work that out from the data order alone.
 int64_t max_micro_steps(Trainer::State& s, int64_t step) {
   int64_t most = 1;
   for (int r = 0; r < s.ctx->world_size(); ++r) {
-    std::vector<GroupRef> groups;
-    for (int64_t i : s.stream->step_groups(step, s.cfg.train.batch_groups, r, s.ctx->world_size()))
-      groups.push_back(s.setup.train_data.group(i));
+    const std::vector<GroupRef> groups = rank_groups(s, step, r);
     most = std::max<int64_t>(most, static_cast<int64_t>(split_micro_batches(groups, s.cfg.data.micro_batch_tokens, s.cfg.data.shared_prefix).size()));
   }
   return most;
@@ -206,41 +237,26 @@ Trainer::~Trainer() = default;
 StepStats Trainer::train_step(int64_t step) {
   auto& s = *s_;
   auto t0 = Clock::now();
-  const auto& data = s.setup.train_data;
-  std::vector<int64_t> ids = s.stream->step_groups(step, s.cfg.train.batch_groups, s.ctx->rank(), s.ctx->world_size());
-  std::vector<GroupRef> groups;
-  for (int64_t i : ids) groups.push_back(data.group(i));
-  // The loss divisor is the step's global pair count, known without communication.
-  int64_t global_pairs = 0;
-  for (int64_t k = 0; k < s.cfg.train.batch_groups; ++k)
-    global_pairs += static_cast<int64_t>(data.group(s.stream->at(step * s.cfg.train.batch_groups + k)).candidates.size()) - 1;
-
+  const std::vector<GroupRef> groups = rank_groups(s, step, s.ctx->rank());
+  const int64_t global_pairs = global_pair_count(s, step);
   s.optimizer->zero_grad();
-  auto micro = split_micro_batches(groups, s.cfg.data.micro_batch_tokens, s.cfg.data.shared_prefix);
-  const PackOptions pack = pack_options(s.cfg.data, s.setup.tokenizer);
-  double loss_sum = 0, correct = 0, ties = 0, tokens = 0;
-  for (size_t m = 0; m < micro.size(); ++m) {
-    std::vector<GroupRef> slice(groups.begin() + micro[m].first, groups.begin() + micro[m].second);
-    PackedBatch batch = to_device(pack_groups(slice, pack), s.setup.device);
-    s.ctx->begin_micro_step(m + 1 == micro.size());  // all-reduce only on the last micro-step
-    PairLoss out;
-    {
-      auto autocast = autocast_guard(s.cfg.train.precision, s.setup.device);
-      torch::Tensor rewards = s.setup.model->forward(batch);  // (N)
-      out = compute_pair_loss(rewards.to(torch::kFloat32), batch, static_cast<double>(global_pairs), s.cfg.loss,
-                              s.use_fused);
-    }
+  torch::Tensor stats = zero_stats(s.setup.device);
+  int64_t tokens = 0;
+  for_each_micro_batch(s.setup.model, groups, micro_batch_options(s.cfg, s.setup.tokenizer), [&](const MicroBatch& mb) {
+    const PairLoss out = pair_loss(mb.rewards, mb.batch, static_cast<double>(global_pairs), s.cfg.loss, s.use_fused);
+    s.ctx->begin_micro_step(mb.last());  // all-reduce only on the last micro-step
     out.loss.backward();
-    loss_sum += out.loss_sum;
-    correct += static_cast<double>(out.n_correct);
-    ties += static_cast<double>(out.n_ties);
-    tokens += static_cast<double>(batch.n_tokens);
-  }
+    stats += out.stats;
+    tokens += mb.batch.n_tokens;
+  });
   s.ctx->finish_step(s.cfg.train.zero == 2 ? max_micro_steps(s, step) : 1);
+  const PairCounts counts = read_pair_counts(stats);  // the step's one read of its statistics
 
   double clip = s.cfg.train.grad_clip > 0 ? s.cfg.train.grad_clip : std::numeric_limits<double>::infinity();
   double grad_norm = s.optimizer->clip_grad_norm(clip);
-  std::vector<double> reduced{loss_sum, correct, ties, tokens, static_cast<double>(g_stop_signal.load() != 0)};
+  std::vector<double> reduced{counts.loss_sum, static_cast<double>(counts.n_correct),
+                              static_cast<double>(counts.n_ties), static_cast<double>(tokens),
+                              static_cast<double>(g_stop_signal.load() != 0)};
   s.ctx->all_reduce_sum(reduced);
 
   StepStats st;
@@ -272,20 +288,16 @@ EvalStats Trainer::evaluate() {
     groups.push_back(data.group(picked[i]));
   torch::NoGradGuard no_grad;
   s.setup.model->eval();
-  double loss_sum = 0, correct = 0, pairs = 0;
-  const PackOptions pack = pack_options(s.cfg.data, s.setup.tokenizer);
-  for (auto [b, e] : split_micro_batches(groups, s.cfg.data.micro_batch_tokens, s.cfg.data.shared_prefix)) {
-    std::vector<GroupRef> slice(groups.begin() + b, groups.begin() + e);
-    PackedBatch batch = to_device(pack_groups(slice, pack), s.setup.device);
-    auto autocast = autocast_guard(s.cfg.train.precision, s.setup.device);
-    torch::Tensor rewards = s.setup.model->forward(batch).to(torch::kFloat32);
-    PairLoss out = compute_pair_loss(rewards, batch, 1.0, s.cfg.loss, false);
-    loss_sum += out.loss_sum;
-    correct += static_cast<double>(out.n_correct);
-    pairs += static_cast<double>(out.n_pairs);
-  }
+  torch::Tensor stats = zero_stats(s.setup.device);
+  int64_t pairs = 0;
+  for_each_micro_batch(s.setup.model, groups, micro_batch_options(s.cfg, s.setup.tokenizer), [&](const MicroBatch& mb) {
+    const PairLoss out = pair_loss(mb.rewards, mb.batch, 1.0, s.cfg.loss, false);
+    stats += out.stats;
+    pairs += out.n_pairs;
+  });
+  const PairCounts counts = read_pair_counts(stats);
   s.setup.model->train();
-  std::vector<double> reduced{loss_sum, correct, pairs};
+  std::vector<double> reduced{counts.loss_sum, static_cast<double>(counts.n_correct), static_cast<double>(pairs)};
   s.ctx->all_reduce_sum(reduced);
   es.pairs = static_cast<int64_t>(reduced[2]);
   if (es.pairs > 0) {

@@ -8,7 +8,7 @@
 #include <vector>
 
 #include "polar/common/error.h"
-#include "polar/kernels/fused.h"
+#include "polar/kernels/attention.h"
 
 namespace polar {
 namespace {

@@ -15,8 +15,12 @@
 #include <vector>
 
 #include "polar/common/error.h"
-#include "polar/kernels/fused.h"
-#include "polar/kernels/fused_detail.h"
+#include "../../src/kernels/fused_detail.h"
+#include "polar/kernels/attention.h"
+#include "polar/kernels/cuda.h"
+#include "polar/kernels/pair_loss.h"
+#include "polar/kernels/reward_head.h"
+#include "mirror_loss.h"
 #include "polar/loss/polar_loss.h"
 
 namespace polar::kernels {
@@ -175,8 +179,8 @@ Csr make_csr(int64_t G, int64_t k_min, int64_t k_max, bool shared, std::mt19937_
 // The shipped dispatch on the device; the kernels' CPU mirror in the on-CPU self-check.
 PairLoss fused_loss(const Tensor& r, const Tensor& pos, const Tensor& off, const Tensor& neg, double gp,
                     const LossOptions& opt) {
-  return on_cpu() ? detail::pair_loss_grouped_fused(r, pos, off, neg, gp, opt)
-                  : pair_loss_grouped(r, pos, off, neg, gp, opt, /*use_kernel=*/true);
+  if (!on_cpu()) return pair_loss(r, pos, off, neg, gp, opt, /*fused=*/true);
+  return testutil::grouped_kernel_loss(r, pos, off, neg, gp, opt);
 }
 
 TEST_F(FusedPairLossGpu, MatchesReference) {
@@ -205,15 +209,15 @@ TEST_F(FusedPairLossGpu, MatchesReference) {
     const PairLoss got = fused_loss(r, c.pos.to(dev()), c.offsets.to(dev()), c.neg.to(dev()), gp, opt);
     const Tensor g_got = torch::autograd::grad({got.loss}, {r})[0];
     const Tensor rd = r.detach().cpu().to(torch::kDouble).requires_grad_();
-    const PairLoss want = polar_pair_loss(rd, c.pair_pos, c.neg, gp, opt);
+    const PairLoss want = pair_loss_reference(rd, c.pair_pos, c.neg, gp, opt);
     const Tensor g_want = torch::autograd::grad({want.loss}, {rd})[0];
     const double tol = k.dtype == torch::kDouble ? 1e-12 : (k.dtype == torch::kFloat ? 1e-5 : 1e-2);
     EXPECT_LT(rel_err(got.loss, want.loss), tol);
-    EXPECT_NEAR(got.loss_sum, want.loss_sum, tol * std::abs(want.loss_sum));
+    EXPECT_NEAR(got.loss_sum(), want.loss_sum(), tol * std::abs(want.loss_sum()));
     EXPECT_EQ(got.n_pairs, c.P);
-    EXPECT_EQ(got.n_correct, want.n_correct);
-    EXPECT_EQ(got.n_ties, want.n_ties);
-    if (!k.shared) EXPECT_GT(want.n_ties, 0);
+    EXPECT_EQ(got.n_correct(), want.n_correct());
+    EXPECT_EQ(got.n_ties(), want.n_ties());
+    if (!k.shared) EXPECT_GT(want.n_ties(), 0);
     EXPECT_LT(rel_err(g_got, g_want), tol);
     EXPECT_EQ(g_got.scalar_type(), k.dtype);
   }
@@ -230,7 +234,7 @@ TEST_F(FusedPairLossGpu, BitIdenticalReruns) {
   for (int rep = 0; rep < 3; ++rep) {
     const PairLoss b = fused_loss(r, pos, off, neg, c.P, opt);
     EXPECT_TRUE(torch::equal(a.loss, b.loss)) << rep;
-    EXPECT_EQ(a.loss_sum, b.loss_sum);
+    EXPECT_EQ(a.loss_sum(), b.loss_sum());
     EXPECT_TRUE(torch::equal(ga, torch::autograd::grad({b.loss}, {r})[0])) << rep;
   }
 }
@@ -239,10 +243,14 @@ TEST_F(FusedPairLossGpu, RejectsBadCsrAndStaysUsable) {
   if (on_cpu()) GTEST_SKIP() << "needs the device itself";
   const Tensor r = torch::randn({6}, on_dev());
   const auto t = [](std::vector<int64_t> v) { return torch::tensor(v, torch::kLong).to(dev()); };
-  EXPECT_THROW(pair_loss_grouped(r, t({0, 1}), t({0, 2, 2}), t({2, 3}), 2.0, {}, true), polar::Error);
-  EXPECT_THROW(pair_loss_grouped(r, t({0, 1}), t({0, 1, 2}), t({2, 9}), 2.0, {}, true), polar::Error);
-  EXPECT_THROW(pair_loss_grouped(r, t({0, 1}), t({0, 1, 3}), t({2, 3}), 2.0, {}, true), polar::Error);
-  const PairLoss ok = pair_loss_grouped(r, t({0, 1}), t({0, 1, 2}), t({2, 3}), 2.0, {}, true);
+  // The kernel counts what it refuses on the device; reading the counts throws.
+  const auto counts = [&](const Tensor& off, const Tensor& neg) {
+    return read_pair_counts(pair_loss(r, t({0, 1}), off, neg, 2.0, {}, true).stats);
+  };
+  EXPECT_THROW(counts(t({0, 2, 2}), t({2, 3})), polar::Error);
+  EXPECT_THROW(counts(t({0, 1, 2}), t({2, 9})), polar::Error);
+  EXPECT_THROW(counts(t({0, 1, 3}), t({2, 3})), polar::Error);
+  const PairLoss ok = pair_loss(r, t({0, 1}), t({0, 1, 2}), t({2, 3}), 2.0, {}, true);
   EXPECT_TRUE(std::isfinite(ok.loss.item<float>()));
 }
 

@@ -1,6 +1,6 @@
 // CPU checks of the fused paths' references (run everywhere, no GPU): the reward-head reference
 // and the grouped loss against finite differences in double, the grouped loss against
-// polar_pair_loss on the expanded pairs, and the CPU mirror of the kernels' algorithm (the
+// pair_loss_reference on the expanded pairs, and the CPU mirror of the kernels' algorithm (the
 // closed-form backward and the occurrence-ordered loss gradient the CUDA code implements)
 // against both. The kernels themselves are compared with these in test_fused_gpu.cpp.
 #include <gtest/gtest.h>
@@ -13,8 +13,11 @@
 #include <vector>
 
 #include "polar/common/error.h"
-#include "polar/kernels/fused.h"
-#include "polar/kernels/fused_detail.h"
+#include "../../src/kernels/fused_detail.h"
+#include "polar/kernels/attention.h"
+#include "polar/kernels/pair_loss.h"
+#include "polar/kernels/reward_head.h"
+#include "mirror_loss.h"
 #include "polar/loss/polar_loss.h"
 
 namespace polar::kernels {
@@ -198,6 +201,9 @@ Tensor make_rewards(int64_t N, const Groups& g, torch::ScalarType dtype, std::mt
   return r.requires_grad_();
 }
 
+// The kernels' algorithm on CPU tensors (their mirror), as the loss module's PairLoss.
+const auto mirror_loss = testutil::grouped_kernel_loss;
+
 TEST(FusedPairLossReference, GroupedEqualsExpandedPairs) {
   std::mt19937_64 rng(7);
   struct Case { int64_t G, k_min, k_max; bool shared; torch::ScalarType dtype; LossOptions opt; };
@@ -217,22 +223,22 @@ TEST(FusedPairLossReference, GroupedEqualsExpandedPairs) {
     const Groups g = make_groups(k.G, k.k_min, k.k_max, k.shared, N, rng);
     const Tensor r = make_rewards(N, g, k.dtype, rng);
     const double global_pairs = 1.5 * g.P;  // as if other micro-batches held more pairs
-    const PairLoss want = polar_pair_loss(r, g.pair_pos, g.pair_neg, global_pairs, k.opt);
-    const PairLoss ref = pair_loss_grouped(r, g.pos, g.offsets, g.neg, global_pairs, k.opt, /*use_kernel=*/false);
-    const PairLoss mir = detail::pair_loss_grouped_fused(r, g.pos, g.offsets, g.neg, global_pairs, k.opt);
-    // The reference path is polar_pair_loss itself: bit-identical.
+    const PairLoss want = pair_loss_reference(r, g.pair_pos, g.pair_neg, global_pairs, k.opt);
+    const PairLoss ref = pair_loss(r, g.pos, g.offsets, g.neg, global_pairs, k.opt, /*fused=*/false);
+    const PairLoss mir = mirror_loss(r, g.pos, g.offsets, g.neg, global_pairs, k.opt);
+    // The reference path is pair_loss_reference itself: bit-identical.
     EXPECT_TRUE(torch::equal(ref.loss, want.loss));
     EXPECT_EQ(ref.n_pairs, g.P);
-    EXPECT_EQ(ref.n_correct, want.n_correct);
+    EXPECT_EQ(ref.n_correct(), want.n_correct());
     // The mirror sums in another order: fp32 to rounding, double to ~1e-12.
     const double tol = k.dtype == torch::kDouble ? 1e-12 : 1e-5;
     EXPECT_EQ(mir.loss.scalar_type(), want.loss.scalar_type());
     EXPECT_LT(rel_err(mir.loss, want.loss), tol);
-    EXPECT_NEAR(mir.loss_sum, want.loss_sum, tol * std::abs(want.loss_sum));
+    EXPECT_NEAR(mir.loss_sum(), want.loss_sum(), tol * std::abs(want.loss_sum()));
     EXPECT_EQ(mir.n_pairs, want.n_pairs);
-    EXPECT_EQ(mir.n_correct, want.n_correct);
-    EXPECT_EQ(mir.n_ties, want.n_ties);
-    EXPECT_GT(want.n_ties, 0);
+    EXPECT_EQ(mir.n_correct(), want.n_correct());
+    EXPECT_EQ(mir.n_ties(), want.n_ties());
+    EXPECT_GT(want.n_ties(), 0);
     const Tensor g_want = torch::autograd::grad({want.loss}, {r})[0];
     const Tensor g_mir = torch::autograd::grad({mir.loss}, {r})[0];
     EXPECT_LT(rel_err(g_mir, g_want), tol);
@@ -251,8 +257,8 @@ TEST(FusedPairLossReference, GradientsMatchFiniteDifferences) {
     for (bool mirror : {false, true}) {
       SCOPED_TRACE(::testing::Message() << (shared ? "shared " : "") << (mirror ? "mirror" : "reference"));
       auto loss = [&] {
-        return mirror ? detail::pair_loss_grouped_fused(r, g.pos, g.offsets, g.neg, 40.0, opt).loss
-                      : pair_loss_grouped(r, g.pos, g.offsets, g.neg, 40.0, opt, false).loss;
+        return mirror ? mirror_loss(r, g.pos, g.offsets, g.neg, 40.0, opt).loss
+                      : pair_loss(r, g.pos, g.offsets, g.neg, 40.0, opt, false).loss;
       };
       const Tensor grad = torch::autograd::grad({loss()}, {r})[0];
       const Tensor fd = finite_difference([&] { return loss().item<double>(); }, r.detach());
@@ -281,10 +287,11 @@ TEST(FusedPairLossReference, RejectsBadCsr) {
       {t({0, 1}), t({0, 1}), t({2, 3}), "offsets of the wrong length"},
   };
   for (const Bad& b : bad) {
-    EXPECT_THROW(pair_loss_grouped(r, b.pos, b.offsets, b.neg, 2.0, {}, false), polar::Error) << b.why;
-    EXPECT_THROW(detail::pair_loss_grouped_fused(r, b.pos, b.offsets, b.neg, 2.0, {}), polar::Error) << b.why;
+    EXPECT_THROW(pair_loss(r, b.pos, b.offsets, b.neg, 2.0, {}, false), polar::Error) << b.why;
+    // The mirror, like the kernel, counts what it refuses; reading the counts throws.
+    EXPECT_THROW(read_pair_counts(mirror_loss(r, b.pos, b.offsets, b.neg, 2.0, {}).stats), polar::Error) << b.why;
   }
-  EXPECT_THROW(pair_loss_grouped(r, t({0}), t({0, 1}), t({1}), 0.0, {}), polar::Error);
+  EXPECT_THROW(pair_loss(r, t({0}), t({0, 1}), t({1}), 0.0, {}, true), polar::Error);
 }
 
 TEST(FusedAttention, VarlenIsUnavailableOnCpu) {

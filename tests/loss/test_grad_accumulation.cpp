@@ -40,7 +40,7 @@ StepResult accumulate(const GroupBuilder& builder, const Ranges& ranges, int64_t
   for (const auto& [begin, end] : ranges) {
     const PackedBatch batch = pack_groups(builder.slice(begin, end), {row_tokens, 0});
     const PairLoss loss =
-        polar_pair_loss(model->forward(batch), batch.pair_pos, batch.pair_neg, global_pairs, {});
+        pair_loss_reference(model->forward(batch), batch.pair_pos, batch.pair_neg, global_pairs, {});
     loss.loss.backward();
     out.loss += loss.loss.item<double>();
     out.pairs += loss.n_pairs;

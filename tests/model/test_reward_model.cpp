@@ -224,7 +224,7 @@ TEST(RewardModel, PaddingChangesNothing) {
 
   const Tensor hidden = model->backbone(padded.tokens, padded.positions, padded.segments);
   EXPECT_TRUE(torch::isfinite(hidden).all().item<bool>());
-  const PairLoss loss = polar_pair_loss(r2, padded.pair_pos, padded.pair_neg, 3, {});
+  const PairLoss loss = pair_loss_reference(r2, padded.pair_pos, padded.pair_neg, 3, {});
   loss.loss.backward();
   for (const auto& p : model->named_parameters())
     EXPECT_TRUE(torch::isfinite(p.value().grad()).all().item<bool>()) << p.key();
@@ -240,10 +240,10 @@ TEST(RewardModel, DoubleGradientMatchesFiniteDifferences) {
   const LossOptions options{0.3, 0.05};
   const auto loss_value = [&] {
     torch::NoGradGuard no_grad;
-    return polar_pair_loss(model->forward(batch), batch.pair_pos, batch.pair_neg, 5, options)
+    return pair_loss_reference(model->forward(batch), batch.pair_pos, batch.pair_neg, 5, options)
         .loss.item<double>();
   };
-  const PairLoss loss = polar_pair_loss(model->forward(batch), batch.pair_pos, batch.pair_neg, 5, options);
+  const PairLoss loss = pair_loss_reference(model->forward(batch), batch.pair_pos, batch.pair_neg, 5, options);
   ASSERT_EQ(loss.loss.scalar_type(), torch::kDouble);
   loss.loss.backward();
 
@@ -290,8 +290,8 @@ TEST(RewardModel, ActivationCheckpointingGivesSameGradients) {
       param(plain, "model.embed_tokens.weight").set_requires_grad(false);
       param(ckpt, "model.embed_tokens.weight").set_requires_grad(false);
     }
-    const PairLoss a = polar_pair_loss(plain->forward(batch), batch.pair_pos, batch.pair_neg, 3, {});
-    const PairLoss b = polar_pair_loss(ckpt->forward(batch), batch.pair_pos, batch.pair_neg, 3, {});
+    const PairLoss a = pair_loss_reference(plain->forward(batch), batch.pair_pos, batch.pair_neg, 3, {});
+    const PairLoss b = pair_loss_reference(ckpt->forward(batch), batch.pair_pos, batch.pair_neg, 3, {});
     EXPECT_EQ(a.loss.item<double>(), b.loss.item<double>());
     a.loss.backward();
     b.loss.backward();

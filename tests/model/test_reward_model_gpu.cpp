@@ -10,7 +10,8 @@
 
 #include "polar/common/error.h"
 #include "polar/data/batch.h"
-#include "polar/kernels/fused.h"
+#include "polar/kernels/attention.h"
+#include "polar/kernels/cuda.h"
 #include "polar/loss/polar_loss.h"
 #include "polar/model/reward_model.h"
 #include "tiny_model.h"
@@ -81,7 +82,7 @@ RunResult run_bf16(const ModelConfig& config, const PackedBatch& batch, Attentio
   model->set_activation_checkpointing(checkpointing);
   RunResult out;
   out.rewards = model->forward(batch);
-  polar_pair_loss(out.rewards, batch.pair_pos, batch.pair_neg, batch.n_pairs, {}).loss.backward();
+  pair_loss_reference(out.rewards, batch.pair_pos, batch.pair_neg, batch.n_pairs, {}).loss.backward();
   for (const auto& p : model->parameters()) out.grads.push_back(p.grad().to(torch::kFloat).cpu());
   return out;
 }
@@ -174,7 +175,7 @@ SharedRun run_shared(RewardModel& model, const PackedBatch& batch) {
   model->zero_grad();
   SharedRun out;
   out.rewards = model->forward(batch).to(torch::kFloat);
-  out.loss = polar_pair_loss(out.rewards, batch.pair_pos.to(out.rewards.device()),
+  out.loss = pair_loss_reference(out.rewards, batch.pair_pos.to(out.rewards.device()),
                              batch.pair_neg.to(out.rewards.device()), batch.n_pairs, {0.3, 0.05})
                  .loss;
   out.loss.backward();

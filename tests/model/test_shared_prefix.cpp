@@ -12,7 +12,7 @@
 #include "polar/common/error.h"
 #include "polar/data/batch.h"
 #include "polar/loss/polar_loss.h"
-#include "polar/model/attention_layout.h"
+#include "polar/data/attention_layout.h"
 #include "polar/model/reward_model.h"
 #include "polar/tokenizer/template.h"
 #include "polar/tokenizer/tokenizer.h"
@@ -111,7 +111,7 @@ PassResult run(RewardModel& model, const std::vector<GroupRef>& groups, PackOpti
   PassResult out;
   out.rewards = model->forward(batch);
   const LossOptions options{0.3, 0.05};  // margin and centering so every term is exercised
-  out.loss = polar_pair_loss(out.rewards, batch.pair_pos, batch.pair_neg, 7, options).loss;
+  out.loss = pair_loss_reference(out.rewards, batch.pair_pos, batch.pair_neg, 7, options).loss;
   out.loss.backward();
   out.grads = testutil::gradients(model);
   return out;

@@ -11,6 +11,7 @@
 #include <cstdint>
 #include <vector>
 
+#include "polar/data/attention_layout.h"
 #include "polar/data/shards.h"
 
 namespace polar {
@@ -24,6 +25,15 @@ struct PackedBatch {
   torch::Tensor pair_pos;      // (P) int64, index into the N rewards of the positive/chosen
   torch::Tensor pair_neg;      // (P) int64, index into the N rewards of the negative/rejected
   torch::Tensor pair_category; // (P) int64, category id of the pair's group
+  // The same pairs as groups (CSR, for the grouped loss kernel): group g's positive is
+  // pos_index[g] and its negatives pair_neg[neg_offsets[g] .. neg_offsets[g+1]).
+  torch::Tensor pos_index;     // (G) int64, index into the N rewards
+  torch::Tensor neg_offsets;   // (G+1) int64, into pair_neg
+  AttentionLayout layout;      // the rows' attention blocks (token_index, cu_q, cu_k, key_index)
+  // One int64 buffer holding every index tensor above (views of it), so a batch moves to the
+  // device in one copy; pinned on the host when packed for a CUDA device. Undefined for a
+  // batch assembled by hand (to_device then copies tensor by tensor).
+  torch::Tensor storage;
   int64_t n_sequences = 0;
   int64_t n_pairs = 0;
   int64_t n_tokens = 0;        // real (non-padding) tokens, i.e. the tokens computed
@@ -33,6 +43,7 @@ struct PackOptions {
   int64_t row_tokens = 2048;  // capacity of one row; a longer sequence gets a row of its own
   int32_t pad_id = 0;
   bool shared_prefix = false;  // each group's prefix once, shared by its candidates
+  bool pinned = false;         // the batch's buffer in pinned host memory (for a CUDA copy)
 };
 
 // Tokens a group puts into a batch: prefix + candidate per candidate, or with a shared prefix
@@ -42,8 +53,14 @@ int64_t group_tokens(const GroupRef& group, bool shared_prefix);
 // Packs the sequences of `groups` (sequence = prefix ++ candidate; with shared_prefix, a whole
 // group) into rows, first-fit decreasing by length; the result does not depend on the order
 // rows are filled in except through layout, and rewards come back in group order: group 0
-// cand 0, group 0 cand 1, ... A unit longer than a row gets a row of its own.
+// cand 0, group 0 cand 1, ... A unit longer than a row gets a row of its own. Everything the
+// device needs (the attention layout and the loss's group CSR included) is computed here, in
+// one host buffer (PackedBatch::storage).
 PackedBatch pack_groups(const std::vector<GroupRef>& groups, const PackOptions& options);
+
+// The batch's index tensors (ids, positions, segments, context, reward and pair indices, group
+// CSR, attention layout; undefined ones included), for moving them together.
+std::vector<torch::Tensor*> index_tensors(PackedBatch& batch);
 
 // Splits groups [0, n) into consecutive micro-batches of at most `token_budget` computed tokens
 // each (group_tokens; a group larger than the budget forms a micro-batch alone). Returns index

@@ -14,6 +14,7 @@
 
 namespace polar {
 
+struct AttentionLayout;
 struct PackedBatch;
 
 // How attention is computed. Math: SDPA with a dense mask over each packed row, built from
@@ -28,12 +29,16 @@ class RewardModelImpl : public torch::nn::Module {
 
   // Hidden states of the last layer, *before* the final RMSNorm: (B, T, H). context (B, T),
   // optional: the segment id of the shared prefix a token also attends to (0: none); see
-  // attention_layout.h.
+  // polar/data/attention_layout.h.
   torch::Tensor backbone(const torch::Tensor& tokens, const torch::Tensor& positions,
                          const torch::Tensor& segments, const torch::Tensor& context = {});
+  // The same for a packed batch, with the attention layout its packer computed (nothing is
+  // derived from the ids on the device, so nothing is read back).
+  torch::Tensor backbone(const PackedBatch& batch);
   // Reward head: gathers rows reward_index of hidden (B*T, H), applies the final RMSNorm
   // (model.norm.weight) and score.weight: rewards (N). RMSNorm is per token, so norming only
-  // the gathered rows equals norming everything. The fused CUDA kernel replaces exactly this.
+  // the gathered rows equals norming everything. kernels::reward_head (the fused CUDA kernel
+  // when set_fused_head and on CUDA, else its LibTorch reference).
   torch::Tensor reward_head(const torch::Tensor& hidden_flat, const torch::Tensor& reward_index);
   // backbone + reward_head. Rewards (N) in float32 (float64 when the model is double).
   torch::Tensor forward(const torch::Tensor& tokens, const torch::Tensor& positions,
@@ -55,6 +60,10 @@ class RewardModelImpl : public torch::nn::Module {
  private:
   struct Layer;
   AttentionImpl resolve_attention(const torch::Device& device) const;
+  // layout: the blocks of segments/context, or null to derive them here.
+  torch::Tensor run_backbone(const torch::Tensor& tokens, const torch::Tensor& positions,
+                             const torch::Tensor& segments, const torch::Tensor& context,
+                             const AttentionLayout* layout);
   ModelConfig config_;
   AttentionImpl attention_impl_ = AttentionImpl::Auto;
   int64_t checkpoint_every_ = 0;

@@ -1,5 +1,5 @@
 // What a training run is built from: the resolved model (fresh, from a checkpoint, or resumed),
-// tokenizer, datasets and device; plus the small pieces the train step shares with eval.
+// tokenizer, datasets and device.
 #pragma once
 
 #include <nlohmann/json.hpp>
@@ -11,7 +11,6 @@
 
 #include "polar/data/batch.h"
 #include "polar/data/shards.h"
-#include "polar/loss/polar_loss.h"
 #include "polar/model/reward_model.h"
 #include "polar/runtime/device.h"
 #include "polar/tokenizer/tokenizer.h"
@@ -38,11 +37,6 @@ RunSetup prepare_run(TrainConfig& config, const torch::Device& device,
 
 // A dataset dir (with train/ and eval/) or a split dir (with split.json) -> the split dir.
 std::string resolve_split_dir(const std::string& path, const std::string& split);
-
-// The POLAR pair loss of a packed batch: the fused grouped kernel when `fused`, else the
-// LibTorch reference (polar_pair_loss).
-PairLoss compute_pair_loss(const torch::Tensor& rewards, const PackedBatch& batch, double global_pairs,
-                           const LossOptions& options, bool fused);
 
 // Drops metrics.jsonl lines with "step" > `step` (a resumed run rewrites what follows).
 void truncate_metrics_after(const std::string& path, int64_t step);

@@ -1,6 +1,6 @@
 // Blocks for varlen attention and the equivalent dense mask, from segments and shared-prefix
 // context ids. The blocks are derived on the CPU in one pass over the (B, T) ids.
-#include "polar/model/attention_layout.h"
+#include "polar/data/attention_layout.h"
 
 #include <torch/torch.h>
 
