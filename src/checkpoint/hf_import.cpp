@@ -16,6 +16,7 @@
 #include "polar/common/json_config.h"
 #include "polar/io/hf_layouts.h"
 #include "polar/io/safetensors.h"
+#include "polar/model/family.h"
 #include "polar/checkpoint/checkpoint.h"
 
 namespace polar::io {
@@ -24,18 +25,6 @@ namespace fs = std::filesystem;
 using nlohmann::json;
 
 namespace {
-
-struct ArchitectureInfo {
-  const char* cls;
-  const char* family;  // ModelConfig::architecture and the expected model_type
-  bool reward_head;
-};
-
-const ArchitectureInfo kArchitectures[] = {
-    {"LlamaForCausalLM", "llama", false},       {"LlamaForSequenceClassification", "llama", true},
-    {"Qwen2ForCausalLM", "qwen2", false},       {"Qwen2ForSequenceClassification", "qwen2", true},
-    {"InternLM2ForCausalLM", "internlm2", false}, {"InternLM2ForRewardModel", "internlm2", true},
-};
 
 // A key of the config: nullptr when absent or null (transformers writes null for "unset").
 const json* find_key(const json& j, const char* key) {
@@ -120,6 +109,27 @@ void read_rope(const json& config, const std::string& where, HfModelInfo& info) 
   }
 }
 
+// q/k/v biases: the family's switch (which also adds an output bias), or always on.
+void read_bias(const json& config, const FamilyInfo& family, const std::string& where, HfModelInfo& info) {
+  if (family.bias_key == nullptr) {
+    info.shape.qkv_bias = true;
+    return;
+  }
+  info.shape.qkv_bias = info.has_o_bias = get_bool(config, family.bias_key, false, where);
+}
+
+// Sliding-window layers (Qwen2's use_sliding_window, transformers 5.x layer_types) are refused.
+void read_attention_window(const json& config, const std::string& where) {
+  POLAR_CHECK(!get_bool(config, "use_sliding_window", false, where), where,
+              ": \"use_sliding_window\" is true; polar has full attention only");
+  if (const json* types = find_key(config, "layer_types")) {
+    for (const auto& t : *types) {
+      POLAR_CHECK(t == "full_attention", where, ": \"layer_types\" contains ", t.dump(),
+                  "; polar has full attention only");
+    }
+  }
+}
+
 }  // namespace
 
 bool is_hf_directory(const std::string& dir) {
@@ -136,23 +146,20 @@ HfModelInfo parse_hf_config(const json& config, const std::string& where) {
               ": \"architectures\": expected a non-empty list of class names");
   HfModelInfo info;
   info.architecture_class = (*archs)[0].get<std::string>();
-  const ArchitectureInfo* arch = nullptr;
-  for (const auto& a : kArchitectures) {
-    if (info.architecture_class == a.cls) arch = &a;
+  HfClass cls{};
+  try {
+    cls = family_by_hf_class(info.architecture_class);
+  } catch (const Error& e) {
+    throw Error(where + ": " + e.what());
   }
-  if (!arch) {
-    std::string supported;
-    for (const auto& a : kArchitectures) supported += std::string(supported.empty() ? "" : ", ") + a.cls;
-    throw Error(where + ": unsupported architecture \"" + info.architecture_class + "\"; polar imports " + supported);
-  }
-  info.has_reward_head = arch->reward_head;
-  const std::string family = arch->family;
-  const std::string model_type = get_string(config, "model_type", family, where);
-  POLAR_CHECK(model_type == family, where, ": \"model_type\" is \"", model_type, "\" but the architecture ",
-              info.architecture_class, " is a ", family, " model");
+  const FamilyInfo& family = *cls.family;
+  info.has_reward_head = cls.reward_head;
+  const std::string model_type = get_string(config, "model_type", family.name, where);
+  POLAR_CHECK(model_type == family.name, where, ": \"model_type\" is \"", model_type, "\" but the architecture ",
+              info.architecture_class, " is a ", family.name, " model");
 
   ModelConfig& s = info.shape;
-  s.architecture = family;
+  s.architecture = family.name;
   s.vocab_size = require_int(config, "vocab_size", where);
   s.hidden_size = require_int(config, "hidden_size", where);
   s.num_layers = require_int(config, "num_hidden_layers", where);
@@ -160,7 +167,7 @@ HfModelInfo parse_hf_config(const json& config, const std::string& where) {
   s.num_kv_heads = get_int(config, "num_key_value_heads", s.num_heads, where);
   s.intermediate_size = require_int(config, "intermediate_size", where);
   // Defaults are those of the transformers / InternLM2 config classes.
-  s.max_position = get_int(config, "max_position_embeddings", family == "qwen2" ? 32768 : 2048, where);
+  s.max_position = get_int(config, "max_position_embeddings", family.default_max_position, where);
   s.rms_eps = get_number(config, "rms_norm_eps", 1e-6, where);
   s.tie_embeddings = get_bool(config, "tie_word_embeddings", false, where);
   s.init_std = get_number(config, "initializer_range", 0.02, where);
@@ -177,21 +184,8 @@ HfModelInfo parse_hf_config(const json& config, const std::string& where) {
   POLAR_CHECK(rotary == 1.0, where, ": \"partial_rotary_factor\" is ", rotary, "; polar rotates the whole head");
   POLAR_CHECK(!get_bool(config, "mlp_bias", false, where), where, ": \"mlp_bias\" is true; polar's MLP has no biases");
 
-  if (family == "llama") {
-    s.qkv_bias = info.has_o_bias = get_bool(config, "attention_bias", false, where);
-  } else if (family == "qwen2") {
-    s.qkv_bias = true;
-    POLAR_CHECK(!get_bool(config, "use_sliding_window", false, where), where,
-                ": \"use_sliding_window\" is true; polar has full attention only");
-    if (const json* types = find_key(config, "layer_types")) {
-      for (const auto& t : *types) {
-        POLAR_CHECK(t == "full_attention", where, ": \"layer_types\" contains ", t.dump(),
-                    "; polar has full attention only");
-      }
-    }
-  } else {
-    s.qkv_bias = info.has_o_bias = get_bool(config, "bias", false, where);
-  }
+  read_bias(config, family, where, info);
+  read_attention_window(config, where);
 
   if (info.has_reward_head) {
     int64_t labels = get_int(config, "num_labels", 1, where);
@@ -367,10 +361,11 @@ LoadedModel import_hf(const std::string& dir, const torch::Device& device, const
               fs::exists(root / "pytorch_model.bin") || fs::exists(root / "pytorch_model.bin.index.json")
                   ? " (only pytorch_model.bin: re-save it with save_pretrained(dir, safe_serialization=True))"
                   : "");
-  const hf::Layout layout = shape.architecture == "internlm2" ? hf::Layout::InternLM2 : hf::Layout::Llama;
+  const ModelFamily family = shape.family().family;
+  const hf::LayoutTable& layout = hf::layout_table(family);
   auto tensors = load_safetensors_any(dir);
-  auto params = hf::hf_to_polar(layout, shape, tensors, info.has_reward_head, dir);
-  const char* lm_head = hf::layout_table(layout).lm_head;
+  auto params = hf::hf_to_polar(family, shape, tensors, info.has_reward_head, dir);
+  const char* lm_head = layout.lm_head;
   const bool dropped_lm_head = tensors.erase(lm_head) > 0;
   for (auto it = tensors.begin(); it != tensors.end();) {  // buffers some old checkpoints carry
     const std::string& name = it->first;
@@ -384,7 +379,7 @@ LoadedModel import_hf(const std::string& dir, const torch::Device& device, const
       if (shown++ < 5) names += (names.empty() ? "\"" : ", \"") + name + "\"";
     }
     throw Error(dir + ": " + std::to_string(tensors.size()) + " unexpected tensor(s) for " + info.architecture_class +
-                " (" + hf::layout_name(layout) + " layout): " + names);
+                " (" + layout.name + " layout): " + names);
   }
 
   out.shape = shape;

@@ -10,6 +10,7 @@
 #include "polar/common/error.h"
 #include "polar/checkpoint/hf.h"
 #include "polar/checkpoint/checkpoint.h"
+#include "polar/model/family.h"
 
 namespace polar::cli {
 
@@ -26,11 +27,35 @@ struct ExportArgs {
   bool overwrite = false;
 };
 
+// "Llama, Qwen2, InternLM2": the families of model/family.h.
+std::string family_names() {
+  std::string out;
+  for (const auto& f : model_families()) out += (out.empty() ? "" : ", ") + std::string(f.display_name);
+  return out;
+}
+
+// Each export format with the classes it writes: "auto | hf-llama (LlamaForSequenceClassification, ...) | ...".
+std::string format_help() {
+  std::string out = "auto (the format of the model's own family)";
+  for (const auto& format : export_formats()) {
+    std::string classes;
+    bool remote_code = false;
+    for (const auto& f : model_families()) {
+      if (format != f.export_format) continue;
+      classes += (classes.empty() ? "" : ", ") + std::string(f.reward_class);
+      remote_code = remote_code || f.remote_code;
+    }
+    out += " | " + format + " (" + classes + (remote_code ? ", remote code)" : ", no custom code)");
+  }
+  return out;
+}
+
 }  // namespace
 
 void add_interop_commands(CLI::App& app) {
   auto im = std::make_shared<ImportArgs>();
-  auto* i = app.add_subcommand("import", "convert a Hugging Face model directory (Llama, Qwen2, InternLM2) into a polar checkpoint");
+  auto* i = app.add_subcommand(
+      "import", "convert a Hugging Face model directory (" + family_names() + ") into a polar checkpoint");
   i->add_option("--from", im->from, "Hugging Face directory (config.json, *.safetensors, tokenizer.model)")->required();
   i->add_option("--output", im->output, "checkpoint directory to write")->required();
   i->add_option("--tokenizer", im->tokenizer, "tokenizer directory to use instead of the model's tokenizer.model");
@@ -48,12 +73,10 @@ void add_interop_commands(CLI::App& app) {
   auto* e = app.add_subcommand("export", "write a checkpoint as a Hugging Face directory (transformers, vLLM, SGLang)");
   e->add_option("--checkpoint", ex->checkpoint, "checkpoint directory (e.g. runs/x/final)")->required();
   e->add_option("--output", ex->output, "directory to write")->required();
-  e->add_option("--format", ex->format,
-                "auto | hf-llama (Llama/Qwen2ForSequenceClassification, no custom code) | hf-internlm2 "
-                "(InternLM2ForRewardModel, POLAR's layout); auto picks hf-internlm2 for InternLM2 models");
+  e->add_option("--format", ex->format, format_help());
   e->add_option("--dtype", ex->dtype, "bf16 | fp32 (fp32 reproduces `polar score` exactly)");
   e->add_option("--max-shard-size", ex->max_shard_gb, "largest safetensors shard, in GiB");
-  e->add_option("--code-from", ex->code_from, "hf-internlm2: copy the InternLM2 remote code (*.py) from this directory");
+  e->add_option("--code-from", ex->code_from, "a format with remote code: copy that code (*.py) from this directory");
   e->add_flag("--overwrite", ex->overwrite, "replace a non-empty output directory");
   e->callback([ex] {
     POLAR_CHECK(std::isfinite(ex->max_shard_gb) && ex->max_shard_gb > 0, "--max-shard-size: expected GiB > 0, got ",

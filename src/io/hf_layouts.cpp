@@ -1,4 +1,5 @@
-// Adapter tables between polar's parameter names and the Llama/Qwen2 and InternLM2 layouts.
+// Adapter tables between polar's parameter names and the Llama/Qwen2 and InternLM2 layouts,
+// and which family uses which.
 #include "polar/io/hf_layouts.h"
 
 #include <torch/torch.h>
@@ -12,6 +13,7 @@ using torch::Tensor;
 namespace {
 
 const LayoutTable kLlama{
+    /*name=*/"Llama",
     /*globals=*/{{"model.embed_tokens.weight", "model.embed_tokens.weight"}, {"model.norm.weight", "model.norm.weight"}},
     /*layer=*/
     {{"self_attn.q_proj.weight", "self_attn.q_proj.weight"},
@@ -34,6 +36,7 @@ const LayoutTable kLlama{
 };
 
 const LayoutTable kInternLM2{
+    /*name=*/"InternLM2",
     /*globals=*/{{"model.tok_embeddings.weight", "model.embed_tokens.weight"}, {"model.norm.weight", "model.norm.weight"}},
     /*layer=*/
     {{"attention.wo.weight", "self_attn.o_proj.weight"},
@@ -49,13 +52,21 @@ const LayoutTable kInternLM2{
     /*lm_head=*/"output.weight",
 };
 
+// The layout of each family of model/family.h.
+const std::pair<ModelFamily, const LayoutTable*> kFamilyLayouts[] = {
+    {ModelFamily::Llama, &kLlama},
+    {ModelFamily::Qwen2, &kLlama},  // Llama's names, with q/k/v biases
+    {ModelFamily::InternLM2, &kInternLM2},
+};
+
 std::string layer_name(int64_t i, const char* suffix) {
   return "model.layers." + std::to_string(i) + "." + suffix;
 }
 
-Tensor take(std::map<std::string, Tensor>& hf, const std::string& name, Layout layout, const std::string& where) {
+Tensor take(std::map<std::string, Tensor>& hf, const std::string& name, const LayoutTable& table,
+            const std::string& where) {
   auto it = hf.find(name);
-  POLAR_CHECK(it != hf.end(), where, ": missing tensor \"", name, "\" (", layout_name(layout), " layout)");
+  POLAR_CHECK(it != hf.end(), where, ": missing tensor \"", name, "\" (", table.name, " layout)");
   Tensor t = it->second;
   hf.erase(it);
   return t;
@@ -72,9 +83,12 @@ void drop_zero_bias(std::map<std::string, Tensor>& hf, const std::string& name, 
 
 }  // namespace
 
-const LayoutTable& layout_table(Layout layout) { return layout == Layout::Llama ? kLlama : kInternLM2; }
-
-const char* layout_name(Layout layout) { return layout == Layout::Llama ? "Llama" : "InternLM2"; }
+const LayoutTable& layout_table(ModelFamily family) {
+  for (const auto& [f, table] : kFamilyLayouts) {
+    if (f == family) return *table;
+  }
+  throw Error(std::string("model family ") + family_info(family).name + " has no tensor layout table");
+}
 
 Tensor pack_wqkv(const Tensor& q, const Tensor& k, const Tensor& v, int64_t num_heads, int64_t num_kv_heads) {
   const int64_t g = num_heads / num_kv_heads;
@@ -110,23 +124,23 @@ std::vector<Tensor> unpack_wqkv(const Tensor& wqkv, int64_t num_heads, int64_t n
           flat(grouped.narrow(1, g + 1, 1), num_kv_heads)};
 }
 
-std::map<std::string, Tensor> hf_to_polar(Layout layout, const ModelConfig& shape, std::map<std::string, Tensor>& hf,
+std::map<std::string, Tensor> hf_to_polar(ModelFamily family, const ModelConfig& shape, std::map<std::string, Tensor>& hf,
                                           bool with_head, const std::string& where) {
-  const LayoutTable& table = layout_table(layout);
+  const LayoutTable& table = layout_table(family);
   std::map<std::string, Tensor> out;
-  for (const auto& rule : table.globals) out[rule.polar] = take(hf, rule.hf, layout, where);
+  for (const auto& rule : table.globals) out[rule.polar] = take(hf, rule.hf, table, where);
   for (int64_t i = 0; i < shape.num_layers; ++i) {
-    for (const auto& rule : table.layer) out[layer_name(i, rule.polar)] = take(hf, layer_name(i, rule.hf), layout, where);
+    for (const auto& rule : table.layer) out[layer_name(i, rule.polar)] = take(hf, layer_name(i, rule.hf), table, where);
     if (shape.qkv_bias) {
       for (const auto& rule : table.qkv_bias) {
-        out[layer_name(i, rule.polar)] = take(hf, layer_name(i, rule.hf), layout, where);
+        out[layer_name(i, rule.polar)] = take(hf, layer_name(i, rule.hf), table, where);
       }
     }
     if (table.packed_qkv) {
       for (const char* kind : {"weight", "bias"}) {
         if (std::string(kind) == "bias" && !shape.qkv_bias) continue;
         const std::string name = layer_name(i, table.packed_qkv) + "." + kind;
-        const auto qkv = unpack_wqkv(take(hf, name, layout, where), shape.num_heads, shape.num_kv_heads,
+        const auto qkv = unpack_wqkv(take(hf, name, table, where), shape.num_heads, shape.num_kv_heads,
                                      shape.head_dim(), where + ": " + name);
         out[layer_name(i, "self_attn.q_proj.") + kind] = qkv[0];
         out[layer_name(i, "self_attn.k_proj.") + kind] = qkv[1];
@@ -135,13 +149,13 @@ std::map<std::string, Tensor> hf_to_polar(Layout layout, const ModelConfig& shap
     }
     drop_zero_bias(hf, layer_name(i, table.o_bias), where);
   }
-  if (with_head) out["score.weight"] = take(hf, table.reward_head, layout, where);
+  if (with_head) out["score.weight"] = take(hf, table.reward_head, table, where);
   return out;
 }
 
-std::vector<std::pair<std::string, Tensor>> polar_to_hf(Layout layout, const ModelConfig& shape,
+std::vector<std::pair<std::string, Tensor>> polar_to_hf(ModelFamily family, const ModelConfig& shape,
                                                         const std::map<std::string, Tensor>& polar) {
-  const LayoutTable& table = layout_table(layout);
+  const LayoutTable& table = layout_table(family);
   auto get = [&](const std::string& name) {
     auto it = polar.find(name);
     POLAR_CHECK(it != polar.end(), "export: the model has no parameter \"", name, "\"");

@@ -10,6 +10,7 @@
 
 #include "polar/common/error.h"
 #include "polar/common/json_config.h"
+#include "polar/model/family.h"
 
 namespace polar {
 
@@ -78,8 +79,11 @@ void check_real(const char* key, double v, double lo, double hi, bool lo_open) {
 }  // namespace
 
 void ModelConfig::validate() const {
-  POLAR_CHECK(architecture == "llama" || architecture == "qwen2" || architecture == "internlm2",
-              "model.architecture: expected one of llama, qwen2, internlm2, got \"", architecture, "\"");
+  try {
+    family();
+  } catch (const Error& e) {
+    throw Error(std::string("model.architecture: ") + e.what());
+  }
   check_int("vocab_size", vocab_size, 1, kMaxVocab);
   check_int("hidden_size", hidden_size, 1, kMaxHidden);
   check_int("num_layers", num_layers, 1, kMaxLayers);
@@ -98,6 +102,8 @@ void ModelConfig::validate() const {
   check_real("rms_eps", rms_eps, 0, 1, true);
   check_real("init_std", init_std, 0, 10, false);
 }
+
+const FamilyInfo& ModelConfig::family() const { return family_by_name(architecture); }
 
 double machine_memory_bytes() {
   if (const char* env = std::getenv("POLAR_MEMORY_BYTES")) {

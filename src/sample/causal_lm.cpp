@@ -81,8 +81,7 @@ CausalLM CausalLM::load(const std::string& dir, const CausalLMOptions& options) 
   if (lm.shape.tie_embeddings) {
     head = lm.model->named_parameters()["model.embed_tokens.weight"].detach();
   } else {
-    const auto layout = lm.shape.architecture == "internlm2" ? io::hf::Layout::InternLM2 : io::hf::Layout::Llama;
-    head = read_lm_head(dir, io::hf::layout_table(layout).lm_head);
+    head = read_lm_head(dir, io::hf::layout_table(lm.shape.family().family).lm_head);
   }
   POLAR_CHECK(head.dim() == 2 && head.size(0) == lm.shape.vocab_size && head.size(1) == lm.shape.hidden_size, dir,
               ": the LM head has shape ", head.sizes(), ", expected (", lm.shape.vocab_size, ", ", lm.shape.hidden_size,

@@ -74,6 +74,27 @@ TEST(HfLayout, UnpackInvertsPackForWeightsAndBiases) {
   }
 }
 
+// Every registered family has a layout, and its tensors map back to the same parameters.
+TEST(HfLayout, EveryFamilyHasALayoutThatRoundTrips) {
+  for (const auto& family : model_families()) {
+    for (bool bias : {false, true}) {
+      SCOPED_TRACE(std::string(family.name) + (bias ? " with q/k/v bias" : ""));
+      ModelConfig c = testutil::tiny_config(2, bias);
+      c.architecture = family.name;
+      std::map<std::string, Tensor> params;
+      for (const auto& p : testutil::tiny_model(c)->named_parameters()) params[p.key()] = p.value().detach();
+      const auto hf_tensors = hf::polar_to_hf(family.family, c, params);
+      std::map<std::string, Tensor> by_name(hf_tensors.begin(), hf_tensors.end());
+      EXPECT_EQ(by_name.size(), hf_tensors.size());  // no name written twice
+      EXPECT_TRUE(by_name.count(hf::layout_table(family.family).reward_head));
+      const auto back = hf::hf_to_polar(family.family, c, by_name, true, "round trip");
+      EXPECT_TRUE(by_name.empty());  // every written tensor is read
+      ASSERT_EQ(back.size(), params.size());
+      for (const auto& [name, t] : params) EXPECT_TRUE(torch::equal(back.at(name), t)) << name;
+    }
+  }
+}
+
 class HfLayoutDirs : public ::testing::Test {
  protected:
   void SetUp() override {

@@ -5,6 +5,7 @@
 //   export: hf-llama (LlamaForSequenceClassification, or Qwen2ForSequenceClassification when the
 //           model has q/k/v biases; no custom code) or hf-internlm2 (InternLM2ForRewardModel,
 //           packed wqkv, v_head; remote code named in auto_map, as POLAR's released models).
+// The families, their classes, config keys and export formats are the entries of model/family.h.
 #pragma once
 
 #include <nlohmann/json.hpp>
@@ -65,7 +66,8 @@ struct HfExportOptions {
 // polar_tokenizer.json, tokenizer_config.json, special_tokens_map.json.
 void export_hf(const LoadedModel& model, const std::string& out_dir, const HfExportOptions& options);
 
-// The config.json written for `format` (hf-llama | hf-internlm2) and dtype (bf16 | fp32).
+// The config.json written for `format` (auto | hf-llama | hf-internlm2: see export_family in
+// model/family.h) and dtype (bf16 | fp32).
 nlohmann::json hf_export_config(const ModelConfig& shape, const std::string& format, const std::string& dtype,
                                 int64_t bos, int64_t eos, int64_t pad, int64_t reward);
 

@@ -1,5 +1,6 @@
 // Adapter tables between polar's parameter names (Hugging Face Llama names, see
-// model/reward_model.h) and the tensor layouts of Hugging Face checkpoints:
+// model/reward_model.h) and the tensor layouts of Hugging Face checkpoints, one per model family
+// (model/family.h; families may share a table):
 //   Llama/Qwen2: the same names; the head is score.weight (sequence classification) or
 //                lm_head.weight (causal LM, dropped on import).
 //   InternLM2:   model.tok_embeddings, attention.wqkv (packed), attention.wo,
@@ -17,10 +18,9 @@
 #include <vector>
 
 #include "polar/model/config.h"
+#include "polar/model/family.h"
 
 namespace polar::io::hf {
-
-enum class Layout { Llama, InternLM2 };
 
 // One renamed tensor: the name in the HF layout and the polar parameter it holds, unchanged.
 struct NameRule {
@@ -29,6 +29,7 @@ struct NameRule {
 };
 
 struct LayoutTable {
+  const char* name;                  // for messages: "Llama"
   std::vector<NameRule> globals;     // outside the layers
   std::vector<NameRule> layer;       // under "model.layers.{i}."
   std::vector<NameRule> qkv_bias;    // under "model.layers.{i}.", only for models with q/k/v biases
@@ -38,8 +39,8 @@ struct LayoutTable {
   const char* lm_head;               // (vocab, hidden), dropped on import
 };
 
-const LayoutTable& layout_table(Layout layout);
-const char* layout_name(Layout layout);
+// The tensor layout of `family`; throws when the family has none.
+const LayoutTable& layout_table(ModelFamily family);
 
 // Packs per-head rows (dim 0) of q (Hq*D, ...), k and v (Hkv*D, ...) into the InternLM2 order.
 torch::Tensor pack_wqkv(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
@@ -51,13 +52,13 @@ std::vector<torch::Tensor> unpack_wqkv(const torch::Tensor& wqkv, int64_t num_he
 // HF tensors -> polar parameters (name -> tensor). Entries used are erased from `hf`, so what
 // is left afterwards was not consumed. Throws naming the first missing tensor (`where` is the
 // directory). The reward head is taken when `with_head`; an output bias must be all zero.
-std::map<std::string, torch::Tensor> hf_to_polar(Layout layout, const ModelConfig& shape,
+std::map<std::string, torch::Tensor> hf_to_polar(ModelFamily family, const ModelConfig& shape,
                                                  std::map<std::string, torch::Tensor>& hf, bool with_head,
                                                  const std::string& where);
 
 // Polar parameters -> HF tensors in checkpoint order (embeddings, layers, norm, head). InternLM2
 // with q/k/v biases also gets zero wo biases, since its config has one switch for both.
-std::vector<std::pair<std::string, torch::Tensor>> polar_to_hf(Layout layout, const ModelConfig& shape,
+std::vector<std::pair<std::string, torch::Tensor>> polar_to_hf(ModelFamily family, const ModelConfig& shape,
                                                                const std::map<std::string, torch::Tensor>& polar);
 
 }  // namespace polar::io::hf

@@ -9,8 +9,10 @@
 
 namespace polar {
 
+struct FamilyInfo;
+
 struct ModelConfig {
-  std::string architecture = "llama";  // the layout the weights came from: llama | qwen2 | internlm2
+  std::string architecture = "llama";  // the model family (model/family.h): llama | qwen2 | internlm2
   int64_t vocab_size = 512;
   int64_t hidden_size = 64;
   int64_t num_layers = 2;
@@ -30,6 +32,7 @@ struct ModelConfig {
   // Forward FLOPs per token for a sequence of length `seq_len` (matmuls + attention scores).
   double flops_per_token(int64_t seq_len) const;
   void validate() const;           // throws polar::Error naming the bad field
+  const FamilyInfo& family() const;  // the registry entry of `architecture`; throws when unknown
 
   static ModelConfig from_json(const nlohmann::json& j, const std::string& where);
   nlohmann::json to_json() const;
