@@ -98,6 +98,8 @@ AttentionLayout attention_layout(const Tensor& segments_in, const Tensor& contex
   if (out.shared) layout.key_index = to_tensor(out.key_index);
   layout.max_q = out.max_q;
   layout.max_k = out.max_k;
+  layout.rows = B;
+  layout.cols = T;
   return layout;
 }
 

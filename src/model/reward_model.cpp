@@ -342,6 +342,8 @@ Tensor RewardModelImpl::run_backbone(const Tensor& tokens_in, const Tensor& posi
   } else {
     AttentionLayout& l = in.layout;
     l = layout ? *layout : attention_layout(segments_in, context_in);  // the packer's, or derived on the host
+    POLAR_CHECK(l.rows == B && l.cols == T, "RewardModel: the batch's attention layout is for ", l.rows, "x", l.cols,
+                " tokens, the batch has ", B, "x", T, " (recompute it with attention_layout after changing a batch)");
     POLAR_CHECK(l.cu_q.size(0) > 1, "RewardModel: batch has no real tokens");
     for (Tensor* t : {&l.token_index, &l.cu_q, &l.cu_k, &l.key_index})
       if (t->defined()) *t = t->to(device);

@@ -215,6 +215,7 @@ TEST(RewardModel, PaddingChangesNothing) {
   padded.segments.slice(0, 1).slice(1, 0, T).copy_(batch.segments);
   const Tensor row = torch::div(batch.reward_index, T, "floor"), col = batch.reward_index % T;
   padded.reward_index = (row + 1) * T2 + col;
+  padded.layout = attention_layout(padded.segments, padded.context);  // the packer's is for `batch`
 
   const Tensor r1 = model->forward(batch);
   const Tensor r2 = model->forward(padded);
