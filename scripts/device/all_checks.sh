@@ -4,15 +4,18 @@
 # importance, each step writing into $OUT as it goes so a cut-off run still reports:
 #   1. every *Gpu* suite (fused kernels, varlen/shared-prefix attention, ZeRO over NCCL,
 #      the sampler and the reward server on CUDA)
-#   2. shared-prefix groups: bf16 pairs/s with vs without sharing (gpu_125m, POLAR lengths)
-#   3. zero_check.sh's training steps: 1B as configured, 1B with checkpointing and 32K-token
-#      micro-batches, then the POLAR-7B shape with ZeRO-2 + optimizer offload + checkpointing
+#   2. zero_check.sh's training steps: the POLAR-7B shape with ZeRO-2 + optimizer offload +
+#      checkpointing, then 1B as configured (one step profiled), with 32K-token micro-batches,
+#      and with checkpointing and 32K-token micro-batches
+#   3. shared-prefix groups: bf16 pairs/s with vs without sharing (gpu_125m, POLAR lengths)
 # About 8 minutes on an H200.
 set -uo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/prebuilt_env.sh"  # sets ROOT (cwd) and OUT
 echo "=== gpu tests"
 timeout 170 build/tests/polar_tests --gtest_filter='*Gpu*' 2>&1 | grep -vE "^\[20[0-9-]+ " |
   tee "$OUT/gpu_tests.log" | grep -E "^\[  (FAILED|PASSED|SKIPPED|  OK) |Failure|error" | tail -60
+echo "=== training steps (ZeRO, checkpointing, offload)"
+POLAR_ZERO_SKIP_TESTS=1 bash "$ROOT/scripts/device/zero_check.sh"
 echo "=== shared prefix: K shared pairs/s tokens/step ms/step peak_MiB"
 for k in 1 4; do
   for shared in false true; do
@@ -23,5 +26,3 @@ for k in 1 4; do
       "$OUT/prefix_k${k}_$shared.json" "$k" "$shared" 2>&1 | tee -a "$OUT/prefix_bench.txt"
   done
 done
-echo "=== training steps (ZeRO, checkpointing, offload)"
-POLAR_ZERO_SKIP_TESTS=1 bash "$ROOT/scripts/device/zero_check.sh"

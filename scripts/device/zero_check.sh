@@ -6,7 +6,8 @@
 #   2. POLAR-7B shape (InternLM2-7B, random init), ZeRO-2 + optimizer offload + checkpointing,
 #      16K-token micro-batch: 1 warm-up + 1 timed step (~150 s: init, and the CPU AdamW update
 #      of 7B parameters; needs ~105 GiB of host memory)
-#   3. 1B shape: the default (8K-token micro-batches) and checkpointing with 32K-token micro-batches
+#   3. 1B shape: the default (8K-token micro-batches, one more step profiled: top kernels in
+#      profile_1b.txt), 32K-token micro-batches, and checkpointing with 32K-token micro-batches
 # Prints tokens/s, MFU against the measured bf16 matmul peak and against 989 TFLOP/s (H100/H200
 # dense bf16 spec), peak memory (CUDA max allocated) and the memory plan's prediction; writes
 # $OUT/zero.md and the raw JSON.
@@ -20,7 +21,7 @@ bench() {  # NAME SECONDS CONFIG "BENCH FLAGS" [--set KEY=VALUE ...]
   build/polar plan --config "$config" --nproc 1 --gpu-memory 80 "$@" 2>&1 | tee "$OUT/plan_$name.txt" | tail -3
   # shellcheck disable=SC2086
   timeout "$budget" build/polar bench --config "$config" $flags "$@" --output "$OUT/bench_$name.json" 2>&1 |
-    grep -E "memory|tokens/s|MFU|rror" | tail -8
+    tee "$OUT/bench_$name.log" | grep -E "memory|tokens/s|MFU|rror|initialised|optimizer" | tail -8
 }
 # The offloaded 7B run keeps 16 bytes per parameter in host memory (~110 GiB, see polar plan);
 # on a machine with less, half the layers keep the per-layer shapes (reported in the table).
@@ -28,17 +29,19 @@ avail_gib=$(awk '/MemAvailable/ {print int($2 / 1048576)}' /proc/meminfo)
 layers=32
 if (( avail_gib < 120 )); then layers=16; fi
 echo "host memory available: ${avail_gib} GiB -> 7B shape with $layers layers"
-bench 1b_default 60 configs/gpu_1b.json "--steps 4 --warmup 2 --seq-len 1024"
+bench 7b_offload ${POLAR_7B_BUDGET:-200} configs/polar7b_offload.json "--steps 2 --warmup 1 --seq-len 2048" \
+  --set train.batch_groups=4 --set data.row_tokens=2048 --set model.num_layers=$layers
+bench 1b_default 60 configs/gpu_1b.json "--steps 4 --warmup 2 --seq-len 1024 --profile $OUT/trace_1b.json"
+grep -A34 "profile (" "$OUT/bench_1b_default.log" | cut -c1-200 > "$OUT/profile_1b.txt"; head -24 "$OUT/profile_1b.txt"
+bench 1b_32k 60 configs/gpu_1b.json "--steps 4 --warmup 2 --seq-len 1024" --set data.micro_batch_tokens=32768
 bench 1b_ckpt_32k 60 configs/gpu_1b.json "--steps 4 --warmup 2 --seq-len 1024" \
   --set train.activation_checkpointing=blocks --set data.micro_batch_tokens=32768
-bench 7b_offload ${POLAR_7B_BUDGET:-200} configs/polar7b_offload.json "--steps 1 --warmup 1 --seq-len 2048" \
-  --set train.batch_groups=4 --set data.row_tokens=2048 --set model.num_layers=$layers
 python3 - "$OUT" <<'PY'
 import json, os, re, sys
 out = sys.argv[1]
 rows = ["| run | params | tokens/step | s/step | tokens/s | TFLOP/s | MFU (measured peak) | MFU (989 TFLOP/s) | peak GiB | plan GiB |",
         "|---|---|---|---|---|---|---|---|---|---|"]
-for name in ("7b_offload", "1b_default", "1b_ckpt_32k"):
+for name in ("7b_offload", "1b_default", "1b_32k", "1b_ckpt_32k"):
     p = os.path.join(out, f"bench_{name}.json")
     if not os.path.exists(p):
         rows.append(f"| {name} | failed or timed out | | | | | | | | |"); continue

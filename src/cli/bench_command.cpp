@@ -27,6 +27,8 @@ void add_bench_command(CLI::App& app) {
   cmd->add_option("--lengths", a->options.lengths,
                   "fixed (--seq-len) | polar (prompt 32-256, reference and candidates 64-512, fixed seed)");
   cmd->add_option("--output", a->output, "also write the result as JSON");
+  cmd->add_option("--profile", a->options.profile,
+                  "run one more step under the profiler: write its Chrome trace to this file, log the top kernels");
   cmd->callback([a] {
     TrainConfig cfg = load_train_config(a->config, a->overrides);
     BenchResult r = run_bench(cfg, a->options);

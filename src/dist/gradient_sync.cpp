@@ -113,7 +113,10 @@ void ProcessGroupContext::start_sync() {
     bucket.pending = bucket.params.size();
     bucket.work.reset();
   }
-  if (options_.zero_stage > 0 && rounds_done_ == 0) grad_shard_.zero_();
+  if (options_.zero_stage > 0 && rounds_done_ == 0) {
+    drain_host_copies(true);  // copies of an abandoned round (an error in backward)
+    grad_shard_.zero_();
+  }
   next_bucket_ = 0;
   next_complete_ = 0;
   syncing_ = true;
@@ -205,6 +208,7 @@ void ProcessGroupContext::complete_round() {
       wait(buckets_[b].work, what);
     }
   }
+  drain_host_copies(true);
   record_comm_times(finish_started, Clock::now());
   ++rounds_done_;
   if (options_.zero_stage > 0) return;  // complete_bucket() folded every chunk into the shard

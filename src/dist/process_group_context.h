@@ -4,6 +4,7 @@
 // uses this class too, without a process group (`local_`): collectives are then copies.
 #pragma once
 
+#include <c10/core/Event.h>
 #include <torch/csrc/autograd/function.h>
 #include <torch/csrc/distributed/c10d/Backend.hpp>
 #include <torch/csrc/distributed/c10d/Store.hpp>
@@ -11,6 +12,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <deque>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -102,6 +104,10 @@ class ProcessGroupContext final : public Context {
   c10::intrusive_ptr<c10d::Work> start_reduce_scatter(Bucket& bucket);
   void complete_bucket(Bucket& bucket, const std::string& what);  // waits; adds its chunk to the shard
   void ensure_bucket_buffer(Bucket& bucket);
+  // Offload (shard in host memory, gradients on a GPU): a bucket's chunk is copied into pinned
+  // memory asynchronously and added to the shard once its copy has landed, so backward goes on
+  // while the copy runs. `wait` drains every copy (end of round); otherwise only finished ones.
+  void drain_host_copies(bool wait);
   void gather_bucket(const Bucket& bucket, const torch::Tensor& shard, const std::vector<torch::Tensor>& targets);
 
   DistEnv env_;
@@ -126,6 +132,12 @@ class ProcessGroupContext final : public Context {
   bool local_ = false;        // world size 1 without a process group
   ShardLayout layout_;
   torch::Tensor grad_shard_;  // ZeRO: (layout_.numel,) float32 on the shard device
+  struct HostCopy {
+    torch::Tensor staging;  // pinned, the chunk as copied from the device
+    int64_t shard_offset = 0;
+    c10::Event landed{c10::DeviceType::CUDA};
+  };
+  std::deque<HostCopy> host_copies_;  // in flight, oldest first
   int64_t rounds_done_ = 0;   // ZeRO: rounds completed in the current step
   bool syncing_ = false;  // between begin_micro_step(true) and finish_step()
   int64_t steps_ = 0;

@@ -7,6 +7,7 @@
 // LibTorch we build against, so on Gloo the reduce-scatter is an all-reduce of the bucket
 // followed by taking this rank's slice (same sums, twice the traffic); its all-gather is Gloo's
 // own allgather. Without a process group (one process) both are local copies.
+#include <c10/core/impl/DeviceGuardImplInterface.h>
 #include <torch/torch.h>
 
 #include <fmt/format.h>
@@ -75,13 +76,38 @@ void ProcessGroupContext::complete_bucket(Bucket& bucket, const std::string& wha
   if (bucket.work) wait(bucket.work, what);
   bucket.work.reset();
   torch::NoGradGuard no_grad;
+  drain_host_copies(false);
   if (bucket.own > 0) {
     const torch::Tensor mine = bucket.received.defined() ? bucket.received.narrow(0, 0, bucket.own)
                                                           : bucket.flat.narrow(0, env_.rank * bucket.chunk, bucket.own);
-    grad_shard_.narrow(0, bucket.shard_offset, bucket.own).add_(mine.to(grad_shard_.device(), torch::kFloat32));
+    if (mine.is_cuda() && grad_shard_.is_cpu()) {
+      // The caching host allocator keeps the pinned block until the copy on this stream is done;
+      // `flat` may be freed now (stream-ordered reuse on the device).
+      HostCopy copy;
+      copy.staging = torch::empty({bucket.own}, mine.options().device(torch::kCPU).pinned_memory(true));
+      copy.staging.copy_(mine, /*non_blocking=*/true);
+      copy.shard_offset = bucket.shard_offset;
+      copy.landed.record(c10::impl::getDeviceGuardImpl(c10::DeviceType::CUDA)->getStream(mine.device()));
+      host_copies_.push_back(std::move(copy));
+    } else {
+      grad_shard_.narrow(0, bucket.shard_offset, bucket.own).add_(mine.to(grad_shard_.device(), torch::kFloat32));
+    }
   }
   bucket.flat = torch::Tensor();
   bucket.received = torch::Tensor();
+}
+
+void ProcessGroupContext::drain_host_copies(bool wait) {
+  while (!host_copies_.empty()) {
+    HostCopy& copy = host_copies_.front();
+    if (wait) {
+      copy.landed.synchronize();
+    } else if (!copy.landed.query()) {
+      return;
+    }
+    grad_shard_.narrow(0, copy.shard_offset, copy.staging.numel()).add_(copy.staging.to(torch::kFloat32));
+    host_copies_.pop_front();
+  }
 }
 
 void ProcessGroupContext::all_gather_shard(const torch::Tensor& shard, const std::vector<torch::Tensor>& targets) {

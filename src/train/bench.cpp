@@ -19,6 +19,7 @@
 #include "polar/checkpoint/checkpoint.h"
 #include "polar/runtime/device.h"
 #include "polar/train/trainer.h"
+#include "profile.h"
 
 namespace fs = std::filesystem;
 
@@ -135,7 +136,7 @@ BenchResult run_bench(TrainConfig cfg, const BenchOptions& o) {
     // A fine-tuning config names its shape through a checkpoint.
     const std::string& shape_source = !cfg.model.init_from.empty() ? cfg.model.init_from : cfg.model.shape_from;
     if (!shape_source.empty()) cfg.model.shape = load_model_shape(shape_source);
-    int64_t total_steps = o.steps + o.warmup_steps;
+    const int64_t total_steps = o.steps + o.warmup_steps + (o.profile.empty() ? 0 : 1);
     int64_t vocab = cfg.model.shape.vocab_size;
     write_random_split((dir / "train").string(), cfg.train.batch_groups * total_steps, o, vocab);
     cfg.data.train = (dir / "train").string();
@@ -147,9 +148,15 @@ BenchResult run_bench(TrainConfig cfg, const BenchOptions& o) {
       RunSetup r;
       r.device = device;
       r.train_data = GroupDataset::open(c.data.train);
-      r.model = RewardModel(c.model.shape);
-      r.model->reset_parameters(1);
+      // On a GPU the weights are drawn there: a 7B model's draw on the CPU takes minutes.
+      const auto t0 = Clock::now();
+      r.model = RewardModel(c.model.shape, /*initialize=*/!device.is_cuda());
+      if (device.is_cuda()) r.model->to(device);
+      r.model->reset_parameters(1, /*on_device=*/device.is_cuda());
       r.model->to(device);
+      spdlog::info("bench: model of {:.2f}B parameters initialised on {} in {:.1f} s",
+                   static_cast<double>(c.model.shape.num_parameters()) / 1e9, device.str(),
+                   std::chrono::duration<double>(Clock::now() - t0).count());
       r.resolved_config = c.to_json();
       return r;
     };
@@ -160,7 +167,8 @@ BenchResult run_bench(TrainConfig cfg, const BenchOptions& o) {
     auto t0 = Clock::now();
     const double cpu0 = process_cpu_seconds();
     int64_t tokens = 0, pairs = 0;
-    for (int64_t s = o.warmup_steps; s < total_steps; ++s) {
+    const int64_t timed_end = o.warmup_steps + o.steps;
+    for (int64_t s = o.warmup_steps; s < timed_end; ++s) {
       const StepStats st = trainer.train_step(s);
       tokens += st.tokens;
       pairs += st.pairs;
@@ -168,6 +176,13 @@ BenchResult run_bench(TrainConfig cfg, const BenchOptions& o) {
     synchronize(device);
     double secs = std::chrono::duration<double>(Clock::now() - t0).count();
     res.cpu_ms_per_step = 1000.0 * (process_cpu_seconds() - cpu0) / static_cast<double>(o.steps);
+    if (!o.profile.empty()) {
+      const auto step = [&] {
+        trainer.train_step(timed_end);
+        synchronize(device);
+      };
+      spdlog::info("bench: {}", profile_step(step, o.profile, device.is_cuda(), 30));
+    }
     res.device = device.str();
     res.precision = cfg.train.precision;
     res.parameters = cfg.model.shape.num_parameters();

@@ -91,6 +91,32 @@ TEST(ShardedAdamW, FollowsParameterGroupsLikeTorchAdamW) {
   }
 }
 
+// train.zero 0 on CUDA steps with ATen's fused AdamW on torch::optim::AdamW's own state: the same
+// parameters as torch::optim::AdamW's step, and the state it leaves is the one AdamW saves.
+TEST(OptimizerGpu, FusedReplicatedAdamWFollowsTorchAdamW) {
+  if (!torch::cuda::is_available()) GTEST_SKIP() << "no CUDA device";
+  const torch::Device cuda(torch::kCUDA, 0);
+  auto reference = tiny_model(tiny_config());
+  auto fused = tiny_model(tiny_config());
+  reference->to(cuda);
+  fused->to(cuda);
+  const double lr = 1e-2;
+  auto adamw = grouped_adamw(reference, lr);
+  auto ctx = polar::dist::Context::create(polar::dist::DistEnv{}, cuda, polar::dist::DistOptions{});
+  auto optimizer = polar::make_replicated_adamw(grouped_adamw(fused, lr), ctx, lr);
+  for (int step = 0; step < 5; ++step) {
+    adamw->zero_grad(true);
+    loss_of(reference, step).backward();
+    adamw->step();
+    optimizer->zero_grad();
+    loss_of(fused, step).backward();
+    optimizer->step(lr);
+  }
+  const auto a = reference->parameters(), b = fused->parameters();
+  for (size_t i = 0; i < a.size(); ++i) EXPECT_TRUE(torch::allclose(a[i], b[i], 1e-6, 1e-7)) << "param " << i;
+  EXPECT_EQ(optimizer->state_bytes(), 2 * 4 * polar::testutil::tiny_config().num_parameters());
+}
+
 // NCCL's real _reduce_scatter_base and _allgather_base on a one-rank process group, with the
 // state on the GPU and offloaded to pinned host memory.
 TEST(ZeroGpu, NcclShardedAdamWFollowsTorchAdamW) {

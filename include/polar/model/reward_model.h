@@ -25,7 +25,9 @@ enum class AttentionImpl { Math, Varlen, Blocks, Auto };
 
 class RewardModelImpl : public torch::nn::Module {
  public:
-  explicit RewardModelImpl(const ModelConfig& config);
+  // `initialize` false leaves the weights unset (call reset_parameters, e.g. after moving the
+  // model to a GPU, or load them): a large model then skips drawing its weights on the CPU.
+  explicit RewardModelImpl(const ModelConfig& config, bool initialize = true);
 
   // Hidden states of the last layer, *before* the final RMSNorm: (B, T, H). context (B, T),
   // optional: the segment id of the shared prefix a token also attends to (0: none); see
@@ -47,7 +49,10 @@ class RewardModelImpl : public torch::nn::Module {
   torch::Tensor forward(const PackedBatch& batch);
 
   const ModelConfig& config() const { return config_; }
-  void reset_parameters(uint64_t seed);  // normal(0, init_std) for matrices, ones for norms
+  // normal(0, init_std) for matrices, ones for norms, zeros for biases. Drawn on the CPU in fp32
+  // by default, so the values do not depend on device or dtype; `on_device` draws on each
+  // parameter's device instead (fast for a large model on a GPU, values device-dependent).
+  void reset_parameters(uint64_t seed, bool on_device = false);
   void reset_reward_head(uint64_t seed);
   void set_attention_impl(AttentionImpl impl) { attention_impl_ = impl; }
   // Use the fused reward-head kernel (CUDA tensors only; CPU always takes the reference).

@@ -19,6 +19,9 @@ struct BenchOptions {
   // fixed: seq_len as above. polar: POLAR-shaped groups drawn with a fixed seed, prompt 32-256,
   // reference and candidates 64-512 tokens (prefix = bos prompt sep reference <|reward|> prompt sep).
   std::string lengths = "fixed";
+  // Non-empty: one more step runs under the profiler; its Chrome trace is written here and the
+  // top kernels are logged.
+  std::string profile;
 };
 
 struct BenchResult {

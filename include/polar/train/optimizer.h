@@ -5,7 +5,7 @@
 //                    shard only (dist::ShardLayout), updates them from its gradient shard and
 //                    all-gathers the updated parameters; with train.offload_optimizer the
 //                    master weights and state live in (pinned) host memory and the update runs
-//                    on the CPU.
+//                    on the CPU, in one fused pass per chunk (ATen's _fused_adamw_).
 // Both follow the parameter groups of the torch::optim::AdamW they are built from (per-parameter
 // weight decay and learning-rate ratio to train.lr), and compute AdamW exactly as LibTorch does.
 #pragma once
