@@ -8,14 +8,17 @@
 #      checkpointing, then 1B as configured (one step profiled), with 32K-token micro-batches,
 #      and with checkpointing and 32K-token micro-batches
 #   3. shared-prefix groups: bf16 pairs/s with vs without sharing (gpu_125m, POLAR lengths)
-# About 8 minutes on an H200.
+# About 9 minutes on an H200 (the last step is skipped when POLAR_CHECK_BUDGET, default 560 s,
+# would be exceeded).
 set -uo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/prebuilt_env.sh"  # sets ROOT (cwd) and OUT
 echo "=== gpu tests"
-timeout 170 build/tests/polar_tests --gtest_filter='*Gpu*' 2>&1 | grep -vE "^\[20[0-9-]+ " |
+timeout 150 build/tests/polar_tests --gtest_filter='*Gpu*' 2>&1 | grep -vE "^\[20[0-9-]+ " |
   tee "$OUT/gpu_tests.log" | grep -E "^\[  (FAILED|PASSED|SKIPPED|  OK) |Failure|error" | tail -60
 echo "=== training steps (ZeRO, checkpointing, offload)"
 POLAR_ZERO_SKIP_TESTS=1 bash "$ROOT/scripts/device/zero_check.sh"
+# The shared-prefix table only when the lease has time left (POLAR_CHECK_BUDGET seconds in all).
+if (( SECONDS > ${POLAR_CHECK_BUDGET:-560} - 120 )); then echo "=== shared prefix: skipped (time)"; exit 0; fi
 echo "=== shared prefix: K shared pairs/s tokens/step ms/step peak_MiB"
 for k in 1 4; do
   for shared in false true; do
