@@ -124,8 +124,6 @@ TrainConfig TrainConfig::from_json(const json& j, const std::string& where) {
                 ": expected a number in (0, 1000], got ", x.head_lr_scale);
     POLAR_CHECK(x.probe_steps >= 0 && x.probe_steps < x.steps, s.path("probe_steps"), ": expected 0 <= probe_steps < ",
                 "train.steps (", x.steps, "), got ", x.probe_steps);
-    POLAR_CHECK(x.probe_steps == 0 || x.zero == 0, s.path("probe_steps"),
-                ": a linear probe (backbone held still) needs train.zero 0");
     POLAR_CHECK(x.device == "auto" || x.device == "cpu" || x.device == "cuda" || x.device.rfind("cuda:", 0) == 0,
                 s.path("device"), ": expected auto, cpu or cuda[:N], got \"", x.device, "\"");
     POLAR_CHECK(x.attention == "auto" || x.attention == "math" || x.attention == "varlen", s.path("attention"),

@@ -27,9 +27,11 @@ namespace polar {
 std::vector<ParamHyper> param_hypers(torch::optim::AdamW& adamw, const std::vector<torch::Tensor>& params,
                                      double base_lr) {
   std::unordered_map<const void*, ParamHyper> by_param;
-  for (auto& group : adamw.param_groups()) {
-    const auto& o = static_cast<const torch::optim::AdamWOptions&>(group.options());
-    for (const auto& p : group.params()) by_param[p.unsafeGetTensorImpl()] = ParamHyper{o.weight_decay(), o.lr() / base_lr};
+  const auto& groups = adamw.param_groups();
+  for (size_t g = 0; g < groups.size(); ++g) {
+    const auto& o = static_cast<const torch::optim::AdamWOptions&>(groups[g].options());
+    for (const auto& p : groups[g].params())
+      by_param[p.unsafeGetTensorImpl()] = ParamHyper{o.weight_decay(), o.lr() / base_lr, g};
   }
   std::vector<ParamHyper> out;
   for (const auto& p : params) {
@@ -171,7 +173,8 @@ class ShardedAdamW final : public TrainOptimizer {
           .copy_(params_[piece.param].detach().reshape(-1).narrow(0, piece.param_offset, piece.length));
       const ParamHyper& h = hypers[piece.param];
       if (!runs_.empty() && runs_.back().offset + runs_.back().length == piece.shard_offset &&
-          runs_.back().hyper.weight_decay == h.weight_decay && runs_.back().hyper.lr_scale == h.lr_scale) {
+          runs_.back().hyper.weight_decay == h.weight_decay && runs_.back().hyper.lr_scale == h.lr_scale &&
+          runs_.back().hyper.group == h.group) {
         runs_.back().length += piece.length;
       } else {
         runs_.push_back(Run{piece.shard_offset, piece.length, h});
@@ -209,8 +212,7 @@ class ShardedAdamW final : public TrainOptimizer {
   // AdamW on the shard: exactly as torch::optim::AdamW::step computes it (state on the CPU), or
   // ATen's fused kernel (offloaded or on CUDA), the same update to rounding.
   void step(double lr, const std::vector<double>& group_scales) override {
-    for (double scale : group_scales)
-      POLAR_CHECK(scale == 1.0, "optimizer: per-step group scales (train.probe_steps) need train.zero 0");
+    group_scales_ = group_scales;
     torch::NoGradGuard no_grad;
     ++state_.step;
     torch::Tensor grad = ctx_->gradient_shard();
@@ -239,9 +241,15 @@ class ShardedAdamW final : public TrainOptimizer {
       at::_fused_adamw_({state_.master.narrow(0, run.offset, run.length)}, {grad.narrow(0, run.offset, run.length)},
                         {state_.exp_avg.narrow(0, run.offset, run.length)},
                         {state_.exp_avg_sq.narrow(0, run.offset, run.length)}, {}, {step},
-                        lr * run.hyper.lr_scale, options_.beta1, options_.beta2, run.hyper.weight_decay,
+                        run_lr(run, lr), options_.beta1, options_.beta2, run.hyper.weight_decay,
                         options_.eps, /*amsgrad=*/false, /*maximize=*/false);
     }
+  }
+
+  // The run's learning rate: its group's ratio to train.lr, times the step's scale for the group.
+  double run_lr(const Run& run, double lr) const {
+    const double scale = run.hyper.group < group_scales_.size() ? group_scales_[run.hyper.group] : 1.0;
+    return lr * run.hyper.lr_scale * scale;
   }
 
   void update_reference(const torch::Tensor& grad, double lr) {
@@ -252,12 +260,12 @@ class ShardedAdamW final : public TrainOptimizer {
       auto m = state_.exp_avg.narrow(0, run.offset, run.length);
       auto v = state_.exp_avg_sq.narrow(0, run.offset, run.length);
       auto g = grad.narrow(0, run.offset, run.length);
-      const double run_lr = lr * run.hyper.lr_scale;
-      if (run.hyper.weight_decay != 0) p.mul_(1 - run_lr * run.hyper.weight_decay);
+      const double lr_run = run_lr(run, lr);
+      if (run.hyper.weight_decay != 0) p.mul_(1 - lr_run * run.hyper.weight_decay);
       m.mul_(options_.beta1).add_(g, 1 - options_.beta1);
       v.mul_(options_.beta2).addcmul_(g, g, 1 - options_.beta2);
       auto denom = (v.sqrt() / std::sqrt(bias_correction2)).add_(options_.eps);
-      p.addcdiv_(m, denom, -run_lr / bias_correction1);
+      p.addcdiv_(m, denom, -lr_run / bias_correction1);
     }
   }
 
@@ -280,6 +288,7 @@ class ShardedAdamW final : public TrainOptimizer {
   ShardedAdamWOptions options_;
   ShardState state_;
   std::vector<Run> runs_;
+  std::vector<double> group_scales_;  // this step's, one per AdamW group (empty: all 1)
 };
 
 }  // namespace

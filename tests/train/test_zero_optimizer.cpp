@@ -91,6 +91,47 @@ TEST(ShardedAdamW, FollowsParameterGroupsLikeTorchAdamW) {
   }
 }
 
+// A linear probe under ZeRO: per-step group scales hold a group still (its moments still follow
+// the gradients, as torch::optim::AdamW's do at lr 0) exactly as scaling the groups' lrs does.
+TEST(ShardedAdamW, GroupScalesMatchScaledAdamWGroups) {
+  for (int stage : {1, 2}) {
+    auto reference = tiny_model(tiny_config());
+    auto sharded = tiny_model(tiny_config());
+    const double lr = 1e-2;
+    auto adamw = grouped_adamw(reference, lr);
+    auto source = grouped_adamw(sharded, lr);
+    polar::dist::DistOptions options;
+    options.zero_stage = stage;
+    options.bucket_bytes = 4096;
+    auto ctx = polar::dist::Context::create(polar::dist::DistEnv{}, torch::kCPU, options);
+    std::vector<torch::Tensor> params = sharded->parameters();
+    ctx->attach_gradients(params);
+    polar::ShardedAdamWOptions o;
+    o.beta2 = 0.95;
+    auto optimizer = polar::make_sharded_adamw(ctx, params, polar::param_hypers(*source, params, lr), o);
+    const auto before = reference->parameters()[0].clone();
+    for (int step = 0; step < 6; ++step) {
+      const std::vector<double> scales = step < 3 ? std::vector<double>{0.0, 1.0} : std::vector<double>{1.0, 1.0};
+      auto& groups = adamw->param_groups();
+      for (size_t g = 0; g < groups.size(); ++g)
+        static_cast<torch::optim::AdamWOptions&>(groups[g].options()).lr((g == 0 ? lr : 2 * lr) * scales[g]);
+      adamw->zero_grad(true);
+      loss_of(reference, step).backward();
+      adamw->step();
+      if (step == 2) EXPECT_TRUE(torch::equal(reference->parameters()[0], before));  // group 0 held still
+
+      optimizer->zero_grad();
+      ctx->begin_micro_step(true);
+      loss_of(sharded, step).backward();
+      ctx->finish_step(1);
+      optimizer->step(lr, scales);
+    }
+    const auto a = reference->parameters(), b = sharded->parameters();
+    for (size_t i = 0; i < a.size(); ++i)
+      EXPECT_TRUE(torch::allclose(a[i], b[i], 1e-6, 1e-7)) << "stage " << stage << " param " << i;
+  }
+}
+
 // train.zero 0 on CUDA steps with ATen's fused AdamW on torch::optim::AdamW's own state: the same
 // parameters as torch::optim::AdamW's step, and the state it leaves is the one AdamW saves.
 TEST(OptimizerGpu, FusedReplicatedAdamWFollowsTorchAdamW) {

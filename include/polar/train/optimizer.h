@@ -43,6 +43,7 @@ class TrainOptimizer {
 struct ParamHyper {
   double weight_decay = 0;
   double lr_scale = 1;  // the group's lr / train.lr
+  size_t group = 0;     // the AdamW group (the index into step()'s group_scales)
 };
 
 // Per-parameter hyper-parameters (in `params` order) from an AdamW's parameter groups; `base_lr`
