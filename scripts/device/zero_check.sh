@@ -31,7 +31,7 @@ if (( avail_gib < 120 )); then layers=16; fi
 echo "host memory available: ${avail_gib} GiB -> 7B shape with $layers layers"
 bench 7b_offload ${POLAR_7B_BUDGET:-200} configs/polar7b_offload.json "--steps 2 --warmup 1 --seq-len 2048" \
   --set train.batch_groups=4 --set data.row_tokens=2048 --set model.num_layers=$layers
-bench 1b_default 60 configs/gpu_1b.json "--steps 4 --warmup 2 --seq-len 1024 --profile $OUT/trace_1b.json"
+bench 1b_default 60 configs/gpu_1b.json "--steps 4 --warmup 2 --seq-len 1024 --profile /tmp/polar_trace_1b.json"
 grep -A34 "profile (" "$OUT/bench_1b_default.log" | cut -c1-200 > "$OUT/profile_1b.txt"; head -24 "$OUT/profile_1b.txt"
 bench 1b_32k 60 configs/gpu_1b.json "--steps 4 --warmup 2 --seq-len 1024" --set data.micro_batch_tokens=32768
 bench 1b_ckpt_32k 60 configs/gpu_1b.json "--steps 4 --warmup 2 --seq-len 1024" \
