@@ -29,13 +29,15 @@ avail_gib=$(awk '/MemAvailable/ {print int($2 / 1048576)}' /proc/meminfo)
 layers=32
 if (( avail_gib < 120 )); then layers=16; fi
 echo "host memory available: ${avail_gib} GiB -> 7B shape with $layers layers"
-bench 7b_offload ${POLAR_7B_BUDGET:-200} configs/polar7b_offload.json "--steps 2 --warmup 1 --seq-len 2048" \
+bench 7b_offload ${POLAR_7B_BUDGET:-260} configs/polar7b_offload.json "--steps 2 --warmup 1 --seq-len 2048" \
   --set train.batch_groups=4 --set data.row_tokens=2048 --set model.num_layers=$layers
 bench 1b_default 60 configs/gpu_1b.json "--steps 4 --warmup 2 --seq-len 1024 --profile /tmp/polar_trace_1b.json"
 grep -A34 "profile (" "$OUT/bench_1b_default.log" | cut -c1-200 > "$OUT/profile_1b.txt"; head -24 "$OUT/profile_1b.txt"
-bench 1b_32k 60 configs/gpu_1b.json "--steps 4 --warmup 2 --seq-len 1024" --set data.micro_batch_tokens=32768
-bench 1b_ckpt_32k 60 configs/gpu_1b.json "--steps 4 --warmup 2 --seq-len 1024" \
-  --set train.activation_checkpointing=blocks --set data.micro_batch_tokens=32768
+# 44 groups (67,584 tokens) a step: two full 32K-token micro-batches, as the plan assumes.
+bench 1b_32k 60 configs/gpu_1b.json "--steps 3 --warmup 1 --seq-len 1024" --set data.micro_batch_tokens=32768 \
+  --set train.batch_groups=44
+bench 1b_ckpt_32k 60 configs/gpu_1b.json "--steps 3 --warmup 1 --seq-len 1024" \
+  --set train.activation_checkpointing=blocks --set data.micro_batch_tokens=32768 --set train.batch_groups=44
 python3 - "$OUT" <<'PY'
 import json, os, re, sys
 out = sys.argv[1]

@@ -40,8 +40,10 @@ void ProcessGroupContext::build_shard_layout() {
     layout_.numel += bucket.own;
   }
   const torch::Device shard_device = options_.shard_device.value_or(device_);
+  // In host memory (offload) the shard is pageable: device copies go through small pinned staging
+  // buffers (complete_bucket, gather_bucket), since pinning a shard of several GiB doubles it
+  // (the pinned allocator rounds sizes up to a power of two) and pins host memory the update needs.
   grad_shard_ = torch::zeros({layout_.numel}, torch::TensorOptions().dtype(torch::kFloat32).device(shard_device));
-  if (shard_device.is_cpu() && device_.is_cuda()) grad_shard_ = grad_shard_.pin_memory();
 }
 
 const ShardLayout& ProcessGroupContext::shard_layout() const {
@@ -129,7 +131,17 @@ void ProcessGroupContext::gather_bucket(const Bucket& bucket, const torch::Tenso
   // Gathered in the targets' dtype on the process group's device (NCCL needs CUDA tensors).
   const auto options = torch::TensorOptions().dtype(targets[bucket.params.front()].scalar_type()).device(device_);
   torch::Tensor mine = torch::zeros({bucket.chunk}, options);
-  if (bucket.own > 0) mine.narrow(0, 0, bucket.own).copy_(shard.narrow(0, bucket.shard_offset, bucket.own));
+  if (bucket.own > 0) {
+    const torch::Tensor part = shard.narrow(0, bucket.shard_offset, bucket.own);
+    if (part.is_cpu() && device_.is_cuda() && !part.is_pinned()) {
+      // Through a pinned buffer, asynchronously: the next bucket's host copy overlaps this DMA.
+      torch::Tensor staging = torch::empty({bucket.own}, part.options().pinned_memory(true));
+      staging.copy_(part);
+      mine.narrow(0, 0, bucket.own).copy_(staging, /*non_blocking=*/true);
+    } else {
+      mine.narrow(0, 0, bucket.own).copy_(part);
+    }
+  }
   torch::Tensor gathered;
   if (local_) {
     gathered = mine;

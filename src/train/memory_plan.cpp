@@ -22,25 +22,26 @@ constexpr int64_t kBucketBytes = 25 << 20;  // dist::DistOptions::bucket_bytes
 constexpr int64_t kUpdateChunk = 1 << 22;   // ShardedAdamW updates at most this many elements at once
 
 // Bytes one token leaves saved for backward in one decoder layer (forward of the layer in
-// src/model/reward_model.cpp). `wide`: the residual stream and norms (fp32); `narrow`: matmul
-// outputs (bf16 under autocast, else fp32).
+// src/model/reward_model.cpp).
 double layer_bytes_per_token(const ModelConfig& c, bool cuda) {
   const double H = static_cast<double>(c.hidden_size), I = static_cast<double>(c.intermediate_size);
   const double KV = static_cast<double>(c.num_kv_heads * c.head_dim());
-  const double wide = 4, narrow = cuda ? 2 : 4;
-  // Layer input, RMSNorm outputs (x2), the residual after attention, RoPE'd q and k.
-  double bytes = wide * (4 * H + H + KV);
-  // q, k and their rotate_half copies, v, attention output, o_proj input, SwiGLU (gate, silu,
-  // up, product).
-  bytes += narrow * (2 * H + 2 * KV + KV + 2 * H + 4 * I);
   if (cuda) {
-    bytes += narrow * (2 * H + H + 2 * KV);  // autocast's bf16 copies of the norms; q/k/v cast for flash attention
-  } else {
-    // Masked SDPA on the CPU (LibTorch's fused CPU kernel: no score matrix is kept): the
-    // repeated k/v heads it saves, its output and log-sum-exp.
-    if (c.num_kv_heads < c.num_heads) bytes += narrow * 2 * H;
-    bytes += narrow * (H + static_cast<double>(c.num_heads));
+    // bf16 autocast, fused RMSNorm (it keeps its fp32 input and a per-token rstd): fp32, the
+    // layer input and the residual after attention; bf16, the inputs of the q/k/v and gate/up
+    // projections (autocast casts the norm output once per matmul), q, k, v and the attention
+    // output as flash attention keeps them (o_proj's input is that output), and SwiGLU's gate,
+    // silu, up and product. 22H + 4KV + 8I bytes.
+    return 4 * 2 * H + 2 * (3 * H + 2 * H + 2 * KV + 2 * H + 4 * I);
   }
+  // fp32. Layer input, RMSNorm outputs (x2), the residual after attention, RoPE'd q and k; q, k
+  // and their rotate_half copies, v, attention output, o_proj input, SwiGLU (gate, silu, up,
+  // product).
+  double bytes = 4 * (4 * H + H + KV) + 4 * (2 * H + 2 * KV + KV + 2 * H + 4 * I);
+  // Masked SDPA on the CPU (LibTorch's fused CPU kernel: no score matrix is kept): the
+  // repeated k/v heads it saves, its output and log-sum-exp.
+  if (c.num_kv_heads < c.num_heads) bytes += 4 * 2 * H;
+  bytes += 4 * (H + static_cast<double>(c.num_heads));
   return bytes;
 }
 

@@ -162,9 +162,9 @@ class ShardedAdamW final : public TrainOptimizer {
     const auto& layout = ctx_->shard_layout();
     const torch::Device device = options.offload ? torch::Device(torch::kCPU) : params_.front().device();
     const auto fp32 = torch::TensorOptions().dtype(torch::kFloat32).device(device);
-    // Pinned master weights: the source of the host-to-device copy of updated parameters (the
-    // moments never leave the host).
-    state_.master = torch::empty({layout.numel}, fp32.pinned_memory(options.offload && params_.front().is_cuda()));
+    // Offloaded, all of it is pageable host memory (16 bytes a parameter with the gradient shard):
+    // the all-gather stages the master weights through small pinned buffers.
+    state_.master = torch::empty({layout.numel}, fp32);
     state_.exp_avg = torch::zeros({layout.numel}, fp32);
     state_.exp_avg_sq = torch::zeros({layout.numel}, fp32);
     torch::NoGradGuard no_grad;
