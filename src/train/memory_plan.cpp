@@ -82,24 +82,29 @@ MemoryPlan plan_memory(const ModelConfig& c, const TrainConfig& cfg, int world, 
 
   // Activations of one micro-batch: every layer's saved tensors, the embedding output, the mask
   // and RoPE tables; with checkpointing only a checkpointed layer's input stays, and one layer
-  // is recomputed at a time in backward.
+  // is recomputed at a time in backward. The peak is the larger of the forward's end (saved
+  // tensors plus autocast's bf16 copies of the fp32 weights, kept until the forward returns) and
+  // backward (saved tensors, a recomputed layer, and a few gradients of the widest activation).
   const double T = static_cast<double>(cfg.data.micro_batch_tokens);
   const double per_layer = layer_bytes_per_token(c, cuda) * T;
   const double boundary = 4.0 * static_cast<double>(c.hidden_size) * T;
   const double fixed = boundary + (cuda ? 0.0 : T * static_cast<double>(cfg.data.row_tokens)) + 24.0 * T +
                        8.0 * static_cast<double>(c.head_dim()) * T;
   const double L = static_cast<double>(c.num_layers);
-  // Backward keeps a few gradient tensors of the widest activation alive at once.
   const double backward = 3.0 * 4.0 * T * static_cast<double>(std::max(c.intermediate_size, 2 * c.hidden_size));
-  m.activations_none = static_cast<int64_t>(fixed + L * per_layer + backward);
-  m.activations_blocks = static_cast<int64_t>(fixed + L * boundary + per_layer + backward);
+  m.autocast_weights = cuda && t.precision != "fp32" ? 2 * P : 0;
+  const auto peak_of = [&](double saved, double recomputed_layer) {
+    const double forward_end = fixed + saved + static_cast<double>(m.autocast_weights);
+    return static_cast<int64_t>(std::max(forward_end, fixed + saved + recomputed_layer + backward));
+  };
+  m.activations_none = peak_of(L * per_layer, 0);
+  m.activations_blocks = peak_of(L * boundary, per_layer);
   const int64_t k = activation_checkpoint_interval(t);
   if (k == 0) {
     m.activations = m.activations_none;
   } else {
     const double recomputed = std::ceil(L / static_cast<double>(k));
-    m.activations = static_cast<int64_t>(fixed + recomputed * boundary + (L - recomputed) * per_layer + per_layer +
-                                         backward);
+    m.activations = peak_of(recomputed * boundary + (L - recomputed) * per_layer, per_layer);
   }
 
   // Optimizer temporaries (sqrt and denominator of the largest tensor or update chunk) and the
@@ -119,7 +124,8 @@ std::string MemoryPlan::format(double capacity_gib) const {
   const std::pair<const char*, int64_t> rows[] = {
       {"parameters (fp32)", params}, {"gradients (fp32)", grads}, {"master weights (fp32)", master},
       {"optimizer (AdamW m, v)", optimizer}, {"activations, no checkpointing", activations_none},
-      {"activations, checkpointing blocks", activations_blocks}, {"buckets", buckets}, {"workspace", workspace},
+      {"activations, checkpointing blocks", activations_blocks},
+      {"autocast weight copies (forward)", autocast_weights}, {"buckets", buckets}, {"workspace", workspace},
       {"runtime (process baseline)", runtime}, {"host (offloaded)", host}};
   for (const auto& [name, bytes] : rows) o << fmt::format("  {:<36} {:>12}\n", name, gib(bytes));
   o << fmt::format("  {:<36} {:>12}  (activations: {}, {})\n", "predicted peak", gib(peak), checkpointing,

@@ -27,6 +27,7 @@ struct MemoryPlan {
   // Bytes per rank.
   int64_t params = 0, grads = 0, master = 0, optimizer = 0;
   int64_t activations_none = 0, activations_blocks = 0, activations = 0;  // activations: the configured mode
+  int64_t autocast_weights = 0;  // CUDA bf16/fp16: autocast's copies of the weights (at the forward's end)
   int64_t buckets = 0, workspace = 0, runtime = 0;
   int64_t host = 0;              // offloaded master + optimizer + gradient shard (host memory)
   int64_t peak = 0;              // predicted peak on the training device (CPU: of the process)
