@@ -11,10 +11,10 @@
 #include <mutex>
 #include <filesystem>
 #include <sstream>
-#include <unistd.h>
 
 #include "polar/common/activity.h"
 #include "polar/common/error.h"
+#include "polar/common/staged_dir.h"
 #include "polar/common/json_config.h"
 #include "polar/checkpoint/hf.h"
 #include "polar/io/safetensors.h"
@@ -93,50 +93,32 @@ TrainerState TrainerState::from_json(const json& j, const std::string& where) {
 
 void save_checkpoint(const std::string& dir, const CheckpointContents& c) {
   POLAR_CHECK(c.model && c.tokenizer && c.config, "save_checkpoint: model, tokenizer and config are required");
-  fs::path final_dir(dir);
-  fs::path tmp = final_dir;
-  tmp += ".tmp-" + std::to_string(::getpid());
-  if (c.staging_dir.empty()) {
-    fs::remove_all(tmp);
-  } else {
-    tmp = c.staging_dir;
+  StagedDir staged(dir, c.staging_dir);  // swapped into place by commit(); removed on an error
+  const fs::path tmp(staged.path());
+  io::save_safetensors((tmp / "model.safetensors").string(), named_weights(*c.model),
+                       {{"format", "pt"}, {"producer", "polar"}});
+  json config = *c.config;
+  config["tokenizer_fingerprint"] = c.tokenizer->fingerprint();  // what the weights' ids mean
+  write_json_file_atomic((tmp / "config.json").string(), config);
+  c.tokenizer->save((tmp / "tokenizer").string());
+  if (c.optimizer) {
+    torch::serialize::OutputArchive archive;
+    c.optimizer->save(archive);
+    archive.save_to((tmp / "optimizer.pt").string());
   }
-  fs::create_directories(tmp);
-  try {
-    io::save_safetensors((tmp / "model.safetensors").string(), named_weights(*c.model),
-                         {{"format", "pt"}, {"producer", "polar"}});
-    json config = *c.config;
-    config["tokenizer_fingerprint"] = c.tokenizer->fingerprint();  // what the weights' ids mean
-    write_json_file_atomic((tmp / "config.json").string(), config);
-    c.tokenizer->save((tmp / "tokenizer").string());
-    if (c.optimizer) {
-      torch::serialize::OutputArchive archive;
-      c.optimizer->save(archive);
-      archive.save_to((tmp / "optimizer.pt").string());
+  if (c.state) {
+    TrainerState state = *c.state;
+    auto gen = at::detail::getDefaultCPUGenerator();
+    torch::Tensor gen_state;
+    {
+      std::lock_guard<std::mutex> lock(gen.mutex());
+      gen_state = gen.get_state();  // opaque bytes
     }
-    if (c.state) {
-      TrainerState state = *c.state;
-      auto gen = at::detail::getDefaultCPUGenerator();
-      torch::Tensor gen_state;
-      {
-        std::lock_guard<std::mutex> lock(gen.mutex());
-        gen_state = gen.get_state();  // opaque bytes
-      }
-      state.rng_state_b64 = base64_encode(gen_state.data_ptr<uint8_t>(), gen_state.numel());
-      write_json_file_atomic((tmp / "trainer_state.json").string(), state.to_json());
-    }
-    write_checkpoint_checksums(tmp.string());
-    // Swap into place: a reader never sees a half-written dir under the final name.
-    fs::path old = final_dir;
-    old += ".old-" + std::to_string(::getpid());
-    if (fs::exists(final_dir)) fs::rename(final_dir, old);
-    fs::rename(tmp, final_dir);
-    fs::remove_all(old);
-  } catch (...) {
-    std::error_code ec;
-    fs::remove_all(tmp, ec);
-    throw;
+    state.rng_state_b64 = base64_encode(gen_state.data_ptr<uint8_t>(), gen_state.numel());
+    write_json_file_atomic((tmp / "trainer_state.json").string(), state.to_json());
   }
+  write_checkpoint_checksums(tmp.string());
+  staged.commit();
 }
 
 std::optional<std::string> find_latest_checkpoint(const std::string& run_dir) {

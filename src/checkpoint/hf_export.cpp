@@ -9,9 +9,9 @@
 #include <torch/torch.h>
 
 #include <filesystem>
-#include <unistd.h>
 
 #include "polar/common/error.h"
+#include "polar/common/staged_dir.h"
 #include "polar/common/json_config.h"
 #include "polar/io/hf_layouts.h"
 #include "polar/io/safetensors.h"
@@ -153,34 +153,22 @@ void export_hf(const LoadedModel& lm, const std::string& out_dir, const HfExport
   const auto dtype = options.dtype == "bf16" ? torch::kBFloat16 : torch::kFloat32;
   for (auto& [name, t] : tensors) t = t.to(torch::kCPU).to(dtype).contiguous();
 
-  fs::path tmp = out;
-  tmp += ".tmp-" + std::to_string(::getpid());
-  fs::remove_all(tmp);
-  fs::create_directories(tmp);
-  try {
-    save_safetensors_sharded(tmp.string(), tensors, options.max_shard_bytes, {{"format", "pt"}});
-    tensors.clear();
-    write_json_file_atomic((tmp / "config.json").string(), config);
-    lm.tokenizer.save(tmp.string());  // tokenizer.model + polar_tokenizer.json (exact ids on re-import)
-    const json tok_config = tokenizer_config(lm.tokenizer, pad, shape.max_position, tokenizer_code ? code : nullptr);
-    write_json_file_atomic((tmp / "tokenizer_config.json").string(), tok_config);
-    write_json_file_atomic((tmp / "special_tokens_map.json").string(), special_tokens_map(tok_config));
-    if (!code_dir.empty()) {
-      for (const char* f : code->files) {
-        const fs::path src = fs::path(code_dir) / f;
-        if (fs::is_regular_file(src)) fs::copy_file(src, tmp / f, fs::copy_options::overwrite_existing);
-      }
+  StagedDir staged(out.string());  // swapped into place by commit(); removed on an error
+  const fs::path tmp(staged.path());
+  save_safetensors_sharded(tmp.string(), tensors, options.max_shard_bytes, {{"format", "pt"}});
+  tensors.clear();
+  write_json_file_atomic((tmp / "config.json").string(), config);
+  lm.tokenizer.save(tmp.string());  // tokenizer.model + polar_tokenizer.json (exact ids on re-import)
+  const json tok_config = tokenizer_config(lm.tokenizer, pad, shape.max_position, tokenizer_code ? code : nullptr);
+  write_json_file_atomic((tmp / "tokenizer_config.json").string(), tok_config);
+  write_json_file_atomic((tmp / "special_tokens_map.json").string(), special_tokens_map(tok_config));
+  if (!code_dir.empty()) {
+    for (const char* f : code->files) {
+      const fs::path src = fs::path(code_dir) / f;
+      if (fs::is_regular_file(src)) fs::copy_file(src, tmp / f, fs::copy_options::overwrite_existing);
     }
-    fs::path old = out;
-    old += ".old-" + std::to_string(::getpid());
-    if (fs::exists(out)) fs::rename(out, old);
-    fs::rename(tmp, out);
-    fs::remove_all(old);
-  } catch (...) {
-    std::error_code ec;
-    fs::remove_all(tmp, ec);
-    throw;
   }
+  staged.commit();
 
   spdlog::info("exported {} ({}, {}) to {}", config["architectures"][0].get<std::string>(), format, options.dtype, out_dir);
   spdlog::info("the score is read at the last non-pad token: POLAR sequences end with the reward token (id {}), "

@@ -60,47 +60,27 @@ void remove_stale_staging(const std::string& output) {
 
 }  // namespace
 
-StagedOutput::StagedOutput(const std::string& output, bool overwrite) : output_(output), overwrite_(overwrite) {
-  POLAR_CHECK(!output.empty(), "--output: empty path");
-  while (output_.size() > 1 && output_.back() == '/') output_.pop_back();
-  check_target();
-  remove_stale_staging(output_);
-  tmp_ = output_ + ".tmp-" + std::to_string(::getpid());
-  remove_tree(tmp_);
-  std::error_code ec;
-  fs::create_directories(tmp_, ec);
-  POLAR_CHECK(!ec, tmp_, ": cannot create directory: ", ec.message());
+// Refuses an existing OUTPUT unless --overwrite, and even then only a dataset or empty directory.
+static void check_output_target(const std::string& output, bool overwrite) {
+  if (!fs::exists(output)) return;
+  POLAR_CHECK(overwrite, output, ": already exists (pass --overwrite to replace it)");
+  const bool dataset = fs::is_directory(output) &&
+                       (fs::exists(fs::path(output) / "manifest.json") || fs::is_empty(output));
+  POLAR_CHECK(dataset, output, ": exists and is not a polar dataset (no manifest.json); refusing to replace it");
 }
 
-StagedOutput::~StagedOutput() {
-  if (!committed_) remove_tree(tmp_);
+StagedOutput::StagedOutput(const std::string& output, bool overwrite) : overwrite_(overwrite) {
+  POLAR_CHECK(!output.empty(), "--output: empty path");
+  std::string target = output;
+  while (target.size() > 1 && target.back() == '/') target.pop_back();
+  check_output_target(target, overwrite_);
+  remove_stale_staging(target);
+  staged_ = std::make_unique<StagedDir>(target);
 }
 
 void StagedOutput::commit() {
-  check_target();
-  std::error_code ec;
-  const std::string old = output_ + ".old-" + std::to_string(::getpid());
-  const bool replacing = fs::exists(output_);
-  if (replacing) {
-    fs::rename(output_, old, ec);
-    POLAR_CHECK(!ec, output_, ": cannot move the previous dataset aside: ", ec.message());
-  }
-  fs::rename(tmp_, output_, ec);
-  if (ec) {
-    if (replacing) fs::rename(old, output_, ec);
-    throw Error(output_ + ": cannot rename " + tmp_ + " into place");
-  }
-  committed_ = true;
-  if (replacing) remove_tree(old);
-}
-
-// Refuses an existing OUTPUT unless --overwrite, and even then only a dataset or empty directory.
-void StagedOutput::check_target() const {
-  if (!fs::exists(output_)) return;
-  POLAR_CHECK(overwrite_, output_, ": already exists (pass --overwrite to replace it)");
-  const bool dataset = fs::is_directory(output_) &&
-                       (fs::exists(fs::path(output_) / "manifest.json") || fs::is_empty(output_));
-  POLAR_CHECK(dataset, output_, ": exists and is not a polar dataset (no manifest.json); refusing to replace it");
+  check_output_target(staged_->output(), overwrite_);
+  staged_->commit();
 }
 
 int resolve_threads(int threads) {

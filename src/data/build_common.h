@@ -5,12 +5,14 @@
 #include <cstdint>
 #include <functional>
 #include <map>
+#include <memory>
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <random>
 #include <string>
 #include <vector>
 
+#include "polar/common/staged_dir.h"
 #include "polar/data/records.h"
 #include "polar/data/shards.h"
 #include "polar/tokenizer/template.h"
@@ -30,24 +32,20 @@ void shuffle(std::vector<T>& v, std::mt19937_64& rng) {
 // Removes a file or directory tree; missing is fine.
 void remove_tree(const std::string& path);
 
-// The output directory is built at OUTPUT.tmp-<pid> and renamed into place by commit();
-// until then, destruction (an error) removes it and OUTPUT is untouched. Staging directories
-// of OUTPUT left by killed builders (their pid no longer runs) are removed on construction.
+// The output directory is built at OUTPUT.tmp-<pid> and renamed into place by commit()
+// (polar::StagedDir); until then, destruction (an error) removes it and OUTPUT is untouched. An
+// existing OUTPUT is replaced only with `overwrite` and only when it is a dataset or empty. Staging
+// directories of OUTPUT left by killed builders (their pid no longer runs) are removed on construction.
 class StagedOutput {
  public:
   StagedOutput(const std::string& output, bool overwrite);
-  ~StagedOutput();
-  StagedOutput(const StagedOutput&) = delete;
-  StagedOutput& operator=(const StagedOutput&) = delete;
-  const std::string& tmp() const { return tmp_; }
-  const std::string& output() const { return output_; }
+  const std::string& tmp() const { return staged_->path(); }
+  const std::string& output() const { return staged_->output(); }
   void commit();
 
  private:
-  void check_target() const;
-  std::string output_, tmp_;
   bool overwrite_;
-  bool committed_ = false;
+  std::unique_ptr<StagedDir> staged_;
 };
 
 int resolve_threads(int threads);  // 0 -> hardware concurrency (at least 1)
