@@ -3,12 +3,12 @@
 
 #include <fmt/format.h>
 
+#include <sys/resource.h>
+#include <unistd.h>
 #include <algorithm>
 #include <cmath>
 #include <fstream>
 #include <sstream>
-#include <sys/resource.h>
-#include <unistd.h>
 
 #if __has_include(<c10/cuda/CUDACachingAllocator.h>)
 #include <c10/cuda/CUDACachingAllocator.h>
@@ -19,7 +19,8 @@ namespace polar {
 namespace {
 
 constexpr int64_t kBucketBytes = 25 << 20;  // dist::DistOptions::bucket_bytes
-constexpr int64_t kUpdateChunk = 1 << 22;   // ShardedAdamW updates at most this many elements at once
+constexpr int64_t kUpdateChunk = 1
+                                 << 22;  // ShardedAdamW updates at most this many elements at once
 
 // Bytes one token leaves saved for backward in one decoder layer (forward of the layer in
 // src/model/reward_model.cpp).
@@ -53,7 +54,8 @@ std::string gib(int64_t bytes) {
 
 }  // namespace
 
-MemoryPlan plan_memory(const ModelConfig& c, const TrainConfig& cfg, int world, bool cuda, int64_t runtime_bytes) {
+MemoryPlan plan_memory(const ModelConfig& c, const TrainConfig& cfg, int world, bool cuda,
+                       int64_t runtime_bytes) {
   MemoryPlan m;
   const auto& t = cfg.train;
   const int64_t P = c.num_parameters(), N = world;
@@ -88,10 +90,11 @@ MemoryPlan plan_memory(const ModelConfig& c, const TrainConfig& cfg, int world, 
   const double T = static_cast<double>(cfg.data.micro_batch_tokens);
   const double per_layer = layer_bytes_per_token(c, cuda) * T;
   const double boundary = 4.0 * static_cast<double>(c.hidden_size) * T;
-  const double fixed = boundary + (cuda ? 0.0 : T * static_cast<double>(cfg.data.row_tokens)) + 24.0 * T +
-                       8.0 * static_cast<double>(c.head_dim()) * T;
+  const double fixed = boundary + (cuda ? 0.0 : T * static_cast<double>(cfg.data.row_tokens)) +
+                       24.0 * T + 8.0 * static_cast<double>(c.head_dim()) * T;
   const double L = static_cast<double>(c.num_layers);
-  const double backward = 3.0 * 4.0 * T * static_cast<double>(std::max(c.intermediate_size, 2 * c.hidden_size));
+  const double backward =
+      3.0 * 4.0 * T * static_cast<double>(std::max(c.intermediate_size, 2 * c.hidden_size));
   m.autocast_weights = cuda && t.precision != "fp32" ? 2 * P : 0;
   const auto peak_of = [&](double saved, double recomputed_layer) {
     const double forward_end = fixed + saved + static_cast<double>(m.autocast_weights);
@@ -109,31 +112,40 @@ MemoryPlan plan_memory(const ModelConfig& c, const TrainConfig& cfg, int world, 
 
   // Optimizer temporaries (sqrt and denominator of the largest tensor or update chunk) and the
   // gradient-norm reduction.
-  const int64_t largest = std::max(c.vocab_size * c.hidden_size, c.hidden_size * c.intermediate_size);
+  const int64_t largest =
+      std::max(c.vocab_size * c.hidden_size, c.hidden_size * c.intermediate_size);
   m.workspace = 2 * 4 * (t.zero == 0 ? largest : std::min<int64_t>(shard, kUpdateChunk));
   m.runtime = cuda ? 0 : runtime_bytes;
-  m.peak = m.params + m.grads + m.master + m.optimizer + m.buckets + m.activations + m.workspace + m.runtime;
+  m.peak = m.params + m.grads + m.master + m.optimizer + m.buckets + m.activations + m.workspace +
+           m.runtime;
   if (!cuda) m.peak += m.host;  // the host is the device
   return m;
 }
 
 std::string MemoryPlan::format(double capacity_gib) const {
   std::ostringstream o;
-  o << fmt::format("memory plan per rank: {:.3g}B parameters, {} rank(s), {}, micro-batch {} tokens\n",
-                   static_cast<double>(parameters), world_size, cuda ? "CUDA" : "CPU", micro_batch_tokens);
+  o << fmt::format(
+      "memory plan per rank: {:.3g}B parameters, {} rank(s), {}, micro-batch {} tokens\n",
+      static_cast<double>(parameters), world_size, cuda ? "CUDA" : "CPU", micro_batch_tokens);
   const std::pair<const char*, int64_t> rows[] = {
-      {"parameters (fp32)", params}, {"gradients (fp32)", grads}, {"master weights (fp32)", master},
-      {"optimizer (AdamW m, v)", optimizer}, {"activations, no checkpointing", activations_none},
+      {"parameters (fp32)", params},
+      {"gradients (fp32)", grads},
+      {"master weights (fp32)", master},
+      {"optimizer (AdamW m, v)", optimizer},
+      {"activations, no checkpointing", activations_none},
       {"activations, checkpointing blocks", activations_blocks},
-      {"autocast weight copies (forward)", autocast_weights}, {"buckets", buckets}, {"workspace", workspace},
-      {"runtime (process baseline)", runtime}, {"host (offloaded)", host}};
+      {"autocast weight copies (forward)", autocast_weights},
+      {"buckets", buckets},
+      {"workspace", workspace},
+      {"runtime (process baseline)", runtime},
+      {"host (offloaded)", host}};
   for (const auto& [name, bytes] : rows) o << fmt::format("  {:<36} {:>12}\n", name, gib(bytes));
-  o << fmt::format("  {:<36} {:>12}  (activations: {}, {})\n", "predicted peak", gib(peak), checkpointing,
-                   gib(activations));
+  o << fmt::format("  {:<36} {:>12}  (activations: {}, {})\n", "predicted peak", gib(peak),
+                   checkpointing, gib(activations));
   if (capacity_gib > 0) {
     const double cap = capacity_gib * 1024.0 * 1024 * 1024;
-    o << fmt::format("  fits in {:.0f} GiB: {} ({:.0f}% used)\n", capacity_gib, peak <= cap ? "yes" : "NO",
-                     100.0 * static_cast<double>(peak) / cap);
+    o << fmt::format("  fits in {:.0f} GiB: {} ({:.0f}% used)\n", capacity_gib,
+                     peak <= cap ? "yes" : "NO", 100.0 * static_cast<double>(peak) / cap);
   }
   return o.str();
 }
@@ -148,7 +160,8 @@ int64_t current_rss_bytes() {
 int64_t measured_peak_bytes(bool cuda, int index) {
 #ifdef POLAR_HAVE_CUDA_ALLOCATOR
   if (cuda) {
-    const auto stats = c10::cuda::CUDACachingAllocator::getDeviceStats(static_cast<c10::DeviceIndex>(index));
+    const auto stats =
+        c10::cuda::CUDACachingAllocator::getDeviceStats(static_cast<c10::DeviceIndex>(index));
     return stats.allocated_bytes[0].peak;
   }
 #else

@@ -2,7 +2,8 @@
 // a half-written OUTPUT and an error leaves the previous one intact:
 //   StagedDir staged(output);          // creates OUTPUT.tmp-<pid> (or uses `staging`)
 //   write files into staged.path();
-//   staged.commit();                   // OUTPUT -> OUTPUT.old-<pid>, staging -> OUTPUT, old removed
+//   staged.commit();                   // OUTPUT -> OUTPUT.old-<pid>, staging -> OUTPUT, old
+//   removed
 // If the final rename fails, the previous OUTPUT is put back. Destroyed before commit() (an
 // error), the staging directory is removed and OUTPUT is untouched.
 #pragma once
