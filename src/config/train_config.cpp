@@ -106,6 +106,7 @@ TrainConfig TrainConfig::from_json(const json& j, const std::string& where) {
     s.get("activation_checkpointing", x.activation_checkpointing);
     s.get("activation_checkpointing_k", x.activation_checkpointing_k);
     s.get("offload_optimizer", x.offload_optimizer);
+    s.get("param_dtype", x.param_dtype);
     s.finish();
     POLAR_CHECK(x.zero >= 0 && x.zero <= 2, s.path("zero"), ": expected 0, 1 or 2, got ", x.zero);
     POLAR_CHECK(x.activation_checkpointing == "none" || x.activation_checkpointing == "blocks" ||
@@ -135,6 +136,12 @@ TrainConfig TrainConfig::from_json(const json& j, const std::string& where) {
                 s.path("attention"), ": expected auto, math or varlen, got \"", x.attention, "\"");
     POLAR_CHECK(x.precision == "fp32" || x.precision == "bf16", s.path("precision"),
                 ": expected fp32 or bf16, got \"", x.precision, "\"");
+    POLAR_CHECK(x.param_dtype == "fp32" || x.param_dtype == "bf16", s.path("param_dtype"),
+                ": expected fp32 or bf16, got \"", x.param_dtype, "\"");
+    POLAR_CHECK(x.param_dtype == "fp32" || (x.zero == 2 && x.precision == "bf16"),
+                s.path("param_dtype"),
+                ": bf16 weights need train.zero 2 (fp32 master weights and gradient accumulation "
+                "in the shard) and train.precision bf16");
   }
   if (const json* e = r.object("eval")) {
     ConfigReader s(*e, where + ".eval");
@@ -204,7 +211,8 @@ json TrainConfig::to_json() const {
         {"zero", t.zero},
         {"activation_checkpointing", t.activation_checkpointing},
         {"activation_checkpointing_k", t.activation_checkpointing_k},
-        {"offload_optimizer", t.offload_optimizer}}},
+        {"offload_optimizer", t.offload_optimizer},
+        {"param_dtype", t.param_dtype}}},
       {"eval", {{"every", eval.every}, {"max_groups", eval.max_groups}}},
       {"run",
        {{"output_dir", run.output_dir},

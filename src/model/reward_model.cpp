@@ -306,6 +306,18 @@ void RewardModelImpl::reset_parameters(uint64_t seed, bool on_device) {
   }
 }
 
+int64_t RewardModelImpl::set_matrix_dtype(torch::Dtype dtype) {
+  torch::NoGradGuard no_grad;
+  int64_t n = 0;
+  for (auto& item : named_parameters()) {
+    Tensor& p = item.value();
+    if (p.dim() != 2 || item.key() == "score.weight" || p.scalar_type() == dtype) continue;
+    p.set_data(p.detach().to(dtype));
+    ++n;
+  }
+  return n;
+}
+
 void RewardModelImpl::reset_reward_head(uint64_t seed) {
   torch::NoGradGuard no_grad;
   auto gen = at::detail::createCPUGenerator(seed);

@@ -24,9 +24,14 @@ constexpr int64_t kUpdateChunk = 1
 
 // Bytes one token leaves saved for backward in one decoder layer (forward of the layer in
 // src/model/reward_model.cpp).
-double layer_bytes_per_token(const ModelConfig& c, bool cuda) {
+double layer_bytes_per_token(const ModelConfig& c, bool cuda, bool bf16_weights) {
   const double H = static_cast<double>(c.hidden_size), I = static_cast<double>(c.intermediate_size);
   const double KV = static_cast<double>(c.num_kv_heads * c.head_dim());
+  if (cuda && bf16_weights) {
+    // bf16 residual stream: each RMSNorm (HF's bf16 arithmetic) keeps its fp32 upcast and its
+    // bf16 normalised output; the rest as below. 26H + 4KV + 8I bytes.
+    return 2 * (4 * H + 2 * H) + 2 * (3 * H + 2 * H + 2 * KV + 2 * H + 4 * I);
+  }
   if (cuda) {
     // bf16 autocast, fused RMSNorm (it keeps its fp32 input and a per-token rstd): fp32, the
     // layer input and the residual after attention; bf16, the inputs of the q/k/v and gate/up
@@ -65,7 +70,10 @@ MemoryPlan plan_memory(const ModelConfig& c, const TrainConfig& cfg, int world, 
   m.cuda = cuda;
   m.micro_batch_tokens = cfg.data.micro_batch_tokens;
   m.checkpointing = t.activation_checkpointing;
-  m.params = 4 * P;
+  // train.param_dtype bf16: the matrices in bf16; norms and the reward head stay fp32.
+  const bool bf16_weights = cuda && t.param_dtype == "bf16";
+  const int64_t small = (2 * c.num_layers + 2) * c.hidden_size;
+  m.params = bf16_weights ? 2 * (P - small) + 4 * small : 4 * P;
   m.grads = t.zero == 2 ? 4 * shard : 4 * P;
   m.master = t.zero == 0 ? 0 : 4 * shard;
   m.optimizer = t.zero == 0 ? 8 * P : 8 * shard;
@@ -88,14 +96,14 @@ MemoryPlan plan_memory(const ModelConfig& c, const TrainConfig& cfg, int world, 
   // tensors plus autocast's bf16 copies of the fp32 weights, kept until the forward returns) and
   // backward (saved tensors, a recomputed layer, and a few gradients of the widest activation).
   const double T = static_cast<double>(cfg.data.micro_batch_tokens);
-  const double per_layer = layer_bytes_per_token(c, cuda) * T;
+  const double per_layer = layer_bytes_per_token(c, cuda, bf16_weights) * T;
   const double boundary = 4.0 * static_cast<double>(c.hidden_size) * T;
   const double fixed = boundary + (cuda ? 0.0 : T * static_cast<double>(cfg.data.row_tokens)) +
                        24.0 * T + 8.0 * static_cast<double>(c.head_dim()) * T;
   const double L = static_cast<double>(c.num_layers);
   const double backward =
       3.0 * 4.0 * T * static_cast<double>(std::max(c.intermediate_size, 2 * c.hidden_size));
-  m.autocast_weights = cuda && t.precision != "fp32" ? 2 * P : 0;
+  m.autocast_weights = cuda && t.precision != "fp32" ? (bf16_weights ? 2 * small : 2 * P) : 0;
   const auto peak_of = [&](double saved, double recomputed_layer) {
     const double forward_end = fixed + saved + static_cast<double>(m.autocast_weights);
     return static_cast<int64_t>(std::max(forward_end, fixed + saved + recomputed_layer + backward));
@@ -128,7 +136,7 @@ std::string MemoryPlan::format(double capacity_gib) const {
       "memory plan per rank: {:.3g}B parameters, {} rank(s), {}, micro-batch {} tokens\n",
       static_cast<double>(parameters), world_size, cuda ? "CUDA" : "CPU", micro_batch_tokens);
   const std::pair<const char*, int64_t> rows[] = {
-      {"parameters (fp32)", params},
+      {"parameters", params},
       {"gradients (fp32)", grads},
       {"master weights (fp32)", master},
       {"optimizer (AdamW m, v)", optimizer},

@@ -200,6 +200,13 @@ Trainer::Trainer(TrainConfig config, bool resume, SetupFn make_setup)
                        baseline_rss);
   s.ctx->broadcast_module(*s.setup.model);
 
+  if (s.cfg.train.param_dtype == "bf16") {
+    POLAR_CHECK(device.is_cuda(), "train.param_dtype bf16 needs a CUDA device (train.device is ",
+                s.cfg.train.device, ", resolved to ", device.str(), ")");
+    const int64_t n = s.setup.model->set_matrix_dtype(torch::kBFloat16);
+    spdlog::info("weights: {} matrices in bf16 on the device; fp32 master weights in the optimizer",
+                 n);
+  }
   for (auto& p : s.setup.model->parameters()) s.params.push_back(p);
   s.ctx->attach_gradients(s.params);
   // Parameter groups by role (decay on backbone matrices only; the head's lr scale); the

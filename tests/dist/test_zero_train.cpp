@@ -12,6 +12,8 @@
 #include <regex>
 #include <tuple>
 
+#include <torch/cuda.h>
+
 #include "common/tiny_data.h"
 #include "dist/dist_test_util.h"
 #include "polar/train/optimizer.h"
@@ -167,6 +169,30 @@ TEST_F(ZeroTrain, ActivationCheckpointingTrainsToTheSameParameters) {
   // Recomputation runs the same ops on the same inputs: bit-identical gradients.
   EXPECT_EQ(max_parameter_difference(final_model("none"), final_model("blocks")), 0.0);
   EXPECT_EQ(max_parameter_difference(final_model("none"), final_model("every2")), 0.0);
+}
+
+// train.param_dtype bf16 (ZeRO-2, bf16 autocast, CUDA; with and without offload): the matrices
+// live in bf16 on the GPU and training follows the fp32-weight run within bf16 rounding.
+TEST_F(ZeroTrain, Bf16WeightsOnGpuTrainLikeFp32Weights) {
+  if (!torch::cuda::is_available()) GTEST_SKIP() << "no CUDA device";
+  const auto on_gpu = [](nlohmann::json extra) {
+    extra["device"] = "cuda";
+    extra["precision"] = "bf16";
+    return extra;
+  };
+  train(config("fp32w", 20, 2, on_gpu({})), 1);
+  const std::string out = train(config("bf16w", 20, 2, on_gpu({{"param_dtype", "bf16"}})), 1);
+  EXPECT_NE(out.find("matrices in bf16"), std::string::npos) << out;
+  train(config("bf16w_offload", 20, 2,
+               on_gpu({{"param_dtype", "bf16"}, {"offload_optimizer", true}})),
+        1);
+  const double to_fp32 = max_parameter_difference(final_model("fp32w"), final_model("bf16w"));
+  const double offload =
+      max_parameter_difference(final_model("bf16w"), final_model("bf16w_offload"));
+  std::cout << "bf16 weights vs fp32 weights after 20 steps: max difference " << to_fp32
+            << "; offloaded vs not: " << offload << "\n";
+  EXPECT_LE(to_fp32, 5e-3);
+  EXPECT_LE(offload, 5e-3);
 }
 
 TEST_F(ZeroTrain, MemoryPlanIsWithinTenPercentOfTheMeasuredPeak) {

@@ -246,6 +246,13 @@ TEST(TrainConfig, ValidatesZeroCheckpointingAndOffloadKeys) {
                "cfg.train.activation_checkpointing_k: must be at least 1");
   expect_error({{"offload_optimizer", true}},
                "cfg.train.offload_optimizer: needs train.zero 1 or 2");
+  expect_error({{"param_dtype", "fp16"}}, "cfg.train.param_dtype: expected fp32 or bf16");
+  expect_error({{"zero", 1}, {"precision", "bf16"}, {"param_dtype", "bf16"}},
+               "cfg.train.param_dtype: bf16 weights need train.zero 2");
+  expect_error({{"zero", 2}, {"param_dtype", "bf16"}},
+               "cfg.train.param_dtype: bf16 weights need train.zero 2");  // precision fp32
+  EXPECT_EQ(parse({{"zero", 2}, {"precision", "bf16"}, {"param_dtype", "bf16"}}).train.param_dtype,
+            "bf16");
   polar::TrainSection t;
   t.activation_checkpointing = "every_k";
   t.activation_checkpointing_k = 3;

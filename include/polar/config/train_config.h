@@ -65,6 +65,10 @@ struct TrainSection {
   int64_t activation_checkpointing_k = 2;
   // Master weights and AdamW state in host memory, update on the CPU (needs zero 1 or 2).
   bool offload_optimizer = false;
+  // fp32 | bf16: the dtype of the weight matrices on the device. bf16 (needs zero 2, precision
+  // bf16, CUDA) halves their memory and the gradient traffic; the fp32 master weights stay in
+  // the sharded optimizer.
+  std::string param_dtype = "fp32";
 };
 
 struct EvalSection {

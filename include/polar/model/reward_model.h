@@ -61,6 +61,10 @@ class RewardModelImpl : public torch::nn::Module {
   // Every layer (on), or every k-th one (layers 0, k, 2k, ...; k = 1 is every layer, 0 none).
   void set_activation_checkpointing(bool on) { checkpoint_every_ = on ? 1 : 0; }
   void set_activation_checkpointing_every(int64_t k) { checkpoint_every_ = k; }
+  // Stores the weight matrices (embedding, projections) in `dtype`; norms and the reward head
+  // keep theirs. Call before gradients are hooked (a dtype change resets autograd's
+  // accumulators). Returns the number of tensors cast.
+  int64_t set_matrix_dtype(torch::Dtype dtype);
 
  private:
   struct Layer;
