@@ -17,6 +17,7 @@ echo "=== ZeroGpu tests"
 [ -n "${POLAR_ZERO_SKIP_TESTS:-}" ] || timeout 60 build/tests/polar_tests --gtest_filter='ZeroGpu*' 2>&1 | grep -vE "^\[20[0-9-]+ " | tail -8
 bench() {  # NAME SECONDS CONFIG "BENCH FLAGS" [--set KEY=VALUE ...]
   local name=$1 budget=$2 config=$3 flags=$4; shift 4
+  [[ "$name" =~ ${POLAR_ZERO_RUNS:-.} ]] || return 0  # POLAR_ZERO_RUNS: a regex of the runs to do
   echo "=== $name"
   build/polar plan --config "$config" --nproc 1 --gpu-memory 80 "$@" 2>&1 | tee "$OUT/plan_$name.txt" | tail -3
   # shellcheck disable=SC2086
@@ -38,14 +39,23 @@ bench 1b_32k 60 configs/gpu_1b.json "--steps 3 --warmup 1 --seq-len 1024" --set 
   --set train.batch_groups=44
 bench 1b_ckpt_32k 60 configs/gpu_1b.json "--steps 3 --warmup 1 --seq-len 1024" \
   --set train.activation_checkpointing=blocks --set data.micro_batch_tokens=32768 --set train.batch_groups=44
+# Weight matrices in bf16 (train.param_dtype bf16, ZeRO-2): 1B at 32K-token micro-batches, and
+# the 7B offload recipe at 32K-token micro-batches.
+bench 1b_bf16w_32k 60 configs/gpu_1b.json "--steps 3 --warmup 1 --seq-len 1024" \
+  --set data.micro_batch_tokens=32768 --set train.batch_groups=44 --set train.zero=2 \
+  --set train.param_dtype=bf16
+bench 7b_offload_bf16w_32k ${POLAR_7B_BUDGET:-260} configs/polar7b_offload.json \
+  "--steps 2 --warmup 1 --seq-len 2048" --set train.batch_groups=10 --set data.row_tokens=2048 \
+  --set data.micro_batch_tokens=32768 --set model.num_layers=$layers --set train.param_dtype=bf16
 python3 - "$OUT" <<'PY'
 import json, os, re, sys
 out = sys.argv[1]
 rows = ["| run | params | tokens/step | s/step | tokens/s | TFLOP/s | MFU (measured peak) | MFU (989 TFLOP/s) | peak GiB | plan GiB |",
         "|---|---|---|---|---|---|---|---|---|---|"]
-for name in ("7b_offload", "1b_default", "1b_32k", "1b_ckpt_32k"):
+for name in ("7b_offload", "7b_offload_bf16w_32k", "1b_default", "1b_32k", "1b_ckpt_32k", "1b_bf16w_32k"):
     p = os.path.join(out, f"bench_{name}.json")
     if not os.path.exists(p):
+        if not os.path.exists(os.path.join(out, f"plan_{name}.txt")): continue  # not selected
         rows.append(f"| {name} | failed or timed out | | | | | | | | |"); continue
     r = json.load(open(p))
     plan = open(os.path.join(out, f"plan_{name}.txt")).read()
