@@ -24,12 +24,15 @@ from trl.trainer.reward_trainer import DataCollatorForPreference
 class StepTimer(TrainerCallback):
     def __init__(self):
         self.marks = []
+        self.cpu = []  # process CPU seconds (all threads) at the same points
 
     def on_train_begin(self, args, state, control, **kwargs):
         self.marks.append(time.perf_counter())
+        self.cpu.append(time.process_time())
 
     def on_step_end(self, args, state, control, **kwargs):
         self.marks.append(time.perf_counter())
+        self.cpu.append(time.process_time())
 
 
 class CountingCollator(DataCollatorForPreference):
@@ -109,6 +112,7 @@ def main():
         "side": "trl", "gradient_checkpointing": args.gradient_checkpointing, "steps": len(step_s),
         "timed_steps": len(timed), "pairs_per_step": args.batch, "step_s": step_s,
         "pairs_per_s": args.batch * len(timed) / sum(timed),
+        "pairs_per_cpu_s": args.batch * len(timed) / (timer.cpu[-1] - timer.cpu[args.warmup]),
         "computed_tokens_per_step": sum(b[0] for b in batches) / len(batches),
         "real_tokens_per_step": sum(b[1] for b in batches) / len(batches),
         "parameters": sum(p.numel() for p in model.parameters()),

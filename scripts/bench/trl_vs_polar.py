@@ -11,7 +11,10 @@ changes on the machine hit both; the summary takes medians over rounds.
 Measured per run: pairs/s over the timed steps (the first --warmup steps dropped; each side's
 step time covers batch assembly, forward, backward, clip and optimizer step), tokens computed per
 step (polar: prefix once per group with data.shared_prefix; TRL: its padded batch), real tokens
-(every pair's two sequences, no padding), and the process's peak RSS (wait4).
+(every pair's two sequences, no padding), the process's peak RSS (wait4) and pairs per CPU-second
+of the timed steps (TRL: process CPU time between step callbacks; polar: the run's CPU time minus
+that of a run of only the untimed steps), which counts less of the time other processes held the
+cores (threads that spin-wait still count).
 
 Usage: scripts/bench/trl_vs_polar.py [--polar build/polar] [--data data/quickstart/finetune]
        [--rounds 8] [--steps 40] [--trl-defaults-rounds 4] [--out-dir runs/bench_trl]
@@ -53,7 +56,7 @@ def parse_args():
 
 
 def run_measured(cmd, env, log_path):
-    """Runs cmd; returns (wall seconds, peak RSS MiB). Fails loudly with the log's tail."""
+    """Runs cmd; returns (wall seconds, peak RSS MiB, CPU seconds). Fails loudly with the log's tail."""
     t0 = time.perf_counter()
     with open(log_path, "w") as log:
         proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
@@ -63,7 +66,7 @@ def run_measured(cmd, env, log_path):
         tail = Path(log_path).read_text()[-3000:]
         sys.exit(f"error: {' '.join(map(str, cmd))} failed (exit {os.waitstatus_to_exitcode(status)}); "
                  f"log {log_path}:\n{tail}")
-    return wall, usage.ru_maxrss / 1024.0
+    return wall, usage.ru_maxrss / 1024.0, usage.ru_utime + usage.ru_stime
 
 
 def ensure_data(args, env):
@@ -111,11 +114,18 @@ def polar_command(args, data, out):
     return cmd
 
 
-def polar_run(args, data, env, out):
-    wall, rss = run_measured(polar_command(args, data, out), env, out.with_suffix(".log"))
+def polar_startup_cpu(args, data, env, out):
+    """CPU seconds of a polar run of only the untimed steps: subtracted to get the timed steps' CPU."""
+    short = argparse.Namespace(**dict(vars(args), steps=args.warmup))
+    return run_measured(polar_command(short, data, out), env, out.with_suffix(".log"))[2]
+
+
+def polar_run(args, data, env, out, startup_cpu):
+    wall, rss, cpu = run_measured(polar_command(args, data, out), env, out.with_suffix(".log"))
     steps = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     timed = steps[args.warmup:]
     return {"pairs_per_s": sum(s["pairs"] for s in timed) / sum(s["step_s"] for s in timed),
+            "pairs_per_cpu_s": sum(s["pairs"] for s in timed) / max(cpu - startup_cpu, 1e-9),
             "computed_tokens_per_step": statistics.mean(s["tokens"] for s in steps),
             "step_s": [s["step_s"] for s in steps], "last_loss": steps[-1]["loss"],
             "peak_rss_mib": rss, "wall_s": wall}
@@ -127,7 +137,7 @@ def trl_run(args, pairs, shape, env, out, checkpointing):
            "--batch", str(args.batch), "--threads", str(args.threads)]
     if checkpointing:
         cmd.append("--gradient-checkpointing")
-    wall, rss = run_measured(cmd, env, out.with_suffix(".log"))
+    wall, rss, _ = run_measured(cmd, env, out.with_suffix(".log"))
     result = json.loads(out.read_text())
     result.update(peak_rss_mib=rss, wall_s=wall)
     return result
@@ -146,6 +156,7 @@ def summarize(runs, real_per_pair, batch):
             "computed_tokens_per_s": statistics.median(r["pairs_per_s"] * r["computed_tokens_per_step"] / batch
                                                        for r in rs),
             "peak_rss_mib_median": statistics.median(r["peak_rss_mib"] for r in rs),
+            "pairs_per_cpu_s_median": statistics.median(r["pairs_per_cpu_s"] for r in rs),
             "polar_speedup_per_round": [p["pairs_per_s"] / r["pairs_per_s"] for p, r in zip(polar, rs)],
         }
     for side, row in rows.items():
@@ -160,14 +171,16 @@ NAMES = {"polar": "polar (shared prefix {sp})", "trl": "TRL RewardTrainer, check
 
 def markdown(rows, args):
     out = ["| run | pairs/s median (min-max) | polar speed-up (median of rounds) | tokens computed/step "
-           "| real tokens/step | computed/real | computed tokens/s | polar per computed token | peak RSS MiB |",
-           "|---|---|---|---|---|---|---|---|---|"]
+           "| real tokens/step | computed/real | computed tokens/s | polar per computed token | pairs per CPU-s "
+           "| peak RSS MiB |",
+           "|---|---|---|---|---|---|---|---|---|---|"]
     for side, r in rows.items():
         out.append(f"| {NAMES[side].format(sp=args.shared_prefix)} | {r['pairs_per_s_median']:.1f} "
                    f"({r['pairs_per_s_min']:.1f}-{r['pairs_per_s_max']:.1f}) | {r['polar_speedup_median']:.2f}x "
                    f"| {r['computed_tokens_per_step']:,.0f} | {r['real_tokens_per_step']:,.0f} "
                    f"| {r['computed_tokens_per_step'] / r['real_tokens_per_step']:.2f} "
                    f"| {r['computed_tokens_per_s']:,.0f} | {r['polar_per_computed_token']:.2f}x "
+                   f"| {r['pairs_per_cpu_s_median']:.1f} "
                    f"| {r['peak_rss_mib_median']:,.0f} |")
     for side, r in rows.items():
         if side != "polar":
@@ -190,6 +203,7 @@ def main():
     sides = ["polar", "trl"] + (["trl_defaults"] if args.trl_defaults_rounds > 0 else [])
     runs = {side: [] for side in sides}
     shape = out_dir / "shape.json"
+    startup_cpu = polar_startup_cpu(args, data, env, out_dir / "polar_startup")
     for rnd in range(args.rounds):
         for side in sides:
             if side == "trl_defaults" and rnd >= args.trl_defaults_rounds:
@@ -197,7 +211,7 @@ def main():
             out = out_dir / f"{side}_{rnd}"
             load = os.getloadavg()[0]
             if side == "polar":
-                runs[side].append(polar_run(args, data, env, out))
+                runs[side].append(polar_run(args, data, env, out, startup_cpu))
                 resolved = json.loads((out / "final/config.json").read_text())["model"]
                 shape.write_text(json.dumps(resolved))  # TRL builds exactly the shape polar resolved
             else:
