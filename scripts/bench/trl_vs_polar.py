@@ -191,6 +191,8 @@ def markdown(rows, args):
 
 def main():
     args = parse_args()
+    if not os.access(args.polar, os.X_OK):
+        sys.exit(f"error: --polar {args.polar}: not an executable (build it with scripts/build.sh or pass its path)")
     out_dir = Path(args.out_dir).resolve()
     out_dir.mkdir(parents=True, exist_ok=True)
     args.out_dir = str(out_dir)
