@@ -1,8 +1,8 @@
 // polar: the one CLI. Every subcommand is registered by the module it drives
 // (include/polar/cli/commands.h); errors from bad input end with a message and exit code 1.
-#include <CLI/CLI.hpp>
 #include <c10/util/Exception.h>
 #include <spdlog/spdlog.h>
+#include <CLI/CLI.hpp>
 
 #include <signal.h>
 
@@ -33,8 +33,8 @@ void catch_signals_from_start(int, char**, char**) {
   sigaction(SIGTERM, &sa, nullptr);
 }
 
-__attribute__((section(".preinit_array"), used)) void (*const g_preinit)(int, char**, char**) =
-    catch_signals_from_start;
+__attribute__((section(".preinit_array"),
+               used)) void (*const g_preinit)(int, char**, char**) = catch_signals_from_start;
 
 // The subcommand named on the command line (the first argument not starting with '-').
 std::string subcommand_of(int argc, char** argv) {
@@ -90,7 +90,8 @@ int main(int argc, char** argv) {
     spdlog::error("{}", describe_failure(command, "out of memory"));
     return 1;
   } catch (const c10::Error& e) {
-    spdlog::error("{}", describe_failure(command, std::string("LibTorch error: ") + e.what_without_backtrace()));
+    spdlog::error("{}", describe_failure(
+                            command, std::string("LibTorch error: ") + e.what_without_backtrace()));
     return 1;
   } catch (const std::exception& e) {
     spdlog::error("{}", describe_failure(command, e.what()));

@@ -4,11 +4,11 @@
 //   polar-run [flags] -- COMMAND ARGS...
 //   polar-run [flags] train ARGS...        (runs the `polar` binary next to polar-run)
 // Supervision (output prefixes, signals, failure handling, restarts): polar_run_supervisor.cpp.
-#include <CLI/CLI.hpp>
 #include <dirent.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
 #include <unistd.h>
+#include <CLI/CLI.hpp>
 
 #include <algorithm>
 #include <cstdlib>
@@ -79,12 +79,14 @@ int main(int argc, char** argv) {
       "  polar-run [flags] train ARGS...    (the polar binary beside polar-run)\n"};
   polar::dist::LaunchOptions options;
   std::string nproc = "1";
-  app.add_option("--nnodes", options.nnodes, "number of nodes (one polar-run per node)")->check(CLI::PositiveNumber);
+  app.add_option("--nnodes", options.nnodes, "number of nodes (one polar-run per node)")
+      ->check(CLI::PositiveNumber);
   app.add_option("--node-rank,--node_rank", options.node_rank, "this node's index, 0..nnodes-1")
       ->check(CLI::NonNegativeNumber);
   app.add_option("--nproc-per-node,--nproc_per_node", nproc,
                  "workers on this node: a number, or 'gpu' for one per visible GPU");
-  app.add_option("--master-addr,--master_addr", options.master_addr, "address of the node that runs rank 0")
+  app.add_option("--master-addr,--master_addr", options.master_addr,
+                 "address of the node that runs rank 0")
       ->capture_default_str();
   app.add_option("--master-port,--master_port", options.master_port,
                  "TCP port of rank 0's rendezvous store (0: pick a free one; single node only)")
@@ -94,7 +96,8 @@ int main(int argc, char** argv) {
                  "restart the whole worker group this many times after a failure")
       ->capture_default_str()
       ->check(CLI::NonNegativeNumber);
-  app.add_option("--log-dir,--log_dir", options.log_dir, "also write each rank's output to DIR/attempt_K/rank_R.log");
+  app.add_option("--log-dir,--log_dir", options.log_dir,
+                 "also write each rank's output to DIR/attempt_K/rank_R.log");
   app.add_option("--stop-grace-seconds", options.stop_grace_seconds,
                  "when stopping workers, seconds between SIGTERM and SIGKILL")
       ->capture_default_str()
@@ -123,18 +126,21 @@ int main(int argc, char** argv) {
     char* end = nullptr;
     const long value = std::strtol(nproc.c_str(), &end, 10);
     if (nproc.empty() || *end != '\0' || value < 1 || value > 4096) {
-      return usage_error("--nproc-per-node: expected a positive number or 'gpu', got '" + nproc + "'");
+      return usage_error("--nproc-per-node: expected a positive number or 'gpu', got '" + nproc +
+                         "'");
     }
     options.nproc_per_node = static_cast<int>(value);
   }
   if (options.node_rank >= options.nnodes) {
-    return usage_error("--node-rank " + std::to_string(options.node_rank) + " must be less than --nnodes " +
-                       std::to_string(options.nnodes));
+    return usage_error("--node-rank " + std::to_string(options.node_rank) +
+                       " must be less than --nnodes " + std::to_string(options.nnodes));
   }
   if (options.master_port == 0) {
-    if (options.nnodes > 1) return usage_error("--master-port 0 only works on a single node; pick a port");
+    if (options.nnodes > 1)
+      return usage_error("--master-port 0 only works on a single node; pick a port");
     options.master_port = free_port();
-    if (options.master_port == 0) return usage_error("could not find a free port; pass --master-port");
+    if (options.master_port == 0)
+      return usage_error("could not find a free port; pass --master-port");
   }
   return polar::dist::run_workers(options);
 }

@@ -112,7 +112,8 @@ class Group {
         signal_all(SIGKILL);
         killed_ = true;
       }
-      const bool any_running = std::any_of(workers_.begin(), workers_.end(), [](const Worker& w) { return w.running; });
+      const bool any_running =
+          std::any_of(workers_.begin(), workers_.end(), [](const Worker& w) { return w.running; });
       if (!any_running) {
         if (!cleaned_) {
           // Anything a worker left behind in its process group goes with it.
@@ -143,7 +144,8 @@ class Group {
     std::string log_dir;
     if (!options_.log_dir.empty()) {
       log_dir = options_.log_dir + "/attempt_" + std::to_string(attempt_);
-      if (!make_dirs(log_dir)) say("cannot create log directory " + log_dir + ": " + strerror(errno));
+      if (!make_dirs(log_dir))
+        say("cannot create log directory " + log_dir + ": " + strerror(errno));
     }
     workers_.resize(static_cast<size_t>(options_.nproc_per_node));
     for (int local = 0; local < options_.nproc_per_node; ++local) {
@@ -180,7 +182,8 @@ class Group {
       const std::string entry = *e;
       const std::string key = entry.substr(0, entry.find('='));
       if (key == "OMP_NUM_THREADS") has_omp = true;
-      if (std::none_of(ours.begin(), ours.end(), [&](const auto& kv) { return kv.first == key; })) env.push_back(entry);
+      if (std::none_of(ours.begin(), ours.end(), [&](const auto& kv) { return kv.first == key; }))
+        env.push_back(entry);
     }
     for (const auto& [key, value] : ours) env.push_back(key + "=" + value);
     // As torchrun: several workers on one node each get one OpenMP thread unless told otherwise.
@@ -226,7 +229,8 @@ class Group {
       dup2(out_pipe[1], 1);
       dup2(err_pipe[1], 2);
       execvpe(argv[0], argv.data(), envp.data());
-      const std::string message = "polar-run: cannot execute '" + options_.command[0] + "': " + strerror(errno) + "\n";
+      const std::string message =
+          "polar-run: cannot execute '" + options_.command[0] + "': " + strerror(errno) + "\n";
       (void)!write(2, message.data(), message.size());
       _exit(127);
     }
@@ -246,7 +250,8 @@ class Group {
     int status = 0;
     pid_t pid;
     while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
-      auto it = std::find_if(workers_.begin(), workers_.end(), [&](const Worker& w) { return w.pid == pid; });
+      auto it = std::find_if(workers_.begin(), workers_.end(),
+                             [&](const Worker& w) { return w.pid == pid; });
       if (it == workers_.end()) continue;  // an orphaned grandchild handed to us as subreaper
       it->running = false;
       it->status = status;
@@ -254,8 +259,9 @@ class Group {
       if (failed && !stopping_) {
         failed_rank_ = it->rank;
         failed_status_ = status;
-        say("rank " + std::to_string(it->rank) + " (local rank " + std::to_string(it->local_rank) + ", pid " +
-            std::to_string(pid) + ") " + describe_status(status) + "; stopping the other workers");
+        say("rank " + std::to_string(it->rank) + " (local rank " + std::to_string(it->local_rank) +
+            ", pid " + std::to_string(pid) + ") " + describe_status(status) +
+            "; stopping the other workers");
         begin_stop(SIGTERM);
       }
     }
@@ -263,7 +269,8 @@ class Group {
 
   void begin_stop(int sig) {
     stopping_ = true;
-    kill_deadline_ = Clock::now() + std::chrono::milliseconds(static_cast<int64_t>(options_.stop_grace_seconds * 1000));
+    kill_deadline_ = Clock::now() + std::chrono::milliseconds(
+                                        static_cast<int64_t>(options_.stop_grace_seconds * 1000));
     signal_all(sig);
   }
 
@@ -274,7 +281,8 @@ class Group {
   }
 
   bool any_stream_open() const {
-    return std::any_of(workers_.begin(), workers_.end(), [](const Worker& w) { return w.out.fd >= 0 || w.err.fd >= 0; });
+    return std::any_of(workers_.begin(), workers_.end(),
+                       [](const Worker& w) { return w.out.fd >= 0 || w.err.fd >= 0; });
   }
 
   void poll_once(Clock::time_point now) {
@@ -290,9 +298,10 @@ class Group {
     // Wake up at least every 200 ms to reap and to honour the kill and drain deadlines.
     auto wake = now + std::chrono::milliseconds(200);
     if (stopping_ && !killed_) wake = std::min(wake, kill_deadline_);
-    const int timeout_ms =
-        static_cast<int>(std::max<int64_t>(0, std::chrono::duration_cast<std::chrono::milliseconds>(wake - now).count()));
-    if (poll(fds.data(), fds.size(), timeout_ms) < 0) return;  // EINTR: the signal byte is in the pipe
+    const int timeout_ms = static_cast<int>(std::max<int64_t>(
+        0, std::chrono::duration_cast<std::chrono::milliseconds>(wake - now).count()));
+    if (poll(fds.data(), fds.size(), timeout_ms) < 0)
+      return;  // EINTR: the signal byte is in the pipe
     if (fds[0].revents & POLLIN) handle_signals();
     for (size_t i = 1; i < fds.size(); ++i) {
       if (fds[i].revents & (POLLIN | POLLHUP | POLLERR)) pump(*owners[i].first, *owners[i].second);
@@ -310,7 +319,8 @@ class Group {
           interrupted_by_ = sig;
           // A hang-up asks for the same orderly stop as SIGTERM (the trainer checkpoints on it).
           const int forward = sig == SIGHUP ? SIGTERM : sig;
-          say(std::string("received ") + strsignal(sig) + "; sending " + strsignal(forward) + " to the workers");
+          say(std::string("received ") + strsignal(sig) + "; sending " + strsignal(forward) +
+              " to the workers");
           begin_stop(forward);
         } else if (!killed_) {
           say(std::string("received ") + strsignal(sig) + " again; killing the workers");
@@ -390,10 +400,11 @@ void install_signal_handlers() {
 int run_workers(const LaunchOptions& options) {
   install_signal_handlers();
   const int world = options.nnodes * options.nproc_per_node;
-  say("node " + std::to_string(options.node_rank) + "/" + std::to_string(options.nnodes) + ": starting ranks " +
-      std::to_string(options.node_rank * options.nproc_per_node) + ".." +
-      std::to_string(options.node_rank * options.nproc_per_node + options.nproc_per_node - 1) + " of " +
-      std::to_string(world) + " (master " + options.master_addr + ":" + std::to_string(options.master_port) + ")");
+  say("node " + std::to_string(options.node_rank) + "/" + std::to_string(options.nnodes) +
+      ": starting ranks " + std::to_string(options.node_rank * options.nproc_per_node) + ".." +
+      std::to_string(options.node_rank * options.nproc_per_node + options.nproc_per_node - 1) +
+      " of " + std::to_string(world) + " (master " + options.master_addr + ":" +
+      std::to_string(options.master_port) + ")");
   for (int attempt = 0;; ++attempt) {
     Group group(options, attempt);
     const Group::Result result = group.run();
@@ -405,8 +416,9 @@ int run_workers(const LaunchOptions& options) {
     const std::string failure =
         "rank " + std::to_string(result.failed_rank) + " " + describe_status(result.failed_status);
     if (attempt < options.max_restarts) {
-      say(failure + "; restarting the worker group (restart " + std::to_string(attempt + 1) + " of " +
-          std::to_string(options.max_restarts) + "), which resumes from the latest checkpoint");
+      say(failure + "; restarting the worker group (restart " + std::to_string(attempt + 1) +
+          " of " + std::to_string(options.max_restarts) +
+          "), which resumes from the latest checkpoint");
       continue;
     }
     std::string where = "see the lines prefixed [rank" + std::to_string(result.failed_rank) + "]";
@@ -414,7 +426,8 @@ int run_workers(const LaunchOptions& options) {
       where += " or " + options.log_dir + "/attempt_" + std::to_string(attempt) + "/rank_" +
                std::to_string(result.failed_rank) + ".log";
     }
-    say("failed: " + failure + (options.max_restarts > 0 ? " and no restarts are left" : "") + " (" + where + ")");
+    say("failed: " + failure + (options.max_restarts > 0 ? " and no restarts are left" : "") +
+        " (" + where + ")");
     return exit_code_of(result.failed_status);
   }
 }

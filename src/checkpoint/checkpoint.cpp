@@ -1,25 +1,25 @@
 #include "polar/checkpoint/checkpoint.h"
 
-#include <torch/serialize.h>
-#include <torch/optim/optimizer.h>
 #include <spdlog/spdlog.h>
+#include <torch/optim/optimizer.h>
+#include <torch/serialize.h>
 
 #include <ATen/CPUGeneratorImpl.h>
 
 #include <algorithm>
 #include <cstring>
-#include <mutex>
 #include <filesystem>
+#include <mutex>
 #include <sstream>
-#include <unistd.h>
 
+#include "polar/checkpoint/hf.h"
+#include "polar/checkpoint/verify.h"
 #include "polar/common/activity.h"
 #include "polar/common/error.h"
 #include "polar/common/json_config.h"
-#include "polar/checkpoint/hf.h"
-#include "polar/io/safetensors.h"
-#include "polar/checkpoint/verify.h"
+#include "polar/common/staged_dir.h"
 #include "polar/config/train_config.h"
+#include "polar/io/safetensors.h"
 
 namespace fs = std::filesystem;
 
@@ -73,8 +73,10 @@ std::vector<std::pair<std::string, torch::Tensor>> named_weights(RewardModel& mo
 }  // namespace
 
 json TrainerState::to_json() const {
-  return json{{"step", step}, {"groups_consumed", groups_consumed},
-              {"consecutive_bad_steps", consecutive_bad_steps}, {"world_size", world_size},
+  return json{{"step", step},
+              {"groups_consumed", groups_consumed},
+              {"consecutive_bad_steps", consecutive_bad_steps},
+              {"world_size", world_size},
               {"rng_state", rng_state_b64}};
 }
 
@@ -92,51 +94,34 @@ TrainerState TrainerState::from_json(const json& j, const std::string& where) {
 }
 
 void save_checkpoint(const std::string& dir, const CheckpointContents& c) {
-  POLAR_CHECK(c.model && c.tokenizer && c.config, "save_checkpoint: model, tokenizer and config are required");
-  fs::path final_dir(dir);
-  fs::path tmp = final_dir;
-  tmp += ".tmp-" + std::to_string(::getpid());
-  if (c.staging_dir.empty()) {
-    fs::remove_all(tmp);
-  } else {
-    tmp = c.staging_dir;
+  POLAR_CHECK(c.model && c.tokenizer && c.config,
+              "save_checkpoint: model, tokenizer and config are required");
+  StagedDir staged(dir, c.staging_dir);  // swapped into place by commit(); removed on an error
+  const fs::path tmp(staged.path());
+  io::save_safetensors((tmp / "model.safetensors").string(), named_weights(*c.model),
+                       {{"format", "pt"}, {"producer", "polar"}});
+  json config = *c.config;
+  config["tokenizer_fingerprint"] = c.tokenizer->fingerprint();  // what the weights' ids mean
+  write_json_file_atomic((tmp / "config.json").string(), config);
+  c.tokenizer->save((tmp / "tokenizer").string());
+  if (c.optimizer) {
+    torch::serialize::OutputArchive archive;
+    c.optimizer->save(archive);
+    archive.save_to((tmp / "optimizer.pt").string());
   }
-  fs::create_directories(tmp);
-  try {
-    io::save_safetensors((tmp / "model.safetensors").string(), named_weights(*c.model),
-                         {{"format", "pt"}, {"producer", "polar"}});
-    json config = *c.config;
-    config["tokenizer_fingerprint"] = c.tokenizer->fingerprint();  // what the weights' ids mean
-    write_json_file_atomic((tmp / "config.json").string(), config);
-    c.tokenizer->save((tmp / "tokenizer").string());
-    if (c.optimizer) {
-      torch::serialize::OutputArchive archive;
-      c.optimizer->save(archive);
-      archive.save_to((tmp / "optimizer.pt").string());
+  if (c.state) {
+    TrainerState state = *c.state;
+    auto gen = at::detail::getDefaultCPUGenerator();
+    torch::Tensor gen_state;
+    {
+      std::lock_guard<std::mutex> lock(gen.mutex());
+      gen_state = gen.get_state();  // opaque bytes
     }
-    if (c.state) {
-      TrainerState state = *c.state;
-      auto gen = at::detail::getDefaultCPUGenerator();
-      torch::Tensor gen_state;
-      {
-        std::lock_guard<std::mutex> lock(gen.mutex());
-        gen_state = gen.get_state();  // opaque bytes
-      }
-      state.rng_state_b64 = base64_encode(gen_state.data_ptr<uint8_t>(), gen_state.numel());
-      write_json_file_atomic((tmp / "trainer_state.json").string(), state.to_json());
-    }
-    write_checkpoint_checksums(tmp.string());
-    // Swap into place: a reader never sees a half-written dir under the final name.
-    fs::path old = final_dir;
-    old += ".old-" + std::to_string(::getpid());
-    if (fs::exists(final_dir)) fs::rename(final_dir, old);
-    fs::rename(tmp, final_dir);
-    fs::remove_all(old);
-  } catch (...) {
-    std::error_code ec;
-    fs::remove_all(tmp, ec);
-    throw;
+    state.rng_state_b64 = base64_encode(gen_state.data_ptr<uint8_t>(), gen_state.numel());
+    write_json_file_atomic((tmp / "trainer_state.json").string(), state.to_json());
   }
+  write_checkpoint_checksums(tmp.string());
+  staged.commit();
 }
 
 std::optional<std::string> find_latest_checkpoint(const std::string& run_dir) {
@@ -147,7 +132,9 @@ std::optional<std::string> find_latest_checkpoint(const std::string& run_dir) {
     std::string name = e.path().filename().string();
     if (!e.is_directory() || name.rfind("checkpoint-", 0) != 0) continue;
     std::string digits = name.substr(11);
-    if (digits.empty() || digits.size() > 18 || !std::all_of(digits.begin(), digits.end(), ::isdigit)) continue;
+    if (digits.empty() || digits.size() > 18 ||
+        !std::all_of(digits.begin(), digits.end(), ::isdigit))
+      continue;
     if (!fs::exists(e.path() / "trainer_state.json")) continue;  // incomplete
     int64_t step = std::stoll(digits);
     if (step > best) {
@@ -166,11 +153,14 @@ void prune_checkpoints(const std::string& run_dir, int64_t keep_last) {
     std::string name = e.path().filename().string();
     if (!e.is_directory() || name.rfind("checkpoint-", 0) != 0) continue;
     std::string digits = name.substr(11);
-    if (digits.empty() || digits.size() > 18 || !std::all_of(digits.begin(), digits.end(), ::isdigit)) continue;
+    if (digits.empty() || digits.size() > 18 ||
+        !std::all_of(digits.begin(), digits.end(), ::isdigit))
+      continue;
     found.emplace_back(std::stoll(digits), e.path());
   }
   std::sort(found.begin(), found.end());
-  for (size_t i = 0; i + static_cast<size_t>(keep_last) < found.size(); ++i) fs::remove_all(found[i].second);
+  for (size_t i = 0; i + static_cast<size_t>(keep_last) < found.size(); ++i)
+    fs::remove_all(found[i].second);
 }
 
 ModelConfig load_model_shape(const std::string& path) {
@@ -195,8 +185,8 @@ void load_weights(RewardModel& model, const std::string& path, bool verify) {
   for (auto& p : model->named_parameters()) {
     auto it = weights.find(p.key());
     POLAR_CHECK(it != weights.end(), path, ": missing tensor \"", p.key(), "\"");
-    POLAR_CHECK(it->second.sizes() == p.value().sizes(), path, ": tensor \"", p.key(), "\" has shape ",
-                it->second.sizes(), ", the model expects ", p.value().sizes());
+    POLAR_CHECK(it->second.sizes() == p.value().sizes(), path, ": tensor \"", p.key(),
+                "\" has shape ", it->second.sizes(), ", the model expects ", p.value().sizes());
     p.value().copy_(it->second.to(p.value().dtype()));
   }
   if (verify) check_weights_finite(model, path);
@@ -213,8 +203,9 @@ Tokenizer load_checkpoint_tokenizer(const std::string& dir) {
   if (!j.is_object() || !j.contains("tokenizer_fingerprint")) return tok;
   const json& stored = j["tokenizer_fingerprint"];
   POLAR_CHECK(stored.is_string(), cfg.string(), ": tokenizer_fingerprint: expected a string");
-  POLAR_CHECK(stored.get<std::string>() == tok.fingerprint(), cfg.string(), ": the weights were saved with tokenizer ",
-              stored.get<std::string>(), " but ", tok_dir.string(), " is ", tok.fingerprint(),
+  POLAR_CHECK(stored.get<std::string>() == tok.fingerprint(), cfg.string(),
+              ": the weights were saved with tokenizer ", stored.get<std::string>(), " but ",
+              tok_dir.string(), " is ", tok.fingerprint(),
               "; put back the checkpoint's own tokenizer/");
   return tok;
 }
@@ -260,7 +251,8 @@ TrainerState load_trainer_state(const std::string& checkpoint_dir) {
     try {
       gen.set_state(t);
     } catch (const c10::Error& e) {
-      throw Error(p.string() + ": rng_state: not a CPU generator state (" + e.what_without_backtrace() + ")");
+      throw Error(p.string() + ": rng_state: not a CPU generator state (" +
+                  e.what_without_backtrace() + ")");
     }
   }
   return s;

@@ -9,14 +9,14 @@
 #include <torch/torch.h>
 
 #include <filesystem>
-#include <unistd.h>
 
+#include "polar/checkpoint/checkpoint.h"
 #include "polar/common/error.h"
 #include "polar/common/json_config.h"
+#include "polar/common/staged_dir.h"
 #include "polar/io/hf_layouts.h"
 #include "polar/io/safetensors.h"
 #include "polar/model/family.h"
-#include "polar/checkpoint/checkpoint.h"
 
 namespace polar::io {
 
@@ -27,16 +27,20 @@ namespace {
 
 // A special id that is never the reward token (the score is read at the last non-pad token).
 int64_t pad_id(const SpecialTokens& s) {
-  for (int64_t id : {static_cast<int64_t>(s.pad), static_cast<int64_t>(s.eos), static_cast<int64_t>(s.bos)}) {
+  for (int64_t id :
+       {static_cast<int64_t>(s.pad), static_cast<int64_t>(s.eos), static_cast<int64_t>(s.bos)}) {
     if (id >= 0 && id != s.reward) return id;
   }
   throw Error("export: no pad token id that differs from the reward token");
 }
 
 // `code`: the remote code whose tokenizer was copied into the export, else nullptr.
-json tokenizer_config(const Tokenizer& tok, int64_t pad, int64_t max_length, const RemoteCode* code) {
+json tokenizer_config(const Tokenizer& tok, int64_t pad, int64_t max_length,
+                      const RemoteCode* code) {
   const SpecialTokens& s = tok.special();
-  auto piece = [&](int64_t id) { return id >= 0 ? json(tok.id_to_piece(static_cast<int32_t>(id))) : json(nullptr); };
+  auto piece = [&](int64_t id) {
+    return id >= 0 ? json(tok.id_to_piece(static_cast<int32_t>(id))) : json(nullptr);
+  };
   // sentencepiece models trained with add_dummy_prefix start a text with "\u2581"; HF must do the
   // same, and (legacy) for every run between special tokens, as sentencepiece and polar do.
   const auto a = tok.encode("a");
@@ -44,8 +48,9 @@ json tokenizer_config(const Tokenizer& tok, int64_t pad, int64_t max_length, con
   // Every piece polar splits out of text (Tokenizer::special_pieces), so HF splits the same.
   json added = json::object();
   for (const auto& [content, id] : tok.special_pieces()) {
-    added[std::to_string(id)] = {{"content", content}, {"lstrip", false},      {"normalized", false},
-                                 {"rstrip", false},    {"single_word", false}, {"special", true}};
+    added[std::to_string(id)] = {{"content", content},   {"lstrip", false},
+                                 {"normalized", false},  {"rstrip", false},
+                                 {"single_word", false}, {"special", true}};
   }
   const int32_t unk = tok.piece_to_id("<unk>");
   json j = {{"tokenizer_class", code ? code->tokenizer_class : "LlamaTokenizer"},
@@ -68,25 +73,29 @@ json tokenizer_config(const Tokenizer& tok, int64_t pad, int64_t max_length, con
 
 json special_tokens_map(const json& tok_config) {
   json j = json::object();
-  for (const char* k : {"bos_token", "eos_token", "unk_token", "pad_token", "additional_special_tokens"}) {
+  for (const char* k :
+       {"bos_token", "eos_token", "unk_token", "pad_token", "additional_special_tokens"}) {
     if (!tok_config[k].is_null()) j[k] = tok_config[k];
   }
   return j;
 }
 
 // --code-from, else the HF directory the checkpoint was imported or initialised from.
-std::string find_code_dir(const LoadedModel& lm, const RemoteCode& code, const std::string& code_from) {
+std::string find_code_dir(const LoadedModel& lm, const RemoteCode& code,
+                          const std::string& code_from) {
   std::vector<std::string> candidates;
   if (!code_from.empty()) {
-    POLAR_CHECK(fs::is_regular_file(fs::path(code_from) / code.modeling_file), "export --code-from ", code_from, ": no ",
-                code.modeling_file, " there");
+    POLAR_CHECK(fs::is_regular_file(fs::path(code_from) / code.modeling_file),
+                "export --code-from ", code_from, ": no ", code.modeling_file, " there");
     return code_from;
   }
   const json& c = lm.config;
-  if (c.contains("import") && c["import"].is_object() && c["import"].value("source", json()).is_string()) {
+  if (c.contains("import") && c["import"].is_object() &&
+      c["import"].value("source", json()).is_string()) {
     candidates.push_back(c["import"]["source"].get<std::string>());
   }
-  if (c.contains("model") && c["model"].is_object() && c["model"].value("init_from", json()).is_string()) {
+  if (c.contains("model") && c["model"].is_object() &&
+      c["model"].value("init_from", json()).is_string()) {
     candidates.push_back(c["model"]["init_from"].get<std::string>());
   }
   for (const auto& dir : candidates) {
@@ -97,9 +106,10 @@ std::string find_code_dir(const LoadedModel& lm, const RemoteCode& code, const s
 
 }  // namespace
 
-json hf_export_config(const ModelConfig& s, const std::string& format, const std::string& dtype, int64_t bos,
-                      int64_t eos, int64_t pad, int64_t reward) {
-  POLAR_CHECK(dtype == "bf16" || dtype == "fp32", "export --dtype: expected bf16 or fp32, got \"", dtype, "\"");
+json hf_export_config(const ModelConfig& s, const std::string& format, const std::string& dtype,
+                      int64_t bos, int64_t eos, int64_t pad, int64_t reward) {
+  POLAR_CHECK(dtype == "bf16" || dtype == "fp32", "export --dtype: expected bf16 or fp32, got \"",
+              dtype, "\"");
   const FamilyInfo& family = export_family(format, s);
   auto id = [](int64_t v) { return v >= 0 ? json(v) : json(nullptr); };
   // The keys every family shares; the family's entry adds the rest.
@@ -132,20 +142,23 @@ void export_hf(const LoadedModel& lm, const std::string& out_dir, const HfExport
   const ModelConfig& shape = lm.model->config();
   const FamilyInfo& family = export_family(options.format, shape);
   const std::string format = family.export_format;
-  POLAR_CHECK(options.dtype == "bf16" || options.dtype == "fp32", "export --dtype: expected bf16 or fp32, got \"",
-              options.dtype, "\"");
+  POLAR_CHECK(options.dtype == "bf16" || options.dtype == "fp32",
+              "export --dtype: expected bf16 or fp32, got \"", options.dtype, "\"");
   const fs::path out(out_dir);
   if (fs::exists(out)) {
     POLAR_CHECK(fs::is_directory(out), out_dir, ": exists and is not a directory");
-    POLAR_CHECK(options.overwrite || fs::is_empty(out), out_dir, ": exists and is not empty (pass --overwrite to replace it)");
+    POLAR_CHECK(options.overwrite || fs::is_empty(out), out_dir,
+                ": exists and is not empty (pass --overwrite to replace it)");
   }
 
   const SpecialTokens& special = lm.tokenizer.special();
   const int64_t pad = pad_id(special);
-  const json config = hf_export_config(shape, format, options.dtype, special.bos, special.eos, pad, special.reward);
+  const json config =
+      hf_export_config(shape, format, options.dtype, special.bos, special.eos, pad, special.reward);
   const RemoteCode* code = family.remote_code;
   const std::string code_dir = code ? find_code_dir(lm, *code, options.code_from) : "";
-  const bool tokenizer_code = !code_dir.empty() && fs::exists(fs::path(code_dir) / code->tokenizer_file);
+  const bool tokenizer_code =
+      !code_dir.empty() && fs::exists(fs::path(code_dir) / code->tokenizer_file);
 
   std::map<std::string, torch::Tensor> params;
   for (const auto& p : lm.model->named_parameters()) params[p.key()] = p.value().detach();
@@ -153,46 +166,43 @@ void export_hf(const LoadedModel& lm, const std::string& out_dir, const HfExport
   const auto dtype = options.dtype == "bf16" ? torch::kBFloat16 : torch::kFloat32;
   for (auto& [name, t] : tensors) t = t.to(torch::kCPU).to(dtype).contiguous();
 
-  fs::path tmp = out;
-  tmp += ".tmp-" + std::to_string(::getpid());
-  fs::remove_all(tmp);
-  fs::create_directories(tmp);
-  try {
-    save_safetensors_sharded(tmp.string(), tensors, options.max_shard_bytes, {{"format", "pt"}});
-    tensors.clear();
-    write_json_file_atomic((tmp / "config.json").string(), config);
-    lm.tokenizer.save(tmp.string());  // tokenizer.model + polar_tokenizer.json (exact ids on re-import)
-    const json tok_config = tokenizer_config(lm.tokenizer, pad, shape.max_position, tokenizer_code ? code : nullptr);
-    write_json_file_atomic((tmp / "tokenizer_config.json").string(), tok_config);
-    write_json_file_atomic((tmp / "special_tokens_map.json").string(), special_tokens_map(tok_config));
-    if (!code_dir.empty()) {
-      for (const char* f : code->files) {
-        const fs::path src = fs::path(code_dir) / f;
-        if (fs::is_regular_file(src)) fs::copy_file(src, tmp / f, fs::copy_options::overwrite_existing);
-      }
+  StagedDir staged(out.string());  // swapped into place by commit(); removed on an error
+  const fs::path tmp(staged.path());
+  save_safetensors_sharded(tmp.string(), tensors, options.max_shard_bytes, {{"format", "pt"}});
+  tensors.clear();
+  write_json_file_atomic((tmp / "config.json").string(), config);
+  lm.tokenizer.save(
+      tmp.string());  // tokenizer.model + polar_tokenizer.json (exact ids on re-import)
+  const json tok_config =
+      tokenizer_config(lm.tokenizer, pad, shape.max_position, tokenizer_code ? code : nullptr);
+  write_json_file_atomic((tmp / "tokenizer_config.json").string(), tok_config);
+  write_json_file_atomic((tmp / "special_tokens_map.json").string(),
+                         special_tokens_map(tok_config));
+  if (!code_dir.empty()) {
+    for (const char* f : code->files) {
+      const fs::path src = fs::path(code_dir) / f;
+      if (fs::is_regular_file(src))
+        fs::copy_file(src, tmp / f, fs::copy_options::overwrite_existing);
     }
-    fs::path old = out;
-    old += ".old-" + std::to_string(::getpid());
-    if (fs::exists(out)) fs::rename(out, old);
-    fs::rename(tmp, out);
-    fs::remove_all(old);
-  } catch (...) {
-    std::error_code ec;
-    fs::remove_all(tmp, ec);
-    throw;
   }
+  staged.commit();
 
-  spdlog::info("exported {} ({}, {}) to {}", config["architectures"][0].get<std::string>(), format, options.dtype, out_dir);
-  spdlog::info("the score is read at the last non-pad token: POLAR sequences end with the reward token (id {}), "
-               "pad_token_id is {}",
-               special.reward, pad);
+  spdlog::info("exported {} ({}, {}) to {}", config["architectures"][0].get<std::string>(), format,
+               options.dtype, out_dir);
+  spdlog::info(
+      "the score is read at the last non-pad token: POLAR sequences end with the reward token (id "
+      "{}), "
+      "pad_token_id is {}",
+      special.reward, pad);
   if (code) {
     if (code_dir.empty()) {
       std::string files;
       for (const char* f : code->files) files += (files.empty() ? "" : ", ") + std::string(f);
-      spdlog::warn("{} names remote code in auto_map: copy {} from the POLAR model you started from into it, or "
-                   "pass --code-from",
-                   out_dir, files);
+      spdlog::warn(
+          "{} names remote code in auto_map: copy {} from the POLAR model you started from into "
+          "it, or "
+          "pass --code-from",
+          out_dir, files);
     } else {
       spdlog::info("copied the {} remote code from {}", family.display_name, code_dir);
     }

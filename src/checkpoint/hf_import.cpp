@@ -5,19 +5,19 @@
 #include <spdlog/spdlog.h>
 #include <torch/torch.h>
 
+#include <unistd.h>
 #include <cmath>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <iterator>
-#include <unistd.h>
 
+#include "polar/checkpoint/checkpoint.h"
 #include "polar/common/error.h"
 #include "polar/common/json_config.h"
 #include "polar/io/hf_layouts.h"
 #include "polar/io/safetensors.h"
 #include "polar/model/family.h"
-#include "polar/checkpoint/checkpoint.h"
 
 namespace polar::io {
 
@@ -35,7 +35,8 @@ const json* find_key(const json& j, const char* key) {
 int64_t get_int(const json& j, const char* key, int64_t fallback, const std::string& where) {
   const json* v = find_key(j, key);
   if (!v) return fallback;
-  POLAR_CHECK(v->is_number_integer(), where, ": \"", key, "\": expected an integer, got ", v->dump());
+  POLAR_CHECK(v->is_number_integer(), where, ": \"", key, "\": expected an integer, got ",
+              v->dump());
   return v->get<int64_t>();
 }
 
@@ -58,7 +59,8 @@ bool get_bool(const json& j, const char* key, bool fallback, const std::string& 
   return v->get<bool>();
 }
 
-std::string get_string(const json& j, const char* key, const std::string& fallback, const std::string& where) {
+std::string get_string(const json& j, const char* key, const std::string& fallback,
+                       const std::string& where) {
   const json* v = find_key(j, key);
   if (!v) return fallback;
   POLAR_CHECK(v->is_string(), where, ": \"", key, "\": expected a string, got ", v->dump());
@@ -73,7 +75,8 @@ int64_t get_token_id(const json& j, const char* key, const std::string& where) {
     if (v->empty()) return -1;
     v = &(*v)[0];
   }
-  POLAR_CHECK(v->is_number_integer(), where, ": \"", key, "\": expected a token id, got ", v->dump());
+  POLAR_CHECK(v->is_number_integer(), where, ": \"", key, "\": expected a token id, got ",
+              v->dump());
   return v->get<int64_t>();
 }
 
@@ -93,24 +96,29 @@ void read_rope(const json& config, const std::string& where, HfModelInfo& info) 
   if (type.empty()) type = get_string(*scaling, "type", "default", key_where);
   if (type == "default") return;
   const double factor = get_number(*scaling, "factor", 1.0, key_where);
-  POLAR_CHECK(std::isfinite(factor) && factor > 0, key_where, ".factor: expected a number > 0, got ", factor);
+  POLAR_CHECK(std::isfinite(factor) && factor > 0, key_where,
+              ".factor: expected a number > 0, got ", factor);
   if (type == "linear") {
     shape.rope_scaling = factor;
   } else if (type == "dynamic") {
     // Dynamic NTK only changes the base for sequences longer than max_position_embeddings
     // (transformers and InternLM2's code alike), so below that it is plain RoPE.
-    info.notes.push_back(fmt::format(
-        "{}: type \"dynamic\" (factor {}) is read as plain RoPE, which it equals for sequences of up to "
-        "max_position_embeddings = {} tokens; longer sequences are not supported. Exports write no rope scaling.",
-        scaling_key, factor, shape.max_position));
+    info.notes.push_back(
+        fmt::format("{}: type \"dynamic\" (factor {}) is read as plain RoPE, which it equals for "
+                    "sequences of up to "
+                    "max_position_embeddings = {} tokens; longer sequences are not supported. "
+                    "Exports write no rope scaling.",
+                    scaling_key, factor, shape.max_position));
   } else {
     throw Error(key_where + ": rope type \"" + type +
-                "\" is not supported; polar implements default and linear RoPE scaling (dynamic is read as default)");
+                "\" is not supported; polar implements default and linear RoPE scaling (dynamic is "
+                "read as default)");
   }
 }
 
 // q/k/v biases: the family's switch (which also adds an output bias), or always on.
-void read_bias(const json& config, const FamilyInfo& family, const std::string& where, HfModelInfo& info) {
+void read_bias(const json& config, const FamilyInfo& family, const std::string& where,
+               HfModelInfo& info) {
   if (family.bias_key == nullptr) {
     info.shape.qkv_bias = true;
     return;
@@ -155,8 +163,8 @@ HfModelInfo parse_hf_config(const json& config, const std::string& where) {
   const FamilyInfo& family = *cls.family;
   info.has_reward_head = cls.reward_head;
   const std::string model_type = get_string(config, "model_type", family.name, where);
-  POLAR_CHECK(model_type == family.name, where, ": \"model_type\" is \"", model_type, "\" but the architecture ",
-              info.architecture_class, " is a ", family.name, " model");
+  POLAR_CHECK(model_type == family.name, where, ": \"model_type\" is \"", model_type,
+              "\" but the architecture ", info.architecture_class, " is a ", family.name, " model");
 
   ModelConfig& s = info.shape;
   s.architecture = family.name;
@@ -174,23 +182,28 @@ HfModelInfo parse_hf_config(const json& config, const std::string& where) {
   read_rope(config, where, info);
 
   const std::string act = get_string(config, "hidden_act", "silu", where);
-  POLAR_CHECK(act == "silu", where, ": \"hidden_act\" is \"", act, "\"; polar's MLP is SwiGLU with silu");
-  POLAR_CHECK(s.num_heads > 0 && s.hidden_size % s.num_heads == 0, where, ": \"hidden_size\" (", s.hidden_size,
-              ") must be a multiple of \"num_attention_heads\" (", s.num_heads, ")");
+  POLAR_CHECK(act == "silu", where, ": \"hidden_act\" is \"", act,
+              "\"; polar's MLP is SwiGLU with silu");
+  POLAR_CHECK(s.num_heads > 0 && s.hidden_size % s.num_heads == 0, where, ": \"hidden_size\" (",
+              s.hidden_size, ") must be a multiple of \"num_attention_heads\" (", s.num_heads, ")");
   const int64_t head_dim = get_int(config, "head_dim", s.hidden_size / s.num_heads, where);
   POLAR_CHECK(head_dim == s.hidden_size / s.num_heads, where, ": \"head_dim\" is ", head_dim,
               "; polar needs hidden_size / num_attention_heads = ", s.hidden_size / s.num_heads);
   const double rotary = get_number(config, "partial_rotary_factor", 1.0, where);
-  POLAR_CHECK(rotary == 1.0, where, ": \"partial_rotary_factor\" is ", rotary, "; polar rotates the whole head");
-  POLAR_CHECK(!get_bool(config, "mlp_bias", false, where), where, ": \"mlp_bias\" is true; polar's MLP has no biases");
+  POLAR_CHECK(rotary == 1.0, where, ": \"partial_rotary_factor\" is ", rotary,
+              "; polar rotates the whole head");
+  POLAR_CHECK(!get_bool(config, "mlp_bias", false, where), where,
+              ": \"mlp_bias\" is true; polar's MLP has no biases");
 
   read_bias(config, family, where, info);
   read_attention_window(config, where);
 
   if (info.has_reward_head) {
     int64_t labels = get_int(config, "num_labels", 1, where);
-    if (const json* id2label = find_key(config, "id2label")) labels = static_cast<int64_t>(id2label->size());
-    POLAR_CHECK(labels == 1, where, ": the classification head has ", labels, " labels (id2label); a reward model has 1");
+    if (const json* id2label = find_key(config, "id2label"))
+      labels = static_cast<int64_t>(id2label->size());
+    POLAR_CHECK(labels == 1, where, ": the classification head has ", labels,
+                " labels (id2label); a reward model has 1");
   }
   info.bos_token_id = get_token_id(config, "bos_token_id", where);
   info.eos_token_id = get_token_id(config, "eos_token_id", where);
@@ -228,10 +241,12 @@ std::map<std::string, int32_t> added_tokens(const fs::path& dir) {
   const fs::path cfg = dir / "tokenizer_config.json";
   if (fs::is_regular_file(cfg)) {
     const json j = read_json_file(cfg.string());
-    if (const json* added = j.is_object() ? find_key(j, "added_tokens_decoder") : nullptr; added && added->is_object()) {
+    if (const json* added = j.is_object() ? find_key(j, "added_tokens_decoder") : nullptr;
+        added && added->is_object()) {
       for (const auto& [id, tok] : added->items()) {
         if (tok.is_object() && tok.contains("content") && tok["content"].is_string() &&
-            id.find_first_not_of("0123456789") == std::string::npos && !id.empty() && id.size() < 10) {
+            id.find_first_not_of("0123456789") == std::string::npos && !id.empty() &&
+            id.size() < 10) {
           out[tok["content"].get<std::string>()] = static_cast<int32_t>(std::stol(id));
         }
       }
@@ -240,10 +255,11 @@ std::map<std::string, int32_t> added_tokens(const fs::path& dir) {
   const fs::path tj = dir / "tokenizer.json";
   if (fs::is_regular_file(tj)) {
     const json j = read_json_file(tj.string());
-    if (const json* added = j.is_object() ? find_key(j, "added_tokens") : nullptr; added && added->is_array()) {
+    if (const json* added = j.is_object() ? find_key(j, "added_tokens") : nullptr;
+        added && added->is_array()) {
       for (const auto& tok : *added) {
-        if (tok.is_object() && tok.contains("content") && tok["content"].is_string() && tok.contains("id") &&
-            tok["id"].is_number_integer()) {
+        if (tok.is_object() && tok.contains("content") && tok["content"].is_string() &&
+            tok.contains("id") && tok["id"].is_number_integer()) {
           out.emplace(tok["content"].get<std::string>(), tok["id"].get<int32_t>());
         }
       }
@@ -262,19 +278,24 @@ void copy_file_bytes(const fs::path& from, const fs::path& to) {
 // reward models name reward_token_id there), then piece names, then the added-token lists.
 Tokenizer load_hf_tokenizer(const fs::path& dir, const HfModelInfo& info, std::string& source) {
   const fs::path model = dir / "tokenizer.model";
-  POLAR_CHECK(fs::is_regular_file(model), dir.string(),
-              ": no tokenizer.model (a sentencepiece model), which polar's tokenizer needs. Give one with "
-              "--tokenizer DIR (e.g. from `polar tokenizer train`, or a copy of tokenizer.model with a "
-              "polar_tokenizer.json naming the special ids), or copy it into the directory. tokenizer.json-only "
-              "BPE tokenizers (Llama 3, Qwen2) cannot be read.");
+  POLAR_CHECK(
+      fs::is_regular_file(model), dir.string(),
+      ": no tokenizer.model (a sentencepiece model), which polar's tokenizer needs. Give one with "
+      "--tokenizer DIR (e.g. from `polar tokenizer train`, or a copy of tokenizer.model with a "
+      "polar_tokenizer.json naming the special ids), or copy it into the directory. "
+      "tokenizer.json-only "
+      "BPE tokenizers (Llama 3, Qwen2) cannot be read.");
   source = fs::absolute(dir).lexically_normal().string();
-  if (fs::is_regular_file(dir / "polar_tokenizer.json")) return Tokenizer::load(dir.string());  // our own export
+  if (fs::is_regular_file(dir / "polar_tokenizer.json"))
+    return Tokenizer::load(dir.string());  // our own export
 
   ScratchDir scratch;
   copy_file_bytes(model, scratch.path / "tokenizer.model");
   const fs::path ids_path = scratch.path / "polar_tokenizer.json";
   // Placeholder ids, only to open the model and look pieces up.
-  write_json_file_atomic(ids_path.string(), json{{"format", "polar-tokenizer-v1"}, {"bos", 0}, {"reward_sep", 0}, {"reward", 1}});
+  write_json_file_atomic(
+      ids_path.string(),
+      json{{"format", "polar-tokenizer-v1"}, {"bos", 0}, {"reward_sep", 0}, {"reward", 1}});
   const Tokenizer probe = Tokenizer::load(scratch.path.string());
   const auto added = added_tokens(dir);
   auto lookup = [&](const std::string& piece) -> int64_t {
@@ -289,53 +310,71 @@ Tokenizer load_hf_tokenizer(const fs::path& dir, const HfModelInfo& info, std::s
     }
     return int64_t{-1};
   };
-  const int64_t reward = first_of({info.reward_token_id, lookup("<|reward_token|>"), lookup("[UNUSED_TOKEN_130]")});
+  const int64_t reward =
+      first_of({info.reward_token_id, lookup("<|reward_token|>"), lookup("[UNUSED_TOKEN_130]")});
   const int64_t reward_sep = lookup("<|reward|>");
-  POLAR_CHECK(reward_sep >= 0, model.string(), ": no \"<|reward|>\" token (POLAR's separator between reference and "
+  POLAR_CHECK(reward_sep >= 0, model.string(),
+              ": no \"<|reward|>\" token (POLAR's separator between reference and "
               "candidate). Give a POLAR tokenizer with --tokenizer DIR");
-  POLAR_CHECK(reward >= 0, model.string(), ": no reward token (config.json \"reward_token_id\", \"<|reward_token|>\" "
+  POLAR_CHECK(reward >= 0, model.string(),
+              ": no reward token (config.json \"reward_token_id\", \"<|reward_token|>\" "
               "or \"[UNUSED_TOKEN_130]\"). Give a POLAR tokenizer with --tokenizer DIR");
   const int64_t bos = first_of({info.bos_token_id, lookup("<s>")});
   const int64_t eos = first_of({info.eos_token_id, lookup("</s>")});
   int64_t pad = info.pad_token_id;
   if (pad < 0 || pad == reward) pad = first_of({lookup("<pad>"), lookup("<unk>"), eos});
   const int64_t vocab = probe.vocab_size();
-  for (auto [name, id] : {std::pair<const char*, int64_t>{"reward token", reward}, {"<|reward|>", reward_sep}, {"bos", bos}}) {
-    POLAR_CHECK(id < vocab, dir.string(), ": the ", name, " id ", id, " is outside tokenizer.model's ", vocab, " pieces");
+  for (auto [name, id] : {std::pair<const char*, int64_t>{"reward token", reward},
+                          {"<|reward|>", reward_sep},
+                          {"bos", bos}}) {
+    POLAR_CHECK(id < vocab, dir.string(), ": the ", name, " id ", id,
+                " is outside tokenizer.model's ", vocab, " pieces");
   }
-  write_json_file_atomic(ids_path.string(),
-                         json{{"format", "polar-tokenizer-v1"}, {"bos", bos}, {"eos", eos < vocab ? eos : -1},
-                              {"pad", pad < vocab ? pad : -1}, {"reward_sep", reward_sep}, {"reward", reward}});
+  write_json_file_atomic(ids_path.string(), json{{"format", "polar-tokenizer-v1"},
+                                                 {"bos", bos},
+                                                 {"eos", eos < vocab ? eos : -1},
+                                                 {"pad", pad < vocab ? pad : -1},
+                                                 {"reward_sep", reward_sep},
+                                                 {"reward", reward}});
   return Tokenizer::load(scratch.path.string());  // holds the model bytes: the scratch dir may go
 }
 
 // --tokenizer must be the sentencepiece model the weights were trained with: the directory's own
 // tokenizer.model, byte for byte (its special ids may differ: that is what --tokenizer is for).
-void check_given_tokenizer(const fs::path& dir, const Tokenizer& given, const std::string& given_path) {
+void check_given_tokenizer(const fs::path& dir, const Tokenizer& given,
+                           const std::string& given_path) {
   const fs::path own = dir / "tokenizer.model";
   if (!fs::is_regular_file(own)) {
-    spdlog::warn("{}: no tokenizer.model, so --tokenizer {} cannot be checked against the weights' tokenizer",
-                 dir.string(), given_path);
+    spdlog::warn(
+        "{}: no tokenizer.model, so --tokenizer {} cannot be checked against the weights' "
+        "tokenizer",
+        dir.string(), given_path);
     return;
   }
   std::ifstream in(own, std::ios::binary);
   const std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
   POLAR_CHECK(in.good() || in.eof(), own.string(), ": cannot read");
   POLAR_CHECK(bytes == given.model_bytes(), "import: --tokenizer ", given_path, " (fingerprint ",
-              given.short_fingerprint(), ", ", given.vocab_size(), " pieces) is not the tokenizer the weights in ",
-              dir.string(), " were trained with (", own.string(), " differs); its ids would mean other text to them. ",
-              "Give --tokenizer a directory holding that tokenizer.model (with a polar_tokenizer.json naming the ",
+              given.short_fingerprint(), ", ", given.vocab_size(),
+              " pieces) is not the tokenizer the weights in ", dir.string(), " were trained with (",
+              own.string(), " differs); its ids would mean other text to them. ",
+              "Give --tokenizer a directory holding that tokenizer.model (with a "
+              "polar_tokenizer.json naming the ",
               "special ids), or leave --tokenizer out");
 }
 
 }  // namespace
 
-LoadedModel import_hf(const std::string& dir, const torch::Device& device) { return import_hf(dir, device, HfImportOptions{}); }
+LoadedModel import_hf(const std::string& dir, const torch::Device& device) {
+  return import_hf(dir, device, HfImportOptions{});
+}
 
-LoadedModel import_hf(const std::string& dir, const torch::Device& device, const HfImportOptions& options) {
+LoadedModel import_hf(const std::string& dir, const torch::Device& device,
+                      const HfImportOptions& options) {
   const fs::path root(dir);
   const fs::path cfg_path = root / "config.json";
-  POLAR_CHECK(fs::is_regular_file(cfg_path), dir, ": not a Hugging Face model directory (no config.json)");
+  POLAR_CHECK(fs::is_regular_file(cfg_path), dir,
+              ": not a Hugging Face model directory (no config.json)");
   HfModelInfo info = parse_hf_config(read_json_file(cfg_path.string()), cfg_path.string());
   const ModelConfig& shape = info.shape;
   for (const auto& note : info.notes) spdlog::warn("{}: {}", cfg_path.string(), note);
@@ -349,18 +388,22 @@ LoadedModel import_hf(const std::string& dir, const torch::Device& device, const
   } else {
     out.tokenizer = load_hf_tokenizer(root, info, tokenizer_source);
   }
-  POLAR_CHECK(out.tokenizer.vocab_size() <= shape.vocab_size, dir, ": the tokenizer has ", out.tokenizer.vocab_size(),
-              " pieces but the model's vocab_size is ", shape.vocab_size);
+  POLAR_CHECK(out.tokenizer.vocab_size() <= shape.vocab_size, dir, ": the tokenizer has ",
+              out.tokenizer.vocab_size(), " pieces but the model's vocab_size is ",
+              shape.vocab_size);
   if (info.reward_token_id >= 0 && info.reward_token_id != out.tokenizer.special().reward) {
-    spdlog::warn("{}: config.json names reward token {}, the tokenizer {} uses {}", dir, info.reward_token_id,
-                 tokenizer_source, out.tokenizer.special().reward);
+    spdlog::warn("{}: config.json names reward token {}, the tokenizer {} uses {}", dir,
+                 info.reward_token_id, tokenizer_source, out.tokenizer.special().reward);
   }
 
-  const bool has_safetensors = fs::exists(root / "model.safetensors") || fs::exists(root / "model.safetensors.index.json");
-  POLAR_CHECK(has_safetensors, dir, ": no model.safetensors or model.safetensors.index.json",
-              fs::exists(root / "pytorch_model.bin") || fs::exists(root / "pytorch_model.bin.index.json")
-                  ? " (only pytorch_model.bin: re-save it with save_pretrained(dir, safe_serialization=True))"
-                  : "");
+  const bool has_safetensors =
+      fs::exists(root / "model.safetensors") || fs::exists(root / "model.safetensors.index.json");
+  POLAR_CHECK(
+      has_safetensors, dir, ": no model.safetensors or model.safetensors.index.json",
+      fs::exists(root / "pytorch_model.bin") || fs::exists(root / "pytorch_model.bin.index.json")
+          ? " (only pytorch_model.bin: re-save it with save_pretrained(dir, "
+            "safe_serialization=True))"
+          : "");
   const ModelFamily family = shape.family().family;
   const hf::LayoutTable& layout = hf::layout_table(family);
   auto tensors = load_safetensors_any(dir);
@@ -369,7 +412,8 @@ LoadedModel import_hf(const std::string& dir, const torch::Device& device, const
   const bool dropped_lm_head = tensors.erase(lm_head) > 0;
   for (auto it = tensors.begin(); it != tensors.end();) {  // buffers some old checkpoints carry
     const std::string& name = it->first;
-    const bool inv_freq = name.size() >= 21 && name.compare(name.size() - 21, 21, "rotary_emb.inv_freq") == 0;
+    const bool inv_freq =
+        name.size() >= 21 && name.compare(name.size() - 21, 21, "rotary_emb.inv_freq") == 0;
     it = inv_freq ? tensors.erase(it) : std::next(it);
   }
   if (!tensors.empty()) {
@@ -378,8 +422,8 @@ LoadedModel import_hf(const std::string& dir, const torch::Device& device, const
     for (const auto& [name, t] : tensors) {
       if (shown++ < 5) names += (names.empty() ? "\"" : ", \"") + name + "\"";
     }
-    throw Error(dir + ": " + std::to_string(tensors.size()) + " unexpected tensor(s) for " + info.architecture_class +
-                " (" + layout.name + " layout): " + names);
+    throw Error(dir + ": " + std::to_string(tensors.size()) + " unexpected tensor(s) for " +
+                info.architecture_class + " (" + layout.name + " layout): " + names);
   }
 
   out.shape = shape;
@@ -390,8 +434,8 @@ LoadedModel import_hf(const std::string& dir, const torch::Device& device, const
       if (p.key() == "score.weight" && !info.has_reward_head) continue;
       auto it = params.find(p.key());
       POLAR_CHECK(it != params.end(), dir, ": no tensor maps to parameter \"", p.key(), "\"");
-      POLAR_CHECK(it->second.sizes() == p.value().sizes(), dir, ": tensor for \"", p.key(), "\" has shape ",
-                  it->second.sizes(), ", the config implies ", p.value().sizes());
+      POLAR_CHECK(it->second.sizes() == p.value().sizes(), dir, ": tensor for \"", p.key(),
+                  "\" has shape ", it->second.sizes(), ", the config implies ", p.value().sizes());
       p.value().copy_(it->second.to(p.value().dtype()));
       params.erase(it);  // frees the source copy as we go
     }
@@ -400,10 +444,12 @@ LoadedModel import_hf(const std::string& dir, const torch::Device& device, const
   if (!info.has_reward_head) {
     out.model->reset_reward_head(options.head_seed);
     head = "initialised";
-    spdlog::info("{}: {} has no reward head: {}the reward head score.weight is freshly initialised (seed {}, std {})",
-                 dir, info.architecture_class,
-                 dropped_lm_head ? std::string("its LM head ") + lm_head + " is dropped and " : "", options.head_seed,
-                 shape.init_std);
+    spdlog::info(
+        "{}: {} has no reward head: {}the reward head score.weight is freshly initialised (seed "
+        "{}, std {})",
+        dir, info.architecture_class,
+        dropped_lm_head ? std::string("its LM head ") + lm_head + " is dropped and " : "",
+        options.head_seed, shape.init_std);
   }
   out.model->to(device);
   out.config = json{{"model", shape.to_json()},
@@ -412,9 +458,9 @@ LoadedModel import_hf(const std::string& dir, const torch::Device& device, const
                       {"architecture", info.architecture_class},
                       {"reward_head", head},
                       {"tokenizer", tokenizer_source}}}};
-  spdlog::info("imported {} from {}: {} layers, hidden {}, heads {}/{}, vocab {}, reward token {}", info.architecture_class,
-               dir, shape.num_layers, shape.hidden_size, shape.num_heads, shape.num_kv_heads, shape.vocab_size,
-               out.tokenizer.special().reward);
+  spdlog::info("imported {} from {}: {} layers, hidden {}, heads {}/{}, vocab {}, reward token {}",
+               info.architecture_class, dir, shape.num_layers, shape.hidden_size, shape.num_heads,
+               shape.num_kv_heads, shape.vocab_size, out.tokenizer.special().reward);
   return out;
 }
 

@@ -5,12 +5,12 @@
 #include <torch/torch.h>
 #include <zlib.h>
 
+#include <unistd.h>
 #include <algorithm>
 #include <cerrno>
 #include <csignal>
 #include <filesystem>
 #include <fstream>
-#include <unistd.h>
 #include <vector>
 
 #include "polar/common/error.h"
@@ -61,7 +61,9 @@ pid_t temporary_owner(const std::string& name) {
     const size_t at = name.rfind(marker);
     if (at == std::string::npos || at == 0) continue;
     const std::string digits = name.substr(at + 5);
-    if (digits.empty() || digits.size() > 9 || !std::all_of(digits.begin(), digits.end(), ::isdigit)) continue;
+    if (digits.empty() || digits.size() > 9 ||
+        !std::all_of(digits.begin(), digits.end(), ::isdigit))
+      continue;
     return static_cast<pid_t>(std::stol(digits));
   }
   return -1;
@@ -85,28 +87,32 @@ void write_checkpoint_checksums(const std::string& dir) {
 void verify_checkpoint_checksums(const std::string& dir) {
   const fs::path list = fs::path(dir) / kChecksumsFile;
   if (!fs::exists(list)) {
-    spdlog::warn("{}: no {}; the tensor files cannot be checked for corruption", dir, kChecksumsFile);
+    spdlog::warn("{}: no {}; the tensor files cannot be checked for corruption", dir,
+                 kChecksumsFile);
     return;
   }
   const json doc = read_json_file(list.string());
   const bool known = doc.is_object() && doc.contains("format") && doc["format"].is_string() &&
                      doc["format"].get<std::string>() == kChecksumsFormat;
-  POLAR_CHECK(known && doc.contains("files") && doc["files"].is_object(),
-              list.string(), ": expected {\"format\": \"", kChecksumsFormat, "\", \"files\": {...}}");
+  POLAR_CHECK(known && doc.contains("files") && doc["files"].is_object(), list.string(),
+              ": expected {\"format\": \"", kChecksumsFormat, "\", \"files\": {...}}");
   for (const auto& [name, entry] : doc["files"].items()) {
     const std::string where = list.string() + ": files." + name;
-    POLAR_CHECK(name.find('/') == std::string::npos && name != ".." && name != ".", where, ": not a file name");
-    POLAR_CHECK(entry.is_object() && entry.contains("bytes") && entry["bytes"].is_number_unsigned() &&
-                    entry.contains("crc32") && entry["crc32"].is_string(),
+    POLAR_CHECK(name.find('/') == std::string::npos && name != ".." && name != ".", where,
+                ": not a file name");
+    POLAR_CHECK(entry.is_object() && entry.contains("bytes") &&
+                    entry["bytes"].is_number_unsigned() && entry.contains("crc32") &&
+                    entry["crc32"].is_string(),
                 where, ": expected {\"bytes\": N, \"crc32\": \"hex\"}");
     const fs::path file = fs::path(dir) / name;
-    POLAR_CHECK(fs::is_regular_file(file), file.string(), ": missing (listed in ", kChecksumsFile, ")");
+    POLAR_CHECK(fs::is_regular_file(file), file.string(), ": missing (listed in ", kChecksumsFile,
+                ")");
     const FileDigest d = digest(file);
     const auto bytes = entry["bytes"].get<uint64_t>();
     POLAR_CHECK(d.bytes == bytes, file.string(), ": ", d.bytes, " bytes, but ", bytes,
                 " were written; the file is truncated or corrupt (--no-verify skips this check)");
-    POLAR_CHECK(hex(d.crc) == entry["crc32"].get<std::string>(), file.string(), ": CRC-32 ", hex(d.crc),
-                " differs from the ", entry["crc32"].get<std::string>(),
+    POLAR_CHECK(hex(d.crc) == entry["crc32"].get<std::string>(), file.string(), ": CRC-32 ",
+                hex(d.crc), " differs from the ", entry["crc32"].get<std::string>(),
                 " written at save; the file is corrupt (--no-verify skips this check)");
   }
 }
@@ -117,9 +123,10 @@ void check_weights_finite(RewardModel& model, const std::string& where) {
     const auto finite = torch::isfinite(p.value());
     if (finite.all().item<bool>()) continue;
     const int64_t bad = finite.numel() - finite.sum().item<int64_t>();
-    throw Error(fmt::format("{}: tensor \"{}\" holds {} non-finite values (NaN or infinity); the weights are "
-                            "unusable (--no-verify skips this check)",
-                            where, p.key(), bad));
+    throw Error(fmt::format(
+        "{}: tensor \"{}\" holds {} non-finite values (NaN or infinity); the weights are "
+        "unusable (--no-verify skips this check)",
+        where, p.key(), bad));
   }
 }
 

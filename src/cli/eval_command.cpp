@@ -1,7 +1,7 @@
 // `polar eval` (preference accuracy, per category) and `polar score` (one reward per line).
-#include <CLI/CLI.hpp>
 #include <spdlog/spdlog.h>
 #include <torch/torch.h>
+#include <CLI/CLI.hpp>
 
 #include <cmath>
 #include <iostream>
@@ -18,34 +18,41 @@ namespace polar::cli {
 namespace {
 
 struct CommonArgs {
-  std::string checkpoint, input, output, device = "auto", precision = "fp32", template_kind = "finetune";
+  std::string checkpoint, input, output, device = "auto", precision = "fp32",
+                                         template_kind = "finetune";
   int64_t max_length = 16384, max_response_length = 4096, batch_tokens = 16384, row_tokens = 512;
   bool skip_invalid = false, no_verify = false;
   bool shared_prefix = true;
 };
 
 void add_common(CLI::App* cmd, CommonArgs& a) {
-  cmd->add_option("--checkpoint", a.checkpoint, "checkpoint directory (e.g. runs/x/final)")->required();
+  cmd->add_option("--checkpoint", a.checkpoint, "checkpoint directory (e.g. runs/x/final)")
+      ->required();
   cmd->add_option("--output", a.output, "write results here (JSON / JSONL)");
   cmd->add_option("--device", a.device, "auto | cpu | cuda[:N]");
   cmd->add_option("--precision", a.precision, "fp32 | bf16 (CUDA)");
   const int64_t kMaxTokens = int64_t{1} << 24;
-  cmd->add_option("--max-length", a.max_length, "tokens per sequence")->check(CLI::Range(int64_t{3}, kMaxTokens));
+  cmd->add_option("--max-length", a.max_length, "tokens per sequence")
+      ->check(CLI::Range(int64_t{3}, kMaxTokens));
   cmd->add_option("--max-response-length", a.max_response_length, "tokens per reference/candidate")
       ->check(CLI::Range(int64_t{1}, kMaxTokens));
-  cmd->add_option("--batch-tokens", a.batch_tokens, "tokens per forward pass")->check(CLI::Range(int64_t{1}, kMaxTokens));
-  cmd->add_option("--row-tokens", a.row_tokens,
-                  "packed row length (attention is computed per row; a longer sequence gets its own row)")
+  cmd->add_option("--batch-tokens", a.batch_tokens, "tokens per forward pass")
+      ->check(CLI::Range(int64_t{1}, kMaxTokens));
+  cmd->add_option(
+         "--row-tokens", a.row_tokens,
+         "packed row length (attention is computed per row; a longer sequence gets its own row)")
       ->check(CLI::Range(int64_t{1}, int64_t{1} << 16));
   cmd->add_option("--template", a.template_kind,
-                  "finetune (prompt \"\\n\" response) | pretrain (prompt and response joined, as in pre-training data)")
+                  "finetune (prompt \"\\n\" response) | pretrain (prompt and response joined, as "
+                  "in pre-training data)")
       ->check(CLI::IsMember({"finetune", "pretrain"}))
       ->capture_default_str();
   cmd->add_flag("--skip-invalid", a.skip_invalid, "skip invalid input lines instead of stopping");
   cmd->add_flag("--no-verify", a.no_verify,
                 "skip the checkpoint's checksum and finite-weights checks (very large models)");
-  cmd->add_option("--shared-prefix", a.shared_prefix,
-                  "encode a prompt + reference once for all its outputs (true | false; same rewards)");
+  cmd->add_option(
+      "--shared-prefix", a.shared_prefix,
+      "encode a prompt + reference once for all its outputs (true | false; same rewards)");
 }
 
 // Runs `fn` with errors prefixed by the input file and the checkpoint ("data.jsonl scored by
@@ -77,9 +84,12 @@ ScoreOptions score_options(const CommonArgs& a) {
 
 void add_eval_commands(CLI::App& app) {
   auto ev = std::make_shared<CommonArgs>();
-  auto* e = app.add_subcommand("eval", "preference accuracy of a checkpoint, overall and per category");
+  auto* e =
+      app.add_subcommand("eval", "preference accuracy of a checkpoint, overall and per category");
   add_common(e, *ev);
-  e->add_option("--data", ev->input, "preference JSONL {prompt, reference, chosen, rejected[, category]}")->required();
+  e->add_option("--data", ev->input,
+                "preference JSONL {prompt, reference, chosen, rejected[, category]}")
+      ->required();
   e->callback([ev] {
     ReadStats stats;
     auto records = read_preferences(ev->input, ev->skip_invalid, &stats);
@@ -99,7 +109,8 @@ void add_eval_commands(CLI::App& app) {
   });
 
   auto sc = std::make_shared<CommonArgs>();
-  auto* s = app.add_subcommand("score", "one reward per input line {prompt, reference, output}, as JSONL");
+  auto* s = app.add_subcommand("score",
+                               "one reward per input line {prompt, reference, output}, as JSONL");
   add_common(s, *sc);
   s->add_option("--input", sc->input, "scoring JSONL")->required();
   s->callback([sc] {

@@ -1,15 +1,15 @@
 // `polar import` (Hugging Face directory -> polar checkpoint) and `polar export` (checkpoint ->
 // Hugging Face directory for transformers, vLLM and SGLang). The work is in io/hf.
-#include <CLI/CLI.hpp>
 #include <spdlog/spdlog.h>
 #include <torch/torch.h>
+#include <CLI/CLI.hpp>
 
 #include <cmath>
 
+#include "polar/checkpoint/checkpoint.h"
+#include "polar/checkpoint/hf.h"
 #include "polar/cli/commands.h"
 #include "polar/common/error.h"
-#include "polar/checkpoint/hf.h"
-#include "polar/checkpoint/checkpoint.h"
 #include "polar/model/family.h"
 
 namespace polar::cli {
@@ -30,11 +30,13 @@ struct ExportArgs {
 // "Llama, Qwen2, InternLM2": the families of model/family.h.
 std::string family_names() {
   std::string out;
-  for (const auto& f : model_families()) out += (out.empty() ? "" : ", ") + std::string(f.display_name);
+  for (const auto& f : model_families())
+    out += (out.empty() ? "" : ", ") + std::string(f.display_name);
   return out;
 }
 
-// Each export format with the classes it writes: "auto | hf-llama (LlamaForSequenceClassification, ...) | ...".
+// Each export format with the classes it writes: "auto | hf-llama (LlamaForSequenceClassification,
+// ...) | ...".
 std::string format_help() {
   std::string out = "auto (the format of the model's own family)";
   for (const auto& format : export_formats()) {
@@ -54,12 +56,16 @@ std::string format_help() {
 
 void add_interop_commands(CLI::App& app) {
   auto im = std::make_shared<ImportArgs>();
-  auto* i = app.add_subcommand(
-      "import", "convert a Hugging Face model directory (" + family_names() + ") into a polar checkpoint");
-  i->add_option("--from", im->from, "Hugging Face directory (config.json, *.safetensors, tokenizer.model)")->required();
+  auto* i = app.add_subcommand("import", "convert a Hugging Face model directory (" +
+                                             family_names() + ") into a polar checkpoint");
+  i->add_option("--from", im->from,
+                "Hugging Face directory (config.json, *.safetensors, tokenizer.model)")
+      ->required();
   i->add_option("--output", im->output, "checkpoint directory to write")->required();
-  i->add_option("--tokenizer", im->tokenizer, "tokenizer directory to use instead of the model's tokenizer.model");
-  i->add_option("--head-seed", im->head_seed, "seed of the fresh reward head of a *ForCausalLM model");
+  i->add_option("--tokenizer", im->tokenizer,
+                "tokenizer directory to use instead of the model's tokenizer.model");
+  i->add_option("--head-seed", im->head_seed,
+                "seed of the fresh reward head of a *ForCausalLM model");
   i->callback([im] {
     io::HfImportOptions options;
     options.tokenizer_dir = im->tokenizer;
@@ -70,23 +76,27 @@ void add_interop_commands(CLI::App& app) {
   });
 
   auto ex = std::make_shared<ExportArgs>();
-  auto* e = app.add_subcommand("export", "write a checkpoint as a Hugging Face directory (transformers, vLLM, SGLang)");
-  e->add_option("--checkpoint", ex->checkpoint, "checkpoint directory (e.g. runs/x/final)")->required();
+  auto* e = app.add_subcommand(
+      "export", "write a checkpoint as a Hugging Face directory (transformers, vLLM, SGLang)");
+  e->add_option("--checkpoint", ex->checkpoint, "checkpoint directory (e.g. runs/x/final)")
+      ->required();
   e->add_option("--output", ex->output, "directory to write")->required();
   e->add_option("--format", ex->format, format_help());
   e->add_option("--dtype", ex->dtype, "bf16 | fp32 (fp32 reproduces `polar score` exactly)");
   e->add_option("--max-shard-size", ex->max_shard_gb, "largest safetensors shard, in GiB");
-  e->add_option("--code-from", ex->code_from, "a format with remote code: copy that code (*.py) from this directory");
+  e->add_option("--code-from", ex->code_from,
+                "a format with remote code: copy that code (*.py) from this directory");
   e->add_flag("--overwrite", ex->overwrite, "replace a non-empty output directory");
   e->callback([ex] {
-    POLAR_CHECK(std::isfinite(ex->max_shard_gb) && ex->max_shard_gb > 0, "--max-shard-size: expected GiB > 0, got ",
-                ex->max_shard_gb);
+    POLAR_CHECK(std::isfinite(ex->max_shard_gb) && ex->max_shard_gb > 0,
+                "--max-shard-size: expected GiB > 0, got ", ex->max_shard_gb);
     io::HfExportOptions options;
     options.format = ex->format;
     options.dtype = ex->dtype;
     options.code_from = ex->code_from;
     options.overwrite = ex->overwrite;
-    options.max_shard_bytes = static_cast<uint64_t>(ex->max_shard_gb * static_cast<double>(1ull << 30));
+    options.max_shard_bytes =
+        static_cast<uint64_t>(ex->max_shard_gb * static_cast<double>(1ull << 30));
     LoadedModel lm = load_model(ex->checkpoint, torch::kCPU);
     io::export_hf(lm, ex->output, options);
   });

@@ -21,7 +21,8 @@ struct SampleArgs {
 };
 
 void run(const SampleArgs& a) {
-  POLAR_CHECK(!a.prompts.empty() || !a.corpus.empty(), "polar sample: give --prompts FILE and/or --corpus FILE");
+  POLAR_CHECK(!a.prompts.empty() || !a.corpus.empty(),
+              "polar sample: give --prompts FILE and/or --corpus FILE");
   POLAR_CHECK(a.corpus.empty() || !a.tokenizer.empty(),
               "polar sample: --corpus needs --tokenizer DIR (prefixes are "
               "counted in its tokens)");
@@ -53,7 +54,8 @@ void run(const SampleArgs& a) {
 
 void add_sample_command(CLI::App& app) {
   auto args = std::make_shared<SampleArgs>();
-  auto* s = app.add_subcommand("sample", "sample trajectories {prompt, policy, response} from a pool of policies");
+  auto* s = app.add_subcommand(
+      "sample", "sample trajectories {prompt, policy, response} from a pool of policies");
   s->add_option("--pool", args->pool,
                 "pool JSON: policies served by OpenAI-compatible servers or "
                 "built-in HF causal LMs")
@@ -62,15 +64,19 @@ void add_sample_command(CLI::App& app) {
   s->add_option("--corpus", args->corpus,
                 "texts (one per line, or JSONL with \"text\") whose random "
                 "prefixes are prompts");
-  s->add_option("--tokenizer", args->tokenizer, "tokenizer directory counting --corpus prefix tokens");
-  s->add_option("--prefix-tokens", args->prefix_tokens, "corpus prompts are prefixes of 1..L tokens");
+  s->add_option("--tokenizer", args->tokenizer,
+                "tokenizer directory counting --corpus prefix tokens");
+  s->add_option("--prefix-tokens", args->prefix_tokens,
+                "corpus prompts are prefixes of 1..L tokens");
   s->add_option("--corpus-category", args->corpus_category, "category of the corpus prompts");
-  s->add_option("--output", args->output, "trajectories JSONL; an existing one is resumed")->required();
+  s->add_option("--output", args->output, "trajectories JSONL; an existing one is resumed")
+      ->required();
   s->add_option("--samples-per-prompt", args->samples_per_prompt, "responses per (policy, prompt)");
   s->add_option("--seed", args->seed,
                 "base seed of every (policy, prompt, sample) seed and of "
                 "corpus prefixes");
-  s->add_option("--threads", args->threads, "CPU threads of the built-in models (0: LibTorch's default)");
+  s->add_option("--threads", args->threads,
+                "CPU threads of the built-in models (0: LibTorch's default)");
   s->add_flag("--no-progress", args->no_progress, "no progress line");
   s->callback([args] { run(*args); });
 }

@@ -23,29 +23,36 @@ struct ServeArgs {
 void add_serve_command(CLI::App& app) {
   auto a = std::make_shared<ServeArgs>();
   serve::ServeOptions& o = a->options;
-  auto* s = app.add_subcommand("serve", "HTTP reward server (vLLM/lmdeploy /pooling, SGLang /classify, /score)");
-  s->add_option("--checkpoint", a->checkpoint, "checkpoint directory (e.g. runs/x/final)")->required();
+  auto* s = app.add_subcommand(
+      "serve", "HTTP reward server (vLLM/lmdeploy /pooling, SGLang /classify, /score)");
+  s->add_option("--checkpoint", a->checkpoint, "checkpoint directory (e.g. runs/x/final)")
+      ->required();
   s->add_option("--host", o.host, "address to bind (default 127.0.0.1: this machine only)");
   s->add_option("--port", o.port, "port (0: any free port)");
   s->add_option("--port-file", o.port_file, "write the bound port here once listening");
   s->add_option("--api", a->api, "/pooling response style: vllm | lmdeploy");
-  s->add_option("--served-model-name", o.model_name, "model name in responses (default: checkpoint dir name)");
+  s->add_option("--served-model-name", o.model_name,
+                "model name in responses (default: checkpoint dir name)");
   s->add_option("--device", a->device, "auto | cpu | cuda[:N]");
   s->add_option("--precision", a->precision, "auto (bf16 on CUDA, fp32 on CPU) | fp32 | bf16");
   s->add_option("--max-length", o.limits.max_length, "tokens per sequence (longer: 400)");
-  s->add_option("--max-response-length", o.limits.max_response_length, "/score: tokens per reference/output");
+  s->add_option("--max-response-length", o.limits.max_response_length,
+                "/score: tokens per reference/output");
   s->add_option("--max-sequences", o.limits.max_sequences, "sequences per request (more: 400)");
   s->add_option("--max-body-bytes", o.max_body_bytes, "request body size (larger: 413)");
   s->add_option("--batch-tokens", o.batcher.batch_tokens, "tokens per forward batch");
   s->add_option("--row-tokens", o.batcher.score.row_tokens, "packed row length (as polar score)");
-  s->add_option("--max-wait-ms", a->max_wait_ms, "how long a request may wait for others to batch with");
+  s->add_option("--max-wait-ms", a->max_wait_ms,
+                "how long a request may wait for others to batch with");
   s->add_option("--http-threads", o.http_threads, "connections served at once");
   s->add_option("--read-timeout", o.read_timeout_s, "seconds to wait for a slow client's bytes");
   s->callback([a] {
     serve::ServeOptions options = a->options;
     options.api = serve::parse_pooling_api(a->api);
-    POLAR_CHECK(a->max_wait_ms >= 0 && a->max_wait_ms <= 1000, "--max-wait-ms: expected 0..1000, got ", a->max_wait_ms);
-    options.batcher.max_wait = std::chrono::microseconds(static_cast<int64_t>(a->max_wait_ms * 1000));
+    POLAR_CHECK(a->max_wait_ms >= 0 && a->max_wait_ms <= 1000,
+                "--max-wait-ms: expected 0..1000, got ", a->max_wait_ms);
+    options.batcher.max_wait =
+        std::chrono::microseconds(static_cast<int64_t>(a->max_wait_ms * 1000));
     serve::run_server(a->checkpoint, a->device, a->precision, options);
   });
 }

@@ -14,14 +14,19 @@ void add_train_command(CLI::App& app) {
     bool resume = false;
   };
   auto args = std::make_shared<Args>();
-  auto* cmd = app.add_subcommand("train", "pre-train or fine-tune a reward model from a JSON config");
-  cmd->add_option("--config", args->config, "training config (see configs/)")->required()->check(CLI::ExistingFile);
-  cmd->add_option("--set", args->overrides, "override a config key, e.g. --set train.lr=1e-4 (repeatable)");
+  auto* cmd =
+      app.add_subcommand("train", "pre-train or fine-tune a reward model from a JSON config");
+  cmd->add_option("--config", args->config, "training config (see configs/)")
+      ->required()
+      ->check(CLI::ExistingFile);
+  cmd->add_option("--set", args->overrides,
+                  "override a config key, e.g. --set train.lr=1e-4 (repeatable)");
   cmd->add_flag("--resume", args->resume, "continue from the latest checkpoint in run.output_dir");
   cmd->callback([args] {
     install_stop_signal_handlers();
     TrainConfig cfg = load_train_config(args->config, args->overrides);
-    if (int sig = pending_stop_signal(); sig != 0) throw CLI::RuntimeError(128 + sig);  // before any work
+    if (int sig = pending_stop_signal(); sig != 0)
+      throw CLI::RuntimeError(128 + sig);  // before any work
     Trainer trainer(cfg, args->resume);
     int code = trainer.run();
     if (code != 0) throw CLI::RuntimeError(code);

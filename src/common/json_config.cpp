@@ -1,18 +1,19 @@
 #include "polar/common/json_config.h"
 
+#include <fcntl.h>
+#include <unistd.h>
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
 #include <fstream>
 #include <sstream>
-#include <unistd.h>
-#include <fcntl.h>
 
 namespace polar {
 
 using nlohmann::json;
 
-ConfigReader::ConfigReader(const json& obj, std::string where) : obj_(obj), where_(std::move(where)) {
+ConfigReader::ConfigReader(const json& obj, std::string where)
+    : obj_(obj), where_(std::move(where)) {
   POLAR_CHECK(obj_.is_object(), where_, ": expected a JSON object, got ", obj_.type_name());
 }
 
@@ -28,12 +29,13 @@ std::string format_bound(double v) {
 
 // The value of `key`, or nullptr when absent. A present null is rejected: `expected` says what
 // the key takes.
-const json* fetch(const json& obj, const char* key, std::set<std::string>& seen, const std::string& path,
-                  const char* expected) {
+const json* fetch(const json& obj, const char* key, std::set<std::string>& seen,
+                  const std::string& path, const char* expected) {
   seen.insert(key);
   auto it = obj.find(key);
   if (it == obj.end()) return nullptr;
-  POLAR_CHECK(!it->is_null(), path, ": expected ", expected, ", got null (leave the key out for the default)");
+  POLAR_CHECK(!it->is_null(), path, ": expected ", expected,
+              ", got null (leave the key out for the default)");
   return &*it;
 }
 
@@ -47,7 +49,8 @@ bool Range::contains(double v) const {
 }
 
 std::string Range::describe() const {
-  return std::string(lo_open ? "(" : "[") + format_bound(lo) + ", " + format_bound(hi) + (hi_open ? ")" : "]");
+  return std::string(lo_open ? "(" : "[") + format_bound(lo) + ", " + format_bound(hi) +
+         (hi_open ? ")" : "]");
 }
 
 Range closed(double lo, double hi) { return Range{lo, hi, false, false}; }
@@ -59,9 +62,11 @@ void ConfigReader::get(const char* key, int64_t& out) {
   if (!v) return;
   // 2^63 as a double: the first value that no longer fits an int64.
   constexpr double kLimit = 9223372036854775808.0;
-  if (v->is_number_integer() && !(v->is_number_unsigned() && v->get<uint64_t>() > static_cast<uint64_t>(INT64_MAX))) {
+  if (v->is_number_integer() &&
+      !(v->is_number_unsigned() && v->get<uint64_t>() > static_cast<uint64_t>(INT64_MAX))) {
     out = v->get<int64_t>();
-  } else if (v->is_number_float() && std::isfinite(v->get<double>()) && std::fabs(v->get<double>()) < kLimit &&
+  } else if (v->is_number_float() && std::isfinite(v->get<double>()) &&
+             std::fabs(v->get<double>()) < kLimit &&
              v->get<double>() == std::trunc(v->get<double>())) {
     out = static_cast<int64_t>(v->get<double>());
   } else {
@@ -72,8 +77,8 @@ void ConfigReader::get(const char* key, int64_t& out) {
 void ConfigReader::get(const char* key, int& out) {
   int64_t wide = out;
   get(key, wide);
-  POLAR_CHECK(wide >= INT32_MIN && wide <= INT32_MAX, path(key), ": expected an integer in [", INT32_MIN, ", ",
-              INT32_MAX, "], got ", wide);
+  POLAR_CHECK(wide >= INT32_MIN && wide <= INT32_MAX, path(key), ": expected an integer in [",
+              INT32_MIN, ", ", INT32_MAX, "], got ", wide);
   out = static_cast<int>(wide);
 }
 
@@ -86,13 +91,14 @@ void ConfigReader::get(const char* key, double& out) {
 
 void ConfigReader::get(const char* key, int64_t& out, const Range& range) {
   get(key, out);
-  POLAR_CHECK(range.contains(static_cast<double>(out)), path(key), ": expected an integer in ", range.describe(),
-              ", got ", out);
+  POLAR_CHECK(range.contains(static_cast<double>(out)), path(key), ": expected an integer in ",
+              range.describe(), ", got ", out);
 }
 
 void ConfigReader::get(const char* key, double& out, const Range& range) {
   get(key, out);
-  POLAR_CHECK(range.contains(out), path(key), ": expected a number in ", range.describe(), ", got ", out);
+  POLAR_CHECK(range.contains(out), path(key), ": expected a number in ", range.describe(), ", got ",
+              out);
 }
 
 void ConfigReader::get(const char* key, bool& out) {
@@ -116,7 +122,8 @@ void ConfigReader::get(const char* key, std::vector<std::string>& out) {
     out = {v->get<std::string>()};
     return;
   }
-  POLAR_CHECK(v->is_array(), path(key), ": expected a string or a list of strings, got ", v->dump());
+  POLAR_CHECK(v->is_array(), path(key), ": expected a string or a list of strings, got ",
+              v->dump());
   out.clear();
   for (const auto& e : *v) {
     POLAR_CHECK(e.is_string(), path(key), ": expected a list of strings, got element ", e.dump());
@@ -202,7 +209,8 @@ void apply_override(json& root, const std::string& assignment) {
   size_t start = 0;
   while (true) {
     size_t dot = key.find('.', start);
-    std::string part = key.substr(start, dot == std::string::npos ? std::string::npos : dot - start);
+    std::string part =
+        key.substr(start, dot == std::string::npos ? std::string::npos : dot - start);
     POLAR_CHECK(!part.empty(), "--set ", assignment, ": empty key component");
     if (dot == std::string::npos) {
       (*node)[part] = value;
@@ -210,7 +218,8 @@ void apply_override(json& root, const std::string& assignment) {
     }
     json& child = (*node)[part];
     if (child.is_null()) child = json::object();
-    POLAR_CHECK(child.is_object(), "--set ", assignment, ": ", key.substr(0, dot), " is not an object");
+    POLAR_CHECK(child.is_object(), "--set ", assignment, ": ", key.substr(0, dot),
+                " is not an object");
     node = &child;
     start = dot + 1;
   }

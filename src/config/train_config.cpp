@@ -13,11 +13,12 @@ namespace {
 // Upper bounds that reject typos and sizes no machine could hold: counts (steps, seeds), groups
 // per step, tokens per packed row (attention is quadratic in it), tokens per micro-batch.
 constexpr double kMaxCount = 1e15;
-constexpr double kMaxGroups = 1048576;     // 2^20
-constexpr double kMaxRowTokens = 65536;    // 2^16
+constexpr double kMaxGroups = 1048576;        // 2^20
+constexpr double kMaxRowTokens = 65536;       // 2^16
 constexpr double kMaxBatchTokens = 16777216;  // 2^24
 
-const char* const kModelSectionKeys[] = {"init_from", "shape_from", "tokenizer", "init_seed", "reset_head", "zero_head"};
+const char* const kModelSectionKeys[] = {"init_from", "shape_from", "tokenizer",
+                                         "init_seed", "reset_head", "zero_head"};
 
 void parse_model(const json& j, const std::string& where, ModelSection& m) {
   json shape = model_shape_json(j);
@@ -111,23 +112,27 @@ TrainConfig TrainConfig::from_json(const json& j, const std::string& where) {
                     x.activation_checkpointing == "every_k",
                 s.path("activation_checkpointing"), ": expected none, blocks or every_k, got \"",
                 x.activation_checkpointing, "\"");
-    POLAR_CHECK(x.activation_checkpointing_k >= 1, s.path("activation_checkpointing_k"), ": must be at least 1, got ",
-                x.activation_checkpointing_k);
+    POLAR_CHECK(x.activation_checkpointing_k >= 1, s.path("activation_checkpointing_k"),
+                ": must be at least 1, got ", x.activation_checkpointing_k);
     POLAR_CHECK(!x.offload_optimizer || x.zero >= 1, s.path("offload_optimizer"),
-                ": needs train.zero 1 or 2 (the offloaded optimizer is the sharded one; with one process its shard is "
+                ": needs train.zero 1 or 2 (the offloaded optimizer is the sharded one; with one "
+                "process its shard is "
                 "everything)");
     POLAR_CHECK(x.steps > 0, s.path("steps"), ": must be positive");
-    POLAR_CHECK(x.epochs >= 0 && std::isfinite(x.epochs), s.path("epochs"), ": must be >= 0 (0: use train.steps)");
+    POLAR_CHECK(x.epochs >= 0 && std::isfinite(x.epochs), s.path("epochs"),
+                ": must be >= 0 (0: use train.steps)");
     POLAR_CHECK(x.batch_groups > 0, s.path("batch_groups"), ": must be positive");
     POLAR_CHECK(x.lr > 0 && std::isfinite(x.lr), s.path("lr"), ": must be a positive number");
     POLAR_CHECK(x.head_lr_scale > 0 && x.head_lr_scale <= 1000, s.path("head_lr_scale"),
                 ": expected a number in (0, 1000], got ", x.head_lr_scale);
-    POLAR_CHECK(x.probe_steps >= 0 && x.probe_steps < x.steps, s.path("probe_steps"), ": expected 0 <= probe_steps < ",
-                "train.steps (", x.steps, "), got ", x.probe_steps);
-    POLAR_CHECK(x.device == "auto" || x.device == "cpu" || x.device == "cuda" || x.device.rfind("cuda:", 0) == 0,
+    POLAR_CHECK(x.probe_steps >= 0 && x.probe_steps < x.steps, s.path("probe_steps"),
+                ": expected 0 <= probe_steps < ", "train.steps (", x.steps, "), got ",
+                x.probe_steps);
+    POLAR_CHECK(x.device == "auto" || x.device == "cpu" || x.device == "cuda" ||
+                    x.device.rfind("cuda:", 0) == 0,
                 s.path("device"), ": expected auto, cpu or cuda[:N], got \"", x.device, "\"");
-    POLAR_CHECK(x.attention == "auto" || x.attention == "math" || x.attention == "varlen", s.path("attention"),
-                ": expected auto, math or varlen, got \"", x.attention, "\"");
+    POLAR_CHECK(x.attention == "auto" || x.attention == "math" || x.attention == "varlen",
+                s.path("attention"), ": expected auto, math or varlen, got \"", x.attention, "\"");
     POLAR_CHECK(x.precision == "fp32" || x.precision == "bf16", s.path("precision"),
                 ": expected fp32 or bf16, got \"", x.precision, "\"");
   }
@@ -165,30 +170,55 @@ json TrainConfig::to_json() const {
   return json{
       {"stage", stage},
       {"model", model},
-      {"data", {{"train", data.train}, {"eval", data.eval}, {"row_tokens", data.row_tokens},
-                {"micro_batch_tokens", data.micro_batch_tokens}, {"shared_prefix", data.shared_prefix}}},
-      {"loss", {{"margin", loss.margin}, {"center_coef", loss.center_coef}, {"reward_l2", loss.reward_l2}}},
-      {"train", {{"steps", t.steps}, {"epochs", t.epochs}, {"batch_groups", t.batch_groups}, {"lr", t.lr},
-                 {"min_lr_ratio", t.min_lr_ratio}, {"warmup_ratio", t.warmup_ratio},
-                 {"warmup_steps", t.warmup_steps}, {"weight_decay", t.weight_decay},
-                 {"head_lr_scale", t.head_lr_scale}, {"probe_steps", t.probe_steps},
-                 {"beta1", t.beta1}, {"beta2", t.beta2}, {"eps", t.eps}, {"grad_clip", t.grad_clip},
-                 {"seed", t.seed}, {"device", t.device}, {"precision", t.precision},
-                 {"max_bad_steps", t.max_bad_steps}, {"threads", t.threads},
-                 {"fused_kernels", t.fused_kernels}, {"attention", t.attention}, {"dist_timeout_s", t.dist_timeout_s},
-                 {"zero", t.zero}, {"activation_checkpointing", t.activation_checkpointing},
-                 {"activation_checkpointing_k", t.activation_checkpointing_k},
-                 {"offload_optimizer", t.offload_optimizer}}},
+      {"data",
+       {{"train", data.train},
+        {"eval", data.eval},
+        {"row_tokens", data.row_tokens},
+        {"micro_batch_tokens", data.micro_batch_tokens},
+        {"shared_prefix", data.shared_prefix}}},
+      {"loss",
+       {{"margin", loss.margin}, {"center_coef", loss.center_coef}, {"reward_l2", loss.reward_l2}}},
+      {"train",
+       {{"steps", t.steps},
+        {"epochs", t.epochs},
+        {"batch_groups", t.batch_groups},
+        {"lr", t.lr},
+        {"min_lr_ratio", t.min_lr_ratio},
+        {"warmup_ratio", t.warmup_ratio},
+        {"warmup_steps", t.warmup_steps},
+        {"weight_decay", t.weight_decay},
+        {"head_lr_scale", t.head_lr_scale},
+        {"probe_steps", t.probe_steps},
+        {"beta1", t.beta1},
+        {"beta2", t.beta2},
+        {"eps", t.eps},
+        {"grad_clip", t.grad_clip},
+        {"seed", t.seed},
+        {"device", t.device},
+        {"precision", t.precision},
+        {"max_bad_steps", t.max_bad_steps},
+        {"threads", t.threads},
+        {"fused_kernels", t.fused_kernels},
+        {"attention", t.attention},
+        {"dist_timeout_s", t.dist_timeout_s},
+        {"zero", t.zero},
+        {"activation_checkpointing", t.activation_checkpointing},
+        {"activation_checkpointing_k", t.activation_checkpointing_k},
+        {"offload_optimizer", t.offload_optimizer}}},
       {"eval", {{"every", eval.every}, {"max_groups", eval.max_groups}}},
-      {"run", {{"output_dir", run.output_dir}, {"checkpoint_every", run.checkpoint_every},
-               {"keep_last", run.keep_last}, {"log_every", run.log_every},
-               {"stop_after_steps", run.stop_after_steps}}},
+      {"run",
+       {{"output_dir", run.output_dir},
+        {"checkpoint_every", run.checkpoint_every},
+        {"keep_last", run.keep_last},
+        {"log_every", run.log_every},
+        {"stop_after_steps", run.stop_after_steps}}},
   };
 }
 
 TrainConfig load_train_config(const std::string& path, const std::vector<std::string>& overrides) {
   json j = read_json_file(path);
-  POLAR_CHECK(j.is_object(), path, ": expected a JSON object at the top level, got ", j.type_name());
+  POLAR_CHECK(j.is_object(), path, ": expected a JSON object at the top level, got ",
+              j.type_name());
   for (const auto& o : overrides) apply_override(j, o);
   return TrainConfig::from_json(j, path);
 }
@@ -200,11 +230,14 @@ int64_t activation_checkpoint_interval(const TrainSection& t) {
 }
 
 double learning_rate_at(const TrainSection& t, int64_t step) {
-  int64_t warmup = t.warmup_steps >= 0 ? t.warmup_steps
-                                       : static_cast<int64_t>(std::llround(t.warmup_ratio * t.steps));
-  if (warmup > 0 && step < warmup) return t.lr * static_cast<double>(step + 1) / static_cast<double>(warmup);
+  int64_t warmup = t.warmup_steps >= 0
+                       ? t.warmup_steps
+                       : static_cast<int64_t>(std::llround(t.warmup_ratio * t.steps));
+  if (warmup > 0 && step < warmup)
+    return t.lr * static_cast<double>(step + 1) / static_cast<double>(warmup);
   int64_t decay_steps = std::max<int64_t>(1, t.steps - warmup);
-  double progress = std::min(1.0, static_cast<double>(step - warmup) / static_cast<double>(decay_steps));
+  double progress =
+      std::min(1.0, static_cast<double>(step - warmup) / static_cast<double>(decay_steps));
   double cosine = 0.5 * (1.0 + std::cos(M_PI * progress));
   return t.lr * (t.min_lr_ratio + (1.0 - t.min_lr_ratio) * cosine);
 }

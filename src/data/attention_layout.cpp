@@ -46,12 +46,15 @@ struct LayoutBuilder {
 }  // namespace
 
 AttentionLayout attention_layout(const Tensor& segments_in, const Tensor& context_in) {
-  POLAR_CHECK(segments_in.dim() == 2, "attention_layout: segments must be (B, T), got ", segments_in.sizes());
+  POLAR_CHECK(segments_in.dim() == 2, "attention_layout: segments must be (B, T), got ",
+              segments_in.sizes());
   const bool has_context = context_in.defined();
-  POLAR_CHECK(!has_context || context_in.sizes() == segments_in.sizes(), "attention_layout: context has shape ",
-              context_in.sizes(), ", segments have ", segments_in.sizes());
+  POLAR_CHECK(!has_context || context_in.sizes() == segments_in.sizes(),
+              "attention_layout: context has shape ", context_in.sizes(), ", segments have ",
+              segments_in.sizes());
   const Tensor segments = segments_in.to(torch::kCPU, torch::kInt64).contiguous();
-  const Tensor context = has_context ? context_in.to(torch::kCPU, torch::kInt64).contiguous() : Tensor();
+  const Tensor context =
+      has_context ? context_in.to(torch::kCPU, torch::kInt64).contiguous() : Tensor();
   const int64_t B = segments.size(0), T = segments.size(1);
   const int64_t* seg = segments.data_ptr<int64_t>();
   const int64_t* ctx = has_context ? context.data_ptr<int64_t>() : nullptr;
@@ -63,15 +66,16 @@ AttentionLayout attention_layout(const Tensor& segments_in, const Tensor& contex
     int64_t t = 0;
     while (t < T) {
       const int64_t id = seg[r * T + t];
-      POLAR_CHECK(id >= 0 && id <= T, "attention_layout: row ", r, " token ", t, " has segment ", id,
-                  " (expected 0..", T, ")");
+      POLAR_CHECK(id >= 0 && id <= T, "attention_layout: row ", r, " token ", t, " has segment ",
+                  id, " (expected 0..", T, ")");
       if (id == 0) {
         ++t;
         continue;
       }
       const int64_t c = ctx ? ctx[r * T + t] : 0;
       Run& run = runs[static_cast<size_t>(id)];
-      POLAR_CHECK(run.first_real < 0, "attention_layout: row ", r, " segment ", id, " is not one contiguous run");
+      POLAR_CHECK(run.first_real < 0, "attention_layout: row ", r, " segment ", id,
+                  " is not one contiguous run");
       run.first_real = static_cast<int64_t>(out.token_index.size());
       for (; t < T && seg[r * T + t] == id; ++t) {
         POLAR_CHECK(!ctx || ctx[r * T + t] == c, "attention_layout: row ", r, " token ", t,
@@ -81,8 +85,9 @@ AttentionLayout attention_layout(const Tensor& segments_in, const Tensor& contex
       }
       const Run* prefix = nullptr;
       if (c != 0 && c != id) {
-        POLAR_CHECK(c > 0 && c <= T && runs[static_cast<size_t>(c)].first_real >= 0, "attention_layout: row ", r,
-                    " segment ", id, " has context ", c, ", which is no earlier segment of the row");
+        POLAR_CHECK(c > 0 && c <= T && runs[static_cast<size_t>(c)].first_real >= 0,
+                    "attention_layout: row ", r, " segment ", id, " has context ", c,
+                    ", which is no earlier segment of the row");
         prefix = &runs[static_cast<size_t>(c)];
       }
       out.add_block(run, prefix);
@@ -92,7 +97,8 @@ AttentionLayout attention_layout(const Tensor& segments_in, const Tensor& contex
   AttentionLayout layout;
   const auto n_real = static_cast<int64_t>(out.token_index.size());
   layout.all_tokens = n_real == B * T;
-  layout.token_index = layout.all_tokens ? torch::arange(n_real, torch::kInt64) : to_tensor(out.token_index);
+  layout.token_index =
+      layout.all_tokens ? torch::arange(n_real, torch::kInt64) : to_tensor(out.token_index);
   layout.cu_q = to_tensor(out.cu_q);
   layout.cu_k = to_tensor(out.cu_k);
   if (out.shared) layout.key_index = to_tensor(out.key_index);
@@ -109,7 +115,8 @@ Tensor attention_mask(const Tensor& segments, const Tensor& context) {
   Tensor visible = segments.unsqueeze(2) == segments.unsqueeze(1);  // (B, T, T): same segment
   if (context.defined()) {
     // A query with context c also sees every key of segment c (its shared prefix).
-    visible = visible | ((context.unsqueeze(2) == segments.unsqueeze(1)) & (context > 0).unsqueeze(2));
+    visible =
+        visible | ((context.unsqueeze(2) == segments.unsqueeze(1)) & (context > 0).unsqueeze(2));
   }
   const Tensor causal = torch::ones({T, T}, opts).tril();
   const Tensor real_query = (segments > 0).unsqueeze(2);  // (B, T, 1)

@@ -44,10 +44,11 @@ void check_groups_and_pairs(const std::vector<GroupRef>& groups, PackedBatch& ba
     first_sequence.push_back(n_sequences);
     for (size_t c = 0; c < group.candidates.size(); ++c) {
       const TokenSpan& span = group.candidates[c];
-      POLAR_CHECK(span.size >= 0 && (span.size == 0 || span.data), "pack_groups: group ", g, " candidate ", c,
-                  " has an invalid token span");
+      POLAR_CHECK(span.size >= 0 && (span.size == 0 || span.data), "pack_groups: group ", g,
+                  " candidate ", c, " has an invalid token span");
       // The reward is read at the last token, so an empty sequence has nowhere to read it.
-      POLAR_CHECK(group.prefix.size + span.size > 0, "pack_groups: group ", g, " candidate ", c, " is empty");
+      POLAR_CHECK(group.prefix.size + span.size > 0, "pack_groups: group ", g, " candidate ", c,
+                  " is empty");
       if (c > 0) {
         pair_pos.push_back(first_sequence.back());
         pair_neg.push_back(n_sequences + static_cast<int64_t>(c));
@@ -104,8 +105,8 @@ struct RowWriter {
 
   // Writes the spans as one new segment at positions first_position..; returns its id and
   // the flat index of its last token through *last.
-  int64_t write(std::initializer_list<TokenSpan> spans, int64_t first_position, int64_t context_segment,
-                int64_t* last) {
+  int64_t write(std::initializer_list<TokenSpan> spans, int64_t first_position,
+                int64_t context_segment, int64_t* last) {
     ++segment;
     int64_t position = first_position;
     for (const TokenSpan& span : spans) {
@@ -148,7 +149,8 @@ void gather_into_storage(PackedBatch& batch, bool pinned) {
   int64_t total = 0;
   for (const torch::Tensor* t : fields)
     if (t->defined()) total += t->numel();
-  batch.storage = torch::empty({total}, torch::TensorOptions().dtype(torch::kInt64).pinned_memory(pinned));
+  batch.storage =
+      torch::empty({total}, torch::TensorOptions().dtype(torch::kInt64).pinned_memory(pinned));
   int64_t offset = 0;
   for (torch::Tensor* t : fields) {
     if (!t->defined()) continue;
@@ -163,9 +165,10 @@ void gather_into_storage(PackedBatch& batch, bool pinned) {
 }  // namespace
 
 std::vector<torch::Tensor*> index_tensors(PackedBatch& b) {
-  return {&b.tokens,    &b.positions,         &b.segments,     &b.context,      &b.reward_index,
-          &b.pair_pos,  &b.pair_neg,          &b.pair_category, &b.pos_index,   &b.neg_offsets,
-          &b.layout.token_index, &b.layout.cu_q, &b.layout.cu_k, &b.layout.key_index};
+  return {&b.tokens,       &b.positions,       &b.segments,           &b.context,
+          &b.reward_index, &b.pair_pos,        &b.pair_neg,           &b.pair_category,
+          &b.pos_index,    &b.neg_offsets,     &b.layout.token_index, &b.layout.cu_q,
+          &b.layout.cu_k,  &b.layout.key_index};
 }
 
 int64_t group_tokens(const GroupRef& group, bool shared_prefix) {
@@ -176,7 +179,8 @@ int64_t group_tokens(const GroupRef& group, bool shared_prefix) {
 }
 
 PackedBatch pack_groups(const std::vector<GroupRef>& groups, const PackOptions& options) {
-  POLAR_CHECK(options.row_tokens > 0, "pack_groups: row_tokens must be > 0, got ", options.row_tokens);
+  POLAR_CHECK(options.row_tokens > 0, "pack_groups: row_tokens must be > 0, got ",
+              options.row_tokens);
   POLAR_CHECK(!groups.empty(), "pack_groups: no groups to pack");
   PackedBatch batch;
   std::vector<int64_t> first_sequence;
@@ -190,7 +194,8 @@ PackedBatch pack_groups(const std::vector<GroupRef>& groups, const PackOptions& 
       continue;
     }
     for (size_t c = 0; c < groups[g].candidates.size(); ++c)
-      units.push_back({group, static_cast<int64_t>(c), groups[g].prefix.size + groups[g].candidates[c].size});
+      units.push_back(
+          {group, static_cast<int64_t>(c), groups[g].prefix.size + groups[g].candidates[c].size});
   }
   const std::vector<Row> rows = fill_rows(units, options.row_tokens);
   int64_t width = 0;
@@ -225,8 +230,10 @@ PackedBatch pack_groups(const std::vector<GroupRef>& groups, const PackOptions& 
 }
 
 std::vector<std::pair<int64_t, int64_t>> split_micro_batches(const std::vector<GroupRef>& groups,
-                                                             int64_t token_budget, bool shared_prefix) {
-  POLAR_CHECK(token_budget > 0, "split_micro_batches: token_budget must be > 0, got ", token_budget);
+                                                             int64_t token_budget,
+                                                             bool shared_prefix) {
+  POLAR_CHECK(token_budget > 0, "split_micro_batches: token_budget must be > 0, got ",
+              token_budget);
   std::vector<std::pair<int64_t, int64_t>> ranges;
   const auto n = static_cast<int64_t>(groups.size());
   int64_t begin = 0;

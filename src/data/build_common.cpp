@@ -47,7 +47,8 @@ void remove_stale_staging(const std::string& output) {
     const std::string name = e.path().filename().string();
     if (name.rfind(prefix, 0) != 0) continue;
     const std::string pid_text = name.substr(prefix.size());
-    if (pid_text.empty() || pid_text.find_first_not_of("0123456789") != std::string::npos || pid_text.size() > 9) {
+    if (pid_text.empty() || pid_text.find_first_not_of("0123456789") != std::string::npos ||
+        pid_text.size() > 9) {
       continue;
     }
     const pid_t pid = static_cast<pid_t>(std::stol(pid_text));
@@ -60,47 +61,28 @@ void remove_stale_staging(const std::string& output) {
 
 }  // namespace
 
-StagedOutput::StagedOutput(const std::string& output, bool overwrite) : output_(output), overwrite_(overwrite) {
-  POLAR_CHECK(!output.empty(), "--output: empty path");
-  while (output_.size() > 1 && output_.back() == '/') output_.pop_back();
-  check_target();
-  remove_stale_staging(output_);
-  tmp_ = output_ + ".tmp-" + std::to_string(::getpid());
-  remove_tree(tmp_);
-  std::error_code ec;
-  fs::create_directories(tmp_, ec);
-  POLAR_CHECK(!ec, tmp_, ": cannot create directory: ", ec.message());
+// Refuses an existing OUTPUT unless --overwrite, and even then only a dataset or empty directory.
+static void check_output_target(const std::string& output, bool overwrite) {
+  if (!fs::exists(output)) return;
+  POLAR_CHECK(overwrite, output, ": already exists (pass --overwrite to replace it)");
+  const bool dataset = fs::is_directory(output) &&
+                       (fs::exists(fs::path(output) / "manifest.json") || fs::is_empty(output));
+  POLAR_CHECK(dataset, output,
+              ": exists and is not a polar dataset (no manifest.json); refusing to replace it");
 }
 
-StagedOutput::~StagedOutput() {
-  if (!committed_) remove_tree(tmp_);
+StagedOutput::StagedOutput(const std::string& output, bool overwrite) : overwrite_(overwrite) {
+  POLAR_CHECK(!output.empty(), "--output: empty path");
+  std::string target = output;
+  while (target.size() > 1 && target.back() == '/') target.pop_back();
+  check_output_target(target, overwrite_);
+  remove_stale_staging(target);
+  staged_ = std::make_unique<StagedDir>(target);
 }
 
 void StagedOutput::commit() {
-  check_target();
-  std::error_code ec;
-  const std::string old = output_ + ".old-" + std::to_string(::getpid());
-  const bool replacing = fs::exists(output_);
-  if (replacing) {
-    fs::rename(output_, old, ec);
-    POLAR_CHECK(!ec, output_, ": cannot move the previous dataset aside: ", ec.message());
-  }
-  fs::rename(tmp_, output_, ec);
-  if (ec) {
-    if (replacing) fs::rename(old, output_, ec);
-    throw Error(output_ + ": cannot rename " + tmp_ + " into place");
-  }
-  committed_ = true;
-  if (replacing) remove_tree(old);
-}
-
-// Refuses an existing OUTPUT unless --overwrite, and even then only a dataset or empty directory.
-void StagedOutput::check_target() const {
-  if (!fs::exists(output_)) return;
-  POLAR_CHECK(overwrite_, output_, ": already exists (pass --overwrite to replace it)");
-  const bool dataset = fs::is_directory(output_) &&
-                       (fs::exists(fs::path(output_) / "manifest.json") || fs::is_empty(output_));
-  POLAR_CHECK(dataset, output_, ": exists and is not a polar dataset (no manifest.json); refusing to replace it");
+  check_output_target(staged_->output(), overwrite_);
+  staged_->commit();
 }
 
 int resolve_threads(int threads) {
@@ -110,7 +92,8 @@ int resolve_threads(int threads) {
 }
 
 void parallel_for(size_t n, int threads, const std::function<void(size_t)>& fn) {
-  const size_t n_threads = std::max<size_t>(1, std::min<size_t>(static_cast<size_t>(resolve_threads(threads)), n));
+  const size_t n_threads =
+      std::max<size_t>(1, std::min<size_t>(static_cast<size_t>(resolve_threads(threads)), n));
   std::vector<std::exception_ptr> errors(n_threads);
   auto work = [&](size_t t) {
     try {
@@ -128,7 +111,8 @@ void parallel_for(size_t n, int threads, const std::function<void(size_t)>& fn) 
   }
 }
 
-SplitWriters::SplitWriters(const std::string& root, TemplateKind kind, int64_t groups_per_shard, int64_t shard_bytes)
+SplitWriters::SplitWriters(const std::string& root, TemplateKind kind, int64_t groups_per_shard,
+                           int64_t shard_bytes)
     : train_((fs::path(root) / "train").string(), kind, groups_per_shard, shard_bytes),
       eval_((fs::path(root) / "eval").string(), kind, groups_per_shard, shard_bytes) {}
 
@@ -153,12 +137,14 @@ void SplitWriters::add(const std::optional<EncodedGroup>& group, int32_t categor
 
 int64_t SplitWriters::groups() const { return train_counts_.groups + eval_counts_.groups; }
 
-void SplitWriters::finish(const std::vector<std::string>& categories, const std::string& why_empty, bool allow_empty) {
-  POLAR_CHECK(allow_empty || groups() > 0, "no groups to write: ", why_empty, "; ", dropped_too_long_,
-              " groups too long for --max-length");
+void SplitWriters::finish(const std::vector<std::string>& categories, const std::string& why_empty,
+                          bool allow_empty) {
+  POLAR_CHECK(allow_empty || groups() > 0, "no groups to write: ", why_empty, "; ",
+              dropped_too_long_, " groups too long for --max-length");
   if (dropped_too_long_ > 0) {
-    spdlog::warn("data: dropped {} groups that do not fit --max-length even with the prompt cut away",
-                 dropped_too_long_);
+    spdlog::warn(
+        "data: dropped {} groups that do not fit --max-length even with the prompt cut away",
+        dropped_too_long_);
   }
   train_.finish(categories);
   eval_.finish(categories);
@@ -194,8 +180,8 @@ void check_limits(const TemplateLimits& limits, double eval_fraction) {
   POLAR_CHECK(limits.max_length > 2, "--max-length must be > 2, got ", limits.max_length);
   POLAR_CHECK(limits.max_response_length > 0, "--max-response-length must be positive, got ",
               limits.max_response_length);
-  POLAR_CHECK(eval_fraction >= 0.0 && eval_fraction <= 1.0, "--eval-fraction must be in [0, 1], got ",
-              eval_fraction);
+  POLAR_CHECK(eval_fraction >= 0.0 && eval_fraction <= 1.0,
+              "--eval-fraction must be in [0, 1], got ", eval_fraction);
 }
 
 }  // namespace polar::data_build

@@ -5,12 +5,14 @@
 #include <cstdint>
 #include <functional>
 #include <map>
+#include <memory>
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <random>
 #include <string>
 #include <vector>
 
+#include "polar/common/staged_dir.h"
 #include "polar/data/records.h"
 #include "polar/data/shards.h"
 #include "polar/tokenizer/template.h"
@@ -30,28 +32,26 @@ void shuffle(std::vector<T>& v, std::mt19937_64& rng) {
 // Removes a file or directory tree; missing is fine.
 void remove_tree(const std::string& path);
 
-// The output directory is built at OUTPUT.tmp-<pid> and renamed into place by commit();
-// until then, destruction (an error) removes it and OUTPUT is untouched. Staging directories
-// of OUTPUT left by killed builders (their pid no longer runs) are removed on construction.
+// The output directory is built at OUTPUT.tmp-<pid> and renamed into place by commit()
+// (polar::StagedDir); until then, destruction (an error) removes it and OUTPUT is untouched. An
+// existing OUTPUT is replaced only with `overwrite` and only when it is a dataset or empty. Staging
+// directories of OUTPUT left by killed builders (their pid no longer runs) are removed on
+// construction.
 class StagedOutput {
  public:
   StagedOutput(const std::string& output, bool overwrite);
-  ~StagedOutput();
-  StagedOutput(const StagedOutput&) = delete;
-  StagedOutput& operator=(const StagedOutput&) = delete;
-  const std::string& tmp() const { return tmp_; }
-  const std::string& output() const { return output_; }
+  const std::string& tmp() const { return staged_->path(); }
+  const std::string& output() const { return staged_->output(); }
   void commit();
 
  private:
-  void check_target() const;
-  std::string output_, tmp_;
   bool overwrite_;
-  bool committed_ = false;
+  std::unique_ptr<StagedDir> staged_;
 };
 
 int resolve_threads(int threads);  // 0 -> hardware concurrency (at least 1)
-// fn(i) for i in [0, n) on up to `threads` threads, strided; rethrows the first exception by thread.
+// fn(i) for i in [0, n) on up to `threads` threads, strided; rethrows the first exception by
+// thread.
 void parallel_for(size_t n, int threads, const std::function<void(size_t)>& fn);
 
 // Writes groups into train/ and eval/ and keeps the counts the manifest reports.
@@ -62,7 +62,8 @@ class SplitWriters {
   void add(const std::optional<EncodedGroup>& group, int32_t category, bool is_eval);
   int64_t groups() const;
   // An empty dataset is an error (it means the inputs or the limits are wrong) unless allow_empty.
-  void finish(const std::vector<std::string>& categories, const std::string& why_empty, bool allow_empty = false);
+  void finish(const std::vector<std::string>& categories, const std::string& why_empty,
+              bool allow_empty = false);
   nlohmann::json counts() const;      // {"train": {...}, "eval": {...}}
   nlohmann::json truncation() const;  // groups and tokens cut, groups dropped as too long
 
@@ -72,7 +73,8 @@ class SplitWriters {
   };
   ShardWriter train_, eval_;
   Counts train_counts_, eval_counts_;
-  int64_t groups_prompt_cut_ = 0, prompt_tokens_cut_ = 0, groups_response_cut_ = 0, response_tokens_cut_ = 0;
+  int64_t groups_prompt_cut_ = 0, prompt_tokens_cut_ = 0, groups_response_cut_ = 0,
+          response_tokens_cut_ = 0;
   int64_t dropped_too_long_ = 0;
 };
 
@@ -88,7 +90,8 @@ void check_limits(const TemplateLimits& limits, double eval_fraction);
 // Why a build produced no groups, for the error: which inputs, and whether every line was
 // invalid or every prompt unusable (`prompt_reasons`: skipped prompts by reason). In builder.cpp.
 std::string why_no_groups(const std::vector<std::string>& inputs, const ReadStats& read,
-                          const std::map<std::string, int64_t>& prompt_reasons, int64_t planned_groups);
+                          const std::map<std::string, int64_t>& prompt_reasons,
+                          int64_t planned_groups);
 
 // The tokenizer section of a manifest's settings (defined in builder.cpp).
 nlohmann::json tokenizer_json(const Tokenizer& tok, const std::string& path);

@@ -30,12 +30,14 @@ using namespace data_build;
 namespace {
 
 constexpr const char* kManifestFormat = "polar-dataset-v1";
-constexpr uint64_t kSplitSeedSalt = 0x9E3779B97F4A7C15ULL;  // split and grouping use separate streams
+constexpr uint64_t kSplitSeedSalt =
+    0x9E3779B97F4A7C15ULL;  // split and grouping use separate streams
 
 }  // namespace
 
 std::string data_build::why_no_groups(const std::vector<std::string>& inputs, const ReadStats& read,
-                                      const std::map<std::string, int64_t>& prompt_reasons, int64_t planned_groups) {
+                                      const std::map<std::string, int64_t>& prompt_reasons,
+                                      int64_t planned_groups) {
   std::string files;
   for (const auto& f : inputs) files += (files.empty() ? "" : ", ") + f;
   if (read.accepted == 0) {
@@ -43,16 +45,18 @@ std::string data_build::why_no_groups(const std::vector<std::string>& inputs, co
                        json(read.skipped_by_reason).dump());
   }
   if (planned_groups == 0) {
-    return fmt::format("{}: {} valid records, but no prompt could form a group (prompts skipped by reason: {})",
-                       files, read.accepted, json(prompt_reasons).dump());
+    return fmt::format(
+        "{}: {} valid records, but no prompt could form a group (prompts skipped by reason: {})",
+        files, read.accepted, json(prompt_reasons).dump());
   }
-  return fmt::format("{}: {} valid records, {} planned groups", files, read.accepted, planned_groups);
+  return fmt::format("{}: {} valid records, {} planned groups", files, read.accepted,
+                     planned_groups);
 }
 
 json data_build::tokenizer_json(const Tokenizer& tok, const std::string& path) {
   const SpecialTokens& s = tok.special();
-  return {{"path", path},   {"vocab_size", tok.vocab_size()}, {"bos", s.bos},
-          {"eos", s.eos},   {"pad", s.pad}, {"reward_sep", s.reward_sep}, {"reward", s.reward}};
+  return {{"path", path}, {"vocab_size", tok.vocab_size()}, {"bos", s.bos},      {"eos", s.eos},
+          {"pad", s.pad}, {"reward_sep", s.reward_sep},     {"reward", s.reward}};
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -65,7 +69,8 @@ std::vector<bool> split_eval_prompts(int64_t n, double fraction, uint64_t seed) 
   shuffle(order, rng);
   const auto n_eval = static_cast<int64_t>(std::llround(fraction * static_cast<double>(n)));
   std::vector<bool> is_eval(static_cast<size_t>(n), false);
-  for (int64_t i = 0; i < n_eval; ++i) is_eval[static_cast<size_t>(order[static_cast<size_t>(i)])] = true;
+  for (int64_t i = 0; i < n_eval; ++i)
+    is_eval[static_cast<size_t>(order[static_cast<size_t>(i)])] = true;
   return is_eval;
 }
 
@@ -76,7 +81,8 @@ json build_preference_dataset(const PreferenceBuildOptions& o) {
   const Tokenizer tok = Tokenizer::load(o.tokenizer);
 
   ReadStats read_stats;
-  const std::vector<PreferenceRecord> records = read_preferences(o.input, o.skip_invalid, &read_stats);
+  const std::vector<PreferenceRecord> records =
+      read_preferences(o.input, o.skip_invalid, &read_stats);
   spdlog::info("data: read {} preference records ({} skipped)", records.size(), read_stats.skipped);
 
   // Unique prompts, sorted, for the split.
@@ -90,9 +96,11 @@ json build_preference_dataset(const PreferenceBuildOptions& o) {
   std::vector<std::optional<EncodedGroup>> encoded(records.size());
   parallel_for(records.size(), 0, [&](size_t i) {
     const auto& r = records[i];
-    encoded[i] = encode_group_text(tok, TemplateKind::Finetune, r.prompt, r.reference, {r.chosen, r.rejected}, o.limits);
+    encoded[i] = encode_group_text(tok, TemplateKind::Finetune, r.prompt, r.reference,
+                                   {r.chosen, r.rejected}, o.limits);
   });
-  const std::vector<bool> prompt_eval = split_eval_prompts(static_cast<int64_t>(n_prompts), o.eval_fraction, o.seed);
+  const std::vector<bool> prompt_eval =
+      split_eval_prompts(static_cast<int64_t>(n_prompts), o.eval_fraction, o.seed);
 
   std::vector<std::string> category_names;
   for (const auto& r : records) category_names.push_back(r.category);
@@ -104,7 +112,8 @@ json build_preference_dataset(const PreferenceBuildOptions& o) {
     writers.add(encoded[i], categories.ids.at(r.category), prompt_eval[p]);
     encoded[i].reset();
   }
-  writers.finish(categories.names, why_no_groups({o.input}, read_stats, {}, static_cast<int64_t>(records.size())));
+  writers.finish(categories.names,
+                 why_no_groups({o.input}, read_stats, {}, static_cast<int64_t>(records.size())));
   tok.save((fs::path(staged.tmp()) / "tokenizer").string());
 
   int64_t eval_prompts = 0;

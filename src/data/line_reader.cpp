@@ -23,7 +23,8 @@ constexpr size_t kBlockBytes = 1 << 20;
 // Reads raw bytes from the file and turns them into decoded bytes appended to `out`.
 class LineReader::Decoder {
  public:
-  Decoder(std::FILE* file, std::string path) : file_(file), path_(std::move(path)), in_(kBlockBytes, '\0') {}
+  Decoder(std::FILE* file, std::string path)
+      : file_(file), path_(std::move(path)), in_(kBlockBytes, '\0') {}
   virtual ~Decoder() = default;
   // Appends some decoded bytes; returns false once the stream is fully decoded.
   virtual bool decode(std::string& out) = 0;
@@ -81,8 +82,8 @@ class GzipDecoder : public LineReader::Decoder {
     z_.next_out = reinterpret_cast<Bytef*>(out.data() + start);
     z_.avail_out = static_cast<uInt>(kBlockBytes);
     const int rc = inflate(&z_, Z_NO_FLUSH);
-    POLAR_CHECK(rc == Z_OK || rc == Z_STREAM_END || rc == Z_BUF_ERROR, path_, ": corrupt gzip data (",
-                z_.msg ? z_.msg : "zlib error", ")");
+    POLAR_CHECK(rc == Z_OK || rc == Z_STREAM_END || rc == Z_BUF_ERROR, path_,
+                ": corrupt gzip data (", z_.msg ? z_.msg : "zlib error", ")");
     in_pos_ = in_len_ - z_.avail_in;
     const size_t produced = kBlockBytes - z_.avail_out;
     out.resize(start + produced);
@@ -99,7 +100,8 @@ class GzipDecoder : public LineReader::Decoder {
 
 class ZstdDecoder : public LineReader::Decoder {
  public:
-  ZstdDecoder(std::FILE* file, std::string path) : Decoder(file, std::move(path)), ctx_(ZSTD_createDCtx()) {
+  ZstdDecoder(std::FILE* file, std::string path)
+      : Decoder(file, std::move(path)), ctx_(ZSTD_createDCtx()) {
     POLAR_CHECK(ctx_ != nullptr, path_, ": cannot start the zstd decoder");
   }
   ~ZstdDecoder() override { ZSTD_freeDCtx(ctx_); }
@@ -111,10 +113,12 @@ class ZstdDecoder : public LineReader::Decoder {
     ZSTD_inBuffer in{in_.data(), in_len_, in_pos_};
     ZSTD_outBuffer o{out.data() + start, kBlockBytes, 0};
     last_ = ZSTD_decompressStream(ctx_, &o, &in);
-    POLAR_CHECK(!ZSTD_isError(last_), path_, ": corrupt zstd data (", ZSTD_getErrorName(last_), ")");
+    POLAR_CHECK(!ZSTD_isError(last_), path_, ": corrupt zstd data (", ZSTD_getErrorName(last_),
+                ")");
     in_pos_ = in.pos;
     out.resize(start + o.pos);
-    POLAR_CHECK(input || o.pos > 0 || last_ == 0, path_, ": truncated zstd stream (the file ends inside a frame)");
+    POLAR_CHECK(input || o.pos > 0 || last_ == 0, path_,
+                ": truncated zstd stream (the file ends inside a frame)");
     return true;
   }
 
@@ -133,7 +137,8 @@ LineReader::LineReader(const std::string& path) : path_(path) {
   std::rewind(file_);
   if (n >= 2 && magic[0] == 0x1f && magic[1] == 0x8b) {
     decoder_ = std::make_unique<GzipDecoder>(file_, path);
-  } else if (n == 4 && magic[0] == 0x28 && magic[1] == 0xb5 && magic[2] == 0x2f && magic[3] == 0xfd) {
+  } else if (n == 4 && magic[0] == 0x28 && magic[1] == 0xb5 && magic[2] == 0x2f &&
+             magic[3] == 0xfd) {
     decoder_ = std::make_unique<ZstdDecoder>(file_, path);
   } else {
     decoder_ = std::make_unique<PlainDecoder>(file_, path);

@@ -45,8 +45,8 @@ class BuildProgress {
 // Builds the groups of one partition after another into the split writers and keeps the counts.
 class PartitionBuilder {
  public:
-  PartitionBuilder(const PretrainBuildOptions& o, const Tokenizer& tok, const CategoryTable& categories,
-                   SplitWriters& writers, int64_t chunk_bytes);
+  PartitionBuilder(const PretrainBuildOptions& o, const Tokenizer& tok,
+                   const CategoryTable& categories, SplitWriters& writers, int64_t chunk_bytes);
   void build(const std::string& spill_path);
   nlohmann::json manifest_counts(const ReadStats& stats, const SplitWriters& writers) const;
 
@@ -64,12 +64,12 @@ class PartitionBuilder {
   int64_t chunk_bytes_;
 };
 
-nlohmann::json pretrain_settings(const PretrainBuildOptions& o, const std::vector<std::string>& files,
-                                 const Tokenizer& tok);
+nlohmann::json pretrain_settings(const PretrainBuildOptions& o,
+                                 const std::vector<std::string>& files, const Tokenizer& tok);
 // The one writer of pre-training manifests (whole builds, worker parts and merges).
 nlohmann::json pretrain_manifest(const std::string& kind, const nlohmann::json& counts,
-                                 const std::vector<std::string>& categories, const nlohmann::json& settings,
-                                 const nlohmann::json& build);
+                                 const std::vector<std::string>& categories,
+                                 const nlohmann::json& settings, const nlohmann::json& build);
 int64_t peak_rss_bytes();  // VmHWM of this process
 
 }  // namespace polar::data_build

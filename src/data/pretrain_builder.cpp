@@ -47,25 +47,33 @@ bool compressed_name(const std::string& path) {
 }
 
 BudgetPlan plan_budget(const PretrainBuildOptions& o, const std::vector<std::string>& files) {
-  POLAR_CHECK(o.memory_budget >= 64 * 1024, "--memory-budget must be at least 64KiB, got ", o.memory_budget, " bytes");
-  POLAR_CHECK(o.partitions >= 0, "--partitions must be >= 0 (0 = from the budget), got ", o.partitions);
+  POLAR_CHECK(o.memory_budget >= 64 * 1024, "--memory-budget must be at least 64KiB, got ",
+              o.memory_budget, " bytes");
+  POLAR_CHECK(o.partitions >= 0, "--partitions must be >= 0 (0 = from the budget), got ",
+              o.partitions);
   int64_t estimate = 0;  // record bytes this worker will spill; compressed JSONL expands about 5x
   for (const auto& f : files) estimate += total_file_bytes({f}) * (compressed_name(f) ? 5 : 1);
   estimate /= o.num_workers;
   BudgetPlan b;
   const int64_t per_partition = o.memory_budget / 5;
   b.partition_bytes = per_partition;
-  b.partitions = o.partitions > 0 ? o.partitions : std::max<int64_t>(1, (estimate + per_partition - 1) / per_partition);
+  b.partitions = o.partitions > 0
+                     ? o.partitions
+                     : std::max<int64_t>(1, (estimate + per_partition - 1) / per_partition);
   POLAR_CHECK(b.partitions <= 4096, "the input needs ", b.partitions,
-              " partitions at this --memory-budget (at most 4096 spill files are kept open): raise the budget");
-  b.spill_buffer = static_cast<size_t>(std::clamp<int64_t>(o.memory_budget / 16 / b.partitions, 4096, kMiB));
+              " partitions at this --memory-budget (at most 4096 spill files are kept open): raise "
+              "the budget");
+  b.spill_buffer =
+      static_cast<size_t>(std::clamp<int64_t>(o.memory_budget / 16 / b.partitions, 4096, kMiB));
   b.read_block = static_cast<size_t>(std::clamp<int64_t>(o.memory_budget / 32, kMiB, 16 * kMiB));
   b.chunk_bytes = std::max<int64_t>(kMiB, o.memory_budget / 32);
   b.shard_bytes = std::clamp<int64_t>(o.memory_budget / 32, kMiB, kDefaultShardBytes);
   return b;
 }
 
-std::string megabytes(int64_t bytes) { return fmt::format("{:.{}f} MB", bytes / 1e6, bytes < 1000000 ? 3 : 1); }
+std::string megabytes(int64_t bytes) {
+  return fmt::format("{:.{}f} MB", bytes / 1e6, bytes < 1000000 ? 3 : 1);
+}
 
 // The budget as given: 2GiB reads "2048 MiB", 64KiB "64 KiB".
 std::string budget_text(int64_t bytes) {
@@ -78,9 +86,12 @@ std::string budget_text(int64_t bytes) {
 // build stays correct, but its memory exceeds the budget by about the excess. Said once.
 void warn_oversized(int64_t bytes, const BudgetPlan& b, const PretrainBuildOptions& o) {
   spdlog::warn(
-      "data: a partition holds {} of records, more than the {} a partition may hold at a {} --memory-budget "
-      "(its prompts have that many trajectories, and one prompt's are never split): the build goes on, but peak "
-      "memory exceeds the budget by about the difference; raise --memory-budget to stay within it (the manifest's "
+      "data: a partition holds {} of records, more than the {} a partition may hold at a {} "
+      "--memory-budget "
+      "(its prompts have that many trajectories, and one prompt's are never split): the build goes "
+      "on, but peak "
+      "memory exceeds the budget by about the difference; raise --memory-budget to stay within it "
+      "(the manifest's "
       "build.largest_partition_bytes gives the largest)",
       megabytes(bytes), megabytes(b.partition_bytes), budget_text(o.memory_budget));
 }
@@ -94,8 +105,9 @@ struct Pass1 {
   int64_t spilled = 0;
 };
 
-void spill_block(const std::string& file, std::vector<std::string>& lines, const std::vector<int64_t>& line_nos,
-                 const PretrainBuildOptions& o, const HashRange& range, SpillWriter& spill, Pass1& out) {
+void spill_block(const std::string& file, std::vector<std::string>& lines,
+                 const std::vector<int64_t>& line_nos, const PretrainBuildOptions& o,
+                 const HashRange& range, SpillWriter& spill, Pass1& out) {
   const size_t n = lines.size();
   std::vector<TrajectoryRecord> records(n);
   std::vector<LineParse> status(n);
@@ -109,7 +121,8 @@ void spill_block(const std::string& file, std::vector<std::string>& lines, const
     if (status[i] == LineParse::Blank) continue;
     ++out.stats.lines;
     if (status[i] == LineParse::Invalid) {
-      out.stats.add_invalid(file + ":" + std::to_string(line_nos[i]) + ": " + messages[i], reasons[i], o.skip_invalid);
+      out.stats.add_invalid(file + ":" + std::to_string(line_nos[i]) + ": " + messages[i],
+                            reasons[i], o.skip_invalid);
       continue;
     }
     ++out.stats.accepted;
@@ -120,8 +133,9 @@ void spill_block(const std::string& file, std::vector<std::string>& lines, const
   }
 }
 
-Pass1 stream_inputs(const std::vector<std::string>& files, const PretrainBuildOptions& o, const HashRange& range,
-                    const BudgetPlan& budget, SpillWriter& spill, BuildProgress& progress) {
+Pass1 stream_inputs(const std::vector<std::string>& files, const PretrainBuildOptions& o,
+                    const HashRange& range, const BudgetPlan& budget, SpillWriter& spill,
+                    BuildProgress& progress) {
   Pass1 out;
   int64_t done_bytes = 0;
   std::vector<std::string> lines;
@@ -153,14 +167,16 @@ Pass1 stream_inputs(const std::vector<std::string>& files, const PretrainBuildOp
 json build_pretrain_dataset(const PretrainBuildOptions& o) {
   POLAR_CHECK(!o.trajectories.empty(), "--trajectories: no input files");
   POLAR_CHECK(o.negatives >= 1, "--negatives must be >= 1, got ", o.negatives);
-  POLAR_CHECK(o.groups_per_prompt >= 0, "--groups-per-prompt must be >= 0, got ", o.groups_per_prompt);
+  POLAR_CHECK(o.groups_per_prompt >= 0, "--groups-per-prompt must be >= 0, got ",
+              o.groups_per_prompt);
   POLAR_CHECK(o.passes >= 1, "--passes must be >= 1, got ", o.passes);
   check_limits(o.limits, o.eval_fraction);
   const std::vector<std::string> files = expand_input_patterns(o.trajectories);
   const HashRange worker_range(o.worker_index, o.num_workers, 1);  // validates the worker flags
   const BudgetPlan budget = plan_budget(o, files);
   const bool part = o.num_workers > 1;
-  StagedOutput staged(part ? pretrain_part_dir(o.output, o.worker_index, o.num_workers) : o.output, o.overwrite);
+  StagedOutput staged(part ? pretrain_part_dir(o.output, o.worker_index, o.num_workers) : o.output,
+                      o.overwrite);
   const Tokenizer tok = Tokenizer::load(o.tokenizer);
 
   const std::string spill_dir = (fs::path(o.spill_dir.empty() ? staged.tmp() : o.spill_dir) /
@@ -177,7 +193,8 @@ json build_pretrain_dataset(const PretrainBuildOptions& o) {
     SpillWriter spill(spill_dir, budget.partitions, budget.spill_buffer);
     pass1 = stream_inputs(files, o, range, budget, spill, progress);
   }
-  const CategoryTable categories(std::vector<std::string>(pass1.categories.begin(), pass1.categories.end()));
+  const CategoryTable categories(
+      std::vector<std::string>(pass1.categories.begin(), pass1.categories.end()));
 
   SplitWriters writers(staged.tmp(), o.template_kind, o.groups_per_shard, budget.shard_bytes);
   PartitionBuilder builder(o, tok, categories, writers, budget.chunk_bytes);
@@ -185,7 +202,8 @@ json build_pretrain_dataset(const PretrainBuildOptions& o) {
   for (int64_t p = 0; p < budget.partitions; ++p) {
     const std::string path = spill_file(spill_dir, p);
     const int64_t bytes = static_cast<int64_t>(fs::file_size(path));
-    if (bytes > budget.partition_bytes && largest_partition <= budget.partition_bytes) warn_oversized(bytes, budget, o);
+    if (bytes > budget.partition_bytes && largest_partition <= budget.partition_bytes)
+      warn_oversized(bytes, budget, o);
     largest_partition = std::max(largest_partition, bytes);
     builder.build(path);
     fs::remove(path);
@@ -194,16 +212,20 @@ json build_pretrain_dataset(const PretrainBuildOptions& o) {
   progress.finish();
   spill_cleanup.remove();
   writers.finish(categories.names,
-                 why_no_groups(files, pass1.stats, builder.counts.skipped_prompts_by_reason, builder.planned_groups),
+                 why_no_groups(files, pass1.stats, builder.counts.skipped_prompts_by_reason,
+                               builder.planned_groups),
                  part);
   tok.save((fs::path(staged.tmp()) / "tokenizer").string());
 
   json counts = builder.manifest_counts(pass1.stats, writers);
-  const json build = {{"num_workers", o.num_workers}, {"partitions", budget.partitions},
-                      {"memory_budget", o.memory_budget}, {"largest_partition_bytes", largest_partition}};
+  const json build = {{"num_workers", o.num_workers},
+                      {"partitions", budget.partitions},
+                      {"memory_budget", o.memory_budget},
+                      {"largest_partition_bytes", largest_partition}};
   json settings = pretrain_settings(o, files, tok);
   if (part) settings["worker_index"] = o.worker_index;
-  const json manifest = pretrain_manifest(part ? "pretrain-part" : "pretrain", counts, categories.names, settings, build);
+  const json manifest = pretrain_manifest(part ? "pretrain-part" : "pretrain", counts,
+                                          categories.names, settings, build);
   write_json_file_atomic((fs::path(staged.tmp()) / "manifest.json").string(), manifest);
   staged.commit();
   spdlog::info("data: peak resident memory {:.0f} MiB", peak_rss_bytes() / double(kMiB));

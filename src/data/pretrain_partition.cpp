@@ -23,7 +23,8 @@ struct PartitionBuilder::PromptWork {
 };
 
 PartitionBuilder::PartitionBuilder(const PretrainBuildOptions& o, const Tokenizer& tok,
-                                   const CategoryTable& categories, SplitWriters& writers, int64_t chunk_bytes)
+                                   const CategoryTable& categories, SplitWriters& writers,
+                                   int64_t chunk_bytes)
     : o_(o), tok_(tok), categories_(categories), writers_(writers), chunk_bytes_(chunk_bytes) {
   pairing_.negatives = o.negatives;
   pairing_.scheme = o.pairing;
@@ -81,9 +82,11 @@ void PartitionBuilder::flush(std::vector<PromptWork>& chunk) {
     const auto& [p, g] = jobs[j];
     const PromptWork& w = chunk[p];
     std::vector<std::string> candidates;
-    for (int64_t k : g->candidates) candidates.emplace_back(w.trajectories[static_cast<size_t>(k)].response);
+    for (int64_t k : g->candidates)
+      candidates.emplace_back(w.trajectories[static_cast<size_t>(k)].response);
     const std::string reference(w.trajectories[static_cast<size_t>(g->reference)].response);
-    encoded[j] = encode_group_text(tok_, o_.template_kind, std::string(w.prompt), reference, candidates, o_.limits);
+    encoded[j] = encode_group_text(tok_, o_.template_kind, std::string(w.prompt), reference,
+                                   candidates, o_.limits);
   });
   size_t j = 0;
   for (size_t p = 0; p < chunk.size(); ++p) {
@@ -123,8 +126,12 @@ json PartitionBuilder::manifest_counts(const ReadStats& stats, const SplitWriter
 // ---------------------------------------------------------------------------------------------
 
 BuildProgress::BuildProgress(bool enabled, int64_t total_bytes, int64_t partitions)
-    : enabled_(enabled), tty_(::isatty(STDERR_FILENO) != 0), total_bytes_(total_bytes), partitions_(partitions),
-      start_(std::chrono::steady_clock::now()), last_(start_) {}
+    : enabled_(enabled),
+      tty_(::isatty(STDERR_FILENO) != 0),
+      total_bytes_(total_bytes),
+      partitions_(partitions),
+      start_(std::chrono::steady_clock::now()),
+      last_(start_) {}
 
 bool BuildProgress::due() {
   if (!enabled_) return false;
@@ -142,12 +149,15 @@ void BuildProgress::print(const std::string& text) {
 
 void BuildProgress::reading(int64_t bytes, int64_t records) {
   if (!due()) return;
-  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count();
-  const double fraction = total_bytes_ > 0 ? static_cast<double>(bytes) / static_cast<double>(total_bytes_) : 0.0;
+  const double seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count();
+  const double fraction =
+      total_bytes_ > 0 ? static_cast<double>(bytes) / static_cast<double>(total_bytes_) : 0.0;
   const double eta = fraction > 0 ? seconds * (1.0 - fraction) / fraction : 0.0;
   char line[160];
-  std::snprintf(line, sizeof(line), "data: pass 1/2 read %.1f / %.1f MB (%.0f%%), %.0f records/s, ETA %.0f s",
-                bytes / 1e6, total_bytes_ / 1e6, 100 * fraction, records / std::max(seconds, 1e-9), eta);
+  std::snprintf(
+      line, sizeof(line), "data: pass 1/2 read %.1f / %.1f MB (%.0f%%), %.0f records/s, ETA %.0f s",
+      bytes / 1e6, total_bytes_ / 1e6, 100 * fraction, records / std::max(seconds, 1e-9), eta);
   print(line);
 }
 

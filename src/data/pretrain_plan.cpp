@@ -17,7 +17,8 @@ namespace {
 using data_build::shuffle;
 using data_build::uniform_below;
 
-constexpr uint64_t kEvalSalt = 0xD1B54A32D192ED03ULL;  // the split and the pairing use separate streams
+constexpr uint64_t kEvalSalt =
+    0xD1B54A32D192ED03ULL;  // the split and the pairing use separate streams
 
 uint64_t mix64(uint64_t x) {  // splitmix64's finaliser
   x ^= x >> 30;
@@ -31,7 +32,8 @@ uint64_t mix64(uint64_t x) {  // splitmix64's finaliser
 std::vector<std::pair<int64_t, int64_t>> policy_ranges(const std::vector<TrajectoryView>& t) {
   std::vector<std::pair<int64_t, int64_t>> ranges;
   for (int64_t i = 0; i < static_cast<int64_t>(t.size()); ++i) {
-    if (ranges.empty() || t[static_cast<size_t>(ranges.back().first)].policy != t[static_cast<size_t>(i)].policy) {
+    if (ranges.empty() ||
+        t[static_cast<size_t>(ranges.back().first)].policy != t[static_cast<size_t>(i)].policy) {
       ranges.emplace_back(i, i);
     }
     ranges.back().second = i + 1;
@@ -45,8 +47,9 @@ struct Pairing {
   int64_t reference, positive;
 };
 
-std::vector<Pairing> all_pairs(const std::vector<std::pair<int64_t, int64_t>>& policies, const std::vector<size_t>& eligible,
-                               int64_t cap, std::mt19937_64& rng) {
+std::vector<Pairing> all_pairs(const std::vector<std::pair<int64_t, int64_t>>& policies,
+                               const std::vector<size_t>& eligible, int64_t cap,
+                               std::mt19937_64& rng) {
   // Disjoint (reference, positive) pairs of each policy, after shuffling its trajectories.
   std::vector<std::vector<std::pair<int64_t, int64_t>>> pairs(policies.size());
   for (size_t a : eligible) {
@@ -80,14 +83,16 @@ std::vector<Pairing> all_pairs(const std::vector<std::pair<int64_t, int64_t>>& p
 
 // POLAR's scheme: per pass, a policy uniformly among the eligible, two distinct trajectories of it.
 std::vector<Pairing> paper_pairs(const std::vector<std::pair<int64_t, int64_t>>& policies,
-                                 const std::vector<size_t>& eligible, int64_t passes, std::mt19937_64& rng) {
+                                 const std::vector<size_t>& eligible, int64_t passes,
+                                 std::mt19937_64& rng) {
   std::vector<Pairing> chosen;
   for (int64_t pass = 0; pass < passes; ++pass) {
     const size_t a = eligible[uniform_below(rng, eligible.size())];
     const auto n = static_cast<uint64_t>(policies[a].second - policies[a].first);
     const uint64_t i = uniform_below(rng, n);
     const uint64_t j = (i + 1 + uniform_below(rng, n - 1)) % n;  // uniform among the others
-    chosen.push_back({a, policies[a].first + static_cast<int64_t>(i), policies[a].first + static_cast<int64_t>(j)});
+    chosen.push_back({a, policies[a].first + static_cast<int64_t>(i),
+                      policies[a].first + static_cast<int64_t>(j)});
   }
   return chosen;
 }
@@ -108,7 +113,8 @@ void PlanCounts::add(const PlanCounts& other) {
   duplicates += other.duplicates;
   positive_equals_reference += other.positive_equals_reference;
   negative_equals_positive += other.negative_equals_positive;
-  for (const auto& [reason, n] : other.skipped_prompts_by_reason) skipped_prompts_by_reason[reason] += n;
+  for (const auto& [reason, n] : other.skipped_prompts_by_reason)
+    skipped_prompts_by_reason[reason] += n;
 }
 
 uint64_t prompt_hash(std::string_view prompt) {
@@ -124,18 +130,22 @@ bool prompt_is_eval(uint64_t hash, double fraction, uint64_t seed) {
 
 void canonical_order(std::vector<TrajectoryView>& t, PlanCounts& counts) {
   auto key = [](const TrajectoryView& v) { return std::tie(v.policy, v.response, v.category); };
-  std::sort(t.begin(), t.end(), [&](const TrajectoryView& a, const TrajectoryView& b) { return key(a) < key(b); });
-  const auto end = std::unique(t.begin(), t.end(), [](const TrajectoryView& a, const TrajectoryView& b) {
-    return a.policy == b.policy && a.response == b.response;
-  });
+  std::sort(t.begin(), t.end(),
+            [&](const TrajectoryView& a, const TrajectoryView& b) { return key(a) < key(b); });
+  const auto end =
+      std::unique(t.begin(), t.end(), [](const TrajectoryView& a, const TrajectoryView& b) {
+        return a.policy == b.policy && a.response == b.response;
+      });
   counts.duplicates += static_cast<int64_t>(t.end() - end);
   t.erase(end, t.end());
 }
 
-std::vector<PromptGroup> plan_prompt_groups(const std::vector<TrajectoryView>& t, const PairingOptions& o,
-                                            uint64_t hash, PlanCounts& counts) {
+std::vector<PromptGroup> plan_prompt_groups(const std::vector<TrajectoryView>& t,
+                                            const PairingOptions& o, uint64_t hash,
+                                            PlanCounts& counts) {
   POLAR_CHECK(o.negatives >= 1, "--negatives must be >= 1, got ", o.negatives);
-  POLAR_CHECK(o.groups_per_prompt >= 0, "--groups-per-prompt must be >= 0, got ", o.groups_per_prompt);
+  POLAR_CHECK(o.groups_per_prompt >= 0, "--groups-per-prompt must be >= 0, got ",
+              o.groups_per_prompt);
   POLAR_CHECK(o.passes >= 1, "--passes must be >= 1, got ", o.passes);
   const auto policies = policy_ranges(t);
   if (static_cast<int64_t>(policies.size()) < o.negatives + 1) {
@@ -168,15 +178,17 @@ std::vector<PromptGroup> plan_prompt_groups(const std::vector<TrajectoryView>& t
     for (size_t j = 0; j < static_cast<size_t>(o.negatives); ++j) {
       std::swap(others[j], others[j + uniform_below(rng, others.size() - j)]);
       const auto& range = policies[others[j]];
-      g.candidates.push_back(range.first + static_cast<int64_t>(uniform_below(rng, range.second - range.first)));
+      g.candidates.push_back(range.first +
+                             static_cast<int64_t>(uniform_below(rng, range.second - range.first)));
     }
     const std::string_view positive = t[static_cast<size_t>(c.positive)].response;
     if (positive == t[static_cast<size_t>(c.reference)].response) {
       ++counts.positive_equals_reference;
       continue;
     }
-    const bool negative_copies = std::any_of(g.candidates.begin() + 1, g.candidates.end(),
-                                             [&](int64_t k) { return t[static_cast<size_t>(k)].response == positive; });
+    const bool negative_copies =
+        std::any_of(g.candidates.begin() + 1, g.candidates.end(),
+                    [&](int64_t k) { return t[static_cast<size_t>(k)].response == positive; });
     if (negative_copies) {
       ++counts.negative_equals_positive;
       continue;
@@ -187,11 +199,13 @@ std::vector<PromptGroup> plan_prompt_groups(const std::vector<TrajectoryView>& t
   return groups;
 }
 
-GroupPlan plan_pretrain_groups(const std::vector<TrajectoryRecord>& records, const PairingOptions& o) {
+GroupPlan plan_pretrain_groups(const std::vector<TrajectoryRecord>& records,
+                               const PairingOptions& o) {
   // (hash, prompt) -> record indices
   std::map<std::pair<uint64_t, std::string_view>, std::vector<int64_t>> by_prompt;
   for (size_t i = 0; i < records.size(); ++i) {
-    by_prompt[{prompt_hash(records[i].prompt), records[i].prompt}].push_back(static_cast<int64_t>(i));
+    by_prompt[{prompt_hash(records[i].prompt), records[i].prompt}].push_back(
+        static_cast<int64_t>(i));
   }
   GroupPlan plan;
   for (const auto& [key, indices] : by_prompt) {

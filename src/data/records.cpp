@@ -50,16 +50,20 @@ std::string render(const json& value, const std::string& label) {
     const json& item = value[i];
     const std::string where = label + "[" + std::to_string(i) + "]";
     if (!item.is_object()) {
-      throw LineError{kBadMessages, where + ": expected a message object with a string \"content\", got " +
-                                        std::string(item.type_name())};
+      throw LineError{kBadMessages,
+                      where + ": expected a message object with a string \"content\", got " +
+                          std::string(item.type_name())};
     }
     auto role = item.find("role");  // optional; when given, one of the chat roles
-    if (role != item.end() && (!role->is_string() || !is_known_role(role->get_ref<const std::string&>()))) {
-      throw LineError{kBadMessages, where + ".role: expected one of system, user, assistant, tool, got " +
-                                        role->dump()};
+    if (role != item.end() &&
+        (!role->is_string() || !is_known_role(role->get_ref<const std::string&>()))) {
+      throw LineError{
+          kBadMessages,
+          where + ".role: expected one of system, user, assistant, tool, got " + role->dump()};
     }
     auto content = item.find("content");
-    if (content == item.end()) throw LineError{kBadMessages, where + ": message has no \"content\""};
+    if (content == item.end())
+      throw LineError{kBadMessages, where + ": message has no \"content\""};
     if (!content->is_string()) {
       throw LineError{kBadMessages, where + ".content: expected a string, got " +
                                         std::string(content->type_name())};
@@ -74,7 +78,8 @@ std::string render(const json& value, const std::string& label) {
 const json& require(const json& obj, const char* key, const char* expected) {
   auto it = obj.find(key);
   if (it == obj.end() || it->is_null()) {
-    throw LineError{kMissingField, std::string("missing field \"") + key + "\" (expected " + expected + ")"};
+    throw LineError{kMissingField,
+                    std::string("missing field \"") + key + "\" (expected " + expected + ")"};
   }
   return *it;
 }
@@ -86,9 +91,11 @@ std::string text_field(const json& obj, const char* key) {
 std::string name_field(const json& obj, const char* key) {
   const json& v = require(obj, key, "a string");
   if (!v.is_string()) {
-    throw LineError{kWrongType, std::string("\"") + key + "\": expected a string, got " + v.type_name()};
+    throw LineError{kWrongType,
+                    std::string("\"") + key + "\": expected a string, got " + v.type_name()};
   }
-  if (v.get_ref<const std::string&>().empty()) throw LineError{kEmptyText, std::string("\"") + key + "\": empty"};
+  if (v.get_ref<const std::string&>().empty())
+    throw LineError{kEmptyText, std::string("\"") + key + "\": empty"};
   return v.get<std::string>();
 }
 
@@ -96,14 +103,16 @@ std::string category_field(const json& obj) {
   auto it = obj.find("category");
   if (it == obj.end()) return "default";
   if (!it->is_string()) {
-    throw LineError{kWrongType, std::string("\"category\": expected a string, got ") + it->type_name()};
+    throw LineError{kWrongType,
+                    std::string("\"category\": expected a string, got ") + it->type_name()};
   }
   return it->get_ref<const std::string&>().empty() ? "default" : it->get<std::string>();
 }
 
 // One line: blank, a record, or invalid with the reason and message of the LineError.
 template <typename Record, typename Parse>
-LineParse parse_line(std::string& line, Parse parse, Record& out, std::string& reason, std::string& message) {
+LineParse parse_line(std::string& line, Parse parse, Record& out, std::string& reason,
+                     std::string& message) {
   if (!line.empty() && line.back() == '\r') line.pop_back();
   if (line.find_first_not_of(" \t\f\v") == std::string::npos) return LineParse::Blank;
   try {
@@ -130,7 +139,8 @@ LineParse parse_line(std::string& line, Parse parse, Record& out, std::string& r
 }
 
 template <typename Record, typename Parse>
-std::vector<Record> read_jsonl(const std::string& path, bool skip_invalid, ReadStats* stats, Parse parse) {
+std::vector<Record> read_jsonl(const std::string& path, bool skip_invalid, ReadStats* stats,
+                               Parse parse) {
   std::ifstream in(path, std::ios::binary);
   POLAR_CHECK(in.good(), path, ": cannot open file");
   ReadStats local;
@@ -157,7 +167,8 @@ std::vector<Record> read_jsonl(const std::string& path, bool skip_invalid, ReadS
   }
   POLAR_CHECK(!in.bad(), path, ": read error");
   POLAR_CHECK(nonblank > 0, path, ": empty file (expected one JSON object per line)");
-  if (st.skipped - skipped_before > 3) spdlog::warn("{}: skipped {} invalid lines in all", path, st.skipped - skipped_before);
+  if (st.skipped - skipped_before > 3)
+    spdlog::warn("{}: skipped {} invalid lines in all", path, st.skipped - skipped_before);
   return records;
 }
 
@@ -172,7 +183,8 @@ TrajectoryRecord parse_trajectory(const json& obj) {
 
 }  // namespace
 
-void ReadStats::add_invalid(const std::string& message, const std::string& reason, bool skip_invalid) {
+void ReadStats::add_invalid(const std::string& message, const std::string& reason,
+                            bool skip_invalid) {
   if (!skip_invalid) throw Error(message);
   if (skipped++ < 3) spdlog::warn("skipping {}", message);
   ++skipped_by_reason[reason];
@@ -184,7 +196,10 @@ LineParse parse_trajectory_line(std::string& line, TrajectoryRecord& record, std
 }
 
 json ReadStats::to_json() const {
-  return {{"lines", lines}, {"accepted", accepted}, {"skipped", skipped}, {"skipped_by_reason", skipped_by_reason}};
+  return {{"lines", lines},
+          {"accepted", accepted},
+          {"skipped", skipped},
+          {"skipped_by_reason", skipped_by_reason}};
 }
 
 std::string render_text_field(const json& value, const std::string& where) {
@@ -195,11 +210,13 @@ std::string render_text_field(const json& value, const std::string& where) {
   }
 }
 
-std::vector<TrajectoryRecord> read_trajectories(const std::string& path, bool skip_invalid, ReadStats* stats) {
+std::vector<TrajectoryRecord> read_trajectories(const std::string& path, bool skip_invalid,
+                                                ReadStats* stats) {
   return read_jsonl<TrajectoryRecord>(path, skip_invalid, stats, parse_trajectory);
 }
 
-std::vector<PreferenceRecord> read_preferences(const std::string& path, bool skip_invalid, ReadStats* stats) {
+std::vector<PreferenceRecord> read_preferences(const std::string& path, bool skip_invalid,
+                                               ReadStats* stats) {
   return read_jsonl<PreferenceRecord>(path, skip_invalid, stats, [](const json& obj) {
     PreferenceRecord r;
     r.prompt = text_field(obj, "prompt");
@@ -211,7 +228,8 @@ std::vector<PreferenceRecord> read_preferences(const std::string& path, bool ski
   });
 }
 
-std::vector<ScoringRecord> read_scoring(const std::string& path, bool skip_invalid, ReadStats* stats) {
+std::vector<ScoringRecord> read_scoring(const std::string& path, bool skip_invalid,
+                                        ReadStats* stats) {
   return read_jsonl<ScoringRecord>(path, skip_invalid, stats, [](const json& obj) {
     ScoringRecord r;
     r.prompt = text_field(obj, "prompt");

@@ -16,7 +16,8 @@
 #include "polar/common/error.h"
 #include "polar/common/json_config.h"
 
-static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__, "shards are little-endian; add byte swapping");
+static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__,
+              "shards are little-endian; add byte swapping");
 
 namespace polar {
 
@@ -55,7 +56,8 @@ struct CandidateEntry {  // 16 bytes on disk
   uint32_t reserved;
 };
 static_assert(sizeof(Header) == kHeaderBytes && sizeof(GroupEntry) == kGroupBytes &&
-              sizeof(CandidateEntry) == kCandidateBytes, "on-disk layout");
+                  sizeof(CandidateEntry) == kCandidateBytes,
+              "on-disk layout");
 
 template <typename T>
 void append(std::string& out, const T& value) {
@@ -73,9 +75,14 @@ std::string shard_name(size_t index) {
 // ---------------------------------------------------------------------------------------------
 // ShardWriter
 
-ShardWriter::ShardWriter(std::string split_dir, TemplateKind kind, int64_t groups_per_shard, int64_t shard_bytes)
-    : dir_(std::move(split_dir)), kind_(kind), groups_per_shard_(groups_per_shard), shard_bytes_(shard_bytes) {
-  POLAR_CHECK(groups_per_shard_ > 0 && shard_bytes_ > 0, "ShardWriter: groups_per_shard and shard_bytes must be positive");
+ShardWriter::ShardWriter(std::string split_dir, TemplateKind kind, int64_t groups_per_shard,
+                         int64_t shard_bytes)
+    : dir_(std::move(split_dir)),
+      kind_(kind),
+      groups_per_shard_(groups_per_shard),
+      shard_bytes_(shard_bytes) {
+  POLAR_CHECK(groups_per_shard_ > 0 && shard_bytes_ > 0,
+              "ShardWriter: groups_per_shard and shard_bytes must be positive");
   std::error_code ec;
   fs::create_directories(dir_, ec);
   POLAR_CHECK(!ec && fs::is_directory(dir_), dir_, ": cannot create directory: ", ec.message());
@@ -87,7 +94,8 @@ void ShardWriter::add(const EncodedGroup& group, int32_t category) {
   POLAR_CHECK(!finished_, dir_, ": ShardWriter::add after finish()");
   POLAR_CHECK(category >= 0, dir_, ": negative category id ", category);
   POLAR_CHECK(!group.candidates.empty(), dir_, ": a group needs at least one candidate");
-  POLAR_CHECK(group.prefix.size() <= std::numeric_limits<uint32_t>::max(), dir_, ": prefix too long");
+  POLAR_CHECK(group.prefix.size() <= std::numeric_limits<uint32_t>::max(), dir_,
+              ": prefix too long");
   for (const auto& c : group.candidates) {
     POLAR_CHECK(!c.empty() && c.size() <= std::numeric_limits<uint32_t>::max(), dir_,
                 ": candidate length must be in [1, 2^32)");
@@ -96,7 +104,8 @@ void ShardWriter::add(const EncodedGroup& group, int32_t category) {
   pending_category_.push_back(category);
   pending_bytes_ += 4 * static_cast<int64_t>(group.prefix.size());
   for (const auto& c : group.candidates) pending_bytes_ += 4 * static_cast<int64_t>(c.size());
-  if (static_cast<int64_t>(pending_.size()) >= groups_per_shard_ || pending_bytes_ >= shard_bytes_) flush_shard();
+  if (static_cast<int64_t>(pending_.size()) >= groups_per_shard_ || pending_bytes_ >= shard_bytes_)
+    flush_shard();
 }
 
 void ShardWriter::flush_shard() {
@@ -109,7 +118,8 @@ void ShardWriter::flush_shard() {
   }
   const uint64_t n_groups = pending_.size();
   std::string bytes;
-  bytes.reserve(kHeaderBytes + kGroupBytes * n_groups + kCandidateBytes * n_candidates + 4 * n_tokens);
+  bytes.reserve(kHeaderBytes + kGroupBytes * n_groups + kCandidateBytes * n_candidates +
+                4 * n_tokens);
 
   Header h{};
   std::memcpy(h.magic, kMagic, sizeof(kMagic));
@@ -147,7 +157,8 @@ void ShardWriter::flush_shard() {
   }
   for (const auto& g : pending_) {
     bytes.append(reinterpret_cast<const char*>(g.prefix.data()), 4 * g.prefix.size());
-    for (const auto& c : g.candidates) bytes.append(reinterpret_cast<const char*>(c.data()), 4 * c.size());
+    for (const auto& c : g.candidates)
+      bytes.append(reinterpret_cast<const char*>(c.data()), 4 * c.size());
   }
 
   const std::string name = shard_name(shard_names_.size());
@@ -163,18 +174,20 @@ void ShardWriter::flush_shard() {
 void ShardWriter::finish(const std::vector<std::string>& categories) {
   POLAR_CHECK(!finished_, dir_, ": ShardWriter::finish called twice");
   for (int32_t c : pending_category_) {
-    POLAR_CHECK(c < static_cast<int64_t>(categories.size()), dir_, ": category id ", c, " has no name (",
-                categories.size(), " categories given)");
+    POLAR_CHECK(c < static_cast<int64_t>(categories.size()), dir_, ": category id ", c,
+                " has no name (", categories.size(), " categories given)");
   }
   flush_shard();
   write_split_index(dir_, kind_, total_groups_, total_tokens_, categories, shard_names_);
   finished_ = true;
 }
 
-void write_split_index(const std::string& split_dir, TemplateKind kind, int64_t groups, int64_t tokens,
-                       const std::vector<std::string>& categories, const std::vector<std::string>& shards) {
-  json split = {{"format", kSplitFormat}, {"template", template_kind_name(kind)}, {"groups", groups},
-                {"tokens", tokens},       {"categories", categories},          {"shards", shards}};
+void write_split_index(const std::string& split_dir, TemplateKind kind, int64_t groups,
+                       int64_t tokens, const std::vector<std::string>& categories,
+                       const std::vector<std::string>& shards) {
+  json split = {{"format", kSplitFormat},   {"template", template_kind_name(kind)},
+                {"groups", groups},         {"tokens", tokens},
+                {"categories", categories}, {"shards", shards}};
   write_json_file_atomic((fs::path(split_dir) / "split.json").string(), split);
 }
 
@@ -188,7 +201,9 @@ struct MappedShard {
   const unsigned char* base = nullptr;
   size_t bytes = 0;
   uint64_t n_groups = 0, n_candidates = 0, n_tokens = 0;
-  const GroupEntry* groups() const { return reinterpret_cast<const GroupEntry*>(base + kHeaderBytes); }
+  const GroupEntry* groups() const {
+    return reinterpret_cast<const GroupEntry*>(base + kHeaderBytes);
+  }
   const CandidateEntry* candidates() const {
     return reinterpret_cast<const CandidateEntry*>(base + kHeaderBytes + kGroupBytes * n_groups);
   }
@@ -235,7 +250,8 @@ struct GroupDataset::Impl {
     s.bytes = static_cast<size_t>(st.st_size);
     if (s.bytes < kHeaderBytes) {
       ::close(fd);
-      throw Error(path + ": corrupted shard: " + std::to_string(s.bytes) + " bytes, shorter than the 64-byte header");
+      throw Error(path + ": corrupted shard: " + std::to_string(s.bytes) +
+                  " bytes, shorter than the 64-byte header");
     }
     void* p = ::mmap(nullptr, s.bytes, PROT_READ, MAP_PRIVATE, fd, 0);
     ::close(fd);
@@ -251,16 +267,18 @@ struct GroupDataset::Impl {
     std::memcpy(&h, s.base, sizeof(h));
     POLAR_CHECK(std::memcmp(h.magic, kMagic, sizeof(kMagic)) == 0, path,
                 ": corrupted shard: bad magic (expected \"POLARGS1\")");
-    POLAR_CHECK(h.version == kVersion, path, ": unsupported shard version ", h.version, " (expected 1)");
-    POLAR_CHECK(h.reserved0 == 0 && h.reserved[0] == 0 && h.reserved[1] == 0 && h.reserved[2] == 0, path,
-                ": corrupted shard: reserved header fields are not zero");
+    POLAR_CHECK(h.version == kVersion, path, ": unsupported shard version ", h.version,
+                " (expected 1)");
+    POLAR_CHECK(h.reserved0 == 0 && h.reserved[0] == 0 && h.reserved[1] == 0 && h.reserved[2] == 0,
+                path, ": corrupted shard: reserved header fields are not zero");
     uint64_t expected = kHeaderBytes;
     const bool ok = mul_add(h.n_groups, kGroupBytes, expected, expected) &&
                     mul_add(h.n_candidates, kCandidateBytes, expected, expected) &&
                     mul_add(h.n_tokens, 4, expected, expected);
-    POLAR_CHECK(ok && expected == s.bytes, path, ": corrupted shard: header says ", h.n_groups, " groups, ",
-                h.n_candidates, " candidates, ", h.n_tokens, " tokens, which does not match the file size ",
-                s.bytes, " bytes (truncated or damaged)");
+    POLAR_CHECK(ok && expected == s.bytes, path, ": corrupted shard: header says ", h.n_groups,
+                " groups, ", h.n_candidates, " candidates, ", h.n_tokens,
+                " tokens, which does not match the file size ", s.bytes,
+                " bytes (truncated or damaged)");
     s.n_groups = h.n_groups;
     s.n_candidates = h.n_candidates;
     s.n_tokens = h.n_tokens;
@@ -270,24 +288,28 @@ struct GroupDataset::Impl {
     for (uint64_t i = 0; i < s.n_groups; ++i) {
       GroupEntry g;
       std::memcpy(&g, groups + i, sizeof(g));
-      POLAR_CHECK(g.prefix_offset <= s.n_tokens && g.prefix_len <= s.n_tokens - g.prefix_offset, path,
-                  ": corrupted shard: group ", i, " prefix [", g.prefix_offset, ", +", g.prefix_len,
-                  ") outside the ", s.n_tokens, " tokens");
+      POLAR_CHECK(g.prefix_offset <= s.n_tokens && g.prefix_len <= s.n_tokens - g.prefix_offset,
+                  path, ": corrupted shard: group ", i, " prefix [", g.prefix_offset, ", +",
+                  g.prefix_len, ") outside the ", s.n_tokens, " tokens");
       POLAR_CHECK(g.n_candidates >= 1 && g.first_candidate <= s.n_candidates &&
                       g.n_candidates <= s.n_candidates - g.first_candidate,
-                  path, ": corrupted shard: group ", i, " candidates [", g.first_candidate, ", +", g.n_candidates,
-                  ") outside the ", s.n_candidates, " candidates");
-      POLAR_CHECK(g.category < categories.size(), path, ": corrupted shard: group ", i, " category ", g.category,
-                  " but split.json lists ", categories.size(), " categories");
-      POLAR_CHECK(g.reserved == 0, path, ": corrupted shard: group ", i, " reserved field is not zero");
+                  path, ": corrupted shard: group ", i, " candidates [", g.first_candidate, ", +",
+                  g.n_candidates, ") outside the ", s.n_candidates, " candidates");
+      POLAR_CHECK(g.category < categories.size(), path, ": corrupted shard: group ", i,
+                  " category ", g.category, " but split.json lists ", categories.size(),
+                  " categories");
+      POLAR_CHECK(g.reserved == 0, path, ": corrupted shard: group ", i,
+                  " reserved field is not zero");
     }
     for (uint64_t i = 0; i < s.n_candidates; ++i) {
       CandidateEntry c;
       std::memcpy(&c, cands + i, sizeof(c));
-      POLAR_CHECK(c.len >= 1 && c.token_offset <= s.n_tokens && c.len <= s.n_tokens - c.token_offset, path,
-                  ": corrupted shard: candidate ", i, " tokens [", c.token_offset, ", +", c.len, ") outside the ",
-                  s.n_tokens, " tokens");
-      POLAR_CHECK(c.reserved == 0, path, ": corrupted shard: candidate ", i, " reserved field is not zero");
+      POLAR_CHECK(
+          c.len >= 1 && c.token_offset <= s.n_tokens && c.len <= s.n_tokens - c.token_offset, path,
+          ": corrupted shard: candidate ", i, " tokens [", c.token_offset, ", +", c.len,
+          ") outside the ", s.n_tokens, " tokens");
+      POLAR_CHECK(c.reserved == 0, path, ": corrupted shard: candidate ", i,
+                  " reserved field is not zero");
     }
   }
 };
@@ -308,23 +330,27 @@ GroupDataset GroupDataset::open(const std::string& split_dir) {
   r.get("categories", impl->categories);
   r.get("shards", shard_names);
   r.finish();
-  POLAR_CHECK(format == kSplitFormat, split_path, ".format: expected \"", kSplitFormat, "\", got \"", format, "\"");
+  POLAR_CHECK(format == kSplitFormat, split_path, ".format: expected \"", kSplitFormat,
+              "\", got \"", format, "\"");
   try {
     impl->kind = parse_template_kind(kind);
   } catch (const Error& e) {
     throw Error(split_path + ".template: " + e.what());
   }
-  POLAR_CHECK(groups >= 0 && tokens >= 0, split_path, ": \"groups\" and \"tokens\" must be present and >= 0");
+  POLAR_CHECK(groups >= 0 && tokens >= 0, split_path,
+              ": \"groups\" and \"tokens\" must be present and >= 0");
   for (const auto& name : shard_names) {
-    POLAR_CHECK(!name.empty() && name.find('/') == std::string::npos && name != "." && name != "..", split_path,
-                ": shard name \"", name, "\" must be a plain file name inside the split directory");
+    POLAR_CHECK(!name.empty() && name.find('/') == std::string::npos && name != "." && name != "..",
+                split_path, ": shard name \"", name,
+                "\" must be a plain file name inside the split directory");
     impl->group_start.push_back(impl->n_groups);
     impl->map_shard((fs::path(split_dir) / name).string());
     impl->n_groups += static_cast<int64_t>(impl->shards.back().n_groups);
     impl->n_tokens += static_cast<int64_t>(impl->shards.back().n_tokens);
   }
-  POLAR_CHECK(impl->n_groups == groups && impl->n_tokens == tokens, split_path, ": lists ", groups, " groups and ",
-              tokens, " tokens but the shards hold ", impl->n_groups, " groups and ", impl->n_tokens, " tokens");
+  POLAR_CHECK(impl->n_groups == groups && impl->n_tokens == tokens, split_path, ": lists ", groups,
+              " groups and ", tokens, " tokens but the shards hold ", impl->n_groups,
+              " groups and ", impl->n_tokens, " tokens");
   GroupDataset ds;
   ds.impl_ = std::move(impl);
   return ds;
@@ -336,7 +362,9 @@ GroupRef GroupDataset::group(int64_t index) const {
   POLAR_CHECK(impl_ && index >= 0 && index < impl_->n_groups, "GroupDataset::group: index ", index,
               " outside [0, ", size(), ")");
   const auto& starts = impl_->group_start;
-  const size_t shard = static_cast<size_t>(std::upper_bound(starts.begin(), starts.end(), index) - starts.begin()) - 1;
+  const size_t shard =
+      static_cast<size_t>(std::upper_bound(starts.begin(), starts.end(), index) - starts.begin()) -
+      1;
   const MappedShard& s = impl_->shards[shard];
   GroupEntry g;
   std::memcpy(&g, s.groups() + (index - starts[shard]), sizeof(g));

@@ -26,12 +26,15 @@ T read_at(const std::string& s, size_t offset) {
 
 }  // namespace
 
-HashRange::HashRange(int worker_index, int num_workers, int64_t partitions) : partitions_(partitions) {
-  POLAR_CHECK(num_workers >= 1 && worker_index >= 0 && worker_index < num_workers, "--worker-index ", worker_index,
-              " must be in [0, --num-workers ", num_workers, ")");
+HashRange::HashRange(int worker_index, int num_workers, int64_t partitions)
+    : partitions_(partitions) {
+  POLAR_CHECK(num_workers >= 1 && worker_index >= 0 && worker_index < num_workers,
+              "--worker-index ", worker_index, " must be in [0, --num-workers ", num_workers, ")");
   POLAR_CHECK(partitions >= 1, "partitions must be >= 1, got ", partitions);
   lo_ = kHashSpace * static_cast<unsigned>(worker_index) / static_cast<unsigned>(num_workers);
-  width_ = kHashSpace * static_cast<unsigned>(worker_index + 1) / static_cast<unsigned>(num_workers) - lo_;
+  width_ =
+      kHashSpace * static_cast<unsigned>(worker_index + 1) / static_cast<unsigned>(num_workers) -
+      lo_;
 }
 
 bool HashRange::contains(uint64_t hash) const { return hash >= lo_ && hash - lo_ < width_; }
@@ -40,7 +43,8 @@ int64_t HashRange::partition(uint64_t hash) const {
   return static_cast<int64_t>((hash - lo_) * static_cast<unsigned __int128>(partitions_) / width_);
 }
 
-SpillWriter::SpillWriter(const std::string& dir, int64_t partitions, size_t buffer_bytes) : dir_(dir) {
+SpillWriter::SpillWriter(const std::string& dir, int64_t partitions, size_t buffer_bytes)
+    : dir_(dir) {
   std::error_code ec;
   std::filesystem::create_directories(dir, ec);
   POLAR_CHECK(!ec, dir, ": cannot create the spill directory: ", ec.message());
@@ -75,13 +79,15 @@ void SpillWriter::add(int64_t partition, uint64_t hash, const TrajectoryRecord& 
   std::memcpy(header, &hash, 8);
   size_t total = kRecordHeader;
   for (int i = 0; i < 4; ++i) {
-    POLAR_CHECK(fields[i]->size() <= std::numeric_limits<uint32_t>::max(), "a text field is longer than 4 GiB");
+    POLAR_CHECK(fields[i]->size() <= std::numeric_limits<uint32_t>::max(),
+                "a text field is longer than 4 GiB");
     const auto len = static_cast<uint32_t>(fields[i]->size());
     std::memcpy(header + 8 + 4 * i, &len, 4);
     total += len;
   }
   bool ok = std::fwrite(header, 1, kRecordHeader, f) == kRecordHeader;
-  for (int i = 0; i < 4 && ok; ++i) ok = std::fwrite(fields[i]->data(), 1, fields[i]->size(), f) == fields[i]->size();
+  for (int i = 0; i < 4 && ok; ++i)
+    ok = std::fwrite(fields[i]->data(), 1, fields[i]->size(), f) == fields[i]->size();
   POLAR_CHECK(ok, path(partition), ": write failed: ", std::strerror(errno));
   bytes_ += static_cast<int64_t>(total);
 }

@@ -33,7 +33,8 @@ std::string spill_file(const std::string& dir, int64_t partition);
 
 class SpillWriter {
  public:
-  // Creates DIR and DIR/part-NNNNN.spill for every partition; `buffer_bytes` of write buffer per file.
+  // Creates DIR and DIR/part-NNNNN.spill for every partition; `buffer_bytes` of write buffer per
+  // file.
   SpillWriter(const std::string& dir, int64_t partitions, size_t buffer_bytes);
   ~SpillWriter();
   SpillWriter(const SpillWriter&) = delete;

@@ -1,9 +1,9 @@
 // Context::create and the multi-process Context: TCPStore rendezvous (rank 0 hosts it), the
 // Gloo/NCCL backend, parameter broadcast, metric all-reduce, and failure reports that name the
 // collective and the ranks instead of hanging.
-#include <torch/csrc/distributed/c10d/TCPStore.hpp>
 #include <torch/nn/module.h>
 #include <torch/torch.h>
+#include <torch/csrc/distributed/c10d/TCPStore.hpp>
 
 #include <fmt/format.h>
 #include <fmt/ranges.h>
@@ -33,8 +33,12 @@ class LocalContext final : public Context {
   void attach_gradients(const std::vector<torch::Tensor>&) override {}
   void begin_micro_step(bool) override {}
   void finish_step(int64_t) override {}
-  const ShardLayout& shard_layout() const override { throw Error("dist: shard_layout() needs zero_stage 1 or 2"); }
-  torch::Tensor gradient_shard() override { throw Error("dist: gradient_shard() needs zero_stage 1 or 2"); }
+  const ShardLayout& shard_layout() const override {
+    throw Error("dist: shard_layout() needs zero_stage 1 or 2");
+  }
+  torch::Tensor gradient_shard() override {
+    throw Error("dist: gradient_shard() needs zero_stage 1 or 2");
+  }
   void all_gather_shard(const torch::Tensor&, const std::vector<torch::Tensor>&) override {
     throw Error("dist: all_gather_shard() needs zero_stage 1 or 2");
   }
@@ -54,8 +58,8 @@ std::string reason_of(const std::exception& e) {
   std::string text = c10_error ? c10_error->what_without_backtrace() : e.what();
   const size_t raised = text.find("\nException raised from");
   if (raised != std::string::npos) text.resize(raised);
-  while (!text.empty() && (std::isspace(static_cast<unsigned char>(text.back())) || text.back() == '.' ||
-                           text.back() == '!')) {
+  while (!text.empty() && (std::isspace(static_cast<unsigned char>(text.back())) ||
+                           text.back() == '.' || text.back() == '!')) {
     text.pop_back();
   }
   return text;
@@ -68,13 +72,16 @@ struct RendezvousTimeout : std::runtime_error {
 // The TCPStore constructor retries and backs off on its own schedule, which can run well past
 // its timeout; here the whole rendezvous gets exactly `timeout`. It runs on a thread that is
 // abandoned when the deadline passes (the process is about to exit with the error).
-c10::intrusive_ptr<c10d::Store> connect_store(const std::string& host, const c10d::TCPStoreOptions& options,
+c10::intrusive_ptr<c10d::Store> connect_store(const std::string& host,
+                                              const c10d::TCPStoreOptions& options,
                                               std::chrono::milliseconds timeout) {
   // c10d logs every failed connection attempt with a stack trace; our error says it once.
   const int log_level = FLAGS_caffe2_log_level;
   FLAGS_caffe2_log_level = std::max(log_level, 3);
-  auto task = std::make_shared<std::packaged_task<c10::intrusive_ptr<c10d::Store>()>>(
-      [host, options] { return c10::intrusive_ptr<c10d::Store>(c10::make_intrusive<c10d::TCPStore>(host, options)); });
+  auto task =
+      std::make_shared<std::packaged_task<c10::intrusive_ptr<c10d::Store>()>>([host, options] {
+        return c10::intrusive_ptr<c10d::Store>(c10::make_intrusive<c10d::TCPStore>(host, options));
+      });
   auto store = task->get_future();
   std::thread([task] { (*task)(); }).detach();
   if (store.wait_for(timeout + std::chrono::milliseconds(200)) != std::future_status::ready) {
@@ -87,9 +94,10 @@ c10::intrusive_ptr<c10d::Store> connect_store(const std::string& host, const c10
 
 }  // namespace
 
-std::shared_ptr<Context> Context::create(const DistEnv& env, const torch::Device& device, const DistOptions& options) {
-  POLAR_CHECK(options.zero_stage >= 0 && options.zero_stage <= 2, "dist: zero_stage must be 0, 1 or 2, got ",
-              options.zero_stage);
+std::shared_ptr<Context> Context::create(const DistEnv& env, const torch::Device& device,
+                                         const DistOptions& options) {
+  POLAR_CHECK(options.zero_stage >= 0 && options.zero_stage <= 2,
+              "dist: zero_stage must be 0, 1 or 2, got ", options.zero_stage);
   if (env.world_size == 1 && !options.force_process_group && options.zero_stage == 0) {
     return std::make_shared<LocalContext>();
   }
@@ -98,11 +106,12 @@ std::shared_ptr<Context> Context::create(const DistEnv& env, const torch::Device
 
 namespace detail {
 
-ProcessGroupContext::ProcessGroupContext(const DistEnv& env, const torch::Device& device, const DistOptions& options)
+ProcessGroupContext::ProcessGroupContext(const DistEnv& env, const torch::Device& device,
+                                         const DistOptions& options)
     : env_(env), device_(device), options_(options) {
   POLAR_CHECK(options.timeout.count() > 0, "dist timeout must be positive");
-  POLAR_CHECK(device.is_cpu() || device.is_cuda(), "data parallelism supports CPU (Gloo) and CUDA (NCCL) devices, not ",
-              device.str());
+  POLAR_CHECK(device.is_cpu() || device.is_cuda(),
+              "data parallelism supports CPU (Gloo) and CUDA (NCCL) devices, not ", device.str());
   backend_name_ = device.is_cuda() ? "NCCL" : "Gloo";
   local_ = env.world_size == 1 && !options.force_process_group;
   if (local_) return;  // one ZeRO process: no store, no process group
@@ -117,31 +126,38 @@ ProcessGroupContext::ProcessGroupContext(const DistEnv& env, const torch::Device
   try {
     store_ = connect_store(env.master_addr, store_options, options.timeout);
   } catch (const std::exception& e) {
-    const std::string reason = dynamic_cast<const RendezvousTimeout*>(&e) ? "" : ": " + reason_of(e);
+    const std::string reason =
+        dynamic_cast<const RendezvousTimeout*>(&e) ? "" : ": " + reason_of(e);
     if (env.rank == 0) {
       throw Error(fmt::format(
-          "rendezvous failed on rank 0: it could not host the store on {}:{}, or not all {} ranks joined within "
-          "{:.0f} s (a missing or misconfigured peer: check MASTER_ADDR/MASTER_PORT and WORLD_SIZE on every rank){}",
+          "rendezvous failed on rank 0: it could not host the store on {}:{}, or not all {} ranks "
+          "joined within "
+          "{:.0f} s (a missing or misconfigured peer: check MASTER_ADDR/MASTER_PORT and WORLD_SIZE "
+          "on every rank){}",
           env.master_addr, env.master_port, env.world_size, seconds(options.timeout), reason));
     }
-    throw Error(fmt::format(
-        "rendezvous failed on rank {} of {}: could not join the store of rank 0 at {}:{} within {:.0f} s (is rank 0 "
-        "running, with the same MASTER_ADDR/MASTER_PORT?){}",
-        env.rank, env.world_size, env.master_addr, env.master_port, seconds(options.timeout), reason));
+    throw Error(
+        fmt::format("rendezvous failed on rank {} of {}: could not join the store of rank 0 at "
+                    "{}:{} within {:.0f} s (is rank 0 "
+                    "running, with the same MASTER_ADDR/MASTER_PORT?){}",
+                    env.rank, env.world_size, env.master_addr, env.master_port,
+                    seconds(options.timeout), reason));
   }
   try {
     if (device.is_cuda()) {
       const int index = device.has_index() ? device.index() : env.local_rank;
       backend_ = make_nccl_backend(store_, env.rank, env.world_size, options.timeout, index);
     } else {
-      backend_ = make_gloo_backend(store_, env.rank, env.world_size, options.timeout, env.master_addr);
+      backend_ =
+          make_gloo_backend(store_, env.rank, env.world_size, options.timeout, env.master_addr);
     }
   } catch (const Error&) {
     throw;
   } catch (const std::exception& e) {
-    throw Error(fmt::format("connecting the {} process group failed on rank {} of {} ({}:{}, timeout {:.0f} s): {}",
-                            backend_name_, env.rank, env.world_size, env.master_addr, env.master_port,
-                            seconds(options.timeout), reason_of(e)));
+    throw Error(fmt::format(
+        "connecting the {} process group failed on rank {} of {} ({}:{}, timeout {:.0f} s): {}",
+        backend_name_, env.rank, env.world_size, env.master_addr, env.master_port,
+        seconds(options.timeout), reason_of(e)));
   }
   spdlog::info("dist: {} connected with {} in {:.2f} s", env.describe(), backend_name_,
                std::chrono::duration<double>(Clock::now() - started).count());
@@ -178,7 +194,8 @@ void ProcessGroupContext::check_usable(const std::string& what) const {
               ": an earlier collective failed and the process group is unusable");
 }
 
-void ProcessGroupContext::wait(const c10::intrusive_ptr<c10d::Work>& work, const std::string& what) {
+void ProcessGroupContext::wait(const c10::intrusive_ptr<c10d::Work>& work,
+                               const std::string& what) {
   bool completed = false;
   try {
     completed = work->wait(options_.timeout);
@@ -190,8 +207,9 @@ void ProcessGroupContext::wait(const c10::intrusive_ptr<c10d::Work>& work, const
 
 void ProcessGroupContext::fail(const std::string& what, const std::string& reason) {
   broken_ = true;
-  throw Error(fmt::format("dist: {} failed on rank {} of {} (timeout {:.0f} s): {}. {}", what, env_.rank,
-                          env_.world_size, seconds(options_.timeout), reason, describe_peers()));
+  throw Error(fmt::format("dist: {} failed on rank {} of {} (timeout {:.0f} s): {}. {}", what,
+                          env_.rank, env_.world_size, seconds(options_.timeout), reason,
+                          describe_peers()));
 }
 
 void ProcessGroupContext::mark_progress(const std::string& label) {
@@ -202,9 +220,10 @@ void ProcessGroupContext::mark_progress(const std::string& label) {
     store_->set(progress_key(env_.rank), std::vector<uint8_t>(value.begin(), value.end()));
   } catch (const std::exception& e) {
     broken_ = true;
-    throw Error(fmt::format("dist: rank {} of {} cannot reach the rendezvous store on rank 0 at {}:{} before {} "
-                            "(rank 0 has probably exited): {}",
-                            env_.rank, env_.world_size, env_.master_addr, env_.master_port, label, reason_of(e)));
+    throw Error(fmt::format(
+        "dist: rank {} of {} cannot reach the rendezvous store on rank 0 at {}:{} before {} "
+        "(rank 0 has probably exited): {}",
+        env_.rank, env_.world_size, env_.master_addr, env_.master_port, label, reason_of(e)));
   }
 }
 
@@ -222,21 +241,26 @@ std::string ProcessGroupContext::describe_peers() {
       const std::string value(bytes.begin(), bytes.end());
       const int64_t count = std::stoll(value.substr(0, value.find(' ')));
       if (count < progress_) {
-        behind.push_back(fmt::format("rank {} (last reached #{}: {})", r, count, value.substr(value.find(' ') + 1)));
+        behind.push_back(fmt::format("rank {} (last reached #{}: {})", r, count,
+                                     value.substr(value.find(' ') + 1)));
       }
     }
     if (behind.empty() && silent.empty()) {
-      return fmt::format("Every other rank reached this synchronisation point (#{}); one probably exited during it",
-                         progress_);
+      return fmt::format(
+          "Every other rank reached this synchronisation point (#{}); one probably exited during "
+          "it",
+          progress_);
     }
     std::string text = fmt::format("This rank is at synchronisation point #{}", progress_);
     if (!behind.empty()) text += fmt::format("; behind it: {}", fmt::join(behind, ", "));
-    if (!silent.empty()) text += fmt::format("; never synchronised: rank {}", fmt::join(silent, ", rank "));
+    if (!silent.empty())
+      text += fmt::format("; never synchronised: rank {}", fmt::join(silent, ", rank "));
     return text;
   } catch (const std::exception&) {
     if (env_.rank == 0) return "The other ranks' progress could not be read";
-    return fmt::format("The rendezvous store on rank 0 ({}:{}) is unreachable: rank 0 has probably exited",
-                       env_.master_addr, env_.master_port);
+    return fmt::format(
+        "The rendezvous store on rank 0 ({}:{}) is unreachable: rank 0 has probably exited",
+        env_.master_addr, env_.master_port);
   }
 }
 
@@ -260,15 +284,18 @@ void ProcessGroupContext::barrier() {
 void ProcessGroupContext::broadcast_module(torch::nn::Module& module) {
   if (local_) return;
   std::vector<std::pair<std::string, torch::Tensor>> tensors;
-  for (const auto& item : module.named_parameters(true)) tensors.emplace_back(item.key(), item.value());
-  for (const auto& item : module.named_buffers(true)) tensors.emplace_back(item.key(), item.value());
+  for (const auto& item : module.named_parameters(true))
+    tensors.emplace_back(item.key(), item.value());
+  for (const auto& item : module.named_buffers(true))
+    tensors.emplace_back(item.key(), item.value());
 
   // Every rank must hold the same tensors in the same order, or the broadcast would pair up
   // unrelated tensors: compare counts, sizes and a hash of the names first.
   size_t name_hash = 0;
   double numel = 0;
   for (const auto& [name, tensor] : tensors) {
-    name_hash = name_hash * 31 + std::hash<std::string>{}(name) + static_cast<size_t>(tensor.numel());
+    name_hash =
+        name_hash * 31 + std::hash<std::string>{}(name) + static_cast<size_t>(tensor.numel());
     numel += static_cast<double>(tensor.numel());
   }
   // Reduced to 40 bits so that the sum over ranks stays exact in a double.
@@ -278,8 +305,8 @@ void ProcessGroupContext::broadcast_module(torch::nn::Module& module) {
   all_reduce_sum(sums);
   for (size_t i = 0; i < mine.size(); ++i) {
     POLAR_CHECK(sums[i] == mine[i] * env_.world_size, "dist: rank ", env_.rank,
-                " holds a different model than the other ranks (", tensors.size(), " tensors, ", numel,
-                " elements); every rank must build the same model from the same config");
+                " holds a different model than the other ranks (", tensors.size(), " tensors, ",
+                numel, " elements); every rank must build the same model from the same config");
   }
 
   torch::NoGradGuard no_grad;
@@ -305,7 +332,8 @@ void ProcessGroupContext::broadcast_module(torch::nn::Module& module) {
     opts.timeout = options_.timeout;
     ++collectives_;
     wait(backend_->broadcast(list, opts),
-         fmt::format("broadcast of parameters '{}'..'{}'", tensors[begin].first, tensors[end - 1].first));
+         fmt::format("broadcast of parameters '{}'..'{}'", tensors[begin].first,
+                     tensors[end - 1].first));
     int64_t offset = 0;
     for (size_t i = begin; i < end; ++i) {
       auto& tensor = tensors[i].second;

@@ -1,5 +1,6 @@
 // DistEnv::from_environment: the process's place in the job, from polar-run/torchrun variables
-// (RANK, WORLD_SIZE, ...) or, when those are absent, from Slurm's (SLURM_PROCID, SLURM_NTASKS, ...).
+// (RANK, WORLD_SIZE, ...) or, when those are absent, from Slurm's (SLURM_PROCID, SLURM_NTASKS,
+// ...).
 #include <fmt/format.h>
 
 #include <cctype>
@@ -22,7 +23,8 @@ std::optional<std::string> env(const char* name) {
 int parse_int(const std::string& text, const char* name) {
   bool digits = !text.empty() && text.size() <= 9;
   for (char c : text) digits = digits && std::isdigit(static_cast<unsigned char>(c));
-  POLAR_CHECK(digits, "environment variable ", name, "='", text, "': expected a non-negative integer");
+  POLAR_CHECK(digits, "environment variable ", name, "='", text,
+              "': expected a non-negative integer");
   return std::stoi(text);
 }
 
@@ -35,7 +37,8 @@ std::optional<int> env_int(const char* name) {
 // Slurm writes tasks per node as "4", "4(x2)" or "4(x2),3": the first count is this layout's
 // per-node size, which is what LOCAL_WORLD_SIZE means on a homogeneous allocation.
 std::optional<int> slurm_tasks_per_node() {
-  for (const char* name : {"SLURM_NTASKS_PER_NODE", "SLURM_STEP_TASKS_PER_NODE", "SLURM_TASKS_PER_NODE"}) {
+  for (const char* name :
+       {"SLURM_NTASKS_PER_NODE", "SLURM_STEP_TASKS_PER_NODE", "SLURM_TASKS_PER_NODE"}) {
     auto text = env(name);
     if (!text) continue;
     size_t end = 0;
@@ -56,7 +59,8 @@ std::optional<std::string> slurm_first_host() {
       return s.substr(0, comma);
     }
     size_t stop = s.find_first_of(",-]", bracket + 1);
-    POLAR_CHECK(stop != std::string::npos, "environment variable ", name, "='", s, "': unterminated '['");
+    POLAR_CHECK(stop != std::string::npos, "environment variable ", name, "='", s,
+                "': unterminated '['");
     return s.substr(0, bracket) + s.substr(bracket + 1, stop - bracket - 1);
   }
   return std::nullopt;
@@ -71,7 +75,8 @@ DistEnv DistEnv::from_environment() {
   if (torchrun) {
     auto rank = env_int("RANK");
     auto world = env_int("WORLD_SIZE");
-    POLAR_CHECK(rank && world, "RANK and WORLD_SIZE must be set together (RANK=", env("RANK").value_or("<unset>"),
+    POLAR_CHECK(rank && world,
+                "RANK and WORLD_SIZE must be set together (RANK=", env("RANK").value_or("<unset>"),
                 ", WORLD_SIZE=", env("WORLD_SIZE").value_or("<unset>"), ")");
     e.rank = *rank;
     e.world_size = *world;
@@ -87,21 +92,23 @@ DistEnv DistEnv::from_environment() {
   if (auto addr = env("MASTER_ADDR")) e.master_addr = *addr;
   if (auto port = env_int("MASTER_PORT")) e.master_port = *port;
   // polar-run and torchrun count restarts of the worker group; Slurm counts requeues.
-  e.restart_count = env_int("TORCHELASTIC_RESTART_COUNT").value_or(slurm ? env_int("SLURM_RESTART_COUNT").value_or(0) : 0);
+  e.restart_count = env_int("TORCHELASTIC_RESTART_COUNT")
+                        .value_or(slurm ? env_int("SLURM_RESTART_COUNT").value_or(0) : 0);
 
   POLAR_CHECK(e.world_size >= 1, "WORLD_SIZE must be at least 1, got ", e.world_size);
-  POLAR_CHECK(e.rank < e.world_size, "rank ", e.rank, " is outside the world of size ", e.world_size,
-              " (", slurm ? "SLURM_PROCID/SLURM_NTASKS" : "RANK/WORLD_SIZE", ")");
-  POLAR_CHECK(e.local_world_size >= 1 && e.local_rank < e.local_world_size, "local rank ", e.local_rank,
-              " is outside the node's ", e.local_world_size, " processes (LOCAL_RANK/LOCAL_WORLD_SIZE)");
+  POLAR_CHECK(e.rank < e.world_size, "rank ", e.rank, " is outside the world of size ",
+              e.world_size, " (", slurm ? "SLURM_PROCID/SLURM_NTASKS" : "RANK/WORLD_SIZE", ")");
+  POLAR_CHECK(e.local_world_size >= 1 && e.local_rank < e.local_world_size, "local rank ",
+              e.local_rank, " is outside the node's ", e.local_world_size,
+              " processes (LOCAL_RANK/LOCAL_WORLD_SIZE)");
   POLAR_CHECK(e.master_port >= 1 && e.master_port <= 65535, "MASTER_PORT=", e.master_port,
               ": expected a TCP port in 1..65535");
   return e;
 }
 
 std::string DistEnv::describe() const {
-  return fmt::format("rank {}/{} (local {}/{}) via {}:{}", rank, world_size, local_rank, local_world_size, master_addr,
-                     master_port);
+  return fmt::format("rank {}/{} (local {}/{}) via {}:{}", rank, world_size, local_rank,
+                     local_world_size, master_addr, master_port);
 }
 
 }  // namespace polar::dist

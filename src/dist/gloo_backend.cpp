@@ -32,8 +32,12 @@
 
 namespace gloo {
 class Context;
-namespace rendezvous { class Store; }
-namespace transport { class Device; }
+namespace rendezvous {
+class Store;
+}
+namespace transport {
+class Device;
+}
 }  // namespace gloo
 
 namespace c10d {
@@ -48,13 +52,14 @@ class TORCH_API ProcessGroupGloo : public Backend {
     int threads{2};
   };
 
-  static std::shared_ptr<::gloo::transport::Device> createDeviceForInterface(const std::string& interface,
-                                                                             bool lazyInit);
-  static std::shared_ptr<::gloo::transport::Device> createDeviceForHostname(const std::string& hostname,
-                                                                            bool lazyInit);
+  static std::shared_ptr<::gloo::transport::Device> createDeviceForInterface(
+      const std::string& interface, bool lazyInit);
+  static std::shared_ptr<::gloo::transport::Device> createDeviceForHostname(
+      const std::string& hostname, bool lazyInit);
   static std::shared_ptr<::gloo::transport::Device> createDefaultDevice(bool lazyInit);
 
-  ProcessGroupGloo(const c10::intrusive_ptr<Store>& store, int rank, int size, c10::intrusive_ptr<Options> options);
+  ProcessGroupGloo(const c10::intrusive_ptr<Store>& store, int rank, int size,
+                   c10::intrusive_ptr<Options> options);
   ~ProcessGroupGloo() override;
 
   // Data members, in the wheel's order (protected there; access does not change the layout).
@@ -85,14 +90,17 @@ bool is_loopback(const std::string& host) {
   return host == "localhost" || host.rfind("127.", 0) == 0 || host == "::1";
 }
 
-std::vector<std::shared_ptr<::gloo::transport::Device>> gloo_devices(const std::string& master_addr) {
+std::vector<std::shared_ptr<::gloo::transport::Device>> gloo_devices(
+    const std::string& master_addr) {
   using c10d::ProcessGroupGloo;
   std::vector<std::shared_ptr<::gloo::transport::Device>> devices;
   if (const char* ifnames = std::getenv("GLOO_SOCKET_IFNAME"); ifnames && *ifnames) {
     std::string list = ifnames;
     for (size_t begin = 0; begin <= list.size();) {
       size_t end = std::min(list.find(',', begin), list.size());
-      if (end > begin) devices.push_back(ProcessGroupGloo::createDeviceForInterface(list.substr(begin, end - begin), false));
+      if (end > begin)
+        devices.push_back(
+            ProcessGroupGloo::createDeviceForInterface(list.substr(begin, end - begin), false));
       begin = end + 1;
     }
   } else if (is_loopback(master_addr)) {
@@ -103,19 +111,24 @@ std::vector<std::shared_ptr<::gloo::transport::Device>> gloo_devices(const std::
   return devices;
 }
 
-void check_layout(const c10d::ProcessGroupGloo& pg, const c10d::ProcessGroupGloo::Options* options) {
+void check_layout(const c10d::ProcessGroupGloo& pg,
+                  const c10d::ProcessGroupGloo::Options* options) {
   // No virtual call here: the compiler knows the dynamic type from the allocation above and could
   // bind it to this declaration (which overrides nothing) instead of the library's vtable.
-  const bool ok = pg.options_.get() == options && pg.pgStatus_ != nullptr && pg.pgStatus_->lastCompletedSeq == -1 &&
+  const bool ok = pg.options_.get() == options && pg.pgStatus_ != nullptr &&
+                  pg.pgStatus_->lastCompletedSeq == -1 &&
                   pg.threads_.size() == static_cast<size_t>(options->threads);
-  POLAR_CHECK(ok, "c10d::ProcessGroupGloo in this LibTorch does not match the declaration in "
-                  "src/dist/gloo_backend.cpp (written for torch 2.11); update it from the wheel's ProcessGroupGloo.hpp");
+  POLAR_CHECK(ok,
+              "c10d::ProcessGroupGloo in this LibTorch does not match the declaration in "
+              "src/dist/gloo_backend.cpp (written for torch 2.11); update it from the wheel's "
+              "ProcessGroupGloo.hpp");
 }
 
 }  // namespace
 
-c10::intrusive_ptr<c10d::Backend> make_gloo_backend(const c10::intrusive_ptr<c10d::Store>& store, int rank,
-                                                    int world_size, std::chrono::milliseconds timeout,
+c10::intrusive_ptr<c10d::Backend> make_gloo_backend(const c10::intrusive_ptr<c10d::Store>& store,
+                                                    int rank, int world_size,
+                                                    std::chrono::milliseconds timeout,
                                                     const std::string& master_addr) {
   auto options = c10::make_intrusive<c10d::ProcessGroupGloo::Options>(timeout);
   options->devices = gloo_devices(master_addr);

@@ -20,7 +20,8 @@ namespace polar::dist::detail {
 namespace {
 
 int64_t now_ns() {
-  return std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now().time_since_epoch()).count();
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now().time_since_epoch())
+      .count();
 }
 
 // DDP's choice: a small first bucket so that communication starts early in backward.
@@ -34,8 +35,8 @@ void ProcessGroupContext::attach_gradients(const std::vector<torch::Tensor>& par
   for (const auto& p : parameters) {
     if (!p.requires_grad()) continue;
     POLAR_CHECK(p.is_leaf(), "dist: attach_gradients() needs leaf parameters");
-    POLAR_CHECK(p.device().type() == device_.type(), "dist: parameter on ", p.device().str(), " but the ",
-                backend_name_, " process group works on ", device_.str());
+    POLAR_CHECK(p.device().type() == device_.type(), "dist: parameter on ", p.device().str(),
+                " but the ", backend_name_, " process group works on ", device_.str());
     params_.push_back(p);
   }
 
@@ -49,8 +50,10 @@ void ProcessGroupContext::attach_gradients(const std::vector<torch::Tensor>& par
     bool fresh = buckets_.empty();
     if (!fresh) {
       const auto& first = params_[buckets_.back().params.front()];
-      const int64_t cap = buckets_.size() == 1 ? std::min(kFirstBucketBytes, options_.bucket_bytes) : options_.bucket_bytes;
-      fresh = first.scalar_type() != p.scalar_type() || first.device() != p.device() || bucket_bytes.back() + bytes > cap;
+      const int64_t cap = buckets_.size() == 1 ? std::min(kFirstBucketBytes, options_.bucket_bytes)
+                                               : options_.bucket_bytes;
+      fresh = first.scalar_type() != p.scalar_type() || first.device() != p.device() ||
+              bucket_bytes.back() + bytes > cap;
     }
     if (fresh) {
       buckets_.emplace_back();
@@ -80,7 +83,8 @@ void ProcessGroupContext::attach_gradients(const std::vector<torch::Tensor>& par
     auto accumulator = torch::autograd::impl::grad_accumulator(params_[i]);
     POLAR_CHECK(accumulator != nullptr, "dist: parameter ", i, " has no gradient accumulator");
     accumulator->add_post_hook(std::make_unique<torch::autograd::utils::LambdaPostHook>(
-        [link = hook_link_, i](const torch::autograd::variable_list& outputs, const torch::autograd::variable_list&) {
+        [link = hook_link_, i](const torch::autograd::variable_list& outputs,
+                               const torch::autograd::variable_list&) {
           std::lock_guard<std::mutex> guard(link->mutex);
           if (link->context != nullptr) link->context->on_gradient_ready(i);
           return outputs;
@@ -91,8 +95,9 @@ void ProcessGroupContext::attach_gradients(const std::vector<torch::Tensor>& par
 
 void ProcessGroupContext::begin_micro_step(bool sync) {
   std::lock_guard<std::mutex> lock(mutex_);
-  POLAR_CHECK(!syncing_ || options_.zero_stage == 2, "dist: begin_micro_step() was called before finish_step() of "
-                                                      "the step whose gradients are being synchronised");
+  POLAR_CHECK(!syncing_ || options_.zero_stage == 2,
+              "dist: begin_micro_step() was called before finish_step() of "
+              "the step whose gradients are being synchronised");
   if (options_.zero_stage == 2) {
     // Every micro-step reduce-scatters: finish the previous micro-step's round first.
     if (syncing_) complete_round();
@@ -104,7 +109,8 @@ void ProcessGroupContext::begin_micro_step(bool sync) {
 
 void ProcessGroupContext::start_sync() {
   const std::string label = rounds_done_ == 0 ? fmt::format("gradient sync of step {}", steps_ + 1)
-                                              : fmt::format("gradient sync of step {} (round {})", steps_, rounds_done_ + 1);
+                                              : fmt::format("gradient sync of step {} (round {})",
+                                                            steps_, rounds_done_ + 1);
   check_usable(label);
   mark_progress(label);
   if (rounds_done_ == 0) ++steps_;
@@ -147,11 +153,13 @@ void ProcessGroupContext::copy_gradient_into(size_t index) {
 }
 
 void ProcessGroupContext::launch_ready_buckets() {
-  while (next_bucket_ < buckets_.size() && buckets_[next_bucket_].pending == 0) launch_bucket(buckets_[next_bucket_++]);
+  while (next_bucket_ < buckets_.size() && buckets_[next_bucket_].pending == 0)
+    launch_bucket(buckets_[next_bucket_++]);
   // ZeRO bounds its bucket memory: at most two buckets in flight, older ones are folded into
   // the shard and freed (this waits inside backward, as DeepSpeed's bucketed reduce does).
   while (options_.zero_stage > 0 && next_complete_ + 2 < next_bucket_) {
-    complete_bucket(buckets_[next_complete_], fmt::format("reduce-scatter of gradient bucket {}", next_complete_ + 1));
+    complete_bucket(buckets_[next_complete_],
+                    fmt::format("reduce-scatter of gradient bucket {}", next_complete_ + 1));
     ++next_complete_;
   }
 }
@@ -160,7 +168,8 @@ void ProcessGroupContext::launch_bucket(Bucket& bucket) {
   check_usable("gradient all-reduce");
   bucket.launched_at = Clock::now();
   bucket.completed_ns = std::make_shared<std::atomic<int64_t>>(0);
-  bucket.work = options_.zero_stage > 0 ? start_reduce_scatter(bucket) : start_all_reduce(bucket.flat);
+  bucket.work =
+      options_.zero_stage > 0 ? start_reduce_scatter(bucket) : start_all_reduce(bucket.flat);
   if (!bucket.work) {
     bucket.completed_ns->store(now_ns());  // no process group: nothing to wait for
     return;
@@ -197,11 +206,11 @@ void ProcessGroupContext::complete_round() {
   }
   launch_ready_buckets();
   for (size_t b = 0; b < buckets_.size(); ++b) {
-    const std::string what =
-        fmt::format("{} of gradient bucket {}/{} ({} tensors, {:.2f} MB) in step {}",
-                    options_.zero_stage > 0 ? "reduce-scatter" : "all-reduce", b + 1, buckets_.size(),
-                    buckets_[b].params.size(), buckets_[b].numel * params_[buckets_[b].params.front()].element_size() / 1048576.0,
-                    steps_);
+    const std::string what = fmt::format(
+        "{} of gradient bucket {}/{} ({} tensors, {:.2f} MB) in step {}",
+        options_.zero_stage > 0 ? "reduce-scatter" : "all-reduce", b + 1, buckets_.size(),
+        buckets_[b].params.size(),
+        buckets_[b].numel * params_[buckets_[b].params.front()].element_size() / 1048576.0, steps_);
     if (options_.zero_stage > 0) {
       if (b >= next_complete_) complete_bucket(buckets_[b], what);
     } else {
@@ -229,18 +238,22 @@ void ProcessGroupContext::complete_round() {
   }
 }
 
-void ProcessGroupContext::record_comm_times(Clock::time_point finish_started, Clock::time_point waited) {
+void ProcessGroupContext::record_comm_times(Clock::time_point finish_started,
+                                            Clock::time_point waited) {
   // Communication time is the union of the buckets' [launch, completion] intervals; the part
   // after backward ended is what the step waited for (exposed).
   std::vector<std::pair<int64_t, int64_t>> intervals;
-  const int64_t waited_ns = std::chrono::duration_cast<std::chrono::nanoseconds>(waited.time_since_epoch()).count();
+  const int64_t waited_ns =
+      std::chrono::duration_cast<std::chrono::nanoseconds>(waited.time_since_epoch()).count();
   for (auto& bucket : buckets_) {
     if (!bucket.completed_ns) continue;
     // The completion callback runs just after the Work completes; give it a moment.
-    for (int spin = 0; spin < 1000 && bucket.completed_ns->load() == 0; ++spin) std::this_thread::yield();
+    for (int spin = 0; spin < 1000 && bucket.completed_ns->load() == 0; ++spin)
+      std::this_thread::yield();
     const int64_t done = bucket.completed_ns->load();
     const int64_t start =
-        std::chrono::duration_cast<std::chrono::nanoseconds>(bucket.launched_at.time_since_epoch()).count();
+        std::chrono::duration_cast<std::chrono::nanoseconds>(bucket.launched_at.time_since_epoch())
+            .count();
     intervals.emplace_back(start, done == 0 ? waited_ns : std::min(done, waited_ns));
   }
   std::sort(intervals.begin(), intervals.end());
@@ -253,7 +266,8 @@ void ProcessGroupContext::record_comm_times(Clock::time_point finish_started, Cl
   total_seconds_ = total_ns * 1e-9;
   // Launching left-over buckets and waking up count as waiting too, but never more than the
   // communication itself took.
-  exposed_seconds_ = std::min(total_seconds_, std::chrono::duration<double>(waited - finish_started).count());
+  exposed_seconds_ =
+      std::min(total_seconds_, std::chrono::duration<double>(waited - finish_started).count());
 }
 
 }  // namespace polar::dist::detail

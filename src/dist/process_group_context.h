@@ -54,7 +54,8 @@ class ProcessGroupContext final : public Context {
 
   const ShardLayout& shard_layout() const override;
   torch::Tensor gradient_shard() override;
-  void all_gather_shard(const torch::Tensor& shard, const std::vector<torch::Tensor>& targets) override;
+  void all_gather_shard(const torch::Tensor& shard,
+                        const std::vector<torch::Tensor>& targets) override;
 
   double last_exposed_comm_seconds() const override { return exposed_seconds_; }
   double last_total_comm_seconds() const override { return total_seconds_; }
@@ -102,13 +103,15 @@ class ProcessGroupContext final : public Context {
   // ZeRO (zero_sync.cpp).
   void build_shard_layout();
   c10::intrusive_ptr<c10d::Work> start_reduce_scatter(Bucket& bucket);
-  void complete_bucket(Bucket& bucket, const std::string& what);  // waits; adds its chunk to the shard
+  void complete_bucket(Bucket& bucket,
+                       const std::string& what);  // waits; adds its chunk to the shard
   void ensure_bucket_buffer(Bucket& bucket);
   // Offload (shard in host memory, gradients on a GPU): a bucket's chunk is copied into pinned
   // memory asynchronously and added to the shard once its copy has landed, so backward goes on
   // while the copy runs. `wait` drains every copy (end of round); otherwise only finished ones.
   void drain_host_copies(bool wait);
-  void gather_bucket(const Bucket& bucket, const torch::Tensor& shard, const std::vector<torch::Tensor>& targets);
+  void gather_bucket(const Bucket& bucket, const torch::Tensor& shard,
+                     const std::vector<torch::Tensor>& targets);
 
   DistEnv env_;
   torch::Device device_;
@@ -123,8 +126,8 @@ class ProcessGroupContext final : public Context {
   std::shared_ptr<HookLink> hook_link_;
   std::vector<torch::Tensor> params_;
   std::vector<std::shared_ptr<torch::autograd::Node>> grad_accumulators_;  // keeps the hooks alive
-  std::vector<size_t> bucket_of_;  // param index -> bucket
-  std::vector<size_t> slot_of_;    // param index -> position inside its bucket
+  std::vector<size_t> bucket_of_;                                          // param index -> bucket
+  std::vector<size_t> slot_of_;  // param index -> position inside its bucket
   std::vector<char> ready_;
   std::vector<Bucket> buckets_;
   size_t next_bucket_ = 0;
@@ -138,10 +141,10 @@ class ProcessGroupContext final : public Context {
     c10::Event landed{c10::DeviceType::CUDA};
   };
   std::deque<HostCopy> host_copies_;  // in flight, oldest first
-  int64_t rounds_done_ = 0;   // ZeRO: rounds completed in the current step
-  bool syncing_ = false;  // between begin_micro_step(true) and finish_step()
+  int64_t rounds_done_ = 0;           // ZeRO: rounds completed in the current step
+  bool syncing_ = false;              // between begin_micro_step(true) and finish_step()
   int64_t steps_ = 0;
-  std::mutex mutex_;      // bucket state: hooks may run on the autograd engine's device threads
+  std::mutex mutex_;  // bucket state: hooks may run on the autograd engine's device threads
   double exposed_seconds_ = 0;
   double total_seconds_ = 0;
 };

@@ -19,7 +19,8 @@ namespace {
 GroupRef as_ref(const EncodedGroup& g) {
   GroupRef r;
   r.prefix = {g.prefix.data(), static_cast<int64_t>(g.prefix.size())};
-  for (const auto& c : g.candidates) r.candidates.push_back({c.data(), static_cast<int64_t>(c.size())});
+  for (const auto& c : g.candidates)
+    r.candidates.push_back({c.data(), static_cast<int64_t>(c.size())});
   return r;
 }
 
@@ -36,13 +37,14 @@ std::pair<double, double> wilson(int64_t k, int64_t n) {
 
 // A NaN or infinite reward is never a score: the weights or the precision overflowed.
 void check_finite_reward(float reward, int64_t line) {
-  POLAR_CHECK(std::isfinite(reward), "line ", line, ": the model gave a non-finite reward (", reward,
-              "); its weights or --precision overflow, so no result is written");
+  POLAR_CHECK(std::isfinite(reward), "line ", line, ": the model gave a non-finite reward (",
+              reward, "); its weights or --precision overflow, so no result is written");
 }
 
 }  // namespace
 
-std::vector<float> reward_groups(LoadedModel& lm, const std::vector<EncodedGroup>& groups, const ScoreOptions& o) {
+std::vector<float> reward_groups(LoadedModel& lm, const std::vector<EncodedGroup>& groups,
+                                 const ScoreOptions& o) {
   std::vector<GroupRef> refs;
   refs.reserve(groups.size());
   for (const auto& g : groups) refs.push_back(as_ref(g));
@@ -62,8 +64,12 @@ std::vector<float> reward_groups(LoadedModel& lm, const std::vector<EncodedGroup
 
 json AccuracyCounts::to_json() const {
   auto [lo, hi] = wilson(correct, n);
-  return json{{"n", n}, {"correct", correct}, {"ties", ties}, {"accuracy", accuracy()},
-              {"accuracy_ci95", {lo, hi}}, {"mean_margin", mean_margin()}};
+  return json{{"n", n},
+              {"correct", correct},
+              {"ties", ties},
+              {"accuracy", accuracy()},
+              {"accuracy_ci95", {lo, hi}},
+              {"mean_margin", mean_margin()}};
 }
 
 json PreferenceEval::to_json() const {
@@ -75,25 +81,28 @@ json PreferenceEval::to_json() const {
 }
 
 std::string PreferenceEval::table() const {
-  std::string t = fmt::format("{:<20} {:>7} {:>9} {:>17} {:>6} {:>12}\n", "category", "n", "accuracy", "95% CI", "ties",
-                              "mean margin");
+  std::string t = fmt::format("{:<20} {:>7} {:>9} {:>17} {:>6} {:>12}\n", "category", "n",
+                              "accuracy", "95% CI", "ties", "mean margin");
   auto row = [&](const std::string& name, const AccuracyCounts& c) {
     auto [lo, hi] = wilson(c.correct, c.n);
-    t += fmt::format("{:<20} {:>7} {:>9.4f} {:>8.3f}-{:<8.3f} {:>6} {:>12.4f}\n", name, c.n, c.accuracy(), lo, hi,
-                     c.ties, c.mean_margin());
+    t += fmt::format("{:<20} {:>7} {:>9.4f} {:>8.3f}-{:<8.3f} {:>6} {:>12.4f}\n", name, c.n,
+                     c.accuracy(), lo, hi, c.ties, c.mean_margin());
   };
   for (const auto& [name, c] : per_category) row(name, c);
   row("overall", overall);
-  if (dropped_too_long) t += fmt::format("({} records dropped: too long for max_length)\n", dropped_too_long);
+  if (dropped_too_long)
+    t += fmt::format("({} records dropped: too long for max_length)\n", dropped_too_long);
   return t;
 }
 
-PreferenceEval evaluate_preferences(LoadedModel& lm, const std::vector<PreferenceRecord>& records, const ScoreOptions& o) {
+PreferenceEval evaluate_preferences(LoadedModel& lm, const std::vector<PreferenceRecord>& records,
+                                    const ScoreOptions& o) {
   PreferenceEval ev;
   std::vector<EncodedGroup> groups;
   std::vector<const PreferenceRecord*> kept;
   for (const auto& r : records) {
-    auto g = encode_group_text(lm.tokenizer, o.template_kind, r.prompt, r.reference, {r.chosen, r.rejected}, o.limits);
+    auto g = encode_group_text(lm.tokenizer, o.template_kind, r.prompt, r.reference,
+                               {r.chosen, r.rejected}, o.limits);
     if (!g) {
       ev.dropped_too_long++;
       continue;
@@ -117,14 +126,15 @@ PreferenceEval evaluate_preferences(LoadedModel& lm, const std::vector<Preferenc
   return ev;
 }
 
-std::vector<double> score_records(LoadedModel& lm, const std::vector<ScoringRecord>& records, const ScoreOptions& o) {
+std::vector<double> score_records(LoadedModel& lm, const std::vector<ScoringRecord>& records,
+                                  const ScoreOptions& o) {
   std::vector<EncodedGroup> groups;
   std::vector<std::pair<int64_t, int64_t>> slot(records.size(), {-1, -1});  // (group, candidate)
   std::map<std::vector<int32_t>, size_t> open_group;  // prefix -> the group taking more outputs
   std::vector<int64_t> group_tokens;
   for (size_t i = 0; i < records.size(); ++i) {
-    auto g = encode_group_text(lm.tokenizer, o.template_kind, records[i].prompt, records[i].reference,
-                               {records[i].output}, o.limits);
+    auto g = encode_group_text(lm.tokenizer, o.template_kind, records[i].prompt,
+                               records[i].reference, {records[i].output}, o.limits);
     if (!g) continue;
     const auto output_tokens = static_cast<int64_t>(g->candidates[0].size());
     if (o.shared_prefix) {
@@ -132,7 +142,8 @@ std::vector<double> score_records(LoadedModel& lm, const std::vector<ScoringReco
       auto it = open_group.find(g->prefix);
       if (it != open_group.end() && group_tokens[it->second] + output_tokens <= o.row_tokens) {
         EncodedGroup& target = groups[it->second];
-        slot[i] = {static_cast<int64_t>(it->second), static_cast<int64_t>(target.candidates.size())};
+        slot[i] = {static_cast<int64_t>(it->second),
+                   static_cast<int64_t>(target.candidates.size())};
         target.candidates.push_back(std::move(g->candidates[0]));
         group_tokens[it->second] += output_tokens;
         continue;

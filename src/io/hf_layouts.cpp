@@ -14,7 +14,9 @@ namespace {
 
 const LayoutTable kLlama{
     /*name=*/"Llama",
-    /*globals=*/{{"model.embed_tokens.weight", "model.embed_tokens.weight"}, {"model.norm.weight", "model.norm.weight"}},
+    /*globals=*/
+    {{"model.embed_tokens.weight", "model.embed_tokens.weight"},
+     {"model.norm.weight", "model.norm.weight"}},
     /*layer=*/
     {{"self_attn.q_proj.weight", "self_attn.q_proj.weight"},
      {"self_attn.k_proj.weight", "self_attn.k_proj.weight"},
@@ -37,7 +39,9 @@ const LayoutTable kLlama{
 
 const LayoutTable kInternLM2{
     /*name=*/"InternLM2",
-    /*globals=*/{{"model.tok_embeddings.weight", "model.embed_tokens.weight"}, {"model.norm.weight", "model.norm.weight"}},
+    /*globals=*/
+    {{"model.tok_embeddings.weight", "model.embed_tokens.weight"},
+     {"model.norm.weight", "model.norm.weight"}},
     /*layer=*/
     {{"attention.wo.weight", "self_attn.o_proj.weight"},
      {"feed_forward.w1.weight", "mlp.gate_proj.weight"},
@@ -73,11 +77,13 @@ Tensor take(std::map<std::string, Tensor>& hf, const std::string& name, const La
 }
 
 // Polar has no output-projection bias; a zero one (Llama attention_bias, InternLM2 bias) is exact.
-void drop_zero_bias(std::map<std::string, Tensor>& hf, const std::string& name, const std::string& where) {
+void drop_zero_bias(std::map<std::string, Tensor>& hf, const std::string& name,
+                    const std::string& where) {
   auto it = hf.find(name);
   if (it == hf.end()) return;
   POLAR_CHECK(it->second.count_nonzero().item<int64_t>() == 0, where, ": tensor \"", name,
-              "\" is not zero; polar's attention has no output-projection bias, so this model cannot be imported exactly");
+              "\" is not zero; polar's attention has no output-projection bias, so this model "
+              "cannot be imported exactly");
   hf.erase(it);
 }
 
@@ -87,30 +93,35 @@ const LayoutTable& layout_table(ModelFamily family) {
   for (const auto& [f, table] : kFamilyLayouts) {
     if (f == family) return *table;
   }
-  throw Error(std::string("model family ") + family_info(family).name + " has no tensor layout table");
+  throw Error(std::string("model family ") + family_info(family).name +
+              " has no tensor layout table");
 }
 
-Tensor pack_wqkv(const Tensor& q, const Tensor& k, const Tensor& v, int64_t num_heads, int64_t num_kv_heads) {
+Tensor pack_wqkv(const Tensor& q, const Tensor& k, const Tensor& v, int64_t num_heads,
+                 int64_t num_kv_heads) {
   const int64_t g = num_heads / num_kv_heads;
   const int64_t head_dim = q.size(0) / num_heads;
-  std::vector<int64_t> rest(q.sizes().begin() + 1, q.sizes().end());  // () for a bias, (hidden) for a weight
-  auto grouped = [&](const Tensor& t, int64_t per_kv) {               // (Hkv, per_kv, D, ...)
+  std::vector<int64_t> rest(q.sizes().begin() + 1,
+                            q.sizes().end());            // () for a bias, (hidden) for a weight
+  auto grouped = [&](const Tensor& t, int64_t per_kv) {  // (Hkv, per_kv, D, ...)
     std::vector<int64_t> shape{num_kv_heads, per_kv, head_dim};
     shape.insert(shape.end(), rest.begin(), rest.end());
     return t.reshape(shape);
   };
-  const Tensor packed = torch::cat({grouped(q, g), grouped(k, 1), grouped(v, 1)}, 1);  // (Hkv, g + 2, D, ...)
+  const Tensor packed =
+      torch::cat({grouped(q, g), grouped(k, 1), grouped(v, 1)}, 1);  // (Hkv, g + 2, D, ...)
   std::vector<int64_t> out{num_kv_heads * (g + 2) * head_dim};
   out.insert(out.end(), rest.begin(), rest.end());
   return packed.reshape(out).contiguous();
 }
 
-std::vector<Tensor> unpack_wqkv(const Tensor& wqkv, int64_t num_heads, int64_t num_kv_heads, int64_t head_dim,
-                                const std::string& what) {
+std::vector<Tensor> unpack_wqkv(const Tensor& wqkv, int64_t num_heads, int64_t num_kv_heads,
+                                int64_t head_dim, const std::string& what) {
   const int64_t g = num_heads / num_kv_heads;
   const int64_t rows = num_kv_heads * (g + 2) * head_dim;
-  POLAR_CHECK(wqkv.dim() >= 1 && wqkv.size(0) == rows, what, ": expected ", rows, " rows (num_key_value_heads ",
-              num_kv_heads, " x (", g, " query heads + k + v) x head_dim ", head_dim, "), got shape ", wqkv.sizes());
+  POLAR_CHECK(wqkv.dim() >= 1 && wqkv.size(0) == rows, what, ": expected ", rows,
+              " rows (num_key_value_heads ", num_kv_heads, " x (", g,
+              " query heads + k + v) x head_dim ", head_dim, "), got shape ", wqkv.sizes());
   std::vector<int64_t> rest(wqkv.sizes().begin() + 1, wqkv.sizes().end());
   std::vector<int64_t> shape{num_kv_heads, g + 2, head_dim};
   shape.insert(shape.end(), rest.begin(), rest.end());
@@ -124,13 +135,15 @@ std::vector<Tensor> unpack_wqkv(const Tensor& wqkv, int64_t num_heads, int64_t n
           flat(grouped.narrow(1, g + 1, 1), num_kv_heads)};
 }
 
-std::map<std::string, Tensor> hf_to_polar(ModelFamily family, const ModelConfig& shape, std::map<std::string, Tensor>& hf,
-                                          bool with_head, const std::string& where) {
+std::map<std::string, Tensor> hf_to_polar(ModelFamily family, const ModelConfig& shape,
+                                          std::map<std::string, Tensor>& hf, bool with_head,
+                                          const std::string& where) {
   const LayoutTable& table = layout_table(family);
   std::map<std::string, Tensor> out;
   for (const auto& rule : table.globals) out[rule.polar] = take(hf, rule.hf, table, where);
   for (int64_t i = 0; i < shape.num_layers; ++i) {
-    for (const auto& rule : table.layer) out[layer_name(i, rule.polar)] = take(hf, layer_name(i, rule.hf), table, where);
+    for (const auto& rule : table.layer)
+      out[layer_name(i, rule.polar)] = take(hf, layer_name(i, rule.hf), table, where);
     if (shape.qkv_bias) {
       for (const auto& rule : table.qkv_bias) {
         out[layer_name(i, rule.polar)] = take(hf, layer_name(i, rule.hf), table, where);
@@ -140,8 +153,8 @@ std::map<std::string, Tensor> hf_to_polar(ModelFamily family, const ModelConfig&
       for (const char* kind : {"weight", "bias"}) {
         if (std::string(kind) == "bias" && !shape.qkv_bias) continue;
         const std::string name = layer_name(i, table.packed_qkv) + "." + kind;
-        const auto qkv = unpack_wqkv(take(hf, name, table, where), shape.num_heads, shape.num_kv_heads,
-                                     shape.head_dim(), where + ": " + name);
+        const auto qkv = unpack_wqkv(take(hf, name, table, where), shape.num_heads,
+                                     shape.num_kv_heads, shape.head_dim(), where + ": " + name);
         out[layer_name(i, "self_attn.q_proj.") + kind] = qkv[0];
         out[layer_name(i, "self_attn.k_proj.") + kind] = qkv[1];
         out[layer_name(i, "self_attn.v_proj.") + kind] = qkv[2];
@@ -153,8 +166,8 @@ std::map<std::string, Tensor> hf_to_polar(ModelFamily family, const ModelConfig&
   return out;
 }
 
-std::vector<std::pair<std::string, Tensor>> polar_to_hf(ModelFamily family, const ModelConfig& shape,
-                                                        const std::map<std::string, Tensor>& polar) {
+std::vector<std::pair<std::string, Tensor>> polar_to_hf(
+    ModelFamily family, const ModelConfig& shape, const std::map<std::string, Tensor>& polar) {
   const LayoutTable& table = layout_table(family);
   auto get = [&](const std::string& name) {
     auto it = polar.find(name);
@@ -168,17 +181,23 @@ std::vector<std::pair<std::string, Tensor>> polar_to_hf(ModelFamily family, cons
       for (const char* kind : {"weight", "bias"}) {
         if (std::string(kind) == "bias" && !shape.qkv_bias) continue;
         out.emplace_back(layer_name(i, table.packed_qkv) + "." + kind,
-                         pack_wqkv(get(layer_name(i, "self_attn.q_proj.") + kind), get(layer_name(i, "self_attn.k_proj.") + kind),
-                                   get(layer_name(i, "self_attn.v_proj.") + kind), shape.num_heads, shape.num_kv_heads));
+                         pack_wqkv(get(layer_name(i, "self_attn.q_proj.") + kind),
+                                   get(layer_name(i, "self_attn.k_proj.") + kind),
+                                   get(layer_name(i, "self_attn.v_proj.") + kind), shape.num_heads,
+                                   shape.num_kv_heads));
       }
-      if (shape.qkv_bias) out.emplace_back(layer_name(i, table.o_bias), torch::zeros({shape.hidden_size}));
+      if (shape.qkv_bias)
+        out.emplace_back(layer_name(i, table.o_bias), torch::zeros({shape.hidden_size}));
     }
-    for (const auto& rule : table.layer) out.emplace_back(layer_name(i, rule.hf), get(layer_name(i, rule.polar)));
+    for (const auto& rule : table.layer)
+      out.emplace_back(layer_name(i, rule.hf), get(layer_name(i, rule.polar)));
     if (shape.qkv_bias) {
-      for (const auto& rule : table.qkv_bias) out.emplace_back(layer_name(i, rule.hf), get(layer_name(i, rule.polar)));
+      for (const auto& rule : table.qkv_bias)
+        out.emplace_back(layer_name(i, rule.hf), get(layer_name(i, rule.polar)));
     }
   }
-  for (size_t g = 1; g < table.globals.size(); ++g) out.emplace_back(table.globals[g].hf, get(table.globals[g].polar));
+  for (size_t g = 1; g < table.globals.size(); ++g)
+    out.emplace_back(table.globals[g].hf, get(table.globals[g].polar));
   out.emplace_back(table.reward_head, get("score.weight"));
   return out;
 }

@@ -7,8 +7,8 @@
 #include <spdlog/spdlog.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
-#include <unistd.h>
 #include <torch/torch.h>
+#include <unistd.h>
 
 #include <nlohmann/json.hpp>
 
@@ -26,7 +26,8 @@
 namespace polar::io {
 
 #if !defined(__BYTE_ORDER__) || __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
-#error "safetensors data is little-endian; tensor bytes are copied as-is, so a little-endian host is required"
+#error \
+    "safetensors data is little-endian; tensor bytes are copied as-is, so a little-endian host is required"
 #endif
 
 namespace {
@@ -36,11 +37,21 @@ struct DtypeMapping {
   c10::ScalarType type;
 };
 const DtypeMapping kTorchDtypes[] = {
-    {"F64", torch::kFloat64},   {"F32", torch::kFloat32},  {"F16", torch::kFloat16},
-    {"BF16", torch::kBFloat16}, {"I64", torch::kInt64},    {"I32", torch::kInt32},
-    {"I16", torch::kInt16},     {"I8", torch::kInt8},      {"U8", torch::kUInt8},
-    {"BOOL", torch::kBool},     {"U16", torch::kUInt16},   {"U32", torch::kUInt32},
-    {"U64", torch::kUInt64},    {"F8_E4M3", torch::kFloat8_e4m3fn}, {"F8_E5M2", torch::kFloat8_e5m2},
+    {"F64", torch::kFloat64},
+    {"F32", torch::kFloat32},
+    {"F16", torch::kFloat16},
+    {"BF16", torch::kBFloat16},
+    {"I64", torch::kInt64},
+    {"I32", torch::kInt32},
+    {"I16", torch::kInt16},
+    {"I8", torch::kInt8},
+    {"U8", torch::kUInt8},
+    {"BOOL", torch::kBool},
+    {"U16", torch::kUInt16},
+    {"U32", torch::kUInt32},
+    {"U64", torch::kUInt64},
+    {"F8_E4M3", torch::kFloat8_e4m3fn},
+    {"F8_E5M2", torch::kFloat8_e5m2},
 };
 
 c10::ScalarType torch_dtype(const std::string& dtype, const std::string& where) {
@@ -90,7 +101,8 @@ void make_dirs(const std::string& dir) {
 }
 
 void remove_if_present(const std::string& path) {
-  POLAR_CHECK(::unlink(path.c_str()) == 0 || errno == ENOENT, path, ": cannot remove: ", errno_text());
+  POLAR_CHECK(::unlink(path.c_str()) == 0 || errno == ENOENT, path,
+              ": cannot remove: ", errno_text());
 }
 
 // A file written under a temporary name in the destination directory and renamed into place
@@ -121,8 +133,8 @@ class AtomicWriter {
     const int rc = ::close(fd_);
     fd_ = -1;
     POLAR_CHECK(rc == 0, path_, ": close failed: ", errno_text());
-    POLAR_CHECK(std::rename(tmp_.c_str(), path_.c_str()) == 0, path_, ": cannot rename the temporary file into place: ",
-                errno_text());
+    POLAR_CHECK(std::rename(tmp_.c_str(), path_.c_str()) == 0, path_,
+                ": cannot rename the temporary file into place: ", errno_text());
     committed_ = true;
     // Persist the rename itself.
     const int dir = ::open(parent_dir(path_).c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
@@ -138,11 +150,14 @@ class AtomicWriter {
   bool committed_ = false;
 };
 
-uint64_t tensor_bytes(const torch::Tensor& t) { return static_cast<uint64_t>(t.numel()) * t.element_size(); }
+uint64_t tensor_bytes(const torch::Tensor& t) {
+  return static_cast<uint64_t>(t.numel()) * t.element_size();
+}
 
 void check_writable(const std::string& where, const std::string& name, const torch::Tensor& t) {
   POLAR_CHECK(t.defined(), where, ": tensor '", name, "' is undefined");
-  POLAR_CHECK(t.layout() == torch::kStrided, where, ": tensor '", name, "' is not a dense (strided) tensor");
+  POLAR_CHECK(t.layout() == torch::kStrided, where, ": tensor '", name,
+              "' is not a dense (strided) tensor");
 }
 
 }  // namespace
@@ -191,14 +206,18 @@ SafetensorsFile SafetensorsFile::open(const std::string& path) {
 }
 
 const std::vector<TensorInfo>& SafetensorsFile::tensors() const { return impl_->tensors; }
-const std::map<std::string, std::string>& SafetensorsFile::metadata() const { return impl_->metadata; }
+const std::map<std::string, std::string>& SafetensorsFile::metadata() const {
+  return impl_->metadata;
+}
 const std::string& SafetensorsFile::path() const { return impl_->path; }
-bool SafetensorsFile::contains(const std::string& name) const { return impl_->index.count(name) > 0; }
+bool SafetensorsFile::contains(const std::string& name) const {
+  return impl_->index.count(name) > 0;
+}
 
 const TensorInfo& SafetensorsFile::info(const std::string& name) const {
   const auto it = impl_->index.find(name);
-  POLAR_CHECK(it != impl_->index.end(), impl_->path, ": no tensor '", name, "' (the file holds ", impl_->tensors.size(),
-              " tensors)");
+  POLAR_CHECK(it != impl_->index.end(), impl_->path, ": no tensor '", name, "' (the file holds ",
+              impl_->tensors.size(), " tensors)");
   return impl_->tensors[it->second];
 }
 
@@ -221,13 +240,15 @@ torch::Tensor SafetensorsFile::tensor(const std::string& name) const {
   if (ti.dtype == "BOOL") {
     // A bool byte other than 0/1 is undefined behaviour in torch ops, so it is refused here.
     for (uint64_t i = 0; i < nbytes; ++i)
-      POLAR_CHECK(src[i] <= 1, where, ": BOOL element ", i, " is byte ", static_cast<int>(src[i]), " (expected 0 or 1)");
+      POLAR_CHECK(src[i] <= 1, where, ": BOOL element ", i, " is byte ", static_cast<int>(src[i]),
+                  " (expected 0 or 1)");
   }
   std::memcpy(t.data_ptr(), src, nbytes);
   return t;
 }
 
-void save_safetensors(const std::string& path, const std::vector<std::pair<std::string, torch::Tensor>>& tensors,
+void save_safetensors(const std::string& path,
+                      const std::vector<std::pair<std::string, torch::Tensor>>& tensors,
                       const std::map<std::string, std::string>& metadata) {
   std::vector<TensorInfo> infos;
   infos.reserve(tensors.size());
@@ -268,9 +289,10 @@ std::map<std::string, torch::Tensor> load_index(const std::string& index_path) {
   std::ifstream in(index_path, std::ios::binary);
   POLAR_CHECK(in, index_path, ": cannot open");
   std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  POLAR_CHECK(text.size() <= kMaxSafetensorsHeaderBytes, index_path, ": index larger than ", kMaxSafetensorsHeaderBytes,
-              " bytes");
-  const nlohmann::json root = detail::parse_json_strict(text.data(), text.data() + text.size(), index_path, 8);
+  POLAR_CHECK(text.size() <= kMaxSafetensorsHeaderBytes, index_path, ": index larger than ",
+              kMaxSafetensorsHeaderBytes, " bytes");
+  const nlohmann::json root =
+      detail::parse_json_strict(text.data(), text.data() + text.size(), index_path, 8);
   POLAR_CHECK(root.is_object(), index_path, ": expected a JSON object with \"weight_map\"");
   POLAR_CHECK(root.contains("weight_map") && root["weight_map"].is_object(), index_path,
               ": \"weight_map\" must be an object {tensor name: shard file}");
@@ -281,8 +303,8 @@ std::map<std::string, torch::Tensor> load_index(const std::string& index_path) {
     const nlohmann::json& meta = root["metadata"];
     POLAR_CHECK(meta.is_object(), index_path, ": \"metadata\" must be an object");
     if (meta.contains("total_size")) {
-      POLAR_CHECK(meta["total_size"].is_number() && meta["total_size"].get<double>() >= 0, index_path,
-                  ": metadata.total_size must be a non-negative number");
+      POLAR_CHECK(meta["total_size"].is_number() && meta["total_size"].get<double>() >= 0,
+                  index_path, ": metadata.total_size must be a non-negative number");
       if (meta["total_size"].is_number_unsigned()) total_size = meta["total_size"].get<uint64_t>();
     }
   }
@@ -290,18 +312,20 @@ std::map<std::string, torch::Tensor> load_index(const std::string& index_path) {
   // file -> names the index maps to it
   std::map<std::string, std::set<std::string>> by_file;
   for (const auto& [name, file] : weight_map.items()) {
-    POLAR_CHECK(file.is_string(), index_path, ": weight_map['", name, "'] must be a file name string");
+    POLAR_CHECK(file.is_string(), index_path, ": weight_map['", name,
+                "'] must be a file name string");
     const std::string f = file.get<std::string>();
     // Shards live beside the index: a path component would let an untrusted index read elsewhere.
     POLAR_CHECK(!f.empty() && f != "." && f != ".." && f.find('/') == std::string::npos &&
                     f.find('\0') == std::string::npos,
-                index_path, ": weight_map['", name, "'] = '", f, "' must be a plain file name in the index's directory");
+                index_path, ": weight_map['", name, "'] = '", f,
+                "' must be a plain file name in the index's directory");
     by_file[f].insert(name);
   }
   const std::string dir = parent_dir(index_path);
   for (const auto& [file, names] : by_file)
-    POLAR_CHECK(is_regular(join_path(dir, file)), index_path, ": weight_map names '", file, "' (for tensor '",
-                *names.begin(), "'), which does not exist as a file in ", dir);
+    POLAR_CHECK(is_regular(join_path(dir, file)), index_path, ": weight_map names '", file,
+                "' (for tensor '", *names.begin(), "'), which does not exist as a file in ", dir);
   std::map<std::string, torch::Tensor> out;
   uint64_t bytes = 0;
   for (const auto& [file, names] : by_file) {
@@ -310,14 +334,16 @@ std::map<std::string, torch::Tensor> load_index(const std::string& index_path) {
       POLAR_CHECK(f.contains(name), index_path, ": tensor '", name, "' is mapped to '", file,
                   "' but that file does not contain it");
     for (const TensorInfo& ti : f.tensors()) {
-      POLAR_CHECK(names.count(ti.name), index_path, ": '", file, "' holds tensor '", ti.name, "', which the index ",
+      POLAR_CHECK(names.count(ti.name), index_path, ": '", file, "' holds tensor '", ti.name,
+                  "', which the index ",
                   weight_map.contains(ti.name) ? "maps to another file" : "does not list");
       out.emplace(ti.name, f.tensor(ti.name));
       bytes += ti.end - ti.begin;
     }
   }
   if (total_size && *total_size != bytes)
-    spdlog::warn("{}: metadata.total_size is {} but the tensors hold {} bytes", index_path, *total_size, bytes);
+    spdlog::warn("{}: metadata.total_size is {} but the tensors hold {} bytes", index_path,
+                 *total_size, bytes);
   return out;
 }
 
@@ -325,7 +351,8 @@ constexpr const char* kSingleName = "model.safetensors";
 constexpr const char* kIndexName = "model.safetensors.index.json";
 
 bool ends_with(const std::string& s, const std::string& suffix) {
-  return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
+  return s.size() >= suffix.size() &&
+         s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
 }
 
 }  // namespace
@@ -336,15 +363,17 @@ std::map<std::string, torch::Tensor> load_safetensors_any(const std::string& pat
   POLAR_CHECK(is_dir(path), path, ": not a file or directory");
   const std::string single = join_path(path, kSingleName), index = join_path(path, kIndexName);
   const bool has_single = path_exists(single), has_index = path_exists(index);
-  POLAR_CHECK(!(has_single && has_index), path, ": ambiguous checkpoint: both ", kSingleName, " and ", kIndexName,
-              " exist; remove the stale one");
+  POLAR_CHECK(!(has_single && has_index), path, ": ambiguous checkpoint: both ", kSingleName,
+              " and ", kIndexName, " exist; remove the stale one");
   if (has_single) return load_file(single);
   POLAR_CHECK(has_index, path, ": no ", kSingleName, " or ", kIndexName, " in this directory");
   return load_index(index);
 }
 
-void save_safetensors_sharded(const std::string& dir, const std::vector<std::pair<std::string, torch::Tensor>>& tensors,
-                              uint64_t max_shard_bytes, const std::map<std::string, std::string>& metadata) {
+void save_safetensors_sharded(const std::string& dir,
+                              const std::vector<std::pair<std::string, torch::Tensor>>& tensors,
+                              uint64_t max_shard_bytes,
+                              const std::map<std::string, std::string>& metadata) {
   POLAR_CHECK(max_shard_bytes > 0, dir, ": max_shard_bytes must be positive");
   make_dirs(dir);
   const std::string single = join_path(dir, kSingleName), index = join_path(dir, kIndexName);
@@ -377,7 +406,8 @@ void save_safetensors_sharded(const std::string& dir, const std::vector<std::pai
     save_safetensors(join_path(dir, name), shards[i], metadata);
     for (const auto& item : shards[i]) weight_map[item.first] = name;
   }
-  write_json_file_atomic(index, {{"metadata", {{"total_size", total}}}, {"weight_map", weight_map}});
+  write_json_file_atomic(index,
+                         {{"metadata", {{"total_size", total}}}, {"weight_map", weight_map}});
   remove_if_present(single);
   spdlog::debug("{}: wrote {} shards, {} bytes", dir, shards.size(), total);
 }

@@ -21,23 +21,25 @@ struct Block {
 };
 
 std::vector<Block> read_blocks(const Tensor& cu_q, const Tensor& cu_k, int64_t n_q, int64_t n_k) {
-  POLAR_CHECK(cu_q.dim() == 1 && cu_k.dim() == 1 && cu_q.size(0) == cu_k.size(0) && cu_q.size(0) >= 2,
-              "varlen_attention_reference: cu_seqlens_q and cu_seqlens_k must both be (S + 1), got ",
-              cu_q.sizes(), " and ", cu_k.sizes());
+  POLAR_CHECK(
+      cu_q.dim() == 1 && cu_k.dim() == 1 && cu_q.size(0) == cu_k.size(0) && cu_q.size(0) >= 2,
+      "varlen_attention_reference: cu_seqlens_q and cu_seqlens_k must both be (S + 1), got ",
+      cu_q.sizes(), " and ", cu_k.sizes());
   const Tensor q_cpu = cu_q.to(torch::kCPU, torch::kInt64).contiguous();
   const Tensor k_cpu = cu_k.to(torch::kCPU, torch::kInt64).contiguous();
   const int64_t* q = q_cpu.data_ptr<int64_t>();
   const int64_t* k = k_cpu.data_ptr<int64_t>();
   const int64_t n = q_cpu.size(0) - 1;
   POLAR_CHECK(q[0] == 0 && k[0] == 0 && q[n] == n_q && k[n] == n_k,
-              "varlen_attention_reference: cu_seqlens must run from 0 to the token counts (", n_q, ", ", n_k,
-              "), got [", q[0], ", ", q[n], "] and [", k[0], ", ", k[n], "]");
+              "varlen_attention_reference: cu_seqlens must run from 0 to the token counts (", n_q,
+              ", ", n_k, "), got [", q[0], ", ", q[n], "] and [", k[0], ", ", k[n], "]");
   std::vector<Block> blocks;
   blocks.reserve(static_cast<size_t>(n));
   for (int64_t b = 0; b < n; ++b) {
     const Block block{q[b], q[b + 1] - q[b], k[b], k[b + 1] - k[b]};
-    POLAR_CHECK(block.q_len >= 0 && block.k_len >= block.q_len, "varlen_attention_reference: block ", b, " has ",
-                block.q_len, " queries and ", block.k_len, " keys (needs 0 <= queries <= keys)");
+    POLAR_CHECK(block.q_len >= 0 && block.k_len >= block.q_len,
+                "varlen_attention_reference: block ", b, " has ", block.q_len, " queries and ",
+                block.k_len, " keys (needs 0 <= queries <= keys)");
     if (block.q_len > 0) blocks.push_back(block);
   }
   return blocks;
@@ -46,14 +48,17 @@ std::vector<Block> read_blocks(const Tensor& cu_q, const Tensor& cu_k, int64_t n
 // Query i of lq sees key j of lk when j <= lk - lq + i (causal aligned to the bottom right).
 Tensor blocked_keys(int64_t lq, int64_t lk, const torch::Device& device) {
   const auto opts = torch::TensorOptions().dtype(torch::kInt64).device(device);
-  return torch::arange(lk, opts).unsqueeze(0) > (torch::arange(lq, opts) + (lk - lq)).unsqueeze(1);  // (lq, lk)
+  return torch::arange(lk, opts).unsqueeze(0) >
+         (torch::arange(lq, opts) + (lk - lq)).unsqueeze(1);  // (lq, lk)
 }
 
 // (l, Hq, D) -> (Hkv, rep * l, D): query head h reads kv head h / rep (HF repeat_kv), so the
 // rep query heads of one kv head are stacked along the rows of one matmul.
 Tensor heads_first(const Tensor& x, int64_t kv_heads) {
   const int64_t l = x.size(0), h = x.size(1), d = x.size(2);
-  return x.view({l, kv_heads, h / kv_heads, d}).permute({1, 2, 0, 3}).reshape({kv_heads, h / kv_heads * l, d});
+  return x.view({l, kv_heads, h / kv_heads, d})
+      .permute({1, 2, 0, 3})
+      .reshape({kv_heads, h / kv_heads * l, d});
 }
 
 Tensor tokens_first(const Tensor& x, int64_t l) {  // inverse of heads_first
@@ -66,7 +71,8 @@ struct BlockTensors {
   Tensor probs;    // (Hkv, rep * lq, lk)
 };
 
-BlockTensors block_forward(const Tensor& q, const Tensor& k, const Tensor& v, const Block& b, double scale) {
+BlockTensors block_forward(const Tensor& q, const Tensor& k, const Tensor& v, const Block& b,
+                           double scale) {
   BlockTensors t;
   const int64_t kv_heads = k.size(1);
   t.q = heads_first(q.narrow(0, b.q_begin, b.q_len), kv_heads);
@@ -75,7 +81,8 @@ BlockTensors block_forward(const Tensor& q, const Tensor& k, const Tensor& v, co
   const int64_t rep = q.size(1) / kv_heads;
   Tensor scores = torch::matmul(t.q, t.k.transpose(1, 2)).mul_(scale);  // (Hkv, rep * lq, lk)
   scores.view({kv_heads, rep, b.q_len, b.k_len})
-      .masked_fill_(blocked_keys(b.q_len, b.k_len, q.device()), -std::numeric_limits<double>::infinity());
+      .masked_fill_(blocked_keys(b.q_len, b.k_len, q.device()),
+                    -std::numeric_limits<double>::infinity());
   t.probs = torch::softmax(scores, -1);
   return t;
 }
@@ -97,8 +104,8 @@ void for_each_block(const std::vector<Block>& blocks, const torch::Device& devic
 }
 
 struct BlockAttention : torch::autograd::Function<BlockAttention> {
-  static Tensor forward(torch::autograd::AutogradContext* ctx, const Tensor& q, const Tensor& k, const Tensor& v,
-                        const Tensor& cu_q, const Tensor& cu_k) {
+  static Tensor forward(torch::autograd::AutogradContext* ctx, const Tensor& q, const Tensor& k,
+                        const Tensor& v, const Tensor& cu_q, const Tensor& cu_k) {
     const auto blocks = read_blocks(cu_q, cu_k, q.size(0), k.size(0));
     const double scale = 1.0 / std::sqrt(static_cast<double>(q.size(2)));
     Tensor out = torch::zeros_like(q);  // (Nq, Hq, D); query rows of no block stay zero
@@ -120,13 +127,17 @@ struct BlockAttention : torch::autograd::Function<BlockAttention> {
     Tensor dq = torch::zeros_like(q), dk = torch::zeros_like(k), dv = torch::zeros_like(v);
     for_each_block(blocks, q.device(), [&](const Block& b) {
       const BlockTensors t = block_forward(q, k, v, b, scale);
-      const Tensor d_out = heads_first(grad_out.narrow(0, b.q_begin, b.q_len), k.size(1));  // (Hkv, rep*lq, D)
-      const Tensor d_probs = torch::matmul(d_out, t.v.transpose(1, 2));                     // (Hkv, rep*lq, lk)
+      const Tensor d_out =
+          heads_first(grad_out.narrow(0, b.q_begin, b.q_len), k.size(1));  // (Hkv, rep*lq, D)
+      const Tensor d_probs = torch::matmul(d_out, t.v.transpose(1, 2));    // (Hkv, rep*lq, lk)
       // Softmax backward: dS = P * (dP - sum_j P dP); masked keys have P = 0, so dS = 0 there.
-      const Tensor d_scores = t.probs * (d_probs - (d_probs * t.probs).sum(-1, /*keepdim=*/true)) * scale;
+      const Tensor d_scores =
+          t.probs * (d_probs - (d_probs * t.probs).sum(-1, /*keepdim=*/true)) * scale;
       dq.narrow(0, b.q_begin, b.q_len).copy_(tokens_first(torch::matmul(d_scores, t.k), b.q_len));
-      dk.narrow(0, b.k_begin, b.k_len).copy_(torch::matmul(d_scores.transpose(1, 2), t.q).permute({1, 0, 2}));
-      dv.narrow(0, b.k_begin, b.k_len).copy_(torch::matmul(t.probs.transpose(1, 2), d_out).permute({1, 0, 2}));
+      dk.narrow(0, b.k_begin, b.k_len)
+          .copy_(torch::matmul(d_scores.transpose(1, 2), t.q).permute({1, 0, 2}));
+      dv.narrow(0, b.k_begin, b.k_len)
+          .copy_(torch::matmul(t.probs.transpose(1, 2), d_out).permute({1, 0, 2}));
     });
     return {dq, dk, dv, Tensor(), Tensor()};
   }
@@ -134,17 +145,19 @@ struct BlockAttention : torch::autograd::Function<BlockAttention> {
 
 }  // namespace
 
-Tensor varlen_attention_reference(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& cu_seqlens_q,
-                                  const Tensor& cu_seqlens_k) {
+Tensor varlen_attention_reference(const Tensor& q, const Tensor& k, const Tensor& v,
+                                  const Tensor& cu_seqlens_q, const Tensor& cu_seqlens_k) {
   POLAR_CHECK(q.dim() == 3 && k.dim() == 3 && v.sizes() == k.sizes() && k.size(2) == q.size(2),
-              "varlen_attention_reference: q must be (Nq, Hq, D) and k, v (Nk, Hkv, D), got ", q.sizes(), ", ",
-              k.sizes(), ", ", v.sizes());
-  POLAR_CHECK(k.size(1) > 0 && q.size(1) % k.size(1) == 0, "varlen_attention_reference: Hq = ", q.size(1),
+              "varlen_attention_reference: q must be (Nq, Hq, D) and k, v (Nk, Hkv, D), got ",
+              q.sizes(), ", ", k.sizes(), ", ", v.sizes());
+  POLAR_CHECK(k.size(1) > 0 && q.size(1) % k.size(1) == 0,
+              "varlen_attention_reference: Hq = ", q.size(1),
               " must be a multiple of Hkv = ", k.size(1));
   POLAR_CHECK(k.scalar_type() == q.scalar_type() && v.scalar_type() == q.scalar_type() &&
                   k.device() == q.device() && v.device() == q.device(),
               "varlen_attention_reference: q, k and v must share dtype and device");
-  return BlockAttention::apply(q.contiguous(), k.contiguous(), v.contiguous(), cu_seqlens_q, cu_seqlens_k);
+  return BlockAttention::apply(q.contiguous(), k.contiguous(), v.contiguous(), cu_seqlens_q,
+                               cu_seqlens_k);
 }
 
 }  // namespace polar::kernels

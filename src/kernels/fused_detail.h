@@ -24,6 +24,7 @@ struct OccurrenceMap {
   torch::Tensor entries;  // (G + P) int64
   torch::Tensor offsets;  // (N + 1) int64
 };
-OccurrenceMap occurrence_map(const torch::Tensor& pos_index, const torch::Tensor& neg_index, int64_t N);
+OccurrenceMap occurrence_map(const torch::Tensor& pos_index, const torch::Tensor& neg_index,
+                             int64_t N);
 
 }  // namespace polar::kernels::detail

@@ -7,8 +7,8 @@
 #include <cmath>
 
 #include "cuda_util.h"
-#include "polar/common/error.h"
 #include "fused_detail.h"
+#include "polar/common/error.h"
 #include "polar/kernels/cuda.h"
 #include "polar/kernels/pair_loss.h"
 
@@ -24,14 +24,16 @@ bool is_index(const Tensor& t) {
          (t.scalar_type() == torch::kLong || t.scalar_type() == torch::kInt);
 }
 
-void check_shapes(const Tensor& rewards, const Tensor& pos, const Tensor& offsets, const Tensor& neg,
-                  double global_pairs) {
+void check_shapes(const Tensor& rewards, const Tensor& pos, const Tensor& offsets,
+                  const Tensor& neg, double global_pairs) {
   POLAR_CHECK(rewards.defined() && rewards.dim() == 1 && rewards.is_floating_point(),
               "pair_loss_grouped: rewards must be a floating (N) tensor");
-  POLAR_CHECK(is_index(pos) && is_index(offsets) && is_index(neg),
-              "pair_loss_grouped: pos_index, neg_offsets and neg_index must be 1-D integer tensors");
-  POLAR_CHECK(offsets.size(0) == pos.size(0) + 1, "pair_loss_grouped: neg_offsets must have G + 1 = ",
-              pos.size(0) + 1, " entries, got ", offsets.size(0));
+  POLAR_CHECK(
+      is_index(pos) && is_index(offsets) && is_index(neg),
+      "pair_loss_grouped: pos_index, neg_offsets and neg_index must be 1-D integer tensors");
+  POLAR_CHECK(offsets.size(0) == pos.size(0) + 1,
+              "pair_loss_grouped: neg_offsets must have G + 1 = ", pos.size(0) + 1,
+              " entries, got ", offsets.size(0));
   POLAR_CHECK(pos.device() == rewards.device() && offsets.device() == rewards.device() &&
                   neg.device() == rewards.device(),
               "pair_loss_grouped: rewards and index tensors must be on one device");
@@ -41,11 +43,13 @@ void check_shapes(const Tensor& rewards, const Tensor& pos, const Tensor& offset
 
 // ---- CPU mirror of the kernels (same checks, same occurrence-ordered backward) ----------------
 template <typename S>
-void mirror_forward(const Tensor& rewards, const Tensor& pos, const Tensor& offsets, const Tensor& neg,
-                    double margin_d, double center_d, double global_pairs, Tensor& loss, Tensor& stats) {
+void mirror_forward(const Tensor& rewards, const Tensor& pos, const Tensor& offsets,
+                    const Tensor& neg, double margin_d, double center_d, double global_pairs,
+                    Tensor& loss, Tensor& stats) {
   const int64_t N = rewards.size(0), G = pos.size(0), P = neg.size(0);
   const S* r = rewards.data_ptr<S>();
-  const int64_t *ip = pos.data_ptr<int64_t>(), *o = offsets.data_ptr<int64_t>(), *in = neg.data_ptr<int64_t>();
+  const int64_t *ip = pos.data_ptr<int64_t>(), *o = offsets.data_ptr<int64_t>(),
+                *in = neg.data_ptr<int64_t>();
   const S margin = static_cast<S>(margin_d), center = static_cast<S>(center_d);
   // The kernel sums in S along a fixed tree (short sequential runs); a long sequential S sum
   // would be far less accurate, so the mirror's total is kept in double.
@@ -53,7 +57,8 @@ void mirror_forward(const Tensor& rewards, const Tensor& pos, const Tensor& offs
   int64_t correct = 0, ties = 0, invalid = 0;
   for (int64_t g = 0; g < G; ++g) {
     const int64_t b = o[g], e = o[g + 1], p_idx = ip[g];
-    if (b < 0 || e <= b || e > P || p_idx < 0 || p_idx >= N || (g == 0 && b != 0) || (g == G - 1 && e != P)) {
+    if (b < 0 || e <= b || e > P || p_idx < 0 || p_idx >= N || (g == 0 && b != 0) ||
+        (g == G - 1 && e != P)) {
       ++invalid;
       continue;
     }
@@ -76,12 +81,13 @@ void mirror_forward(const Tensor& rewards, const Tensor& pos, const Tensor& offs
 }
 
 template <typename S>
-Tensor mirror_backward(const Tensor& rewards, const Tensor& pos, const Tensor& offsets, const Tensor& neg,
-                       const detail::OccurrenceMap& map, const Tensor& grad_loss, double margin_d,
-                       double center_d, double global_pairs) {
+Tensor mirror_backward(const Tensor& rewards, const Tensor& pos, const Tensor& offsets,
+                       const Tensor& neg, const detail::OccurrenceMap& map, const Tensor& grad_loss,
+                       double margin_d, double center_d, double global_pairs) {
   const int64_t N = rewards.size(0), G = pos.size(0);
   const S* r = rewards.data_ptr<S>();
-  const int64_t *ip = pos.data_ptr<int64_t>(), *o = offsets.data_ptr<int64_t>(), *in = neg.data_ptr<int64_t>();
+  const int64_t *ip = pos.data_ptr<int64_t>(), *o = offsets.data_ptr<int64_t>(),
+                *in = neg.data_ptr<int64_t>();
   const int64_t *entries = map.entries.data_ptr<int64_t>(), *eo = map.offsets.data_ptr<int64_t>();
   const S margin = static_cast<S>(margin_d), center2 = static_cast<S>(2.0 * center_d);
   const S scale = grad_loss.item<S>() / static_cast<S>(global_pairs);
@@ -120,21 +126,25 @@ struct PairLossFunction : public torch::autograd::Function<PairLossFunction> {
     if (rewards.is_cuda()) {
 #ifdef POLAR_WITH_CUDA
       c10::cuda::CUDAGuard guard(rewards.device());
-      const cuda::PairLossArgs args = make_args(rewards, pos, offsets, neg, global_pairs, margin, center_coef);
+      const cuda::PairLossArgs args =
+          make_args(rewards, pos, offsets, neg, global_pairs, margin, center_coef);
       loss = torch::empty({}, rewards.options());
       stats = torch::empty({4}, rewards.options().dtype(torch::kDouble));
       const Tensor workspace = torch::empty({cuda::pair_loss_forward_workspace_bytes(args.G)},
                                             rewards.options().dtype(torch::kByte));
-      cuda::check(cuda::pair_loss_forward(args, is_double, loss.data_ptr(), stats.data_ptr<double>(),
-                                          workspace.data_ptr(), cuda::current_stream()),
-                  "pair_loss forward kernel");
+      cuda::check(
+          cuda::pair_loss_forward(args, is_double, loss.data_ptr(), stats.data_ptr<double>(),
+                                  workspace.data_ptr(), cuda::current_stream()),
+          "pair_loss forward kernel");
 #else
       POLAR_CHECK(false, "pair_loss_grouped: CUDA kernels are not compiled in");
 #endif
     } else if (is_double) {
-      mirror_forward<double>(rewards, pos, offsets, neg, margin, center_coef, global_pairs, loss, stats);
+      mirror_forward<double>(rewards, pos, offsets, neg, margin, center_coef, global_pairs, loss,
+                             stats);
     } else {
-      mirror_forward<float>(rewards, pos, offsets, neg, margin, center_coef, global_pairs, loss, stats);
+      mirror_forward<float>(rewards, pos, offsets, neg, margin, center_coef, global_pairs, loss,
+                            stats);
     }
     ctx->save_for_backward({rewards, pos, offsets, neg});
     ctx->saved_data["global_pairs"] = global_pairs;
@@ -157,26 +167,28 @@ struct PairLossFunction : public torch::autograd::Function<PairLossFunction> {
     if (rewards.is_cuda()) {
 #ifdef POLAR_WITH_CUDA
       c10::cuda::CUDAGuard guard(rewards.device());
-      const cuda::PairLossArgs args = make_args(rewards, pos, offsets, neg, global_pairs, margin, center_coef);
+      const cuda::PairLossArgs args =
+          make_args(rewards, pos, offsets, neg, global_pairs, margin, center_coef);
       grad = torch::empty_like(rewards);
-      cuda::check(cuda::pair_loss_backward(args, is_double, grad_loss.data_ptr(),
-                                           map.entries.data_ptr<int64_t>(),
-                                           map.offsets.data_ptr<int64_t>(), grad.data_ptr(),
-                                           cuda::current_stream()),
+      cuda::check(cuda::pair_loss_backward(
+                      args, is_double, grad_loss.data_ptr(), map.entries.data_ptr<int64_t>(),
+                      map.offsets.data_ptr<int64_t>(), grad.data_ptr(), cuda::current_stream()),
                   "pair_loss backward kernel");
 #endif
     } else if (is_double) {
-      grad = mirror_backward<double>(rewards, pos, offsets, neg, map, grad_loss, margin, center_coef, global_pairs);
+      grad = mirror_backward<double>(rewards, pos, offsets, neg, map, grad_loss, margin,
+                                     center_coef, global_pairs);
     } else {
-      grad = mirror_backward<float>(rewards, pos, offsets, neg, map, grad_loss, margin, center_coef, global_pairs);
+      grad = mirror_backward<float>(rewards, pos, offsets, neg, map, grad_loss, margin, center_coef,
+                                    global_pairs);
     }
     return {grad, Tensor(), Tensor(), Tensor(), Tensor(), Tensor(), Tensor()};
   }
 
 #ifdef POLAR_WITH_CUDA
-  static cuda::PairLossArgs make_args(const Tensor& rewards, const Tensor& pos, const Tensor& offsets,
-                                      const Tensor& neg, double global_pairs, double margin,
-                                      double center_coef) {
+  static cuda::PairLossArgs make_args(const Tensor& rewards, const Tensor& pos,
+                                      const Tensor& offsets, const Tensor& neg, double global_pairs,
+                                      double margin, double center_coef) {
     cuda::PairLossArgs a;
     a.rewards = rewards.data_ptr();
     a.N = rewards.size(0);
@@ -198,27 +210,30 @@ struct PairLossFunction : public torch::autograd::Function<PairLossFunction> {
 namespace detail {
 
 OccurrenceMap occurrence_map(const Tensor& pos_index, const Tensor& neg_index, int64_t N) {
-  const Tensor keys = torch::cat({pos_index.to(torch::kLong), neg_index.to(torch::kLong)});  // (G + P)
+  const Tensor keys =
+      torch::cat({pos_index.to(torch::kLong), neg_index.to(torch::kLong)});  // (G + P)
   const auto sorted = keys.sort(/*stable=*/true, /*dim=*/0, /*descending=*/false);
   OccurrenceMap map;
   map.entries = std::get<1>(sorted).contiguous();
-  map.offsets = torch::searchsorted(std::get<0>(sorted), torch::arange(N + 1, keys.options())).contiguous();
+  map.offsets =
+      torch::searchsorted(std::get<0>(sorted), torch::arange(N + 1, keys.options())).contiguous();
   return map;
 }
 
 }  // namespace detail
 
-GroupedPairLoss pair_loss_grouped(const Tensor& rewards, const Tensor& pos_index, const Tensor& neg_offsets,
-                                  const Tensor& neg_index, double global_pairs, double margin,
-                                  double center_coef) {
+GroupedPairLoss pair_loss_grouped(const Tensor& rewards, const Tensor& pos_index,
+                                  const Tensor& neg_offsets, const Tensor& neg_index,
+                                  double global_pairs, double margin, double center_coef) {
   check_shapes(rewards, pos_index, neg_offsets, neg_index, global_pairs);
   POLAR_CHECK(!rewards.is_cuda() || cuda_kernels_available(),
               "pair_loss_grouped: the CUDA kernels are not compiled in");
   const auto t = rewards.scalar_type();
-  const Tensor r = (t == torch::kFloat || t == torch::kDouble ? rewards : rewards.to(torch::kFloat)).contiguous();
+  const Tensor r = (t == torch::kFloat || t == torch::kDouble ? rewards : rewards.to(torch::kFloat))
+                       .contiguous();
   const auto as_index = [](const Tensor& x) { return x.to(torch::kLong).contiguous(); };
-  const auto out = PairLossFunction::apply(r, as_index(pos_index), as_index(neg_offsets), as_index(neg_index),
-                                           global_pairs, margin, center_coef);
+  const auto out = PairLossFunction::apply(r, as_index(pos_index), as_index(neg_offsets),
+                                           as_index(neg_index), global_pairs, margin, center_coef);
   return {out[0], out[1]};
 }
 

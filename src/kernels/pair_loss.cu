@@ -28,7 +28,9 @@ struct Partial {
   unsigned long long correct, ties, invalid;
 };
 
-__device__ __forceinline__ float softplus(float x) { return fmaxf(x, 0.f) + log1pf(expf(-fabsf(x))); }
+__device__ __forceinline__ float softplus(float x) {
+  return fmaxf(x, 0.f) + log1pf(expf(-fabsf(x)));
+}
 __device__ __forceinline__ double softplus(double x) { return fmax(x, 0.0) + log1p(exp(-fabs(x))); }
 // sigmoid(-d) = 1 / (1 + e^d): 0 for large d and 1 for very negative d, never NaN.
 __device__ __forceinline__ float sigmoid_neg(float d) { return 1.f / (1.f + expf(d)); }
@@ -63,7 +65,8 @@ __device__ __forceinline__ Partial<S> block_sum(Partial<S> v, Partial<S>* smem) 
 template <typename S>
 __global__ void __launch_bounds__(kThreads, kMinBlocks)
     pair_loss_forward_kernel(PairLossArgs a, S* __restrict__ loss_out, double* __restrict__ stats,
-                             Partial<S>* __restrict__ partials, unsigned int* __restrict__ counter) {
+                             Partial<S>* __restrict__ partials,
+                             unsigned int* __restrict__ counter) {
   __shared__ Partial<S> smem[kWarps];
   __shared__ bool is_last;
   const S* __restrict__ r = static_cast<const S*>(a.rewards);
@@ -130,11 +133,15 @@ __global__ void __launch_bounds__(kThreads, kMinBlocks)
 
 // Group of pair p: the largest g with offsets[g] <= p (offsets strictly increasing, checked in
 // the forward).
-__device__ __forceinline__ int64_t group_of(const int64_t* __restrict__ offsets, int64_t G, int64_t p) {
+__device__ __forceinline__ int64_t group_of(const int64_t* __restrict__ offsets, int64_t G,
+                                            int64_t p) {
   int64_t lo = 0, hi = G;  // offsets[lo] <= p < offsets[hi]
   while (hi - lo > 1) {
     const int64_t mid = lo + (hi - lo) / 2;
-    if (offsets[mid] <= p) lo = mid; else hi = mid;
+    if (offsets[mid] <= p)
+      lo = mid;
+    else
+      hi = mid;
   }
   return lo;
 }
@@ -211,8 +218,9 @@ cudaError_t pair_loss_forward(const PairLossArgs& a, bool is_double, void* loss,
 cudaError_t pair_loss_backward(const PairLossArgs& a, bool is_double, const void* grad_loss,
                                const int64_t* entries, const int64_t* entry_offsets,
                                void* grad_rewards, cudaStream_t stream) {
-  return is_double ? backward_typed<double>(a, grad_loss, entries, entry_offsets, grad_rewards, stream)
-                   : backward_typed<float>(a, grad_loss, entries, entry_offsets, grad_rewards, stream);
+  return is_double
+             ? backward_typed<double>(a, grad_loss, entries, entry_offsets, grad_rewards, stream)
+             : backward_typed<float>(a, grad_loss, entries, entry_offsets, grad_rewards, stream);
 }
 
 }  // namespace polar::kernels::cuda

@@ -1,11 +1,12 @@
 // Reward head (gather -> RMSNorm -> score): the LibTorch reference, the autograd Function over
 // the fused kernel (src/kernels/reward_head.cu; on CPU tensors its backward's formulas in
-// LibTorch ops) and the one dispatch between the two. See reward_head.cu for the closed-form backward both implement.
+// LibTorch ops) and the one dispatch between the two. See reward_head.cu for the closed-form
+// backward both implement.
 #include <torch/torch.h>
 
 #include "cuda_util.h"
-#include "polar/common/error.h"
 #include "fused_detail.h"
+#include "polar/common/error.h"
 #include "polar/kernels/cuda.h"
 #include "polar/kernels/reward_head.h"
 
@@ -29,7 +30,8 @@ void check_head_inputs(const Tensor& hidden, const Tensor& idx, const Tensor& no
   POLAR_CHECK(norm_weight.defined() && norm_weight.dim() == 1 && norm_weight.size(0) == H &&
                   norm_weight.is_floating_point(),
               "reward_head: norm_weight must be (", H, "), got ", norm_weight.sizes());
-  POLAR_CHECK(head_weight.defined() && head_weight.numel() == H && head_weight.is_floating_point() &&
+  POLAR_CHECK(head_weight.defined() && head_weight.numel() == H &&
+                  head_weight.is_floating_point() &&
                   (head_weight.dim() == 1 || (head_weight.dim() == 2 && head_weight.size(0) == 1)),
               "reward_head: head_weight must be (1, ", H, "), got ", head_weight.sizes());
   POLAR_CHECK(idx.device() == hidden.device() && norm_weight.device() == hidden.device() &&
@@ -37,8 +39,8 @@ void check_head_inputs(const Tensor& hidden, const Tensor& idx, const Tensor& no
               "reward_head: hidden, idx and weights must be on one device");
   if (!idx.is_cuda() && idx.numel() > 0) {  // a device check would cost a sync: kernels give NaN
     const int64_t lo = idx.min().item<int64_t>(), hi = idx.max().item<int64_t>();
-    POLAR_CHECK(lo >= 0 && hi < T, "reward_head: reward index out of range [0, ", T, "): ",
-                lo < 0 ? lo : hi);
+    POLAR_CHECK(lo >= 0 && hi < T, "reward_head: reward index out of range [0, ", T,
+                "): ", lo < 0 ? lo : hi);
   }
 }
 
@@ -59,16 +61,19 @@ Tensor reference_rewards(const Tensor& hidden, const Tensor& idx, const Tensor& 
   const auto acc = acc_type(hidden);
   const Tensor h = hidden.index_select(0, idx.to(torch::kLong)).to(acc);  // (N, H)
   const Tensor normed = h * torch::rsqrt(h.square().mean(-1, /*keepdim=*/true) + eps);
-  const Tensor weighted = normed * norm_weight.to(acc);                                     // (N, H)
+  const Tensor weighted = normed * norm_weight.to(acc);                                  // (N, H)
   return torch::matmul(weighted, head_weight.reshape({1, -1}).to(acc).t()).squeeze(-1);  // (N)
 }
 
 #ifdef POLAR_WITH_CUDA
 cuda::HiddenType hidden_type(const Tensor& hidden) {
   switch (hidden.scalar_type()) {
-    case torch::kBFloat16: return cuda::HiddenType::BF16;
-    case torch::kHalf: return cuda::HiddenType::F16;
-    default: return cuda::HiddenType::F32;
+    case torch::kBFloat16:
+      return cuda::HiddenType::BF16;
+    case torch::kHalf:
+      return cuda::HiddenType::F16;
+    default:
+      return cuda::HiddenType::F32;
   }
 }
 #endif
@@ -76,10 +81,10 @@ cuda::HiddenType hidden_type(const Tensor& hidden) {
 struct RewardHeadFunction : public torch::autograd::Function<RewardHeadFunction> {
   static Tensor forward(AutogradContext* ctx, const Tensor& hidden_in, const Tensor& idx_in,
                         const Tensor& norm_weight, const Tensor& head_weight, double eps) {
-    const Tensor hidden = hidden_in.contiguous();  // (T, H)
+    const Tensor hidden = hidden_in.contiguous();             // (T, H)
     const Tensor idx = idx_in.to(torch::kLong).contiguous();  // (N)
     const auto acc = acc_type(hidden);
-    const Tensor nw = norm_weight.to(acc).contiguous();      // (H)
+    const Tensor nw = norm_weight.to(acc).contiguous();                // (H)
     const Tensor hw = head_weight.to(acc).reshape({-1}).contiguous();  // (H)
     const int64_t H = hidden.size(1);
     Tensor rewards, rstd;  // (N), (N)
@@ -89,11 +94,10 @@ struct RewardHeadFunction : public torch::autograd::Function<RewardHeadFunction>
       c10::cuda::CUDAGuard guard(hidden.device());
       rewards = torch::empty({N}, hidden.options().dtype(torch::kFloat));
       rstd = torch::empty({N}, rewards.options());
-      cuda::check(cuda::reward_head_forward(hidden.data_ptr(), hidden_type(hidden), T, H,
-                                            idx.data_ptr<int64_t>(), N, nw.data_ptr<float>(),
-                                            hw.data_ptr<float>(), static_cast<float>(eps),
-                                            rewards.data_ptr<float>(), rstd.data_ptr<float>(),
-                                            cuda::current_stream()),
+      cuda::check(cuda::reward_head_forward(
+                      hidden.data_ptr(), hidden_type(hidden), T, H, idx.data_ptr<int64_t>(), N,
+                      nw.data_ptr<float>(), hw.data_ptr<float>(), static_cast<float>(eps),
+                      rewards.data_ptr<float>(), rstd.data_ptr<float>(), cuda::current_stream()),
                   "reward_head forward kernel");
 #else
       POLAR_CHECK(false, "reward_head: CUDA kernels are not compiled in");
@@ -135,7 +139,7 @@ struct RewardHeadFunction : public torch::autograd::Function<RewardHeadFunction>
 #endif
     } else {  // the kernel's formulas: dx = g*rstd*(u - x*rstd*r/H), A = sum_n g*rstd*x
       const Tensor x = hidden.index_select(0, idx).to(nw.scalar_type());  // (N, H)
-      const Tensor g = (grad_r * rstd).unsqueeze(1);                       // (N, 1)
+      const Tensor g = (grad_r * rstd).unsqueeze(1);                      // (N, 1)
       const Tensor coef = (rstd * rewards / static_cast<double>(H)).unsqueeze(1);
       grad_rows = (g * ((nw * hw).unsqueeze(0) - x * coef)).to(hidden.scalar_type());
       const Tensor a = (g * x).sum(0);  // (H)
@@ -180,8 +184,10 @@ Tensor reward_head_fused(const Tensor& hidden, const Tensor& idx, const Tensor& 
   check_head_inputs(hidden, idx, norm_weight, head_weight);
   if (hidden.is_cuda()) {
     POLAR_CHECK(cuda_kernels_available(), "reward_head: the CUDA kernels are not compiled in");
-    POLAR_CHECK(kernel_supports(hidden), "reward_head: the kernel takes fp32, bf16 or fp16 hidden "
-                "states, got ", hidden.scalar_type());
+    POLAR_CHECK(kernel_supports(hidden),
+                "reward_head: the kernel takes fp32, bf16 or fp16 hidden "
+                "states, got ",
+                hidden.scalar_type());
   }
   return RewardHeadFunction::apply(hidden, idx, norm_weight, head_weight, eps);
 }

@@ -17,7 +17,7 @@
 namespace polar::kernels::cuda {
 namespace {
 
-constexpr int kThreads = 256;          // threads per block in every kernel here
+constexpr int kThreads = 256;  // threads per block in every kernel here
 constexpr int kWarps = kThreads / 32;
 // At least 4 resident blocks per SM: a 64-register budget (the default for this block size,
 // 32, made ptxas spill).
@@ -28,12 +28,20 @@ __device__ __forceinline__ float to_float(float v) { return v; }
 __device__ __forceinline__ float to_float(__nv_bfloat16 v) { return __bfloat162float(v); }
 __device__ __forceinline__ float to_float(__half v) { return __half2float(v); }
 
-template <typename T> __device__ __forceinline__ T from_float(float v);
-template <> __device__ __forceinline__ float from_float<float>(float v) { return v; }
-template <> __device__ __forceinline__ __nv_bfloat16 from_float<__nv_bfloat16>(float v) {
+template <typename T>
+__device__ __forceinline__ T from_float(float v);
+template <>
+__device__ __forceinline__ float from_float<float>(float v) {
+  return v;
+}
+template <>
+__device__ __forceinline__ __nv_bfloat16 from_float<__nv_bfloat16>(float v) {
   return __float2bfloat16_rn(v);
 }
-template <> __device__ __forceinline__ __half from_float<__half>(float v) { return __float2half_rn(v); }
+template <>
+__device__ __forceinline__ __half from_float<__half>(float v) {
+  return __float2half_rn(v);
+}
 
 // Sum of two values over the block, in a fixed order (shuffle tree, then warp 0 over the warp
 // sums). The result is valid in thread 0.
@@ -125,8 +133,10 @@ __global__ void __launch_bounds__(kThreads, kMinBlocks)
 // Fixed-order sum of the partials per column, then the two weight gradients.
 __global__ void __launch_bounds__(kThreads, kMinBlocks)
     reward_head_weight_grad_kernel(const float* __restrict__ partials, int64_t rows, int64_t H,
-                                   const float* __restrict__ norm_w, const float* __restrict__ head_w,
-                                   float* __restrict__ grad_norm_w, float* __restrict__ grad_head_w) {
+                                   const float* __restrict__ norm_w,
+                                   const float* __restrict__ head_w,
+                                   float* __restrict__ grad_norm_w,
+                                   float* __restrict__ grad_head_w) {
   const int64_t c = static_cast<int64_t>(blockIdx.x) * kThreads + threadIdx.x;
   if (c >= H) return;
   float a = 0.f;
@@ -152,14 +162,15 @@ cudaError_t backward_typed(const void* hidden, int64_t T_rows, int64_t H, const 
                            float* workspace, cudaStream_t stream) {
   const int64_t rows = reward_head_partial_rows(N);
   if (rows > 65535) return cudaErrorInvalidConfiguration;  // grid.y limit: N > 2M rewards
-  const dim3 grid(static_cast<unsigned>((H + kThreads - 1) / kThreads), static_cast<unsigned>(rows));
+  const dim3 grid(static_cast<unsigned>((H + kThreads - 1) / kThreads),
+                  static_cast<unsigned>(rows));
   reward_head_backward_kernel<T><<<grid, kThreads, 0, stream>>>(
       static_cast<const T*>(hidden), T_rows, H, idx, N, norm_w, head_w, rewards, rstd, grad_rewards,
       static_cast<T*>(grad_rows), workspace);
   cudaError_t err = cudaGetLastError();
   if (err != cudaSuccess) return err;
-  reward_head_weight_grad_kernel<<<grid.x, kThreads, 0, stream>>>(workspace, rows, H, norm_w, head_w,
-                                                                   grad_norm_w, grad_head_w);
+  reward_head_weight_grad_kernel<<<grid.x, kThreads, 0, stream>>>(workspace, rows, H, norm_w,
+                                                                  head_w, grad_norm_w, grad_head_w);
   return cudaGetLastError();
 }
 
@@ -179,7 +190,8 @@ cudaError_t reward_head_forward(const void* hidden, HiddenType type, int64_t T, 
       return forward_typed<__nv_bfloat16>(hidden, T, H, idx, N, norm_w, head_w, eps, rewards, rstd,
                                           stream);
     case HiddenType::F16:
-      return forward_typed<__half>(hidden, T, H, idx, N, norm_w, head_w, eps, rewards, rstd, stream);
+      return forward_typed<__half>(hidden, T, H, idx, N, norm_w, head_w, eps, rewards, rstd,
+                                   stream);
   }
   return cudaErrorInvalidValue;
 }
@@ -192,15 +204,17 @@ cudaError_t reward_head_backward(const void* hidden, HiddenType type, int64_t T,
   if (N == 0) return cudaSuccess;  // the caller zero-fills the weight gradients
   switch (type) {
     case HiddenType::F32:
-      return backward_typed<float>(hidden, T, H, idx, N, norm_w, head_w, rewards, rstd, grad_rewards,
-                                   grad_rows, grad_norm_w, grad_head_w, workspace, stream);
+      return backward_typed<float>(hidden, T, H, idx, N, norm_w, head_w, rewards, rstd,
+                                   grad_rewards, grad_rows, grad_norm_w, grad_head_w, workspace,
+                                   stream);
     case HiddenType::BF16:
       return backward_typed<__nv_bfloat16>(hidden, T, H, idx, N, norm_w, head_w, rewards, rstd,
                                            grad_rewards, grad_rows, grad_norm_w, grad_head_w,
                                            workspace, stream);
     case HiddenType::F16:
-      return backward_typed<__half>(hidden, T, H, idx, N, norm_w, head_w, rewards, rstd, grad_rewards,
-                                    grad_rows, grad_norm_w, grad_head_w, workspace, stream);
+      return backward_typed<__half>(hidden, T, H, idx, N, norm_w, head_w, rewards, rstd,
+                                    grad_rewards, grad_rows, grad_norm_w, grad_head_w, workspace,
+                                    stream);
   }
   return cudaErrorInvalidValue;
 }

@@ -50,8 +50,8 @@ double ModelConfig::flops_per_token(int64_t seq_len) const {
   // Embedding lookups are not matmuls; the reward head runs once per sequence, not per token.
   const LayerParams p = layer_params(*this);
   const double matmul = 2.0 * static_cast<double>(num_layers * p.matmul);
-  const double attention = 2.0 * 2.0 * static_cast<double>(num_layers) * static_cast<double>(seq_len) *
-                           static_cast<double>(hidden_size);
+  const double attention = 2.0 * 2.0 * static_cast<double>(num_layers) *
+                           static_cast<double>(seq_len) * static_cast<double>(hidden_size);
   return matmul + attention;
 }
 
@@ -68,12 +68,14 @@ constexpr int64_t kMinPosition = 16;
 constexpr int64_t kMaxPosition = int64_t{1} << 24;
 
 void check_int(const char* key, int64_t v, int64_t lo, int64_t hi) {
-  POLAR_CHECK(v >= lo && v <= hi, "model.", key, ": expected an integer in [", lo, ", ", hi, "], got ", v);
+  POLAR_CHECK(v >= lo && v <= hi, "model.", key, ": expected an integer in [", lo, ", ", hi,
+              "], got ", v);
 }
 
 void check_real(const char* key, double v, double lo, double hi, bool lo_open) {
   bool ok = std::isfinite(v) && (lo_open ? v > lo : v >= lo) && v <= hi;
-  POLAR_CHECK(ok, "model.", key, ": expected a number in ", lo_open ? "(" : "[", lo, ", ", hi, "], got ", v);
+  POLAR_CHECK(ok, "model.", key, ": expected a number in ", lo_open ? "(" : "[", lo, ", ", hi,
+              "], got ", v);
 }
 
 }  // namespace
@@ -113,7 +115,8 @@ double machine_memory_bytes() {
                 "POLAR_MEMORY_BYTES: expected a positive number of bytes, got \"", env, "\"");
     return v;
   }
-  return static_cast<double>(::sysconf(_SC_PHYS_PAGES)) * static_cast<double>(::sysconf(_SC_PAGESIZE));
+  return static_cast<double>(::sysconf(_SC_PHYS_PAGES)) *
+         static_cast<double>(::sysconf(_SC_PAGESIZE));
 }
 
 void check_model_memory(const ModelConfig& c, double bytes_per_parameter, const std::string& what) {
@@ -125,13 +128,17 @@ void check_model_memory(const ModelConfig& c, double bytes_per_parameter, const 
   const double embedding = static_cast<double>(c.vocab_size * c.hidden_size);
   const std::string largest =
       embedding >= params / 2
-          ? fmt::format("the embedding, model.vocab_size x model.hidden_size = {} x {}", c.vocab_size, c.hidden_size)
-          : fmt::format("the layers, model.num_layers x (model.hidden_size, model.intermediate_size) = {} x ({}, {})",
-                        c.num_layers, c.hidden_size, c.intermediate_size);
+          ? fmt::format("the embedding, model.vocab_size x model.hidden_size = {} x {}",
+                        c.vocab_size, c.hidden_size)
+          : fmt::format(
+                "the layers, model.num_layers x (model.hidden_size, model.intermediate_size) = {} "
+                "x ({}, {})",
+                c.num_layers, c.hidden_size, c.intermediate_size);
   constexpr double kGiB = 1024.0 * 1024.0 * 1024.0;
-  throw Error(fmt::format("model: {:.3g} parameters need {:.1f} GiB for {} ({} bytes each), more than this "
-                         "machine's {:.1f} GiB of memory; the largest part is {}",
-                         params, need / kGiB, what, bytes_per_parameter, have / kGiB, largest));
+  throw Error(
+      fmt::format("model: {:.3g} parameters need {:.1f} GiB for {} ({} bytes each), more than this "
+                  "machine's {:.1f} GiB of memory; the largest part is {}",
+                  params, need / kGiB, what, bytes_per_parameter, have / kGiB, largest));
 }
 
 ModelConfig ModelConfig::from_json(const nlohmann::json& j, const std::string& where) {

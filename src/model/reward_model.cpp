@@ -11,10 +11,10 @@
 #include <functional>
 
 #include "polar/common/error.h"
+#include "polar/data/attention_layout.h"
 #include "polar/data/batch.h"
 #include "polar/kernels/attention.h"
 #include "polar/kernels/reward_head.h"
-#include "polar/data/attention_layout.h"
 
 namespace polar {
 
@@ -80,10 +80,12 @@ struct AttentionModule : torch::nn::Module {
   explicit AttentionModule(const ModelConfig& c)
       : num_heads(c.num_heads), num_kv_heads(c.num_kv_heads), head_dim(c.head_dim()) {
     const int64_t kv = c.num_kv_heads * c.head_dim();
-    q_proj = register_module("q_proj", std::make_shared<ProjImpl>(c.hidden_size, c.hidden_size, c.qkv_bias));
+    q_proj = register_module("q_proj",
+                             std::make_shared<ProjImpl>(c.hidden_size, c.hidden_size, c.qkv_bias));
     k_proj = register_module("k_proj", std::make_shared<ProjImpl>(c.hidden_size, kv, c.qkv_bias));
     v_proj = register_module("v_proj", std::make_shared<ProjImpl>(c.hidden_size, kv, c.qkv_bias));
-    o_proj = register_module("o_proj", std::make_shared<ProjImpl>(c.hidden_size, c.hidden_size, false));
+    o_proj =
+        register_module("o_proj", std::make_shared<ProjImpl>(c.hidden_size, c.hidden_size, false));
   }
 
   Tensor forward(const Tensor& x, const AttentionInputs& in) {  // x (B, T, H)
@@ -133,7 +135,8 @@ struct AttentionModule : torch::nn::Module {
       // Under autocast RoPE promotes q/k to fp32 (cos/sin keep the weights' dtype); flash
       // attention takes the autocast dtype.
       const auto dt = at::autocast::get_autocast_dtype(at::kCUDA);
-      of = kernels::varlen_attention(qf.to(dt), kf.to(dt), vf.to(dt), l.cu_q, l.cu_k, l.max_q, l.max_k);
+      of = kernels::varlen_attention(qf.to(dt), kf.to(dt), vf.to(dt), l.cu_q, l.cu_k, l.max_q,
+                                     l.max_k);
     } else {
       of = kernels::varlen_attention(qf, kf, vf, l.cu_q, l.cu_k, l.max_q, l.max_k);
     }
@@ -149,12 +152,12 @@ struct AttentionModule : torch::nn::Module {
 
 struct MLPImpl : torch::nn::Module {  // SwiGLU: down(silu(gate(x)) * up(x))
   explicit MLPImpl(const ModelConfig& c) {
-    gate_proj =
-        register_module("gate_proj", std::make_shared<ProjImpl>(c.hidden_size, c.intermediate_size, false));
-    up_proj =
-        register_module("up_proj", std::make_shared<ProjImpl>(c.hidden_size, c.intermediate_size, false));
-    down_proj =
-        register_module("down_proj", std::make_shared<ProjImpl>(c.intermediate_size, c.hidden_size, false));
+    gate_proj = register_module(
+        "gate_proj", std::make_shared<ProjImpl>(c.hidden_size, c.intermediate_size, false));
+    up_proj = register_module(
+        "up_proj", std::make_shared<ProjImpl>(c.hidden_size, c.intermediate_size, false));
+    down_proj = register_module(
+        "down_proj", std::make_shared<ProjImpl>(c.intermediate_size, c.hidden_size, false));
   }
   Tensor forward(const Tensor& x) {
     return down_proj->forward(torch::silu(gate_proj->forward(x)) * up_proj->forward(x));
@@ -227,10 +230,10 @@ Tensor checkpoint_call(std::function<Tensor(const Tensor&)> fn, Tensor x) {
 }
 
 void check_token_tensor(const Tensor& t, const char* name, const Tensor& like) {
-  POLAR_CHECK(t.defined() && t.dim() == 2 && t.scalar_type() == torch::kInt64, "RewardModel: ", name,
-              " must be a (B, T) int64 tensor");
-  POLAR_CHECK(t.sizes() == like.sizes(), "RewardModel: ", name, " has shape ", t.sizes(), ", tokens have ",
-              like.sizes());
+  POLAR_CHECK(t.defined() && t.dim() == 2 && t.scalar_type() == torch::kInt64,
+              "RewardModel: ", name, " must be a (B, T) int64 tensor");
+  POLAR_CHECK(t.sizes() == like.sizes(), "RewardModel: ", name, " has shape ", t.sizes(),
+              ", tokens have ", like.sizes());
 }
 
 }  // namespace
@@ -242,8 +245,8 @@ struct RewardModelImpl::Layer : torch::nn::Module {
     mlp = register_module("mlp", std::make_shared<MLPImpl>(c));
     input_layernorm =
         register_module("input_layernorm", std::make_shared<RMSNormImpl>(c.hidden_size, c.rms_eps));
-    post_attention_layernorm =
-        register_module("post_attention_layernorm", std::make_shared<RMSNormImpl>(c.hidden_size, c.rms_eps));
+    post_attention_layernorm = register_module(
+        "post_attention_layernorm", std::make_shared<RMSNormImpl>(c.hidden_size, c.rms_eps));
   }
   Tensor forward(const Tensor& x, const AttentionInputs& in) {  // (B, T, H) -> (B, T, H)
     const Tensor h = x + self_attn->forward(input_layernorm->forward(x), in);
@@ -258,21 +261,24 @@ RewardModelImpl::RewardModelImpl(const ModelConfig& config, bool initialize) : c
   check_model_memory(config_, 4.0, "the weights");  // validates the shape, then its size
   // Registration order is HF's, so named_parameters() lists names in the same order.
   auto model = register_module("model", std::make_shared<torch::nn::Module>());
-  embed_tokens_ = model
-                      ->register_module("embed_tokens", std::make_shared<WeightHolder>(std::vector<int64_t>{
-                                                            config_.vocab_size, config_.hidden_size}))
-                      ->weight;
+  embed_tokens_ =
+      model
+          ->register_module("embed_tokens", std::make_shared<WeightHolder>(std::vector<int64_t>{
+                                                config_.vocab_size, config_.hidden_size}))
+          ->weight;
   auto layers = model->register_module("layers", torch::nn::ModuleList());
   for (int64_t i = 0; i < config_.num_layers; ++i) {
     auto layer = std::make_shared<Layer>(config_);
     layers->push_back(layer);
     layers_.push_back(layer);
   }
-  norm_weight_ =
-      model->register_module("norm", std::make_shared<RMSNormImpl>(config_.hidden_size, config_.rms_eps))
-          ->weight;
+  norm_weight_ = model
+                     ->register_module("norm", std::make_shared<RMSNormImpl>(config_.hidden_size,
+                                                                             config_.rms_eps))
+                     ->weight;
   score_weight_ =
-      register_module("score", std::make_shared<WeightHolder>(std::vector<int64_t>{1, config_.hidden_size}))
+      register_module("score",
+                      std::make_shared<WeightHolder>(std::vector<int64_t>{1, config_.hidden_size}))
           ->weight;
   if (initialize) reset_parameters(0);
 }
@@ -284,7 +290,8 @@ void RewardModelImpl::reset_parameters(uint64_t seed, bool on_device) {
   for (auto& item : named_parameters()) {
     const std::string& name = item.key();
     Tensor& p = item.value();
-    const bool is_norm = name == "model.norm.weight" || name.find("layernorm.weight") != std::string::npos;
+    const bool is_norm =
+        name == "model.norm.weight" || name.find("layernorm.weight") != std::string::npos;
     if (is_norm) {
       p.fill_(1.0);
     } else if (name.size() >= 5 && name.compare(name.size() - 5, 5, ".bias") == 0) {
@@ -302,28 +309,32 @@ void RewardModelImpl::reset_parameters(uint64_t seed, bool on_device) {
 void RewardModelImpl::reset_reward_head(uint64_t seed) {
   torch::NoGradGuard no_grad;
   auto gen = at::detail::createCPUGenerator(seed);
-  score_weight_.copy_(torch::normal(0.0, config_.init_std, score_weight_.sizes(), gen, torch::kFloat));
+  score_weight_.copy_(
+      torch::normal(0.0, config_.init_std, score_weight_.sizes(), gen, torch::kFloat));
 }
 
-Tensor RewardModelImpl::backbone(const Tensor& tokens, const Tensor& positions, const Tensor& segments,
-                                 const Tensor& context) {
+Tensor RewardModelImpl::backbone(const Tensor& tokens, const Tensor& positions,
+                                 const Tensor& segments, const Tensor& context) {
   return run_backbone(tokens, positions, segments, context, nullptr);
 }
 
 Tensor RewardModelImpl::backbone(const PackedBatch& batch) {
   const bool packed = batch.layout.cu_q.defined();
-  return run_backbone(batch.tokens, batch.positions, batch.segments, batch.context, packed ? &batch.layout : nullptr);
+  return run_backbone(batch.tokens, batch.positions, batch.segments, batch.context,
+                      packed ? &batch.layout : nullptr);
 }
 
-Tensor RewardModelImpl::run_backbone(const Tensor& tokens_in, const Tensor& positions_in, const Tensor& segments_in,
-                                     const Tensor& context_in, const AttentionLayout* layout) {
+Tensor RewardModelImpl::run_backbone(const Tensor& tokens_in, const Tensor& positions_in,
+                                     const Tensor& segments_in, const Tensor& context_in,
+                                     const AttentionLayout* layout) {
   check_token_tensor(tokens_in, "tokens", tokens_in);
   check_token_tensor(positions_in, "positions", tokens_in);
   check_token_tensor(segments_in, "segments", tokens_in);
   if (context_in.defined()) check_token_tensor(context_in, "context", tokens_in);
   const auto device = embed_tokens_.device();
   const auto dtype = embed_tokens_.scalar_type();
-  if (tokens_in.device().is_cpu() && tokens_in.numel() > 0) {  // on CUDA a bad id is a device assert
+  if (tokens_in.device().is_cpu() &&
+      tokens_in.numel() > 0) {  // on CUDA a bad id is a device assert
     const auto lo = tokens_in.min().item<int64_t>(), hi = tokens_in.max().item<int64_t>();
     POLAR_CHECK(lo >= 0 && hi < config_.vocab_size, "RewardModel: token ids must be in [0, ",
                 config_.vocab_size, "), got min ", lo, ", max ", hi);
@@ -338,11 +349,13 @@ Tensor RewardModelImpl::run_backbone(const Tensor& tokens_in, const Tensor& posi
     // RoPE as HF computes it: inv_freq in fp32, linear scaling divides it (i.e. the positions)
     // by the factor, angles in fp32, cos/sin cast to the model dtype.
     const Tensor exponents =
-        torch::arange(0, D, 2, torch::TensorOptions().dtype(torch::kInt64).device(device)).to(torch::kFloat) /
+        torch::arange(0, D, 2, torch::TensorOptions().dtype(torch::kInt64).device(device))
+            .to(torch::kFloat) /
         static_cast<double>(D);
-    const Tensor inv_freq = 1.0 / torch::pow(config_.rope_theta, exponents) / config_.rope_scaling;  // (D/2)
-    const Tensor freqs = positions.to(torch::kFloat).unsqueeze(-1) * inv_freq;  // (B, T, D/2)
-    const Tensor angles = torch::cat({freqs, freqs}, -1).unsqueeze(2);          // (B, T, 1, D)
+    const Tensor inv_freq =
+        1.0 / torch::pow(config_.rope_theta, exponents) / config_.rope_scaling;  // (D/2)
+    const Tensor freqs = positions.to(torch::kFloat).unsqueeze(-1) * inv_freq;   // (B, T, D/2)
+    const Tensor angles = torch::cat({freqs, freqs}, -1).unsqueeze(2);           // (B, T, 1, D)
     in.cos = angles.cos().to(dtype);
     in.sin = angles.sin().to(dtype);
   }
@@ -350,20 +363,25 @@ Tensor RewardModelImpl::run_backbone(const Tensor& tokens_in, const Tensor& posi
     in.mask = attention_mask(segments, context_in.defined() ? context_in.to(device) : Tensor());
   } else {
     AttentionLayout& l = in.layout;
-    l = layout ? *layout : attention_layout(segments_in, context_in);  // the packer's, or derived on the host
-    POLAR_CHECK(l.rows == B && l.cols == T, "RewardModel: the batch's attention layout is for ", l.rows, "x", l.cols,
-                " tokens, the batch has ", B, "x", T, " (recompute it with attention_layout after changing a batch)");
+    l = layout ? *layout
+               : attention_layout(segments_in, context_in);  // the packer's, or derived on the host
+    POLAR_CHECK(l.rows == B && l.cols == T, "RewardModel: the batch's attention layout is for ",
+                l.rows, "x", l.cols, " tokens, the batch has ", B, "x", T,
+                " (recompute it with attention_layout after changing a batch)");
     POLAR_CHECK(l.cu_q.size(0) > 1, "RewardModel: batch has no real tokens");
     for (Tensor* t : {&l.token_index, &l.cu_q, &l.cu_k, &l.key_index})
       if (t->defined()) *t = t->to(device);
   }
 
-  Tensor x = embed_tokens_.index_select(0, tokens.reshape({B * T})).view({B, T, config_.hidden_size});
+  Tensor x =
+      embed_tokens_.index_select(0, tokens.reshape({B * T})).view({B, T, config_.hidden_size});
   for (size_t i = 0; i < layers_.size(); ++i) {
     auto layer = std::static_pointer_cast<Layer>(layers_[i]);
-    const bool recompute = checkpoint_every_ > 0 && static_cast<int64_t>(i) % checkpoint_every_ == 0;
+    const bool recompute =
+        checkpoint_every_ > 0 && static_cast<int64_t>(i) % checkpoint_every_ == 0;
     if (recompute && torch::GradMode::is_enabled()) {
-      x = checkpoint_call([layer, in](const Tensor& input) { return layer->forward(input, in); }, x);
+      x = checkpoint_call([layer, in](const Tensor& input) { return layer->forward(input, in); },
+                          x);
     } else {
       x = layer->forward(x, in);
     }
@@ -376,16 +394,18 @@ AttentionImpl RewardModelImpl::resolve_attention(const torch::Device& device) co
   const auto probe_dtype = device.is_cuda() && at::autocast::is_autocast_enabled(at::kCUDA)
                                ? at::autocast::get_autocast_dtype(at::kCUDA)
                                : embed_tokens_.scalar_type();
-  const Tensor probe =
-      torch::empty({1, config_.num_heads, config_.head_dim()}, embed_tokens_.options().dtype(probe_dtype));
+  const Tensor probe = torch::empty({1, config_.num_heads, config_.head_dim()},
+                                    embed_tokens_.options().dtype(probe_dtype));
   const bool varlen_ok = kernels::varlen_attention_available(probe);
   if (attention_impl_ == AttentionImpl::Auto) {
     if (varlen_ok) return AttentionImpl::Varlen;
     return device.is_cpu() ? AttentionImpl::Blocks : AttentionImpl::Math;
   }
   POLAR_CHECK(attention_impl_ != AttentionImpl::Varlen || varlen_ok,
-              "RewardModel: varlen attention is unavailable for ", probe_dtype, " on ", device, " with head_dim ", config_.head_dim(),
-              " (needs the CUDA kernels, bf16/fp16 and an sm_80+ GPU); use attention_impl Math, Blocks or Auto");
+              "RewardModel: varlen attention is unavailable for ", probe_dtype, " on ", device,
+              " with head_dim ", config_.head_dim(),
+              " (needs the CUDA kernels, bf16/fp16 and an sm_80+ GPU); use attention_impl Math, "
+              "Blocks or Auto");
   return attention_impl_;
 }
 
@@ -396,12 +416,13 @@ Tensor RewardModelImpl::reward_head(const Tensor& hidden_flat, const Tensor& rew
   POLAR_CHECK(reward_index.dim() == 1 && reward_index.scalar_type() == torch::kInt64,
               "RewardModel: reward_index must be a 1-D int64 tensor");
   // The fused kernel on CUDA when enabled, else the reference (fp32, fp64 for a double model).
-  return kernels::reward_head(hidden_flat, reward_index.to(hidden_flat.device()), norm_weight_, score_weight_,
-                              config_.rms_eps, fused_head_);
+  return kernels::reward_head(hidden_flat, reward_index.to(hidden_flat.device()), norm_weight_,
+                              score_weight_, config_.rms_eps, fused_head_);
 }
 
-Tensor RewardModelImpl::forward(const Tensor& tokens, const Tensor& positions, const Tensor& segments,
-                                const Tensor& reward_index, const Tensor& context) {
+Tensor RewardModelImpl::forward(const Tensor& tokens, const Tensor& positions,
+                                const Tensor& segments, const Tensor& reward_index,
+                                const Tensor& context) {
   const Tensor hidden = backbone(tokens, positions, segments, context);  // (B, T, H)
   return reward_head(hidden.reshape({-1, config_.hidden_size}), reward_index);
 }
@@ -411,9 +432,10 @@ Tensor RewardModelImpl::forward(const PackedBatch& batch) {
               "RewardModel: the packed batch is empty");
   const int64_t flat = batch.tokens.numel();
   if (batch.reward_index.device().is_cpu() && batch.reward_index.numel() > 0) {
-    const auto lo = batch.reward_index.min().item<int64_t>(), hi = batch.reward_index.max().item<int64_t>();
-    POLAR_CHECK(lo >= 0 && hi < flat, "RewardModel: reward_index must be in [0, ", flat, "), got min ", lo,
-                ", max ", hi);
+    const auto lo = batch.reward_index.min().item<int64_t>(),
+               hi = batch.reward_index.max().item<int64_t>();
+    POLAR_CHECK(lo >= 0 && hi < flat, "RewardModel: reward_index must be in [0, ", flat,
+                "), got min ", lo, ", max ", hi);
   }
   const Tensor hidden = backbone(batch);  // (B, T, H)
   return reward_head(hidden.reshape({-1, config_.hidden_size}), batch.reward_index);

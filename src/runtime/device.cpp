@@ -10,9 +10,11 @@ namespace polar {
 torch::Device resolve_device(const std::string& name, int local_rank) {
   if (name == "cpu") return torch::kCPU;
   if (name == "auto" && !torch::cuda::is_available()) return torch::kCPU;
-  POLAR_CHECK(torch::cuda::is_available(), "train.device = ", name, " but no CUDA device is available");
+  POLAR_CHECK(torch::cuda::is_available(), "train.device = ", name,
+              " but no CUDA device is available");
   if (name.rfind("cuda:", 0) == 0) return torch::Device(name);
-  return torch::Device(torch::kCUDA, static_cast<c10::DeviceIndex>(local_rank % torch::cuda::device_count()));
+  return torch::Device(torch::kCUDA,
+                       static_cast<c10::DeviceIndex>(local_rank % torch::cuda::device_count()));
 }
 
 PackedBatch to_device(PackedBatch b, const torch::Device& device) {
@@ -25,15 +27,17 @@ PackedBatch to_device(PackedBatch b, const torch::Device& device) {
 }
 
 PackedBatch with_storage(PackedBatch b, const torch::Tensor& copy) {
-  POLAR_CHECK(b.storage.defined() && copy.sizes() == b.storage.sizes() && copy.scalar_type() == torch::kInt64 &&
-                  copy.is_contiguous(),
-              "with_storage: the copy must be a contiguous int64 tensor shaped as the batch's storage ",
-              b.storage.sizes());
+  POLAR_CHECK(
+      b.storage.defined() && copy.sizes() == b.storage.sizes() &&
+          copy.scalar_type() == torch::kInt64 && copy.is_contiguous(),
+      "with_storage: the copy must be a contiguous int64 tensor shaped as the batch's storage ",
+      b.storage.sizes());
   const int64_t base = b.storage.storage_offset();
   for (torch::Tensor* t : index_tensors(b)) {
     if (!t->defined()) continue;
     if (t->is_alias_of(b.storage)) {
-      *t = copy.as_strided(t->sizes(), t->strides(), copy.storage_offset() + t->storage_offset() - base);
+      *t = copy.as_strided(t->sizes(), t->strides(),
+                           copy.storage_offset() + t->storage_offset() - base);
     } else {  // replaced after packing
       *t = t->to(copy.device(), /*non_blocking=*/true);
     }

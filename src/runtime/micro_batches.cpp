@@ -14,7 +14,8 @@ size_t for_each_micro_batch(RewardModel& model, const std::vector<GroupRef>& gro
   pack.pinned = device.is_cuda();  // so that the one copy to the device is asynchronous
   const auto ranges = split_micro_batches(groups, options.token_budget, pack.shared_prefix);
   for (size_t m = 0; m < ranges.size(); ++m) {
-    const std::vector<GroupRef> slice(groups.begin() + ranges[m].first, groups.begin() + ranges[m].second);
+    const std::vector<GroupRef> slice(groups.begin() + ranges[m].first,
+                                      groups.begin() + ranges[m].second);
     const PackedBatch batch = to_device(pack_groups(slice, pack), device);
     torch::Tensor rewards;  // (N)
     {

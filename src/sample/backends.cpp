@@ -19,7 +19,8 @@ class BuiltinBackend : public PolicyBackend {
  public:
   explicit BuiltinBackend(const PolicySpec& spec) : spec_(spec), lm_(load(spec)) {}
 
-  void run(const std::vector<SampleJob>& jobs, const std::vector<Prompt>& prompts, const JobDone& done) override {
+  void run(const std::vector<SampleJob>& jobs, const std::vector<Prompt>& prompts,
+           const JobDone& done) override {
     GenerateOptions options;
     options.batch_size = spec_.builtin.batch_size;
     const size_t step = static_cast<size_t>(spec_.builtin.batch_size);
@@ -49,7 +50,8 @@ class BuiltinBackend : public PolicyBackend {
       return CausalLM::load(spec.builtin.model_dir, o);
     } catch (const std::exception& e) {  // c10::Error for a bad device name,
                                          // polar::Error otherwise
-      throw Error("policy \"" + spec.name + "\": cannot import " + spec.builtin.model_dir + ": " + e.what());
+      throw Error("policy \"" + spec.name + "\": cannot import " + spec.builtin.model_dir + ": " +
+                  e.what());
     }
   }
 
@@ -59,9 +61,12 @@ class BuiltinBackend : public PolicyBackend {
 
 class ServerBackend : public PolicyBackend {
  public:
-  explicit ServerBackend(const PolicySpec& spec) : spec_(spec), client_(spec.name, spec.server) { client_.check(); }
+  explicit ServerBackend(const PolicySpec& spec) : spec_(spec), client_(spec.name, spec.server) {
+    client_.check();
+  }
 
-  void run(const std::vector<SampleJob>& jobs, const std::vector<Prompt>& prompts, const JobDone& done) override {
+  void run(const std::vector<SampleJob>& jobs, const std::vector<Prompt>& prompts,
+           const JobDone& done) override {
     std::atomic<size_t> next{0};
     std::atomic<bool> failed{false};
     std::mutex error_mutex;
@@ -71,7 +76,8 @@ class ServerBackend : public PolicyBackend {
         const size_t i = next++;
         if (i >= jobs.size()) return;
         try {
-          const Completion c = client_.complete(prompts[jobs[i].prompt_index].text, spec_.sampling, jobs[i].seed);
+          const Completion c =
+              client_.complete(prompts[jobs[i].prompt_index].text, spec_.sampling, jobs[i].seed);
           done(jobs[i], c.text, c.finish, c.tokens);
         } catch (const std::exception& e) {
           std::lock_guard<std::mutex> lock(error_mutex);

@@ -8,12 +8,12 @@
 
 #include <filesystem>
 
+#include "polar/checkpoint/checkpoint.h"
+#include "polar/checkpoint/hf.h"
 #include "polar/common/error.h"
 #include "polar/common/json_config.h"
-#include "polar/checkpoint/hf.h"
 #include "polar/io/hf_layouts.h"
 #include "polar/io/safetensors.h"
-#include "polar/checkpoint/checkpoint.h"
 
 namespace polar::sample {
 
@@ -45,8 +45,8 @@ Tensor read_lm_head(const fs::path& dir, const char* name) {
     const fs::path index = dir / "model.safetensors.index.json";
     const auto j = read_json_file(index.string());
     const auto* map = j.contains("weight_map") ? &j["weight_map"] : nullptr;
-    POLAR_CHECK(map && map->is_object() && map->contains(name) && (*map)[name].is_string(), index.string(),
-                ": \"weight_map\" has no file for the LM head \"", name, "\"");
+    POLAR_CHECK(map && map->is_object() && map->contains(name) && (*map)[name].is_string(),
+                index.string(), ": \"weight_map\" has no file for the LM head \"", name, "\"");
     file = dir / (*map)[name].get<std::string>();
   }
   const auto st = io::SafetensorsFile::open(file.string());
@@ -71,7 +71,8 @@ CausalLM CausalLM::load(const std::string& dir, const CausalLMOptions& options) 
   const auto dtype = parse_dtype(options.dtype);
   POLAR_CHECK(fs::is_regular_file(fs::path(dir) / "config.json"), dir,
               ": not a Hugging Face model directory (no config.json)");
-  const auto info = io::parse_hf_config(read_json_file((fs::path(dir) / "config.json").string()), dir + "/config.json");
+  const auto info = io::parse_hf_config(read_json_file((fs::path(dir) / "config.json").string()),
+                                        dir + "/config.json");
   POLAR_CHECK(!info.has_reward_head, dir, ": ", info.architecture_class,
               " is a reward model; sampling needs a *ForCausalLM with an LM head");
   io::HfImportOptions import_options;
@@ -83,9 +84,10 @@ CausalLM CausalLM::load(const std::string& dir, const CausalLMOptions& options) 
   } else {
     head = read_lm_head(dir, io::hf::layout_table(lm.shape.family().family).lm_head);
   }
-  POLAR_CHECK(head.dim() == 2 && head.size(0) == lm.shape.vocab_size && head.size(1) == lm.shape.hidden_size, dir,
-              ": the LM head has shape ", head.sizes(), ", expected (", lm.shape.vocab_size, ", ", lm.shape.hidden_size,
-              ")");
+  POLAR_CHECK(head.dim() == 2 && head.size(0) == lm.shape.vocab_size &&
+                  head.size(1) == lm.shape.hidden_size,
+              dir, ": the LM head has shape ", head.sizes(), ", expected (", lm.shape.vocab_size,
+              ", ", lm.shape.hidden_size, ")");
   lm.model->to(device, dtype);
   lm.model->eval();
   return CausalLM(lm.model, head.to(device, dtype), lm.tokenizer);
@@ -94,7 +96,9 @@ CausalLM CausalLM::load(const std::string& dir, const CausalLMOptions& options) 
 CausalLM::CausalLM(RewardModel decoder, Tensor lm_head, Tokenizer tokenizer)
     : decoder_(std::move(decoder)), lm_head_(std::move(lm_head)), tokenizer_(std::move(tokenizer)) {
   auto params = decoder_->named_parameters();
-  auto get = [&](const std::string& name) { return params.contains(name) ? params[name].detach() : Tensor(); };
+  auto get = [&](const std::string& name) {
+    return params.contains(name) ? params[name].detach() : Tensor();
+  };
   embed_ = get("model.embed_tokens.weight");
   final_norm_ = get("model.norm.weight");
   for (int64_t i = 0; i < config().num_layers; ++i) {
@@ -102,8 +106,9 @@ CausalLM::CausalLM(RewardModel decoder, Tensor lm_head, Tokenizer tokenizer)
     layers_.push_back({get(p + "self_attn.q_proj.weight"), get(p + "self_attn.k_proj.weight"),
                        get(p + "self_attn.v_proj.weight"), get(p + "self_attn.o_proj.weight"),
                        get(p + "self_attn.q_proj.bias"), get(p + "self_attn.k_proj.bias"),
-                       get(p + "self_attn.v_proj.bias"), get(p + "mlp.gate_proj.weight"), get(p + "mlp.up_proj.weight"),
-                       get(p + "mlp.down_proj.weight"), get(p + "input_layernorm.weight"),
+                       get(p + "self_attn.v_proj.bias"), get(p + "mlp.gate_proj.weight"),
+                       get(p + "mlp.up_proj.weight"), get(p + "mlp.down_proj.weight"),
+                       get(p + "input_layernorm.weight"),
                        get(p + "post_attention_layernorm.weight")});
   }
   POLAR_CHECK(lm_head_.sizes() == embed_.sizes(), "CausalLM: LM head ", lm_head_.sizes(),
@@ -114,14 +119,16 @@ KvCache CausalLM::new_cache(int64_t batch, int64_t capacity) const {
   const auto& c = config();
   KvCache cache;
   for (int64_t i = 0; i < c.num_layers; ++i) {
-    cache.keys.push_back(torch::zeros({batch, c.num_kv_heads, capacity, c.head_dim()}, embed_.options()));
+    cache.keys.push_back(
+        torch::zeros({batch, c.num_kv_heads, capacity, c.head_dim()}, embed_.options()));
     cache.values.push_back(torch::zeros_like(cache.keys.back()));
   }
   return cache;
 }
 
-Tensor CausalLM::layer_forward(const LayerWeights& w, const Tensor& x, const Tensor& cos, const Tensor& sin,
-                               const Tensor& mask, KvCache& cache, size_t layer) const {
+Tensor CausalLM::layer_forward(const LayerWeights& w, const Tensor& x, const Tensor& cos,
+                               const Tensor& sin, const Tensor& mask, KvCache& cache,
+                               size_t layer) const {
   const auto& c = config();
   const int64_t B = x.size(0), T = x.size(1), D = c.head_dim();
   const Tensor h = rms_norm(x, w.input_norm, c.rms_eps);
@@ -133,7 +140,8 @@ Tensor CausalLM::layer_forward(const LayerWeights& w, const Tensor& x, const Ten
   const int64_t start = cache.length, total = cache.length + T;
   cache.keys[layer].narrow(2, start, T).copy_(kr);
   cache.values[layer].narrow(2, start, T).copy_(v.transpose(1, 2));
-  Tensor keys = cache.keys[layer].narrow(2, 0, total), values = cache.values[layer].narrow(2, 0, total);
+  Tensor keys = cache.keys[layer].narrow(2, 0, total),
+         values = cache.values[layer].narrow(2, 0, total);
   const int64_t rep = c.num_heads / c.num_kv_heads;
   if (rep > 1) {  // query head h reads kv head h / rep, as HF repeat_kv
     keys = keys.repeat_interleave(rep, 1);
@@ -142,45 +150,54 @@ Tensor CausalLM::layer_forward(const LayerWeights& w, const Tensor& x, const Ten
   const Tensor attn = torch::scaled_dot_product_attention(qr, keys, values, mask);  // (B, Hq, T, D)
   const Tensor out = x + torch::linear(attn.transpose(1, 2).reshape({B, T, c.hidden_size}), w.o);
   const Tensor m = rms_norm(out, w.post_norm, c.rms_eps);
-  return out + torch::linear(torch::silu(torch::linear(m, w.gate)) * torch::linear(m, w.up), w.down);
+  return out +
+         torch::linear(torch::silu(torch::linear(m, w.gate)) * torch::linear(m, w.up), w.down);
 }
 
-Tensor CausalLM::step(const Tensor& tokens_in, const Tensor& positions_in, const Tensor& key_mask_in,
-                      KvCache& cache) const {
+Tensor CausalLM::step(const Tensor& tokens_in, const Tensor& positions_in,
+                      const Tensor& key_mask_in, KvCache& cache) const {
   torch::NoGradGuard no_grad;
   const auto& c = config();
   const auto device = embed_.device();
-  const int64_t B = tokens_in.size(0), T = tokens_in.size(1), total = cache.length + T, D = c.head_dim();
-  POLAR_CHECK(total <= cache.capacity(), "CausalLM: KV cache of ", cache.capacity(), " positions is full");
-  POLAR_CHECK(key_mask_in.size(0) == B && key_mask_in.size(1) == total, "CausalLM: key_mask must be (", B, ", ", total,
-              "), got ", key_mask_in.sizes());
+  const int64_t B = tokens_in.size(0), T = tokens_in.size(1), total = cache.length + T,
+                D = c.head_dim();
+  POLAR_CHECK(total <= cache.capacity(), "CausalLM: KV cache of ", cache.capacity(),
+              " positions is full");
+  POLAR_CHECK(key_mask_in.size(0) == B && key_mask_in.size(1) == total,
+              "CausalLM: key_mask must be (", B, ", ", total, "), got ", key_mask_in.sizes());
   if (tokens_in.numel() > 0) {
     const auto lo = tokens_in.min().item<int64_t>(), hi = tokens_in.max().item<int64_t>();
-    POLAR_CHECK(lo >= 0 && hi < c.vocab_size, "CausalLM: token ids must be in [0, ", c.vocab_size, ")");
+    POLAR_CHECK(lo >= 0 && hi < c.vocab_size, "CausalLM: token ids must be in [0, ", c.vocab_size,
+                ")");
   }
   const Tensor tokens = tokens_in.to(device), positions = positions_in.to(device);
   const Tensor key_mask = key_mask_in.to(device, torch::kBool);
   // RoPE as the reward model and HF compute it: fp32 angles, cos/sin in the
   // model dtype.
   const auto f32 = torch::TensorOptions().dtype(torch::kFloat).device(device);
-  const Tensor exponents = torch::arange(0, D, 2, f32.dtype(torch::kInt64)).to(torch::kFloat) / static_cast<double>(D);
+  const Tensor exponents =
+      torch::arange(0, D, 2, f32.dtype(torch::kInt64)).to(torch::kFloat) / static_cast<double>(D);
   const Tensor inv_freq = 1.0 / torch::pow(c.rope_theta, exponents) / c.rope_scaling;  // (D/2)
-  const Tensor freqs = positions.to(torch::kFloat).unsqueeze(-1) * inv_freq;           // (B, T, D/2)
-  const Tensor angles = torch::cat({freqs, freqs}, -1).unsqueeze(2);                   // (B, T, 1, D)
-  const Tensor cos = angles.cos().to(embed_.scalar_type()), sin = angles.sin().to(embed_.scalar_type());
+  const Tensor freqs = positions.to(torch::kFloat).unsqueeze(-1) * inv_freq;  // (B, T, D/2)
+  const Tensor angles = torch::cat({freqs, freqs}, -1).unsqueeze(2);          // (B, T, 1, D)
+  const Tensor cos = angles.cos().to(embed_.scalar_type()),
+               sin = angles.sin().to(embed_.scalar_type());
   // Query i (absolute position start + i) sees real keys up to itself; a
   // padding query sees itself too, so no row is empty (an empty row would turn
   // softmax into NaN).
   const auto bool_opts = torch::TensorOptions().dtype(torch::kBool).device(device);
-  const Tensor query_abs = torch::arange(cache.length, total, f32.dtype(torch::kInt64)).unsqueeze(1);  // (T, 1)
-  const Tensor key_abs = torch::arange(0, total, f32.dtype(torch::kInt64)).unsqueeze(0);               // (1, total)
+  const Tensor query_abs =
+      torch::arange(cache.length, total, f32.dtype(torch::kInt64)).unsqueeze(1);  // (T, 1)
+  const Tensor key_abs =
+      torch::arange(0, total, f32.dtype(torch::kInt64)).unsqueeze(0);  // (1, total)
   const Tensor causal = (key_abs <= query_abs).to(bool_opts);
   const Tensor self = key_abs == query_abs;
-  const Tensor mask =
-      ((key_mask.unsqueeze(1) & causal.unsqueeze(0)) | self.unsqueeze(0)).unsqueeze(1);  // (B,1,T,total)
+  const Tensor mask = ((key_mask.unsqueeze(1) & causal.unsqueeze(0)) | self.unsqueeze(0))
+                          .unsqueeze(1);  // (B,1,T,total)
 
   Tensor x = embed_.index_select(0, tokens.reshape({B * T})).view({B, T, c.hidden_size});
-  for (size_t i = 0; i < layers_.size(); ++i) x = layer_forward(layers_[i], x, cos, sin, mask, cache, i);
+  for (size_t i = 0; i < layers_.size(); ++i)
+    x = layer_forward(layers_[i], x, cos, sin, mask, cache, i);
   cache.length = total;
   const Tensor last = rms_norm(x.select(1, T - 1), final_norm_, c.rms_eps);  // (B, H)
   return torch::linear(last, lm_head_).to(torch::kFloat);                    // (B, V)

@@ -15,23 +15,26 @@ namespace polar::sample {
 using torch::Tensor;
 
 void SamplingParams::validate(const std::string& where) const {
-  POLAR_CHECK(std::isfinite(temperature) && temperature >= 0, where, ".temperature: expected a number >= 0, got ",
-              temperature);
-  POLAR_CHECK(std::isfinite(top_p) && top_p > 0 && top_p <= 1, where, ".top_p: expected a number in (0, 1], got ",
-              top_p);
+  POLAR_CHECK(std::isfinite(temperature) && temperature >= 0, where,
+              ".temperature: expected a number >= 0, got ", temperature);
+  POLAR_CHECK(std::isfinite(top_p) && top_p > 0 && top_p <= 1, where,
+              ".top_p: expected a number in (0, 1], got ", top_p);
   POLAR_CHECK(top_k >= 0, where, ".top_k: expected an integer >= 0 (0 turns it off), got ", top_k);
-  POLAR_CHECK(max_new_tokens >= 1, where, ".max_new_tokens: expected an integer >= 1, got ", max_new_tokens);
-  for (const auto& s : stop) POLAR_CHECK(!s.empty(), where, ".stop: stop strings must not be empty");
+  POLAR_CHECK(max_new_tokens >= 1, where, ".max_new_tokens: expected an integer >= 1, got ",
+              max_new_tokens);
+  for (const auto& s : stop)
+    POLAR_CHECK(!s.empty(), where, ".stop: stop strings must not be empty");
 }
 
 Tensor filtered_probs(const Tensor& logits_in, const SamplingParams& params) {
-  POLAR_CHECK(logits_in.dim() == 1 || logits_in.dim() == 2, "filtered_probs: expected logits (V) or (B, V), got ",
-              logits_in.sizes());
+  POLAR_CHECK(logits_in.dim() == 1 || logits_in.dim() == 2,
+              "filtered_probs: expected logits (V) or (B, V), got ", logits_in.sizes());
   const double temperature = params.temperature > 0 ? params.temperature : 1.0;
   Tensor logits = logits_in.to(torch::kFloat) / temperature;
   const double neg_inf = -std::numeric_limits<double>::infinity();
   if (params.top_k > 0 && params.top_k < logits.size(-1)) {
-    const Tensor kth = std::get<0>(torch::topk(logits, params.top_k)).narrow(-1, params.top_k - 1, 1);
+    const Tensor kth =
+        std::get<0>(torch::topk(logits, params.top_k)).narrow(-1, params.top_k - 1, 1);
     logits = logits.masked_fill(logits < kth, neg_inf);
   }
   if (params.top_p < 1.0) {
@@ -63,8 +66,10 @@ std::vector<int64_t> sample_rows(const Tensor& logits, const SamplingParams& par
   const Tensor probs = params.temperature == 0 ? Tensor() : filtered_probs(logits, params);
   std::vector<int64_t> out(logits.size(0));
   for (int64_t b = 0; b < logits.size(0); ++b) {
-    out[b] = picked.defined() ? picked[b].item<int64_t>()
-                              : torch::multinomial(probs[b], 1, /*replacement=*/false, generators[b]).item<int64_t>();
+    out[b] =
+        picked.defined()
+            ? picked[b].item<int64_t>()
+            : torch::multinomial(probs[b], 1, /*replacement=*/false, generators[b]).item<int64_t>();
   }
   return out;
 }
@@ -102,7 +107,8 @@ size_t find_stop(const std::string& text, const std::vector<std::string>& stop) 
 // One batch: prompts left-padded to a common length, then one token per step
 // for every row.
 void generate_batch(const CausalLM& lm, const std::vector<std::vector<int32_t>>& prompts,
-                    const std::vector<uint64_t>& seeds, const SamplingParams& params, std::vector<Generation>& out) {
+                    const std::vector<uint64_t>& seeds, const SamplingParams& params,
+                    std::vector<Generation>& out) {
   const int64_t B = static_cast<int64_t>(prompts.size());
   int64_t width = 0;
   for (const auto& p : prompts) width = std::max<int64_t>(width, static_cast<int64_t>(p.size()));
@@ -149,33 +155,39 @@ void generate_batch(const CausalLM& lm, const std::vector<std::vector<int32_t>>&
       ++active;
     }
     if (active == 0 || step + 1 == params.max_new_tokens) break;
-    logits = lm.step(next, next_pos.unsqueeze(1), key_mask.narrow(1, 0, width + step + 1), cache).cpu();
+    logits =
+        lm.step(next, next_pos.unsqueeze(1), key_mask.narrow(1, 0, width + step + 1), cache).cpu();
     next_pos = next_pos + 1;
   }
   for (int64_t b = 0; b < B; ++b) {
     if (out[b].finish.empty()) out[b].finish = "length";
     out[b].text = decode(lm.tokenizer(), out[b].ids);
-    if (const size_t cut = find_stop(out[b].text, params.stop); cut != std::string::npos) out[b].text.resize(cut);
+    if (const size_t cut = find_stop(out[b].text, params.stop); cut != std::string::npos)
+      out[b].text.resize(cut);
   }
 }
 
 }  // namespace
 
-uint64_t sample_seed(uint64_t base_seed, const std::string& policy, int64_t prompt_index, int64_t sample) {
+uint64_t sample_seed(uint64_t base_seed, const std::string& policy, int64_t prompt_index,
+                     int64_t sample) {
   uint64_t h = splitmix64(base_seed ^ fnv1a(policy));
   h = splitmix64(h ^ static_cast<uint64_t>(prompt_index));
   return splitmix64(h ^ (static_cast<uint64_t>(sample) << 1));
 }
 
-std::vector<Generation> generate(const CausalLM& lm, const std::vector<std::vector<int32_t>>& prompts,
+std::vector<Generation> generate(const CausalLM& lm,
+                                 const std::vector<std::vector<int32_t>>& prompts,
                                  const std::vector<uint64_t>& seeds, const SamplingParams& params,
                                  const GenerateOptions& options) {
-  POLAR_CHECK(prompts.size() == seeds.size(), "generate: ", prompts.size(), " prompts but ", seeds.size(), " seeds");
+  POLAR_CHECK(prompts.size() == seeds.size(), "generate: ", prompts.size(), " prompts but ",
+              seeds.size(), " seeds");
   POLAR_CHECK(options.batch_size >= 1, "generate: batch_size must be >= 1");
   params.validate("sampling");
   const int64_t max_prompt = lm.config().max_position - params.max_new_tokens;
   POLAR_CHECK(max_prompt >= 1, "sampling.max_new_tokens (", params.max_new_tokens,
-              ") leaves no room for a prompt within the model's max_position ", lm.config().max_position);
+              ") leaves no room for a prompt within the model's max_position ",
+              lm.config().max_position);
   const int32_t bos = lm.tokenizer().special().bos;
   std::vector<Generation> out(prompts.size());
   for (size_t start = 0; start < prompts.size(); start += options.batch_size) {
@@ -186,11 +198,13 @@ std::vector<Generation> generate(const CausalLM& lm, const std::vector<std::vect
       if (options.add_bos && bos >= 0) ids.push_back(bos);
       ids.insert(ids.end(), prompts[i].begin(), prompts[i].end());
       POLAR_CHECK(!ids.empty(), "generate: prompt ", i, " is empty and the tokenizer has no bos");
-      if (static_cast<int64_t>(ids.size()) > max_prompt) ids.erase(ids.begin(), ids.end() - max_prompt);
+      if (static_cast<int64_t>(ids.size()) > max_prompt)
+        ids.erase(ids.begin(), ids.end() - max_prompt);
       batch.push_back(std::move(ids));
     }
     std::vector<Generation> part(batch.size());
-    generate_batch(lm, batch, std::vector<uint64_t>(seeds.begin() + start, seeds.begin() + end), params, part);
+    generate_batch(lm, batch, std::vector<uint64_t>(seeds.begin() + start, seeds.begin() + end),
+                   params, part);
     std::move(part.begin(), part.end(), out.begin() + start);
   }
   return out;

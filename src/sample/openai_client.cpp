@@ -18,9 +18,13 @@ namespace {
 
 // Whether a failed try is worth repeating: connection problems (status 0), 408,
 // 429 and 5xx.
-bool retryable(int status) { return status == 0 || status == 408 || status == 429 || status >= 500; }
+bool retryable(int status) {
+  return status == 0 || status == 408 || status == 429 || status >= 500;
+}
 
-std::string excerpt(const std::string& body) { return body.size() > 300 ? body.substr(0, 300) + "..." : body; }
+std::string excerpt(const std::string& body) {
+  return body.size() > 300 ? body.substr(0, 300) + "..." : body;
+}
 
 const json& field(const json& obj, const char* key, const std::string& where) {
   POLAR_CHECK(obj.is_object() && obj.contains(key), where, ": the response has no \"", key, "\"");
@@ -29,17 +33,21 @@ const json& field(const json& obj, const char* key, const std::string& where) {
 
 }  // namespace
 
-OpenAIClient::OpenAIClient(std::string policy, ServerSpec spec) : policy_(std::move(policy)), spec_(std::move(spec)) {
+OpenAIClient::OpenAIClient(std::string policy, ServerSpec spec)
+    : policy_(std::move(policy)), spec_(std::move(spec)) {
   const size_t scheme_end = spec_.endpoint.find("://");
   POLAR_CHECK(scheme_end != std::string::npos, where(), ": expected http://HOST:PORT");
   const size_t path_start = spec_.endpoint.find('/', scheme_end + 3);
   host_ = spec_.endpoint.substr(0, path_start);
   prefix_ = path_start == std::string::npos ? "" : spec_.endpoint.substr(path_start);
   while (!prefix_.empty() && prefix_.back() == '/') prefix_.pop_back();
-  if (prefix_.size() >= 3 && prefix_.compare(prefix_.size() - 3, 3, "/v1") == 0) prefix_.resize(prefix_.size() - 3);
+  if (prefix_.size() >= 3 && prefix_.compare(prefix_.size() - 3, 3, "/v1") == 0)
+    prefix_.resize(prefix_.size() - 3);
 }
 
-std::string OpenAIClient::where() const { return "policy \"" + policy_ + "\" (" + spec_.endpoint + ")"; }
+std::string OpenAIClient::where() const {
+  return "policy \"" + policy_ + "\" (" + spec_.endpoint + ")";
+}
 
 std::pair<int, std::string> OpenAIClient::send(const std::string& method, const std::string& path,
                                                const std::string& body) const {
@@ -51,7 +59,8 @@ std::pair<int, std::string> OpenAIClient::send(const std::string& method, const 
   double backoff = spec_.retry_backoff_s;
   std::string last_error;
   for (int64_t attempt = 0;; ++attempt) {
-    auto res = method == "GET" ? client.Get(prefix_ + path) : client.Post(prefix_ + path, body, "application/json");
+    auto res = method == "GET" ? client.Get(prefix_ + path)
+                               : client.Post(prefix_ + path, body, "application/json");
     int status = 0;
     if (res) {
       status = res->status;
@@ -61,8 +70,8 @@ std::pair<int, std::string> OpenAIClient::send(const std::string& method, const 
       last_error = httplib::to_string(res.error());
     }
     if (attempt >= spec_.max_retries) break;
-    spdlog::warn("{}: {} {} failed ({}); retry {}/{} in {:.1f}s", where(), method, prefix_ + path, last_error,
-                 attempt + 1, spec_.max_retries, backoff);
+    spdlog::warn("{}: {} {} failed ({}); retry {}/{} in {:.1f}s", where(), method, prefix_ + path,
+                 last_error, attempt + 1, spec_.max_retries, backoff);
     std::this_thread::sleep_for(std::chrono::duration<double>(backoff));
     backoff *= 2;
   }
@@ -73,7 +82,8 @@ std::pair<int, std::string> OpenAIClient::send(const std::string& method, const 
 void OpenAIClient::check() const {
   const auto [status, body] = send("GET", "/v1/models", "");
   if (status != 200) {
-    spdlog::warn("{}: GET /v1/models answered HTTP {}; the model list is not checked", where(), status);
+    spdlog::warn("{}: GET /v1/models answered HTTP {}; the model list is not checked", where(),
+                 status);
     return;
   }
   const json j = json::parse(body, nullptr, /*allow_exceptions=*/false);
@@ -89,7 +99,8 @@ void OpenAIClient::check() const {
               "\" (it serves: " + (served.empty() ? "nothing" : served) + ")");
 }
 
-json OpenAIClient::request_body(const std::string& prompt, const SamplingParams& params, uint64_t seed) const {
+json OpenAIClient::request_body(const std::string& prompt, const SamplingParams& params,
+                                uint64_t seed) const {
   json body = {{"model", spec_.model},
                {"max_tokens", params.max_new_tokens},
                {"temperature", params.temperature},
@@ -106,19 +117,22 @@ json OpenAIClient::request_body(const std::string& prompt, const SamplingParams&
   return body;
 }
 
-Completion OpenAIClient::complete(const std::string& prompt, const SamplingParams& params, uint64_t seed) const {
+Completion OpenAIClient::complete(const std::string& prompt, const SamplingParams& params,
+                                  uint64_t seed) const {
   const std::string path = spec_.chat ? "/v1/chat/completions" : "/v1/completions";
   const auto [status, body] = send("POST", path, request_body(prompt, params, seed).dump());
-  POLAR_CHECK(status == 200, where(), ": POST ", path, " answered HTTP ", status, ": ", excerpt(body));
+  POLAR_CHECK(status == 200, where(), ": POST ", path, " answered HTTP ", status, ": ",
+              excerpt(body));
   const json j = json::parse(body, nullptr, /*allow_exceptions=*/false);
   const std::string at = where() + ": POST " + path;
   POLAR_CHECK(!j.is_discarded(), at, ": the response is not JSON: ", excerpt(body));
   const json& choices = field(j, "choices", at);
   POLAR_CHECK(choices.is_array() && !choices.empty() && choices[0].is_object(), at,
               ": \"choices\": expected a non-empty list, got ", excerpt(choices.dump()));
-  const json& text =
-      spec_.chat ? field(field(choices[0], "message", at), "content", at) : field(choices[0], "text", at);
-  POLAR_CHECK(text.is_string(), at, ": the completion text is not a string: ", excerpt(text.dump()));
+  const json& text = spec_.chat ? field(field(choices[0], "message", at), "content", at)
+                                : field(choices[0], "text", at);
+  POLAR_CHECK(text.is_string(), at,
+              ": the completion text is not a string: ", excerpt(text.dump()));
   Completion c;
   c.text = text.get<std::string>();
   if (choices[0].contains("finish_reason") && choices[0]["finish_reason"].is_string()) {

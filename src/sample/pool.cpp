@@ -31,7 +31,8 @@ std::string resolve(const std::string& path, const std::string& base_dir) {
 
 PolicySpec read_entry(const json& entry, const std::string& where, const SamplingParams& defaults,
                       const std::string& base_dir) {
-  POLAR_CHECK(entry.is_object(), where, ": expected an object with \"name\" and \"endpoint\" or \"model_dir\"");
+  POLAR_CHECK(entry.is_object(), where,
+              ": expected an object with \"name\" and \"endpoint\" or \"model_dir\"");
   PolicySpec p;
   p.sampling = defaults;
   ConfigReader r(entry, where);
@@ -77,10 +78,11 @@ PolicySpec read_entry(const json& entry, const std::string& where, const Samplin
 
 }  // namespace
 
-std::vector<PolicySpec> parse_pool(const json& pool, const std::string& where, const std::string& base_dir) {
+std::vector<PolicySpec> parse_pool(const json& pool, const std::string& where,
+                                   const std::string& base_dir) {
   POLAR_CHECK(pool.is_object(), where, ": expected {\"policies\": [...]}");
-  POLAR_CHECK(pool.contains("policies") && pool["policies"].is_array() && !pool["policies"].empty(), where,
-              ": \"policies\": expected a non-empty list of policies");
+  POLAR_CHECK(pool.contains("policies") && pool["policies"].is_array() && !pool["policies"].empty(),
+              where, ": \"policies\": expected a non-empty list of policies");
   json rest = pool;
   rest.erase("policies");
   ConfigReader r(rest, where);

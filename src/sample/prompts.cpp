@@ -39,7 +39,8 @@ json parse_object(const std::string& line, const std::string& where) {
 }
 
 bool ends_with(const std::string& s, const std::string& suffix) {
-  return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
+  return s.size() >= suffix.size() &&
+         s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
 }
 
 }  // namespace
@@ -49,7 +50,8 @@ std::vector<Prompt> read_prompts(const std::string& path) {
   for_each_line(path, [&](int64_t line_no, const std::string& line) {
     const std::string where = path + ":" + std::to_string(line_no);
     const json obj = parse_object(line, where);
-    POLAR_CHECK(obj.contains("prompt"), where, ": missing field \"prompt\" (expected a string or a messages list)");
+    POLAR_CHECK(obj.contains("prompt"), where,
+                ": missing field \"prompt\" (expected a string or a messages list)");
     Prompt p;
     p.text = render_text_field(obj["prompt"], where + ": \"prompt\"");
     if (obj.contains("category") && !obj["category"].is_null()) {
@@ -79,7 +81,8 @@ std::vector<Prompt> corpus_prefix_prompts(const std::string& path, const Tokeniz
     const auto ids = tokenizer.encode(text);
     if (ids.empty()) return;
     std::mt19937_64 rng(options.seed * 0x9e3779b97f4a7c15ull + static_cast<uint64_t>(line_no));
-    const int64_t longest = std::min<int64_t>(options.max_prefix_tokens, static_cast<int64_t>(ids.size()));
+    const int64_t longest =
+        std::min<int64_t>(options.max_prefix_tokens, static_cast<int64_t>(ids.size()));
     const int64_t n = std::uniform_int_distribution<int64_t>(1, longest)(rng);
     Prompt p;
     p.text = tokenizer.decode(std::vector<int32_t>(ids.begin(), ids.begin() + n));

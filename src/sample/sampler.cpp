@@ -63,9 +63,11 @@ std::set<Key> read_existing(const std::string& path, const std::vector<Prompt>& 
     if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
     const std::string where = path + ":" + std::to_string(line_no);
     const json obj = json::parse(line, nullptr, /*allow_exceptions=*/false);
-    POLAR_CHECK(obj.is_object() && obj.contains("policy") && obj["policy"].is_string() && obj.contains("prompt"), where,
-                ": expected a record of `polar sample` (use a new --output)");
-    const int64_t index = int_field(obj, "prompt_index", where), sample = int_field(obj, "sample", where);
+    POLAR_CHECK(obj.is_object() && obj.contains("policy") && obj["policy"].is_string() &&
+                    obj.contains("prompt"),
+                where, ": expected a record of `polar sample` (use a new --output)");
+    const int64_t index = int_field(obj, "prompt_index", where),
+                  sample = int_field(obj, "sample", where);
     POLAR_CHECK(index >= 0 && index < static_cast<int64_t>(prompts.size()) &&
                     render_text_field(obj["prompt"], where) == prompts[index].text,
                 where, ": prompt_index ", index,
@@ -80,9 +82,11 @@ std::string format_duration(double seconds) {
   const auto s = static_cast<int64_t>(seconds + 0.5);
   char buf[32];
   if (s >= 3600) {
-    std::snprintf(buf, sizeof buf, "%ldh%02ldm", static_cast<long>(s / 3600), static_cast<long>(s / 60 % 60));
+    std::snprintf(buf, sizeof buf, "%ldh%02ldm", static_cast<long>(s / 3600),
+                  static_cast<long>(s / 60 % 60));
   } else {
-    std::snprintf(buf, sizeof buf, "%ldm%02lds", static_cast<long>(s / 60), static_cast<long>(s % 60));
+    std::snprintf(buf, sizeof buf, "%ldm%02lds", static_cast<long>(s / 60),
+                  static_cast<long>(s % 60));
   }
   return buf;
 }
@@ -90,7 +94,8 @@ std::string format_duration(double seconds) {
 // Appends records and keeps the progress line; thread-safe.
 class Writer {
  public:
-  Writer(const std::string& path, int64_t total, bool progress) : path_(path), total_(total), progress_(progress) {
+  Writer(const std::string& path, int64_t total, bool progress)
+      : path_(path), total_(total), progress_(progress) {
     file_ = std::fopen(path.c_str(), "ab");
     POLAR_CHECK(file_ != nullptr, path, ": cannot open for appending");
     start_ = last_print_ = std::chrono::steady_clock::now();
@@ -102,8 +107,9 @@ class Writer {
   void write(const json& record, int64_t tokens, const std::string& policy) {
     const std::string line = record.dump(-1, ' ', false, json::error_handler_t::replace) + "\n";
     std::lock_guard<std::mutex> lock(mutex_);
-    POLAR_CHECK(std::fwrite(line.data(), 1, line.size(), file_) == line.size() && std::fflush(file_) == 0, path_,
-                ": write failed");
+    POLAR_CHECK(
+        std::fwrite(line.data(), 1, line.size(), file_) == line.size() && std::fflush(file_) == 0,
+        path_, ": write failed");
     ++written_;
     if (tokens > 0) tokens_ += tokens;
     print(policy, false);
@@ -117,7 +123,9 @@ class Writer {
 
   int64_t written() const { return written_; }
   int64_t tokens() const { return tokens_; }
-  double seconds() const { return std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count(); }
+  double seconds() const {
+    return std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count();
+  }
 
  private:
   void print(const std::string& policy, bool final) {
@@ -130,8 +138,9 @@ class Writer {
     std::fprintf(stderr,
                  "\r[sample] %ld/%ld samples%s%s | %.1f samples/s, %.1f "
                  "tokens/s | elapsed %s, ETA %s   %s",
-                 static_cast<long>(written_), static_cast<long>(total_), policy.empty() ? "" : " | policy ",
-                 policy.c_str(), rate, tokens_ / std::max(elapsed, 1e-9), format_duration(elapsed).c_str(), eta.c_str(),
+                 static_cast<long>(written_), static_cast<long>(total_),
+                 policy.empty() ? "" : " | policy ", policy.c_str(), rate,
+                 tokens_ / std::max(elapsed, 1e-9), format_duration(elapsed).c_str(), eta.c_str(),
                  final ? "\n" : "");
     std::fflush(stderr);
   }
@@ -168,8 +177,8 @@ SampleRunStats run_sampling(const SampleRunOptions& options) {
   spdlog::info(
       "polar sample: {} policies x {} prompts x {} samples; {} "
       "already in {}, {} to sample",
-      options.policies.size(), options.prompts.size(), options.samples_per_prompt, existing.size(), options.output,
-      pending);
+      options.policies.size(), options.prompts.size(), options.samples_per_prompt, existing.size(),
+      options.output, pending);
   if (pending == 0) return stats;
   // Every policy with work left is checked before the first sample: a bad entry
   // fails now.
@@ -182,21 +191,24 @@ SampleRunStats run_sampling(const SampleRunOptions& options) {
       if (jobs[p].empty()) continue;
       const PolicySpec& policy = options.policies[p];
       auto backend = open_backend(policy);
-      backend->run(jobs[p], options.prompts,
-                   [&](const SampleJob& job, const std::string& text, const std::string& finish, int64_t tokens) {
-                     const Prompt& prompt = options.prompts[job.prompt_index];
-                     json record = {{"prompt", prompt.text}, {"policy", policy.name}, {"response", text}};
-                     if (!prompt.category.empty()) record["category"] = prompt.category;
-                     record["prompt_index"] = job.prompt_index;
-                     record["sample"] = job.sample;
-                     record["finish"] = finish;
-                     writer.write(record, tokens, policy.name);
-                   });
+      backend->run(
+          jobs[p], options.prompts,
+          [&](const SampleJob& job, const std::string& text, const std::string& finish,
+              int64_t tokens) {
+            const Prompt& prompt = options.prompts[job.prompt_index];
+            json record = {{"prompt", prompt.text}, {"policy", policy.name}, {"response", text}};
+            if (!prompt.category.empty()) record["category"] = prompt.category;
+            record["prompt_index"] = job.prompt_index;
+            record["sample"] = job.sample;
+            record["finish"] = finish;
+            writer.write(record, tokens, policy.name);
+          });
     }
   } catch (const Error& e) {
     writer.finish();
-    throw Error(std::string(e.what()) + " (" + std::to_string(writer.written()) + " records written to " +
-                options.output + " are kept; re-run the same command to continue)");
+    throw Error(std::string(e.what()) + " (" + std::to_string(writer.written()) +
+                " records written to " + options.output +
+                " are kept; re-run the same command to continue)");
   }
   writer.finish();
   stats.written = writer.written();

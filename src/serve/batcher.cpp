@@ -19,7 +19,8 @@ int64_t group_tokens(const EncodedGroup& g) {
 
 DynamicBatcher::DynamicBatcher(LoadedModel& model, BatcherOptions options)
     : model_(model), options_(std::move(options)) {
-  POLAR_CHECK(options_.batch_tokens > 0, "batch tokens must be positive, got ", options_.batch_tokens);
+  POLAR_CHECK(options_.batch_tokens > 0, "batch tokens must be positive, got ",
+              options_.batch_tokens);
   options_.score.micro_batch_tokens = options_.batch_tokens;
   worker_ = std::thread([this] { run(); });
 }
@@ -66,10 +67,12 @@ std::vector<DynamicBatcher::Job> DynamicBatcher::next_batch() {
   if (queue_.empty()) return {};
   // Wait for more work until the budget is full or the oldest request has waited long enough.
   const auto deadline = queue_.front().arrived + options_.max_wait;
-  cv_.wait_until(lock, deadline, [&] { return stopping_ || queued_tokens_ >= options_.batch_tokens; });
+  cv_.wait_until(lock, deadline,
+                 [&] { return stopping_ || queued_tokens_ >= options_.batch_tokens; });
   std::vector<Job> batch;
   int64_t tokens = 0;
-  while (!queue_.empty() && (batch.empty() || tokens + queue_.front().tokens <= options_.batch_tokens)) {
+  while (!queue_.empty() &&
+         (batch.empty() || tokens + queue_.front().tokens <= options_.batch_tokens)) {
     tokens += queue_.front().tokens;
     queued_tokens_ -= queue_.front().tokens;
     stats_.queued_sequences -= queue_.front().sequences;

@@ -27,8 +27,8 @@ bool ends_with_reward_token(const Tokenizer& tok, std::string_view text) {
 }
 
 EncodedGroup sequence_as_group(const std::vector<int32_t>& ids) {
-  POLAR_CHECK(ids.size() >= 2, "sequence_as_group: a sequence needs BOS and the reward token, got ", ids.size(),
-              " ids");
+  POLAR_CHECK(ids.size() >= 2, "sequence_as_group: a sequence needs BOS and the reward token, got ",
+              ids.size(), " ids");
   EncodedGroup g;
   g.prefix.assign(ids.begin(), ids.end() - 1);
   g.candidates.push_back({ids.back()});

@@ -36,7 +36,8 @@ std::string Metrics::prometheus_text(const BatcherStats& b) const {
   t += "# HELP polar_requests_total HTTP requests answered, by path and status code.\n";
   t += "# TYPE polar_requests_total counter\n";
   for (const auto& [key, n] : requests_) {
-    t += fmt::format("polar_requests_total{{path=\"{}\",code=\"{}\"}} {}\n", key.first, key.second, n);
+    t += fmt::format("polar_requests_total{{path=\"{}\",code=\"{}\"}} {}\n", key.first, key.second,
+                     n);
   }
   auto scalar = [&](const char* name, const char* type, const char* help, int64_t value) {
     t += fmt::format("# HELP {} {}\n# TYPE {} {}\n{} {}\n", name, help, name, type, name, value);
@@ -50,7 +51,8 @@ std::string Metrics::prometheus_text(const BatcherStats& b) const {
   int64_t cumulative = 0;
   for (size_t i = 0; i < kLatencyBuckets.size(); ++i) {
     cumulative += latency_counts_[i];
-    t += fmt::format("polar_request_duration_seconds_bucket{{le=\"{}\"}} {}\n", kLatencyBuckets[i], cumulative);
+    t += fmt::format("polar_request_duration_seconds_bucket{{le=\"{}\"}} {}\n", kLatencyBuckets[i],
+                     cumulative);
   }
   t += fmt::format("polar_request_duration_seconds_bucket{{le=\"+Inf\"}} {}\n", latency_total_);
   t += fmt::format("polar_request_duration_seconds_sum {}\n", latency_sum_);

@@ -24,7 +24,8 @@ void check_count(int64_t n, const std::string& key, const RequestLimits& limits)
   if (n == 0) throw bad_request(key + ": expected at least one sequence, got an empty list");
   if (n > limits.max_sequences) {
     throw bad_request(key + ": " + std::to_string(n) + " sequences exceed the limit of " +
-                      std::to_string(limits.max_sequences) + " sequences per request (--max-sequences)");
+                      std::to_string(limits.max_sequences) +
+                      " sequences per request (--max-sequences)");
   }
 }
 
@@ -35,8 +36,8 @@ void check_length(int64_t tokens, const std::string& where, const RequestLimits&
   }
 }
 
-void add_sequence(ParsedRequest& out, std::vector<int32_t> ids, const std::string& where, const Tokenizer& tok,
-                  const RequestLimits& limits) {
+void add_sequence(ParsedRequest& out, std::vector<int32_t> ids, const std::string& where,
+                  const Tokenizer& tok, const RequestLimits& limits) {
   check_length(static_cast<int64_t>(ids.size()), where, limits);
   if (ids.size() < 2 || ids.back() != tok.special().reward) {
     throw bad_request(where + ": the sequence does not end with the reward token (id " +
@@ -49,23 +50,28 @@ void add_sequence(ParsedRequest& out, std::vector<int32_t> ids, const std::strin
 
 void add_text(ParsedRequest& out, const json& item, const std::string& where, const Tokenizer& tok,
               const RequestLimits& limits) {
-  if (!item.is_string()) throw bad_request(where + ": expected a string, got " + std::string(item.type_name()));
+  if (!item.is_string())
+    throw bad_request(where + ": expected a string, got " + std::string(item.type_name()));
   const auto& text = item.get_ref<const std::string&>();
   // A cheap bound before tokenising: a piece covers at least one byte, plus BOS.
   if (static_cast<int64_t>(text.size()) > limits.max_length * 64) {
-    throw bad_request(where + ": a string of " + std::to_string(text.size()) + " bytes cannot fit the limit of " +
-                      std::to_string(limits.max_length) + " tokens per sequence (--max-length)");
+    throw bad_request(where + ": a string of " + std::to_string(text.size()) +
+                      " bytes cannot fit the limit of " + std::to_string(limits.max_length) +
+                      " tokens per sequence (--max-length)");
   }
   if (!ends_with_reward_token(tok, text)) {
     throw bad_request(where + ": the formatted string does not end with the reward token \"" +
-                      tok.id_to_piece(tok.special().reward) + "\" (or \"" + std::string(kClientRewardToken) + "\")");
+                      tok.id_to_piece(tok.special().reward) + "\" (or \"" +
+                      std::string(kClientRewardToken) + "\")");
   }
   add_sequence(out, tokenize_formatted(tok, text), where, tok, limits);
 }
 
 std::vector<int32_t> token_ids(const json& item, const std::string& where, const Tokenizer& tok,
                                const RequestLimits& limits) {
-  if (!item.is_array()) throw bad_request(where + ": expected a list of token ids, got " + std::string(item.type_name()));
+  if (!item.is_array())
+    throw bad_request(where + ": expected a list of token ids, got " +
+                      std::string(item.type_name()));
   check_length(static_cast<int64_t>(item.size()), where, limits);
   std::vector<int32_t> ids;
   ids.reserve(item.size());
@@ -73,7 +79,8 @@ std::vector<int32_t> token_ids(const json& item, const std::string& where, const
     const json& v = item[i];
     if (!v.is_number_integer() || v.get<int64_t>() < 0 || v.get<int64_t>() >= tok.vocab_size()) {
       throw bad_request(where + "[" + std::to_string(i) + "]: expected a token id in [0, " +
-                        std::to_string(tok.vocab_size()) + "), got " + v.dump(-1, ' ', false, json::error_handler_t::replace));
+                        std::to_string(tok.vocab_size()) + "), got " +
+                        v.dump(-1, ' ', false, json::error_handler_t::replace));
     }
     ids.push_back(static_cast<int32_t>(v.get<int64_t>()));
   }
@@ -81,9 +88,10 @@ std::vector<int32_t> token_ids(const json& item, const std::string& where, const
 }
 
 // str | [str] | [id] | [[id]] under `key`.
-ParsedRequest parse_inputs(const json& body, const char* key, const Tokenizer& tok, const RequestLimits& limits,
-                           bool allow_strings, bool allow_ids) {
-  if (!body.is_object()) throw bad_request(std::string("expected a JSON object, got ") + body.type_name());
+ParsedRequest parse_inputs(const json& body, const char* key, const Tokenizer& tok,
+                           const RequestLimits& limits, bool allow_strings, bool allow_ids) {
+  if (!body.is_object())
+    throw bad_request(std::string("expected a JSON object, got ") + body.type_name());
   check_model_field(body);
   auto it = body.find(key);
   const std::string k = std::string("\"") + key + "\"";
@@ -95,7 +103,8 @@ ParsedRequest parse_inputs(const json& body, const char* key, const Tokenizer& t
     add_text(out, v, k, tok, limits);
     return out;
   }
-  if (!v.is_array()) throw bad_request(k + ": expected a string or a list, got " + std::string(v.type_name()));
+  if (!v.is_array())
+    throw bad_request(k + ": expected a string or a list, got " + std::string(v.type_name()));
   if (allow_ids && !v.empty() && v[0].is_number()) {
     out.single = true;
     add_sequence(out, token_ids(v, k, tok, limits), k, tok, limits);
@@ -109,7 +118,8 @@ ParsedRequest parse_inputs(const json& body, const char* key, const Tokenizer& t
     } else if (allow_strings) {
       add_text(out, v[i], where, tok, limits);
     } else {
-      throw bad_request(where + ": expected a list of token ids, got " + std::string(v[i].type_name()));
+      throw bad_request(where + ": expected a list of token ids, got " +
+                        std::string(v[i].type_name()));
     }
   }
   return out;
@@ -135,9 +145,10 @@ TemplateKind wrapper_of(const json& record, const std::string& where) {
   throw bad_request(where + ".\"wrapper\": expected \"sft\", \"finetune\" or \"pretrain\"");
 }
 
-void add_record(ParsedRequest& out, const json& record, const std::string& where, const Tokenizer& tok,
-                const RequestLimits& limits) {
-  if (!record.is_object()) throw bad_request(where + ": expected an object, got " + std::string(record.type_name()));
+void add_record(ParsedRequest& out, const json& record, const std::string& where,
+                const Tokenizer& tok, const RequestLimits& limits) {
+  if (!record.is_object())
+    throw bad_request(where + ": expected an object, got " + std::string(record.type_name()));
   std::vector<std::string> outputs;
   auto one = record.find("output"), many = record.find("outputs");
   if ((one == record.end()) == (many == record.end())) {
@@ -146,12 +157,17 @@ void add_record(ParsedRequest& out, const json& record, const std::string& where
   if (one != record.end()) {
     outputs.push_back(text_of(record, "output", where));
   } else {
-    if (!many->is_array()) throw bad_request(where + ".\"outputs\": expected a list, got " + std::string(many->type_name()));
-    if (many->empty()) throw bad_request(where + ".\"outputs\": expected at least one output, got an empty list");
-    check_count(out.sequences() + static_cast<int64_t>(many->size()), where + ".\"outputs\"", limits);
+    if (!many->is_array())
+      throw bad_request(where + ".\"outputs\": expected a list, got " +
+                        std::string(many->type_name()));
+    if (many->empty())
+      throw bad_request(where + ".\"outputs\": expected at least one output, got an empty list");
+    check_count(out.sequences() + static_cast<int64_t>(many->size()), where + ".\"outputs\"",
+                limits);
     for (size_t i = 0; i < many->size(); ++i) {
       try {
-        outputs.push_back(render_text_field((*many)[i], where + ".\"outputs\"[" + std::to_string(i) + "]"));
+        outputs.push_back(
+            render_text_field((*many)[i], where + ".\"outputs\"[" + std::to_string(i) + "]"));
       } catch (const Error& e) {
         throw bad_request(e.what());
       }
@@ -163,7 +179,8 @@ void add_record(ParsedRequest& out, const json& record, const std::string& where
                                  text_of(record, "reference", where), outputs, tl);
   if (!group) {
     throw bad_request(where + ": the reference and an output do not fit the limit of " +
-                      std::to_string(limits.max_length) + " tokens per sequence (--max-length) even without the prompt");
+                      std::to_string(limits.max_length) +
+                      " tokens per sequence (--max-length) even without the prompt");
   }
   for (const auto& c : group->candidates) {
     out.sequence_tokens.push_back(static_cast<int64_t>(group->prefix.size() + c.size()));
@@ -173,7 +190,9 @@ void add_record(ParsedRequest& out, const json& record, const std::string& where
 }
 
 json usage(const ParsedRequest& req) {
-  return {{"prompt_tokens", req.tokens()}, {"total_tokens", req.tokens()}, {"completion_tokens", 0},
+  return {{"prompt_tokens", req.tokens()},
+          {"total_tokens", req.tokens()},
+          {"completion_tokens", 0},
           {"prompt_tokens_details", nullptr}};
 }
 
@@ -196,7 +215,8 @@ json parse_body(const std::string& body, const RequestLimits& limits) {
   // The depth check runs while parsing, so a deeply nested body is refused before it is built.
   json::parser_callback_t depth_guard = [&](int depth, json::parse_event_t, json&) {
     if (depth > limits.max_json_depth) {
-      throw bad_request("JSON nesting deeper than " + std::to_string(limits.max_json_depth) + " levels");
+      throw bad_request("JSON nesting deeper than " + std::to_string(limits.max_json_depth) +
+                        " levels");
     }
     return true;
   };
@@ -225,9 +245,12 @@ ParsedRequest parse_score(const json& body, const Tokenizer& tok, const RequestL
     add_record(out, body, "body", tok, limits);
     return out;
   }
-  if (!body.is_array()) throw bad_request(std::string("expected an object or a list of objects, got ") + body.type_name());
+  if (!body.is_array())
+    throw bad_request(std::string("expected an object or a list of objects, got ") +
+                      body.type_name());
   check_count(static_cast<int64_t>(body.size()), "body", limits);
-  for (size_t i = 0; i < body.size(); ++i) add_record(out, body[i], "body[" + std::to_string(i) + "]", tok, limits);
+  for (size_t i = 0; i < body.size(); ++i)
+    add_record(out, body[i], "body[" + std::to_string(i) + "]", tok, limits);
   return out;
 }
 
@@ -236,24 +259,29 @@ json pooling_response(PoolingApi api, const ParsedRequest& req, const std::vecto
   json data = json::array();
   for (size_t i = 0; i < rewards.size(); ++i) {
     // vLLM: one row per pooled token, the reward last ([-1][0]); lmdeploy: the scalar itself.
-    json value = api == PoolingApi::Vllm ? json::array({json::array({rewards[i]})}) : json(rewards[i]);
+    json value =
+        api == PoolingApi::Vllm ? json::array({json::array({rewards[i]})}) : json(rewards[i]);
     data.push_back({{"index", i}, {"object", "pooling"}, {"data", std::move(value)}});
   }
-  return {{"id", info.id}, {"object", "list"}, {"created", info.created}, {"model", info.model},
-          {"data", std::move(data)}, {"usage", usage(req)}};
+  return {{"id", info.id},       {"object", "list"},        {"created", info.created},
+          {"model", info.model}, {"data", std::move(data)}, {"usage", usage(req)}};
 }
 
-json classify_response(const ParsedRequest& req, const std::vector<float>& rewards, const ResponseInfo& info) {
+json classify_response(const ParsedRequest& req, const std::vector<float>& rewards,
+                       const ResponseInfo& info) {
   json out = json::array();
   for (size_t i = 0; i < rewards.size(); ++i) {
-    json meta{{"id", info.id + "-" + std::to_string(i)}, {"prompt_tokens", req.sequence_tokens[i]},
+    json meta{{"id", info.id + "-" + std::to_string(i)},
+              {"prompt_tokens", req.sequence_tokens[i]},
               {"e2e_latency", info.latency_s}};
-    out.push_back({{"index", i}, {"embedding", json::array({rewards[i]})}, {"meta_info", std::move(meta)}});
+    out.push_back(
+        {{"index", i}, {"embedding", json::array({rewards[i]})}, {"meta_info", std::move(meta)}});
   }
   return req.single ? out[0] : out;
 }
 
-json score_response(const ParsedRequest& req, const std::vector<float>& rewards, const ResponseInfo& info) {
+json score_response(const ParsedRequest& req, const std::vector<float>& rewards,
+                    const ResponseInfo& info) {
   json results = json::array();
   size_t next = 0;
   for (size_t g = 0; g < req.group_sizes.size(); ++g) {
@@ -261,7 +289,10 @@ json score_response(const ParsedRequest& req, const std::vector<float>& rewards,
     for (size_t c = 0; c < req.group_sizes[g]; ++c) r.push_back(rewards[next++]);
     results.push_back({{"index", g}, {"rewards", std::move(r)}});
   }
-  json out{{"id", info.id}, {"object", "score"}, {"created", info.created}, {"model", info.model},
+  json out{{"id", info.id},
+           {"object", "score"},
+           {"created", info.created},
+           {"model", info.model},
            {"usage", usage(req)}};
   if (req.single) {
     out["rewards"] = results[0]["rewards"];
@@ -272,12 +303,15 @@ json score_response(const ParsedRequest& req, const std::vector<float>& rewards,
 }
 
 json error_body(int status, const std::string& message) {
-  const char* type = status == 404 ? "NotFoundError" : status == 413 ? "PayloadTooLargeError"
-                     : status >= 500                 ? "InternalServerError"
-                                                     : "BadRequestError";
+  const char* type = status == 404   ? "NotFoundError"
+                     : status == 413 ? "PayloadTooLargeError"
+                     : status >= 500 ? "InternalServerError"
+                                     : "BadRequestError";
   return {{"object", "error"}, {"message", message}, {"type", type}, {"code", status}};
 }
 
-std::string json_text(const json& value) { return value.dump(-1, ' ', false, json::error_handler_t::replace); }
+std::string json_text(const json& value) {
+  return value.dump(-1, ' ', false, json::error_handler_t::replace);
+}
 
 }  // namespace polar::serve

@@ -10,8 +10,8 @@
 
 #include "polar/common/error.h"
 #include "polar/common/json_config.h"
-#include "polar/serve/server.h"
 #include "polar/runtime/device.h"
+#include "polar/serve/server.h"
 
 namespace polar::serve {
 
@@ -19,9 +19,10 @@ namespace {
 
 std::string resolve_precision(const std::string& precision, const torch::Device& device) {
   if (precision == "auto") return device.is_cuda() ? "bf16" : "fp32";
-  POLAR_CHECK(precision == "fp32" || precision == "bf16", "--precision: expected auto, fp32 or bf16, got \"",
-              precision, "\"");
-  POLAR_CHECK(precision == "fp32" || device.is_cuda(), "--precision bf16 needs a CUDA device (the CPU path is fp32)");
+  POLAR_CHECK(precision == "fp32" || precision == "bf16",
+              "--precision: expected auto, fp32 or bf16, got \"", precision, "\"");
+  POLAR_CHECK(precision == "fp32" || device.is_cuda(),
+              "--precision bf16 needs a CUDA device (the CPU path is fp32)");
   return precision;
 }
 
@@ -33,8 +34,8 @@ std::string default_model_name(const std::string& checkpoint) {
 
 }  // namespace
 
-void run_server(const std::string& checkpoint, const std::string& device_name, const std::string& precision,
-                ServeOptions options) {
+void run_server(const std::string& checkpoint, const std::string& device_name,
+                const std::string& precision, ServeOptions options) {
   // Blocked before any thread exists (the model's, the batcher's, httplib's), so only the
   // waiting thread below ever receives these signals.
   sigset_t signals;
@@ -47,7 +48,8 @@ void run_server(const std::string& checkpoint, const std::string& device_name, c
 
   const torch::Device device = resolve_device(device_name, 0);
   options.batcher.score.precision = resolve_precision(precision, device);
-  options.batcher.score.limits = TemplateLimits{options.limits.max_length, options.limits.max_response_length};
+  options.batcher.score.limits =
+      TemplateLimits{options.limits.max_length, options.limits.max_response_length};
   if (options.model_name.empty()) options.model_name = default_model_name(checkpoint);
   options.model_root = checkpoint;
   LoadedModel model = load_model(checkpoint, device);
@@ -62,8 +64,9 @@ void run_server(const std::string& checkpoint, const std::string& device_name, c
     spdlog::info("serve: {} received, finishing the requests in flight", strsignal(sig));
     server.stop();
   });
-  spdlog::info("serve: listening on http://{}:{} (model \"{}\", {} {}, /pooling answers as {})", options.host, port,
-               options.model_name, device.str(), options.batcher.score.precision,
+  spdlog::info("serve: listening on http://{}:{} (model \"{}\", {} {}, /pooling answers as {})",
+               options.host, port, options.model_name, device.str(),
+               options.batcher.score.precision,
                options.api == PoolingApi::Vllm ? "vllm" : "lmdeploy");
   if (!options.port_file.empty()) write_file_atomic(options.port_file, std::to_string(port) + "\n");
   server.serve();

@@ -34,9 +34,11 @@ std::string default_error_message(const httplib::Request& req, int status, int64
   switch (status) {
     case 404:
       return "no endpoint " + req.method + " " + path +
-             " (known: POST /pooling, POST /classify, POST /score, GET /health, GET /v1/models, GET /metrics)";
+             " (known: POST /pooling, POST /classify, POST /score, GET /health, GET /v1/models, "
+             "GET /metrics)";
     case 413:
-      return "request body exceeds the limit of " + std::to_string(max_body_bytes) + " bytes (--max-body-bytes)";
+      return "request body exceeds the limit of " + std::to_string(max_body_bytes) +
+             " bytes (--max-body-bytes)";
     case 414:
       return "request URI too long";
     default:
@@ -56,14 +58,18 @@ struct RewardServer::Impl {
   std::atomic<bool> stop_requested{false}, serving{false}, serve_returned{false};
   int port = -1;
 
-  Impl(LoadedModel& m, ServeOptions o) : model(m), options(std::move(o)), batcher(m, options.batcher) {}
+  Impl(LoadedModel& m, ServeOptions o)
+      : model(m), options(std::move(o)), batcher(m, options.batcher) {}
 
   ParsedRequest parse(Endpoint endpoint, const json& body) const {
     const Tokenizer& tok = model.tokenizer;
     switch (endpoint) {
-      case Endpoint::Pooling: return parse_pooling(body, tok, options.limits);
-      case Endpoint::Classify: return parse_classify(body, tok, options.limits);
-      case Endpoint::Score: return parse_score(body, tok, options.limits);
+      case Endpoint::Pooling:
+        return parse_pooling(body, tok, options.limits);
+      case Endpoint::Classify:
+        return parse_classify(body, tok, options.limits);
+      case Endpoint::Score:
+        return parse_score(body, tok, options.limits);
     }
     throw Error("unknown endpoint");
   }
@@ -71,9 +77,12 @@ struct RewardServer::Impl {
   json respond(Endpoint endpoint, const ParsedRequest& req, const std::vector<float>& rewards,
                const ResponseInfo& info) const {
     switch (endpoint) {
-      case Endpoint::Pooling: return pooling_response(options.api, req, rewards, info);
-      case Endpoint::Classify: return classify_response(req, rewards, info);
-      case Endpoint::Score: return score_response(req, rewards, info);
+      case Endpoint::Pooling:
+        return pooling_response(options.api, req, rewards, info);
+      case Endpoint::Classify:
+        return classify_response(req, rewards, info);
+      case Endpoint::Score:
+        return score_response(req, rewards, info);
     }
     throw Error("unknown endpoint");
   }
@@ -85,10 +94,13 @@ struct RewardServer::Impl {
       std::vector<float> rewards = batcher.submit(std::move(req.groups)).get();
       ResponseInfo info;
       info.model = options.model_name;
-      const char* prefix = endpoint == Endpoint::Pooling ? "pool-" : endpoint == Endpoint::Classify ? "classify-" : "score-";
+      const char* prefix = endpoint == Endpoint::Pooling    ? "pool-"
+                           : endpoint == Endpoint::Classify ? "classify-"
+                                                            : "score-";
       info.id = prefix + std::to_string(next_id++);
       info.created = unix_now();
-      info.latency_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+      info.latency_s =
+          std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
       send_json(res, 200, respond(endpoint, req, rewards, info));
       metrics.observe_latency(info.latency_s);
     } catch (const HttpError& e) {
@@ -102,38 +114,57 @@ struct RewardServer::Impl {
   }
 
   json models() const {
-    json card{{"id", options.model_name}, {"object", "model"}, {"created", unix_now()}, {"owned_by", "polar"},
+    json card{{"id", options.model_name},   {"object", "model"},
+              {"created", unix_now()},      {"owned_by", "polar"},
               {"root", options.model_root}, {"max_model_len", options.limits.max_length}};
     return {{"object", "list"}, {"data", json::array({card})}};
   }
 
   void routes() {
-    http.Post("/pooling", [this](const httplib::Request& q, httplib::Response& r) { handle_scoring(Endpoint::Pooling, q, r); });
-    http.Post("/classify", [this](const httplib::Request& q, httplib::Response& r) { handle_scoring(Endpoint::Classify, q, r); });
-    http.Post("/score", [this](const httplib::Request& q, httplib::Response& r) { handle_scoring(Endpoint::Score, q, r); });
-    http.Get("/health", [](const httplib::Request&, httplib::Response& r) { send_json(r, 200, {{"status", "ok"}}); });
-    http.Get("/v1/models", [this](const httplib::Request&, httplib::Response& r) { send_json(r, 200, models()); });
+    http.Post("/pooling", [this](const httplib::Request& q, httplib::Response& r) {
+      handle_scoring(Endpoint::Pooling, q, r);
+    });
+    http.Post("/classify", [this](const httplib::Request& q, httplib::Response& r) {
+      handle_scoring(Endpoint::Classify, q, r);
+    });
+    http.Post("/score", [this](const httplib::Request& q, httplib::Response& r) {
+      handle_scoring(Endpoint::Score, q, r);
+    });
+    http.Get("/health", [](const httplib::Request&, httplib::Response& r) {
+      send_json(r, 200, {{"status", "ok"}});
+    });
+    http.Get("/v1/models", [this](const httplib::Request&, httplib::Response& r) {
+      send_json(r, 200, models());
+    });
     http.Get("/metrics", [this](const httplib::Request&, httplib::Response& r) {
       r.set_content(metrics.prometheus_text(batcher.stats()), "text/plain; version=0.0.4");
     });
     http.set_error_handler([this](const httplib::Request& q, httplib::Response& r) {
-      if (r.body.empty()) send_json(r, r.status, error_body(r.status, default_error_message(q, r.status, options.max_body_bytes)));
+      if (r.body.empty())
+        send_json(r, r.status,
+                  error_body(r.status, default_error_message(q, r.status, options.max_body_bytes)));
     });
-    http.set_exception_handler([](const httplib::Request&, httplib::Response& r, std::exception_ptr) {
-      send_json(r, 500, error_body(500, "internal error"));
+    http.set_exception_handler(
+        [](const httplib::Request&, httplib::Response& r, std::exception_ptr) {
+          send_json(r, 500, error_body(500, "internal error"));
+        });
+    http.set_logger([this](const httplib::Request& q, const httplib::Response& r) {
+      metrics.count_request(q.path, r.status);
     });
-    http.set_logger([this](const httplib::Request& q, const httplib::Response& r) { metrics.count_request(q.path, r.status); });
   }
 
   void configure() {
-    POLAR_CHECK(options.http_threads > 0, "--http-threads must be positive, got ", options.http_threads);
-    POLAR_CHECK(options.max_body_bytes > 0, "--max-body-bytes must be positive, got ", options.max_body_bytes);
+    POLAR_CHECK(options.http_threads > 0, "--http-threads must be positive, got ",
+                options.http_threads);
+    POLAR_CHECK(options.max_body_bytes > 0, "--max-body-bytes must be positive, got ",
+                options.max_body_bytes);
     const auto threads = static_cast<size_t>(options.http_threads);
     http.new_task_queue = [threads] { return new httplib::ThreadPool(threads); };
     http.set_payload_max_length(static_cast<size_t>(options.max_body_bytes));
     http.set_keep_alive_max_count(1000);
     http.set_keep_alive_timeout(5);
-    POLAR_CHECK(options.read_timeout_s > 0, "--read-timeout must be positive, got ", options.read_timeout_s);
+    POLAR_CHECK(options.read_timeout_s > 0, "--read-timeout must be positive, got ",
+                options.read_timeout_s);
     http.set_read_timeout(options.read_timeout_s);
     http.set_write_timeout(10);
     routes();
@@ -152,7 +183,8 @@ RewardServer::~RewardServer() {
 
 int RewardServer::bind() {
   Impl& s = *impl_;
-  POLAR_CHECK(s.options.port >= 0 && s.options.port <= 65535, "--port: expected 0..65535, got ", s.options.port);
+  POLAR_CHECK(s.options.port >= 0 && s.options.port <= 65535, "--port: expected 0..65535, got ",
+              s.options.port);
   if (s.options.port == 0) {
     s.port = s.http.bind_to_any_port(s.options.host);
   } else {
@@ -167,7 +199,8 @@ void RewardServer::serve() {
   Impl& s = *impl_;
   POLAR_CHECK(s.port > 0, "RewardServer::serve: call bind() first");
   s.serving = true;
-  if (!s.stop_requested) s.http.listen_after_bind();  // returns once stopped and every connection is done
+  if (!s.stop_requested)
+    s.http.listen_after_bind();  // returns once stopped and every connection is done
   s.serve_returned = true;
   s.batcher.stop();
 }
@@ -175,8 +208,10 @@ void RewardServer::serve() {
 void RewardServer::stop() {
   Impl& s = *impl_;
   s.stop_requested = true;
-  // httplib's stop() is a no-op until listen has started; wait for that (or for serve() to give up).
-  while (s.serving && !s.http.is_running() && !s.serve_returned) std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  // httplib's stop() is a no-op until listen has started; wait for that (or for serve() to give
+  // up).
+  while (s.serving && !s.http.is_running() && !s.serve_returned)
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
   s.http.stop();
 }
 

@@ -13,8 +13,8 @@ std::vector<int32_t> encode_formatted_text(const Tokenizer& tok, std::string_vie
 std::string format_client_text(const Tokenizer& tok, TemplateKind kind, const std::string& prompt,
                                const std::string& reference, const std::string& output) {
   const std::string sep(template_separator(kind));
-  return prompt + sep + reference + tok.id_to_piece(tok.special().reward_sep) + prompt + sep + output +
-         tok.id_to_piece(tok.special().reward);
+  return prompt + sep + reference + tok.id_to_piece(tok.special().reward_sep) + prompt + sep +
+         output + tok.id_to_piece(tok.special().reward);
 }
 
 }  // namespace polar

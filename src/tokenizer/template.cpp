@@ -19,7 +19,9 @@ const char* template_kind_name(TemplateKind kind) {
   return kind == TemplateKind::Pretrain ? "pretrain" : "finetune";
 }
 
-std::string_view template_separator(TemplateKind kind) { return kind == TemplateKind::Finetune ? "\n" : ""; }
+std::string_view template_separator(TemplateKind kind) {
+  return kind == TemplateKind::Finetune ? "\n" : "";
+}
 
 namespace {
 
@@ -29,7 +31,8 @@ struct RunTokens {
 };
 
 // Encodes the run as one string and gives each token to the field in which it ends.
-RunTokens encode_run(const Tokenizer& tok, const std::string& prompt, std::string_view sep, const std::string& body) {
+RunTokens encode_run(const Tokenizer& tok, const std::string& prompt, std::string_view sep,
+                     const std::string& body) {
   std::string text;
   text.reserve(prompt.size() + sep.size() + body.size());
   text.append(prompt).append(sep).append(body);
@@ -50,12 +53,14 @@ size_t minus(size_t a, size_t b) { return a > b ? a - b : 0; }
 template <typename T>
 void append(std::vector<T>& dst, const std::vector<T>& src, size_t from, size_t count) {
   const size_t begin = std::min(from, src.size()), end = std::min(src.size(), begin + count);
-  dst.insert(dst.end(), src.begin() + static_cast<std::ptrdiff_t>(begin), src.begin() + static_cast<std::ptrdiff_t>(end));
+  dst.insert(dst.end(), src.begin() + static_cast<std::ptrdiff_t>(begin),
+             src.begin() + static_cast<std::ptrdiff_t>(end));
 }
 
 // bos first run <|reward|> second run <reward token>, truncated to the limits. The prompt's copies
 // lose the same number of tokens from the left.
-std::optional<EncodedGroup> assemble(const Tokenizer& tok, const RunTokens& first, const std::vector<RunTokens>& second,
+std::optional<EncodedGroup> assemble(const Tokenizer& tok, const RunTokens& first,
+                                     const std::vector<RunTokens>& second,
                                      const TemplateLimits& limits) {
   POLAR_CHECK(!second.empty(), "encode_group: a group needs at least one candidate");
   POLAR_CHECK(limits.max_length > 0, "max_length must be positive, got ", limits.max_length);
@@ -70,7 +75,8 @@ std::optional<EncodedGroup> assemble(const Tokenizer& tok, const RunTokens& firs
   auto fits = [&](size_t n) {
     const size_t head = 1 + minus(first.prompt.size(), n) + first.sep.size() + ref_len + 1;
     for (const auto& run : second) {
-      const size_t len = head + minus(run.prompt.size(), n) + run.sep.size() + std::min(run.body.size(), response_len) + 1;
+      const size_t len = head + minus(run.prompt.size(), n) + run.sep.size() +
+                         std::min(run.body.size(), response_len) + 1;
       if (len > static_cast<size_t>(limits.max_length)) return false;
     }
     return true;
@@ -115,7 +121,8 @@ std::optional<EncodedGroup> assemble(const Tokenizer& tok, const RunTokens& firs
     }
   }
   p.insert(p.end(), tails[0].begin(), tails[0].begin() + static_cast<std::ptrdiff_t>(shared));
-  for (auto& t : tails) out.candidates.emplace_back(t.begin() + static_cast<std::ptrdiff_t>(shared), t.end());
+  for (auto& t : tails)
+    out.candidates.emplace_back(t.begin() + static_cast<std::ptrdiff_t>(shared), t.end());
   return out;
 }
 
@@ -126,7 +133,8 @@ std::optional<EncodedGroup> encode_group(const Tokenizer& tok, TemplateKind kind
                                          const std::vector<int32_t>& reference,
                                          const std::vector<std::vector<int32_t>>& candidates,
                                          const TemplateLimits& limits) {
-  const std::vector<int32_t> sep = kind == TemplateKind::Finetune ? tok.encode("\n") : std::vector<int32_t>{};
+  const std::vector<int32_t> sep =
+      kind == TemplateKind::Finetune ? tok.encode("\n") : std::vector<int32_t>{};
   const RunTokens first{prompt, sep, reference};
   std::vector<RunTokens> second;
   second.reserve(candidates.size());
@@ -135,7 +143,8 @@ std::optional<EncodedGroup> encode_group(const Tokenizer& tok, TemplateKind kind
 }
 
 std::optional<EncodedGroup> encode_group_text(const Tokenizer& tok, TemplateKind kind,
-                                              const std::string& prompt, const std::string& reference,
+                                              const std::string& prompt,
+                                              const std::string& reference,
                                               const std::vector<std::string>& candidates,
                                               const TemplateLimits& limits) {
   const std::string_view sep = template_separator(kind);

@@ -37,7 +37,8 @@ std::string read_bytes(const std::string& path) {
 std::string sha256_hex(const std::string& bytes) {
   unsigned char digest[EVP_MAX_MD_SIZE];
   unsigned int len = 0;
-  POLAR_CHECK(EVP_Digest(bytes.data(), bytes.size(), digest, &len, EVP_sha256(), nullptr) == 1, "sha256 failed");
+  POLAR_CHECK(EVP_Digest(bytes.data(), bytes.size(), digest, &len, EVP_sha256(), nullptr) == 1,
+              "sha256 failed");
   static const char* hex = "0123456789abcdef";
   std::string out;
   for (unsigned int i = 0; i < len; ++i) {
@@ -51,8 +52,8 @@ std::string sha256_hex(const std::string& bytes) {
 
 struct Tokenizer::Impl {
   sentencepiece::SentencePieceProcessor sp;
-  std::string serialized;  // the model proto, written back by save()
-  std::string source;      // where it was loaded from, for messages
+  std::string serialized;                                 // the model proto, written back by save()
+  std::string source;                                     // where it was loaded from, for messages
   std::vector<std::pair<std::string, int32_t>> specials;  // longest first
   std::array<bool, 256> special_first_byte{};             // a special piece starts with this byte
 
@@ -71,7 +72,8 @@ struct Tokenizer::Impl {
     for (int32_t id : {s.bos, s.eos, s.pad, s.reward_sep, s.reward}) add(id);
     std::stable_sort(specials.begin(), specials.end(),
                      [](const auto& a, const auto& b) { return a.first.size() > b.first.size(); });
-    for (const auto& sp : specials) special_first_byte[static_cast<unsigned char>(sp.first[0])] = true;
+    for (const auto& sp : specials)
+      special_first_byte[static_cast<unsigned char>(sp.first[0])] = true;
   }
 
   // -1 when the piece is not in the vocabulary (sentencepiece maps unknown pieces to unk).
@@ -123,8 +125,8 @@ Tokenizer Tokenizer::load(const std::string& path) {
     r.finish();
     auto check = [&](const char* key, int64_t id, bool required) -> int32_t {
       if (id == -1 && !required) return -1;
-      POLAR_CHECK(id >= 0 && id < vocab, specials_path, ".", key, ": expected a token id in [0, ", vocab,
-                  "), got ", id);
+      POLAR_CHECK(id >= 0 && id < vocab, specials_path, ".", key, ": expected a token id in [0, ",
+                  vocab, "), got ", id);
       return static_cast<int32_t>(id);
     };
     s.bos = check("bos", bos, false);
@@ -141,21 +143,24 @@ Tokenizer Tokenizer::load(const std::string& path) {
     s.reward_sep = m.find("<|reward|>");
     s.reward = m.find("<|reward_token|>");
     if (s.reward < 0) s.reward = m.find("[UNUSED_TOKEN_130]");  // InternLM2 / released POLAR
-    POLAR_CHECK(s.reward_sep >= 0, model_path, ": no \"<|reward|>\" piece; train the tokenizer with ",
+    POLAR_CHECK(s.reward_sep >= 0, model_path,
+                ": no \"<|reward|>\" piece; train the tokenizer with ",
                 "`polar tokenizer train` or give the ids in ", kSpecialsFile);
     POLAR_CHECK(s.reward >= 0, model_path, ": no reward token (\"<|reward_token|>\" or ",
                 "\"[UNUSED_TOKEN_130]\"); give the ids in ", kSpecialsFile);
   }
-  POLAR_CHECK(s.reward != s.reward_sep, path, ": the reward token and the <|reward|> separator have the same id ",
-              s.reward);
+  POLAR_CHECK(s.reward != s.reward_sep, path,
+              ": the reward token and the <|reward|> separator have the same id ", s.reward);
   POLAR_CHECK(s.bos >= 0, path, ": no bos token (\"<s>\")");
   if (s.pad < 0) s.pad = 0;  // padding is never read; any valid id will do
-  tok.fingerprint_ = "sha256:" + sha256_hex(impl->serialized + "\npolar-ids bos=" + std::to_string(s.bos) +
-                                            " reward_sep=" + std::to_string(s.reward_sep) +
-                                            " reward=" + std::to_string(s.reward));
+  tok.fingerprint_ =
+      "sha256:" + sha256_hex(impl->serialized + "\npolar-ids bos=" + std::to_string(s.bos) +
+                             " reward_sep=" + std::to_string(s.reward_sep) +
+                             " reward=" + std::to_string(s.reward));
   POLAR_CHECK(stored_fingerprint.empty() || stored_fingerprint == tok.fingerprint_, specials_path,
-              ": fingerprint ", stored_fingerprint, " does not match ", model_path, " with these special ids (",
-              tok.fingerprint_, "): the model file or the ids were changed after saving");
+              ": fingerprint ", stored_fingerprint, " does not match ", model_path,
+              " with these special ids (", tok.fingerprint_,
+              "): the model file or the ids were changed after saving");
   impl->collect_specials(s);
   tok.impl_ = std::move(impl);
   return tok;
@@ -169,7 +174,8 @@ std::vector<int32_t> Tokenizer::encode(const std::string& text) const {
   return std::vector<int32_t>(ids.begin(), ids.end());
 }
 
-void Tokenizer::encode_with_ends(std::string_view text, std::vector<int32_t>& ids, std::vector<size_t>& ends) const {
+void Tokenizer::encode_with_ends(std::string_view text, std::vector<int32_t>& ids,
+                                 std::vector<size_t>& ends) const {
   POLAR_CHECK(impl_, "Tokenizer::encode: tokenizer not loaded");
   sentencepiece::ImmutableSentencePieceText spt;
   auto status = impl_->sp.Encode(absl::string_view(text.data(), text.size()), spt.mutable_proto());
@@ -183,7 +189,8 @@ void Tokenizer::encode_with_ends(std::string_view text, std::vector<int32_t>& id
   }
 }
 
-void Tokenizer::encode_split_specials(std::string_view text, std::vector<int32_t>& ids, std::vector<size_t>& ends) const {
+void Tokenizer::encode_split_specials(std::string_view text, std::vector<int32_t>& ids,
+                                      std::vector<size_t>& ends) const {
   POLAR_CHECK(impl_, "Tokenizer::encode: tokenizer not loaded");
   const auto& specials = impl_->specials;
   size_t run_begin = 0;
@@ -240,21 +247,24 @@ const std::string& Tokenizer::source() const {
   return impl_ ? impl_->source : none;
 }
 
-void require_same_tokenizer(const Tokenizer& weights_tok, const std::string& weights_what, const Tokenizer& ids_tok,
-                            const std::string& ids_what) {
+void require_same_tokenizer(const Tokenizer& weights_tok, const std::string& weights_what,
+                            const Tokenizer& ids_tok, const std::string& ids_what) {
   if (weights_tok.fingerprint() == ids_tok.fingerprint()) return;
   throw Error(detail::concat(
-      "tokenizer mismatch: ", weights_what, " was trained with tokenizer ", weights_tok.source(), " (fingerprint ",
-      weights_tok.short_fingerprint(), ", ", weights_tok.vocab_size(), " pieces), but ", ids_what,
-      " uses tokenizer ", ids_tok.source(), " (fingerprint ", ids_tok.short_fingerprint(), ", ", ids_tok.vocab_size(),
-      " pieces); token ids of one tokenizer mean other text to the other. Use the same tokenizer for both (rebuild the ",
+      "tokenizer mismatch: ", weights_what, " was trained with tokenizer ", weights_tok.source(),
+      " (fingerprint ", weights_tok.short_fingerprint(), ", ", weights_tok.vocab_size(),
+      " pieces), but ", ids_what, " uses tokenizer ", ids_tok.source(), " (fingerprint ",
+      ids_tok.short_fingerprint(), ", ", ids_tok.vocab_size(),
+      " pieces); token ids of one tokenizer mean other text to the other. Use the same tokenizer "
+      "for both (rebuild the ",
       "data with the model's tokenizer, or drop the other tokenizer setting)"));
 }
 
 std::string Tokenizer::decode(const std::vector<int32_t>& ids) const {
   POLAR_CHECK(impl_, "Tokenizer::decode: tokenizer not loaded");
   const int64_t vocab = vocab_size();
-  for (int32_t id : ids) POLAR_CHECK(id >= 0 && id < vocab, "decode: token id ", id, " outside [0, ", vocab, ")");
+  for (int32_t id : ids)
+    POLAR_CHECK(id >= 0 && id < vocab, "decode: token id ", id, " outside [0, ", vocab, ")");
   std::string text;
   auto status = impl_->sp.Decode(std::vector<int>(ids.begin(), ids.end()), &text);
   POLAR_CHECK(status.ok(), impl_->source, ": decode failed: ", status.ToString());
@@ -263,7 +273,8 @@ std::string Tokenizer::decode(const std::vector<int32_t>& ids) const {
 
 std::string Tokenizer::id_to_piece(int32_t id) const {
   POLAR_CHECK(impl_, "Tokenizer::id_to_piece: tokenizer not loaded");
-  POLAR_CHECK(id >= 0 && id < vocab_size(), "id_to_piece: token id ", id, " outside [0, ", vocab_size(), ")");
+  POLAR_CHECK(id >= 0 && id < vocab_size(), "id_to_piece: token id ", id, " outside [0, ",
+              vocab_size(), ")");
   return impl_->sp.IdToPiece(id);
 }
 
@@ -280,9 +291,12 @@ void Tokenizer::save(const std::string& dir) const {
   fs::create_directories(dir, ec);
   POLAR_CHECK(!ec && fs::is_directory(dir), dir, ": cannot create directory: ", ec.message());
   write_file_atomic((fs::path(dir) / kModelFile).string(), impl_->serialized);
-  json j = {{"format", kSpecialsFormat},  {"bos", special_.bos},
-            {"eos", special_.eos},         {"pad", special_.pad},
-            {"reward_sep", special_.reward_sep}, {"reward", special_.reward},
+  json j = {{"format", kSpecialsFormat},
+            {"bos", special_.bos},
+            {"eos", special_.eos},
+            {"pad", special_.pad},
+            {"reward_sep", special_.reward_sep},
+            {"reward", special_.reward},
             {"fingerprint", fingerprint_}};
   write_json_file_atomic((fs::path(dir) / kSpecialsFile).string(), j);
 }

@@ -23,7 +23,8 @@ namespace {
 using nlohmann::json;
 
 bool ends_with(const std::string& s, const std::string& suffix) {
-  return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
+  return s.size() >= suffix.size() &&
+         s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
 }
 
 class SentenceCollector {
@@ -112,21 +113,24 @@ void train_tokenizer(const TokenizerTrainOptions& options) {
   POLAR_CHECK(!options.inputs.empty(), "tokenizer train: no input files");
   POLAR_CHECK(!options.output_dir.empty(), "tokenizer train: no output directory");
   POLAR_CHECK(options.model_type == "bpe" || options.model_type == "unigram",
-              "tokenizer train: --model-type must be bpe or unigram, got \"", options.model_type, "\"");
+              "tokenizer train: --model-type must be bpe or unigram, got \"", options.model_type,
+              "\"");
   // Byte fallback needs 256 byte pieces, 4 specials and 2 control pieces, plus the characters.
-  POLAR_CHECK(options.vocab_size > 262, "tokenizer train: --vocab-size must exceed 262 (256 byte pieces + ",
+  POLAR_CHECK(options.vocab_size > 262,
+              "tokenizer train: --vocab-size must exceed 262 (256 byte pieces + ",
               "<unk> <s> </s> <pad> <|reward|> <|reward_token|>), got ", options.vocab_size);
   POLAR_CHECK(options.max_sentences > 0, "tokenizer train: max_sentences must be positive");
 
   SentenceCollector collector(options.max_sentences);
   for (const auto& path : options.inputs) collect_file(path, collector);
   POLAR_CHECK(!collector.sentences().empty(), "tokenizer train: the inputs hold no text");
-  spdlog::info("tokenizer: training {} (vocab {}) on {} sentences", options.model_type, options.vocab_size,
-               collector.sentences().size());
+  spdlog::info("tokenizer: training {} (vocab {}) on {} sentences", options.model_type,
+               options.vocab_size, collector.sentences().size());
 
   const std::string& norm = options.normalization;
-  POLAR_CHECK(norm == "identity" || norm == "nmt_nfkc" || norm == "nfkc", "tokenizer train: normalization must be ",
-              "identity, nmt_nfkc or nfkc, got \"", norm, "\"");
+  POLAR_CHECK(norm == "identity" || norm == "nmt_nfkc" || norm == "nfkc",
+              "tokenizer train: normalization must be ", "identity, nmt_nfkc or nfkc, got \"", norm,
+              "\"");
   const bool identity = norm == "identity";
   const std::unordered_map<std::string, std::string> args = {
       {"model_type", options.model_type},
@@ -172,7 +176,9 @@ void train_tokenizer(const TokenizerTrainOptions& options) {
       const std::vector<int32_t> newline = tok.encode("\n");
       POLAR_CHECK(tok.decode(newline) == "\n", "tokenizer train: \"\\n\" does not round-trip");
     } else {
-      spdlog::warn("tokenizer: {} normalisation turns newlines into spaces and collapses repeated spaces", norm);
+      spdlog::warn(
+          "tokenizer: {} normalisation turns newlines into spaces and collapses repeated spaces",
+          norm);
     }
     tok.save(options.output_dir);
     remove_tree(tmp_dir.string());

@@ -1,22 +1,22 @@
 #include "polar/train/bench.h"
 
-#include <torch/torch.h>
 #include <spdlog/spdlog.h>
+#include <torch/torch.h>
 
+#include <sys/resource.h>
+#include <unistd.h>
 #include <chrono>
 #include <filesystem>
 #include <random>
-#include <sys/resource.h>
-#include <unistd.h>
 
 #if __has_include(<c10/cuda/CUDACachingAllocator.h>)
 #include <c10/cuda/CUDACachingAllocator.h>
 #define POLAR_HAVE_CUDA_ALLOCATOR 1
 #endif
 
+#include "polar/checkpoint/checkpoint.h"
 #include "polar/common/error.h"
 #include "polar/data/shards.h"
-#include "polar/checkpoint/checkpoint.h"
 #include "polar/runtime/device.h"
 #include "polar/train/trainer.h"
 #include "profile.h"
@@ -29,10 +29,18 @@ using nlohmann::json;
 using Clock = std::chrono::steady_clock;
 
 json BenchResult::to_json() const {
-  return json{{"device", device}, {"precision", precision}, {"parameters", parameters},
-              {"tokens_per_step", tokens_per_step}, {"tokens_per_s", tokens_per_s}, {"ms_per_step", ms_per_step},
-              {"achieved_gflops", achieved_gflops}, {"peak_gflops", peak_gflops}, {"peak_kind", peak_kind},
-              {"mfu", mfu}, {"peak_memory_mb", peak_memory_mb}, {"pairs_per_step", pairs_per_step},
+  return json{{"device", device},
+              {"precision", precision},
+              {"parameters", parameters},
+              {"tokens_per_step", tokens_per_step},
+              {"tokens_per_s", tokens_per_s},
+              {"ms_per_step", ms_per_step},
+              {"achieved_gflops", achieved_gflops},
+              {"peak_gflops", peak_gflops},
+              {"peak_kind", peak_kind},
+              {"mfu", mfu},
+              {"peak_memory_mb", peak_memory_mb},
+              {"pairs_per_step", pairs_per_step},
               {"pairs_per_s", pairs_per_s},
               {"cpu_ms_per_step", cpu_ms_per_step}};
 }
@@ -79,15 +87,18 @@ GroupShape draw_shape(const BenchOptions& o, std::mt19937_64& rng) {
   }
   std::uniform_int_distribution<int64_t> prompt(32, 256), response(64, 512);
   const int64_t p = prompt(rng);
-  s.prefix = 1 + p + 1 + response(rng) + 1 + p + 1;  // bos prompt sep reference <|reward|> prompt sep
-  for (int64_t k = 0; k <= o.negatives; ++k) s.candidates.push_back(response(rng) + 1);  // + reward token
+  s.prefix =
+      1 + p + 1 + response(rng) + 1 + p + 1;  // bos prompt sep reference <|reward|> prompt sep
+  for (int64_t k = 0; k <= o.negatives; ++k)
+    s.candidates.push_back(response(rng) + 1);  // + reward token
   return s;
 }
 
 // A split of random groups written to `dir`: tokens in [4, vocab).
-void write_random_split(const std::string& dir, int64_t n_groups, const BenchOptions& o, int64_t vocab) {
-  POLAR_CHECK(o.lengths == "fixed" || o.lengths == "polar", "bench: --lengths must be fixed or polar, got ",
-              o.lengths);
+void write_random_split(const std::string& dir, int64_t n_groups, const BenchOptions& o,
+                        int64_t vocab) {
+  POLAR_CHECK(o.lengths == "fixed" || o.lengths == "polar",
+              "bench: --lengths must be fixed or polar, got ", o.lengths);
   std::mt19937_64 rng(1234);
   std::uniform_int_distribution<int32_t> tok(4, static_cast<int32_t>(vocab - 1));
   ShardWriter writer(dir, TemplateKind::Finetune);
@@ -107,7 +118,8 @@ void write_random_split(const std::string& dir, int64_t n_groups, const BenchOpt
 
 }  // namespace
 
-double measure_matmul_peak_gflops(const torch::Device& device, const std::string& precision, std::string* kind) {
+double measure_matmul_peak_gflops(const torch::Device& device, const std::string& precision,
+                                  std::string* kind) {
   bool bf16 = device.is_cuda() && precision == "bf16";
   int64_t n = device.is_cuda() ? 8192 : 1024;
   auto dtype = bf16 ? torch::kBFloat16 : torch::kFloat32;
@@ -124,7 +136,9 @@ double measure_matmul_peak_gflops(const torch::Device& device, const std::string
     double s = std::chrono::duration<double>(Clock::now() - t0).count();
     best = std::max(best, 2.0 * n * n * n * reps / s / 1e9);
   }
-  if (kind) *kind = fmt::format("{} {}x{} matmul, {} threads", bf16 ? "bf16" : "fp32", n, n, torch::get_num_threads());
+  if (kind)
+    *kind = fmt::format("{} {}x{} matmul, {} threads", bf16 ? "bf16" : "fp32", n, n,
+                        torch::get_num_threads());
   return best;
 }
 
@@ -134,7 +148,8 @@ BenchResult run_bench(TrainConfig cfg, const BenchOptions& o) {
   BenchResult res;
   try {
     // A fine-tuning config names its shape through a checkpoint.
-    const std::string& shape_source = !cfg.model.init_from.empty() ? cfg.model.init_from : cfg.model.shape_from;
+    const std::string& shape_source =
+        !cfg.model.init_from.empty() ? cfg.model.init_from : cfg.model.shape_from;
     if (!shape_source.empty()) cfg.model.shape = load_model_shape(shape_source);
     const int64_t total_steps = o.steps + o.warmup_steps + (o.profile.empty() ? 0 : 1);
     int64_t vocab = cfg.model.shape.vocab_size;
@@ -144,7 +159,8 @@ BenchResult run_bench(TrainConfig cfg, const BenchOptions& o) {
     cfg.train.steps = total_steps;
     cfg.run.output_dir = (dir / "run").string();
     cfg.data.row_tokens = std::max(cfg.data.row_tokens, o.seq_len);
-    auto setup = [&](TrainConfig& c, const torch::Device& device, const std::optional<std::string>&) {
+    auto setup = [&](TrainConfig& c, const torch::Device& device,
+                     const std::optional<std::string>&) {
       RunSetup r;
       r.device = device;
       r.train_data = GroupDataset::open(c.data.train);

@@ -29,9 +29,11 @@ int64_t GroupStream::at(int64_t position) {
   return perm_[static_cast<size_t>(position % n_)];
 }
 
-std::vector<int64_t> GroupStream::step_groups(int64_t step, int64_t batch_groups, int rank, int world_size) {
+std::vector<int64_t> GroupStream::step_groups(int64_t step, int64_t batch_groups, int rank,
+                                              int world_size) {
   std::vector<int64_t> out;
-  for (int64_t k = rank; k < batch_groups; k += world_size) out.push_back(at(step * batch_groups + k));
+  for (int64_t k = rank; k < batch_groups; k += world_size)
+    out.push_back(at(step * batch_groups + k));
   return out;
 }
 
@@ -52,9 +54,11 @@ std::vector<int64_t> sample_indices(int64_t n, int64_t k, uint64_t seed) {
 }
 
 int64_t steps_for_epochs(double epochs, int64_t n_groups, int64_t batch_groups) {
-  POLAR_CHECK(epochs > 0 && std::isfinite(epochs), "train.epochs: must be a positive number, got ", epochs);
+  POLAR_CHECK(epochs > 0 && std::isfinite(epochs), "train.epochs: must be a positive number, got ",
+              epochs);
   POLAR_CHECK(n_groups > 0 && batch_groups > 0, "steps_for_epochs: no groups");
-  const double steps = std::ceil(epochs * static_cast<double>(n_groups) / static_cast<double>(batch_groups) - 1e-9);
+  const double steps =
+      std::ceil(epochs * static_cast<double>(n_groups) / static_cast<double>(batch_groups) - 1e-9);
   return std::max<int64_t>(1, static_cast<int64_t>(steps));
 }
 

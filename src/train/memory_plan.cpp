@@ -3,12 +3,12 @@
 
 #include <fmt/format.h>
 
+#include <sys/resource.h>
+#include <unistd.h>
 #include <algorithm>
 #include <cmath>
 #include <fstream>
 #include <sstream>
-#include <sys/resource.h>
-#include <unistd.h>
 
 #if __has_include(<c10/cuda/CUDACachingAllocator.h>)
 #include <c10/cuda/CUDACachingAllocator.h>
@@ -19,7 +19,8 @@ namespace polar {
 namespace {
 
 constexpr int64_t kBucketBytes = 25 << 20;  // dist::DistOptions::bucket_bytes
-constexpr int64_t kUpdateChunk = 1 << 22;   // ShardedAdamW updates at most this many elements at once
+constexpr int64_t kUpdateChunk = 1
+                                 << 22;  // ShardedAdamW updates at most this many elements at once
 
 // Bytes one token leaves saved for backward in one decoder layer (forward of the layer in
 // src/model/reward_model.cpp).
@@ -53,7 +54,8 @@ std::string gib(int64_t bytes) {
 
 }  // namespace
 
-MemoryPlan plan_memory(const ModelConfig& c, const TrainConfig& cfg, int world, bool cuda, int64_t runtime_bytes) {
+MemoryPlan plan_memory(const ModelConfig& c, const TrainConfig& cfg, int world, bool cuda,
+                       int64_t runtime_bytes) {
   MemoryPlan m;
   const auto& t = cfg.train;
   const int64_t P = c.num_parameters(), N = world;
@@ -82,52 +84,68 @@ MemoryPlan plan_memory(const ModelConfig& c, const TrainConfig& cfg, int world, 
 
   // Activations of one micro-batch: every layer's saved tensors, the embedding output, the mask
   // and RoPE tables; with checkpointing only a checkpointed layer's input stays, and one layer
-  // is recomputed at a time in backward.
+  // is recomputed at a time in backward. The peak is the larger of the forward's end (saved
+  // tensors plus autocast's bf16 copies of the fp32 weights, kept until the forward returns) and
+  // backward (saved tensors, a recomputed layer, and a few gradients of the widest activation).
   const double T = static_cast<double>(cfg.data.micro_batch_tokens);
   const double per_layer = layer_bytes_per_token(c, cuda) * T;
   const double boundary = 4.0 * static_cast<double>(c.hidden_size) * T;
-  const double fixed = boundary + (cuda ? 0.0 : T * static_cast<double>(cfg.data.row_tokens)) + 24.0 * T +
-                       8.0 * static_cast<double>(c.head_dim()) * T;
+  const double fixed = boundary + (cuda ? 0.0 : T * static_cast<double>(cfg.data.row_tokens)) +
+                       24.0 * T + 8.0 * static_cast<double>(c.head_dim()) * T;
   const double L = static_cast<double>(c.num_layers);
-  // Backward keeps a few gradient tensors of the widest activation alive at once.
-  const double backward = 3.0 * 4.0 * T * static_cast<double>(std::max(c.intermediate_size, 2 * c.hidden_size));
-  m.activations_none = static_cast<int64_t>(fixed + L * per_layer + backward);
-  m.activations_blocks = static_cast<int64_t>(fixed + L * boundary + per_layer + backward);
+  const double backward =
+      3.0 * 4.0 * T * static_cast<double>(std::max(c.intermediate_size, 2 * c.hidden_size));
+  m.autocast_weights = cuda && t.precision != "fp32" ? 2 * P : 0;
+  const auto peak_of = [&](double saved, double recomputed_layer) {
+    const double forward_end = fixed + saved + static_cast<double>(m.autocast_weights);
+    return static_cast<int64_t>(std::max(forward_end, fixed + saved + recomputed_layer + backward));
+  };
+  m.activations_none = peak_of(L * per_layer, 0);
+  m.activations_blocks = peak_of(L * boundary, per_layer);
   const int64_t k = activation_checkpoint_interval(t);
   if (k == 0) {
     m.activations = m.activations_none;
   } else {
     const double recomputed = std::ceil(L / static_cast<double>(k));
-    m.activations = static_cast<int64_t>(fixed + recomputed * boundary + (L - recomputed) * per_layer + per_layer +
-                                         backward);
+    m.activations = peak_of(recomputed * boundary + (L - recomputed) * per_layer, per_layer);
   }
 
   // Optimizer temporaries (sqrt and denominator of the largest tensor or update chunk) and the
   // gradient-norm reduction.
-  const int64_t largest = std::max(c.vocab_size * c.hidden_size, c.hidden_size * c.intermediate_size);
+  const int64_t largest =
+      std::max(c.vocab_size * c.hidden_size, c.hidden_size * c.intermediate_size);
   m.workspace = 2 * 4 * (t.zero == 0 ? largest : std::min<int64_t>(shard, kUpdateChunk));
   m.runtime = cuda ? 0 : runtime_bytes;
-  m.peak = m.params + m.grads + m.master + m.optimizer + m.buckets + m.activations + m.workspace + m.runtime;
+  m.peak = m.params + m.grads + m.master + m.optimizer + m.buckets + m.activations + m.workspace +
+           m.runtime;
   if (!cuda) m.peak += m.host;  // the host is the device
   return m;
 }
 
 std::string MemoryPlan::format(double capacity_gib) const {
   std::ostringstream o;
-  o << fmt::format("memory plan per rank: {:.3g}B parameters, {} rank(s), {}, micro-batch {} tokens\n",
-                   static_cast<double>(parameters), world_size, cuda ? "CUDA" : "CPU", micro_batch_tokens);
+  o << fmt::format(
+      "memory plan per rank: {:.3g}B parameters, {} rank(s), {}, micro-batch {} tokens\n",
+      static_cast<double>(parameters), world_size, cuda ? "CUDA" : "CPU", micro_batch_tokens);
   const std::pair<const char*, int64_t> rows[] = {
-      {"parameters (fp32)", params}, {"gradients (fp32)", grads}, {"master weights (fp32)", master},
-      {"optimizer (AdamW m, v)", optimizer}, {"activations, no checkpointing", activations_none},
-      {"activations, checkpointing blocks", activations_blocks}, {"buckets", buckets}, {"workspace", workspace},
-      {"runtime (process baseline)", runtime}, {"host (offloaded)", host}};
+      {"parameters (fp32)", params},
+      {"gradients (fp32)", grads},
+      {"master weights (fp32)", master},
+      {"optimizer (AdamW m, v)", optimizer},
+      {"activations, no checkpointing", activations_none},
+      {"activations, checkpointing blocks", activations_blocks},
+      {"autocast weight copies (forward)", autocast_weights},
+      {"buckets", buckets},
+      {"workspace", workspace},
+      {"runtime (process baseline)", runtime},
+      {"host (offloaded)", host}};
   for (const auto& [name, bytes] : rows) o << fmt::format("  {:<36} {:>12}\n", name, gib(bytes));
-  o << fmt::format("  {:<36} {:>12}  (activations: {}, {})\n", "predicted peak", gib(peak), checkpointing,
-                   gib(activations));
+  o << fmt::format("  {:<36} {:>12}  (activations: {}, {})\n", "predicted peak", gib(peak),
+                   checkpointing, gib(activations));
   if (capacity_gib > 0) {
     const double cap = capacity_gib * 1024.0 * 1024 * 1024;
-    o << fmt::format("  fits in {:.0f} GiB: {} ({:.0f}% used)\n", capacity_gib, peak <= cap ? "yes" : "NO",
-                     100.0 * static_cast<double>(peak) / cap);
+    o << fmt::format("  fits in {:.0f} GiB: {} ({:.0f}% used)\n", capacity_gib,
+                     peak <= cap ? "yes" : "NO", 100.0 * static_cast<double>(peak) / cap);
   }
   return o.str();
 }
@@ -142,7 +160,8 @@ int64_t current_rss_bytes() {
 int64_t measured_peak_bytes(bool cuda, int index) {
 #ifdef POLAR_HAVE_CUDA_ALLOCATOR
   if (cuda) {
-    const auto stats = c10::cuda::CUDACachingAllocator::getDeviceStats(static_cast<c10::DeviceIndex>(index));
+    const auto stats =
+        c10::cuda::CUDACachingAllocator::getDeviceStats(static_cast<c10::DeviceIndex>(index));
     return stats.allocated_bytes[0].peak;
   }
 #else

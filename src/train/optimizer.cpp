@@ -2,10 +2,10 @@
 // polar/train/optimizer.h. Sharded checkpoints: src/train/optimizer_shards.cpp.
 #include "polar/train/optimizer.h"
 
+#include <ATen/ops/_fused_adamw.h>
 #include <torch/nn/utils/clip_grad.h>
 #include <torch/serialize.h>
 #include <torch/torch.h>
-#include <ATen/ops/_fused_adamw.h>
 
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
@@ -15,17 +15,17 @@
 #include <filesystem>
 #include <unordered_map>
 
-#include "polar/common/error.h"
-#include "polar/checkpoint/checkpoint.h"
-#include "polar/config/train_config.h"
 #include "optimizer_shards.h"
+#include "polar/checkpoint/checkpoint.h"
+#include "polar/common/error.h"
+#include "polar/config/train_config.h"
 
 namespace fs = std::filesystem;
 
 namespace polar {
 
-std::vector<ParamHyper> param_hypers(torch::optim::AdamW& adamw, const std::vector<torch::Tensor>& params,
-                                     double base_lr) {
+std::vector<ParamHyper> param_hypers(torch::optim::AdamW& adamw,
+                                     const std::vector<torch::Tensor>& params, double base_lr) {
   std::unordered_map<const void*, ParamHyper> by_param;
   const auto& groups = adamw.param_groups();
   for (size_t g = 0; g < groups.size(); ++g) {
@@ -36,7 +36,8 @@ std::vector<ParamHyper> param_hypers(torch::optim::AdamW& adamw, const std::vect
   std::vector<ParamHyper> out;
   for (const auto& p : params) {
     auto it = by_param.find(p.unsafeGetTensorImpl());
-    POLAR_CHECK(it != by_param.end(), "optimizer: a trained parameter belongs to no AdamW parameter group");
+    POLAR_CHECK(it != by_param.end(),
+                "optimizer: a trained parameter belongs to no AdamW parameter group");
     out.push_back(it->second);
   }
   return out;
@@ -50,15 +51,19 @@ namespace {
 
 class ReplicatedAdamW final : public TrainOptimizer {
  public:
-  ReplicatedAdamW(std::unique_ptr<torch::optim::AdamW> adamw, std::shared_ptr<dist::Context> ctx, double base_lr)
+  ReplicatedAdamW(std::unique_ptr<torch::optim::AdamW> adamw, std::shared_ptr<dist::Context> ctx,
+                  double base_lr)
       : adamw_(std::move(adamw)), ctx_(std::move(ctx)) {
     for (auto& group : adamw_->param_groups()) {
-      lr_scales_.push_back(static_cast<torch::optim::AdamWOptions&>(group.options()).lr() / base_lr);
+      lr_scales_.push_back(static_cast<torch::optim::AdamWOptions&>(group.options()).lr() /
+                           base_lr);
       for (const auto& p : group.params()) params_.push_back(p);
     }
   }
   void zero_grad() override { adamw_->zero_grad(true); }
-  double clip_grad_norm(double max_norm) override { return torch::nn::utils::clip_grad_norm_(params_, max_norm); }
+  double clip_grad_norm(double max_norm) override {
+    return torch::nn::utils::clip_grad_norm_(params_, max_norm);
+  }
   void step(double lr, const std::vector<double>& group_scales) override {
     auto& groups = adamw_->param_groups();
     for (size_t g = 0; g < groups.size(); ++g) {
@@ -100,15 +105,17 @@ class ReplicatedAdamW final : public TrainOptimizer {
         steps.push_back(step_tensor(s.step(), param.device()));
       }
       if (p.empty()) continue;
-      at::_fused_adamw_(p, g, m, v, {}, steps, o.lr(), std::get<0>(o.betas()), std::get<1>(o.betas()),
-                        o.weight_decay(), o.eps(), /*amsgrad=*/false, /*maximize=*/false);
+      at::_fused_adamw_(p, g, m, v, {}, steps, o.lr(), std::get<0>(o.betas()),
+                        std::get<1>(o.betas()), o.weight_decay(), o.eps(), /*amsgrad=*/false,
+                        /*maximize=*/false);
     }
   }
 
   // One device scalar per step count (all parameters usually share it).
   torch::Tensor step_tensor(int64_t step, const torch::Device& device) {
     if (!step_value_.defined() || step_count_ != step || step_value_.device() != device) {
-      step_value_ = torch::full({}, static_cast<double>(step), torch::TensorOptions().dtype(torch::kFloat32).device(device));
+      step_value_ = torch::full({}, static_cast<double>(step),
+                                torch::TensorOptions().dtype(torch::kFloat32).device(device));
       step_count_ = step;
     }
     return step_value_;
@@ -123,7 +130,8 @@ class ReplicatedAdamW final : public TrainOptimizer {
   }
   void load(const std::string& checkpoint_dir) override {
     POLAR_CHECK(!has_optimizer_shards(checkpoint_dir), checkpoint_dir,
-                ": the optimizer state is sharded (written with train.zero 1 or 2); resume with train.zero 1 or 2");
+                ": the optimizer state is sharded (written with train.zero 1 or 2); resume with "
+                "train.zero 1 or 2");
     load_optimizer_state(*adamw_, checkpoint_dir);
   }
   int64_t state_bytes() const override {
@@ -154,13 +162,14 @@ struct Run {
 
 class ShardedAdamW final : public TrainOptimizer {
  public:
-  ShardedAdamW(std::shared_ptr<dist::Context> ctx, std::vector<torch::Tensor> params, std::vector<ParamHyper> hypers,
-               const ShardedAdamWOptions& options)
+  ShardedAdamW(std::shared_ptr<dist::Context> ctx, std::vector<torch::Tensor> params,
+               std::vector<ParamHyper> hypers, const ShardedAdamWOptions& options)
       : ctx_(std::move(ctx)), params_(std::move(params)), options_(options) {
-    POLAR_CHECK(hypers.size() == params_.size(), "optimizer: ", hypers.size(), " hyper-parameter sets for ",
-                params_.size(), " parameters");
+    POLAR_CHECK(hypers.size() == params_.size(), "optimizer: ", hypers.size(),
+                " hyper-parameter sets for ", params_.size(), " parameters");
     const auto& layout = ctx_->shard_layout();
-    const torch::Device device = options.offload ? torch::Device(torch::kCPU) : params_.front().device();
+    const torch::Device device =
+        options.offload ? torch::Device(torch::kCPU) : params_.front().device();
     const auto fp32 = torch::TensorOptions().dtype(torch::kFloat32).device(device);
     // Offloaded, all of it is pageable host memory (16 bytes a parameter with the gradient shard):
     // the all-gather stages the master weights through small pinned buffers.
@@ -170,11 +179,12 @@ class ShardedAdamW final : public TrainOptimizer {
     torch::NoGradGuard no_grad;
     for (const auto& piece : layout.pieces) {
       state_.master.narrow(0, piece.shard_offset, piece.length)
-          .copy_(params_[piece.param].detach().reshape(-1).narrow(0, piece.param_offset, piece.length));
+          .copy_(params_[piece.param].detach().reshape(-1).narrow(0, piece.param_offset,
+                                                                  piece.length));
       const ParamHyper& h = hypers[piece.param];
       if (!runs_.empty() && runs_.back().offset + runs_.back().length == piece.shard_offset &&
-          runs_.back().hyper.weight_decay == h.weight_decay && runs_.back().hyper.lr_scale == h.lr_scale &&
-          runs_.back().hyper.group == h.group) {
+          runs_.back().hyper.weight_decay == h.weight_decay &&
+          runs_.back().hyper.lr_scale == h.lr_scale && runs_.back().hyper.group == h.group) {
         runs_.back().length += piece.length;
       } else {
         runs_.push_back(Run{piece.shard_offset, piece.length, h});
@@ -226,19 +236,26 @@ class ShardedAdamW final : public TrainOptimizer {
     const auto t1 = std::chrono::steady_clock::now();
     ctx_->all_gather_shard(state_.master, params_);
     if (options_.offload && state_.step <= 3) {  // the host side of an offloaded step, for tuning
-      const auto seconds = [](auto a, auto b) { return std::chrono::duration<double>(b - a).count(); };
-      spdlog::info("optimizer: offloaded step {}: host update of {} elements {:.2f} s, parameters back {:.2f} s",
-                   state_.step, state_.master.numel(), seconds(t0, t1), seconds(t1, std::chrono::steady_clock::now()));
+      const auto seconds = [](auto a, auto b) {
+        return std::chrono::duration<double>(b - a).count();
+      };
+      spdlog::info(
+          "optimizer: offloaded step {}: host update of {} elements {:.2f} s, parameters back "
+          "{:.2f} s",
+          state_.step, state_.master.numel(), seconds(t0, t1),
+          seconds(t1, std::chrono::steady_clock::now()));
     }
   }
 
   // One pass over memory per run: ATen's fused AdamW kernel (the same update; it reads the step
   // count from a tensor). Used offloaded (bound by host memory bandwidth) and on CUDA.
   void update_fused(const torch::Tensor& grad, double lr) {
-    const torch::Tensor step = torch::full({}, static_cast<double>(state_.step),
-                                           torch::TensorOptions().dtype(torch::kFloat32).device(grad.device()));
+    const torch::Tensor step =
+        torch::full({}, static_cast<double>(state_.step),
+                    torch::TensorOptions().dtype(torch::kFloat32).device(grad.device()));
     for (const auto& run : runs_) {
-      at::_fused_adamw_({state_.master.narrow(0, run.offset, run.length)}, {grad.narrow(0, run.offset, run.length)},
+      at::_fused_adamw_({state_.master.narrow(0, run.offset, run.length)},
+                        {grad.narrow(0, run.offset, run.length)},
                         {state_.exp_avg.narrow(0, run.offset, run.length)},
                         {state_.exp_avg_sq.narrow(0, run.offset, run.length)}, {}, {step},
                         run_lr(run, lr), options_.beta1, options_.beta2, run.hyper.weight_decay,
@@ -248,7 +265,8 @@ class ShardedAdamW final : public TrainOptimizer {
 
   // The run's learning rate: its group's ratio to train.lr, times the step's scale for the group.
   double run_lr(const Run& run, double lr) const {
-    const double scale = run.hyper.group < group_scales_.size() ? group_scales_[run.hyper.group] : 1.0;
+    const double scale =
+        run.hyper.group < group_scales_.size() ? group_scales_[run.hyper.group] : 1.0;
     return lr * run.hyper.lr_scale * scale;
   }
 
@@ -270,7 +288,8 @@ class ShardedAdamW final : public TrainOptimizer {
   }
 
   void save(const std::string& staging_dir) override {
-    write_optimizer_shard(staging_dir, ctx_->rank(), ctx_->world_size(), ctx_->shard_layout(), params_, state_);
+    write_optimizer_shard(staging_dir, ctx_->rank(), ctx_->world_size(), ctx_->shard_layout(),
+                          params_, state_);
   }
 
   void load(const std::string& checkpoint_dir) override {
@@ -279,7 +298,8 @@ class ShardedAdamW final : public TrainOptimizer {
   }
 
   int64_t state_bytes() const override {
-    return static_cast<int64_t>(state_.master.nbytes() + state_.exp_avg.nbytes() + state_.exp_avg_sq.nbytes());
+    return static_cast<int64_t>(state_.master.nbytes() + state_.exp_avg.nbytes() +
+                                state_.exp_avg_sq.nbytes());
   }
 
  private:
@@ -294,16 +314,21 @@ class ShardedAdamW final : public TrainOptimizer {
 }  // namespace
 
 std::unique_ptr<TrainOptimizer> make_replicated_adamw(std::unique_ptr<torch::optim::AdamW> adamw,
-                                                      std::shared_ptr<dist::Context> ctx, double base_lr) {
+                                                      std::shared_ptr<dist::Context> ctx,
+                                                      double base_lr) {
   return std::make_unique<ReplicatedAdamW>(std::move(adamw), std::move(ctx), base_lr);
 }
 
-std::unique_ptr<TrainOptimizer> make_sharded_adamw(std::shared_ptr<dist::Context> ctx, std::vector<torch::Tensor> params,
-                                                   std::vector<ParamHyper> hypers, const ShardedAdamWOptions& options) {
-  return std::make_unique<ShardedAdamW>(std::move(ctx), std::move(params), std::move(hypers), options);
+std::unique_ptr<TrainOptimizer> make_sharded_adamw(std::shared_ptr<dist::Context> ctx,
+                                                   std::vector<torch::Tensor> params,
+                                                   std::vector<ParamHyper> hypers,
+                                                   const ShardedAdamWOptions& options) {
+  return std::make_unique<ShardedAdamW>(std::move(ctx), std::move(params), std::move(hypers),
+                                        options);
 }
 
-std::unique_ptr<TrainOptimizer> make_train_optimizer(const TrainSection& train, std::unique_ptr<torch::optim::AdamW> adamw,
+std::unique_ptr<TrainOptimizer> make_train_optimizer(const TrainSection& train,
+                                                     std::unique_ptr<torch::optim::AdamW> adamw,
                                                      std::shared_ptr<dist::Context> ctx,
                                                      const std::vector<torch::Tensor>& params) {
   if (train.zero == 0) return make_replicated_adamw(std::move(adamw), std::move(ctx), train.lr);

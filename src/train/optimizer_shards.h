@@ -21,7 +21,8 @@ struct ShardState {
 bool has_optimizer_shards(const std::string& checkpoint_dir);
 
 // Writes the file atomically (temporary name, then rename) into `staging_dir`.
-void write_optimizer_shard(const std::string& staging_dir, int rank, int world, const dist::ShardLayout& layout,
+void write_optimizer_shard(const std::string& staging_dir, int rank, int world,
+                           const dist::ShardLayout& layout,
                            const std::vector<torch::Tensor>& params, const ShardState& state);
 
 // Fills `state` for `layout` from all shard files of `checkpoint_dir`; every element of the

@@ -4,13 +4,12 @@ namespace polar {
 
 namespace {
 
-bool ends_with(const std::string &s, const std::string &suffix) {
+bool ends_with(const std::string& s, const std::string& suffix) {
   return s.size() >= suffix.size() &&
          s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
 }
 
-ParamRule rule_for_role(ParamRole role, const TrainSection &train,
-                        int64_t step) {
+ParamRule rule_for_role(ParamRole role, const TrainSection& train, int64_t step) {
   ParamRule r;
   r.role = role;
   r.weight_decay = role == ParamRole::Matrix ? train.weight_decay : 0.0;
@@ -22,33 +21,28 @@ ParamRule rule_for_role(ParamRole role, const TrainSection &train,
   return r;
 }
 
-} // namespace
+}  // namespace
 
-ParamRole param_role(const std::string &name) {
-  if (name.rfind("score.", 0) == 0)
-    return ParamRole::Head;
+ParamRole param_role(const std::string& name) {
+  if (name.rfind("score.", 0) == 0) return ParamRole::Head;
   if (ends_with(name, ".bias") || name.find("norm.") != std::string::npos ||
       name.find("embed_tokens") != std::string::npos)
     return ParamRole::NoDecay;
   return ParamRole::Matrix;
 }
 
-ParamRule param_rule(const std::string &name, const TrainSection &train,
-                     int64_t step) {
+ParamRule param_rule(const std::string& name, const TrainSection& train, int64_t step) {
   return rule_for_role(param_role(name), train, step);
 }
 
-ParamGroups build_param_groups(const torch::nn::Module &model,
-                               const TrainSection &train) {
+ParamGroups build_param_groups(const torch::nn::Module& model, const TrainSection& train) {
   std::vector<torch::Tensor> by_role[3];
-  for (const auto &item : model.named_parameters())
+  for (const auto& item : model.named_parameters())
     by_role[static_cast<int>(param_role(item.key()))].push_back(item.value());
   ParamGroups out;
-  for (ParamRole role :
-       {ParamRole::Matrix, ParamRole::NoDecay, ParamRole::Head}) {
-    auto &params = by_role[static_cast<int>(role)];
-    if (params.empty())
-      continue;
+  for (ParamRole role : {ParamRole::Matrix, ParamRole::NoDecay, ParamRole::Head}) {
+    auto& params = by_role[static_cast<int>(role)];
+    if (params.empty()) continue;
     auto options = std::make_unique<torch::optim::AdamWOptions>(train.lr);
     options->betas({train.beta1, train.beta2})
         .eps(train.eps)
@@ -59,26 +53,22 @@ ParamGroups build_param_groups(const torch::nn::Module &model,
   return out;
 }
 
-void apply_group_lrs(torch::optim::AdamW &optimizer,
-                     const std::vector<ParamRole> &roles,
-                     const TrainSection &train, double lr, int64_t step) {
-  auto &groups = optimizer.param_groups();
+void apply_group_lrs(torch::optim::AdamW& optimizer, const std::vector<ParamRole>& roles,
+                     const TrainSection& train, double lr, int64_t step) {
+  auto& groups = optimizer.param_groups();
   for (size_t i = 0; i < groups.size() && i < roles.size(); ++i) {
-    auto &options =
-        static_cast<torch::optim::AdamWOptions &>(groups[i].options());
+    auto& options = static_cast<torch::optim::AdamWOptions&>(groups[i].options());
     options.lr(lr * rule_for_role(roles[i], train, step).lr_scale);
   }
 }
 
-std::vector<double> probe_group_scales(const std::vector<ParamRole> &roles,
-                                       const TrainSection &train, int64_t step) {
+std::vector<double> probe_group_scales(const std::vector<ParamRole>& roles,
+                                       const TrainSection& train, int64_t step) {
   std::vector<double> scales(roles.size(), 1.0);
-  if (step >= train.probe_steps)
-    return scales;
+  if (step >= train.probe_steps) return scales;
   for (size_t i = 0; i < roles.size(); ++i)
-    if (roles[i] != ParamRole::Head)
-      scales[i] = 0.0;
+    if (roles[i] != ParamRole::Head) scales[i] = 0.0;
   return scales;
 }
 
-} // namespace polar
+}  // namespace polar

@@ -1,14 +1,14 @@
 #include "polar/train/run_setup.h"
 
-#include <torch/torch.h>
 #include <spdlog/spdlog.h>
+#include <torch/torch.h>
 
 #include <filesystem>
 #include <fstream>
 
+#include "polar/checkpoint/checkpoint.h"
 #include "polar/common/error.h"
 #include "polar/common/json_config.h"
-#include "polar/checkpoint/checkpoint.h"
 #include "polar/train/data_order.h"
 
 namespace fs = std::filesystem;
@@ -20,8 +20,9 @@ using nlohmann::json;
 std::string resolve_split_dir(const std::string& path, const std::string& split) {
   if (fs::is_regular_file(fs::path(path) / "split.json")) return path;
   fs::path sub = fs::path(path) / split;
-  POLAR_CHECK(fs::is_regular_file(sub / "split.json"), path, ": neither a split directory (split.json) nor a dataset",
-              " directory with ", split, "/split.json (build one with `polar data`)");
+  POLAR_CHECK(fs::is_regular_file(sub / "split.json"), path,
+              ": neither a split directory (split.json) nor a dataset", " directory with ", split,
+              "/split.json (build one with `polar data`)");
   return sub.string();
 }
 
@@ -39,24 +40,28 @@ std::optional<Tokenizer> dataset_tokenizer(const std::string& split_dir) {
   if (fs::is_regular_file(manifest)) {
     const json j = read_json_file(manifest.string());
     const json* stored = nullptr;
-    if (j.is_object() && j.contains("settings") && j["settings"].is_object() && j["settings"].contains("tokenizer") &&
-        j["settings"]["tokenizer"].is_object() && j["settings"]["tokenizer"].contains("fingerprint"))
+    if (j.is_object() && j.contains("settings") && j["settings"].is_object() &&
+        j["settings"].contains("tokenizer") && j["settings"]["tokenizer"].is_object() &&
+        j["settings"]["tokenizer"].contains("fingerprint"))
       stored = &j["settings"]["tokenizer"]["fingerprint"];
     if (stored != nullptr) {
-      POLAR_CHECK(stored->is_string() && stored->get<std::string>() == tok.fingerprint(), manifest.string(),
-                  ": settings.tokenizer.fingerprint ", stored->dump(), " is not the fingerprint of ", t.string(), " (",
-                  tok.fingerprint(), "); the dataset's tokenizer/ was replaced: rebuild the data");
+      POLAR_CHECK(stored->is_string() && stored->get<std::string>() == tok.fingerprint(),
+                  manifest.string(), ": settings.tokenizer.fingerprint ", stored->dump(),
+                  " is not the fingerprint of ", t.string(), " (", tok.fingerprint(),
+                  "); the dataset's tokenizer/ was replaced: rebuild the data");
     }
   }
   return tok;
 }
 
 // Refuses data tokenised with another tokenizer than the model's.
-void check_data_tokenizer(const Tokenizer& model_tok, const std::string& model_what, const std::string& split_dir) {
+void check_data_tokenizer(const Tokenizer& model_tok, const std::string& model_what,
+                          const std::string& split_dir) {
   if (auto data_tok = dataset_tokenizer(split_dir)) {
     require_same_tokenizer(model_tok, model_what, *data_tok, "the data " + split_dir);
   } else {
-    spdlog::warn("{}: no tokenizer/ beside the data, so it cannot be checked against the model's", split_dir);
+    spdlog::warn("{}: no tokenizer/ beside the data, so it cannot be checked against the model's",
+                 split_dir);
   }
 }
 
@@ -64,24 +69,28 @@ void check_data_tokenizer(const Tokenizer& model_tok, const std::string& model_w
 void resolve_length(TrainSection& t, int64_t train_groups) {
   if (t.epochs > 0) {
     t.steps = steps_for_epochs(t.epochs, train_groups, t.batch_groups);
-    spdlog::info("train.steps = {} from train.epochs = {} ({} training groups, {} per step)", t.steps, t.epochs,
-                 train_groups, t.batch_groups);
+    spdlog::info("train.steps = {} from train.epochs = {} ({} training groups, {} per step)",
+                 t.steps, t.epochs, train_groups, t.batch_groups);
   }
   const double epochs = static_cast<double>(t.steps) * static_cast<double>(t.batch_groups) /
                         static_cast<double>(std::max<int64_t>(train_groups, 1));
   if (epochs > 1.0 + 1e-9) {
-    spdlog::warn("{} steps x {} groups = {:.2f} epochs of the {} training groups: groups repeat. POLAR trains one "
-                 "epoch (more epochs of pre-training overfit); set train.epochs = 1 or fewer train.steps",
-                 t.steps, t.batch_groups, epochs, train_groups);
+    spdlog::warn(
+        "{} steps x {} groups = {:.2f} epochs of the {} training groups: groups repeat. POLAR "
+        "trains one "
+        "epoch (more epochs of pre-training overfit); set train.epochs = 1 or fewer train.steps",
+        t.steps, t.batch_groups, epochs, train_groups);
   }
 }
 
 }  // namespace
 
-RunSetup prepare_run(TrainConfig& cfg, const torch::Device& device, const std::optional<std::string>& resume_from) {
+RunSetup prepare_run(TrainConfig& cfg, const torch::Device& device,
+                     const std::optional<std::string>& resume_from) {
   RunSetup r;
   r.device = device;
-  POLAR_CHECK(!cfg.data.train.empty(), "data.train is not set (a dataset dir built by `polar data`)");
+  POLAR_CHECK(!cfg.data.train.empty(),
+              "data.train is not set (a dataset dir built by `polar data`)");
   std::string train_dir = resolve_split_dir(cfg.data.train, "train");
   r.train_data = GroupDataset::open(train_dir);
   std::string eval_dir = cfg.data.eval;
@@ -107,7 +116,9 @@ RunSetup prepare_run(TrainConfig& cfg, const torch::Device& device, const std::o
   if (!m.tokenizer.empty()) {
     r.tokenizer = Tokenizer::load(m.tokenizer);
     model_what = "the model (model.tokenizer " + m.tokenizer + ")";
-    if (init) require_same_tokenizer(init->tokenizer, "model.init_from " + m.init_from, r.tokenizer, model_what);
+    if (init)
+      require_same_tokenizer(init->tokenizer, "model.init_from " + m.init_from, r.tokenizer,
+                             model_what);
   } else if (init) {
     r.tokenizer = init->tokenizer;
     model_what = "model.init_from " + m.init_from;
@@ -117,8 +128,8 @@ RunSetup prepare_run(TrainConfig& cfg, const torch::Device& device, const std::o
     r.tokenizer = *t;
   }
   if (resume_from) {
-    require_same_tokenizer(load_checkpoint_tokenizer(*resume_from), "the checkpoint " + *resume_from, r.tokenizer,
-                           model_what);
+    require_same_tokenizer(load_checkpoint_tokenizer(*resume_from),
+                           "the checkpoint " + *resume_from, r.tokenizer, model_what);
   }
   check_data_tokenizer(r.tokenizer, model_what, train_dir);
   if (r.eval_data) check_data_tokenizer(r.tokenizer, model_what, eval_dir);
@@ -131,18 +142,22 @@ RunSetup prepare_run(TrainConfig& cfg, const torch::Device& device, const std::o
   } else {
     shape = m.shape;
     if (shape.vocab_size < r.tokenizer.vocab_size()) {
-      shape.vocab_size = (r.tokenizer.vocab_size() + 63) / 64 * 64;  // multiple of 64 for matmul speed
-      spdlog::info("model.vocab_size set to {} from the tokenizer ({} pieces)", shape.vocab_size, r.tokenizer.vocab_size());
+      shape.vocab_size =
+          (r.tokenizer.vocab_size() + 63) / 64 * 64;  // multiple of 64 for matmul speed
+      spdlog::info("model.vocab_size set to {} from the tokenizer ({} pieces)", shape.vocab_size,
+                   r.tokenizer.vocab_size());
     }
   }
-  POLAR_CHECK(shape.vocab_size >= r.tokenizer.vocab_size(), "the model's vocab_size (", shape.vocab_size,
-              ") is smaller than the tokenizer's (", r.tokenizer.vocab_size(), ")");
+  POLAR_CHECK(shape.vocab_size >= r.tokenizer.vocab_size(), "the model's vocab_size (",
+              shape.vocab_size, ") is smaller than the tokenizer's (", r.tokenizer.vocab_size(),
+              ")");
   check_model_memory(shape, 16.0, "training (weights, gradients, two AdamW moments)");
   cfg.model.shape = shape;
 
   if (init) {
     r.model = init->model;
-    if (m.reset_head) r.model->reset_reward_head(m.init_seed ? m.init_seed : static_cast<uint64_t>(cfg.train.seed));
+    if (m.reset_head)
+      r.model->reset_reward_head(m.init_seed ? m.init_seed : static_cast<uint64_t>(cfg.train.seed));
   } else {
     r.model = RewardModel(shape);
     r.model->reset_parameters(m.init_seed ? m.init_seed : static_cast<uint64_t>(cfg.train.seed));
@@ -165,7 +180,8 @@ void truncate_metrics_after(const std::string& path, int64_t step) {
   while (std::getline(in, line)) {
     if (line.empty()) continue;
     auto j = json::parse(line, nullptr, false);
-    bool later = j.is_object() && j.contains("step") && j["step"].is_number_integer() && j["step"].get<int64_t>() > step;
+    bool later = j.is_object() && j.contains("step") && j["step"].is_number_integer() &&
+                 j["step"].get<int64_t>() > step;
     if (!later) kept += line + "\n";
   }
   write_file_atomic(path, kept);

@@ -1,15 +1,17 @@
 #include "polar/train/trainer.h"
 
-#include <torch/torch.h>
 #include <spdlog/spdlog.h>
+#include <torch/torch.h>
 
 #include <atomic>
 #include <chrono>
-#include <csignal>
 #include <cmath>
+#include <csignal>
 #include <filesystem>
 #include <fstream>
 
+#include "polar/checkpoint/checkpoint.h"
+#include "polar/checkpoint/verify.h"
 #include "polar/common/activity.h"
 #include "polar/common/error.h"
 #include "polar/common/json_config.h"
@@ -19,13 +21,11 @@
 #include "polar/kernels/cuda.h"
 #include "polar/loss/polar_loss.h"
 #include "polar/model/reward_model.h"
-#include "polar/checkpoint/checkpoint.h"
-#include "polar/checkpoint/verify.h"
+#include "polar/runtime/device.h"
+#include "polar/runtime/micro_batches.h"
 #include "polar/train/data_order.h"
 #include "polar/train/memory_plan.h"
 #include "polar/train/optimizer.h"
-#include "polar/runtime/device.h"
-#include "polar/runtime/micro_batches.h"
 #include "polar/train/param_groups.h"
 
 namespace fs = std::filesystem;
@@ -111,7 +111,8 @@ std::vector<GroupRef> rank_groups(Trainer::State& s, int64_t step, int rank) {
 int64_t global_pair_count(Trainer::State& s, int64_t step) {
   int64_t pairs = 0;
   for (int64_t k = 0; k < s.cfg.train.batch_groups; ++k) {
-    const GroupRef group = s.setup.train_data.group(s.stream->at(step * s.cfg.train.batch_groups + k));
+    const GroupRef group =
+        s.setup.train_data.group(s.stream->at(step * s.cfg.train.batch_groups + k));
     pairs += static_cast<int64_t>(group.candidates.size()) - 1;
   }
   return pairs;
@@ -123,7 +124,10 @@ int64_t max_micro_steps(Trainer::State& s, int64_t step) {
   int64_t most = 1;
   for (int r = 0; r < s.ctx->world_size(); ++r) {
     const std::vector<GroupRef> groups = rank_groups(s, step, r);
-    most = std::max<int64_t>(most, static_cast<int64_t>(split_micro_batches(groups, s.cfg.data.micro_batch_tokens, s.cfg.data.shared_prefix).size()));
+    most = std::max<int64_t>(
+        most, static_cast<int64_t>(split_micro_batches(groups, s.cfg.data.micro_batch_tokens,
+                                                       s.cfg.data.shared_prefix)
+                                       .size()));
   }
   return most;
 }
@@ -139,9 +143,12 @@ void log_memory(Trainer::State& s) {
   spdlog::info("memory on rank {}: optimizer state {} bytes, gradients {} bytes", s.ctx->rank(),
                s.optimizer->state_bytes(), grad_bytes);
   if (s.ctx->is_main()) {
-    spdlog::info("memory: measured peak {:.1f} MiB ({}), predicted {:.1f} MiB ({:+.1f}%)", peak / 1048576.0,
-                 s.setup.device.is_cuda() ? "CUDA max allocated" : "RSS high-water mark", s.plan.peak / 1048576.0,
-                 100.0 * (static_cast<double>(s.plan.peak) - static_cast<double>(peak)) / static_cast<double>(peak));
+    spdlog::info("memory: measured peak {:.1f} MiB ({}), predicted {:.1f} MiB ({:+.1f}%)",
+                 peak / 1048576.0,
+                 s.setup.device.is_cuda() ? "CUDA max allocated" : "RSS high-water mark",
+                 s.plan.peak / 1048576.0,
+                 100.0 * (static_cast<double>(s.plan.peak) - static_cast<double>(peak)) /
+                     static_cast<double>(peak));
   }
 }
 
@@ -160,30 +167,37 @@ std::string stage_optimizer_state(Trainer::State& s, const std::string& dir) {
 
 }  // namespace
 
-Trainer::Trainer(TrainConfig config, bool resume, SetupFn make_setup) : s_(std::make_unique<State>()) {
+Trainer::Trainer(TrainConfig config, bool resume, SetupFn make_setup)
+    : s_(std::make_unique<State>()) {
   auto& s = *s_;
   s.cfg = std::move(config);
   if (s.cfg.train.threads > 0) torch::set_num_threads(static_cast<int>(s.cfg.train.threads));
 
   dist::DistEnv env = dist::DistEnv::from_environment();
-  if (env.restart_count > 0) resume = true;  // a launcher restart (polar-run, torchrun, Slurm requeue)
+  if (env.restart_count > 0)
+    resume = true;  // a launcher restart (polar-run, torchrun, Slurm requeue)
   torch::Device device = resolve_device(s.cfg.train.device, env.local_rank);
   dist::DistOptions dopt;
   dopt.timeout = std::chrono::milliseconds(static_cast<int64_t>(s.cfg.train.dist_timeout_s * 1000));
   dopt.zero_stage = static_cast<int>(s.cfg.train.zero);
   if (s.cfg.train.offload_optimizer) dopt.shard_device = torch::Device(torch::kCPU);
   s.ctx = dist::Context::create(env, device, dopt);
-  POLAR_CHECK(s.cfg.train.batch_groups >= s.ctx->world_size(), "train.batch_groups (", s.cfg.train.batch_groups,
-              ") must be at least the world size (", s.ctx->world_size(), ")");
+  POLAR_CHECK(s.cfg.train.batch_groups >= s.ctx->world_size(), "train.batch_groups (",
+              s.cfg.train.batch_groups, ") must be at least the world size (", s.ctx->world_size(),
+              ")");
 
   std::optional<std::string> resume_from;
   if (resume) {
     resume_from = find_latest_checkpoint(s.cfg.run.output_dir);
-    if (!resume_from) spdlog::warn("resume: no checkpoint under {}; starting from scratch", s.cfg.run.output_dir);
+    if (!resume_from)
+      spdlog::warn("resume: no checkpoint under {}; starting from scratch", s.cfg.run.output_dir);
   }
-  const int64_t baseline_rss = current_rss_bytes();  // before the model and data: the plan's runtime
-  s.setup = make_setup ? make_setup(s.cfg, device, resume_from) : prepare_run(s.cfg, device, resume_from);
-  s.plan = plan_memory(s.setup.model->config(), s.cfg, s.ctx->world_size(), device.is_cuda(), baseline_rss);
+  const int64_t baseline_rss =
+      current_rss_bytes();  // before the model and data: the plan's runtime
+  s.setup =
+      make_setup ? make_setup(s.cfg, device, resume_from) : prepare_run(s.cfg, device, resume_from);
+  s.plan = plan_memory(s.setup.model->config(), s.cfg, s.ctx->world_size(), device.is_cuda(),
+                       baseline_rss);
   s.ctx->broadcast_module(*s.setup.model);
 
   for (auto& p : s.setup.model->parameters()) s.params.push_back(p);
@@ -192,21 +206,24 @@ Trainer::Trainer(TrainConfig config, bool resume, SetupFn make_setup) : s_(std::
   // optimizer reads each group's lr ratio once, so the groups start at the post-probe lrs.
   ParamGroups groups = build_param_groups(*s.setup.model, s.cfg.train);
   s.group_roles = groups.roles;
-  auto adamw = std::make_unique<torch::optim::AdamW>(std::move(groups.groups), torch::optim::AdamWOptions(s.cfg.train.lr));
+  auto adamw = std::make_unique<torch::optim::AdamW>(std::move(groups.groups),
+                                                     torch::optim::AdamWOptions(s.cfg.train.lr));
   apply_group_lrs(*adamw, s.group_roles, s.cfg.train, s.cfg.train.lr, s.cfg.train.probe_steps);
   s.optimizer = make_train_optimizer(s.cfg.train, std::move(adamw), s.ctx, s.params);
   s.setup.model->set_activation_checkpointing_every(activation_checkpoint_interval(s.cfg.train));
-  s.stream = std::make_unique<GroupStream>(s.setup.train_data.size(), static_cast<uint64_t>(s.cfg.train.seed));
+  s.stream = std::make_unique<GroupStream>(s.setup.train_data.size(),
+                                           static_cast<uint64_t>(s.cfg.train.seed));
   s.use_fused = s.cfg.train.fused_kernels && device.is_cuda() && kernels::cuda_kernels_available();
   s.setup.model->set_fused_head(s.use_fused);
   {
     const auto& shape = s.setup.model->config();
-    auto probe = torch::empty({1, shape.num_heads, shape.head_dim()},
-                              torch::TensorOptions().device(device).dtype(s.cfg.train.precision == "bf16"
-                                                                              ? torch::kBFloat16
-                                                                              : torch::kFloat32));
+    auto probe =
+        torch::empty({1, shape.num_heads, shape.head_dim()},
+                     torch::TensorOptions().device(device).dtype(
+                         s.cfg.train.precision == "bf16" ? torch::kBFloat16 : torch::kFloat32));
     bool varlen_ok = device.is_cuda() && kernels::varlen_attention_available(probe);
-    POLAR_CHECK(s.cfg.train.attention != "varlen" || varlen_ok, "train.attention = varlen needs CUDA, bf16 ",
+    POLAR_CHECK(s.cfg.train.attention != "varlen" || varlen_ok,
+                "train.attention = varlen needs CUDA, bf16 ",
                 "(train.precision) and the flash kernels; use auto or math");
     // auto: flash on CUDA when usable, per-sequence blocks on the CPU; math: the dense mask.
     s.setup.model->set_attention_impl(s.cfg.train.attention == "math" ? AttentionImpl::Math
@@ -225,7 +242,8 @@ Trainer::Trainer(TrainConfig config, bool resume, SetupFn make_setup) : s_(std::
     spdlog::info("{}", s.plan.format());
     fs::create_directories(s.cfg.run.output_dir);
     remove_stale_temporaries(s.cfg.run.output_dir);  // left by a save that was killed
-    write_json_file_atomic((fs::path(s.cfg.run.output_dir) / "config.json").string(), s.setup.resolved_config);
+    write_json_file_atomic((fs::path(s.cfg.run.output_dir) / "config.json").string(),
+                           s.setup.resolved_config);
     fs::path mpath = fs::path(s.cfg.run.output_dir) / "metrics.jsonl";
     truncate_metrics_after(mpath.string(), s.state.step);
     s.metrics.open(mpath, std::ios::app);
@@ -242,17 +260,21 @@ StepStats Trainer::train_step(int64_t step) {
   s.optimizer->zero_grad();
   torch::Tensor stats = zero_stats(s.setup.device);
   int64_t tokens = 0;
-  for_each_micro_batch(s.setup.model, groups, micro_batch_options(s.cfg, s.setup.tokenizer), [&](const MicroBatch& mb) {
-    const PairLoss out = pair_loss(mb.rewards, mb.batch, static_cast<double>(global_pairs), s.cfg.loss, s.use_fused);
-    s.ctx->begin_micro_step(mb.last());  // all-reduce only on the last micro-step
-    out.loss.backward();
-    stats += out.stats;
-    tokens += mb.batch.n_tokens;
-  });
+  for_each_micro_batch(
+      s.setup.model, groups, micro_batch_options(s.cfg, s.setup.tokenizer),
+      [&](const MicroBatch& mb) {
+        const PairLoss out = pair_loss(mb.rewards, mb.batch, static_cast<double>(global_pairs),
+                                       s.cfg.loss, s.use_fused);
+        s.ctx->begin_micro_step(mb.last());  // all-reduce only on the last micro-step
+        out.loss.backward();
+        stats += out.stats;
+        tokens += mb.batch.n_tokens;
+      });
   s.ctx->finish_step(s.cfg.train.zero == 2 ? max_micro_steps(s, step) : 1);
   const PairCounts counts = read_pair_counts(stats);  // the step's one read of its statistics
 
-  double clip = s.cfg.train.grad_clip > 0 ? s.cfg.train.grad_clip : std::numeric_limits<double>::infinity();
+  double clip =
+      s.cfg.train.grad_clip > 0 ? s.cfg.train.grad_clip : std::numeric_limits<double>::infinity();
   double grad_norm = s.optimizer->clip_grad_norm(clip);
   std::vector<double> reduced{counts.loss_sum, static_cast<double>(counts.n_correct),
                               static_cast<double>(counts.n_ties), static_cast<double>(tokens),
@@ -268,7 +290,8 @@ StepStats Trainer::train_step(int64_t step) {
   st.lr = learning_rate_at(s.cfg.train, step);
   st.skipped = !std::isfinite(st.loss) || !std::isfinite(grad_norm);
   if (!st.skipped) s.optimizer->step(st.lr, probe_group_scales(s.group_roles, s.cfg.train, step));
-  if (reduced[4] > 0 && g_stop_signal.load() == 0) g_stop_signal.store(SIGTERM);  // a peer was signalled
+  if (reduced[4] > 0 && g_stop_signal.load() == 0)
+    g_stop_signal.store(SIGTERM);  // a peer was signalled
   st.comm_exposed_seconds = s.ctx->last_exposed_comm_seconds();
   st.comm_total_seconds = s.ctx->last_total_comm_seconds();
   st.step_seconds = seconds_since(t0);
@@ -284,20 +307,24 @@ EvalStats Trainer::evaluate() {
   const std::vector<int64_t> picked =
       sample_indices(data.size(), s.cfg.eval.max_groups, static_cast<uint64_t>(s.cfg.train.seed));
   std::vector<GroupRef> groups;
-  for (size_t i = static_cast<size_t>(s.ctx->rank()); i < picked.size(); i += static_cast<size_t>(s.ctx->world_size()))
+  for (size_t i = static_cast<size_t>(s.ctx->rank()); i < picked.size();
+       i += static_cast<size_t>(s.ctx->world_size()))
     groups.push_back(data.group(picked[i]));
   torch::NoGradGuard no_grad;
   s.setup.model->eval();
   torch::Tensor stats = zero_stats(s.setup.device);
   int64_t pairs = 0;
-  for_each_micro_batch(s.setup.model, groups, micro_batch_options(s.cfg, s.setup.tokenizer), [&](const MicroBatch& mb) {
-    const PairLoss out = pair_loss(mb.rewards, mb.batch, 1.0, s.cfg.loss, false);
-    stats += out.stats;
-    pairs += out.n_pairs;
-  });
+  for_each_micro_batch(s.setup.model, groups, micro_batch_options(s.cfg, s.setup.tokenizer),
+                       [&](const MicroBatch& mb) {
+                         const PairLoss out =
+                             pair_loss(mb.rewards, mb.batch, 1.0, s.cfg.loss, false);
+                         stats += out.stats;
+                         pairs += out.n_pairs;
+                       });
   const PairCounts counts = read_pair_counts(stats);
   s.setup.model->train();
-  std::vector<double> reduced{counts.loss_sum, static_cast<double>(counts.n_correct), static_cast<double>(pairs)};
+  std::vector<double> reduced{counts.loss_sum, static_cast<double>(counts.n_correct),
+                              static_cast<double>(pairs)};
   s.ctx->all_reduce_sum(reduced);
   es.pairs = static_cast<int64_t>(reduced[2]);
   if (es.pairs > 0) {
@@ -311,7 +338,8 @@ int Trainer::run() {
   auto& s = *s_;
   const auto& cfg = s.cfg;
   const bool main = s.ctx->is_main();
-  if (int sig = g_stop_signal.load(); sig != 0) return 128 + sig;  // signalled during set-up: nothing to save
+  if (int sig = g_stop_signal.load(); sig != 0)
+    return 128 + sig;  // signalled during set-up: nothing to save
   auto save = [&](const std::string& name, bool with_optimizer) {
     const std::string dir = (fs::path(cfg.run.output_dir) / name).string();
     // Every rank writes its optimizer state into the staging dir; rank 0 completes and renames it.
@@ -319,17 +347,22 @@ int Trainer::run() {
     if (main) {
       Activity saving("saving " + name);
       TrainerState st = s.state;
-      CheckpointContents c{&s.setup.model, &s.setup.tokenizer, &s.setup.resolved_config, nullptr, &st, staging};
+      CheckpointContents c{
+          &s.setup.model, &s.setup.tokenizer, &s.setup.resolved_config, nullptr, &st, staging};
       save_checkpoint(dir, c);
-      if (name.rfind("checkpoint-", 0) == 0) prune_checkpoints(cfg.run.output_dir, cfg.run.keep_last);
+      if (name.rfind("checkpoint-", 0) == 0)
+        prune_checkpoints(cfg.run.output_dir, cfg.run.keep_last);
       spdlog::info("saved {}", dir);
     }
     s.ctx->barrier();  // nobody runs ahead of a checkpoint that a restart would resume from
   };
   if (main) {
-    spdlog::info("training {}: {} steps x {} groups, {} train groups, {} eval groups, world size {}, device {}",
-                 cfg.stage, cfg.train.steps, cfg.train.batch_groups, s.setup.train_data.size(),
-                 s.setup.eval_data ? s.setup.eval_data->size() : 0, s.ctx->world_size(), s.setup.device.str());
+    spdlog::info(
+        "training {}: {} steps x {} groups, {} train groups, {} eval groups, world size {}, device "
+        "{}",
+        cfg.stage, cfg.train.steps, cfg.train.batch_groups, s.setup.train_data.size(),
+        s.setup.eval_data ? s.setup.eval_data->size() : 0, s.ctx->world_size(),
+        s.setup.device.str());
   }
   auto t_start = Clock::now();
   int64_t start_step = s.state.step;
@@ -345,24 +378,36 @@ int Trainer::run() {
     tokens_seen += static_cast<double>(st.tokens);
     if (st.skipped) {
       s.state.consecutive_bad_steps++;
-      if (main) spdlog::warn("step {}: non-finite loss ({}) or gradient norm ({}); step skipped", step + 1, st.loss, st.grad_norm);
-      POLAR_CHECK(s.state.consecutive_bad_steps < cfg.train.max_bad_steps, "aborting: ",
-                  s.state.consecutive_bad_steps, " consecutive non-finite steps (train.max_bad_steps = ",
-                  cfg.train.max_bad_steps, "); lower train.lr or check the data");
+      if (main)
+        spdlog::warn("step {}: non-finite loss ({}) or gradient norm ({}); step skipped", step + 1,
+                     st.loss, st.grad_norm);
+      POLAR_CHECK(s.state.consecutive_bad_steps < cfg.train.max_bad_steps,
+                  "aborting: ", s.state.consecutive_bad_steps,
+                  " consecutive non-finite steps (train.max_bad_steps = ", cfg.train.max_bad_steps,
+                  "); lower train.lr or check the data");
     } else {
       s.state.consecutive_bad_steps = 0;
     }
-    json rec{{"step", s.state.step}, {"loss", st.loss}, {"accuracy", st.accuracy}, {"lr", st.lr},
-             {"grad_norm", st.grad_norm}, {"pairs", st.pairs}, {"tokens", st.tokens},
-             {"step_s", st.step_seconds}, {"comm_exposed_s", st.comm_exposed_seconds},
-             {"comm_total_s", st.comm_total_seconds}, {"skipped", st.skipped}};
+    json rec{{"step", s.state.step},
+             {"loss", st.loss},
+             {"accuracy", st.accuracy},
+             {"lr", st.lr},
+             {"grad_norm", st.grad_norm},
+             {"pairs", st.pairs},
+             {"tokens", st.tokens},
+             {"step_s", st.step_seconds},
+             {"comm_exposed_s", st.comm_exposed_seconds},
+             {"comm_total_s", st.comm_total_seconds},
+             {"skipped", st.skipped}};
     bool last = s.state.step == cfg.train.steps;
     if ((cfg.eval.every > 0 && s.state.step % cfg.eval.every == 0) || last) {
       EvalStats es = evaluate();
       if (es.pairs > 0) {
         rec["eval_loss"] = es.loss;
         rec["eval_accuracy"] = es.accuracy;
-        if (main) spdlog::info("eval @ step {}: loss {:.4f} accuracy {:.4f} ({} pairs)", s.state.step, es.loss, es.accuracy, es.pairs);
+        if (main)
+          spdlog::info("eval @ step {}: loss {:.4f} accuracy {:.4f} ({} pairs)", s.state.step,
+                       es.loss, es.accuracy, es.pairs);
       }
     }
     if (main) {
@@ -371,27 +416,34 @@ int Trainer::run() {
       if (s.state.step % cfg.run.log_every == 0 || last) {
         double elapsed = seconds_since(t_start);
         double per_step = elapsed / static_cast<double>(s.state.step - start_step);
-        spdlog::info("step {}/{} | loss {:.4f} | acc {:.3f} | lr {:.2e} | {:.0f} tok/s | eta {}", s.state.step,
-                     cfg.train.steps, st.loss, st.accuracy, st.lr, tokens_seen / elapsed,
-                     format_duration(per_step * static_cast<double>(cfg.train.steps - s.state.step)));
+        spdlog::info(
+            "step {}/{} | loss {:.4f} | acc {:.3f} | lr {:.2e} | {:.0f} tok/s | eta {}",
+            s.state.step, cfg.train.steps, st.loss, st.accuracy, st.lr, tokens_seen / elapsed,
+            format_duration(per_step * static_cast<double>(cfg.train.steps - s.state.step)));
       }
     }
     if (g_stop_signal.load() != 0) {
       int sig = g_stop_signal.load();
       save(fmt::format("checkpoint-{}", s.state.step), true);
-      if (main) spdlog::warn("stopped by signal {} after step {}; continue with --resume", sig, s.state.step);
+      if (main)
+        spdlog::warn("stopped by signal {} after step {}; continue with --resume", sig,
+                     s.state.step);
       return 128 + sig;
     }
-    if (!last && cfg.run.stop_after_steps > 0 && s.state.step - start_step >= cfg.run.stop_after_steps) {
+    if (!last && cfg.run.stop_after_steps > 0 &&
+        s.state.step - start_step >= cfg.run.stop_after_steps) {
       save(fmt::format("checkpoint-{}", s.state.step), true);
-      if (main) spdlog::info("stopping after {} steps (run.stop_after_steps); continue with --resume", cfg.run.stop_after_steps);
+      if (main)
+        spdlog::info("stopping after {} steps (run.stop_after_steps); continue with --resume",
+                     cfg.run.stop_after_steps);
       return 0;
     }
     if (!last && cfg.run.checkpoint_every > 0 && s.state.step % cfg.run.checkpoint_every == 0)
       save(fmt::format("checkpoint-{}", s.state.step), true);
   }
   // A run that never took a step must not end as a trained model.
-  POLAR_CHECK(finite_steps > 0 || s.state.step == start_step, "all ", s.state.step - start_step, " steps of this run were non-finite and skipped;",
+  POLAR_CHECK(finite_steps > 0 || s.state.step == start_step, "all ", s.state.step - start_step,
+              " steps of this run were non-finite and skipped;",
               " no final/ written (lower train.lr, or check the data and the initial weights)");
   save(fmt::format("checkpoint-{}", s.state.step), true);
   save("final", false);

@@ -4,12 +4,12 @@
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
+#include <sys/wait.h>
+#include <unistd.h>
 #include <csignal>
 #include <filesystem>
 #include <fstream>
-#include <sys/wait.h>
 #include <thread>
-#include <unistd.h>
 
 #include "common/tiny_checkpoint.h"
 #include "common/tiny_data.h"
@@ -50,13 +50,16 @@ std::string write_config(const TempDir& tmp, const std::string& text) {
 TEST(RobustCli, HugeShapesAreRefusedBeforeAllocation) {
   TempDir tmp;
   polar::testing::write_copy_task_dataset(tmp / "data", 8, 0);
-  const std::string config = write_config(tmp, polar::testing::tiny_train_config(tmp / "data", tmp / "run", 2));
-  expect_refusal(polar_run(tmp, {"train", "--config", config, "--set", "model.vocab_size=2147483648"}),
-                 "model.vocab_size: expected an integer in [1, 16777216], got 2147483648");
-  expect_refusal(polar_run(tmp, {"train", "--config", config, "--set", "model.vocab_size=4611686018427387904"}),
+  const std::string config =
+      write_config(tmp, polar::testing::tiny_train_config(tmp / "data", tmp / "run", 2));
+  expect_refusal(
+      polar_run(tmp, {"train", "--config", config, "--set", "model.vocab_size=2147483648"}),
+      "model.vocab_size: expected an integer in [1, 16777216], got 2147483648");
+  expect_refusal(polar_run(tmp, {"train", "--config", config, "--set",
+                                 "model.vocab_size=4611686018427387904"}),
                  "model.vocab_size");
-  expect_refusal(polar_run(tmp, {"train", "--config", config, "--set", "model.hidden_size=65536", "--set",
-                                 "model.num_heads=1", "--set", "model.num_kv_heads=1"}),
+  expect_refusal(polar_run(tmp, {"train", "--config", config, "--set", "model.hidden_size=65536",
+                                 "--set", "model.num_heads=1", "--set", "model.num_kv_heads=1"}),
                  "GiB of memory; the largest part is the layers");
   EXPECT_FALSE(fs::exists(tmp / "run/final"));
 }
@@ -77,10 +80,14 @@ TEST(RobustCli, EmptyInputAndNoGroupsNameTheFile) {
   expect_refusal(polar_run(tmp, {"data", "preference", "--input", input, "--tokenizer",
                                  polar::testing::tiny_tokenizer_dir(), "--output", tmp / "out"}),
                  input + ": empty file");
-  std::ofstream(input) << R"({"prompt":"p","reference":"r","chosen":"a","rejected":"b","category":1e999})" << "\n";
+  std::ofstream(input)
+      << R"({"prompt":"p","reference":"r","chosen":"a","rejected":"b","category":1e999})"
+      << "\n";
   expect_refusal(polar_run(tmp, {"data", "preference", "--input", input, "--tokenizer",
-                                 polar::testing::tiny_tokenizer_dir(), "--output", tmp / "out", "--skip-invalid"}),
-                 "no groups to write: " + input + ": all 1 lines were invalid and skipped ({\"invalid_json\":1})");
+                                 polar::testing::tiny_tokenizer_dir(), "--output", tmp / "out",
+                                 "--skip-invalid"}),
+                 "no groups to write: " + input +
+                     ": all 1 lines were invalid and skipped ({\"invalid_json\":1})");
   EXPECT_FALSE(fs::exists(tmp / "out"));
 }
 
@@ -89,14 +96,18 @@ TEST(RobustCli, EvalRefusesNonFiniteWeightsAndRewards) {
   const std::string ckpt = polar::testing::write_tiny_checkpoint(
       tmp / "ckpt", false, [](polar::RewardModel& m) { m->parameters().back().fill_(NAN); });
   const std::string data = tmp / "prefs.jsonl";
-  std::ofstream(data) << R"({"prompt":"how many","reference":"the sea","chosen":"a tree","rejected":"yes"})" << "\n";
+  std::ofstream(data)
+      << R"({"prompt":"how many","reference":"the sea","chosen":"a tree","rejected":"yes"})"
+      << "\n";
   const std::string out = tmp / "eval.json";
   expect_refusal(polar_run(tmp, {"eval", "--checkpoint", ckpt, "--data", data, "--output", out}),
                  "tensor \"score.weight\" holds 32 non-finite values");
-  expect_refusal(polar_run(tmp, {"eval", "--checkpoint", ckpt, "--data", data, "--output", out, "--no-verify"}),
+  expect_refusal(polar_run(tmp, {"eval", "--checkpoint", ckpt, "--data", data, "--output", out,
+                                 "--no-verify"}),
                  data + " scored by " + ckpt + ": line 1: the model gave a non-finite reward");
-  expect_refusal(polar_run(tmp, {"score", "--checkpoint", ckpt, "--input", tmp / "s.jsonl", "--no-verify"}),
-                 "s.jsonl: cannot open file");
+  expect_refusal(
+      polar_run(tmp, {"score", "--checkpoint", ckpt, "--input", tmp / "s.jsonl", "--no-verify"}),
+      "s.jsonl: cannot open file");
   EXPECT_FALSE(fs::exists(out));
 }
 
@@ -104,7 +115,8 @@ TEST(RobustCli, SigtermRightAfterStartExits143) {
   TempDir tmp;
   polar::testing::write_copy_task_dataset(tmp / "data", 16, 0);
   // Enough steps that no machine finishes the run before the last signal (1.5 s).
-  const std::string config = write_config(tmp, polar::testing::tiny_train_config(tmp / "data", tmp / "run", 100000));
+  const std::string config =
+      write_config(tmp, polar::testing::tiny_train_config(tmp / "data", tmp / "run", 100000));
   // From 0.4 s on: before the program runs at all, the dynamic loader maps LibTorch (~0.2 s on a
   // loaded 2-core machine), and a signal then still terminates the process.
   for (int delay_ms : {400, 800, 1500}) {
@@ -112,14 +124,16 @@ TEST(RobustCli, SigtermRightAfterStartExits143) {
     if (pid == 0) {
       FILE* out = std::freopen((tmp / "sig.log").c_str(), "w", stdout);
       (void)out;
-      ::execl(kPolar.c_str(), kPolar.c_str(), "train", "--config", config.c_str(), static_cast<char*>(nullptr));
+      ::execl(kPolar.c_str(), kPolar.c_str(), "train", "--config", config.c_str(),
+              static_cast<char*>(nullptr));
       ::_exit(127);
     }
     std::this_thread::sleep_for(std::chrono::milliseconds(delay_ms));
     ::kill(pid, SIGTERM);
     int status = 0;
     ASSERT_EQ(::waitpid(pid, &status, 0), pid);
-    EXPECT_TRUE(WIFEXITED(status)) << "killed by signal " << WTERMSIG(status) << " after " << delay_ms << " ms";
+    EXPECT_TRUE(WIFEXITED(status))
+        << "killed by signal " << WTERMSIG(status) << " after " << delay_ms << " ms";
     if (WIFEXITED(status)) EXPECT_EQ(WEXITSTATUS(status), 143) << delay_ms << " ms";
     EXPECT_FALSE(fs::exists(tmp / "run/final"));
   }

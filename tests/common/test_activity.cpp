@@ -10,9 +10,9 @@
 
 #include "common/tiny_checkpoint.h"
 #include "common/tiny_data.h"
+#include "polar/checkpoint/checkpoint.h"
 #include "polar/common/activity.h"
 #include "polar/common/error.h"
-#include "polar/checkpoint/checkpoint.h"
 
 namespace fs = std::filesystem;
 using ::testing::HasSubstr;

@@ -2,13 +2,13 @@
 
 #include <nlohmann/json.hpp>
 
+#include <unistd.h>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <map>
 #include <mutex>
 #include <random>
-#include <unistd.h>
 
 #include "polar/common/json_config.h"
 #include "polar/data/shards.h"
@@ -35,15 +35,18 @@ std::string tiny_tokenizer_dir() {
   static std::once_flag once;
   static std::string dir;
   std::call_once(once, [] {
-    dir = (fs::temp_directory_path() / ("polar-test-tokenizer-" + std::to_string(::getpid()))).string();
+    dir = (fs::temp_directory_path() / ("polar-test-tokenizer-" + std::to_string(::getpid())))
+              .string();
     fs::create_directories(dir);
     std::string corpus = dir + "/corpus.txt";
     std::ofstream out(corpus);
     std::mt19937_64 rng(7);
-    const char* words[] = {"the", "policy", "reward", "model", "answer", "is", "of", "a", "number", "count",
-                           "what", "how", "many", "write", "about", "sea", "sky", "tree", "and", "yes"};
+    const char* words[] = {"the",   "policy", "reward", "model", "answer", "is",   "of",
+                           "a",     "number", "count",  "what",  "how",    "many", "write",
+                           "about", "sea",    "sky",    "tree",  "and",    "yes"};
     for (int line = 0; line < 400; ++line) {
-      for (int w = 0; w < 12; ++w) out << words[rng() % 20] << (w % 5 == 4 ? " " + std::to_string(rng() % 1000) + " " : " ");
+      for (int w = 0; w < 12; ++w)
+        out << words[rng() % 20] << (w % 5 == 4 ? " " + std::to_string(rng() % 1000) + " " : " ");
       out << "\n";
     }
     out.close();
@@ -62,21 +65,24 @@ std::string tokenizer_variant_name(const std::string& model_type, bool add_dummy
   return model_type + (add_dummy_prefix ? "-prefix-" : "-noprefix-") + normalization;
 }
 
-std::string tokenizer_variant_dir(const std::string& model_type, bool add_dummy_prefix, const std::string& normalization) {
+std::string tokenizer_variant_dir(const std::string& model_type, bool add_dummy_prefix,
+                                  const std::string& normalization) {
   static std::mutex mu;
   static std::map<std::string, std::string> made;
   std::lock_guard<std::mutex> lock(mu);
   const std::string name = tokenizer_variant_name(model_type, add_dummy_prefix, normalization);
   if (auto it = made.find(name); it != made.end()) return it->second;
-  const fs::path root = fs::temp_directory_path() / ("polar-test-tokenizers-" + std::to_string(::getpid()));
+  const fs::path root =
+      fs::temp_directory_path() / ("polar-test-tokenizers-" + std::to_string(::getpid()));
   fs::create_directories(root);
   const std::string corpus = (root / "corpus.txt").string();
   if (!fs::exists(corpus)) {
     std::ofstream out(corpus);
     std::mt19937_64 rng(11);
-    const char* words[] = {"the",  "capital", "of",  "China", "is",   "Beijing", "answer", "count", "write", "sea",
-                           "sky",  "tree",    "and", "yes",   "北京", "是",      "中国",   "首都",  "café",  "naïve",
-                           "😀",   "🚀",      "Å",   "tab\t", "a,b",  "(x)",     "=",      "you",   "are",   "policy"};
+    const char* words[] = {"the",   "capital", "of",   "China", "is",  "Beijing", "answer", "count",
+                           "write", "sea",     "sky",  "tree",  "and", "yes",     "北京",   "是",
+                           "中国",  "首都",    "café", "naïve", "😀",   "🚀",       "Å",      "tab\t",
+                           "a,b",   "(x)",     "=",    "you",   "are", "policy"};
     for (int line = 0; line < 1500; ++line) {
       if (line % 7 == 0) out << "  ";
       for (int w = 0; w < 10; ++w) {
@@ -97,8 +103,8 @@ std::string tokenizer_variant_dir(const std::string& model_type, bool add_dummy_
   return o.output_dir;
 }
 
-void write_copy_task_dataset(const std::string& dir, int64_t train_groups, int64_t eval_groups, int64_t negatives,
-                             uint64_t seed) {
+void write_copy_task_dataset(const std::string& dir, int64_t train_groups, int64_t eval_groups,
+                             int64_t negatives, uint64_t seed) {
   Tokenizer tok = Tokenizer::load(tiny_tokenizer_dir());
   fs::create_directories(dir);
   tok.save(dir + "/tokenizer");
@@ -111,13 +117,15 @@ void write_copy_task_dataset(const std::string& dir, int64_t train_groups, int64
   };
   TemplateLimits limits;
   limits.max_length = 256;
-  for (auto [split, n] : {std::pair<std::string, int64_t>{"train", train_groups}, {"eval", eval_groups}}) {
+  for (auto [split, n] :
+       {std::pair<std::string, int64_t>{"train", train_groups}, {"eval", eval_groups}}) {
     ShardWriter writer(dir + "/" + split, TemplateKind::Finetune, 64);
     for (int64_t g = 0; g < n; ++g) {
       auto prompt = random_tokens(3 + static_cast<int>(rng() % 4));
       auto reference = random_tokens(4 + static_cast<int>(rng() % 5));
       std::vector<std::vector<int32_t>> cands{reference};
-      for (int64_t k = 0; k < negatives; ++k) cands.push_back(random_tokens(static_cast<int>(reference.size()), 120));
+      for (int64_t k = 0; k < negatives; ++k)
+        cands.push_back(random_tokens(static_cast<int>(reference.size()), 120));
       auto enc = encode_group(tok, TemplateKind::Finetune, prompt, reference, cands, limits);
       writer.add(*enc, static_cast<int32_t>(g % 2));
     }
@@ -126,16 +134,29 @@ void write_copy_task_dataset(const std::string& dir, int64_t train_groups, int64
   write_json_file_atomic(dir + "/manifest.json", nlohmann::json{{"kind", "copy-task"}});
 }
 
-std::string tiny_train_config(const std::string& data_dir, const std::string& run_dir, int64_t steps) {
+std::string tiny_train_config(const std::string& data_dir, const std::string& run_dir,
+                              int64_t steps) {
   nlohmann::json j{
       {"stage", "pretrain"},
-      {"model", {{"hidden_size", 32}, {"num_layers", 2}, {"num_heads", 4}, {"num_kv_heads", 2},
-                 {"intermediate_size", 64}, {"max_position", 512}}},
+      {"model",
+       {{"hidden_size", 32},
+        {"num_layers", 2},
+        {"num_heads", 4},
+        {"num_kv_heads", 2},
+        {"intermediate_size", 64},
+        {"max_position", 512}}},
       {"data", {{"train", data_dir}, {"row_tokens", 128}, {"micro_batch_tokens", 512}}},
-      {"train", {{"steps", steps}, {"batch_groups", 8}, {"lr", 1e-2}, {"warmup_steps", 2}, {"seed", 3},
-                 {"device", "cpu"}, {"threads", 1}}},
+      {"train",
+       {{"steps", steps},
+        {"batch_groups", 8},
+        {"lr", 1e-2},
+        {"warmup_steps", 2},
+        {"seed", 3},
+        {"device", "cpu"},
+        {"threads", 1}}},
       {"eval", {{"every", 0}, {"max_groups", 0}}},
-      {"run", {{"output_dir", run_dir}, {"checkpoint_every", 4}, {"keep_last", 2}, {"log_every", 5}}},
+      {"run",
+       {{"output_dir", run_dir}, {"checkpoint_every", 4}, {"keep_last", 2}, {"log_every", 5}}},
   };
   return j.dump(2);
 }

@@ -1,5 +1,6 @@
 // Test fixtures: a tiny tokenizer and a tiny POLAR dataset with a learnable signal (the
-// positive copies the reference, negatives are drawn from other token ids), written with the real data pipeline.
+// positive copies the reference, negatives are drawn from other token ids), written with the real
+// data pipeline.
 #pragma once
 
 #include <cstdint>
@@ -35,6 +36,7 @@ void write_copy_task_dataset(const std::string& dir, int64_t train_groups, int64
                              int64_t negatives = 1, uint64_t seed = 0);
 
 // A train config (JSON text) for a 2-layer hidden-32 model on `data_dir` writing to `run_dir`.
-std::string tiny_train_config(const std::string& data_dir, const std::string& run_dir, int64_t steps);
+std::string tiny_train_config(const std::string& data_dir, const std::string& run_dir,
+                              int64_t steps);
 
 }  // namespace polar::testing

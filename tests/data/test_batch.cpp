@@ -21,7 +21,7 @@ std::vector<int64_t> vec(const Tensor& t) {
 
 TEST(PackedBatch, LayoutByHand) {
   GroupBuilder b;
-  b.add({1, 2}, {{3, 4, 5}, {6}}, 0);                                           // sequences of 5 and 3
+  b.add({1, 2}, {{3, 4, 5}, {6}}, 0);  // sequences of 5 and 3
   b.add({7}, {{8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18}, {19, 20}, {21}}, 4);  // 12, 3, 2
   const PackedBatch p = pack_groups(b.groups(), {10, 0});
   // Decreasing: 12 (too long: own row 0), 5 -> row 1, 3 -> row 1, 3 -> row 2 (row 1 has 2
@@ -102,7 +102,8 @@ TEST(PackedBatch, RandomGroupsKeepEveryInvariant) {
       const auto seq = testutil::sequence_of(g, c);
       const int64_t end = reward_index[i], n = static_cast<int64_t>(seq.size());
       ASSERT_EQ(positions[end], n - 1);
-      for (int64_t k = 0; k < n; ++k) ASSERT_EQ(tokens[end - n + 1 + k], seq[k]) << "sequence " << i;
+      for (int64_t k = 0; k < n; ++k)
+        ASSERT_EQ(tokens[end - n + 1 + k], seq[k]) << "sequence " << i;
     }
     pairs += static_cast<int64_t>(g.candidates.size()) - 1;
   }
@@ -135,7 +136,8 @@ TEST(MicroBatches, ByHand) {
   using R = std::vector<std::pair<int64_t, int64_t>>;
   EXPECT_EQ(split_micro_batches(b.groups(), 30), (R{{0, 2}, {2, 3}, {3, 4}, {4, 6}}));
   EXPECT_EQ(split_micro_batches(b.groups(), 1000), (R{{0, 6}}));
-  EXPECT_EQ(split_micro_batches(b.groups(), 1), (R{{0, 1}, {1, 2}, {2, 3}, {3, 4}, {4, 5}, {5, 6}}));
+  EXPECT_EQ(split_micro_batches(b.groups(), 1),
+            (R{{0, 1}, {1, 2}, {2, 3}, {3, 4}, {4, 5}, {5, 6}}));
   EXPECT_TRUE(split_micro_batches({}, 30).empty());
   EXPECT_THROW(split_micro_batches(b.groups(), 0), Error);
 }

@@ -9,10 +9,10 @@
 #include <nlohmann/json.hpp>
 #include <set>
 
+#include "../tokenizer/tiny_tokenizer.h"
 #include "polar/common/error.h"
 #include "polar/data/builder.h"
 #include "polar/data/shards.h"
-#include "../tokenizer/tiny_tokenizer.h"
 
 namespace polar {
 namespace {
@@ -27,15 +27,22 @@ using polar_test::write_text;
 // single policy and one where no policy has two trajectories.
 std::string trajectories_jsonl() {
   std::string out;
-  auto add = [&](const std::string& prompt, int policy, const std::string& response, const std::string& cat) {
-    out += json{{"prompt", prompt}, {"policy", "P" + std::to_string(policy)}, {"response", response},
-                {"category", cat}, {"extra", 1}}.dump() + "\n";
+  auto add = [&](const std::string& prompt, int policy, const std::string& response,
+                 const std::string& cat) {
+    out += json{{"prompt", prompt},
+                {"policy", "P" + std::to_string(policy)},
+                {"response", response},
+                {"category", cat},
+                {"extra", 1}}
+               .dump() +
+           "\n";
   };
   for (int i = 0; i < 10; ++i) {
     for (int k = 0; k < 4; ++k) {
       for (int j = 0; j < (k + i) % 3 + 1; ++j) {
-        add("question " + std::to_string(i) + ":", k, "P" + std::to_string(k) + " says " + std::to_string(i) + " v" +
-            std::to_string(j), i % 2 ? "math" : "chat");
+        add("question " + std::to_string(i) + ":", k,
+            "P" + std::to_string(k) + " says " + std::to_string(i) + " v" + std::to_string(j),
+            i % 2 ? "math" : "chat");
       }
     }
   }
@@ -103,7 +110,8 @@ TEST_F(BuilderTest, PlanPairsWithinAPolicyAndNegativesFromDistinctOthers) {
   }
   int64_t total = 0;
   for (int i = 0; i < 10; ++i) {
-    const auto it = std::find(plan.prompts.begin(), plan.prompts.end(), "question " + std::to_string(i) + ":");
+    const auto it =
+        std::find(plan.prompts.begin(), plan.prompts.end(), "question " + std::to_string(i) + ":");
     ASSERT_NE(it, plan.prompts.end());
     EXPECT_EQ(groups_per_prompt[it - plan.prompts.begin()], expected_groups_for(i)) << i;
     total += expected_groups_for(i);
@@ -149,7 +157,8 @@ Decoded decode_group(const Tokenizer& tok, const GroupRef& g) {
   const auto sep = std::find(prefix.begin(), prefix.end(), tok.special().reward_sep);
   EXPECT_EQ(std::count(prefix.begin(), prefix.end(), tok.special().reward_sep), 1);
   Decoded d;
-  d.prompt = tok.decode(std::vector<int32_t>(sep + 1, prefix.end()));  // pretrain: the second copy is the prompt
+  d.prompt = tok.decode(
+      std::vector<int32_t>(sep + 1, prefix.end()));  // pretrain: the second copy is the prompt
   const std::string first = tok.decode(std::vector<int32_t>(prefix.begin() + 1, sep));
   EXPECT_EQ(first.rfind(d.prompt, 0), 0u);
   d.reference = first.substr(d.prompt.size());
@@ -179,7 +188,8 @@ TEST_F(BuilderTest, BuildsShardsManifestAndDisjointSplit) {
 
   const Tokenizer tok = Tokenizer::load(out + "/tokenizer");
   std::map<std::string, std::string> policy_of;  // response text -> policy
-  for (const auto& r : read_trajectories(dir.file("traj.jsonl"), false, nullptr)) policy_of[r.response] = r.policy;
+  for (const auto& r : read_trajectories(dir.file("traj.jsonl"), false, nullptr))
+    policy_of[r.response] = r.policy;
   std::set<std::string> prompts[2];
   int64_t groups = 0;
   for (int s = 0; s < 2; ++s) {
@@ -206,7 +216,8 @@ TEST_F(BuilderTest, BuildsShardsManifestAndDisjointSplit) {
   }
   EXPECT_EQ(static_cast<int64_t>(prompts[0].size()), train_prompts);
   EXPECT_EQ(static_cast<int64_t>(prompts[1].size()), eval_prompts);
-  for (const auto& p : prompts[1]) EXPECT_EQ(prompts[0].count(p), 0u) << "prompt in both splits: " << p;
+  for (const auto& p : prompts[1])
+    EXPECT_EQ(prompts[0].count(p), 0u) << "prompt in both splits: " << p;
   int64_t expected = 0;
   for (int i = 0; i < 10; ++i) expected += expected_groups_for(i);
   EXPECT_EQ(groups, expected);
@@ -215,7 +226,8 @@ TEST_F(BuilderTest, BuildsShardsManifestAndDisjointSplit) {
 std::map<std::string, std::string> tree_bytes(const std::string& root) {
   std::map<std::string, std::string> files;
   for (const auto& e : fs::recursive_directory_iterator(root)) {
-    if (e.is_regular_file()) files[fs::relative(e.path(), root).string()] = read_bytes(e.path().string());
+    if (e.is_regular_file())
+      files[fs::relative(e.path(), root).string()] = read_bytes(e.path().string());
   }
   return files;
 }
@@ -241,10 +253,12 @@ TEST_F(BuilderTest, NothingLeftBehindOnErrorAndOverwriteRules) {
     build_pretrain_dataset(options);
     FAIL() << "expected an error";
   } catch (const Error& e) {
-    EXPECT_NE(std::string(e.what()).find("bad.jsonl:87: missing field"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("bad.jsonl:87: missing field"), std::string::npos)
+        << e.what();
   }
   for (const auto& e : fs::directory_iterator(dir.path())) {
-    EXPECT_EQ(e.path().filename().string().find("out"), std::string::npos) << "left behind: " << e.path();
+    EXPECT_EQ(e.path().filename().string().find("out"), std::string::npos)
+        << "left behind: " << e.path();
   }
   options.skip_invalid = true;  // the same input builds when bad lines are skipped
   const json m = build_pretrain_dataset(options);
@@ -276,11 +290,16 @@ TEST_F(BuilderTest, PreferenceGroupsAndTruncationCounts) {
   const std::vector<std::vector<std::string>> rows = {
       {"What is the capital of China?", "Beijing.", "Beijing.", "Shanghai."},
       {"Name a good model.", "the reward model", "a good model", "a bad model"},
-      {"the the the the the the the the the the the the", "Beijing is the capital of China", "Beijing", "not Beijing"},
+      {"the the the the the the the the the the the the", "Beijing is the capital of China",
+       "Beijing", "not Beijing"},
   };
   for (const auto& r : rows) {
-    jsonl += json{{"prompt", {{{"role", "user"}, {"content", r[0]}}}}, {"reference", r[1]}, {"chosen", r[2]},
-                  {"rejected", r[3]}}.dump() + "\n";
+    jsonl += json{{"prompt", {{{"role", "user"}, {"content", r[0]}}}},
+                  {"reference", r[1]},
+                  {"chosen", r[2]},
+                  {"rejected", r[3]}}
+                 .dump() +
+             "\n";
   }
   write_text(dir.file("pref.jsonl"), jsonl);
   PreferenceBuildOptions p;
@@ -322,10 +341,12 @@ TEST_F(BuilderTest, PreferenceGroupsAndTruncationCounts) {
   ASSERT_EQ(train.size(), kept);
   for (int64_t i = 0; i < train.size(); ++i) {
     const GroupRef g = train.group(i);
-    EXPECT_EQ(std::vector<int32_t>(g.prefix.data, g.prefix.data + g.prefix.size), expected[i].prefix);
+    EXPECT_EQ(std::vector<int32_t>(g.prefix.data, g.prefix.data + g.prefix.size),
+              expected[i].prefix);
     ASSERT_EQ(g.candidates.size(), 2u);
-    EXPECT_EQ(std::vector<int32_t>(g.candidates[1].data, g.candidates[1].data + g.candidates[1].size),
-              expected[i].candidates[1]);
+    EXPECT_EQ(
+        std::vector<int32_t>(g.candidates[1].data, g.candidates[1].data + g.candidates[1].size),
+        expected[i].candidates[1]);
     EXPECT_LE(g.longest_sequence(), 16);
   }
 }
@@ -338,8 +359,9 @@ int run(const std::string& command) {
 TEST_F(BuilderTest, Command) {
   const std::string polar = std::string(POLAR_BINARY_DIR) + "/polar";
   if (!fs::exists(polar)) GTEST_SKIP() << "polar binary not built";
-  const std::string base = polar + " data pretrain --trajectories " + dir.file("traj.jsonl") + " --tokenizer " +
-                           polar_test::tiny_tokenizer_dir() + " --output " + dir.file("cli");
+  const std::string base = polar + " data pretrain --trajectories " + dir.file("traj.jsonl") +
+                           " --tokenizer " + polar_test::tiny_tokenizer_dir() + " --output " +
+                           dir.file("cli");
   EXPECT_EQ(run(base + " --negatives 2 --seed 3 --eval-fraction 0.2"), 0);
   const json m = json::parse(read_bytes(dir.file("cli/manifest.json")));
   EXPECT_EQ(m["settings"]["seed"], 3);

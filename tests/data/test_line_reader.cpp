@@ -4,9 +4,9 @@
 #include <zlib.h>
 #include <zstd.h>
 
+#include "../tokenizer/tiny_tokenizer.h"
 #include "polar/common/error.h"
 #include "polar/data/line_reader.h"
-#include "../tokenizer/tiny_tokenizer.h"
 
 namespace polar {
 namespace {
@@ -50,10 +50,12 @@ TEST(LineReader, PlainGzipAndZstdGiveTheSameLines) {
   TempDir dir;
   const std::string long_line(3 << 20, 'x');  // longer than a read block
   const std::string text = "first\r\n\nsecond line\n" + long_line + "\nlast without newline";
-  const std::vector<std::string> expected = {"first\r", "", "second line", long_line, "last without newline"};
+  const std::vector<std::string> expected = {"first\r", "", "second line", long_line,
+                                             "last without newline"};
   write_text(dir.file("a.jsonl"), text);
   write_text(dir.file("a.jsonl.gz"), gzip_member(text.substr(0, 9)) + gzip_member(text.substr(9)));
-  write_text(dir.file("a.jsonl.zst"), zstd_frame(text.substr(0, 100)) + zstd_frame(text.substr(100)));
+  write_text(dir.file("a.jsonl.zst"),
+             zstd_frame(text.substr(0, 100)) + zstd_frame(text.substr(100)));
   write_text(dir.file("plain-named.gz"), text);  // told apart by content, not by name
   for (const char* name : {"a.jsonl", "a.jsonl.gz", "a.jsonl.zst", "plain-named.gz"}) {
     EXPECT_EQ(read_all(dir.file(name)), expected) << name;
@@ -69,7 +71,8 @@ TEST(LineReader, TruncatedOrCorruptStreamsAreErrorsNamingTheFile) {
   const std::string gz = gzip_member(text), zst = zstd_frame(text);
   write_text(dir.file("cut.gz"), gz.substr(0, gz.size() - 10));
   write_text(dir.file("cut.zst"), zst.substr(0, zst.size() - 10));
-  // zstd frames carry no checksum by default, so corruption shows in the headers: invalid from byte 4.
+  // zstd frames carry no checksum by default, so corruption shows in the headers: invalid from
+  // byte 4.
   const std::string bad = zst.substr(0, 4) + std::string(zst.size() - 4, '\xff');
   write_text(dir.file("bad.zst"), bad);
   for (const char* name : {"cut.gz", "cut.zst", "bad.zst"}) {
@@ -85,9 +88,11 @@ TEST(LineReader, TruncatedOrCorruptStreamsAreErrorsNamingTheFile) {
 
 TEST(LineReader, PatternsExpandSortedWithoutRepeats) {
   TempDir dir;
-  for (const char* name : {"b.jsonl", "a.jsonl", "c.jsonl.zst", "notes.txt"}) write_text(dir.file(name), "{}\n");
+  for (const char* name : {"b.jsonl", "a.jsonl", "c.jsonl.zst", "notes.txt"})
+    write_text(dir.file(name), "{}\n");
   const auto files = expand_input_patterns({dir.file("*.jsonl*"), dir.file("a.jsonl")});
-  EXPECT_EQ(files, (std::vector<std::string>{dir.file("a.jsonl"), dir.file("b.jsonl"), dir.file("c.jsonl.zst")}));
+  EXPECT_EQ(files, (std::vector<std::string>{dir.file("a.jsonl"), dir.file("b.jsonl"),
+                                             dir.file("c.jsonl.zst")}));
   EXPECT_THROW(expand_input_patterns({dir.file("*.parquet")}), Error);
   EXPECT_THROW(expand_input_patterns({dir.path()}), Error);  // a directory is not an input file
   EXPECT_EQ(total_file_bytes(files), 9);

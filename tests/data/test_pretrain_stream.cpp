@@ -15,10 +15,10 @@
 #include <set>
 #include <thread>
 
+#include "../tokenizer/tiny_tokenizer.h"
 #include "polar/common/error.h"
 #include "polar/data/builder.h"
 #include "polar/data/shards.h"
-#include "../tokenizer/tiny_tokenizer.h"
 
 namespace polar {
 namespace {
@@ -34,8 +34,9 @@ const std::string& builtin_trajectories() {
   static const TempDir gen_dir;  // removed at exit
   static const std::string path = [] {
     const std::string dir = gen_dir.path();
-    const std::string cmd = "python3 " POLAR_SOURCE_DIR "/tools/gen_data.py --out " + dir +
-                            " --pretrain-prompts 200 --finetune-prompts 4 --test-prompts 4 >/dev/null";
+    const std::string cmd =
+        "python3 " POLAR_SOURCE_DIR "/tools/gen_data.py --out " + dir +
+        " --pretrain-prompts 200 --finetune-prompts 4 --test-prompts 4 >/dev/null";
     if (std::system(cmd.c_str()) != 0) throw std::runtime_error("gen_data.py failed");
     return dir + "/pretrain.jsonl";
   }();
@@ -46,13 +47,15 @@ void write_gzip(const std::string& path, const std::string& text, int members = 
   gzFile f = gzopen(path.c_str(), "wb");
   ASSERT_NE(f, nullptr);
   const size_t step = text.size() / static_cast<size_t>(members) + 1;
-  for (size_t at = 0; at < text.size(); at += step) {  // several members: gzopen per chunk in append mode
+  for (size_t at = 0; at < text.size();
+       at += step) {  // several members: gzopen per chunk in append mode
     const std::string part = text.substr(at, step);
     if (at > 0) {
       gzclose(f);
       f = gzopen(path.c_str(), "ab");
     }
-    ASSERT_EQ(gzwrite(f, part.data(), static_cast<unsigned>(part.size())), static_cast<int>(part.size()));
+    ASSERT_EQ(gzwrite(f, part.data(), static_cast<unsigned>(part.size())),
+              static_cast<int>(part.size()));
   }
   gzclose(f);
 }
@@ -66,7 +69,8 @@ void write_zstd(const std::string& path, const std::string& text) {
 }
 
 // Every group of both splits as token vectors and category names, in stored order.
-using GroupList = std::vector<std::tuple<std::string, std::vector<int32_t>, std::vector<std::vector<int32_t>>, std::string>>;
+using GroupList = std::vector<
+    std::tuple<std::string, std::vector<int32_t>, std::vector<std::vector<int32_t>>, std::string>>;
 GroupList read_groups(const std::string& dir) {
   GroupList out;
   for (const char* split : {"train", "eval"}) {
@@ -75,8 +79,8 @@ GroupList read_groups(const std::string& dir) {
       const GroupRef g = ds.group(i);
       std::vector<std::vector<int32_t>> cands;
       for (const auto& c : g.candidates) cands.emplace_back(c.data, c.data + c.size);
-      out.emplace_back(split, std::vector<int32_t>(g.prefix.data, g.prefix.data + g.prefix.size), cands,
-                       ds.categories()[static_cast<size_t>(g.category)]);
+      out.emplace_back(split, std::vector<int32_t>(g.prefix.data, g.prefix.data + g.prefix.size),
+                       cands, ds.categories()[static_cast<size_t>(g.category)]);
     }
   }
   return out;
@@ -142,7 +146,8 @@ TEST_F(PretrainStreamTest, SameGroupsForEveryBudgetThreadCountAndWorkerCount) {
     const std::string name = "w" + std::to_string(workers);
     EXPECT_EQ(comparable(build_workers(name, workers)), comparable(base)) << workers;
     EXPECT_EQ(read_groups(dir.file(name)), groups) << workers;
-    EXPECT_FALSE(fs::exists(pretrain_part_dir(dir.file(name), 0, workers))) << "parts are removed after the merge";
+    EXPECT_FALSE(fs::exists(pretrain_part_dir(dir.file(name), 0, workers)))
+        << "parts are removed after the merge";
   }
 }
 
@@ -153,8 +158,10 @@ TEST_F(PretrainStreamTest, OversizedSinglePromptPartitionBuildsAndIsReported) {
   std::string text;
   for (int p = 0; p < 8; ++p) {
     for (int s = 0; s < 60; ++s) {
-      text += json{{"prompt", "one huge prompt"}, {"policy", "p" + std::to_string(p)},
-                   {"response", "answer " + std::to_string(s) + " of " + std::to_string(p) + std::string(200, 'x')}}
+      text += json{{"prompt", "one huge prompt"},
+                   {"policy", "p" + std::to_string(p)},
+                   {"response", "answer " + std::to_string(s) + " of " + std::to_string(p) +
+                                    std::string(200, 'x')}}
                   .dump() +
               "\n";
     }
@@ -162,7 +169,8 @@ TEST_F(PretrainStreamTest, OversizedSinglePromptPartitionBuildsAndIsReported) {
   for (int i = 0; i < 20; ++i) {
     for (int p = 0; p < 3; ++p) {
       for (int s = 0; s < 2; ++s) {
-        text += json{{"prompt", "small " + std::to_string(i)}, {"policy", "p" + std::to_string(p)},
+        text += json{{"prompt", "small " + std::to_string(i)},
+                     {"policy", "p" + std::to_string(p)},
                      {"response", "r" + std::to_string(s) + " " + std::to_string(i)}}
                     .dump() +
                 "\n";
@@ -175,7 +183,8 @@ TEST_F(PretrainStreamTest, OversizedSinglePromptPartitionBuildsAndIsReported) {
   o.memory_budget = int64_t{1} << 30;
   const json base = build("large-budget");
   EXPECT_EQ(base["build"]["partitions"], 1);
-  o.memory_budget = 64 * 1024;  // the smallest budget: a partition's share is 13 KB, the prompt ~120 KB
+  o.memory_budget =
+      64 * 1024;  // the smallest budget: a partition's share is 13 KB, the prompt ~120 KB
   const json m = build("tiny-budget");
   EXPECT_GT(m["build"]["partitions"], 4);
   EXPECT_GT(m["build"]["largest_partition_bytes"].get<int64_t>(), 100 * 1000);
@@ -191,23 +200,27 @@ TEST_F(PretrainStreamTest, OversizedSinglePromptPartitionBuildsAndIsReported) {
 // groups whose negative copies the positive are dropped. Nothing else is lost.
 TEST_F(PretrainStreamTest, GroupCountsAccountForEveryGroupOfTheInMemoryBuilder) {
   std::map<std::pair<std::string, std::string>, int64_t> answers;
-  for (const auto& r : read_trajectories(builtin_trajectories(), false, nullptr)) ++answers[{r.prompt, r.policy}];
+  for (const auto& r : read_trajectories(builtin_trajectories(), false, nullptr))
+    ++answers[{r.prompt, r.policy}];
   int64_t in_memory_groups = 0;
   for (const auto& [key, n] : answers) {
     ASSERT_EQ(n, 2) << key.first;
     in_memory_groups += n / 2;
   }
   const json m = build("base");
-  const int64_t groups = m["splits"]["train"]["groups"].get<int64_t>() + m["splits"]["eval"]["groups"].get<int64_t>();
-  const int64_t duplicates = m["records"]["duplicates"], copies = m["groups_dropped"]["negative_equals_positive"];
+  const int64_t groups =
+      m["splits"]["train"]["groups"].get<int64_t>() + m["splits"]["eval"]["groups"].get<int64_t>();
+  const int64_t duplicates = m["records"]["duplicates"],
+                copies = m["groups_dropped"]["negative_equals_positive"];
   EXPECT_GT(duplicates, 0);
   EXPECT_GT(copies, 0);
   EXPECT_EQ(m["truncation"]["groups_dropped_too_long"], 0);
   EXPECT_EQ(groups + duplicates + copies, in_memory_groups);
-  std::printf("in-memory builder %lld groups; now %lld groups, %lld duplicates (positive == reference), "
-              "%lld dropped as negative == positive\n",
-              static_cast<long long>(in_memory_groups), static_cast<long long>(groups),
-              static_cast<long long>(duplicates), static_cast<long long>(copies));
+  std::printf(
+      "in-memory builder %lld groups; now %lld groups, %lld duplicates (positive == reference), "
+      "%lld dropped as negative == positive\n",
+      static_cast<long long>(in_memory_groups), static_cast<long long>(groups),
+      static_cast<long long>(duplicates), static_cast<long long>(copies));
 }
 
 TEST_F(PretrainStreamTest, FileOrderAndCompressionDoNotMatter) {
@@ -217,7 +230,8 @@ TEST_F(PretrainStreamTest, FileOrderAndCompressionDoNotMatter) {
   std::istringstream in(read_bytes(builtin_trajectories()));
   for (std::string line; std::getline(in, line);) lines.push_back(line);
   std::string parts[3];
-  for (size_t i = 0; i < lines.size(); ++i) parts[(i * 7919) % 3] += lines[lines.size() - 1 - i] + "\n";
+  for (size_t i = 0; i < lines.size(); ++i)
+    parts[(i * 7919) % 3] += lines[lines.size() - 1 - i] + "\n";
   write_text(dir.file("c.jsonl"), parts[0]);
   write_gzip(dir.file("a.jsonl.gz"), parts[1], 3);
   write_zstd(dir.file("b.jsonl.zst"), parts[2]);
@@ -232,13 +246,15 @@ TEST_F(PretrainStreamTest, FileOrderAndCompressionDoNotMatter) {
     build("none");
     FAIL() << "a pattern matching nothing must fail";
   } catch (const Error& e) {
-    EXPECT_NE(std::string(e.what()).find("nothing-*.jsonl: no such file"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("nothing-*.jsonl: no such file"), std::string::npos)
+        << e.what();
   }
 }
 
 TEST_F(PretrainStreamTest, DuplicatesAndCopiesAreDroppedAndCounted) {
   std::string text;
-  auto add = [&](const std::string& prompt, const std::string& policy, const std::string& response) {
+  auto add = [&](const std::string& prompt, const std::string& policy,
+                 const std::string& response) {
     text += json{{"prompt", prompt}, {"policy", policy}, {"response", response}}.dump() + "\n";
   };
   for (int i = 0; i < 30; ++i) {
@@ -260,7 +276,8 @@ TEST_F(PretrainStreamTest, DuplicatesAndCopiesAreDroppedAndCounted) {
   // answer copies A's positive in about a quarter of A's groups: those are dropped.
   const int64_t written = m["splits"]["train"]["groups"];
   const int64_t copies = m["groups_dropped"]["negative_equals_positive"];
-  EXPECT_EQ(m["groups_dropped"]["positive_equals_reference"], 0);  // impossible once duplicates are gone
+  EXPECT_EQ(m["groups_dropped"]["positive_equals_reference"],
+            0);  // impossible once duplicates are gone
   EXPECT_GT(copies, 0);
   EXPECT_EQ(written + copies, 50);
   EXPECT_EQ(m["planned_groups"], written);
@@ -272,9 +289,13 @@ TEST_F(PretrainStreamTest, PaperSchemeDrawsPoliciesUniformly) {
   std::string text;
   for (int i = 0; i < 300; ++i) {
     const std::string p = "prompt " + std::to_string(i);
-    for (int k = 0; k < 10; ++k) text += json{{"prompt", p}, {"policy", "A"}, {"response", "A" + std::to_string(k)}}.dump() + "\n";
+    for (int k = 0; k < 10; ++k)
+      text +=
+          json{{"prompt", p}, {"policy", "A"}, {"response", "A" + std::to_string(k)}}.dump() + "\n";
     for (const char* b : {"B", "C"}) {
-      for (int k = 0; k < 2; ++k) text += json{{"prompt", p}, {"policy", b}, {"response", b + std::to_string(k)}}.dump() + "\n";
+      for (int k = 0; k < 2; ++k)
+        text +=
+            json{{"prompt", p}, {"policy", b}, {"response", b + std::to_string(k)}}.dump() + "\n";
     }
   }
   write_text(dir.file("skew.jsonl"), text);
@@ -301,9 +322,13 @@ TEST_F(PretrainStreamTest, PaperSchemeDrawsPoliciesUniformly) {
 TEST_F(PretrainStreamTest, BadLineDeepInACompressedFileNamesFileAndLineAndLeavesNothing) {
   std::string text;
   for (int i = 0; i < 60000; ++i) {
-    text += json{{"prompt", "p" + std::to_string(i % 997)}, {"policy", "P" + std::to_string(i % 5)},
-                 {"response", "answer number " + std::to_string(i)}}.dump() + "\n";
-    if (i == 54320) text += "{\"prompt\": \"p\", \"policy\": \"P0\", \"response\": 7}\n";  // line 54322
+    text += json{{"prompt", "p" + std::to_string(i % 997)},
+                 {"policy", "P" + std::to_string(i % 5)},
+                 {"response", "answer number " + std::to_string(i)}}
+                .dump() +
+            "\n";
+    if (i == 54320)
+      text += "{\"prompt\": \"p\", \"policy\": \"P0\", \"response\": 7}\n";  // line 54322
   }
   write_gzip(dir.file("big.jsonl.gz"), text);
   o.trajectories = {dir.file("big.jsonl.gz")};
@@ -312,10 +337,12 @@ TEST_F(PretrainStreamTest, BadLineDeepInACompressedFileNamesFileAndLineAndLeaves
     build("bad");
     FAIL() << "expected an error";
   } catch (const Error& e) {
-    EXPECT_NE(std::string(e.what()).find("big.jsonl.gz:54322: \"response\""), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("big.jsonl.gz:54322: \"response\""), std::string::npos)
+        << e.what();
   }
   for (const auto& e : fs::directory_iterator(dir.path())) {
-    EXPECT_EQ(e.path().filename().string().find("bad"), std::string::npos) << "left behind: " << e.path();
+    EXPECT_EQ(e.path().filename().string().find("bad"), std::string::npos)
+        << "left behind: " << e.path();
   }
   // A truncated compressed file is an error too, not a short dataset.
   const std::string whole = read_bytes(dir.file("big.jsonl.gz"));
@@ -336,17 +363,22 @@ TEST_F(PretrainStreamTest, KilledBuildLeavesNoDatasetAndTheNextBuildCleansUp) {
   if (!fs::exists(polar)) GTEST_SKIP() << "polar binary not built";
   std::string text;
   for (int i = 0; i < 200000; ++i) {
-    text += json{{"prompt", "p" + std::to_string(i % 4999)}, {"policy", "P" + std::to_string(i % 7)},
-                 {"response", "a longer answer, number " + std::to_string(i)}}.dump() + "\n";
+    text += json{{"prompt", "p" + std::to_string(i % 4999)},
+                 {"policy", "P" + std::to_string(i % 7)},
+                 {"response", "a longer answer, number " + std::to_string(i)}}
+                .dump() +
+            "\n";
   }
   write_text(dir.file("big.jsonl"), text);
   const std::string out = dir.file("killed");
-  const std::string args = polar + " data pretrain --no-progress --threads 1 --trajectories " + dir.file("big.jsonl") +
-                           " --tokenizer " + polar_test::tiny_tokenizer_dir() + " --output " + out;
+  const std::string args = polar + " data pretrain --no-progress --threads 1 --trajectories " +
+                           dir.file("big.jsonl") + " --tokenizer " +
+                           polar_test::tiny_tokenizer_dir() + " --output " + out;
   const pid_t child = ::fork();
   ASSERT_GE(child, 0);
   if (child == 0) {
-    ::execl("/bin/sh", "sh", "-c", ("exec " + args + " >/dev/null 2>&1").c_str(), static_cast<char*>(nullptr));
+    ::execl("/bin/sh", "sh", "-c", ("exec " + args + " >/dev/null 2>&1").c_str(),
+            static_cast<char*>(nullptr));
     ::_exit(127);
   }
   // Kill it once the spill files exist (mid-build).
@@ -364,7 +396,8 @@ TEST_F(PretrainStreamTest, KilledBuildLeavesNoDatasetAndTheNextBuildCleansUp) {
   EXPECT_TRUE(fs::exists(out + ".tmp-" + std::to_string(child)));
   EXPECT_EQ(run_quiet(args), 0);
   EXPECT_TRUE(fs::exists(out + "/manifest.json"));
-  EXPECT_FALSE(fs::exists(out + ".tmp-" + std::to_string(child))) << "the next build removes the dead one's staging";
+  EXPECT_FALSE(fs::exists(out + ".tmp-" + std::to_string(child)))
+      << "the next build removes the dead one's staging";
 }
 
 TEST_F(PretrainStreamTest, MergeRefusesMissingOrMismatchedParts) {
@@ -383,7 +416,8 @@ TEST_F(PretrainStreamTest, MergeRefusesMissingOrMismatchedParts) {
   build_pretrain_dataset(o);
   EXPECT_THROW(merge_pretrain_parts(dir.file("m"), 2, false), Error);
   EXPECT_FALSE(fs::exists(dir.file("m")));
-  EXPECT_TRUE(fs::exists(pretrain_part_dir(dir.file("m"), 0, 2))) << "parts stay until a merge succeeds";
+  EXPECT_TRUE(fs::exists(pretrain_part_dir(dir.file("m"), 0, 2)))
+      << "parts stay until a merge succeeds";
 }
 
 }  // namespace

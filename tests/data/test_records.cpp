@@ -3,9 +3,9 @@
 
 #include <nlohmann/json.hpp>
 
+#include "../tokenizer/tiny_tokenizer.h"
 #include "polar/common/error.h"
 #include "polar/data/records.h"
-#include "../tokenizer/tiny_tokenizer.h"
 
 namespace polar {
 namespace {
@@ -30,13 +30,14 @@ std::string error_for(const TempDir& dir, const std::string& bad) {
 TEST(RecordsTest, ReadsStringsMessagesExtrasAndBlankLines) {
   TempDir dir;
   const std::string path = dir.file("t.jsonl");
-  write_text(path,
-             "\n"
-             R"({"prompt":"What?","policy":"m1","response":"Yes.","category":"math","extra":{"x":[1,2]}})"
-             "\n   \r\n"
-             R"({"prompt":[{"role":"system","content":"Be brief."},{"role":"user","content":"Hi"}],)"
-             R"("policy":"m2","response":[{"role":"assistant","content":"Hello"}]})"
-             "\r\n");
+  write_text(
+      path,
+      "\n"
+      R"({"prompt":"What?","policy":"m1","response":"Yes.","category":"math","extra":{"x":[1,2]}})"
+      "\n   \r\n"
+      R"({"prompt":[{"role":"system","content":"Be brief."},{"role":"user","content":"Hi"}],)"
+      R"("policy":"m2","response":[{"role":"assistant","content":"Hello"}]})"
+      "\r\n");
   ReadStats stats;
   const auto recs = read_trajectories(path, false, &stats);
   ASSERT_EQ(recs.size(), 2u);
@@ -60,24 +61,30 @@ TEST(RecordsTest, EachBadLineNamesFileLineAndProblem) {
   };
   const std::vector<Case> cases = {
       {R"({"prompt":"p","policy":"A",)", "invalid JSON"},
-      {R"({"prompt":"p","policy":"A"})", R"(missing field "response" (expected a string or a messages list))"},
+      {R"({"prompt":"p","policy":"A"})",
+       R"(missing field "response" (expected a string or a messages list))"},
       {R"({"prompt":"p","policy":"A","response":null})", R"(missing field "response")"},
       {R"({"prompt":"p","policy":7,"response":"r"})", R"("policy": expected a string, got number)"},
-      {R"({"prompt":"p","policy":"A","response":3})", R"("response": expected a string or a messages list, got number)"},
+      {R"({"prompt":"p","policy":"A","response":3})",
+       R"("response": expected a string or a messages list, got number)"},
       {R"({"prompt":"p","policy":"A","response":""})", R"("response": empty text)"},
       {R"({"prompt":[],"policy":"A","response":"r"})", R"("prompt": empty messages list)"},
       {"{\"prompt\":\"p\xff\",\"policy\":\"A\",\"response\":\"r\"}", "invalid UTF-8 at byte 13"},
-      {R"({"prompt":[{"role":"user"}],"policy":"A","response":"r"})", R"("prompt"[0]: message has no "content")"},
+      {R"({"prompt":[{"role":"user"}],"policy":"A","response":"r"})",
+       R"("prompt"[0]: message has no "content")"},
       {R"({"prompt":[{"role":"user","content":"a"},{"content":5}],"policy":"A","response":"r"})",
        R"("prompt"[1].content: expected a string, got number)"},
-      {R"({"prompt":["hi"],"policy":"A","response":"r"})", R"("prompt"[0]: expected a message object)"},
+      {R"({"prompt":["hi"],"policy":"A","response":"r"})",
+       R"("prompt"[0]: expected a message object)"},
       {R"(["p","A","r"])", "expected a JSON object, got array"},
-      {R"({"prompt":"p","policy":"A","response":"r","category":1})", R"("category": expected a string, got number)"},
+      {R"({"prompt":"p","policy":"A","response":"r","category":1})",
+       R"("category": expected a string, got number)"},
   };
   for (const auto& c : cases) {
     const std::string msg = error_for(dir, c.line);
     EXPECT_EQ(msg.rfind(where, 0), 0u) << msg;
-    EXPECT_NE(msg.find(c.expected), std::string::npos) << "line: " << c.line << "\nmessage: " << msg;
+    EXPECT_NE(msg.find(c.expected), std::string::npos)
+        << "line: " << c.line << "\nmessage: " << msg;
   }
 }
 
@@ -86,11 +93,15 @@ TEST(RecordsTest, SkipInvalidCountsByReason) {
   const std::string path = dir.file("t.jsonl");
   write_text(path, std::string(kGood) + "\n" +
                        "{bad json\n"
-                       R"({"prompt":"p","policy":"A"})" "\n"
-                       R"({"prompt":"p","policy":"A","response":""})" "\n"
-                       R"({"prompt":"p","policy":"A","response":[{"role":"x"}]})" "\n"
+                       R"({"prompt":"p","policy":"A"})"
+                       "\n"
+                       R"({"prompt":"p","policy":"A","response":""})"
+                       "\n"
+                       R"({"prompt":"p","policy":"A","response":[{"role":"x"}]})"
+                       "\n"
                        "{\"prompt\":\"\xc0\xaf\",\"policy\":\"A\",\"response\":\"r\"}\n"
-                       R"({"prompt":"p","policy":["A"],"response":"r"})" "\n\n" +
+                       R"({"prompt":"p","policy":["A"],"response":"r"})"
+                       "\n\n" +
                        kGood + "\n");
   ReadStats stats;
   stats.lines = 10;  // readers add to the given stats
@@ -100,8 +111,9 @@ TEST(RecordsTest, SkipInvalidCountsByReason) {
   EXPECT_EQ(stats.lines, 18);
   EXPECT_EQ(stats.accepted, 2);
   EXPECT_EQ(stats.skipped, 6);
-  const std::map<std::string, int64_t> expected = {{"invalid_json", 1}, {"missing_field", 1}, {"empty_text", 1},
-                                                   {"bad_messages", 1}, {"invalid_utf8", 1}, {"wrong_type", 1}};
+  const std::map<std::string, int64_t> expected = {{"invalid_json", 1}, {"missing_field", 1},
+                                                   {"empty_text", 1},   {"bad_messages", 1},
+                                                   {"invalid_utf8", 1}, {"wrong_type", 1}};
   EXPECT_EQ(stats.skipped_by_reason, expected);
   const auto j = stats.to_json();
   EXPECT_EQ(j["skipped_by_reason"]["invalid_json"], 1);
@@ -110,11 +122,12 @@ TEST(RecordsTest, SkipInvalidCountsByReason) {
 
 TEST(RecordsTest, PreferenceAndScoringReaders) {
   TempDir dir;
-  write_text(dir.file("pref.jsonl"),
-             R"({"prompt":[{"role":"user","content":"Q"}],"reference":"A","chosen":"B","rejected":[{"role":"assistant","content":"C"}],"category":"chat"})"
-             "\n"
-             R"({"prompt":"Q","reference":"A","chosen":"B"})"
-             "\n");
+  write_text(
+      dir.file("pref.jsonl"),
+      R"({"prompt":[{"role":"user","content":"Q"}],"reference":"A","chosen":"B","rejected":[{"role":"assistant","content":"C"}],"category":"chat"})"
+      "\n"
+      R"({"prompt":"Q","reference":"A","chosen":"B"})"
+      "\n");
   ReadStats stats;
   const auto prefs = read_preferences(dir.file("pref.jsonl"), true, &stats);
   ASSERT_EQ(prefs.size(), 1u);
@@ -126,11 +139,15 @@ TEST(RecordsTest, PreferenceAndScoringReaders) {
     read_preferences(dir.file("pref.jsonl"), false, nullptr);
     FAIL();
   } catch (const Error& e) {
-    EXPECT_NE(std::string(e.what()).find("pref.jsonl:2: missing field \"rejected\""), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("pref.jsonl:2: missing field \"rejected\""),
+              std::string::npos)
+        << e.what();
   }
 
-  write_text(dir.file("score.jsonl"), R"({"prompt":"Q","reference":"A","output":"B","id":3})" "\n"
-                                      R"({"prompt":"Q","reference":"A"})" "\n");
+  write_text(dir.file("score.jsonl"), R"({"prompt":"Q","reference":"A","output":"B","id":3})"
+                                      "\n"
+                                      R"({"prompt":"Q","reference":"A"})"
+                                      "\n");
   const auto scores = read_scoring(dir.file("score.jsonl"), true, nullptr);
   ASSERT_EQ(scores.size(), 1u);
   EXPECT_EQ(scores[0].output, "B");
@@ -139,7 +156,8 @@ TEST(RecordsTest, PreferenceAndScoringReaders) {
 }
 
 TEST(RecordsTest, RenderTextFieldUsesWhere) {
-  EXPECT_EQ(render_text_field(nlohmann::json::parse(R"([{"content":"a"},{"content":"b"}])"), "x"), "a\nb");
+  EXPECT_EQ(render_text_field(nlohmann::json::parse(R"([{"content":"a"},{"content":"b"}])"), "x"),
+            "a\nb");
   try {
     render_text_field(nlohmann::json(5), "request.prompt");
     FAIL();
@@ -154,12 +172,12 @@ TEST(RecordsTest, Utf8Validation) {
   EXPECT_TRUE(is_valid_utf8("caf\xc3\xa9 \xe4\xb8\xad \xf0\x9f\x98\x80"));
   EXPECT_FALSE(is_valid_utf8("ab\xc0\x80", &bad));  // overlong NUL
   EXPECT_EQ(bad, 2u);
-  EXPECT_FALSE(is_valid_utf8("\xed\xa0\x80"));        // UTF-16 surrogate
-  EXPECT_FALSE(is_valid_utf8("\xf4\x90\x80\x80"));    // past U+10FFFF
-  EXPECT_FALSE(is_valid_utf8("x\xe2\x82", &bad));     // truncated
+  EXPECT_FALSE(is_valid_utf8("\xed\xa0\x80"));      // UTF-16 surrogate
+  EXPECT_FALSE(is_valid_utf8("\xf4\x90\x80\x80"));  // past U+10FFFF
+  EXPECT_FALSE(is_valid_utf8("x\xe2\x82", &bad));   // truncated
   EXPECT_EQ(bad, 1u);
-  EXPECT_FALSE(is_valid_utf8("\x80"));                // stray continuation byte
-  EXPECT_FALSE(is_valid_utf8("\xf8\x88\x80\x80\x80")); // 5-byte form
+  EXPECT_FALSE(is_valid_utf8("\x80"));                  // stray continuation byte
+  EXPECT_FALSE(is_valid_utf8("\xf8\x88\x80\x80\x80"));  // 5-byte form
 }
 
 }  // namespace

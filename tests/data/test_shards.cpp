@@ -5,9 +5,9 @@
 #include <filesystem>
 #include <nlohmann/json.hpp>
 
+#include "../tokenizer/tiny_tokenizer.h"
 #include "polar/common/error.h"
 #include "polar/data/shards.h"
-#include "../tokenizer/tiny_tokenizer.h"
 
 namespace polar {
 namespace {
@@ -19,7 +19,8 @@ using polar_test::write_text;
 EncodedGroup make_group(int32_t base, int n_candidates) {
   EncodedGroup g;
   for (int32_t i = 0; i < 3 + base % 4; ++i) g.prefix.push_back(base + i);
-  for (int c = 0; c < n_candidates; ++c) g.candidates.push_back({base + 100 + c, base + 200 + c, 7});
+  for (int c = 0; c < n_candidates; ++c)
+    g.candidates.push_back({base + 100 + c, base + 200 + c, 7});
   g.candidates.back().insert(g.candidates.back().begin(), base + 50);  // lengths differ
   return g;
 }
@@ -58,7 +59,8 @@ TEST(ShardsTest, RoundTrip) {
   EXPECT_EQ(meta["format"], "polar-groups-v1");
   EXPECT_EQ(meta["template"], "finetune");
   EXPECT_EQ(meta["groups"], 5);
-  EXPECT_EQ(meta["shards"], (std::vector<std::string>{"shard-00000.bin", "shard-00001.bin", "shard-00002.bin"}));
+  EXPECT_EQ(meta["shards"],
+            (std::vector<std::string>{"shard-00000.bin", "shard-00001.bin", "shard-00002.bin"}));
 
   const GroupDataset ds = GroupDataset::open(split);
   ASSERT_EQ(ds.size(), 5);
@@ -70,7 +72,8 @@ TEST(ShardsTest, RoundTrip) {
     const GroupRef g = ds.group(i);
     EXPECT_EQ(to_vec(g.prefix), want.prefix);
     ASSERT_EQ(g.candidates.size(), want.candidates.size());
-    for (size_t c = 0; c < want.candidates.size(); ++c) EXPECT_EQ(to_vec(g.candidates[c]), want.candidates[c]);
+    for (size_t c = 0; c < want.candidates.size(); ++c)
+      EXPECT_EQ(to_vec(g.candidates[c]), want.candidates[c]);
     EXPECT_EQ(g.category, i % 3);
     EXPECT_EQ(g.longest_sequence(), static_cast<int64_t>(want.prefix.size() + 4));
     tokens += g.prefix.size;
@@ -83,7 +86,8 @@ TEST(ShardsTest, RoundTrip) {
   // The file is exactly header + tables + tokens (shard 2 holds one group of 2 candidates).
   const auto size = std::filesystem::file_size(split + "/shard-00002.bin");
   const GroupRef last = ds.group(4);
-  EXPECT_EQ(size, 64u + 32u + 16u * 2 + 4u * static_cast<uint64_t>(last.total_tokens() - last.prefix.size));
+  EXPECT_EQ(size, 64u + 32u + 16u * 2 +
+                      4u * static_cast<uint64_t>(last.total_tokens() - last.prefix.size));
 }
 
 TEST(ShardsTest, EmptySplitAndWriterChecks) {
@@ -111,21 +115,50 @@ TEST(ShardsTest, CorruptedShardsFailCleanly) {
   const uint64_t huge = uint64_t{1} << 62;
   const uint32_t big32 = 1u << 30;
   const std::vector<Case> cases = {
-      {"truncated", [](const std::string& s) { std::filesystem::resize_file(s, std::filesystem::file_size(s) - 4); },
+      {"truncated",
+       [](const std::string& s) {
+         std::filesystem::resize_file(s, std::filesystem::file_size(s) - 4);
+       },
        "does not match the file size"},
-      {"shorter than header", [](const std::string& s) { std::filesystem::resize_file(s, 10); }, "64-byte header"},
+      {"shorter than header", [](const std::string& s) { std::filesystem::resize_file(s, 10); },
+       "64-byte header"},
       {"empty", [](const std::string& s) { std::filesystem::resize_file(s, 0); }, "64-byte header"},
       {"bad magic", [](const std::string& s) { patch(s, 0, "POLARGS2", 8); }, "bad magic"},
-      {"bad version", [](const std::string& s) { uint32_t v = 9; patch(s, 8, &v, 4); }, "unsupported shard version"},
-      {"reserved header", [](const std::string& s) { uint64_t v = 1; patch(s, 48, &v, 8); }, "reserved"},
-      {"token count overflow", [&](const std::string& s) { patch(s, 32, &huge, 8); }, "does not match the file size"},
+      {"bad version",
+       [](const std::string& s) {
+         uint32_t v = 9;
+         patch(s, 8, &v, 4);
+       },
+       "unsupported shard version"},
+      {"reserved header",
+       [](const std::string& s) {
+         uint64_t v = 1;
+         patch(s, 48, &v, 8);
+       },
+       "reserved"},
+      {"token count overflow", [&](const std::string& s) { patch(s, 32, &huge, 8); },
+       "does not match the file size"},
       {"prefix offset", [&](const std::string& s) { patch(s, 64, &huge, 8); }, "group 0 prefix"},
-      {"prefix length", [&](const std::string& s) { patch(s, 64 + 32 + 8, &big32, 4); }, "group 1 prefix"},
-      {"first candidate", [&](const std::string& s) { patch(s, 64 + 16, &huge, 8); }, "group 0 candidates"},
-      {"no candidates", [](const std::string& s) { uint32_t z = 0; patch(s, 64 + 12, &z, 4); }, "group 0 candidates"},
-      {"category", [](const std::string& s) { uint32_t c = 3; patch(s, 64 + 24, &c, 4); }, "category 3"},
-      {"candidate offset", [&](const std::string& s) { patch(s, 64 + 2 * 32 + 16, &huge, 8); }, "candidate 1 tokens"},
-      {"candidate length", [&](const std::string& s) { patch(s, 64 + 2 * 32 + 8, &big32, 4); }, "candidate 0 tokens"},
+      {"prefix length", [&](const std::string& s) { patch(s, 64 + 32 + 8, &big32, 4); },
+       "group 1 prefix"},
+      {"first candidate", [&](const std::string& s) { patch(s, 64 + 16, &huge, 8); },
+       "group 0 candidates"},
+      {"no candidates",
+       [](const std::string& s) {
+         uint32_t z = 0;
+         patch(s, 64 + 12, &z, 4);
+       },
+       "group 0 candidates"},
+      {"category",
+       [](const std::string& s) {
+         uint32_t c = 3;
+         patch(s, 64 + 24, &c, 4);
+       },
+       "category 3"},
+      {"candidate offset", [&](const std::string& s) { patch(s, 64 + 2 * 32 + 16, &huge, 8); },
+       "candidate 1 tokens"},
+      {"candidate length", [&](const std::string& s) { patch(s, 64 + 2 * 32 + 8, &big32, 4); },
+       "candidate 0 tokens"},
   };
   for (const auto& c : cases) {
     TempDir dir;
@@ -149,8 +182,10 @@ TEST(ShardsTest, BadSplitJson) {
     return open_error(split);
   };
   EXPECT_NE(with([](auto& m) { m["groups"] = 4; }).find("shards hold 3 groups"), std::string::npos);
-  EXPECT_NE(with([](auto& m) { m["shards"] = {"../x.bin"}; }).find("plain file name"), std::string::npos);
-  EXPECT_NE(with([](auto& m) { m["shards"] = {"shard-00009.bin"}; }).find("cannot open shard"), std::string::npos);
+  EXPECT_NE(with([](auto& m) { m["shards"] = {"../x.bin"}; }).find("plain file name"),
+            std::string::npos);
+  EXPECT_NE(with([](auto& m) { m["shards"] = {"shard-00009.bin"}; }).find("cannot open shard"),
+            std::string::npos);
   EXPECT_NE(with([](auto& m) { m["format"] = "v0"; }).find("format"), std::string::npos);
   EXPECT_NE(with([](auto& m) { m["template"] = "chat"; }).find("template"), std::string::npos);
   EXPECT_NE(with([](auto& m) { m["categories"] = {"a"}; }).find("category 1"), std::string::npos);

@@ -58,7 +58,8 @@ torch::Tensor batch(int rank, int micro) {
 
 std::vector<torch::Tensor> grads_of(Net& net) {
   std::vector<torch::Tensor> out;
-  for (auto& p : net->parameters()) out.push_back(p.grad().defined() ? p.grad().clone() : torch::zeros_like(p));
+  for (auto& p : net->parameters())
+    out.push_back(p.grad().defined() ? p.grad().clone() : torch::zeros_like(p));
   return out;
 }
 
@@ -75,7 +76,8 @@ std::vector<torch::Tensor> local_grads(int rank, int micros, bool use_extra) {
 
 double max_diff(const std::vector<torch::Tensor>& x, const std::vector<torch::Tensor>& y) {
   double worst = 0;
-  for (size_t i = 0; i < x.size(); ++i) worst = std::max(worst, (x[i] - y[i]).abs().max().item<double>());
+  for (size_t i = 0; i < x.size(); ++i)
+    worst = std::max(worst, (x[i] - y[i]).abs().max().item<double>());
   return worst;
 }
 
@@ -98,7 +100,8 @@ void collectives_scenario() {
   ctx->broadcast_module(*net);
   Net rank0 = make_net(100);
   for (size_t i = 0; i < net->parameters().size(); ++i) {
-    expect(torch::equal(net->parameters()[i], rank0->parameters()[i]), "parameter differs from rank 0's after broadcast");
+    expect(torch::equal(net->parameters()[i], rank0->parameters()[i]),
+           "parameter differs from rank 0's after broadcast");
   }
   expect(net->scale.eq(5.0).all().item<bool>(), "buffer differs from rank 0's after broadcast");
 
@@ -112,17 +115,22 @@ void collectives_scenario() {
     net->forward(batch(rank, m), true).backward();
     const int64_t launched = ctx->collective_count() - before;
     if (!sync) expect(launched == 0, "an accumulation micro-step communicated");
-    if (sync) expect(launched >= 3, "expected several gradient buckets launched during backward, got " + std::to_string(launched));
+    if (sync)
+      expect(launched >= 3, "expected several gradient buckets launched during backward, got " +
+                                std::to_string(launched));
   }
   const int64_t before_finish = ctx->collective_count();
   ctx->finish_step();
-  expect(ctx->collective_count() == before_finish, "finish_step launched buckets that backward should have");
+  expect(ctx->collective_count() == before_finish,
+         "finish_step launched buckets that backward should have");
   auto sum = local_grads(0, 3, true);
   auto other = local_grads(1, 3, true);
   for (size_t i = 0; i < sum.size(); ++i) sum[i] = sum[i] + other[i];
   const double diff = max_diff(grads_of(net), sum);
-  expect(diff <= 1e-6, "summed gradients differ from the sum of both ranks' gradients by " + std::to_string(diff));
-  expect(ctx->last_total_comm_seconds() > 0 && ctx->last_exposed_comm_seconds() >= 0, "no communication time recorded");
+  expect(diff <= 1e-6, "summed gradients differ from the sum of both ranks' gradients by " +
+                           std::to_string(diff));
+  expect(ctx->last_total_comm_seconds() > 0 && ctx->last_exposed_comm_seconds() >= 0,
+         "no communication time recorded");
 
   // Step 2: rank 1 does not use `extra`; it still joins that bucket (with zeros) and ends with
   // rank 0's gradient for it.
@@ -137,8 +145,10 @@ void collectives_scenario() {
     auto g0 = grads_of(r0), g1 = grads_of(r1);
     for (size_t i = 0; i < g0.size(); ++i) sum[i] = g0[i] + g1[i];
   }
-  expect(max_diff(grads_of(net), sum) <= 1e-6, "unused-parameter step: gradients are not the sum over ranks");
-  for (auto& p : net->parameters()) expect(p.grad().defined(), "a gradient is undefined after finish_step");
+  expect(max_diff(grads_of(net), sum) <= 1e-6,
+         "unused-parameter step: gradients are not the sum over ranks");
+  for (auto& p : net->parameters())
+    expect(p.grad().defined(), "a gradient is undefined after finish_step");
 
   // Step 3: a rank may have no micro-step at all; finish_step alone still takes part.
   clear_grads(net);
@@ -150,7 +160,8 @@ void collectives_scenario() {
   {
     Net r0 = make_net(100);
     r0->forward(batch(0, 9), true).backward();
-    expect(max_diff(grads_of(net), grads_of(r0)) <= 1e-6, "a rank without micro-steps changed the sum");
+    expect(max_diff(grads_of(net), grads_of(r0)) <= 1e-6,
+           "a rank without micro-steps changed the sum");
   }
   ctx->barrier();
 }
@@ -171,13 +182,16 @@ void timeout_scenario() {
   try {
     ctx->all_reduce_sum(one);
   } catch (const polar::Error& e) {
-    const double waited = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+    const double waited =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
     const std::string message = e.what();
     std::fprintf(stderr, "error after %.1f s: %s\n", waited, message.c_str());
     expect(waited >= 1.5 && waited < 6, "the timeout did not fire after about 2 s");
-    expect(message.find("all_reduce_sum") != std::string::npos, "the error does not name the collective");
+    expect(message.find("all_reduce_sum") != std::string::npos,
+           "the error does not name the collective");
     expect(message.find("rank 0 of 2") != std::string::npos, "the error does not name this rank");
-    expect(message.find("rank 1 (last reached #1") != std::string::npos, "the error does not name the lagging rank");
+    expect(message.find("rank 1 (last reached #1") != std::string::npos,
+           "the error does not name the lagging rank");
     return;
   }
   expect(false, "all_reduce_sum with a stuck peer returned");

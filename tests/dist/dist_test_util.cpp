@@ -48,7 +48,8 @@ int free_tcp_port() {
   return port;
 }
 
-Subprocess::Subprocess(const std::vector<std::string>& argv, const std::map<std::string, std::string>& extra_env) {
+Subprocess::Subprocess(const std::vector<std::string>& argv,
+                       const std::map<std::string, std::string>& extra_env) {
   std::vector<std::string> env;
   for (char** e = environ; *e != nullptr; ++e) {
     const std::string entry = *e;
@@ -194,7 +195,8 @@ bool process_alive(pid_t pid) {
   if (!in) return false;
   std::string stat((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
   const size_t close_paren = stat.rfind(')');
-  return close_paren != std::string::npos && close_paren + 2 < stat.size() && stat[close_paren + 2] != 'Z';
+  return close_paren != std::string::npos && close_paren + 2 < stat.size() &&
+         stat[close_paren + 2] != 'Z';
 }
 
 std::string process_env(pid_t pid, const std::string& name) {

@@ -21,7 +21,8 @@ int free_tcp_port();
 // A child process (its own process group) whose stdout+stderr are collected.
 class Subprocess {
  public:
-  Subprocess(const std::vector<std::string>& argv, const std::map<std::string, std::string>& extra_env = {});
+  Subprocess(const std::vector<std::string>& argv,
+             const std::map<std::string, std::string>& extra_env = {});
   ~Subprocess();  // kills the process group if still running
   Subprocess(const Subprocess&) = delete;
   Subprocess& operator=(const Subprocess&) = delete;
@@ -31,7 +32,7 @@ class Subprocess {
   // Otherwise the exit code, or 128 + signal.
   int wait(std::chrono::milliseconds timeout);
   bool running();
-  const std::string& output();  // everything read so far (complete after wait)
+  const std::string& output();                 // everything read so far (complete after wait)
   double seconds() const { return seconds_; }  // from start to exit, after wait
 
  private:

@@ -14,12 +14,15 @@ using polar::testing::Subprocess;
 
 namespace {
 
-bool contains(const std::string& text, const std::string& part) { return text.find(part) != std::string::npos; }
+bool contains(const std::string& text, const std::string& part) {
+  return text.find(part) != std::string::npos;
+}
 
 Subprocess run_scenario(const std::string& scenario) {
-  return Subprocess({polar_run_binary(), "--nproc-per-node", "2", "--master-port", std::to_string(free_tcp_port()),
-                     "--stop-grace-seconds", "2", "--", self_binary()},
-                    {{"POLAR_DIST_TEST_SCENARIO", scenario}, {"OMP_NUM_THREADS", "1"}});
+  return Subprocess(
+      {polar_run_binary(), "--nproc-per-node", "2", "--master-port",
+       std::to_string(free_tcp_port()), "--stop-grace-seconds", "2", "--", self_binary()},
+      {{"POLAR_DIST_TEST_SCENARIO", scenario}, {"OMP_NUM_THREADS", "1"}});
 }
 
 }  // namespace
@@ -40,8 +43,11 @@ TEST(DistContext, StuckPeerTimesOutNamingTheCollectiveAndTheRank) {
 TEST(DistContext, MissingPeerFailsRendezvousWithinTheTimeout) {
   // Rank 0 of 2 alone: it hosts the store and waits for a peer that never comes.
   const int port = free_tcp_port();
-  Subprocess run({self_binary()}, {{"POLAR_DIST_TEST_SCENARIO", "rendezvous"}, {"RANK", "0"}, {"WORLD_SIZE", "2"},
-                                   {"MASTER_ADDR", "127.0.0.1"}, {"MASTER_PORT", std::to_string(port)}});
+  Subprocess run({self_binary()}, {{"POLAR_DIST_TEST_SCENARIO", "rendezvous"},
+                                   {"RANK", "0"},
+                                   {"WORLD_SIZE", "2"},
+                                   {"MASTER_ADDR", "127.0.0.1"},
+                                   {"MASTER_PORT", std::to_string(port)}});
   ASSERT_EQ(run.wait(60s), 0) << run.output();
   EXPECT_LT(run.seconds(), 15.0);
   EXPECT_TRUE(contains(run.output(), "rendezvous failed on rank 0")) << run.output();
@@ -51,11 +57,16 @@ TEST(DistContext, MissingPeerFailsRendezvousWithinTheTimeout) {
 TEST(DistContext, WrongPortFailsRendezvousWithinTheTimeout) {
   // Rank 1 pointed at a port where no rank 0 listens.
   const int port = free_tcp_port();
-  Subprocess run({self_binary()}, {{"POLAR_DIST_TEST_SCENARIO", "rendezvous"}, {"RANK", "1"}, {"WORLD_SIZE", "2"},
-                                   {"MASTER_ADDR", "127.0.0.1"}, {"MASTER_PORT", std::to_string(port)}});
+  Subprocess run({self_binary()}, {{"POLAR_DIST_TEST_SCENARIO", "rendezvous"},
+                                   {"RANK", "1"},
+                                   {"WORLD_SIZE", "2"},
+                                   {"MASTER_ADDR", "127.0.0.1"},
+                                   {"MASTER_PORT", std::to_string(port)}});
   ASSERT_EQ(run.wait(60s), 0) << run.output();
   EXPECT_LT(run.seconds(), 15.0);
-  EXPECT_TRUE(contains(run.output(), "rendezvous failed on rank 1 of 2: could not join the store of rank 0 at 127.0.0.1:" +
-                                         std::to_string(port)))
+  EXPECT_TRUE(contains(
+      run.output(),
+      "rendezvous failed on rank 1 of 2: could not join the store of rank 0 at 127.0.0.1:" +
+          std::to_string(port)))
       << run.output();
 }

@@ -35,7 +35,8 @@ TEST(DistGpu, NcclContextReducesBroadcastsAndSyncsGradients) {
                             torch::nn::Tanh(), torch::nn::Linear(64, 1));
   ref->to(cuda);
   ctx->broadcast_module(*net);
-  for (size_t i = 0; i < net->parameters().size(); ++i) EXPECT_TRUE(torch::equal(net->parameters()[i], ref->parameters()[i]));
+  for (size_t i = 0; i < net->parameters().size(); ++i)
+    EXPECT_TRUE(torch::equal(net->parameters()[i], ref->parameters()[i]));
 
   ctx->attach_gradients(net->parameters());
   for (int m = 0; m < 2; ++m) {
@@ -45,12 +46,15 @@ TEST(DistGpu, NcclContextReducesBroadcastsAndSyncsGradients) {
     const int64_t before = ctx->collective_count();
     net->forward(x).pow(2).mean().backward();
     ref->forward(x).pow(2).mean().backward();
-    if (m == 0) EXPECT_EQ(ctx->collective_count(), before) << "an accumulation micro-step communicated";
-    if (m == 1) EXPECT_GT(ctx->collective_count(), before) << "no bucket was launched during backward";
+    if (m == 0)
+      EXPECT_EQ(ctx->collective_count(), before) << "an accumulation micro-step communicated";
+    if (m == 1)
+      EXPECT_GT(ctx->collective_count(), before) << "no bucket was launched during backward";
   }
   ctx->finish_step();
   for (size_t i = 0; i < net->parameters().size(); ++i) {
-    EXPECT_TRUE(torch::allclose(net->parameters()[i].grad(), ref->parameters()[i].grad(), 0, 0)) << "parameter " << i;
+    EXPECT_TRUE(torch::allclose(net->parameters()[i].grad(), ref->parameters()[i].grad(), 0, 0))
+        << "parameter " << i;
   }
   ctx->barrier();
 }

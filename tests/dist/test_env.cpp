@@ -35,11 +35,23 @@ class ScopedEnv {
   }
 
  private:
-  static constexpr const char* kNames[] = {
-      "RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT",
-      "TORCHELASTIC_RESTART_COUNT", "SLURM_PROCID", "SLURM_NTASKS", "SLURM_LOCALID", "SLURM_NTASKS_PER_NODE",
-      "SLURM_STEP_TASKS_PER_NODE", "SLURM_TASKS_PER_NODE", "SLURM_STEP_NODELIST", "SLURM_JOB_NODELIST",
-      "SLURM_NODELIST", "SLURM_RESTART_COUNT"};
+  static constexpr const char* kNames[] = {"RANK",
+                                           "WORLD_SIZE",
+                                           "LOCAL_RANK",
+                                           "LOCAL_WORLD_SIZE",
+                                           "MASTER_ADDR",
+                                           "MASTER_PORT",
+                                           "TORCHELASTIC_RESTART_COUNT",
+                                           "SLURM_PROCID",
+                                           "SLURM_NTASKS",
+                                           "SLURM_LOCALID",
+                                           "SLURM_NTASKS_PER_NODE",
+                                           "SLURM_STEP_TASKS_PER_NODE",
+                                           "SLURM_TASKS_PER_NODE",
+                                           "SLURM_STEP_NODELIST",
+                                           "SLURM_JOB_NODELIST",
+                                           "SLURM_NODELIST",
+                                           "SLURM_RESTART_COUNT"};
   std::map<std::string, std::optional<std::string>> saved_;
 };
 
@@ -65,9 +77,15 @@ TEST(DistEnv, NothingSetMeansOneProcess) {
 }
 
 TEST(DistEnv, ReadsTorchrunVariables) {
-  ScopedEnv env({{"RANK", "5"}, {"WORLD_SIZE", "8"}, {"LOCAL_RANK", "1"}, {"LOCAL_WORLD_SIZE", "4"},
-                 {"MASTER_ADDR", "node7"}, {"MASTER_PORT", "1234"}, {"TORCHELASTIC_RESTART_COUNT", "2"},
-                 {"SLURM_PROCID", "0"}, {"SLURM_NTASKS", "2"}});  // torchrun's variables win over Slurm's
+  ScopedEnv env({{"RANK", "5"},
+                 {"WORLD_SIZE", "8"},
+                 {"LOCAL_RANK", "1"},
+                 {"LOCAL_WORLD_SIZE", "4"},
+                 {"MASTER_ADDR", "node7"},
+                 {"MASTER_PORT", "1234"},
+                 {"TORCHELASTIC_RESTART_COUNT", "2"},
+                 {"SLURM_PROCID", "0"},
+                 {"SLURM_NTASKS", "2"}});  // torchrun's variables win over Slurm's
   const DistEnv e = DistEnv::from_environment();
   EXPECT_EQ(e.rank, 5);
   EXPECT_EQ(e.world_size, 8);
@@ -82,8 +100,11 @@ TEST(DistEnv, ReadsTorchrunVariables) {
 
 TEST(DistEnv, ReadsSlurmVariables) {
   {
-    ScopedEnv env({{"SLURM_PROCID", "6"}, {"SLURM_NTASKS", "8"}, {"SLURM_LOCALID", "2"},
-                   {"SLURM_TASKS_PER_NODE", "4(x2)"}, {"SLURM_JOB_NODELIST", "gpu[03-05,09],cpu1"},
+    ScopedEnv env({{"SLURM_PROCID", "6"},
+                   {"SLURM_NTASKS", "8"},
+                   {"SLURM_LOCALID", "2"},
+                   {"SLURM_TASKS_PER_NODE", "4(x2)"},
+                   {"SLURM_JOB_NODELIST", "gpu[03-05,09],cpu1"},
                    {"SLURM_RESTART_COUNT", "1"}});
     const DistEnv e = DistEnv::from_environment();
     EXPECT_EQ(e.rank, 6);
@@ -95,8 +116,11 @@ TEST(DistEnv, ReadsSlurmVariables) {
     EXPECT_EQ(e.restart_count, 1);
   }
   {
-    ScopedEnv env({{"SLURM_PROCID", "0"}, {"SLURM_NTASKS", "2"}, {"SLURM_JOB_NODELIST", "a1,b2"},
-                   {"MASTER_ADDR", "10.1.2.3"}, {"MASTER_PORT", "29600"}});
+    ScopedEnv env({{"SLURM_PROCID", "0"},
+                   {"SLURM_NTASKS", "2"},
+                   {"SLURM_JOB_NODELIST", "a1,b2"},
+                   {"MASTER_ADDR", "10.1.2.3"},
+                   {"MASTER_PORT", "29600"}});
     const DistEnv e = DistEnv::from_environment();
     EXPECT_EQ(e.master_addr, "10.1.2.3");  // an explicit MASTER_ADDR wins over the node list
     EXPECT_EQ(e.master_port, 29600);
@@ -106,13 +130,18 @@ TEST(DistEnv, ReadsSlurmVariables) {
 
 TEST(DistEnv, RejectsBadValuesNamingTheVariable) {
   EXPECT_NE(error_of({{"RANK", "x1"}, {"WORLD_SIZE", "2"}}).find("RANK='x1'"), std::string::npos);
-  EXPECT_NE(error_of({{"RANK", "2"}, {"WORLD_SIZE", "2"}}).find("rank 2 is outside the world of size 2"),
+  EXPECT_NE(
+      error_of({{"RANK", "2"}, {"WORLD_SIZE", "2"}}).find("rank 2 is outside the world of size 2"),
+      std::string::npos);
+  EXPECT_NE(error_of({{"RANK", "0"}}).find("RANK and WORLD_SIZE must be set together"),
             std::string::npos);
-  EXPECT_NE(error_of({{"RANK", "0"}}).find("RANK and WORLD_SIZE must be set together"), std::string::npos);
-  EXPECT_NE(error_of({{"RANK", "0"}, {"WORLD_SIZE", "2"}, {"MASTER_PORT", "70000"}}).find("MASTER_PORT=70000"),
+  EXPECT_NE(error_of({{"RANK", "0"}, {"WORLD_SIZE", "2"}, {"MASTER_PORT", "70000"}})
+                .find("MASTER_PORT=70000"),
             std::string::npos);
-  EXPECT_NE(error_of({{"RANK", "0"}, {"WORLD_SIZE", "2"}, {"LOCAL_RANK", "3"}, {"LOCAL_WORLD_SIZE", "2"}})
-                .find("local rank 3"),
+  EXPECT_NE(
+      error_of({{"RANK", "0"}, {"WORLD_SIZE", "2"}, {"LOCAL_RANK", "3"}, {"LOCAL_WORLD_SIZE", "2"}})
+          .find("local rank 3"),
+      std::string::npos);
+  EXPECT_NE(error_of({{"SLURM_PROCID", "0"}, {"SLURM_NTASKS", "-1"}}).find("SLURM_NTASKS='-1'"),
             std::string::npos);
-  EXPECT_NE(error_of({{"SLURM_PROCID", "0"}, {"SLURM_NTASKS", "-1"}}).find("SLURM_NTASKS='-1'"), std::string::npos);
 }

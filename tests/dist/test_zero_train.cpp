@@ -32,8 +32,10 @@ class ZeroTrain : public ::testing::Test {
   void SetUp() override { polar::testing::write_copy_task_dataset(tmp_ / "data", 96, 8); }
 
   // The tiny config at lr 1e-3 (see DdpTrain: larger rates amplify rounding noise through AdamW).
-  std::string config(const std::string& run, int64_t steps, int zero, const nlohmann::json& train_extra = {}) {
-    auto j = nlohmann::json::parse(polar::testing::tiny_train_config(tmp_ / "data", tmp_ / run, steps));
+  std::string config(const std::string& run, int64_t steps, int zero,
+                     const nlohmann::json& train_extra = {}) {
+    auto j =
+        nlohmann::json::parse(polar::testing::tiny_train_config(tmp_ / "data", tmp_ / run, steps));
     j["train"]["lr"] = 1e-3;
     j["train"]["zero"] = zero;
     j["train"]["dist_timeout_s"] = 60;
@@ -50,8 +52,16 @@ class ZeroTrain : public ::testing::Test {
     if (nproc == 1) {
       argv = {polar_binary(), "train", "--config", cfg};
     } else {
-      argv = {polar_run_binary(), "--nproc-per-node", std::to_string(nproc), "--master-port",
-              std::to_string(free_tcp_port()), "--stop-grace-seconds", "3", "train", "--config", cfg};
+      argv = {polar_run_binary(),
+              "--nproc-per-node",
+              std::to_string(nproc),
+              "--master-port",
+              std::to_string(free_tcp_port()),
+              "--stop-grace-seconds",
+              "3",
+              "train",
+              "--config",
+              cfg};
     }
     argv.insert(argv.end(), extra.begin(), extra.end());
     Subprocess run(argv);
@@ -59,7 +69,9 @@ class ZeroTrain : public ::testing::Test {
     EXPECT_EQ(code, 0) << run.output();
     return run.output();
   }
-  std::string final_model(const std::string& run) { return tmp_ / (run + "/final/model.safetensors"); }
+  std::string final_model(const std::string& run) {
+    return tmp_ / (run + "/final/model.safetensors");
+  }
 
   TempDir tmp_;
 };
@@ -82,8 +94,8 @@ TEST_F(ZeroTrain, Zero1AndZero2EqualDdpAtTwoAndFourRanks) {
       const std::string run = "zero" + std::to_string(zero) + "_" + std::to_string(nproc);
       const std::string out = train(config(run, 20, zero), nproc);
       const double diff = max_parameter_difference(final_model(ddp), final_model(run));
-      std::cout << "[ zero ] ZeRO-" << zero << " vs DDP at " << nproc << " ranks, 20 steps: max |diff| = " << diff
-                << "\n";
+      std::cout << "[ zero ] ZeRO-" << zero << " vs DDP at " << nproc
+                << " ranks, 20 steps: max |diff| = " << diff << "\n";
       RecordProperty(run + "_max_diff", std::to_string(diff));
       // The same sums (Gloo's reduce-scatter is its all-reduce) and LibTorch's AdamW arithmetic;
       // only the gradient-norm reduction order differs.
@@ -101,7 +113,8 @@ TEST_F(ZeroTrain, ShardedCheckpointOfFourRanksResumesAtTwo) {
     const std::string cfg = config(run, 20, 2);
     train(cfg, 4, {"--set", "run.stop_after_steps=8"});
     for (int r = 0; r < 4; ++r) {
-      EXPECT_TRUE(fs::exists(tmp_ / (run + "/checkpoint-8/" + polar::optimizer_shard_file(r, 4)))) << r;
+      EXPECT_TRUE(fs::exists(tmp_ / (run + "/checkpoint-8/" + polar::optimizer_shard_file(r, 4))))
+          << r;
     }
     const std::string out = train(cfg, run == "again4" ? 4 : 2, {"--resume"});
     EXPECT_NE(out.find("resumed from"), std::string::npos) << out;
@@ -111,7 +124,8 @@ TEST_F(ZeroTrain, ShardedCheckpointOfFourRanksResumesAtTwo) {
   // Resharded to 2 ranks: steps 9-20 sum gradients over 2 ranks instead of 4 (rounding only).
   const double diff2 = max_parameter_difference(final_model("straight2"), final_model("again2"));
   const double diff4 = max_parameter_difference(final_model("straight4"), final_model("again2"));
-  std::cout << "[ zero ] 4 -> 2 ranks resume vs uninterrupted at 2: " << diff2 << ", at 4: " << diff4 << "\n";
+  std::cout << "[ zero ] 4 -> 2 ranks resume vs uninterrupted at 2: " << diff2
+            << ", at 4: " << diff4 << "\n";
   EXPECT_LE(std::min(diff2, diff4), 1e-6);
 }
 
@@ -122,10 +136,12 @@ TEST_F(ZeroTrain, OptimizerAndGradientBytesFallAsOneOverN) {
     const int64_t bytes = optimizer_and_gradient_bytes(out);
     ASSERT_GT(bytes, 0) << out;
     if (nproc == 1) one = bytes;
-    std::cout << "[ zero ] ZeRO-2 at " << nproc << " rank(s): optimizer state + gradients on rank 0 = " << bytes
+    std::cout << "[ zero ] ZeRO-2 at " << nproc
+              << " rank(s): optimizer state + gradients on rank 0 = " << bytes
               << " bytes (1/N of one rank: " << one / nproc << ")\n";
     // Each bucket is padded to a multiple of N elements: at most N - 1 extra per bucket.
-    EXPECT_NEAR(static_cast<double>(bytes), static_cast<double>(one) / nproc, 0.01 * static_cast<double>(one));
+    EXPECT_NEAR(static_cast<double>(bytes), static_cast<double>(one) / nproc,
+                0.01 * static_cast<double>(one));
   }
   // DDP keeps everything on every rank: AdamW moments and gradients (12 bytes per parameter),
   // where one ZeRO process also keeps fp32 master weights (16).
@@ -135,7 +151,9 @@ TEST_F(ZeroTrain, OptimizerAndGradientBytesFallAsOneOverN) {
 
 TEST_F(ZeroTrain, OffloadedOptimizerOnOneProcessEqualsAdamW) {
   train(config("plain", 10, 0), 1);
-  train(config("offload", 10, 2, {{"offload_optimizer", true}, {"activation_checkpointing", "blocks"}}), 1);
+  train(config("offload", 10, 2,
+               {{"offload_optimizer", true}, {"activation_checkpointing", "blocks"}}),
+        1);
   // One process: the same gradients, the same AdamW arithmetic on the CPU.
   EXPECT_LE(max_parameter_difference(final_model("plain"), final_model("offload")), 1e-6);
 }
@@ -143,21 +161,25 @@ TEST_F(ZeroTrain, OffloadedOptimizerOnOneProcessEqualsAdamW) {
 TEST_F(ZeroTrain, ActivationCheckpointingTrainsToTheSameParameters) {
   train(config("none", 10, 0), 1);
   train(config("blocks", 10, 0, {{"activation_checkpointing", "blocks"}}), 1);
-  train(config("every2", 10, 0, {{"activation_checkpointing", "every_k"}, {"activation_checkpointing_k", 2}}), 1);
+  train(config("every2", 10, 0,
+               {{"activation_checkpointing", "every_k"}, {"activation_checkpointing_k", 2}}),
+        1);
   // Recomputation runs the same ops on the same inputs: bit-identical gradients.
   EXPECT_EQ(max_parameter_difference(final_model("none"), final_model("blocks")), 0.0);
   EXPECT_EQ(max_parameter_difference(final_model("none"), final_model("every2")), 0.0);
 }
 
 TEST_F(ZeroTrain, MemoryPlanIsWithinTenPercentOfTheMeasuredPeak) {
-  for (const auto& [run, zero, nproc] : {std::tuple<std::string, int, int>{"plan0", 0, 1}, {"plan2", 2, 2}}) {
+  for (const auto& [run, zero, nproc] :
+       {std::tuple<std::string, int, int>{"plan0", 0, 1}, {"plan2", 2, 2}}) {
     const std::string out = train(config(run, 4, zero), nproc);
     std::smatch m;
-    const std::regex line(R"(memory: measured peak ([\d.]+) MiB \(RSS high-water mark\), predicted ([\d.]+) MiB)");
+    const std::regex line(
+        R"(memory: measured peak ([\d.]+) MiB \(RSS high-water mark\), predicted ([\d.]+) MiB)");
     ASSERT_TRUE(std::regex_search(out, m, line)) << out;
     const double measured = std::stod(m[1].str()), predicted = std::stod(m[2].str());
-    std::cout << "[ zero ] tiny, ZeRO-" << zero << ", " << nproc << " rank(s): measured peak " << measured
-              << " MiB, predicted " << predicted << " MiB\n";
+    std::cout << "[ zero ] tiny, ZeRO-" << zero << ", " << nproc << " rank(s): measured peak "
+              << measured << " MiB, predicted " << predicted << " MiB\n";
     EXPECT_NEAR(predicted, measured, 0.1 * measured);
   }
 }

@@ -7,8 +7,8 @@
 #include <set>
 
 #include "common/tiny_data.h"
-#include "polar/eval/eval.h"
 #include "polar/checkpoint/checkpoint.h"
+#include "polar/eval/eval.h"
 
 using polar::testing::TempDir;
 
@@ -37,7 +37,8 @@ TEST(Eval, LabelSwapGivesOneMinusAccuracyAndPerCategoryCounts) {
   TempDir tmp;
   auto lm = polar::load_model(write_random_checkpoint(tmp), torch::kCPU);
   std::vector<polar::PreferenceRecord> recs, swapped;
-  const char* words[] = {"the sea", "a tree", "many numbers", "what is 12", "yes and no", "reward model"};
+  const char* words[] = {"the sea",    "a tree",     "many numbers",
+                         "what is 12", "yes and no", "reward model"};
   for (int i = 0; i < 40; ++i) {
     polar::PreferenceRecord r;
     r.prompt = std::string("how many ") + words[i % 6];
@@ -66,7 +67,9 @@ TEST(Eval, ScoreGivesOneRewardPerRecordMatchingThePreferencePath) {
   TempDir tmp;
   auto lm = polar::load_model(write_random_checkpoint(tmp), torch::kCPU);
   std::vector<polar::ScoringRecord> recs;
-  for (int i = 0; i < 5; ++i) recs.push_back({"what is " + std::to_string(i), "the sea", "a tree " + std::to_string(i), i + 1});
+  for (int i = 0; i < 5; ++i)
+    recs.push_back(
+        {"what is " + std::to_string(i), "the sea", "a tree " + std::to_string(i), i + 1});
   polar::ScoreOptions o;
   auto r = polar::score_records(lm, recs, o);
   ASSERT_EQ(r.size(), 5u);
@@ -75,9 +78,13 @@ TEST(Eval, ScoreGivesOneRewardPerRecordMatchingThePreferencePath) {
     auto one = polar::score_records(lm, {recs[static_cast<size_t>(i)]}, o);
     EXPECT_NEAR(one[0], r[static_cast<size_t>(i)], 1e-5);
   }
-  polar::PreferenceRecord p{recs[0].prompt, recs[0].reference, recs[0].output, recs[1].output, "", 1};
+  polar::PreferenceRecord p{
+      recs[0].prompt, recs[0].reference, recs[0].output, recs[1].output, "", 1};
   auto ev = polar::evaluate_preferences(lm, {p}, o);
-  EXPECT_NEAR(ev.overall.mean_margin(), r[0] - polar::score_records(lm, {{recs[0].prompt, recs[0].reference, recs[1].output, 1}}, o)[0], 1e-5);
+  EXPECT_NEAR(ev.overall.mean_margin(),
+              r[0] - polar::score_records(
+                         lm, {{recs[0].prompt, recs[0].reference, recs[1].output, 1}}, o)[0],
+              1e-5);
 }
 
 TEST(Eval, ScoreSharesThePrefixOfOutputsWithTheSamePromptAndReference) {
@@ -87,7 +94,8 @@ TEST(Eval, ScoreSharesThePrefixOfOutputsWithTheSamePromptAndReference) {
   for (int i = 0; i < 12; ++i) {
     std::string output = "a tree";
     for (int w = 0; w < i % 5; ++w) output += " and the sea " + std::to_string(i);
-    recs.push_back({"what is " + std::to_string(i % 3), "the sea " + std::to_string(i % 3), output, i + 1});
+    recs.push_back(
+        {"what is " + std::to_string(i % 3), "the sea " + std::to_string(i % 3), output, i + 1});
   }
   polar::ScoreOptions separate;
   separate.shared_prefix = false;
@@ -97,7 +105,8 @@ TEST(Eval, ScoreSharesThePrefixOfOutputsWithTheSamePromptAndReference) {
     shared.row_tokens = row_tokens;
     const auto got = polar::score_records(lm, recs, shared);
     ASSERT_EQ(got.size(), expected.size());
-    for (size_t i = 0; i < got.size(); ++i) EXPECT_NEAR(got[i], expected[i], 1e-5) << "record " << i;  // fp32
+    for (size_t i = 0; i < got.size(); ++i)
+      EXPECT_NEAR(got[i], expected[i], 1e-5) << "record " << i;  // fp32
   }
   std::set<double> distinct(expected.begin(), expected.end());
   EXPECT_GT(distinct.size(), 6u);  // outputs really score differently
@@ -106,14 +115,15 @@ TEST(Eval, ScoreSharesThePrefixOfOutputsWithTheSamePromptAndReference) {
 TEST(Eval, PretrainTemplateScoresThePretrainSequence) {
   TempDir tmp;
   auto lm = polar::load_model(write_random_checkpoint(tmp), torch::kCPU);
-  std::vector<polar::ScoringRecord> recs = {{"the sea is", " blue and", " wide", 1}, {"count 12", " 13 14", " 15", 2}};
+  std::vector<polar::ScoringRecord> recs = {{"the sea is", " blue and", " wide", 1},
+                                            {"count 12", " 13 14", " 15", 2}};
   polar::ScoreOptions finetune, pretrain;
   pretrain.template_kind = polar::TemplateKind::Pretrain;
   const auto a = polar::score_records(lm, recs, finetune);
   const auto b = polar::score_records(lm, recs, pretrain);
   for (size_t i = 0; i < recs.size(); ++i) {
-    auto g = polar::encode_group_text(lm.tokenizer, polar::TemplateKind::Pretrain, recs[i].prompt, recs[i].reference,
-                                      {recs[i].output}, polar::TemplateLimits{});
+    auto g = polar::encode_group_text(lm.tokenizer, polar::TemplateKind::Pretrain, recs[i].prompt,
+                                      recs[i].reference, {recs[i].output}, polar::TemplateLimits{});
     ASSERT_TRUE(g.has_value());
     const auto want = polar::reward_groups(lm, {*g}, pretrain);
     EXPECT_NEAR(b[i], want[0], 1e-5);  // packed with the other record vs alone: float rounding

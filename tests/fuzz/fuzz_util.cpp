@@ -19,13 +19,18 @@ namespace {
 
 // Placeholders for numbers that a json value cannot hold; replaced in the rendered text.
 const std::vector<std::pair<std::string, std::string>> kRawNumbers = {
-    {"\"@@BIG@@\"", "1e999"},       {"\"@@NEGBIG@@\"", "-1e999999"}, {"\"@@U64@@\"", "18446744073709551616"},
-    {"\"@@TINY@@\"", "1e-400"},     {"\"@@LONG@@\"", "123456789012345678901234567890"},
-    {"\"@@NAN@@\"", "NaN"},         {"\"@@DEEP@@\"", std::string(5000, '[') + std::string(5000, ']')},
+    {"\"@@BIG@@\"", "1e999"},
+    {"\"@@NEGBIG@@\"", "-1e999999"},
+    {"\"@@U64@@\"", "18446744073709551616"},
+    {"\"@@TINY@@\"", "1e-400"},
+    {"\"@@LONG@@\"", "123456789012345678901234567890"},
+    {"\"@@NAN@@\"", "NaN"},
+    {"\"@@DEEP@@\"", std::string(5000, '[') + std::string(5000, ']')},
 };
 
 // Every path of `v` (objects and arrays, depth first), as JSON pointers.
-void collect_paths(const json& v, const json::json_pointer& at, std::vector<json::json_pointer>& out) {
+void collect_paths(const json& v, const json::json_pointer& at,
+                   std::vector<json::json_pointer>& out) {
   out.push_back(at);
   if (v.is_object()) {
     for (auto it = v.begin(); it != v.end(); ++it) collect_paths(*it, at / it.key(), out);
@@ -43,13 +48,37 @@ int64_t env_count(const char* name, int64_t fallback) {
 
 uint64_t seed() { return static_cast<uint64_t>(env_count("POLAR_FUZZ_SEED", 20261126)); }
 
-bool contains(const std::string& text, const std::string& part) { return text.find(part) != std::string::npos; }
+bool contains(const std::string& text, const std::string& part) {
+  return text.find(part) != std::string::npos;
+}
 
 json Mutator::hostile_value() {
   static const std::vector<json> palette = {
-      nullptr, -1, 0, 1, -1e30, 1e30, 2147483648LL, 4611686018427387904LL, 9223372036854775807LL, -2147483649LL,
-      0.5, -0.0, 3.5, 1e-320, "", "bogus", "12", true, false, json::array(), json::object(),
-      json::array({"user"}), 12345, json::array({nullptr}), json::object({{"role", "user"}}),
+      nullptr,
+      -1,
+      0,
+      1,
+      -1e30,
+      1e30,
+      2147483648LL,
+      4611686018427387904LL,
+      9223372036854775807LL,
+      -2147483649LL,
+      0.5,
+      -0.0,
+      3.5,
+      1e-320,
+      "",
+      "bogus",
+      "12",
+      true,
+      false,
+      json::array(),
+      json::object(),
+      json::array({"user"}),
+      12345,
+      json::array({nullptr}),
+      json::object({{"role", "user"}}),
       json::array({json::object({{"role", "bogus"}, {"content", "x"}})}),
       json::array({json::object({{"role", 12345}, {"content", "x"}})}),
       json::array({json::object({{"role", json::array({"user"})}, {"content", "x"}})}),
@@ -72,8 +101,10 @@ std::string Mutator::mutate_json(const json& value) {
   const uint64_t op = below(10);
   if (op == 0 && !at.empty()) {  // drop the key or element
     json& parent = v[at.parent_pointer()];
-    if (parent.is_object()) parent.erase(at.back());
-    else if (parent.is_array()) parent.erase(static_cast<size_t>(std::stoul(at.back())));
+    if (parent.is_object())
+      parent.erase(at.back());
+    else if (parent.is_array())
+      parent.erase(static_cast<size_t>(std::stoul(at.back())));
   } else if (op == 1 && v[at].is_object()) {  // an unknown key
     v[at]["unknown_key_" + std::to_string(below(100))] = 1;
   } else if (op == 2) {  // the whole document replaced
@@ -83,7 +114,8 @@ std::string Mutator::mutate_json(const json& value) {
   }
   std::string text = v.dump();
   for (const auto& [placeholder, raw] : kRawNumbers) {
-    for (size_t pos; (pos = text.find(placeholder)) != std::string::npos;) text.replace(pos, placeholder.size(), raw);
+    for (size_t pos; (pos = text.find(placeholder)) != std::string::npos;)
+      text.replace(pos, placeholder.size(), raw);
   }
   return text;
 }
@@ -125,8 +157,9 @@ std::string Mutator::mutate(const json& value) {
   return how == 2 ? mutate_bytes(text) : text;
 }
 
-ProcessResult run_process(const std::vector<std::string>& argv, const std::map<std::string, std::string>& env,
-                          double timeout_s, const std::string& log_path) {
+ProcessResult run_process(const std::vector<std::string>& argv,
+                          const std::map<std::string, std::string>& env, double timeout_s,
+                          const std::string& log_path) {
   ProcessResult r;
   const pid_t pid = ::fork();
   if (pid == 0) {
@@ -167,8 +200,9 @@ void Tally::fail(const std::string& kind, const std::string& detail) {
 std::string Tally::summary(const std::string& name) const {
   std::string kinds;
   for (const auto& [k, n] : failure_kinds) kinds += fmt::format(" {}={}", k, n);
-  return fmt::format("fuzz[{}]: {} cases, {} rejected with a message naming the input, {} accepted, {} failures{}",
-                     name, cases, rejected, accepted, failures, kinds);
+  return fmt::format(
+      "fuzz[{}]: {} cases, {} rejected with a message naming the input, {} accepted, {} failures{}",
+      name, cases, rejected, accepted, failures, kinds);
 }
 
 void write_file(const std::string& path, const std::string& bytes) {

@@ -42,12 +42,13 @@ struct ProcessResult {
   bool timed_out = false;  // still running at the deadline (then killed)
   int exit_code = -1;
   int signal = 0;
-  std::string output;      // stdout and stderr
+  std::string output;  // stdout and stderr
 };
 
 // Runs argv[0] with `argv`, environment `env` added, killed after `timeout_s`.
-ProcessResult run_process(const std::vector<std::string>& argv, const std::map<std::string, std::string>& env,
-                          double timeout_s, const std::string& log_path);
+ProcessResult run_process(const std::vector<std::string>& argv,
+                          const std::map<std::string, std::string>& env, double timeout_s,
+                          const std::string& log_path);
 
 // Outcomes of one campaign over one input kind.
 struct Tally {

@@ -16,10 +16,10 @@
 #include "common/tiny_checkpoint.h"
 #include "common/tiny_data.h"
 #include "fuzz/fuzz_util.h"
-#include "polar/common/error.h"
-#include "polar/data/records.h"
 #include "polar/checkpoint/checkpoint.h"
+#include "polar/common/error.h"
 #include "polar/config/train_config.h"
+#include "polar/data/records.h"
 
 namespace fs = std::filesystem;
 using nlohmann::json;
@@ -34,10 +34,14 @@ const uint64_t kSeed = polar::fuzz::seed();
 const int64_t kCases = polar::fuzz::env_count("POLAR_FUZZ_CASES", 80);
 
 std::vector<json> preference_lines() {
-  return {json::parse(R"({"prompt":"What is 2+2?","reference":"4","chosen":"4","rejected":"5","category":"math"})"),
-          json::parse(R"({"prompt":[{"role":"system","content":"Be brief."},{"role":"user","content":"Name a tree"}],)"
-                      R"("reference":"oak","chosen":[{"role":"assistant","content":"an oak"}],"rejected":"the sea"})"),
-          json::parse(R"({"prompt":"how many sea","reference":"many","chosen":"many yes","rejected":"a number"})")};
+  return {
+      json::parse(
+          R"({"prompt":"What is 2+2?","reference":"4","chosen":"4","rejected":"5","category":"math"})"),
+      json::parse(
+          R"({"prompt":[{"role":"system","content":"Be brief."},{"role":"user","content":"Name a tree"}],)"
+          R"("reference":"oak","chosen":[{"role":"assistant","content":"an oak"}],"rejected":"the sea"})"),
+      json::parse(
+          R"({"prompt":"how many sea","reference":"many","chosen":"many yes","rejected":"a number"})")};
 }
 
 std::vector<json> trajectory_lines() {
@@ -59,7 +63,8 @@ std::string mutated_jsonl(Mutator& m, const std::vector<json>& lines) {
   std::string text;
   std::vector<bool> hit(lines.size(), false);
   for (uint64_t n = 1 + m.below(3); n > 0; --n) hit[m.below(lines.size())] = true;
-  for (size_t i = 0; i < lines.size(); ++i) text += (hit[i] ? m.mutate(lines[i]) : lines[i].dump()) + "\n";
+  for (size_t i = 0; i < lines.size(); ++i)
+    text += (hit[i] ? m.mutate(lines[i]) : lines[i].dump()) + "\n";
   if (m.chance(0.1)) text = m.mutate_bytes(text);
   if (m.chance(0.02)) text = m.chance(0.5) ? "" : "\n  \n";
   return text;
@@ -106,8 +111,8 @@ void report(const Tally& t, const std::string& name) {
 
 // kCases files of `lines` with some lines damaged, each read with and without --skip-invalid.
 template <typename Read, typename Texts>
-void run_jsonl_campaign(const std::string& name, uint64_t stream, const std::vector<json>& lines, Read read,
-                        Texts texts) {
+void run_jsonl_campaign(const std::string& name, uint64_t stream, const std::vector<json>& lines,
+                        Read read, Texts texts) {
   TempDir tmp;
   Mutator m(kSeed + stream);
   Tally t;
@@ -122,10 +127,11 @@ void run_jsonl_campaign(const std::string& name, uint64_t stream, const std::vec
 }  // namespace
 
 TEST(Fuzz, PreferenceJsonl) {
-  run_jsonl_campaign("preference-jsonl", 1, preference_lines(), polar::read_preferences,
-                     [](const polar::PreferenceRecord& r) {
-                       return std::vector<std::string>{r.prompt, r.reference, r.chosen, r.rejected, r.category};
-                     });
+  run_jsonl_campaign(
+      "preference-jsonl", 1, preference_lines(), polar::read_preferences,
+      [](const polar::PreferenceRecord& r) {
+        return std::vector<std::string>{r.prompt, r.reference, r.chosen, r.rejected, r.category};
+      });
 }
 
 TEST(Fuzz, TrajectoryJsonl) {
@@ -137,13 +143,24 @@ TEST(Fuzz, TrajectoryJsonl) {
 
 namespace {
 
-const std::vector<std::string> kHostileOverrides = {
-    "train.lr=1e999", "model.vocab_size=2147483648", "model.hidden_size=65536", "train.beta1=null",
-    "run.log_every=-1", "train.eps=1e30", "a.b=1", "model=3", "train.lr=4294967297", "model.num_heads=0",
-    "data.row_tokens=4294967296", "train.steps=1e20", "loss.center_coef=-1", "model.init_seed=-5"};
+const std::vector<std::string> kHostileOverrides = {"train.lr=1e999",
+                                                    "model.vocab_size=2147483648",
+                                                    "model.hidden_size=65536",
+                                                    "train.beta1=null",
+                                                    "run.log_every=-1",
+                                                    "train.eps=1e30",
+                                                    "a.b=1",
+                                                    "model=3",
+                                                    "train.lr=4294967297",
+                                                    "model.num_heads=0",
+                                                    "data.row_tokens=4294967296",
+                                                    "train.steps=1e20",
+                                                    "loss.center_coef=-1",
+                                                    "model.init_seed=-5"};
 
 // Loads a config; an accepted one must re-validate, and its shape must fit (or be refused).
-void check_config_case(const std::string& path, const std::vector<std::string>& overrides, Tally& t) {
+void check_config_case(const std::string& path, const std::vector<std::string>& overrides,
+                       Tally& t) {
   ++t.cases;
   try {
     polar::TrainConfig cfg = polar::load_train_config(path, overrides);
@@ -153,7 +170,8 @@ void check_config_case(const std::string& path, const std::vector<std::string>& 
     ++t.accepted;
   } catch (const polar::Error& e) {
     const std::string msg = e.what();
-    if (!contains(msg, path) && !contains(msg, "--set") && !contains(msg, "model:")) t.fail("message without the file", msg);
+    if (!contains(msg, path) && !contains(msg, "--set") && !contains(msg, "model:"))
+      t.fail("message without the file", msg);
     ++t.rejected;
   } catch (const std::exception& e) {
     t.fail("not a polar::Error", e.what());
@@ -187,7 +205,9 @@ std::vector<fs::path> files_under(const std::string& dir) {
   return out;
 }
 
-bool is_tensor_file(const fs::path& p) { return p.extension() == ".safetensors" || p.extension() == ".pt"; }
+bool is_tensor_file(const fs::path& p) {
+  return p.extension() == ".safetensors" || p.extension() == ".pt";
+}
 
 // Mutates one file of a copy of `base` at `dir`; returns the file's relative path.
 fs::path damage_checkpoint(Mutator& m, const std::string& base, const std::string& dir) {
@@ -201,22 +221,26 @@ fs::path damage_checkpoint(Mutator& m, const std::string& base, const std::strin
     return rel;
   }
   const std::string bytes = polar::fuzz::read_file(path);
-  json parsed = rel.extension() == ".json" ? json::parse(bytes, nullptr, false) : json(json::value_t::discarded);
+  json parsed = rel.extension() == ".json" ? json::parse(bytes, nullptr, false)
+                                           : json(json::value_t::discarded);
   polar::fuzz::write_file(path, parsed.is_discarded() ? m.mutate_bytes(bytes) : m.mutate(parsed));
   return rel;
 }
 
-void check_checkpoint_case(const std::string& base, const std::string& dir, const fs::path& rel, bool verify, Tally& t) {
+void check_checkpoint_case(const std::string& base, const std::string& dir, const fs::path& rel,
+                           bool verify, Tally& t) {
   ++t.cases;
   const bool changed = !fs::exists(fs::path(dir) / rel) ||
                        polar::fuzz::read_file((fs::path(dir) / rel).string()) !=
                            polar::fuzz::read_file((fs::path(base) / rel).string());
   try {
     polar::LoadedModel lm = polar::load_model(dir, torch::kCPU, verify);
-    if (verify && changed && is_tensor_file(rel)) t.fail("corrupt tensor file not detected", rel.string());
+    if (verify && changed && is_tensor_file(rel))
+      t.fail("corrupt tensor file not detected", rel.string());
     if (verify) {
       for (const auto& p : lm.model->parameters())
-        if (!torch::isfinite(p).all().item<bool>()) t.fail("non-finite weights accepted", rel.string());
+        if (!torch::isfinite(p).all().item<bool>())
+          t.fail("non-finite weights accepted", rel.string());
       torch::optim::AdamW opt(lm.model->parameters(), torch::optim::AdamWOptions(1e-3));
       polar::load_optimizer_state(opt, dir);
       polar::load_trainer_state(dir);

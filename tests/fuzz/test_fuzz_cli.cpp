@@ -10,10 +10,10 @@
 #include "common/tiny_checkpoint.h"
 #include "common/tiny_data.h"
 #include "fuzz/fuzz_util.h"
-#include "polar/common/error.h"
-#include "polar/data/records.h"
 #include "polar/checkpoint/checkpoint.h"
+#include "polar/common/error.h"
 #include "polar/config/train_config.h"
+#include "polar/data/records.h"
 
 namespace fs = std::filesystem;
 using nlohmann::json;
@@ -30,14 +30,16 @@ const int64_t kCliCases = polar::fuzz::env_count("POLAR_FUZZ_CLI_CASES", 3);
 constexpr double kTimeout = 240;
 const std::string kPolar = POLAR_BINARY_DIR "/polar";
 // Small enough that no accepted shape can take the shared test machine's memory.
-const std::map<std::string, std::string> kEnv = {{"POLAR_MEMORY_BYTES", "2000000000"}, {"OMP_NUM_THREADS", "1"}};
+const std::map<std::string, std::string> kEnv = {{"POLAR_MEMORY_BYTES", "2000000000"},
+                                                 {"OMP_NUM_THREADS", "1"}};
 
 // Checks one run: `invalid` says the in-process reader rejected the input; `output` is what a
 // successful run writes; `names` are the strings one of which an error message must contain.
-void check_run(const ProcessResult& r, bool invalid, const std::string& output, const std::vector<std::string>& names,
-               Tally& t) {
+void check_run(const ProcessResult& r, bool invalid, const std::string& output,
+               const std::vector<std::string>& names, Tally& t) {
   ++t.cases;
-  const std::string detail = "exit " + std::to_string(r.exit_code) + ": " + r.output.substr(r.output.size() > 800 ? r.output.size() - 800 : 0);
+  const std::string detail = "exit " + std::to_string(r.exit_code) + ": " +
+                             r.output.substr(r.output.size() > 800 ? r.output.size() - 800 : 0);
   if (r.timed_out) return t.fail("hang", detail);
   if (r.signaled) return t.fail("killed by signal " + std::to_string(r.signal), detail);
   if (r.exit_code == 0) {
@@ -73,17 +75,21 @@ void report(const Tally& t, const std::string& name) {
 
 std::vector<json> preference_lines() {
   std::vector<json> out;
-  const char* words[] = {"the sea", "a tree", "many numbers", "what is 12", "yes and no", "reward model"};
+  const char* words[] = {"the sea",    "a tree",     "many numbers",
+                         "what is 12", "yes and no", "reward model"};
   for (int i = 0; i < 12; ++i)
-    out.push_back({{"prompt", std::string("how many ") + words[i % 6]}, {"reference", words[(i + 1) % 6]},
-                   {"chosen", words[(i + 2) % 6]}, {"rejected", words[(i + 3) % 6]}});
+    out.push_back({{"prompt", std::string("how many ") + words[i % 6]},
+                   {"reference", words[(i + 1) % 6]},
+                   {"chosen", words[(i + 2) % 6]},
+                   {"rejected", words[(i + 3) % 6]}});
   return out;
 }
 
 std::string jsonl(Mutator& m, const std::vector<json>& lines) {
   std::string text;
   const size_t hit = m.below(lines.size());
-  for (size_t i = 0; i < lines.size(); ++i) text += (i == hit ? m.mutate(lines[i]) : lines[i].dump()) + "\n";
+  for (size_t i = 0; i < lines.size(); ++i)
+    text += (i == hit ? m.mutate(lines[i]) : lines[i].dump()) + "\n";
   return text;
 }
 
@@ -98,9 +104,10 @@ void run_data_campaign(const std::string& name, uint64_t stream, const std::vect
   for (int64_t c = 0; c < kCliCases; ++c) {
     polar::fuzz::write_file(input, jsonl(m, lines));
     fs::remove_all(out);
-    auto r = polar::fuzz::run_process({kPolar, "data", subcommand.first, subcommand.second, input, "--tokenizer",
-                                       polar::testing::tiny_tokenizer_dir(), "--output", out},
-                                      kEnv, kTimeout, tmp / "log.txt");
+    auto r = polar::fuzz::run_process(
+        {kPolar, "data", subcommand.first, subcommand.second, input, "--tokenizer",
+         polar::testing::tiny_tokenizer_dir(), "--output", out},
+        kEnv, kTimeout, tmp / "log.txt");
     check_run(r, rejected_in_process(read, input), out + "/manifest.json", {input}, t);
   }
   report(t, name);
@@ -118,9 +125,11 @@ TEST(FuzzCli, DataPretrain) {
   for (int p = 0; p < 4; ++p)
     for (int k = 0; k < 3; ++k)
       for (int r = 0; r < 2; ++r)
-        lines.push_back({{"prompt", "what is " + std::to_string(p)}, {"policy", "p" + std::to_string(k)},
+        lines.push_back({{"prompt", "what is " + std::to_string(p)},
+                         {"policy", "p" + std::to_string(k)},
                          {"response", "the sea " + std::to_string(k * 2 + r)}});
-  run_data_campaign("cli-data-pretrain", 12, lines, {"pretrain", "--trajectories"}, polar::read_trajectories);
+  run_data_campaign("cli-data-pretrain", 12, lines, {"pretrain", "--trajectories"},
+                    polar::read_trajectories);
 }
 
 TEST(FuzzCli, Train) {
@@ -130,8 +139,12 @@ TEST(FuzzCli, Train) {
   Tally t;
   const json base = json::parse(polar::testing::tiny_train_config(tmp / "data", tmp / "run", 2));
   // Keep an accepted run short, whatever the mutation did to these keys.
-  const std::vector<std::string> keep = {"train.steps=2", "train.batch_groups=2", "run.output_dir=" + (tmp / "run"),
-                                         "data.micro_batch_tokens=512", "data.row_tokens=128", "eval.max_groups=4"};
+  const std::vector<std::string> keep = {"train.steps=2",
+                                         "train.batch_groups=2",
+                                         "run.output_dir=" + (tmp / "run"),
+                                         "data.micro_batch_tokens=512",
+                                         "data.row_tokens=128",
+                                         "eval.max_groups=4"};
   for (int64_t c = 0; c < kCliCases; ++c) {
     const std::string config = tmp / "config.json";
     polar::fuzz::write_file(config, m.mutate(base));
@@ -145,7 +158,8 @@ TEST(FuzzCli, Train) {
       invalid = true;
     }
     auto r = polar::fuzz::run_process(argv, kEnv, kTimeout, tmp / "log.txt");
-    check_run(r, invalid, tmp / "run/final/model.safetensors", {config, "--set", "data", "model"}, t);
+    check_run(r, invalid, tmp / "run/final/model.safetensors", {config, "--set", "data", "model"},
+              t);
   }
   report(t, "cli-train");
 }
@@ -168,16 +182,18 @@ TEST(FuzzCli, EvalCheckpoint) {
     std::sort(files.begin(), files.end());
     const fs::path victim = files[m.below(files.size())];
     const std::string bytes = polar::fuzz::read_file(victim.string());
-    const json parsed = victim.extension() == ".json" ? json::parse(bytes, nullptr, false) : json(json::value_t::discarded);
-    polar::fuzz::write_file(victim.string(), parsed.is_discarded() ? m.mutate_bytes(bytes) : m.mutate(parsed));
+    const json parsed = victim.extension() == ".json" ? json::parse(bytes, nullptr, false)
+                                                      : json(json::value_t::discarded);
+    polar::fuzz::write_file(victim.string(),
+                            parsed.is_discarded() ? m.mutate_bytes(bytes) : m.mutate(parsed));
     bool invalid = false;
     try {
       polar::load_model(dir, torch::kCPU);
     } catch (const polar::Error&) {
       invalid = true;
     }
-    auto r = polar::fuzz::run_process({kPolar, "eval", "--checkpoint", dir, "--data", tmp / "prefs.jsonl", "--output",
-                                       out, "--device", "cpu"},
+    auto r = polar::fuzz::run_process({kPolar, "eval", "--checkpoint", dir, "--data",
+                                       tmp / "prefs.jsonl", "--output", out, "--device", "cpu"},
                                       kEnv, kTimeout, tmp / "log.txt");
     check_run(r, invalid, out, {dir}, t);
   }

@@ -34,7 +34,9 @@ struct Rng {
   uint64_t below(uint64_t n) { return n == 0 ? 0 : next() % n; }
   bool coin() { return next() & 1; }
   template <typename T>
-  const T& pick(const std::vector<T>& v) { return v[below(v.size())]; }
+  const T& pick(const std::vector<T>& v) {
+    return v[below(v.size())];
+  }
 };
 
 enum class Expect { Either, Reject, Accept };
@@ -42,8 +44,8 @@ enum class Expect { Either, Reject, Accept };
 struct Base {
   std::string label;
   std::string image;
-  json header;          // the parsed header, for structured rewrites
-  std::string data;     // the data section
+  json header;       // the parsed header, for structured rewrites
+  std::string data;  // the data section
   uint64_t header_len = 0;
 };
 
@@ -64,8 +66,8 @@ std::string u64_le(uint64_t n) {
   return out;
 }
 
-Base make_base(const std::string& label, const std::vector<Spec>& specs, const std::map<std::string, std::string>& meta,
-               bool padded, Rng& rng) {
+Base make_base(const std::string& label, const std::vector<Spec>& specs,
+               const std::map<std::string, std::string>& meta, bool padded, Rng& rng) {
   std::vector<TensorInfo> infos;
   uint64_t offset = 0;
   for (const Spec& s : specs) {
@@ -75,7 +77,8 @@ Base make_base(const std::string& label, const std::vector<Spec>& specs, const s
     offset += n;
   }
   std::string header = encode_safetensors_header(infos, meta).substr(8);
-  if (!padded) header.erase(header.find_last_not_of(' ') + 1);  // odd length: unaligned data section
+  if (!padded)
+    header.erase(header.find_last_not_of(' ') + 1);  // odd length: unaligned data section
   Base b;
   b.label = label;
   b.data.resize(offset);
@@ -89,7 +92,8 @@ Base make_base(const std::string& label, const std::vector<Spec>& specs, const s
 std::vector<Base> make_bases(Rng& rng) {
   std::vector<Base> bases;
   bases.push_back(make_base("empty", {}, {}, true, rng));
-  bases.push_back(make_base("metadata_only", {}, {{"format", "pt"}, {"note", "\xC3\xBCnicode"}}, true, rng));
+  bases.push_back(
+      make_base("metadata_only", {}, {{"format", "pt"}, {"note", "\xC3\xBCnicode"}}, true, rng));
   bases.push_back(make_base("mixed",
                             {{"w.f32", "F32", {2, 3}},
                              {"w.f16", "F16", {5}},
@@ -105,21 +109,29 @@ std::vector<Base> make_bases(Rng& rng) {
                              {"u32", "U32", {1}},
                              {"u64", "U64", {}}},
                             {{"format", "pt"}}, true, rng));
-  bases.push_back(make_base("scalars_unpadded", {{"a", "F32", {}}, {"b", "BF16", {}}, {"c", "I64", {}}}, {}, false, rng));
-  bases.push_back(make_base("zero_sized", {{"z0", "F32", {0}}, {"z1", "BF16", {3, 0}}, {"z2", "I64", {0, 0, 0}}}, {}, true,
-                            rng));
+  bases.push_back(make_base(
+      "scalars_unpadded", {{"a", "F32", {}}, {"b", "BF16", {}}, {"c", "I64", {}}}, {}, false, rng));
+  bases.push_back(make_base("zero_sized",
+                            {{"z0", "F32", {0}}, {"z1", "BF16", {3, 0}}, {"z2", "I64", {0, 0, 0}}},
+                            {}, true, rng));
   bases.push_back(make_base("odd_names",
-                            {{"quote\"back\\slash", "U8", {3}}, {"w\xC3\xA9ight", "F16", {1}}, {"", "I8", {2}},
+                            {{"quote\"back\\slash", "U8", {3}},
+                             {"w\xC3\xA9ight", "F16", {1}},
+                             {"", "I8", {2}},
                              {"tab\tnew\nline", "I32", {1}}},
                             {{"k\"ey", "v\\al"}}, false, rng));
   std::vector<Spec> many;
-  const std::vector<std::string> dtypes = {"F64", "F32", "F16", "BF16", "I64", "I32", "I16", "I8", "U8", "BOOL"};
+  const std::vector<std::string> dtypes = {"F64", "F32", "F16", "BF16", "I64",
+                                           "I32", "I16", "I8",  "U8",   "BOOL"};
   for (int i = 0; i < 40; ++i) {
     std::vector<int64_t> shape;
     for (uint64_t d = rng.below(4); d > 0; --d) shape.push_back(static_cast<int64_t>(rng.below(5)));
-    many.push_back({"model.layers." + std::to_string(i / 4) + ".w" + std::to_string(i % 4), rng.pick(dtypes), shape});
+    many.push_back({"model.layers." + std::to_string(i / 4) + ".w" + std::to_string(i % 4),
+                    rng.pick(dtypes), shape});
   }
-  bases.push_back(make_base("many", many, {{"format", "pt"}, {"a", "1"}, {"b", ""}, {"c", "x y"}, {"d", "{}"}}, true, rng));
+  bases.push_back(make_base("many", many,
+                            {{"format", "pt"}, {"a", "1"}, {"b", ""}, {"c", "x y"}, {"d", "{}"}},
+                            true, rng));
   return bases;
 }
 
@@ -132,23 +144,33 @@ std::vector<std::string> tensor_names(const json& header) {
 }
 
 uint64_t entry_bytes(const json& entry) {
-  return entry.at("data_offsets").at(1).get<uint64_t>() - entry.at("data_offsets").at(0).get<uint64_t>();
+  return entry.at("data_offsets").at(1).get<uint64_t>() -
+         entry.at("data_offsets").at(0).get<uint64_t>();
 }
 
 json random_non_integer(Rng& rng) {
   switch (rng.below(7)) {
-    case 0: return -1 - static_cast<int64_t>(rng.below(1000));
-    case 1: return 1.5;
-    case 2: return "8";
-    case 3: return nullptr;
-    case 4: return json::array({1});
-    case 5: return json::object();
-    default: return 1e300;
+    case 0:
+      return -1 - static_cast<int64_t>(rng.below(1000));
+    case 1:
+      return 1.5;
+    case 2:
+      return "8";
+    case 3:
+      return nullptr;
+    case 4:
+      return json::array({1});
+    case 5:
+      return json::object();
+    default:
+      return 1e300;
   }
 }
 
-const std::vector<uint64_t> kHugeValues = {UINT64_MAX, UINT64_MAX - 7, 1ull << 63, (1ull << 63) - 1, 1ull << 32,
-                                           kMaxSafetensorsHeaderBytes + 1, 1ull << 40};
+const std::vector<uint64_t> kHugeValues = {UINT64_MAX, UINT64_MAX - 7,
+                                           1ull << 63, (1ull << 63) - 1,
+                                           1ull << 32, kMaxSafetensorsHeaderBytes + 1,
+                                           1ull << 40};
 
 // Rewrites the parsed header of `b` (one structured change) and re-encodes it with its data.
 Mutant rewrite_header(const Base& b, Rng& rng) {
@@ -159,18 +181,20 @@ Mutant rewrite_header(const Base& b, Rng& rng) {
   const uint64_t choice = rng.below(names.empty() ? 3 : 9);
   if (choice == 0) {  // root not an object
     m.kind = "root_not_object";
-    const json alternatives[] = {json::array({h}), json("x"), json(7), json(nullptr), json::array()};
+    const json alternatives[] = {json::array({h}), json("x"), json(7), json(nullptr),
+                                 json::array()};
     h = alternatives[rng.below(5)];
   } else if (choice == 1) {  // bad __metadata__
     m.kind = "bad_metadata";
     if (rng.coin() || !h.contains("__metadata__") || h["__metadata__"].empty())
       h["__metadata__"] = rng.coin() ? json::array({"a"}) : json("format=pt");
     else
-      h["__metadata__"][h["__metadata__"].begin().key()] =
-          rng.pick(std::vector<json>{json(1), json(nullptr), json::array(), json::object(), json(true)});
+      h["__metadata__"][h["__metadata__"].begin().key()] = rng.pick(
+          std::vector<json>{json(1), json(nullptr), json::array(), json::object(), json(true)});
   } else if (choice == 2) {  // an entry that is not a tensor description
     m.kind = "bad_entry";
-    const json alternatives[] = {json(1), json("F32"), json::array({"F32", {1}, {0, 4}}), json(nullptr), json::object()};
+    const json alternatives[] = {json(1), json("F32"), json::array({"F32", {1}, {0, 4}}),
+                                 json(nullptr), json::object()};
     h[names.empty() ? "t" : rng.pick(names)] = alternatives[rng.below(5)];
   } else {
     const std::string name = rng.pick(names);
@@ -192,10 +216,18 @@ Mutant rewrite_header(const Base& b, Rng& rng) {
           off = {e0, b0};
           if (nbytes == 0) m.expect = Expect::Accept;
           break;
-        case 2: off = {b0, e0 + 1 + rng.below(64)}; break;
-        case 3: off = {rng.pick(kHugeValues), rng.pick(kHugeValues)}; break;
-        case 4: off[rng.below(2)] = random_non_integer(rng); break;
-        default: off = rng.coin() ? json::array({b0}) : json::array({b0, e0, e0}); break;
+        case 2:
+          off = {b0, e0 + 1 + rng.below(64)};
+          break;
+        case 3:
+          off = {rng.pick(kHugeValues), rng.pick(kHugeValues)};
+          break;
+        case 4:
+          off[rng.below(2)] = random_non_integer(rng);
+          break;
+        default:
+          off = rng.coin() ? json::array({b0}) : json::array({b0, e0, e0});
+          break;
       }
     } else if (choice == 4) {  // overlapping or duplicated ranges between two tensors
       m.kind = "overlap_offsets";
@@ -206,14 +238,16 @@ Mutant rewrite_header(const Base& b, Rng& rng) {
       e["data_offsets"] = {b0, b0 + nbytes};
     } else if (choice == 5) {  // dtype unknown, not a string, or a known one of another size
       m.kind = "bad_dtype";
-      const std::vector<std::string> dts = {"F128", "f32", "", "FLOAT", "BF16 ", "I4", "C64", "F32", "U8", "I64", "BF16"};
+      const std::vector<std::string> dts = {"F128", "f32", "",   "FLOAT", "BF16 ", "I4",
+                                            "C64",  "F32", "U8", "I64",   "BF16"};
       const uint64_t k = rng.below(dts.size() + 2);
       if (k >= dts.size()) {
         e["dtype"] = k == dts.size() ? json(4) : json(nullptr);
       } else {
         const std::string& dt = dts[k];
         if (safetensors_dtype_size(dt) != 0 &&
-            (nbytes == 0 || safetensors_dtype_size(dt) == safetensors_dtype_size(e["dtype"].get<std::string>())))
+            (nbytes == 0 ||
+             safetensors_dtype_size(dt) == safetensors_dtype_size(e["dtype"].get<std::string>())))
           m.expect = Expect::Either;
         e["dtype"] = dt;
       }
@@ -221,17 +255,33 @@ Mutant rewrite_header(const Base& b, Rng& rng) {
       m.kind = "bad_shape";
       json& shape = e["shape"];
       switch (rng.below(6)) {
-        case 0: shape.push_back(random_non_integer(rng)); break;
-        case 1: shape.push_back(rng.pick(kHugeValues)); if (nbytes == 0) m.expect = Expect::Either; break;
-        case 2: shape = json::array({1ull << 32, 1ull << 32, 1ull << 32}); break;
-        case 3: shape.push_back(2 + rng.below(5)); if (nbytes == 0) m.expect = Expect::Either; break;
-        case 4: shape = rng.coin() ? json("[2, 3]") : json(3); break;
-        default: shape = json::array({json::array({1})}); break;
+        case 0:
+          shape.push_back(random_non_integer(rng));
+          break;
+        case 1:
+          shape.push_back(rng.pick(kHugeValues));
+          if (nbytes == 0) m.expect = Expect::Either;
+          break;
+        case 2:
+          shape = json::array({1ull << 32, 1ull << 32, 1ull << 32});
+          break;
+        case 3:
+          shape.push_back(2 + rng.below(5));
+          if (nbytes == 0) m.expect = Expect::Either;
+          break;
+        case 4:
+          shape = rng.coin() ? json("[2, 3]") : json(3);
+          break;
+        default:
+          shape = json::array({json::array({1})});
+          break;
       }
     } else if (choice == 7) {  // missing or unexpected keys
       m.kind = "bad_keys";
-      if (rng.coin()) e.erase(rng.pick(std::vector<std::string>{"dtype", "shape", "data_offsets"}));
-      else e[rng.coin() ? "offsets" : "dtype2"] = 0;
+      if (rng.coin())
+        e.erase(rng.pick(std::vector<std::string>{"dtype", "shape", "data_offsets"}));
+      else
+        e[rng.coin() ? "offsets" : "dtype2"] = 0;
     } else {  // the same key twice: nlohmann would keep the last, so it is spliced in as text
       m.kind = "duplicate_key";
       std::string text = h.dump();
@@ -276,7 +326,8 @@ Mutant mutate(const Base& b, Rng& rng) {
     }
     case 2:
       m.kind = "flip_header";
-      for (uint64_t k = 1 + rng.below(4); k > 0; --k) m.image[8 + rng.below(b.header_len)] ^= static_cast<char>(1 << rng.below(8));
+      for (uint64_t k = 1 + rng.below(4); k > 0; --k)
+        m.image[8 + rng.below(b.header_len)] ^= static_cast<char>(1 << rng.below(8));
       break;
     case 3:
       m.kind = "flip_data";
@@ -290,19 +341,29 @@ Mutant mutate(const Base& b, Rng& rng) {
       break;
     case 5:
       m.kind = "length_off_by_small";
-      set_len(rng.coin() ? b.header_len + 1 + rng.below(16) : b.header_len - std::min(b.header_len, 1 + rng.below(16)));
+      set_len(rng.coin() ? b.header_len + 1 + rng.below(16)
+                         : b.header_len - std::min(b.header_len, 1 + rng.below(16)));
       break;
     case 6: {
       m.kind = "bad_json_text";
       std::string text = img.substr(8, b.header_len);
       const char junk[] = {'{', '}', '[', ']', '"', '\\', ':', ',', '0', '-', 'e', ' ', '\x01'};
       switch (rng.below(5)) {
-        case 0: text.erase(rng.below(text.size()), 1); break;
-        case 1: text.insert(rng.below(text.size() + 1), 1, junk[rng.below(sizeof(junk))]); break;
-        case 2: text[rng.below(text.size())] = junk[rng.below(sizeof(junk))]; break;
-        case 3: text.resize(rng.below(text.size())); break;
+        case 0:
+          text.erase(rng.below(text.size()), 1);
+          break;
+        case 1:
+          text.insert(rng.below(text.size() + 1), 1, junk[rng.below(sizeof(junk))]);
+          break;
+        case 2:
+          text[rng.below(text.size())] = junk[rng.below(sizeof(junk))];
+          break;
+        case 3:
+          text.resize(rng.below(text.size()));
+          break;
         default:  // invalid UTF-8 or a NUL byte is wrong anywhere in a JSON text
-          text.insert(rng.below(text.size() + 1), 1, rng.pick(std::vector<char>{'\xFF', '\xC0', '\x80', '\0'}));
+          text.insert(rng.below(text.size() + 1), 1,
+                      rng.pick(std::vector<char>{'\xFF', '\xC0', '\x80', '\0'}));
           m.expect = Expect::Reject;
           break;
       }
@@ -321,14 +382,17 @@ Mutant mutate(const Base& b, Rng& rng) {
     }
     case 8:
       m.kind = "resize_data";
-      if (b.data.empty() || rng.coin()) m.image.append(1 + rng.below(16), '\0');
-      else m.image.resize(img.size() - std::min<uint64_t>(b.data.size(), 1 + rng.below(16)));
+      if (b.data.empty() || rng.coin())
+        m.image.append(1 + rng.below(16), '\0');
+      else
+        m.image.resize(img.size() - std::min<uint64_t>(b.data.size(), 1 + rng.below(16)));
       m.expect = Expect::Reject;
       break;
     case 9: {
       m.kind = "reencode_whitespace";  // same header, other valid formatting
       std::string text = b.header.dump(rng.coin() ? 2 : -1);
-      text = std::string(rng.below(4), ' ') + text + std::string(rng.below(9), rng.coin() ? ' ' : '\n');
+      text = std::string(rng.below(4), ' ') + text +
+             std::string(rng.below(9), rng.coin() ? ' ' : '\n');
       m.image = make_safetensors_image(text, b.data);
       m.expect = Expect::Accept;
       break;
@@ -348,7 +412,8 @@ Mutant mutate(const Base& b, Rng& rng) {
     }
     case 11:
       m.kind = "random_bytes";
-      for (uint64_t k = 1 + rng.below(32); k > 0; --k) m.image[rng.below(img.size())] = static_cast<char>(rng.next());
+      for (uint64_t k = 1 + rng.below(32); k > 0; --k)
+        m.image[rng.below(img.size())] = static_cast<char>(rng.next());
       break;
     default: {
       Mutant r = rewrite_header(b, rng);
@@ -361,17 +426,28 @@ Mutant mutate(const Base& b, Rng& rng) {
 
 const std::vector<std::pair<std::string, std::string>>& error_phrases() {
   static const std::vector<std::pair<std::string, std::string>> phrases = {
-      {"shorter than the 8-byte", "short_file"},  {"exceeds the limit", "header_too_long"},
-      {"runs past the end", "header_past_end"},   {"nesting deeper", "deep_nesting"},
-      {"duplicate key", "duplicate_key"},         {"invalid JSON", "invalid_json"},
-      {"must be a JSON object", "root_not_object"}, {"__metadata__ ", "bad_metadata"},
-      {"entry must be an object", "entry_not_object"}, {"unexpected key", "unexpected_key"},
-      {"missing key", "missing_key"},             {"dtype must be a string", "dtype_not_string"},
-      {"unknown dtype", "unknown_dtype"},         {"shape must be", "bad_shape"},
-      {"does not fit a signed", "dim_too_large"}, {"overflows 64 bits", "overflow"},
-      {"data_offsets must be", "bad_offsets"},    {"begin > end", "begin_after_end"},
-      {"bytes but shape", "size_mismatch"},       {"reach beyond", "out_of_range"},
-      {"overlap", "overlap"},                     {"leave a hole", "hole"},
+      {"shorter than the 8-byte", "short_file"},
+      {"exceeds the limit", "header_too_long"},
+      {"runs past the end", "header_past_end"},
+      {"nesting deeper", "deep_nesting"},
+      {"duplicate key", "duplicate_key"},
+      {"invalid JSON", "invalid_json"},
+      {"must be a JSON object", "root_not_object"},
+      {"__metadata__ ", "bad_metadata"},
+      {"entry must be an object", "entry_not_object"},
+      {"unexpected key", "unexpected_key"},
+      {"missing key", "missing_key"},
+      {"dtype must be a string", "dtype_not_string"},
+      {"unknown dtype", "unknown_dtype"},
+      {"shape must be", "bad_shape"},
+      {"does not fit a signed", "dim_too_large"},
+      {"overflows 64 bits", "overflow"},
+      {"data_offsets must be", "bad_offsets"},
+      {"begin > end", "begin_after_end"},
+      {"bytes but shape", "size_mismatch"},
+      {"reach beyond", "out_of_range"},
+      {"overlap", "overlap"},
+      {"leave a hole", "hole"},
       {"trailing bytes", "trailing_bytes"},
   };
   return phrases;
@@ -394,7 +470,8 @@ std::string check_result(const std::vector<TensorInfo>& tensors, uint64_t data_s
     if (n == 0) return "unknown dtype " + t.dtype;
     for (int64_t d : t.shape)
       if (d < 0 || __builtin_mul_overflow(n, static_cast<uint64_t>(d), &n)) return "bad shape";
-    if (t.begin != cursor || t.end < t.begin || t.end - t.begin != n) return "offsets do not tile: " + t.name;
+    if (t.begin != cursor || t.end < t.begin || t.end - t.begin != n)
+      return "offsets do not tile: " + t.name;
     cursor = t.end;
   }
   return cursor == data_size ? "" : "data section not covered";
@@ -432,18 +509,23 @@ CampaignResult run_corruption_campaign(uint64_t seed, uint64_t n_files) {
     if (!m.image.empty()) std::memcpy(buf.get(), m.image.data(), m.image.size());
     try {
       std::map<std::string, std::string> meta;
-      const std::vector<TensorInfo> tensors = parse_safetensors(buf.get(), m.image.size(), where, &meta);
+      const std::vector<TensorInfo> tensors =
+          parse_safetensors(buf.get(), m.image.size(), where, &meta);
       ++result.accepted;
-      const uint64_t data_size = m.image.size() - safetensors_data_offset(buf.get(), m.image.size());
+      const uint64_t data_size =
+          m.image.size() - safetensors_data_offset(buf.get(), m.image.size());
       if (std::string why = check_result(tensors, data_size); !why.empty())
         result.failures.push_back(tag + ": accepted but invalid: " + why);
-      if (m.expect == Expect::Reject) result.failures.push_back(tag + ": accepted a provably invalid image");
+      if (m.expect == Expect::Reject)
+        result.failures.push_back(tag + ": accepted a provably invalid image");
     } catch (const Error& e) {
       ++result.rejected;
       const std::string msg = e.what();
       ++result.by_error[classify(msg)];
-      if (msg.rfind(where + ": ", 0) != 0) result.failures.push_back(tag + ": message does not name the file: " + msg);
-      if (m.expect == Expect::Accept) result.failures.push_back(tag + ": rejected a valid image: " + msg);
+      if (msg.rfind(where + ": ", 0) != 0)
+        result.failures.push_back(tag + ": message does not name the file: " + msg);
+      if (m.expect == Expect::Accept)
+        result.failures.push_back(tag + ": rejected a valid image: " + msg);
     } catch (const std::exception& e) {
       result.failures.push_back(tag + ": unexpected exception: " + e.what());
     } catch (...) {

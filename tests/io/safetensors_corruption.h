@@ -13,10 +13,11 @@ namespace polar::io::testing {
 
 struct CampaignResult {
   uint64_t mutations = 0, accepted = 0, rejected = 0;
-  std::map<std::string, uint64_t> by_kind;         // mutation kind -> count
-  std::map<std::string, uint64_t> by_error;        // error class (e.g. "overlap", "hole") -> count
-  std::vector<std::string> failures;               // anything but (valid result | polar::Error), or a broken expectation
-  std::vector<std::string> base_labels;            // the valid images mutations start from
+  std::map<std::string, uint64_t> by_kind;   // mutation kind -> count
+  std::map<std::string, uint64_t> by_error;  // error class (e.g. "overlap", "hole") -> count
+  std::vector<std::string>
+      failures;  // anything but (valid result | polar::Error), or a broken expectation
+  std::vector<std::string> base_labels;  // the valid images mutations start from
 };
 
 // Runs n_files mutated images derived from a fixed set of valid images; deterministic in seed.

@@ -27,7 +27,8 @@ struct TempDir {
   }
   ~TempDir() {
     ::nftw(
-        path.c_str(), [](const char* p, const struct stat*, int, struct FTW*) { return std::remove(p); }, 16,
+        path.c_str(),
+        [](const char* p, const struct stat*, int, struct FTW*) { return std::remove(p); }, 16,
         FTW_DEPTH | FTW_PHYS);
   }
   std::string file(const std::string& name) const { return (path / name).string(); }
@@ -41,8 +42,10 @@ inline std::string tensor_bytes_of(const torch::Tensor& t) {
   return out;
 }
 
-// A tensor of `dtype` filled with seeded random bytes (every bit pattern, NaNs included); BOOL gets 0/1.
-inline torch::Tensor random_bytes_tensor(torch::ScalarType dtype, c10::IntArrayRef shape, uint64_t seed) {
+// A tensor of `dtype` filled with seeded random bytes (every bit pattern, NaNs included); BOOL gets
+// 0/1.
+inline torch::Tensor random_bytes_tensor(torch::ScalarType dtype, c10::IntArrayRef shape,
+                                         uint64_t seed) {
   torch::Tensor t = torch::empty(shape, torch::TensorOptions().dtype(dtype));
   const int64_t n = t.numel() * static_cast<int64_t>(t.element_size());
   auto gen = at::make_generator<at::CPUGeneratorImpl>(seed);

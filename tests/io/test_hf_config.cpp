@@ -4,8 +4,8 @@
 
 #include <nlohmann/json.hpp>
 
-#include "polar/common/error.h"
 #include "polar/checkpoint/hf.h"
+#include "polar/common/error.h"
 
 namespace polar::io {
 namespace {
@@ -50,7 +50,7 @@ TEST(HfConfig, MapsLlamaKeys) {
   EXPECT_FALSE(s.qkv_bias);
   EXPECT_FALSE(s.tie_embeddings);
   EXPECT_EQ(info.bos_token_id, 1);
-  EXPECT_EQ(info.eos_token_id, 2);  // the first of a list
+  EXPECT_EQ(info.eos_token_id, 2);   // the first of a list
   EXPECT_EQ(info.pad_token_id, -1);  // null
 }
 
@@ -109,7 +109,8 @@ TEST(HfConfig, UnsupportedArchitectureIsNamed) {
   c["architectures"] = {"MistralForCausalLM"};
   const std::string msg = error_of(c);
   EXPECT_NE(msg.find("unsupported architecture \"MistralForCausalLM\""), std::string::npos) << msg;
-  EXPECT_NE(msg.find("InternLM2ForRewardModel"), std::string::npos) << msg;  // lists what is supported
+  EXPECT_NE(msg.find("InternLM2ForRewardModel"), std::string::npos)
+      << msg;  // lists what is supported
   c.erase("architectures");
   EXPECT_NE(error_of(c).find("architectures"), std::string::npos);
 }
@@ -126,7 +127,8 @@ TEST(HfConfig, RefusesWhatTheModelCannotReproduce) {
   EXPECT_NE(with("mlp_bias", true).find("mlp_bias"), std::string::npos);
   EXPECT_NE(with("partial_rotary_factor", 0.5).find("partial_rotary_factor"), std::string::npos);
   EXPECT_NE(with("model_type", "mistral").find("model_type"), std::string::npos);
-  EXPECT_NE(with("hidden_size", "4096").find("\"hidden_size\": expected an integer"), std::string::npos);
+  EXPECT_NE(with("hidden_size", "4096").find("\"hidden_size\": expected an integer"),
+            std::string::npos);
   EXPECT_NE(with("num_key_value_heads", 5).find("num_kv_heads"), std::string::npos);  // 32 % 5 != 0
   json missing = llama_config();
   missing.erase("intermediate_size");
@@ -203,7 +205,8 @@ TEST(HfConfig, ExportConfigsImportBackExactly) {
       SCOPED_TRACE(std::string(format) + (bias ? " with q/k/v bias" : ""));
       s.qkv_bias = bias;
       s.tie_embeddings = bias;
-      s.architecture = std::string(format) == "hf-internlm2" ? "internlm2" : (bias ? "qwen2" : "llama");
+      s.architecture =
+          std::string(format) == "hf-internlm2" ? "internlm2" : (bias ? "qwen2" : "llama");
       const json c = hf_export_config(s, format, "fp32", 1, 2, 3, 5);
       const HfModelInfo info = parse_hf_config(c, "export");
       EXPECT_EQ(info.shape.to_json(), s.to_json());
@@ -214,7 +217,8 @@ TEST(HfConfig, ExportConfigsImportBackExactly) {
     }
   }
   s.qkv_bias = true;
-  EXPECT_EQ(hf_export_config(s, "hf-llama", "bf16", 1, 2, 3, 5)["architectures"][0], "Qwen2ForSequenceClassification");
+  EXPECT_EQ(hf_export_config(s, "hf-llama", "bf16", 1, 2, 3, 5)["architectures"][0],
+            "Qwen2ForSequenceClassification");
   s.qkv_bias = false;
   const json llama = hf_export_config(s, "hf-llama", "bf16", 1, 2, 3, 5);
   EXPECT_EQ(llama["architectures"][0], "LlamaForSequenceClassification");
@@ -223,7 +227,8 @@ TEST(HfConfig, ExportConfigsImportBackExactly) {
   const json internlm2 = hf_export_config(s, "hf-internlm2", "bf16", 1, 2, 3, 5);
   EXPECT_EQ(internlm2["auto_map"]["AutoModel"], "modeling_internlm2.InternLM2ForRewardModel");
   EXPECT_EQ(internlm2["auto_map"]["AutoConfig"], "configuration_internlm2.InternLM2Config");
-  EXPECT_EQ(internlm2["rope_scaling"], json({{"type", "linear"}, {"factor", 2.0}}));  // the two keys InternLM2 accepts
+  EXPECT_EQ(internlm2["rope_scaling"],
+            json({{"type", "linear"}, {"factor", 2.0}}));  // the two keys InternLM2 accepts
 }
 
 }  // namespace

@@ -11,11 +11,11 @@
 #include <sstream>
 
 #include "model/tiny_model.h"
-#include "polar/common/error.h"
-#include "polar/checkpoint/hf.h"
-#include "polar/io/safetensors.h"
 #include "polar/checkpoint/checkpoint.h"
+#include "polar/checkpoint/hf.h"
+#include "polar/common/error.h"
 #include "polar/config/train_config.h"
+#include "polar/io/safetensors.h"
 #include "polar/train/run_setup.h"
 #include "test_hf_util.h"
 
@@ -34,7 +34,8 @@ std::string slurp(const std::string& path) {
   return ss.str();
 }
 
-LoadedModel polar_model(const std::string& architecture, bool qkv_bias, double rope_scaling, uint64_t seed) {
+LoadedModel polar_model(const std::string& architecture, bool qkv_bias, double rope_scaling,
+                        uint64_t seed) {
   ModelConfig c = testutil::tiny_config(/*kv_heads=*/2, qkv_bias);
   c.architecture = architecture;
   c.rope_scaling = rope_scaling;
@@ -84,7 +85,8 @@ TEST(HfRoundTrip, ImportExportImportIsBitExact) {
               std::vector<int32_t>({b.bos, b.eos, b.pad, b.reward_sep, b.reward}));
     // Exporting the import again writes the same bytes.
     export_hf(imported, tmp / "second", fp32(tc.format));
-    for (const char* f : {"model.safetensors", "config.json", "tokenizer.model", "tokenizer_config.json"}) {
+    for (const char* f :
+         {"model.safetensors", "config.json", "tokenizer.model", "tokenizer_config.json"}) {
       EXPECT_EQ(slurp(tmp / "first/" + f), slurp(tmp / "second/" + f)) << f;
     }
   }
@@ -95,7 +97,8 @@ TEST(HfRoundTrip, CrossFormatExportsKeepWeightsAndRewards) {
     SCOPED_TRACE(arch);
     testing::TempDir tmp;
     LoadedModel original = polar_model(arch, false, 1.0, 5);
-    const auto seqs = hftest::polar_sequences(6, original.tokenizer.vocab_size(), original.tokenizer.special().bos,
+    const auto seqs = hftest::polar_sequences(6, original.tokenizer.vocab_size(),
+                                              original.tokenizer.special().bos,
                                               original.tokenizer.special().reward, 9);
     const char* other = std::string(arch) == "llama" ? "hf-internlm2" : "hf-llama";
     export_hf(original, tmp / "other", fp32(other));
@@ -116,8 +119,9 @@ TEST(HfRoundTrip, Bf16ExportIsCloseAndStoredAsBf16) {
   EXPECT_EQ(file.info("model.embed_tokens.weight").dtype, "BF16");
   EXPECT_EQ(read_json_file(tmp / "bf16/config.json")["torch_dtype"], "bfloat16");
   LoadedModel back = import_hf(tmp / "bf16", torch::kCPU);
-  const auto seqs = hftest::polar_sequences(6, original.tokenizer.vocab_size(), original.tokenizer.special().bos,
-                                            original.tokenizer.special().reward, 2);
+  const auto seqs =
+      hftest::polar_sequences(6, original.tokenizer.vocab_size(), original.tokenizer.special().bos,
+                              original.tokenizer.special().reward, 2);
   const auto want = rewards_of(original.model, seqs), got = rewards_of(back.model, seqs);
   for (size_t i = 0; i < seqs.size(); ++i) {
     // bf16 keeps 8 bits of mantissa (relative error 2^-9 per weight); through two layers the
@@ -135,7 +139,8 @@ TEST(HfRoundTrip, ShardsTokenizerFilesAndPadToken) {
   export_hf(original, tmp / "sharded", o);
   ASSERT_TRUE(fs::exists(tmp / "sharded/model.safetensors.index.json"));
   EXPECT_FALSE(fs::exists(tmp / "sharded/model.safetensors"));
-  hftest::expect_same_params(params_of(import_hf(tmp / "sharded", torch::kCPU).model), params_of(original.model));
+  hftest::expect_same_params(params_of(import_hf(tmp / "sharded", torch::kCPU).model),
+                             params_of(original.model));
 
   const SpecialTokens& s = original.tokenizer.special();
   const json config = read_json_file(tmp / "sharded/config.json");
@@ -144,9 +149,11 @@ TEST(HfRoundTrip, ShardsTokenizerFilesAndPadToken) {
   EXPECT_EQ(config["reward_token_id"], s.reward);
   const json tok = read_json_file(tmp / "sharded/tokenizer_config.json");
   EXPECT_EQ(tok["tokenizer_class"], "LlamaTokenizer");
-  EXPECT_EQ(tok["added_tokens_decoder"][std::to_string(s.reward)]["content"], original.tokenizer.id_to_piece(s.reward));
+  EXPECT_EQ(tok["added_tokens_decoder"][std::to_string(s.reward)]["content"],
+            original.tokenizer.id_to_piece(s.reward));
   EXPECT_EQ(tok["added_tokens_decoder"][std::to_string(s.reward_sep)]["content"], "<|reward|>");
-  EXPECT_EQ(read_json_file(tmp / "sharded/special_tokens_map.json")["pad_token"], original.tokenizer.id_to_piece(s.pad));
+  EXPECT_EQ(read_json_file(tmp / "sharded/special_tokens_map.json")["pad_token"],
+            original.tokenizer.id_to_piece(s.pad));
 
   // A non-empty output directory is kept unless --overwrite.
   try {
@@ -165,11 +172,13 @@ TEST(HfRoundTrip, ShardsTokenizerFilesAndPadToken) {
 TEST(HfRoundTrip, InternLM2ExportCopiesRemoteCodeFromTheSource) {
   testing::TempDir tmp;
   fs::create_directories(tmp / "code");
-  for (const char* f : {"configuration_internlm2.py", "modeling_internlm2.py", "tokenization_internlm2.py"}) {
+  for (const char* f :
+       {"configuration_internlm2.py", "modeling_internlm2.py", "tokenization_internlm2.py"}) {
     std::ofstream(tmp / "code/" + f) << "# " << f << "\n";
   }
   LoadedModel lm = polar_model("internlm2", false, 1.0, 4);
-  lm.config["model"]["init_from"] = tmp / "code";  // as in a checkpoint fine-tuned from that directory
+  lm.config["model"]["init_from"] =
+      tmp / "code";  // as in a checkpoint fine-tuned from that directory
   export_hf(lm, tmp / "out", HfExportOptions{});
   EXPECT_EQ(slurp(tmp / "out/modeling_internlm2.py"), "# modeling_internlm2.py\n");
   const json tok = read_json_file(tmp / "out/tokenizer_config.json");
@@ -207,18 +216,24 @@ TEST(HfRoundTrip, CommandsScoreTheSameOnCheckpointAndExport) {
   testing::TempDir tmp;
   LoadedModel lm = polar_model("internlm2", false, 1.0, 13);
   save_checkpoint(tmp / "ckpt", CheckpointContents{&lm.model, &lm.tokenizer, &lm.config});
-  std::ofstream(tmp / "in.jsonl") << R"({"prompt": "the capital", "reference": "Beijing.", "output": "Beijing."})" << "\n"
-                                  << R"({"prompt": "the capital", "reference": "Beijing.", "output": "Shanghai."})" << "\n";
+  std::ofstream(tmp / "in.jsonl")
+      << R"({"prompt": "the capital", "reference": "Beijing.", "output": "Beijing."})"
+      << "\n"
+      << R"({"prompt": "the capital", "reference": "Beijing.", "output": "Shanghai."})"
+      << "\n";
   auto run = [&](const std::string& args) {
     const std::string cmd = polar_bin() + " " + args + " >> " + (tmp / "log.txt") + " 2>&1";
     return std::system(cmd.c_str());
   };
-  ASSERT_EQ(run("export --checkpoint " + (tmp / "ckpt") + " --output " + (tmp / "hf") + " --dtype fp32"), 0)
+  ASSERT_EQ(
+      run("export --checkpoint " + (tmp / "ckpt") + " --output " + (tmp / "hf") + " --dtype fp32"),
+      0)
       << slurp(tmp / "log.txt");
-  ASSERT_EQ(run("import --from " + (tmp / "hf") + " --output " + (tmp / "back")), 0) << slurp(tmp / "log.txt");
+  ASSERT_EQ(run("import --from " + (tmp / "hf") + " --output " + (tmp / "back")), 0)
+      << slurp(tmp / "log.txt");
   for (const char* src : {"ckpt", "hf", "back"}) {
-    ASSERT_EQ(run(std::string("score --device cpu --checkpoint ") + (tmp / src) + " --input " + (tmp / "in.jsonl") +
-                  " --output " + (tmp / (std::string(src) + ".out"))),
+    ASSERT_EQ(run(std::string("score --device cpu --checkpoint ") + (tmp / src) + " --input " +
+                  (tmp / "in.jsonl") + " --output " + (tmp / (std::string(src) + ".out"))),
               0)
         << slurp(tmp / "log.txt");
   }
@@ -226,7 +241,8 @@ TEST(HfRoundTrip, CommandsScoreTheSameOnCheckpointAndExport) {
   EXPECT_NE(want.find("\"reward\""), std::string::npos) << want;
   EXPECT_EQ(slurp(tmp / "hf.out"), want);
   EXPECT_EQ(slurp(tmp / "back.out"), want);
-  EXPECT_NE(run("import --from " + (tmp / "ckpt") + " --output " + (tmp / "x")), 0);  // not an HF directory
+  EXPECT_NE(run("import --from " + (tmp / "ckpt") + " --output " + (tmp / "x")),
+            0);  // not an HF directory
 }
 
 }  // namespace

@@ -13,10 +13,10 @@
 
 #include "common/tiny_data.h"
 #include "model/tiny_model.h"
-#include "polar/eval/eval.h"
-#include "polar/checkpoint/hf.h"
-#include "polar/tokenizer/formatted_text.h"
 #include "polar/checkpoint/checkpoint.h"
+#include "polar/checkpoint/hf.h"
+#include "polar/eval/eval.h"
+#include "polar/tokenizer/formatted_text.h"
 #include "test_hf_util.h"
 
 namespace polar::io {
@@ -44,10 +44,13 @@ const std::vector<std::array<std::string, 3>> kRecords = {
 };
 
 TEST(HfTokenization, JoinedStringsMatchSentencepieceAndTransformers) {
-  if (!hftest::transformers_available()) GTEST_SKIP() << hftest::kPython << " or transformers is missing";
+  if (!hftest::transformers_available())
+    GTEST_SKIP() << hftest::kPython << " or transformers is missing";
   testing::TempDir out;
-  const std::vector<Variant> variants = {{"bpe", false, "identity"}, {"bpe", true, "identity"},
-                                         {"unigram", false, "identity"}, {"unigram", true, "identity"},
+  const std::vector<Variant> variants = {{"bpe", false, "identity"},
+                                         {"bpe", true, "identity"},
+                                         {"unigram", false, "identity"},
+                                         {"unigram", true, "identity"},
                                          {"bpe", true, "nmt_nfkc"}};
   json models = json::array();
   std::vector<Tokenizer> toks;
@@ -71,7 +74,8 @@ TEST(HfTokenization, JoinedStringsMatchSentencepieceAndTransformers) {
   std::vector<size_t> record_of;
   for (TemplateKind kind : {TemplateKind::Finetune, TemplateKind::Pretrain}) {
     for (size_t i = 0; i < kRecords.size(); ++i) {
-      texts.push_back(format_client_text(toks[0], kind, kRecords[i][0], kRecords[i][1], kRecords[i][2]));
+      texts.push_back(
+          format_client_text(toks[0], kind, kRecords[i][0], kRecords[i][1], kRecords[i][2]));
       kinds.push_back(kind);
       record_of.push_back(i);
     }
@@ -81,7 +85,8 @@ TEST(HfTokenization, JoinedStringsMatchSentencepieceAndTransformers) {
     ASSERT_EQ(t.id_to_piece(t.special().reward_sep), "<|reward|>");
     ASSERT_EQ(t.id_to_piece(t.special().reward), "<|reward_token|>");
   }
-  const json ref = hftest::run_reference(out.path(), "tokenize", json{{"models", models}, {"texts", texts}});
+  const json ref =
+      hftest::run_reference(out.path(), "tokenize", json{{"models", models}, {"texts", texts}});
 
   for (size_t v = 0; v < variants.size(); ++v) {
     SCOPED_TRACE(variants[v].name());
@@ -94,7 +99,8 @@ TEST(HfTokenization, JoinedStringsMatchSentencepieceAndTransformers) {
       EXPECT_EQ(json(ids), r["sentencepiece"][i]);
       EXPECT_EQ(json(ids), r["sp_backend"][i]);
       const auto& rec = kRecords[record_of[i]];
-      const auto group = encode_group_text(tok, kinds[i], rec[0], rec[1], {rec[2]}, TemplateLimits{});
+      const auto group =
+          encode_group_text(tok, kinds[i], rec[0], rec[1], {rec[2]}, TemplateLimits{});
       ASSERT_TRUE(group.has_value());
       std::vector<int32_t> seq = group->prefix;
       seq.insert(seq.end(), group->candidates[0].begin(), group->candidates[0].end());
@@ -103,8 +109,8 @@ TEST(HfTokenization, JoinedStringsMatchSentencepieceAndTransformers) {
     }
     // transformers' LlamaTokenizer (tokenizers backend) reproduces sentencepiece only for BPE
     // models without a dummy prefix and with identity normalisation (docs/huggingface.md).
-    std::cout << "  " << variants[v].name() << ": " << r["auto_class"].get<std::string>() << " differs on "
-              << auto_mismatches << " of " << texts.size() << " strings\n";
+    std::cout << "  " << variants[v].name() << ": " << r["auto_class"].get<std::string>()
+              << " differs on " << auto_mismatches << " of " << texts.size() << " strings\n";
     if (variants[v].type == "bpe" && !variants[v].prefix) EXPECT_EQ(auto_mismatches, 0);
 
     // `polar score` on the export == transformers' reward of the joined strings.

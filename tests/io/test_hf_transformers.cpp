@@ -16,9 +16,9 @@
 #include <sstream>
 
 #include "model/tiny_model.h"
+#include "polar/checkpoint/checkpoint.h"
 #include "polar/checkpoint/hf.h"
 #include "polar/tokenizer/template.h"
-#include "polar/checkpoint/checkpoint.h"
 #include "test_hf_util.h"
 
 namespace polar::io {
@@ -45,11 +45,16 @@ class HfTransformers : public ::testing::Test {
     const Tokenizer tok = Tokenizer::load(testing::tiny_tokenizer_dir());
     const SpecialTokens& s = tok.special();
     seqs_ = hftest::polar_sequences(6, tok.vocab_size(), s.bos, s.reward, 17);
-    auto model = [&](const std::string& name, const char* arch, const char* head, int seed, int kv, bool tie, double rope) {
-      json m = {{"dir", *tmp_ / name}, {"arch", arch},       {"head", head},         {"seed", seed},
-                {"vocab", 320},        {"hidden", 48},       {"layers", 2},          {"heads", 6},
-                {"kv_heads", kv},      {"intermediate", 80}, {"rope_theta", 5000.0}, {"tie", tie},
-                {"bos", s.bos},        {"eos", s.eos},       {"pad", s.pad},         {"tokenizer_from", testing::tiny_tokenizer_dir()}};
+    auto model = [&](const std::string& name, const char* arch, const char* head, int seed, int kv,
+                     bool tie, double rope) {
+      json m = {{"dir", *tmp_ / name},  {"arch", arch},
+                {"head", head},         {"seed", seed},
+                {"vocab", 320},         {"hidden", 48},
+                {"layers", 2},          {"heads", 6},
+                {"kv_heads", kv},       {"intermediate", 80},
+                {"rope_theta", 5000.0}, {"tie", tie},
+                {"bos", s.bos},         {"eos", s.eos},
+                {"pad", s.pad},         {"tokenizer_from", testing::tiny_tokenizer_dir()}};
       if (rope != 1.0) m["rope_scaling"] = rope;
       return m;
     };
@@ -57,10 +62,11 @@ class HfTransformers : public ::testing::Test {
     llama_causal["backbone_from"] = *tmp_ / "llama";
     json qwen2_causal = model("qwen2_causal", "qwen2", "causal", 4, 1, true, 1.0);
     qwen2_causal["backbone_from"] = *tmp_ / "qwen2";
-    const json spec = {{"models",
-                        {model("llama", "llama", "seqcls", 1, 2, false, 2.0), model("qwen2", "qwen2", "seqcls", 2, 1, true, 1.0),
-                         llama_causal, qwen2_causal}},
-                       {"score", {{"models", {*tmp_ / "llama", *tmp_ / "qwen2"}}, {"sequences", seqs_}}}};
+    const json spec = {
+        {"models",
+         {model("llama", "llama", "seqcls", 1, 2, false, 2.0),
+          model("qwen2", "qwen2", "seqcls", 2, 1, true, 1.0), llama_causal, qwen2_causal}},
+        {"score", {{"models", {*tmp_ / "llama", *tmp_ / "qwen2"}}, {"sequences", seqs_}}}};
     try {
       reference_ = new json(run_reference(tmp_->path(), "build", spec));
     } catch (const std::exception& e) {
@@ -76,13 +82,17 @@ class HfTransformers : public ::testing::Test {
   }
 
   void SetUp() override {
-    if (!transformers_available()) GTEST_SKIP() << kPython << " or its transformers package is missing (run scripts/setup.sh)";
+    if (!transformers_available())
+      GTEST_SKIP() << kPython << " or its transformers package is missing (run scripts/setup.sh)";
     ASSERT_NE(reference_, nullptr) << "building the reference models failed: " << *setup_error_;
   }
 
-  static const json& result(const std::string& name) { return (*reference_)["results"][*tmp_ / name]; }
+  static const json& result(const std::string& name) {
+    return (*reference_)["results"][*tmp_ / name];
+  }
 
-  static void expect_close(const std::vector<double>& got, const json& want, const std::string& what) {
+  static void expect_close(const std::vector<double>& got, const json& want,
+                           const std::string& what) {
     ASSERT_EQ(got.size(), want.size()) << what;
     double worst = 0;
     for (size_t i = 0; i < got.size(); ++i) {
@@ -151,7 +161,8 @@ TEST_F(HfTransformers, ExportsLoadInTransformersAndScoreTheSame) {
     lm.shape = lm.model->config();
     lm.tokenizer = tok;
     lm.config = json{{"model", lm.shape.to_json()}};
-    cases.push_back({bias ? "qwen2" : "llama", std::move(lm), bias ? "Qwen2ForSequenceClassification" : "LlamaForSequenceClassification"});
+    cases.push_back({bias ? "qwen2" : "llama", std::move(lm),
+                     bias ? "Qwen2ForSequenceClassification" : "LlamaForSequenceClassification"});
   }
   // An InternLM2 model exported without custom code, as the docs recommend for vLLM.
   {
@@ -175,10 +186,12 @@ TEST_F(HfTransformers, ExportsLoadInTransformersAndScoreTheSame) {
   const std::vector<std::string> texts = {"The capital of China is Beijing.\nYes", "a\n\n  b c"};
   // (prompt, reference, candidate) triples, and the strings a serving client builds from them.
   const std::vector<std::array<std::string, 3>> triples = {
-      {"What is the capital of China?", "Beijing.", "Shanghai."}, {"copy: 12 34", "12 34", "12 35"}};
+      {"What is the capital of China?", "Beijing.", "Shanghai."},
+      {"copy: 12 34", "12 34", "12 35"}};
   const std::string reward_piece = tok.id_to_piece(tok.special().reward);
   std::vector<std::string> template_texts;
-  for (const auto& [p, r, c] : triples) template_texts.push_back(p + "\n" + r + "<|reward|>" + p + "\n" + c + reward_piece);
+  for (const auto& [p, r, c] : triples)
+    template_texts.push_back(p + "\n" + r + "<|reward|>" + p + "\n" + c + reward_piece);
   const json spec = {{"models", models},
                      {"sequences", seqs_},
                      {"texts", texts},
@@ -197,19 +210,21 @@ TEST_F(HfTransformers, ExportsLoadInTransformersAndScoreTheSame) {
     EXPECT_EQ(t["bos_token_id"], tok.special().bos);
     EXPECT_EQ(t["pad_token_id"], tok.special().pad);
     EXPECT_EQ(t["special_ids"], json({tok.special().reward_sep, tok.special().reward}));
-    for (size_t i = 0; i < texts.size(); ++i) EXPECT_EQ(t["encoded"][i], json(tok.encode(texts[i]))) << texts[i];
+    for (size_t i = 0; i < texts.size(); ++i)
+      EXPECT_EQ(t["encoded"][i], json(tok.encode(texts[i]))) << texts[i];
     std::vector<int32_t> with_bos{tok.special().bos};
     for (int32_t id : tok.encode(texts[0])) with_bos.push_back(id);
     EXPECT_EQ(t["with_bos"], json(with_bos));
     // The serving path: the template string tokenised by transformers gives polar's ids and score.
     for (size_t i = 0; i < triples.size(); ++i) {
-      const auto group = encode_group_text(tok, TemplateKind::Finetune, triples[i][0], triples[i][1], {triples[i][2]},
-                                           TemplateLimits{});
+      const auto group = encode_group_text(tok, TemplateKind::Finetune, triples[i][0],
+                                           triples[i][1], {triples[i][2]}, TemplateLimits{});
       ASSERT_TRUE(group.has_value());
       std::vector<int64_t> ids(group->prefix.begin(), group->prefix.end());
       ids.insert(ids.end(), group->candidates[0].begin(), group->candidates[0].end());
       EXPECT_EQ(r["template"]["ids"][i], json(ids)) << template_texts[i];
-      EXPECT_NEAR(rewards_of(c.lm.model, {ids})[0], r["template"]["rewards"][i].get<double>(), kTol) << template_texts[i];
+      EXPECT_NEAR(rewards_of(c.lm.model, {ids})[0], r["template"]["rewards"][i].get<double>(), kTol)
+          << template_texts[i];
     }
   }
 }

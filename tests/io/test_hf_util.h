@@ -10,9 +10,9 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
-#include <sstream>
 #include <map>
 #include <random>
+#include <sstream>
 #include <string>
 #include <vector>
 
@@ -37,21 +37,24 @@ inline std::string slurp(const std::string& path) {
 // True when the venv has transformers and sentencepiece (scripts/setup.sh installs both).
 inline bool transformers_available() {
   if (!std::filesystem::exists(kPython)) return false;
-  const std::string cmd = std::string(kPython) + " -c 'import transformers, sentencepiece' >/dev/null 2>&1";
+  const std::string cmd =
+      std::string(kPython) + " -c 'import transformers, sentencepiece' >/dev/null 2>&1";
   return std::system(cmd.c_str()) == 0;
 }
 
 // Runs hf_reference.py COMMAND on `spec` in `dir`; returns its JSON output.
-inline nlohmann::json run_reference(const std::string& dir, const std::string& command, const nlohmann::json& spec) {
+inline nlohmann::json run_reference(const std::string& dir, const std::string& command,
+                                    const nlohmann::json& spec) {
   write_json_file_atomic(dir + "/spec.json", spec);
-  const std::string cmd = std::string(kPython) + " " + kScript + " " + command + " " + dir + "/spec.json " + dir +
-                          "/out.json > " + dir + "/python.log 2>&1";
+  const std::string cmd = std::string(kPython) + " " + kScript + " " + command + " " + dir +
+                          "/spec.json " + dir + "/out.json > " + dir + "/python.log 2>&1";
   EXPECT_EQ(std::system(cmd.c_str()), 0) << slurp(dir + "/python.log");
   return read_json_file(dir + "/out.json");
 }
 
 // One reward per sequence, each run alone (no packing), in the model's dtype.
-inline std::vector<double> rewards_of(RewardModel& model, const std::vector<std::vector<int64_t>>& seqs) {
+inline std::vector<double> rewards_of(RewardModel& model,
+                                      const std::vector<std::vector<int64_t>>& seqs) {
   torch::NoGradGuard no_grad;
   model->eval();
   std::vector<double> out;
@@ -68,8 +71,9 @@ inline std::vector<double> rewards_of(RewardModel& model, const std::vector<std:
 
 // Sequences shaped like POLAR inputs: bos, random ordinary tokens, the reward token last; one
 // is the reward token alone.
-inline std::vector<std::vector<int64_t>> polar_sequences(int64_t first_plain_id, int64_t end_id, int64_t bos,
-                                                         int64_t reward, uint32_t seed) {
+inline std::vector<std::vector<int64_t>> polar_sequences(int64_t first_plain_id, int64_t end_id,
+                                                         int64_t bos, int64_t reward,
+                                                         uint32_t seed) {
   std::mt19937 rng(seed);
   std::uniform_int_distribution<int64_t> id(first_plain_id, end_id - 1);
   std::vector<std::vector<int64_t>> out{{reward}};
@@ -90,18 +94,21 @@ inline std::map<std::string, torch::Tensor> params_of(const RewardModel& model) 
 
 // DIR/config.json, DIR/model.safetensors and (optionally) the tiny tokenizer's tokenizer.model.
 inline void write_hf_dir(const std::string& dir, const nlohmann::json& config,
-                         const std::vector<std::pair<std::string, torch::Tensor>>& tensors, bool with_tokenizer = true) {
+                         const std::vector<std::pair<std::string, torch::Tensor>>& tensors,
+                         bool with_tokenizer = true) {
   std::filesystem::create_directories(dir);
   io::save_safetensors(dir + "/model.safetensors", tensors, {{"format", "pt"}});
   write_json_file_atomic(dir + "/config.json", config);
   if (with_tokenizer) {
-    std::filesystem::copy_file(testing::tiny_tokenizer_dir() + "/tokenizer.model", dir + "/tokenizer.model",
+    std::filesystem::copy_file(testing::tiny_tokenizer_dir() + "/tokenizer.model",
+                               dir + "/tokenizer.model",
                                std::filesystem::copy_options::overwrite_existing);
   }
 }
 
 // A transformers 4.x style config.json for `shape` under the given architecture class.
-inline nlohmann::json hf_config_for(const ModelConfig& s, const std::string& architecture, const std::string& model_type) {
+inline nlohmann::json hf_config_for(const ModelConfig& s, const std::string& architecture,
+                                    const std::string& model_type) {
   nlohmann::json j = {{"architectures", {architecture}},
                       {"model_type", model_type},
                       {"vocab_size", s.vocab_size},
@@ -123,7 +130,8 @@ inline nlohmann::json hf_config_for(const ModelConfig& s, const std::string& arc
   return j;
 }
 
-inline void expect_same_params(const std::map<std::string, torch::Tensor>& a, const std::map<std::string, torch::Tensor>& b) {
+inline void expect_same_params(const std::map<std::string, torch::Tensor>& a,
+                               const std::map<std::string, torch::Tensor>& b) {
   ASSERT_EQ(a.size(), b.size());
   for (const auto& [name, t] : a) {
     auto it = b.find(name);

@@ -46,10 +46,14 @@ void expect_same(const torch::Tensor& got, const torch::Tensor& want, const std:
 Named every_dtype() {
   Named out;
   const std::pair<const char*, torch::ScalarType> dtypes[] = {
-      {"F64", torch::kFloat64}, {"F32", torch::kFloat32}, {"F16", torch::kFloat16}, {"BF16", torch::kBFloat16},
-      {"I64", torch::kInt64},   {"I32", torch::kInt32},   {"I16", torch::kInt16},   {"I8", torch::kInt8},
-      {"U8", torch::kUInt8},    {"BOOL", torch::kBool},   {"U16", torch::kUInt16},  {"U32", torch::kUInt32},
-      {"U64", torch::kUInt64},  {"F8_E4M3", torch::kFloat8_e4m3fn}, {"F8_E5M2", torch::kFloat8_e5m2}};
+      {"F64", torch::kFloat64},        {"F32", torch::kFloat32},
+      {"F16", torch::kFloat16},        {"BF16", torch::kBFloat16},
+      {"I64", torch::kInt64},          {"I32", torch::kInt32},
+      {"I16", torch::kInt16},          {"I8", torch::kInt8},
+      {"U8", torch::kUInt8},           {"BOOL", torch::kBool},
+      {"U16", torch::kUInt16},         {"U32", torch::kUInt32},
+      {"U64", torch::kUInt64},         {"F8_E4M3", torch::kFloat8_e4m3fn},
+      {"F8_E5M2", torch::kFloat8_e5m2}};
   uint64_t seed = 1;
   for (const auto& [name, dtype] : dtypes) {
     out.emplace_back(std::string(name) + ".matrix", random_bytes_tensor(dtype, {3, 5}, seed++));
@@ -105,8 +109,9 @@ TEST(Safetensors, LayoutMatchesTheReferenceWriter) {
 TEST(Safetensors, WritesContiguousCopiesOfViewsAndGradTensors) {
   TempDir dir;
   const torch::Tensor base = torch::arange(24, torch::kFloat32).reshape({4, 6});
-  const torch::Tensor transposed = base.t();                    // (6, 4), non-contiguous
-  const torch::Tensor sliced = base.index({torch::indexing::Slice(), torch::indexing::Slice(1, 5, 2)});
+  const torch::Tensor transposed = base.t();  // (6, 4), non-contiguous
+  const torch::Tensor sliced =
+      base.index({torch::indexing::Slice(), torch::indexing::Slice(1, 5, 2)});
   const torch::Tensor param = torch::ones({3}, torch::requires_grad());
   save_safetensors(dir.file("v.safetensors"), {{"t", transposed}, {"s", sliced}, {"p", param}});
   const SafetensorsFile f = SafetensorsFile::open(dir.file("v.safetensors"));
@@ -125,8 +130,8 @@ TEST(Safetensors, ReadsUnalignedDataSection) {
   std::string header = encode_safetensors_header(infos, {}).substr(8);
   header.erase(header.find_last_not_of(' ') + 1);
   if (header.size() % 2 == 0) header += " ";
-  write_file_bytes(dir.file("u.safetensors"),
-                   testing::make_safetensors_image(header, tensor_bytes_of(d) + tensor_bytes_of(i)));
+  write_file_bytes(dir.file("u.safetensors"), testing::make_safetensors_image(
+                                                  header, tensor_bytes_of(d) + tensor_bytes_of(i)));
   const SafetensorsFile f = SafetensorsFile::open(dir.file("u.safetensors"));
   EXPECT_TRUE(torch::equal(f.tensor("d"), d));
   EXPECT_TRUE(torch::equal(f.tensor("i"), i));
@@ -137,35 +142,43 @@ TEST(Safetensors, FileLevelErrorsNameTheFile) {
   TempDir dir;
   EXPECT_THAT(error_of([&] { SafetensorsFile::open(dir.file("missing.safetensors")); }),
               HasSubstr("missing.safetensors: cannot open: No such file"));
-  EXPECT_THAT(error_of([&] { SafetensorsFile::open(dir.path.string()); }), HasSubstr("not a regular file"));
+  EXPECT_THAT(error_of([&] { SafetensorsFile::open(dir.path.string()); }),
+              HasSubstr("not a regular file"));
   write_file_bytes(dir.file("empty.safetensors"), "");
-  EXPECT_THAT(error_of([&] { SafetensorsFile::open(dir.file("empty.safetensors")); }),
-              HasSubstr("empty.safetensors: file is 0 bytes, shorter than the 8-byte header length prefix"));
+  EXPECT_THAT(
+      error_of([&] { SafetensorsFile::open(dir.file("empty.safetensors")); }),
+      HasSubstr(
+          "empty.safetensors: file is 0 bytes, shorter than the 8-byte header length prefix"));
   write_file_bytes(dir.file("bad.safetensors"), testing::make_safetensors_image("{\"a\":1}", ""));
   EXPECT_THAT(error_of([&] { SafetensorsFile::open(dir.file("bad.safetensors")); }),
               HasSubstr("bad.safetensors: tensor 'a': entry must be an object"));
 
   save_safetensors(dir.file("ok.safetensors"), {{"a", torch::zeros({2})}});
   const SafetensorsFile f = SafetensorsFile::open(dir.file("ok.safetensors"));
-  EXPECT_THAT(error_of([&] { f.tensor("b"); }), HasSubstr("ok.safetensors: no tensor 'b' (the file holds 1 tensors)"));
+  EXPECT_THAT(error_of([&] { f.tensor("b"); }),
+              HasSubstr("ok.safetensors: no tensor 'b' (the file holds 1 tensors)"));
 }
 
 TEST(Safetensors, RefusesBoolBytesOtherThanZeroOrOne) {
   TempDir dir;
   const std::string header = encode_safetensors_header({{"m", "BOOL", {3}, 0, 3}}, {}).substr(8);
-  write_file_bytes(dir.file("b.safetensors"), testing::make_safetensors_image(header, std::string("\x01\x00\x02", 3)));
+  write_file_bytes(dir.file("b.safetensors"),
+                   testing::make_safetensors_image(header, std::string("\x01\x00\x02", 3)));
   const SafetensorsFile f = SafetensorsFile::open(dir.file("b.safetensors"));
-  EXPECT_THAT(error_of([&] { f.tensor("m"); }), HasSubstr("tensor 'm': BOOL element 2 is byte 2 (expected 0 or 1)"));
+  EXPECT_THAT(error_of([&] { f.tensor("m"); }),
+              HasSubstr("tensor 'm': BOOL element 2 is byte 2 (expected 0 or 1)"));
 }
 
 TEST(Safetensors, ZeroSizeShapeWithHugeDimensionsIsAnErrorNotACrash) {
   // Valid for the parser (element count 0), but torch cannot build the strides.
   TempDir dir;
   const std::string header =
-      "{\"w\":{\"dtype\":\"U8\",\"shape\":[0,4611686018427387904,4611686018427387904],\"data_offsets\":[0,0]}}";
+      "{\"w\":{\"dtype\":\"U8\",\"shape\":[0,4611686018427387904,4611686018427387904],\"data_"
+      "offsets\":[0,0]}}";
   write_file_bytes(dir.file("z.safetensors"), testing::make_safetensors_image(header, ""));
   const SafetensorsFile f = SafetensorsFile::open(dir.file("z.safetensors"));
-  EXPECT_THAT(error_of([&] { f.tensor("w"); }), HasSubstr("z.safetensors: tensor 'w': cannot create a tensor of this shape"));
+  EXPECT_THAT(error_of([&] { f.tensor("w"); }),
+              HasSubstr("z.safetensors: tensor 'w': cannot create a tensor of this shape"));
 }
 
 TEST(Safetensors, WriterRefusesBadInputAndLeavesNoPartialFile) {
@@ -173,28 +186,38 @@ TEST(Safetensors, WriterRefusesBadInputAndLeavesNoPartialFile) {
   const std::string path = dir.file("w.safetensors");
   save_safetensors(path, {{"old", torch::ones({2})}});
   const std::string before = read_file_bytes(path);
-  EXPECT_THAT(error_of([&] { save_safetensors(path, {{"a", torch::ones({1})}, {"a", torch::ones({1})}}); }),
+  EXPECT_THAT(error_of([&] {
+                save_safetensors(path, {{"a", torch::ones({1})}, {"a", torch::ones({1})}});
+              }),
               HasSubstr("w.safetensors: safetensors: duplicate tensor name 'a'"));
-  EXPECT_THAT(error_of([&] { save_safetensors(path, {{"__metadata__", torch::ones({1})}}); }),
+  EXPECT_THAT(error_of([&] {
+                save_safetensors(path, {{"__metadata__", torch::ones({1})}});
+              }),
               HasSubstr("may not be named \"__metadata__\""));
-  EXPECT_THAT(error_of([&] { save_safetensors(path, {{"c", torch::ones({2}, torch::kComplexFloat)}}); }),
+  EXPECT_THAT(error_of([&] {
+                save_safetensors(path, {{"c", torch::ones({2}, torch::kComplexFloat)}});
+              }),
               HasSubstr("tensor 'c': cannot write dtype ComplexFloat"));
-  EXPECT_THAT(error_of([&] { save_safetensors(path, {{"u", torch::Tensor()}}); }), HasSubstr("tensor 'u' is undefined"));
+  EXPECT_THAT(error_of([&] {
+                save_safetensors(path, {{"u", torch::Tensor()}});
+              }),
+              HasSubstr("tensor 'u' is undefined"));
   EXPECT_THAT(error_of([&] { save_safetensors(dir.file("no/such/dir/x.safetensors"), {}); }),
               HasSubstr("cannot create a temporary file"));
   EXPECT_EQ(read_file_bytes(path), before) << "a failed save leaves the old file untouched";
   size_t entries = 0;
-  for (const auto& e : fs::directory_iterator(dir.path)) entries += e.path().filename() != "w.safetensors";
+  for (const auto& e : fs::directory_iterator(dir.path))
+    entries += e.path().filename() != "w.safetensors";
   EXPECT_EQ(entries, 0u) << "no temporary file left behind";
 }
 
 Named shard_tensors() {
-  return {{"embed", torch::randn({8, 4})},                  // 128 bytes
+  return {{"embed", torch::randn({8, 4})},                         // 128 bytes
           {"layer.0", torch::randn({4, 4}).to(torch::kBFloat16)},  // 32
           {"layer.1", torch::randn({4, 4}).to(torch::kBFloat16)},  // 32
-          {"big", torch::randn({64})},                      // 256 > max: a shard of its own
-          {"scalar", torch::tensor(int64_t{3})},            // 8
-          {"empty", torch::zeros({0, 2})}};                 // 0
+          {"big", torch::randn({64})},                             // 256 > max: a shard of its own
+          {"scalar", torch::tensor(int64_t{3})},                   // 8
+          {"empty", torch::zeros({0, 2})}};                        // 0
 }
 
 TEST(SafetensorsSharded, SavesHuggingFaceLayoutAndLoadsItBack) {
@@ -202,11 +225,13 @@ TEST(SafetensorsSharded, SavesHuggingFaceLayoutAndLoadsItBack) {
   const Named tensors = shard_tensors();
   save_safetensors_sharded(dir.path.string(), tensors, 160, {{"format", "pt"}});
   // Greedy in order: [embed, layer.0] 160 | [layer.1] (+big > 160) | [big] | [scalar, empty]
-  const std::vector<std::string> files = {"model-00001-of-00004.safetensors", "model-00002-of-00004.safetensors",
-                                          "model-00003-of-00004.safetensors", "model-00004-of-00004.safetensors"};
+  const std::vector<std::string> files = {
+      "model-00001-of-00004.safetensors", "model-00002-of-00004.safetensors",
+      "model-00003-of-00004.safetensors", "model-00004-of-00004.safetensors"};
   for (const auto& f : files) EXPECT_TRUE(fs::exists(dir.path / f)) << f;
   EXPECT_FALSE(fs::exists(dir.path / "model.safetensors"));
-  const nlohmann::json index = nlohmann::json::parse(read_file_bytes(dir.file("model.safetensors.index.json")));
+  const nlohmann::json index =
+      nlohmann::json::parse(read_file_bytes(dir.file("model.safetensors.index.json")));
   EXPECT_EQ(index["metadata"]["total_size"], 128 + 32 + 32 + 256 + 8);
   EXPECT_EQ(index["weight_map"]["embed"], files[0]);
   EXPECT_EQ(index["weight_map"]["layer.0"], files[0]);
@@ -243,16 +268,22 @@ TEST(SafetensorsSharded, ValidatesTheIndex) {
   };
   nlohmann::json j = good;
   j["weight_map"]["embed"] = "model-00009-of-00009.safetensors";
-  EXPECT_THAT(load_with(j), HasSubstr("model.safetensors.index.json: weight_map names 'model-00009-of-00009.safetensors' "
-                                      "(for tensor 'embed'), which does not exist"));
+  EXPECT_THAT(
+      load_with(j),
+      HasSubstr("model.safetensors.index.json: weight_map names 'model-00009-of-00009.safetensors' "
+                "(for tensor 'embed'), which does not exist"));
   j = good;
   j["weight_map"]["embed"] = "model-00002-of-00004.safetensors";
-  EXPECT_THAT(load_with(j), HasSubstr("'model-00001-of-00004.safetensors' holds tensor 'embed', which the index maps to "
-                                      "another file"));
+  EXPECT_THAT(
+      load_with(j),
+      HasSubstr("'model-00001-of-00004.safetensors' holds tensor 'embed', which the index maps to "
+                "another file"));
   j = good;
   j["weight_map"]["ghost"] = "model-00001-of-00004.safetensors";
-  EXPECT_THAT(load_with(j), HasSubstr("tensor 'ghost' is mapped to 'model-00001-of-00004.safetensors' but that file "
-                                      "does not contain it"));
+  EXPECT_THAT(
+      load_with(j),
+      HasSubstr("tensor 'ghost' is mapped to 'model-00001-of-00004.safetensors' but that file "
+                "does not contain it"));
   j = good;
   j["weight_map"].erase("layer.0");
   EXPECT_THAT(load_with(j), HasSubstr("holds tensor 'layer.0', which the index does not list"));
@@ -269,15 +300,19 @@ TEST(SafetensorsSharded, ValidatesTheIndex) {
   j["weight_map"] = nlohmann::json::object();
   EXPECT_THAT(load_with(j), HasSubstr("\"weight_map\" is empty"));
   write_file_bytes(index_path, "{\"weight_map\":{\"embed\":\"a\",\"embed\":\"b\"}}");
-  EXPECT_THAT(error_of([&] { load_safetensors_any(dir.path.string()); }), HasSubstr("duplicate key 'embed'"));
+  EXPECT_THAT(error_of([&] { load_safetensors_any(dir.path.string()); }),
+              HasSubstr("duplicate key 'embed'"));
   write_file_bytes(index_path, "{\"weight_map\":");
-  EXPECT_THAT(error_of([&] { load_safetensors_any(dir.path.string()); }), HasSubstr("invalid JSON"));
+  EXPECT_THAT(error_of([&] { load_safetensors_any(dir.path.string()); }),
+              HasSubstr("invalid JSON"));
 
   write_file_bytes(index_path, good.dump());
   EXPECT_EQ(load_safetensors_any(dir.path.string()).size(), shard_tensors().size());
   save_safetensors(dir.file("model.safetensors"), {{"x", torch::ones({1})}});
-  EXPECT_THAT(error_of([&] { load_safetensors_any(dir.path.string()); }), HasSubstr("ambiguous checkpoint"));
-  EXPECT_THAT(error_of([&] { load_safetensors_any(dir.file("nothing")); }), HasSubstr("no such file or directory"));
+  EXPECT_THAT(error_of([&] { load_safetensors_any(dir.path.string()); }),
+              HasSubstr("ambiguous checkpoint"));
+  EXPECT_THAT(error_of([&] { load_safetensors_any(dir.file("nothing")); }),
+              HasSubstr("no such file or directory"));
   TempDir empty;
   EXPECT_THAT(error_of([&] { load_safetensors_any(empty.path.string()); }),
               HasSubstr("no model.safetensors or model.safetensors.index.json"));

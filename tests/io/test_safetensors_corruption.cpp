@@ -12,8 +12,10 @@ namespace {
 
 TEST(SafetensorsCorruption, TenThousandMutationsParseOrFailCleanly) {
   const auto start = std::chrono::steady_clock::now();
-  const testing::CampaignResult r = testing::run_corruption_campaign(/*seed=*/20250705, /*n_files=*/12000);
-  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  const testing::CampaignResult r =
+      testing::run_corruption_campaign(/*seed=*/20250705, /*n_files=*/12000);
+  const double seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   for (size_t i = 0; i < r.failures.size() && i < 20; ++i) ADD_FAILURE() << r.failures[i];
   EXPECT_TRUE(r.failures.empty()) << r.failures.size() << " failures";
   EXPECT_EQ(r.mutations, 12000u);
@@ -28,12 +30,14 @@ TEST(SafetensorsCorruption, TenThousandMutationsParseOrFailCleanly) {
   EXPECT_GE(r.by_kind.size(), 20u);
   RecordProperty("seconds", std::to_string(seconds));
   std::printf("[campaign] %llu mutations (%llu accepted, %llu rejected) in %.2f s\n",
-              static_cast<unsigned long long>(r.mutations), static_cast<unsigned long long>(r.accepted),
+              static_cast<unsigned long long>(r.mutations),
+              static_cast<unsigned long long>(r.accepted),
               static_cast<unsigned long long>(r.rejected), seconds);
 }
 
 TEST(SafetensorsCorruption, IsDeterministicInTheSeed) {
-  const auto a = testing::run_corruption_campaign(7, 500), b = testing::run_corruption_campaign(7, 500);
+  const auto a = testing::run_corruption_campaign(7, 500),
+             b = testing::run_corruption_campaign(7, 500);
   EXPECT_EQ(a.accepted, b.accepted);
   EXPECT_EQ(a.by_kind, b.by_kind);
   EXPECT_EQ(a.by_error, b.by_error);

@@ -92,7 +92,8 @@ void expect_described(const nlohmann::json& d, const torch::Tensor& t, const std
 }
 
 TEST(SafetensorsPython, CrossChecksWithTheReferenceImplementation) {
-  if (!reference_available()) GTEST_SKIP() << kPython << " or its safetensors package is missing (run scripts/setup.sh)";
+  if (!reference_available())
+    GTEST_SKIP() << kPython << " or its safetensors package is missing (run scripts/setup.sh)";
   TempDir dir;
   const std::vector<std::pair<std::string, torch::Tensor>> ours = {
       {"f32", random_bytes_tensor(torch::kFloat32, {4, 3}, 11)},
@@ -106,21 +107,27 @@ TEST(SafetensorsPython, CrossChecksWithTheReferenceImplementation) {
   const std::map<std::string, std::string> meta = {{"format", "pt"}, {"writer", "polar"}};
   save_safetensors(dir.file("from_polar.safetensors"), ours, meta);
   write_file_bytes(dir.file("check.py"), kScript);
-  const std::string cmd = std::string(kPython) + " " + dir.file("check.py") + " " + dir.path.string() + " > " +
-                          dir.file("python.log") + " 2>&1";
+  const std::string cmd = std::string(kPython) + " " + dir.file("check.py") + " " +
+                          dir.path.string() + " > " + dir.file("python.log") + " 2>&1";
   ASSERT_EQ(std::system(cmd.c_str()), 0) << read_file_bytes(dir.file("python.log"));
 
-  const std::map<std::string, std::string> dtype_of = {{"f32", "F32"}, {"f16", "F16"}, {"bf16", "BF16"}, {"i64", "I64"}};
-  auto dtype_name = [&](const std::string& name) { return dtype_of.at(name.substr(0, name.find('.'))); };
+  const std::map<std::string, std::string> dtype_of = {
+      {"f32", "F32"}, {"f16", "F16"}, {"bf16", "BF16"}, {"i64", "I64"}};
+  auto dtype_name = [&](const std::string& name) {
+    return dtype_of.at(name.substr(0, name.find('.')));
+  };
 
   // polar -> Python
-  const nlohmann::json read = nlohmann::json::parse(read_file_bytes(dir.file("read_by_python.json")));
+  const nlohmann::json read =
+      nlohmann::json::parse(read_file_bytes(dir.file("read_by_python.json")));
   EXPECT_EQ(read.at("metadata").get<StringMap>(), meta);
   ASSERT_EQ(read.at("tensors").size(), ours.size());
-  for (const auto& [name, t] : ours) expect_described(read.at("tensors").at(name), t, dtype_name(name), name);
+  for (const auto& [name, t] : ours)
+    expect_described(read.at("tensors").at(name), t, dtype_name(name), name);
 
   // Python -> polar
-  const nlohmann::json written = nlohmann::json::parse(read_file_bytes(dir.file("written_by_python.json")));
+  const nlohmann::json written =
+      nlohmann::json::parse(read_file_bytes(dir.file("written_by_python.json")));
   const SafetensorsFile f = SafetensorsFile::open(dir.file("from_python.safetensors"));
   EXPECT_EQ(f.metadata(), written.at("metadata").get<StringMap>());
   ASSERT_EQ(f.tensors().size(), written.at("tensors").size());

@@ -8,8 +8,9 @@
 
 namespace polar::testutil {
 
-inline PairLoss grouped_kernel_loss(const torch::Tensor& r, const torch::Tensor& pos, const torch::Tensor& off,
-                                    const torch::Tensor& neg, double global_pairs, const LossOptions& opt) {
+inline PairLoss grouped_kernel_loss(const torch::Tensor& r, const torch::Tensor& pos,
+                                    const torch::Tensor& off, const torch::Tensor& neg,
+                                    double global_pairs, const LossOptions& opt) {
   const kernels::GroupedPairLoss out =
       kernels::pair_loss_grouped(r, pos, off, neg, global_pairs, opt.margin, opt.center_coef);
   PairLoss l;

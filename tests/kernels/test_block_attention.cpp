@@ -35,7 +35,8 @@ Tensor dense_blocks(const Tensor& q, const Tensor& k, const Tensor& v, const Blo
       const Tensor qb = q.narrow(0, q0, lq).transpose(0, 1);  // (Hq, lq, D)
       const Tensor kb = k.narrow(0, k0, lk).transpose(0, 1).repeat_interleave(rep, 0);
       const Tensor vb = v.narrow(0, k0, lk).transpose(0, 1).repeat_interleave(rep, 0);
-      const Tensor allowed = torch::arange(lk).unsqueeze(0) <= (torch::arange(lq) + (lk - lq)).unsqueeze(1);
+      const Tensor allowed =
+          torch::arange(lk).unsqueeze(0) <= (torch::arange(lq) + (lk - lq)).unsqueeze(1);
       outs.push_back(torch::scaled_dot_product_attention(qb, kb, vb, allowed).transpose(0, 1));
     }
     q0 += lq;
@@ -77,7 +78,8 @@ TEST(BlockAttention, ParallelBlocksMatchFp32Reference) {
   }
   int64_t nq = 0, nk = 0;
   for (size_t i = 0; i < b.q_lens.size(); ++i) nq += b.q_lens[i], nk += b.k_lens[i];
-  const Tensor q = torch::randn({nq, 4, 16}), k = torch::randn({nk, 2, 16}), v = torch::randn({nk, 2, 16});
+  const Tensor q = torch::randn({nq, 4, 16}), k = torch::randn({nk, 2, 16}),
+               v = torch::randn({nk, 2, 16});
   const Tensor got = kernels::varlen_attention_reference(q, k, v, b.cu(b.q_lens), b.cu(b.k_lens));
   EXPECT_TRUE(torch::allclose(got, dense_blocks(q, k, v, b), 1e-5, 1e-6));  // fp32 rounding
 }
@@ -85,11 +87,14 @@ TEST(BlockAttention, ParallelBlocksMatchFp32Reference) {
 TEST(BlockAttention, RejectsBadBlocks) {
   const Tensor q = torch::randn({4, 2, 8}), k = torch::randn({4, 2, 8});
   const Tensor cu = torch::tensor({0, 4}, torch::kInt64);
-  EXPECT_THROW(kernels::varlen_attention_reference(q, k, k, cu, torch::tensor({0, 3}, torch::kInt64)), Error);
+  EXPECT_THROW(
+      kernels::varlen_attention_reference(q, k, k, cu, torch::tensor({0, 3}, torch::kInt64)),
+      Error);
   EXPECT_THROW(kernels::varlen_attention_reference(q, k, k, torch::tensor({0, 3, 4}, torch::kInt64),
                                                    torch::tensor({0, 1, 4}, torch::kInt64)),
                Error);  // block 0 has more queries than keys
-  EXPECT_THROW(kernels::varlen_attention_reference(q, torch::randn({4, 3, 8}), torch::randn({4, 3, 8}), cu, cu),
+  EXPECT_THROW(kernels::varlen_attention_reference(q, torch::randn({4, 3, 8}),
+                                                   torch::randn({4, 3, 8}), cu, cu),
                Error);  // 2 query heads over 3 kv heads
 }
 

@@ -8,19 +8,19 @@
 
 #include <algorithm>
 #include <cmath>
-#include <limits>
 #include <cstdlib>
+#include <limits>
 #include <random>
 #include <string>
 #include <vector>
 
-#include "polar/common/error.h"
 #include "../../src/kernels/fused_detail.h"
+#include "mirror_loss.h"
+#include "polar/common/error.h"
 #include "polar/kernels/attention.h"
 #include "polar/kernels/cuda.h"
 #include "polar/kernels/pair_loss.h"
 #include "polar/kernels/reward_head.h"
-#include "mirror_loss.h"
 #include "polar/loss/polar_loss.h"
 
 namespace polar::kernels {
@@ -55,7 +55,8 @@ using FusedPairLossGpu = GpuTest;
 using VarlenAttentionGpu = GpuTest;
 
 double rel_err(const Tensor& a, const Tensor& b) {
-  const Tensor x = a.detach().to(torch::kCPU, torch::kDouble), y = b.detach().to(torch::kCPU, torch::kDouble);
+  const Tensor x = a.detach().to(torch::kCPU, torch::kDouble),
+               y = b.detach().to(torch::kCPU, torch::kDouble);
   return (x - y).norm().item<double>() / std::max(y.norm().item<double>(), 1e-30);
 }
 
@@ -84,7 +85,9 @@ std::vector<Tensor> head_run(const Head& h, const Tensor& c, bool kernel) {
     auto g = torch::autograd::grad({(r * c).sum()}, {h.hidden, h.nw, h.hw});
     return {r, g[0], g[1], g[2]};
   }
-  const auto d = [](const Tensor& t) { return t.detach().to(torch::kCPU, torch::kDouble).requires_grad_(); };
+  const auto d = [](const Tensor& t) {
+    return t.detach().to(torch::kCPU, torch::kDouble).requires_grad_();
+  };
   const Tensor hidden = d(h.hidden), nw = d(h.nw), hw = d(h.hw);
   const Tensor r = reward_head_reference(hidden, h.idx.cpu(), nw, hw, 1e-6);
   auto g = torch::autograd::grad({(r * c.cpu().to(torch::kDouble)).sum()}, {hidden, nw, hw});
@@ -92,17 +95,28 @@ std::vector<Tensor> head_run(const Head& h, const Tensor& c, bool kernel) {
 }
 
 TEST_F(FusedRewardHeadGpu, MatchesReference) {
-  struct Case { int64_t T, H, N; bool all_rows, repeats; torch::ScalarType dtype; double tol; };
+  struct Case {
+    int64_t T, H, N;
+    bool all_rows, repeats;
+    torch::ScalarType dtype;
+    double tol;
+  };
   const std::vector<Case> cases = {
-      {1, 8, 1, true, false, torch::kFloat, 1e-5},         {5, 3, 5, true, false, torch::kFloat, 1e-5},
-      {37, 67, 11, false, false, torch::kFloat, 1e-5},     {300, 1031, 64, false, true, torch::kFloat, 1e-5},
-      {2048, 4096, 257, false, false, torch::kFloat, 1e-5}, {70, 4099, 70, true, false, torch::kFloat, 1e-5},
-      {513, 2048, 300, false, true, torch::kFloat, 1e-5},   {37, 67, 37, true, false, torch::kBFloat16, 1e-2},
-      {1000, 4096, 129, false, true, torch::kBFloat16, 1e-2}, {64, 1024, 17, false, false, torch::kHalf, 1e-2},
+      {1, 8, 1, true, false, torch::kFloat, 1e-5},
+      {5, 3, 5, true, false, torch::kFloat, 1e-5},
+      {37, 67, 11, false, false, torch::kFloat, 1e-5},
+      {300, 1031, 64, false, true, torch::kFloat, 1e-5},
+      {2048, 4096, 257, false, false, torch::kFloat, 1e-5},
+      {70, 4099, 70, true, false, torch::kFloat, 1e-5},
+      {513, 2048, 300, false, true, torch::kFloat, 1e-5},
+      {37, 67, 37, true, false, torch::kBFloat16, 1e-2},
+      {1000, 4096, 129, false, true, torch::kBFloat16, 1e-2},
+      {64, 1024, 17, false, false, torch::kHalf, 1e-2},
   };
   for (const Case& k : cases) {
-    SCOPED_TRACE(::testing::Message() << "seed " << seed_ << " T " << k.T << " H " << k.H << " N " << k.N
-                                      << " " << k.dtype << (k.repeats ? " repeated rows" : ""));
+    SCOPED_TRACE(::testing::Message()
+                 << "seed " << seed_ << " T " << k.T << " H " << k.H << " N " << k.N << " "
+                 << k.dtype << (k.repeats ? " repeated rows" : ""));
     // all_rows: every token is a reward token (length-1 sequences); repeats: rows read twice.
     Tensor idx = k.all_rows ? torch::randperm(k.T, torch::kLong)
                             : torch::randint(0, k.T, {k.N}, torch::kLong);
@@ -125,12 +139,14 @@ TEST_F(FusedRewardHeadGpu, MatchesReference) {
 }
 
 TEST_F(FusedRewardHeadGpu, BitIdenticalReruns) {
-  const Head h = make_head(8192, 2048, torch::randint(0, 8192, {3000}, torch::kLong), torch::kBFloat16);
+  const Head h =
+      make_head(8192, 2048, torch::randint(0, 8192, {3000}, torch::kLong), torch::kBFloat16);
   const Tensor c = torch::randn({3000}, on_dev());
   const auto a = head_run(h, c, true);
   for (int rep = 0; rep < 3; ++rep) {
     const auto b = head_run(h, c, true);
-    for (int i = 0; i < 4; ++i) EXPECT_TRUE(torch::equal(a[i], b[i])) << "output " << i << " rep " << rep;
+    for (int i = 0; i < 4; ++i)
+      EXPECT_TRUE(torch::equal(a[i], b[i])) << "output " << i << " rep " << rep;
   }
 }
 
@@ -145,11 +161,14 @@ TEST_F(FusedRewardHeadGpu, OutOfRangeIndexGivesNaNNotAFault) {
 
 TEST_F(FusedRewardHeadGpu, DispatchFollowsUseKernel) {
   if (on_cpu()) GTEST_SKIP() << "needs the device itself";
-  const Head h = make_head(100, 256, torch::randperm(100, torch::kLong).slice(0, 0, 10), torch::kFloat);
+  const Head h =
+      make_head(100, 256, torch::randperm(100, torch::kLong).slice(0, 0, 10), torch::kFloat);
   const Tensor on = reward_head(h.hidden, h.idx, h.nw, h.hw, 1e-6, true);
   const Tensor off = reward_head(h.hidden, h.idx, h.nw, h.hw, 1e-6, false);
-  EXPECT_NE(on.grad_fn()->name().find("RewardHeadFunction"), std::string::npos) << on.grad_fn()->name();
-  EXPECT_EQ(off.grad_fn()->name().find("RewardHeadFunction"), std::string::npos) << off.grad_fn()->name();
+  EXPECT_NE(on.grad_fn()->name().find("RewardHeadFunction"), std::string::npos)
+      << on.grad_fn()->name();
+  EXPECT_EQ(off.grad_fn()->name().find("RewardHeadFunction"), std::string::npos)
+      << off.grad_fn()->name();
   EXPECT_LT(rel_err(on, off), 1e-5);
 }
 
@@ -167,7 +186,8 @@ Csr make_csr(int64_t G, int64_t k_min, int64_t k_max, bool shared, std::mt19937_
   Csr c;
   c.P = P;
   c.N = shared ? std::max<int64_t>(2, (G + P) / 3) : G + P;
-  const Tensor slots = shared ? torch::randint(0, c.N, {G + P}, torch::kLong) : torch::randperm(c.N, torch::kLong);
+  const Tensor slots =
+      shared ? torch::randint(0, c.N, {G + P}, torch::kLong) : torch::randperm(c.N, torch::kLong);
   c.pos = slots.slice(0, 0, G).contiguous();
   c.neg = slots.slice(0, G).contiguous();
   const Tensor counts = torch::tensor(ks, torch::kLong);
@@ -177,36 +197,49 @@ Csr make_csr(int64_t G, int64_t k_min, int64_t k_max, bool shared, std::mt19937_
 }
 
 // The shipped dispatch on the device; the kernels' CPU mirror in the on-CPU self-check.
-PairLoss fused_loss(const Tensor& r, const Tensor& pos, const Tensor& off, const Tensor& neg, double gp,
-                    const LossOptions& opt) {
+PairLoss fused_loss(const Tensor& r, const Tensor& pos, const Tensor& off, const Tensor& neg,
+                    double gp, const LossOptions& opt) {
   if (!on_cpu()) return pair_loss(r, pos, off, neg, gp, opt, /*fused=*/true);
   return testutil::grouped_kernel_loss(r, pos, off, neg, gp, opt);
 }
 
 TEST_F(FusedPairLossGpu, MatchesReference) {
-  struct Case { int64_t G, k_min, k_max; bool shared; torch::ScalarType dtype; double margin, center; };
+  struct Case {
+    int64_t G, k_min, k_max;
+    bool shared;
+    torch::ScalarType dtype;
+    double margin, center;
+  };
   const std::vector<Case> cases = {
-      {1, 1, 1, false, torch::kFloat, 0, 0},          {1, 64, 64, false, torch::kFloat, 0.5, 0.01},
-      {2, 1, 64, true, torch::kFloat, 0, 0},          {7, 1, 64, false, torch::kDouble, 0.1, 0.02},
-      {1000, 1, 64, false, torch::kFloat, 0, 0.001},  {1000, 1, 64, true, torch::kFloat, 0.2, 0},
-      {100000, 1, 1, false, torch::kFloat, 0, 0},     {100000, 1, 64, false, torch::kFloat, 0, 0.001},
-      {100000, 1, 8, true, torch::kDouble, 0.3, 0.01}, {33, 1, 9, false, torch::kBFloat16, 0, 0},
+      {1, 1, 1, false, torch::kFloat, 0, 0},
+      {1, 64, 64, false, torch::kFloat, 0.5, 0.01},
+      {2, 1, 64, true, torch::kFloat, 0, 0},
+      {7, 1, 64, false, torch::kDouble, 0.1, 0.02},
+      {1000, 1, 64, false, torch::kFloat, 0, 0.001},
+      {1000, 1, 64, true, torch::kFloat, 0.2, 0},
+      {100000, 1, 1, false, torch::kFloat, 0, 0},
+      {100000, 1, 64, false, torch::kFloat, 0, 0.001},
+      {100000, 1, 8, true, torch::kDouble, 0.3, 0.01},
+      {33, 1, 9, false, torch::kBFloat16, 0, 0},
   };
   for (const Case& k : cases) {
-    SCOPED_TRACE(::testing::Message() << "seed " << seed_ << " G " << k.G << " K " << k.k_min << ".." << k.k_max
-                                      << (k.shared ? " shared" : "") << " " << k.dtype);
+    SCOPED_TRACE(::testing::Message()
+                 << "seed " << seed_ << " G " << k.G << " K " << k.k_min << ".." << k.k_max
+                 << (k.shared ? " shared" : "") << " " << k.dtype);
     const Csr c = make_csr(k.G, k.k_min, k.k_max, k.shared, rng_);
     Tensor r = (2 * torch::randn({c.N}, on_dev())).to(k.dtype);
     // Every third group's first negative copies its positive: the tie count is exercised.
     const Tensor every_third = torch::arange(0, k.G, 3, torch::kLong);
-    const Tensor first_neg = c.neg.index_select(0, c.offsets.index_select(0, every_third)).to(dev());
+    const Tensor first_neg =
+        c.neg.index_select(0, c.offsets.index_select(0, every_third)).to(dev());
     r.index_put_({first_neg}, r.index_select(0, c.pos.index_select(0, every_third).to(dev())));
     r.requires_grad_();
     LossOptions opt;
     opt.margin = k.margin;
     opt.center_coef = k.center;
     const double gp = 2.0 * c.P;
-    const PairLoss got = fused_loss(r, c.pos.to(dev()), c.offsets.to(dev()), c.neg.to(dev()), gp, opt);
+    const PairLoss got =
+        fused_loss(r, c.pos.to(dev()), c.offsets.to(dev()), c.neg.to(dev()), gp, opt);
     const Tensor g_got = torch::autograd::grad({got.loss}, {r})[0];
     const Tensor rd = r.detach().cpu().to(torch::kDouble).requires_grad_();
     const PairLoss want = pair_loss_reference(rd, c.pair_pos, c.neg, gp, opt);
@@ -257,17 +290,21 @@ TEST_F(FusedPairLossGpu, RejectsBadCsrAndStaysUsable) {
 // ---- varlen attention ---------------------------------------------------------------------
 
 // Per-sequence causal softmax attention in fp32 (k/v heads repeated for GQA): (T, Hq, D).
-Tensor attention_reference(const Tensor& q, const Tensor& k, const Tensor& v, const std::vector<int64_t>& cu) {
+Tensor attention_reference(const Tensor& q, const Tensor& k, const Tensor& v,
+                           const std::vector<int64_t>& cu) {
   const int64_t rep = q.size(1) / k.size(1);
   std::vector<Tensor> outs;
   for (size_t s = 0; s + 1 < cu.size(); ++s) {
     const int64_t b = cu[s], L = cu[s + 1] - cu[s];
     const Tensor qs = q.slice(0, b, b + L).transpose(0, 1).to(torch::kFloat);
-    const Tensor ks = k.slice(0, b, b + L).transpose(0, 1).repeat_interleave(rep, 0).to(torch::kFloat);
-    const Tensor vs = v.slice(0, b, b + L).transpose(0, 1).repeat_interleave(rep, 0).to(torch::kFloat);
+    const Tensor ks =
+        k.slice(0, b, b + L).transpose(0, 1).repeat_interleave(rep, 0).to(torch::kFloat);
+    const Tensor vs =
+        v.slice(0, b, b + L).transpose(0, 1).repeat_interleave(rep, 0).to(torch::kFloat);
     const Tensor mask = torch::ones({L, L}, q.options().dtype(torch::kBool)).triu(1);
     const Tensor p = (torch::matmul(qs, ks.transpose(1, 2)) / std::sqrt(double(q.size(2))))
-                         .masked_fill(mask, -std::numeric_limits<float>::infinity()).softmax(-1);
+                         .masked_fill(mask, -std::numeric_limits<float>::infinity())
+                         .softmax(-1);
     outs.push_back(torch::matmul(p, vs).transpose(0, 1));
   }
   return torch::cat(outs);
@@ -275,20 +312,26 @@ Tensor attention_reference(const Tensor& q, const Tensor& k, const Tensor& v, co
 
 TEST_F(VarlenAttentionGpu, MatchesMathReference) {
   if (on_cpu()) GTEST_SKIP() << "needs the device itself";
-  struct Case { std::vector<int64_t> lens; int64_t hq, hkv, d; };
-  const std::vector<Case> cases = {{{1, 17, 128, 3, 64}, 4, 2, 64}, {{1}, 2, 2, 128}, {{300, 1, 211}, 8, 1, 128}};
+  struct Case {
+    std::vector<int64_t> lens;
+    int64_t hq, hkv, d;
+  };
+  const std::vector<Case> cases = {
+      {{1, 17, 128, 3, 64}, 4, 2, 64}, {{1}, 2, 2, 128}, {{300, 1, 211}, 8, 1, 128}};
   for (const Case& k : cases) {
     std::vector<int64_t> cu = {0};
     for (auto l : k.lens) cu.push_back(cu.back() + l);
     const int64_t T = cu.back(), max_len = *std::max_element(k.lens.begin(), k.lens.end());
-    SCOPED_TRACE(::testing::Message() << "seed " << seed_ << " T " << T << " Hq " << k.hq << " Hkv " << k.hkv);
+    SCOPED_TRACE(::testing::Message()
+                 << "seed " << seed_ << " T " << T << " Hq " << k.hq << " Hkv " << k.hkv);
     const auto bf = on_dev().dtype(torch::kBFloat16);
     const Tensor q = torch::randn({T, k.hq, k.d}, bf).requires_grad_();
     const Tensor kk = torch::randn({T, k.hkv, k.d}, bf).requires_grad_();
     const Tensor v = torch::randn({T, k.hkv, k.d}, bf).requires_grad_();
     ASSERT_TRUE(varlen_attention_available(q));
     const Tensor go = torch::randn({T, k.hq, k.d}, bf);
-    const Tensor out = varlen_attention(q, kk, v, torch::tensor(cu, torch::kInt).to(dev()), max_len);
+    const Tensor out =
+        varlen_attention(q, kk, v, torch::tensor(cu, torch::kInt).to(dev()), max_len);
     ASSERT_EQ(out.sizes(), q.sizes());
     const auto g = torch::autograd::grad({out}, {q, kk, v}, {go});
     const Tensor ref = attention_reference(q, kk, v, cu);

@@ -12,12 +12,12 @@
 #include <random>
 #include <vector>
 
-#include "polar/common/error.h"
 #include "../../src/kernels/fused_detail.h"
+#include "mirror_loss.h"
+#include "polar/common/error.h"
 #include "polar/kernels/attention.h"
 #include "polar/kernels/pair_loss.h"
 #include "polar/kernels/reward_head.h"
-#include "mirror_loss.h"
 #include "polar/loss/polar_loss.h"
 
 namespace polar::kernels {
@@ -26,7 +26,8 @@ namespace {
 using torch::Tensor;
 
 double rel_err(const Tensor& a, const Tensor& b) {
-  const Tensor x = a.detach().to(torch::kCPU, torch::kDouble), y = b.detach().to(torch::kCPU, torch::kDouble);
+  const Tensor x = a.detach().to(torch::kCPU, torch::kDouble),
+               y = b.detach().to(torch::kCPU, torch::kDouble);
   return (x - y).norm().item<double>() / std::max(y.norm().item<double>(), 1e-30);
 }
 
@@ -52,7 +53,8 @@ struct HeadInputs {
   Tensor hidden, idx, nw, hw;
 };
 
-HeadInputs head_inputs(int64_t T, int64_t H, std::vector<int64_t> idx, torch::ScalarType dtype, uint64_t seed) {
+HeadInputs head_inputs(int64_t T, int64_t H, std::vector<int64_t> idx, torch::ScalarType dtype,
+                       uint64_t seed) {
   torch::manual_seed(seed);
   HeadInputs in;
   in.hidden = torch::randn({T, H}, torch::kDouble).to(dtype).requires_grad_();
@@ -77,7 +79,8 @@ void expect_head_fd(const HeadFn& fn, const HeadInputs& in) {
   const char* names[] = {"hidden", "norm_weight", "head_weight"};
   for (size_t p = 0; p < params.size(); ++p) {
     const Tensor fd = finite_difference(
-        [&] { return (fn(in.hidden, in.idx, in.nw, in.hw) * c).sum().item<double>(); }, params[p].detach());
+        [&] { return (fn(in.hidden, in.idx, in.nw, in.hw) * c).sum().item<double>(); },
+        params[p].detach());
     EXPECT_LT(rel_err(grads[p], fd), 1e-7) << names[p];
   }
 }
@@ -102,7 +105,12 @@ TEST(FusedRewardHeadReference, KernelFormulasMatchFiniteDifferences) {
 }
 
 TEST(FusedRewardHeadReference, KernelFormulasMatchReference) {
-  struct Case { int64_t T, H; std::vector<int64_t> idx; torch::ScalarType dtype; double tol; };
+  struct Case {
+    int64_t T, H;
+    std::vector<int64_t> idx;
+    torch::ScalarType dtype;
+    double tol;
+  };
   std::vector<int64_t> all37(37);
   for (int64_t i = 0; i < 37; ++i) all37[i] = i;  // every token a reward token: length-1 sequences
   const std::vector<Case> cases = {
@@ -114,7 +122,8 @@ TEST(FusedRewardHeadReference, KernelFormulasMatchReference) {
   };
   uint64_t seed = 10;
   for (const Case& k : cases) {
-    SCOPED_TRACE(::testing::Message() << "T " << k.T << " H " << k.H << " N " << k.idx.size() << " " << k.dtype);
+    SCOPED_TRACE(::testing::Message()
+                 << "T " << k.T << " H " << k.H << " N " << k.idx.size() << " " << k.dtype);
     const HeadInputs in = head_inputs(k.T, k.H, k.idx, k.dtype, ++seed);
     const Tensor r_ref = kReference(in.hidden, in.idx, in.nw, in.hw);
     const Tensor r_mir = kMirror(in.hidden, in.idx, in.nw, in.hw);
@@ -152,7 +161,7 @@ TEST(FusedRewardHeadReference, RejectsBadInput) {
 // ---- grouped pair loss ---------------------------------------------------------------------
 
 struct Groups {
-  Tensor pos, offsets, neg;  // CSR
+  Tensor pos, offsets, neg;   // CSR
   Tensor pair_pos, pair_neg;  // the expanded pairs
   int64_t P = 0;
 };
@@ -160,7 +169,8 @@ struct Groups {
 // G groups with K_g uniform in [k_min, k_max]. Distinct indices, unless `shared`: then indices
 // are drawn with replacement, so a reward can be the positive of one group and a negative of
 // several others (the general case of the occurrence-ordered backward).
-Groups make_groups(int64_t G, int64_t k_min, int64_t k_max, bool shared, int64_t& N, std::mt19937_64& rng) {
+Groups make_groups(int64_t G, int64_t k_min, int64_t k_max, bool shared, int64_t& N,
+                   std::mt19937_64& rng) {
   std::vector<int64_t> ks(G);
   for (auto& k : ks) k = std::uniform_int_distribution<int64_t>(k_min, k_max)(rng);
   int64_t P = 0;
@@ -206,14 +216,19 @@ const auto mirror_loss = testutil::grouped_kernel_loss;
 
 TEST(FusedPairLossReference, GroupedEqualsExpandedPairs) {
   std::mt19937_64 rng(7);
-  struct Case { int64_t G, k_min, k_max; bool shared; torch::ScalarType dtype; LossOptions opt; };
+  struct Case {
+    int64_t G, k_min, k_max;
+    bool shared;
+    torch::ScalarType dtype;
+    LossOptions opt;
+  };
   LossOptions plain, both;
   both.margin = 0.25;
   both.center_coef = 0.01;
   const std::vector<Case> cases = {
-      {1, 1, 1, false, torch::kDouble, plain},     {1, 64, 64, false, torch::kDouble, both},
-      {3, 1, 64, false, torch::kFloat, both},      {50, 1, 64, true, torch::kDouble, both},
-      {200, 1, 64, false, torch::kFloat, plain},   {97, 1, 5, true, torch::kFloat, both},
+      {1, 1, 1, false, torch::kDouble, plain},    {1, 64, 64, false, torch::kDouble, both},
+      {3, 1, 64, false, torch::kFloat, both},     {50, 1, 64, true, torch::kDouble, both},
+      {200, 1, 64, false, torch::kFloat, plain},  {97, 1, 5, true, torch::kFloat, both},
       {100000, 1, 4, false, torch::kFloat, both},
   };
   for (const Case& k : cases) {
@@ -224,7 +239,8 @@ TEST(FusedPairLossReference, GroupedEqualsExpandedPairs) {
     const Tensor r = make_rewards(N, g, k.dtype, rng);
     const double global_pairs = 1.5 * g.P;  // as if other micro-batches held more pairs
     const PairLoss want = pair_loss_reference(r, g.pair_pos, g.pair_neg, global_pairs, k.opt);
-    const PairLoss ref = pair_loss(r, g.pos, g.offsets, g.neg, global_pairs, k.opt, /*fused=*/false);
+    const PairLoss ref =
+        pair_loss(r, g.pos, g.offsets, g.neg, global_pairs, k.opt, /*fused=*/false);
     const PairLoss mir = mirror_loss(r, g.pos, g.offsets, g.neg, global_pairs, k.opt);
     // The reference path is pair_loss_reference itself: bit-identical.
     EXPECT_TRUE(torch::equal(ref.loss, want.loss));
@@ -255,7 +271,8 @@ TEST(FusedPairLossReference, GradientsMatchFiniteDifferences) {
     const Groups g = make_groups(5, 1, 6, shared, N, rng);
     const Tensor r = make_rewards(N, g, torch::kDouble, rng);
     for (bool mirror : {false, true}) {
-      SCOPED_TRACE(::testing::Message() << (shared ? "shared " : "") << (mirror ? "mirror" : "reference"));
+      SCOPED_TRACE(::testing::Message()
+                   << (shared ? "shared " : "") << (mirror ? "mirror" : "reference"));
       auto loss = [&] {
         return mirror ? mirror_loss(r, g.pos, g.offsets, g.neg, 40.0, opt).loss
                       : pair_loss(r, g.pos, g.offsets, g.neg, 40.0, opt, false).loss;
@@ -269,7 +286,8 @@ TEST(FusedPairLossReference, GradientsMatchFiniteDifferences) {
 
 TEST(FusedPairLossReference, OccurrenceMapListsEachRewardsUsesInOrder) {
   // Groups: g0 = (pos 2; neg 0, 1), g1 = (pos 0; neg 2). Ids: g0 -> 0, g1 -> 1, pairs -> 2, 3, 4.
-  const auto map = detail::occurrence_map(torch::tensor({2, 0}, torch::kLong), torch::tensor({0, 1, 2}, torch::kLong), 4);
+  const auto map = detail::occurrence_map(torch::tensor({2, 0}, torch::kLong),
+                                          torch::tensor({0, 1, 2}, torch::kLong), 4);
   EXPECT_TRUE(torch::equal(map.offsets, torch::tensor({0, 2, 3, 5, 5}, torch::kLong)));
   EXPECT_TRUE(torch::equal(map.entries, torch::tensor({1, 2, 3, 0, 4}, torch::kLong)));
 }
@@ -277,7 +295,10 @@ TEST(FusedPairLossReference, OccurrenceMapListsEachRewardsUsesInOrder) {
 TEST(FusedPairLossReference, RejectsBadCsr) {
   const Tensor r = torch::randn({6});
   const auto t = [](std::vector<int64_t> v) { return torch::tensor(v, torch::kLong); };
-  struct Bad { Tensor pos, offsets, neg; const char* why; };
+  struct Bad {
+    Tensor pos, offsets, neg;
+    const char* why;
+  };
   const std::vector<Bad> bad = {
       {t({0, 1}), t({1, 2, 3}), t({2, 3, 4}), "offsets do not start at 0"},
       {t({0, 1}), t({0, 2, 2}), t({2, 3}), "a group with K = 0"},
@@ -289,7 +310,9 @@ TEST(FusedPairLossReference, RejectsBadCsr) {
   for (const Bad& b : bad) {
     EXPECT_THROW(pair_loss(r, b.pos, b.offsets, b.neg, 2.0, {}, false), polar::Error) << b.why;
     // The mirror, like the kernel, counts what it refuses; reading the counts throws.
-    EXPECT_THROW(read_pair_counts(mirror_loss(r, b.pos, b.offsets, b.neg, 2.0, {}).stats), polar::Error) << b.why;
+    EXPECT_THROW(read_pair_counts(mirror_loss(r, b.pos, b.offsets, b.neg, 2.0, {}).stats),
+                 polar::Error)
+        << b.why;
   }
   EXPECT_THROW(pair_loss(r, t({0}), t({0, 1}), t({1}), 0.0, {}, true), polar::Error);
 }

@@ -15,9 +15,9 @@ TEST(KernelBench, CpuDryRunWritesEveryTable) {
   o.warmup = 0;
   o.reps = 1;
   const std::string md = run_kernel_bench(o);
-  for (const char* want : {"## Ceilings", "device-to-device copy", "bf16 matmul", "## Reward head",
-                           "| forward |", "| fwd+bwd |", "## Grouped pair loss", "| 17 x 3 | 51 |",
-                           "Varlen"}) {
+  for (const char* want :
+       {"## Ceilings", "device-to-device copy", "bf16 matmul", "## Reward head", "| forward |",
+        "| fwd+bwd |", "## Grouped pair loss", "| 17 x 3 | 51 |", "Varlen"}) {
     EXPECT_NE(md.find(want), std::string::npos) << want << "\n" << md;
   }
 }

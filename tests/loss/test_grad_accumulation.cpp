@@ -39,8 +39,8 @@ StepResult accumulate(const GroupBuilder& builder, const Ranges& ranges, int64_t
   StepResult out;
   for (const auto& [begin, end] : ranges) {
     const PackedBatch batch = pack_groups(builder.slice(begin, end), {row_tokens, 0});
-    const PairLoss loss =
-        pair_loss_reference(model->forward(batch), batch.pair_pos, batch.pair_neg, global_pairs, {});
+    const PairLoss loss = pair_loss_reference(model->forward(batch), batch.pair_pos, batch.pair_neg,
+                                              global_pairs, {});
     loss.loss.backward();
     out.loss += loss.loss.item<double>();
     out.pairs += loss.n_pairs;
@@ -97,7 +97,8 @@ TEST(GradAccumulation, GroupsWithSeveralNegativesSplitByBudget) {
     const StepResult split = accumulate(builder, ranges, 16, 7.0, precision);
     EXPECT_EQ(whole.pairs, 7);
     EXPECT_EQ(split.pairs, 7);
-    EXPECT_LE(relative_difference(whole, split), precision.tolerance) << "dtype " << precision.dtype;
+    EXPECT_LE(relative_difference(whole, split), precision.tolerance)
+        << "dtype " << precision.dtype;
   }
 }
 

@@ -56,7 +56,8 @@ TEST(PolarLoss, RewardScalePenalty) {
   const PairLoss plain = pair_loss_reference(rewards, i64(kPos), i64(kNeg), 4.0, {});
   double penalty = 0;
   for (size_t i = 0; i < kPos.size(); ++i)
-    penalty += 0.5 * 0.2 * (kRewards[kPos[i]] * kRewards[kPos[i]] + kRewards[kNeg[i]] * kRewards[kNeg[i]]);
+    penalty +=
+        0.5 * 0.2 * (kRewards[kPos[i]] * kRewards[kPos[i]] + kRewards[kNeg[i]] * kRewards[kNeg[i]]);
   EXPECT_NEAR(out.loss_sum(), plain.loss_sum() + penalty, 1e-12);
   EXPECT_NEAR(out.loss.item<double>(), (plain.loss_sum() + penalty) / 4.0, 1e-12);
   EXPECT_EQ(out.n_correct(), plain.n_correct());  // the penalty never changes the accuracy count
@@ -87,10 +88,13 @@ TEST(PolarLoss, StableAtLargeGaps) {
 
 TEST(PolarLoss, Dtypes) {
   const Tensor rewards = torch::tensor(kRewards, torch::kDouble);
-  EXPECT_EQ(pair_loss_reference(rewards, i64(kPos), i64(kNeg), 5, {}).loss.scalar_type(), torch::kDouble);
-  EXPECT_EQ(pair_loss_reference(rewards.to(torch::kFloat), i64(kPos), i64(kNeg), 5, {}).loss.scalar_type(),
+  EXPECT_EQ(pair_loss_reference(rewards, i64(kPos), i64(kNeg), 5, {}).loss.scalar_type(),
+            torch::kDouble);
+  EXPECT_EQ(pair_loss_reference(rewards.to(torch::kFloat), i64(kPos), i64(kNeg), 5, {})
+                .loss.scalar_type(),
             torch::kFloat);
-  const PairLoss bf16 = pair_loss_reference(rewards.to(torch::kBFloat16), i64(kPos), i64(kNeg), 5, {});
+  const PairLoss bf16 =
+      pair_loss_reference(rewards.to(torch::kBFloat16), i64(kPos), i64(kNeg), 5, {});
   EXPECT_EQ(bf16.loss.scalar_type(), torch::kFloat);
   EXPECT_EQ(bf16.n_correct(), 3);  // these rewards are exact in bf16
 }
@@ -111,7 +115,8 @@ TEST(PolarLoss, RejectsBadInput) {
   EXPECT_THROW(pair_loss_reference(rewards, i64({0, -1}), i64({1, 2}), 2.0, {}), Error);
   EXPECT_THROW(pair_loss_reference(rewards, i64({0}), i64({1, 2}), 2.0, {}), Error);
   EXPECT_THROW(pair_loss_reference(rewards.view({1, 5}), i64(kPos), i64(kNeg), 2.0, {}), Error);
-  EXPECT_THROW(pair_loss_reference(rewards, i64(kPos).to(torch::kInt32), i64(kNeg), 2.0, {}), Error);
+  EXPECT_THROW(pair_loss_reference(rewards, i64(kPos).to(torch::kInt32), i64(kNeg), 2.0, {}),
+               Error);
 }
 
 TEST(PolarLoss, GradientMatchesFiniteDifferences) {

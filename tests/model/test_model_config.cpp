@@ -74,7 +74,8 @@ TEST(ModelConfig, NumParametersByHand) {
 }
 
 TEST(ModelConfig, NumParametersEqualsModule) {
-  std::vector<ModelConfig> configs = {testutil::tiny_config(4, false), testutil::tiny_config(2, true),
+  std::vector<ModelConfig> configs = {testutil::tiny_config(4, false),
+                                      testutil::tiny_config(2, true),
                                       testutil::tiny_config(1, false)};
   ModelConfig odd = testutil::tiny_config(2, true);
   odd.num_layers = 3;

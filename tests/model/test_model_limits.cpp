@@ -28,7 +28,8 @@ std::string validate_error(const polar::ModelConfig& c) {
 TEST(RobustModel, HugeVocabularyIsRejectedByItsKey) {
   polar::ModelConfig c;
   c.vocab_size = 2147483648LL;
-  EXPECT_THAT(validate_error(c), HasSubstr("model.vocab_size: expected an integer in [1, 16777216], got 2147483648"));
+  EXPECT_THAT(validate_error(c),
+              HasSubstr("model.vocab_size: expected an integer in [1, 16777216], got 2147483648"));
   c.vocab_size = int64_t{1} << 62;
   EXPECT_THAT(validate_error(c), HasSubstr("model.vocab_size"));
 }
@@ -40,7 +41,8 @@ TEST(RobustModel, EveryShapeKeyHasBounds) {
       {[](auto& c) { c.num_heads = 0; }, "model.num_heads"},
       {[](auto& c) { c.num_kv_heads = -1; }, "model.num_kv_heads"},
       {[](auto& c) { c.intermediate_size = int64_t{1} << 40; }, "model.intermediate_size"},
-      {[](auto& c) { c.max_position = 3; }, "model.max_position: expected an integer in [16, 16777216], got 3"},
+      {[](auto& c) { c.max_position = 3; },
+       "model.max_position: expected an integer in [16, 16777216], got 3"},
       {[](auto& c) { c.rope_theta = 1e30; }, "model.rope_theta"},
       {[](auto& c) { c.rms_eps = 5; }, "model.rms_eps"},
       {[](auto& c) { c.init_std = -1; }, "model.init_std"},
@@ -64,7 +66,8 @@ TEST(RobustModel, ShapeLargerThanMemoryIsRefusedBeforeAllocation) {
     ADD_FAILURE() << "allocated a model larger than the memory";
   } catch (const polar::Error& e) {
     EXPECT_THAT(e.what(), HasSubstr("more than this machine's 7.5 GiB"));
-    EXPECT_THAT(e.what(), HasSubstr("model.num_layers x (model.hidden_size, model.intermediate_size)"));
+    EXPECT_THAT(e.what(),
+                HasSubstr("model.num_layers x (model.hidden_size, model.intermediate_size)"));
   }
   polar::ModelConfig wide;
   wide.vocab_size = int64_t{1} << 24;

@@ -56,8 +56,10 @@ TEST(RewardModel, ParameterNamesAreHuggingFace) {
     EXPECT_EQ(names_of(model), hf_names(2, bias)) << "qkv_bias " << bias;
     EXPECT_EQ(param(model, "score.weight").sizes(), (std::vector<int64_t>{1, 64}));
     EXPECT_EQ(param(model, "model.embed_tokens.weight").sizes(), (std::vector<int64_t>{512, 64}));
-    EXPECT_EQ(param(model, "model.layers.1.self_attn.k_proj.weight").sizes(), (std::vector<int64_t>{32, 64}));
-    EXPECT_EQ(param(model, "model.layers.0.mlp.down_proj.weight").sizes(), (std::vector<int64_t>{64, 172}));
+    EXPECT_EQ(param(model, "model.layers.1.self_attn.k_proj.weight").sizes(),
+              (std::vector<int64_t>{32, 64}));
+    EXPECT_EQ(param(model, "model.layers.0.mlp.down_proj.weight").sizes(),
+              (std::vector<int64_t>{64, 172}));
     int64_t count = 0;
     for (const auto& p : model->parameters()) count += p.numel();
     EXPECT_EQ(count, model->config().num_parameters());
@@ -72,7 +74,8 @@ TEST(RewardModel, ResetParametersIsDeterministic) {
     EXPECT_TRUE(torch::equal(param(a, name), param(b, name))) << name;
   }
   EXPECT_TRUE(torch::all(param(a, "model.norm.weight") == 1).item<bool>());
-  EXPECT_TRUE(torch::all(param(a, "model.layers.1.post_attention_layernorm.weight") == 1).item<bool>());
+  EXPECT_TRUE(
+      torch::all(param(a, "model.layers.1.post_attention_layernorm.weight") == 1).item<bool>());
   EXPECT_TRUE(torch::all(param(a, "model.layers.0.self_attn.q_proj.bias") == 0).item<bool>());
   const double std = param(a, "model.embed_tokens.weight").std().item<double>();
   EXPECT_NEAR(std, 0.02, 0.002);
@@ -105,13 +108,15 @@ double naive_reward(RewardModel& model, const std::vector<int64_t>& tokens) {
   Tensor angle = torch::empty({L, half}, torch::kDouble);
   for (int64_t p = 0; p < L; ++p)
     for (int64_t i = 0; i < half; ++i)
-      angle[p][i] = (static_cast<double>(p) / c.rope_scaling) * std::pow(c.rope_theta, -2.0 * i / D);
+      angle[p][i] =
+          (static_cast<double>(p) / c.rope_scaling) * std::pow(c.rope_theta, -2.0 * i / D);
   const Tensor cos = angle.cos(), sin = angle.sin();
   const auto rope = [&](const Tensor& x) {  // (L, D)
     const Tensor x1 = x.narrow(1, 0, half), x2 = x.narrow(1, half, half);
     return torch::cat({x1 * cos - x2 * sin, x2 * cos + x1 * sin}, 1);
   };
-  Tensor x = P("model.embed_tokens.weight").index_select(0, torch::tensor(tokens, torch::kInt64));  // (L, H)
+  Tensor x = P("model.embed_tokens.weight")
+                 .index_select(0, torch::tensor(tokens, torch::kInt64));  // (L, H)
   const Tensor future = torch::ones({L, L}, torch::kBool).triu(1);
   for (int64_t layer = 0; layer < c.num_layers; ++layer) {
     const std::string p = "model.layers." + std::to_string(layer) + ".";
@@ -125,13 +130,14 @@ double naive_reward(RewardModel& model, const std::vector<int64_t>& tokens) {
       const Tensor qh = rope(q.narrow(1, head * D, D));
       const Tensor kh = rope(k.narrow(1, kv * D, D));
       const Tensor vh = v.narrow(1, kv * D, D);
-      const Tensor scores =
-          (torch::matmul(qh, kh.t()) / std::sqrt(static_cast<double>(D))).masked_fill(future, -INFINITY);
+      const Tensor scores = (torch::matmul(qh, kh.t()) / std::sqrt(static_cast<double>(D)))
+                                .masked_fill(future, -INFINITY);
       heads.push_back(torch::matmul(torch::softmax(scores, 1), vh));
     }
     x = x + linear(torch::cat(heads, 1), p + "self_attn.o_proj", false);
     const Tensor h2 = rms(x, P(p + "post_attention_layernorm.weight"));
-    x = x + linear(torch::silu(linear(h2, p + "mlp.gate_proj", false)) * linear(h2, p + "mlp.up_proj", false),
+    x = x + linear(torch::silu(linear(h2, p + "mlp.gate_proj", false)) *
+                       linear(h2, p + "mlp.up_proj", false),
                    p + "mlp.down_proj", false);
   }
   const Tensor last = rms(x[L - 1], P("model.norm.weight"));
@@ -165,7 +171,8 @@ struct PackCase {
 class RewardModelPacking : public ::testing::TestWithParam<PackCase> {};
 
 TEST_P(RewardModelPacking, PackedRewardsEqualSequencesAlone) {
-  RewardModel model = testutil::tiny_model(testutil::tiny_config(GetParam().kv_heads, GetParam().qkv_bias));
+  RewardModel model =
+      testutil::tiny_model(testutil::tiny_config(GetParam().kv_heads, GetParam().qkv_bias));
   GroupBuilder builder(5);
   builder.add_random(7, {5, 1, 12}, 0);
   builder.add_random(3, {20, 2}, 1);
@@ -184,7 +191,8 @@ TEST_P(RewardModelPacking, PackedRewardsEqualSequencesAlone) {
     double spread = 0;
     for (size_t i = 0; i < alone.size(); ++i) {
       // fp32: same math in a different matmul shape, ~1e-7 relative.
-      EXPECT_NEAR(rewards[i].item<double>(), alone[i], 1e-5) << "row_tokens " << row_tokens << " seq " << i;
+      EXPECT_NEAR(rewards[i].item<double>(), alone[i], 1e-5)
+          << "row_tokens " << row_tokens << " seq " << i;
       spread = std::max(spread, std::abs(alone[i] - alone[0]));
     }
     EXPECT_GT(spread, 0.05);  // sequences really give different rewards
@@ -192,7 +200,8 @@ TEST_P(RewardModelPacking, PackedRewardsEqualSequencesAlone) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Shapes, RewardModelPacking,
-                         ::testing::Values(PackCase{4, false}, PackCase{2, true}, PackCase{1, false}));
+                         ::testing::Values(PackCase{4, false}, PackCase{2, true},
+                                           PackCase{1, false}));
 
 // The same packed batch with extra padding columns, an all-padding row and random tokens in the
 // padding: nothing the rewards depend on may change, and nothing may be NaN.
@@ -210,7 +219,8 @@ TEST(RewardModel, PaddingChangesNothing) {
   padded.positions = torch::zeros({B2, T2}, torch::kInt64);
   padded.segments = torch::zeros({B2, T2}, torch::kInt64);
   // Row r of the batch becomes row r + 1 (row 0 is all padding); columns T.. are extra padding.
-  padded.tokens.slice(0, 1).slice(1, 0, T).copy_(torch::where(batch.segments > 0, batch.tokens, 77));
+  padded.tokens.slice(0, 1).slice(1, 0, T).copy_(
+      torch::where(batch.segments > 0, batch.tokens, 77));
   padded.positions.slice(0, 1).slice(1, 0, T).copy_(batch.positions);
   padded.segments.slice(0, 1).slice(1, 0, T).copy_(batch.segments);
   const Tensor row = torch::div(batch.reward_index, T, "floor"), col = batch.reward_index % T;
@@ -221,7 +231,8 @@ TEST(RewardModel, PaddingChangesNothing) {
   const Tensor r2 = model->forward(padded);
   // fp32: other matmul shapes round differently (~1e-6 here), as in the packing test.
   EXPECT_TRUE(torch::allclose(r1, r2, 0, 1e-5)) << r1 << r2;
-  EXPECT_FALSE(torch::equal(batch.tokens, padded.tokens.slice(0, 1).slice(1, 0, T)));  // junk differs
+  EXPECT_FALSE(
+      torch::equal(batch.tokens, padded.tokens.slice(0, 1).slice(1, 0, T)));  // junk differs
 
   const Tensor hidden = model->backbone(padded.tokens, padded.positions, padded.segments);
   EXPECT_TRUE(torch::isfinite(hidden).all().item<bool>());
@@ -244,7 +255,8 @@ TEST(RewardModel, DoubleGradientMatchesFiniteDifferences) {
     return pair_loss_reference(model->forward(batch), batch.pair_pos, batch.pair_neg, 5, options)
         .loss.item<double>();
   };
-  const PairLoss loss = pair_loss_reference(model->forward(batch), batch.pair_pos, batch.pair_neg, 5, options);
+  const PairLoss loss =
+      pair_loss_reference(model->forward(batch), batch.pair_pos, batch.pair_neg, 5, options);
   ASSERT_EQ(loss.loss.scalar_type(), torch::kDouble);
   loss.loss.backward();
 
@@ -274,7 +286,8 @@ TEST(RewardModel, DoubleGradientMatchesFiniteDifferences) {
     const double numeric = (up - down) / (2 * h);
     // Central differences in double: truncation ~h^2, rounding ~1e-16 / h.
     EXPECT_NEAR(analytic, numeric, 1e-8 + 1e-6 * std::abs(numeric)) << name << "[" << index << "]";
-    EXPECT_GT(std::abs(numeric), 1e-6) << name << " has a vanishing gradient: the probe tests nothing";
+    EXPECT_GT(std::abs(numeric), 1e-6)
+        << name << " has a vanishing gradient: the probe tests nothing";
   }
 }
 
@@ -291,8 +304,10 @@ TEST(RewardModel, ActivationCheckpointingGivesSameGradients) {
       param(plain, "model.embed_tokens.weight").set_requires_grad(false);
       param(ckpt, "model.embed_tokens.weight").set_requires_grad(false);
     }
-    const PairLoss a = pair_loss_reference(plain->forward(batch), batch.pair_pos, batch.pair_neg, 3, {});
-    const PairLoss b = pair_loss_reference(ckpt->forward(batch), batch.pair_pos, batch.pair_neg, 3, {});
+    const PairLoss a =
+        pair_loss_reference(plain->forward(batch), batch.pair_pos, batch.pair_neg, 3, {});
+    const PairLoss b =
+        pair_loss_reference(ckpt->forward(batch), batch.pair_pos, batch.pair_neg, 3, {});
     EXPECT_EQ(a.loss.item<double>(), b.loss.item<double>());
     a.loss.backward();
     b.loss.backward();

@@ -32,7 +32,8 @@ class RewardModelGpu : public ::testing::Test {
 };
 
 double rel_err(const Tensor& a, const Tensor& b) {
-  const Tensor x = a.detach().to(torch::kCPU, torch::kDouble), y = b.detach().to(torch::kCPU, torch::kDouble);
+  const Tensor x = a.detach().to(torch::kCPU, torch::kDouble),
+               y = b.detach().to(torch::kCPU, torch::kDouble);
   return (x - y).norm().item<double>() / std::max(y.norm().item<double>(), 1e-30);
 }
 
@@ -82,7 +83,8 @@ RunResult run_bf16(const ModelConfig& config, const PackedBatch& batch, Attentio
   model->set_activation_checkpointing(checkpointing);
   RunResult out;
   out.rewards = model->forward(batch);
-  pair_loss_reference(out.rewards, batch.pair_pos, batch.pair_neg, batch.n_pairs, {}).loss.backward();
+  pair_loss_reference(out.rewards, batch.pair_pos, batch.pair_neg, batch.n_pairs, {})
+      .loss.backward();
   for (const auto& p : model->parameters()) out.grads.push_back(p.grad().to(torch::kFloat).cpu());
   return out;
 }
@@ -99,14 +101,17 @@ TEST_F(RewardModelGpu, VarlenMatchesMaskedAttentionInBf16) {
     double worst_grad = 0;
     for (size_t i = 0; i < math.grads.size(); ++i) {
       worst_grad = std::max(worst_grad, rel_err(varlen.grads[i], math.grads[i]));
-      EXPECT_LT(rel_err(varlen.grads[i], math.grads[i]), 5e-2) << "kv_heads " << kv_heads << " param " << i;
+      EXPECT_LT(rel_err(varlen.grads[i], math.grads[i]), 5e-2)
+          << "kv_heads " << kv_heads << " param " << i;
     }
-    std::printf("[gpu] bf16 varlen vs masked SDPA, kv_heads %ld: rewards %.3g, worst gradient %.3g\n",
-                static_cast<long>(kv_heads), rel_err(varlen.rewards, math.rewards), worst_grad);
+    std::printf(
+        "[gpu] bf16 varlen vs masked SDPA, kv_heads %ld: rewards %.3g, worst gradient %.3g\n",
+        static_cast<long>(kv_heads), rel_err(varlen.rewards, math.rewards), worst_grad);
     const RunResult checkpointed = run_bf16(config, batch, AttentionImpl::Varlen, true);
     EXPECT_LT(rel_err(checkpointed.rewards, varlen.rewards), 1e-6);
     for (size_t i = 0; i < varlen.grads.size(); ++i) {
-      EXPECT_LT(rel_err(checkpointed.grads[i], varlen.grads[i]), 1e-2) << "checkpointed param " << i;
+      EXPECT_LT(rel_err(checkpointed.grads[i], varlen.grads[i]), 1e-2)
+          << "checkpointed param " << i;
     }
   }
 }
@@ -126,8 +131,8 @@ TEST_F(RewardModelGpu, VarlenPackedEqualsAlone) {
   for (int64_t row_tokens : {64, 160, 1024}) {
     const Tensor rewards = model->forward(pack_groups(builder.groups(), {row_tokens, 0}));
     EXPECT_LT(rel_err(rewards, expected), 3e-2) << "row_tokens " << row_tokens;
-    std::printf("[gpu] bf16 varlen packed (row %ld) vs fp32 alone: rel err %.3g\n", static_cast<long>(row_tokens),
-                rel_err(rewards, expected));
+    std::printf("[gpu] bf16 varlen packed (row %ld) vs fp32 alone: rel err %.3g\n",
+                static_cast<long>(row_tokens), rel_err(rewards, expected));
   }
 }
 
@@ -146,23 +151,30 @@ TEST_F(RewardModelGpu, SharedPrefixFlashBlocksMatchReference) {
   const Tensor cq = torch::tensor(cu_q, torch::kInt64).to(torch::kCUDA);
   const Tensor ck = torch::tensor(cu_k, torch::kInt64).to(torch::kCUDA);
   for (int64_t kv_heads : {4, 2}) {
-    const Tensor q32 = torch::randn({cu_q.back(), 4, 64}, cuda), k32 = torch::randn({cu_k.back(), kv_heads, 64}, cuda),
-                 v32 = torch::randn({cu_k.back(), kv_heads, 64}, cuda), w = torch::randn({cu_q.back(), 4, 64}, cuda);
-    const Tensor q = q32.to(torch::kBFloat16).requires_grad_(), k = k32.to(torch::kBFloat16).requires_grad_(),
+    const Tensor q32 = torch::randn({cu_q.back(), 4, 64}, cuda),
+                 k32 = torch::randn({cu_k.back(), kv_heads, 64}, cuda),
+                 v32 = torch::randn({cu_k.back(), kv_heads, 64}, cuda),
+                 w = torch::randn({cu_q.back(), 4, 64}, cuda);
+    const Tensor q = q32.to(torch::kBFloat16).requires_grad_(),
+                 k = k32.to(torch::kBFloat16).requires_grad_(),
                  v = v32.to(torch::kBFloat16).requires_grad_();
     const Tensor flash = kernels::varlen_attention(q, k, v, cq, ck, 130, 194);
-    const auto flash_grads = torch::autograd::grad({(flash.to(torch::kFloat) * w).sum()}, {q, k, v});
+    const auto flash_grads =
+        torch::autograd::grad({(flash.to(torch::kFloat) * w).sum()}, {q, k, v});
     // Reference in fp32 from the same bf16-rounded inputs.
-    const Tensor rq = q.detach().to(torch::kFloat).requires_grad_(), rk = k.detach().to(torch::kFloat).requires_grad_(),
+    const Tensor rq = q.detach().to(torch::kFloat).requires_grad_(),
+                 rk = k.detach().to(torch::kFloat).requires_grad_(),
                  rv = v.detach().to(torch::kFloat).requires_grad_();
     const Tensor ref = kernels::varlen_attention_reference(rq, rk, rv, cq, ck);
     const auto ref_grads = torch::autograd::grad({(ref * w).sum()}, {rq, rk, rv});
     // bf16 output and bf16 gradient accumulation: ~1e-2 relative.
     EXPECT_LT(rel_err(flash, ref), 1e-2) << "kv_heads " << kv_heads;
-    for (size_t i = 0; i < 3; ++i) EXPECT_LT(rel_err(flash_grads[i], ref_grads[i]), 2e-2) << "input " << i;
-    std::printf("[gpu] flash blocks vs reference, kv_heads %ld: out %.3g, dq %.3g, dk %.3g, dv %.3g\n",
-                static_cast<long>(kv_heads), rel_err(flash, ref), rel_err(flash_grads[0], ref_grads[0]),
-                rel_err(flash_grads[1], ref_grads[1]), rel_err(flash_grads[2], ref_grads[2]));
+    for (size_t i = 0; i < 3; ++i)
+      EXPECT_LT(rel_err(flash_grads[i], ref_grads[i]), 2e-2) << "input " << i;
+    std::printf(
+        "[gpu] flash blocks vs reference, kv_heads %ld: out %.3g, dq %.3g, dk %.3g, dv %.3g\n",
+        static_cast<long>(kv_heads), rel_err(flash, ref), rel_err(flash_grads[0], ref_grads[0]),
+        rel_err(flash_grads[1], ref_grads[1]), rel_err(flash_grads[2], ref_grads[2]));
   }
 }
 
@@ -175,9 +187,10 @@ SharedRun run_shared(RewardModel& model, const PackedBatch& batch) {
   model->zero_grad();
   SharedRun out;
   out.rewards = model->forward(batch).to(torch::kFloat);
-  out.loss = pair_loss_reference(out.rewards, batch.pair_pos.to(out.rewards.device()),
-                             batch.pair_neg.to(out.rewards.device()), batch.n_pairs, {0.3, 0.05})
-                 .loss;
+  out.loss =
+      pair_loss_reference(out.rewards, batch.pair_pos.to(out.rewards.device()),
+                          batch.pair_neg.to(out.rewards.device()), batch.n_pairs, {0.3, 0.05})
+          .loss;
   out.loss.backward();
   for (const auto& p : model->parameters()) out.grads.push_back(p.grad().to(torch::kFloat).cpu());
   return out;
@@ -191,7 +204,8 @@ TEST_F(RewardModelGpu, SharedPrefixBf16MatchesFp32Reference) {
   builder.add_random(1, {2, 9, 4, 1, 33}, 0);
   RewardModel model = testutil::tiny_model(testutil::tiny_config(2, true));
   model->set_attention_impl(AttentionImpl::Math);
-  const SharedRun ref = run_shared(model, pack_groups(builder.groups(), {128, 0, false}));  // fp32 CPU, separate
+  const SharedRun ref =
+      run_shared(model, pack_groups(builder.groups(), {128, 0, false}));  // fp32 CPU, separate
 
   model->to(torch::kCUDA, torch::kBFloat16);
   model->set_attention_impl(AttentionImpl::Varlen);
@@ -209,9 +223,12 @@ TEST_F(RewardModelGpu, SharedPrefixBf16MatchesFp32Reference) {
     EXPECT_LT(rel_err(shared.grads[i], separate.grads[i]), 5e-2) << "param " << i;
     EXPECT_LT(rel_err(shared.grads[i], ref.grads[i]), 1e-1) << "param " << i;
   }
-  std::printf("[gpu] bf16 shared vs fp32 CPU: rewards %.3g, loss %.3g; worst gradient vs bf16 separate %.3g, "
-              "vs fp32 %.3g\n",
-              rel_err(shared.rewards, ref.rewards), rel_err(shared.loss, ref.loss), worst_vs_separate, worst_vs_fp32);
+  std::printf(
+      "[gpu] bf16 shared vs fp32 CPU: rewards %.3g, loss %.3g; worst gradient vs bf16 separate "
+      "%.3g, "
+      "vs fp32 %.3g\n",
+      rel_err(shared.rewards, ref.rewards), rel_err(shared.loss, ref.loss), worst_vs_separate,
+      worst_vs_fp32);
 }
 
 }  // namespace

@@ -10,9 +10,9 @@
 
 #include "common/tiny_data.h"
 #include "polar/common/error.h"
+#include "polar/data/attention_layout.h"
 #include "polar/data/batch.h"
 #include "polar/loss/polar_loss.h"
-#include "polar/data/attention_layout.h"
 #include "polar/model/reward_model.h"
 #include "polar/tokenizer/template.h"
 #include "polar/tokenizer/tokenizer.h"
@@ -54,8 +54,8 @@ TEST(SharedPrefixLayout, ByHand) {
 
 TEST(SharedPrefixLayout, EmptyPrefixOrCandidate) {
   GroupBuilder b;
-  b.add({}, {{21, 22}, {31}});      // no prefix: the candidates are plain sequences
-  b.add({5, 6}, {{}, {7}});         // an empty candidate's reward is read at the prefix's end
+  b.add({}, {{21, 22}, {31}});  // no prefix: the candidates are plain sequences
+  b.add({5, 6}, {{}, {7}});     // an empty candidate's reward is read at the prefix's end
   const PackedBatch p = pack_groups(b.groups(), {16, 0, true});
   ASSERT_EQ(p.tokens.size(0), 1);
   EXPECT_EQ(ints(p.tokens[0]), (std::vector<int64_t>{21, 22, 31, 5, 6, 7}));
@@ -65,7 +65,8 @@ TEST(SharedPrefixLayout, EmptyPrefixOrCandidate) {
 
 TEST(SharedPrefixLayout, MicroBatchesCountComputedTokens) {
   GroupBuilder b;
-  for (int i = 0; i < 4; ++i) b.add_random(10, {5, 5, 5});  // 25 computed tokens shared, 45 separate
+  for (int i = 0; i < 4; ++i)
+    b.add_random(10, {5, 5, 5});  // 25 computed tokens shared, 45 separate
   using R = std::vector<std::pair<int64_t, int64_t>>;
   EXPECT_EQ(split_micro_batches(b.groups(), 60, true), (R{{0, 2}, {2, 4}}));
   EXPECT_EQ(split_micro_batches(b.groups(), 60, false), (R{{0, 1}, {1, 2}, {2, 3}, {3, 4}}));
@@ -89,13 +90,19 @@ TEST(AttentionLayout, BlocksOfASharedRow) {
 
 TEST(AttentionLayout, RejectsBadContext) {
   const Tensor segments = torch::tensor({1, 1, 2, 2, 0}, torch::kInt64).view({1, 5});
-  EXPECT_THROW(attention_layout(segments, torch::tensor({0, 0, 3, 3, 0}, torch::kInt64).view({1, 5})), Error);
-  EXPECT_THROW(attention_layout(segments, torch::tensor({0, 0, 1, 0, 0}, torch::kInt64).view({1, 5})), Error);
-  EXPECT_THROW(attention_layout(torch::tensor({1, 2, 1}, torch::kInt64).view({1, 3}), Tensor()), Error);
+  EXPECT_THROW(
+      attention_layout(segments, torch::tensor({0, 0, 3, 3, 0}, torch::kInt64).view({1, 5})),
+      Error);
+  EXPECT_THROW(
+      attention_layout(segments, torch::tensor({0, 0, 1, 0, 0}, torch::kInt64).view({1, 5})),
+      Error);
+  EXPECT_THROW(attention_layout(torch::tensor({1, 2, 1}, torch::kInt64).view({1, 3}), Tensor()),
+               Error);
   EXPECT_THROW(attention_layout(segments, torch::zeros({1, 4}, torch::kInt64)), Error);
   // A candidate may only see an earlier segment of its row.
   const Tensor later = torch::tensor({1, 1, 2, 2, 0}, torch::kInt64).view({1, 5});
-  EXPECT_THROW(attention_layout(later, torch::tensor({2, 2, 0, 0, 0}, torch::kInt64).view({1, 5})), Error);
+  EXPECT_THROW(attention_layout(later, torch::tensor({2, 2, 0, 0, 0}, torch::kInt64).view({1, 5})),
+               Error);
 }
 
 // Rewards, loss and every parameter's gradient of one forward/backward.
@@ -104,7 +111,8 @@ struct PassResult {
   std::vector<Tensor> grads;
 };
 
-PassResult run(RewardModel& model, const std::vector<GroupRef>& groups, PackOptions pack, AttentionImpl impl) {
+PassResult run(RewardModel& model, const std::vector<GroupRef>& groups, PackOptions pack,
+               AttentionImpl impl) {
   model->zero_grad();
   model->set_attention_impl(impl);
   const PackedBatch batch = pack_groups(groups, pack);
@@ -123,7 +131,8 @@ double max_rel_diff(const Tensor& a, const Tensor& ref) {
   return (x - y).abs().max().item<double>() / std::max(y.abs().max().item<double>(), 1e-12);
 }
 
-void expect_same_run(const PassResult& got, const PassResult& ref, RewardModel& model, const std::string& what) {
+void expect_same_run(const PassResult& got, const PassResult& ref, RewardModel& model,
+                     const std::string& what) {
   // fp32: the same sums in other matmul shapes and orders round differently (~1e-7 relative).
   constexpr double kTol = 1e-5;
   EXPECT_LT(max_rel_diff(got.rewards, ref.rewards), kTol) << what;
@@ -148,7 +157,8 @@ void add_truncated_groups(GroupBuilder& b, int64_t negatives, uint32_t seed) {
   for (TemplateKind kind : {TemplateKind::Pretrain, TemplateKind::Finetune}) {
     std::vector<std::vector<int32_t>> candidates;
     for (int64_t k = 0; k <= negatives; ++k) candidates.push_back(ids(8 + 9 * k % 25));
-    const auto group = encode_group(tok, kind, ids(40), ids(30), candidates, TemplateLimits{70, 20});
+    const auto group =
+        encode_group(tok, kind, ids(40), ids(30), candidates, TemplateLimits{70, 20});
     ASSERT_TRUE(group.has_value());
     ASSERT_GT(group->prompt_tokens_cut + group->response_tokens_cut, 0);
     std::vector<std::vector<int32_t>> cands(group->candidates.begin(), group->candidates.end());
@@ -169,17 +179,23 @@ TEST_P(SharedPrefixExact, RewardsLossAndGradientsEqualSeparateSequences) {
     for (int64_t k = 0; k <= negatives; ++k) lens.push_back(cand_len(rng));
     b.add_random(prefix_len(rng), lens, g % 2);
   }
-  b.add_random(70, std::vector<int64_t>(static_cast<size_t>(negatives + 1), 20));  // longer than a row
+  b.add_random(70,
+               std::vector<int64_t>(static_cast<size_t>(negatives + 1), 20));  // longer than a row
   add_truncated_groups(b, negatives, static_cast<uint32_t>(negatives));
   if (HasFailure()) return;
 
   const int64_t row = 96;
-  const PassResult ref = run(model, b.groups(), {row, 0, false}, AttentionImpl::Math);  // dense mask, separate
-  ASSERT_GT((ref.rewards.max() - ref.rewards.min()).item<double>(), 0.05);      // rewards really differ
-  expect_same_run(run(model, b.groups(), {row, 0, true}, AttentionImpl::Auto), ref, model, "shared, blocks");
-  expect_same_run(run(model, b.groups(), {row, 0, true}, AttentionImpl::Math), ref, model, "shared, dense mask");
-  expect_same_run(run(model, b.groups(), {row, 0, false}, AttentionImpl::Blocks), ref, model, "separate, blocks");
-  expect_same_run(run(model, b.groups(), {4096, 0, true}, AttentionImpl::Auto), ref, model, "shared, one row");
+  const PassResult ref =
+      run(model, b.groups(), {row, 0, false}, AttentionImpl::Math);         // dense mask, separate
+  ASSERT_GT((ref.rewards.max() - ref.rewards.min()).item<double>(), 0.05);  // rewards really differ
+  expect_same_run(run(model, b.groups(), {row, 0, true}, AttentionImpl::Auto), ref, model,
+                  "shared, blocks");
+  expect_same_run(run(model, b.groups(), {row, 0, true}, AttentionImpl::Math), ref, model,
+                  "shared, dense mask");
+  expect_same_run(run(model, b.groups(), {row, 0, false}, AttentionImpl::Blocks), ref, model,
+                  "separate, blocks");
+  expect_same_run(run(model, b.groups(), {4096, 0, true}, AttentionImpl::Auto), ref, model,
+                  "shared, one row");
 }
 
 INSTANTIATE_TEST_SUITE_P(Negatives, SharedPrefixExact, ::testing::Range<int64_t>(1, 9));

@@ -31,7 +31,8 @@ inline ModelConfig tiny_config(int64_t kv_heads = 2, bool qkv_bias = false) {
 // A model whose rewards are far from zero: the default init_std of 0.02 gives rewards and
 // gradients so small that comparisons would pass for almost any bug. Biases get random values
 // (they start at zero) so a dropped bias would show.
-inline RewardModel tiny_model(const ModelConfig& config, uint64_t seed = 7, double init_std = 0.15) {
+inline RewardModel tiny_model(const ModelConfig& config, uint64_t seed = 7,
+                              double init_std = 0.15) {
   ModelConfig c = config;
   c.init_std = init_std;
   RewardModel model(c);
@@ -55,7 +56,8 @@ class GroupBuilder {
   explicit GroupBuilder(uint32_t seed = 1, int32_t vocab = 512) : rng_(seed), vocab_(vocab) {}
 
   // A group with a random prefix of `prefix_len` and random candidates of the given lengths.
-  void add_random(int64_t prefix_len, const std::vector<int64_t>& candidate_lens, int32_t category = 0) {
+  void add_random(int64_t prefix_len, const std::vector<int64_t>& candidate_lens,
+                  int32_t category = 0) {
     std::vector<std::vector<int32_t>> candidates;
     for (int64_t len : candidate_lens) candidates.push_back(random_tokens(len));
     add(random_tokens(prefix_len), candidates, category);

@@ -97,8 +97,8 @@ PathRun run_path(RewardModel& model, const PackedBatch& batch, bool packed_layou
   model->zero_grad();
   PathRun r;
   r.rewards = packed_layout ? model->forward(batch)
-                            : model->forward(batch.tokens, batch.positions, batch.segments, batch.reward_index,
-                                             batch.context);
+                            : model->forward(batch.tokens, batch.positions, batch.segments,
+                                             batch.reward_index, batch.context);
   LossOptions options;
   options.margin = 0.1;
   options.center_coef = 0.01;
@@ -121,7 +121,8 @@ TEST(PrecomputedLayout, RewardsLossAndGradientsAreIdentical) {
       EXPECT_TRUE(torch::equal(derived.rewards, packed.rewards));
       EXPECT_TRUE(torch::equal(derived.loss, packed.loss));
       ASSERT_EQ(derived.grads.size(), packed.grads.size());
-      for (size_t i = 0; i < derived.grads.size(); ++i) EXPECT_TRUE(torch::equal(derived.grads[i], packed.grads[i]));
+      for (size_t i = 0; i < derived.grads.size(); ++i)
+        EXPECT_TRUE(torch::equal(derived.grads[i], packed.grads[i]));
     }
   }
 }
@@ -150,7 +151,8 @@ TEST(MicroBatchLoop, MicroBatchesGiveTheRewardsOfOneBatch) {
   several.token_budget = 20;  // a micro-batch per group or two
   std::vector<Tensor> whole, parts;
   size_t seen = 0;
-  EXPECT_EQ(for_each_micro_batch(model, b.groups(), one, [&](const MicroBatch& mb) { whole.push_back(mb.rewards); }),
+  EXPECT_EQ(for_each_micro_batch(model, b.groups(), one,
+                                 [&](const MicroBatch& mb) { whole.push_back(mb.rewards); }),
             1u);
   const size_t n = for_each_micro_batch(model, b.groups(), several, [&](const MicroBatch& mb) {
     EXPECT_EQ(mb.index, seen++);
@@ -186,7 +188,8 @@ TEST(SyncFreeStepGpu, ForwardLossBackwardNeverSync) {
       loss.loss.backward();
     } catch (...) {
       c10::cuda::warning_state().set_sync_debug_mode(c10::cuda::SyncDebugMode::L_DISABLED);
-      ADD_FAILURE() << "a host sync between the forward and backward() (shared prefix " << shared << ")";
+      ADD_FAILURE() << "a host sync between the forward and backward() (shared prefix " << shared
+                    << ")";
       throw;
     }
     c10::cuda::warning_state().set_sync_debug_mode(c10::cuda::SyncDebugMode::L_DISABLED);

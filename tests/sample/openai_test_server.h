@@ -21,16 +21,20 @@ namespace polar::sample::testutil {
 
 class FakeOpenAIServer {
  public:
-  explicit FakeOpenAIServer(std::vector<std::string> models = {"tiny"}) : models_(std::move(models)) {
+  explicit FakeOpenAIServer(std::vector<std::string> models = {"tiny"})
+      : models_(std::move(models)) {
     server_.Get("/v1/models", [this](const httplib::Request&, httplib::Response& res) {
       nlohmann::json data = nlohmann::json::array();
       for (const auto& m : models_) data.push_back({{"id", m}, {"object", "model"}});
-      res.set_content(nlohmann::json{{"object", "list"}, {"data", data}}.dump(), "application/json");
+      res.set_content(nlohmann::json{{"object", "list"}, {"data", data}}.dump(),
+                      "application/json");
     });
-    server_.Post("/v1/completions",
-                 [this](const httplib::Request& req, httplib::Response& res) { answer(req, res, false); });
-    server_.Post("/v1/chat/completions",
-                 [this](const httplib::Request& req, httplib::Response& res) { answer(req, res, true); });
+    server_.Post("/v1/completions", [this](const httplib::Request& req, httplib::Response& res) {
+      answer(req, res, false);
+    });
+    server_.Post(
+        "/v1/chat/completions",
+        [this](const httplib::Request& req, httplib::Response& res) { answer(req, res, true); });
     port_ = server_.bind_to_any_port("127.0.0.1");
     thread_ = std::thread([this] { server_.listen_after_bind(); });
     // stop() before the accept loop runs would be lost (and the join would wait
@@ -84,8 +88,8 @@ class FakeOpenAIServer {
       res.set_content(R"({"id": "x", "object": "text_completion"})", "application/json");
       return;
     }
-    const std::string prompt =
-        chat ? body["messages"][0]["content"].get<std::string>() : body["prompt"].get<std::string>();
+    const std::string prompt = chat ? body["messages"][0]["content"].get<std::string>()
+                                    : body["prompt"].get<std::string>();
     const std::string text = prompt + "|" + std::to_string(body.value("seed", 0ull));
     nlohmann::json choice = {{"index", 0}, {"finish_reason", "length"}};
     if (chat) {
@@ -95,7 +99,9 @@ class FakeOpenAIServer {
     }
     ++answered_;
     res.set_content(
-        nlohmann::json{{"id", "cmpl-1"}, {"choices", {choice}}, {"usage", {{"completion_tokens", 7}}}}.dump(),
+        nlohmann::json{
+            {"id", "cmpl-1"}, {"choices", {choice}}, {"usage", {{"completion_tokens", 7}}}}
+            .dump(),
         "application/json");
   }
 

@@ -32,8 +32,8 @@ inline ModelConfig tiny_lm_config(bool qkv_bias = false) {
 // LM head weights with logits of spread ~1 (random decoder states have RMS ~1).
 inline torch::Tensor tiny_lm_head(const ModelConfig& c, uint64_t seed) {
   auto gen = at::detail::createCPUGenerator(seed);
-  return torch::normal(0.0, 1.0 / std::sqrt(static_cast<double>(c.hidden_size)), {c.vocab_size, c.hidden_size}, gen,
-                       torch::kFloat);
+  return torch::normal(0.0, 1.0 / std::sqrt(static_cast<double>(c.hidden_size)),
+                       {c.vocab_size, c.hidden_size}, gen, torch::kFloat);
 }
 
 inline CausalLM tiny_lm(uint64_t seed = 5, bool qkv_bias = false) {

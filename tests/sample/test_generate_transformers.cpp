@@ -30,7 +30,8 @@ const char* kScript = POLAR_SOURCE_DIR "/tests/sample/generate_reference.py";
 
 bool transformers_available() {
   if (!fs::exists(kPython)) return false;
-  const std::string cmd = std::string(kPython) + " -c 'import transformers, sentencepiece' >/dev/null 2>&1";
+  const std::string cmd =
+      std::string(kPython) + " -c 'import transformers, sentencepiece' >/dev/null 2>&1";
   return std::system(cmd.c_str()) == 0;
 }
 
@@ -42,7 +43,8 @@ std::string slurp(const std::string& path) {
 }
 
 TEST(SampleTransformers, GreedyGenerationEqualsTransformersGenerate) {
-  if (!transformers_available()) GTEST_SKIP() << kPython << " or its transformers package is missing";
+  if (!transformers_available())
+    GTEST_SKIP() << kPython << " or its transformers package is missing";
   testutil::OneThread one_thread;
   testing::TempDir tmp;
   const Tokenizer tok = Tokenizer::load(testing::tiny_tokenizer_dir());
@@ -59,7 +61,8 @@ TEST(SampleTransformers, GreedyGenerationEqualsTransformersGenerate) {
   };
   // Prompts of different lengths, so the batch is left-padded; the texts are
   // the tokenizer's own.
-  const std::vector<std::string> texts = {"the capital of China", "a", "policy says good answer, 14",
+  const std::vector<std::string> texts = {"the capital of China", "a",
+                                          "policy says good answer, 14",
                                           "question: is Beijing the capital of China? answer"};
   std::vector<std::vector<int32_t>> prompts;
   json with_bos = json::array();
@@ -70,12 +73,13 @@ TEST(SampleTransformers, GreedyGenerationEqualsTransformersGenerate) {
     with_bos.push_back(ids);
   }
   const int64_t max_new = 24;
-  const json spec = {{"models", {model("llama", "llama", 11, 2, false), model("qwen2", "qwen2", 12, 1, true)}},
-                     {"prompts", with_bos},
-                     {"max_new_tokens", max_new}};
+  const json spec = {
+      {"models", {model("llama", "llama", 11, 2, false), model("qwen2", "qwen2", 12, 1, true)}},
+      {"prompts", with_bos},
+      {"max_new_tokens", max_new}};
   write_json_file_atomic(tmp / "spec.json", spec);
-  const std::string cmd = std::string(kPython) + " " + kScript + " " + (tmp / "spec.json") + " " + (tmp / "out.json") +
-                          " > " + (tmp / "python.log") + " 2>&1";
+  const std::string cmd = std::string(kPython) + " " + kScript + " " + (tmp / "spec.json") + " " +
+                          (tmp / "out.json") + " > " + (tmp / "python.log") + " 2>&1";
   ASSERT_EQ(std::system(cmd.c_str()), 0) << slurp(tmp / "python.log");
   const json ref = read_json_file(tmp / "out.json");
 

@@ -105,7 +105,8 @@ TEST(SampleServer, GivesUpAfterMaxRetries) {
   server.fail_next = 100;
   ServerSpec s = spec_for(server);
   s.max_retries = 2;
-  const std::string err = error_of([&] { OpenAIClient("p", s).complete("x", SamplingParams{}, 1); });
+  const std::string err =
+      error_of([&] { OpenAIClient("p", s).complete("x", SamplingParams{}, 1); });
   EXPECT_NE(err.find("policy \"p\""), std::string::npos) << err;
   EXPECT_NE(err.find("after 3 tries"), std::string::npos) << err;
   EXPECT_NE(err.find("HTTP 503"), std::string::npos) << err;
@@ -133,7 +134,8 @@ TEST(SampleServer, TimesOut) {
   s.timeout_s = 0.2;
   s.max_retries = 0;
   const auto start = std::chrono::steady_clock::now();
-  const std::string err = error_of([&] { OpenAIClient("p", s).complete("x", SamplingParams{}, 1); });
+  const std::string err =
+      error_of([&] { OpenAIClient("p", s).complete("x", SamplingParams{}, 1); });
   EXPECT_NE(err.find("after 1 tries"), std::string::npos) << err;
   EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::milliseconds(1200));
 }
@@ -195,7 +197,8 @@ TEST(SampleServer, ServerDyingMidwayKeepsRecordsAndTheRerunCompletes) {
     const int64_t i = r["prompt_index"], s = r["sample"];
     EXPECT_EQ(r["prompt"], o.prompts[i].text);
     EXPECT_EQ(r["response"],
-              o.prompts[i].text + "|" + std::to_string(sample_seed(0, "served", i, s) & 0x7fffffffffffffffull));
+              o.prompts[i].text + "|" +
+                  std::to_string(sample_seed(0, "served", i, s) & 0x7fffffffffffffffull));
     keys.emplace(i, s);
   }
   EXPECT_EQ(keys.size(), 12u);

@@ -60,11 +60,12 @@ std::string pool_error(const std::string& pool_text) {
 }
 
 TEST(SamplePool, ReadsEntriesAndDefaults) {
-  const auto pool = parse_pool(json::parse(
-                                   R"({"sampling": {"max_new_tokens": 32, "stop": ["\n"]}, "policies": [
+  const auto pool =
+      parse_pool(json::parse(
+                     R"({"sampling": {"max_new_tokens": 32, "stop": ["\n"]}, "policies": [
       {"name": "a", "endpoint": "http://127.0.0.1:8000/v1", "model": "m", "chat": true, "concurrency": 4},
       {"name": "b", "model_dir": "models/b", "sampling": {"temperature": 0.7, "top_k": 0}}]})"),
-                               "pool.json", "/base");
+                 "pool.json", "/base");
   ASSERT_EQ(pool.size(), 2u);
   EXPECT_TRUE(pool[0].is_server);
   EXPECT_TRUE(pool[0].server.chat);
@@ -85,19 +86,25 @@ TEST(SamplePool, BadEntriesNameTheEntryAndTheProblem) {
     const char* pool;
     const char* expect;
   };
-  for (const Case& c : {
-           Case{R"({"policies": [{"model_dir": "x"}]})", "policies[0]: \"name\" is missing"},
-           Case{R"({"policies": [{"name": "a", "model_dir": "x"}, {"name": "a", "model_dir": "y"}]})",
-                "policies[1]: the name \"a\" is used by an earlier policy"},
-           Case{R"({"policies": [{"name": "a"}]})", "give exactly one of \"endpoint\""},
-           Case{R"({"policies": [{"name": "a", "model_dir": "x", "endpoint": "http://h:1"}]})", "exactly one of"},
-           Case{R"({"policies": [{"name": "a", "endpoint": "ftp://h", "model": "m"}]})", "expected http://HOST:PORT"},
-           Case{R"({"policies": [{"name": "a", "endpoint": "http://h:1"}]})", "\"model\" is missing"},
-           Case{R"({"policies": [{"name": "a", "model_dir": "x", "temprature": 1}]})", "temprature"},
-           Case{R"({"policies": [{"name": "a", "model_dir": "x", "sampling": {"top_p": 1.5}}]})", "top_p"},
-           Case{R"({"policies": []})", "non-empty list"},
-           Case{R"({"policies": [{"name": "a", "model_dir": "x"}], "extra": 1})", "extra"},
-       }) {
+  for (
+      const Case& c : {
+          Case{R"({"policies": [{"model_dir": "x"}]})", "policies[0]: \"name\" is missing"},
+          Case{
+              R"({"policies": [{"name": "a", "model_dir": "x"}, {"name": "a", "model_dir": "y"}]})",
+              "policies[1]: the name \"a\" is used by an earlier policy"},
+          Case{R"({"policies": [{"name": "a"}]})", "give exactly one of \"endpoint\""},
+          Case{R"({"policies": [{"name": "a", "model_dir": "x", "endpoint": "http://h:1"}]})",
+               "exactly one of"},
+          Case{R"({"policies": [{"name": "a", "endpoint": "ftp://h", "model": "m"}]})",
+               "expected http://HOST:PORT"},
+          Case{R"({"policies": [{"name": "a", "endpoint": "http://h:1"}]})",
+               "\"model\" is missing"},
+          Case{R"({"policies": [{"name": "a", "model_dir": "x", "temprature": 1}]})", "temprature"},
+          Case{R"({"policies": [{"name": "a", "model_dir": "x", "sampling": {"top_p": 1.5}}]})",
+               "top_p"},
+          Case{R"({"policies": []})", "non-empty list"},
+          Case{R"({"policies": [{"name": "a", "model_dir": "x"}], "extra": 1})", "extra"},
+      }) {
     const std::string err = pool_error(c.pool);
     EXPECT_NE(err.find(c.expect), std::string::npos) << c.pool << "\n -> " << err;
   }
@@ -108,23 +115,26 @@ class SampleCli : public ::testing::Test {
   void SetUp() override {
     testutil::write_tiny_hf_lm(tmp_ / "lm_a", 21);
     testutil::write_tiny_hf_lm(tmp_ / "lm_b", 22);
-    std::ofstream(tmp_ / "prompts.jsonl") << R"({"prompt": "the capital of China is", "category": "geo"})"
-                                          << "\n"
-                                          << R"({"prompt": [{"role": "user", "content": "a good answer"}]})"
-                                          << "\n"
-                                          << R"({"prompt": "policy says"})"
-                                          << "\n";
+    std::ofstream(tmp_ / "prompts.jsonl")
+        << R"({"prompt": "the capital of China is", "category": "geo"})"
+        << "\n"
+        << R"({"prompt": [{"role": "user", "content": "a good answer"}]})"
+        << "\n"
+        << R"({"prompt": "policy says"})"
+        << "\n";
     write_pool("pool.json", json::array({builtin("a", "lm_a"), builtin("b", "lm_b")}));
   }
   static json builtin(const std::string& name, const std::string& dir) {
     return {{"name", name}, {"model_dir", dir}, {"batch_size", 2}};
   }
   void write_pool(const std::string& file, const json& policies) {
-    std::ofstream(tmp_ / file) << json{{"sampling", {{"max_new_tokens", 12}}}, {"policies", policies}}.dump();
+    std::ofstream(tmp_ / file) << json{
+        {"sampling", {{"max_new_tokens", 12}}},
+        {"policies", policies}}.dump();
   }
   std::string sample_args(const std::string& pool, const std::string& out) {
-    return "sample --pool " + (tmp_ / pool) + " --prompts " + (tmp_ / "prompts.jsonl") + " --output " + (tmp_ / out) +
-           " --samples-per-prompt 2 --seed 3 --threads 1";
+    return "sample --pool " + (tmp_ / pool) + " --prompts " + (tmp_ / "prompts.jsonl") +
+           " --output " + (tmp_ / out) + " --samples-per-prompt 2 --seed 3 --threads 1";
   }
   testing::TempDir tmp_;
 };
@@ -185,9 +195,11 @@ TEST_F(SampleCli, BadPoliciesFailBeforeSampling) {
   }
   write_pool(
       "bad_server.json",
-      json::array({builtin("a", "lm_a"), {{"name", "srv"}, {"endpoint", dead}, {"model", "m"}, {"max_retries", 0}}}));
+      json::array({builtin("a", "lm_a"),
+                   {{"name", "srv"}, {"endpoint", dead}, {"model", "m"}, {"max_retries", 0}}}));
   EXPECT_EQ(run_polar(sample_args("bad_server.json", "y.jsonl"), tmp_ / "log", &log), 1) << log;
-  EXPECT_NE(log.find("policy \"srv\" (" + dead + "): GET /v1/models failed"), std::string::npos) << log;
+  EXPECT_NE(log.find("policy \"srv\" (" + dead + "): GET /v1/models failed"), std::string::npos)
+      << log;
   EXPECT_FALSE(fs::exists(tmp_ / "y.jsonl"));
 
   write_pool("no_name.json", json::array({{{"model_dir", "lm_a"}}}));
@@ -198,9 +210,10 @@ TEST_F(SampleCli, BadPoliciesFailBeforeSampling) {
 TEST(SamplePrompts, CorpusPrefixesAreShortPrefixesOfTheirTexts) {
   testing::TempDir tmp;
   const Tokenizer tok = Tokenizer::load(testing::tiny_tokenizer_dir());
-  const std::vector<std::string> texts = {"the capital of China is Beijing, not Shanghai. 14",
-                                          "a good answer to the question says the reward model is good, 21", "policy",
-                                          "question: is the answer good or bad? 35"};
+  const std::vector<std::string> texts = {
+      "the capital of China is Beijing, not Shanghai. 14",
+      "a good answer to the question says the reward model is good, 21", "policy",
+      "question: is the answer good or bad? 35"};
   {
     std::ofstream out(tmp / "corpus.txt");
     for (const auto& t : texts) out << t << "\n\n";

@@ -19,12 +19,13 @@ namespace {
 // logits, then the most likely tokens until their mass reaches top_p (a token
 // is kept while the mass of the tokens ranked above it is below top_p),
 // renormalised.
-std::vector<double> reference_probs(const std::vector<double>& logits, double temperature, int64_t top_k,
-                                    double top_p) {
+std::vector<double> reference_probs(const std::vector<double>& logits, double temperature,
+                                    int64_t top_k, double top_p) {
   const size_t V = logits.size();
   std::vector<size_t> order(V);
   std::iota(order.begin(), order.end(), 0);
-  std::stable_sort(order.begin(), order.end(), [&](size_t a, size_t b) { return logits[a] > logits[b]; });
+  std::stable_sort(order.begin(), order.end(),
+                   [&](size_t a, size_t b) { return logits[a] > logits[b]; });
   const size_t k = top_k > 0 ? std::min<size_t>(V, top_k) : V;
   std::vector<double> p(V, 0.0);
   double z = 0;
@@ -55,8 +56,8 @@ TEST(SampleFilter, MatchesThePlainReference) {
     int64_t top_k;
     double top_p;
   };
-  for (const Case& c :
-       {Case{1.0, 50, 0.9}, Case{0.5, 10, 1.0}, Case{1.3, 0, 0.7}, Case{0.7, 5, 0.3}, Case{1.0, 0, 1.0}}) {
+  for (const Case& c : {Case{1.0, 50, 0.9}, Case{0.5, 10, 1.0}, Case{1.3, 0, 0.7},
+                        Case{0.7, 5, 0.3}, Case{1.0, 0, 1.0}}) {
     SamplingParams p;
     p.temperature = c.temperature;
     p.top_k = c.top_k;
@@ -65,7 +66,8 @@ TEST(SampleFilter, MatchesThePlainReference) {
     const auto want = reference_probs(to_vector(logits), c.temperature, c.top_k, c.top_p);
     int64_t support = 0;
     for (size_t i = 0; i < got.size(); ++i) {
-      EXPECT_NEAR(got[i], want[i], 1e-6) << "token " << i << " T=" << c.temperature << " k=" << c.top_k;
+      EXPECT_NEAR(got[i], want[i], 1e-6)
+          << "token " << i << " T=" << c.temperature << " k=" << c.top_k;
       support += got[i] > 0;
     }
     if (c.top_k > 0) EXPECT_LE(support, c.top_k);
@@ -99,7 +101,8 @@ TEST(SampleFilter, FirstStepFrequenciesMatchTheFilteredSoftmax) {
   const int64_t n = 20000;
   std::vector<uint64_t> seeds;
   for (int64_t i = 0; i < n; ++i) seeds.push_back(sample_seed(42, "policy", 0, i));
-  const auto out = generate(lm, std::vector<std::vector<int32_t>>(n, prompt), seeds, p, GenerateOptions{1000});
+  const auto out =
+      generate(lm, std::vector<std::vector<int32_t>>(n, prompt), seeds, p, GenerateOptions{1000});
   std::vector<double> count(want.size(), 0.0);
   for (const auto& g : out) {
     const int64_t id = g.ids.empty() ? lm.tokenizer().special().eos : g.ids[0];
@@ -120,18 +123,20 @@ TEST(SampleFilter, FirstStepFrequenciesMatchTheFilteredSoftmax) {
   ASSERT_GE(support, 5);
   const double df = static_cast<double>(support - 1);
   EXPECT_LT(chi2, df + 3.1 * std::sqrt(2 * df) + 10) << "support " << support;
-  std::cout << "  first-step tokens: support " << support << ", chi2 " << chi2 << " (df " << df << ")\n";
+  std::cout << "  first-step tokens: support " << support << ", chi2 " << chi2 << " (df " << df
+            << ")\n";
 }
 
 TEST(SampleFilter, SameSeedSameTextWhateverTheBatch) {
   testutil::OneThread one_thread;
   const CausalLM lm = testutil::tiny_lm();
-  const std::vector<std::vector<int32_t>> prompts = {lm.tokenizer().encode("the policy says"),
-                                                     lm.tokenizer().encode("a good answer to the question is"),
-                                                     lm.tokenizer().encode("Beijing")};
+  const std::vector<std::vector<int32_t>> prompts = {
+      lm.tokenizer().encode("the policy says"),
+      lm.tokenizer().encode("a good answer to the question is"), lm.tokenizer().encode("Beijing")};
   SamplingParams p;
   p.max_new_tokens = 16;
-  const std::vector<uint64_t> seeds = {sample_seed(0, "a", 0, 0), sample_seed(0, "a", 1, 0), sample_seed(0, "a", 2, 0)};
+  const std::vector<uint64_t> seeds = {sample_seed(0, "a", 0, 0), sample_seed(0, "a", 1, 0),
+                                       sample_seed(0, "a", 2, 0)};
   const auto one = generate(lm, prompts, seeds, p, GenerateOptions{1});
   const auto all = generate(lm, prompts, seeds, p, GenerateOptions{3});
   const auto again = generate(lm, prompts, seeds, p, GenerateOptions{2});
@@ -194,16 +199,18 @@ TEST(SampleCausalLM, CacheEqualsFullRecomputeAndTheRewardModelDecoder) {
   const auto want = lm.step(tokens, positions, torch::ones({2, T}, torch::kBool), full);
   // Prefill 5, then one token at a time.
   KvCache cache = lm.new_cache(2, T);
-  torch::Tensor got =
-      lm.step(tokens.narrow(1, 0, 5), positions.narrow(1, 0, 5), torch::ones({2, 5}, torch::kBool), cache);
+  torch::Tensor got = lm.step(tokens.narrow(1, 0, 5), positions.narrow(1, 0, 5),
+                              torch::ones({2, 5}, torch::kBool), cache);
   for (int64_t t = 5; t < T; ++t) {
-    got = lm.step(tokens.narrow(1, t, 1), positions.narrow(1, t, 1), torch::ones({2, t + 1}, torch::kBool), cache);
+    got = lm.step(tokens.narrow(1, t, 1), positions.narrow(1, t, 1),
+                  torch::ones({2, t + 1}, torch::kBool), cache);
   }
   EXPECT_LT((got - want).abs().max().item<double>(), 1e-4);
   // The reward model's decoder (backbone, then model.norm) under the same LM
   // head.
   torch::NoGradGuard no_grad;
-  const auto hidden = decoder->backbone(tokens, positions, torch::ones({2, T}, torch::kInt64)).select(1, T - 1);
+  const auto hidden =
+      decoder->backbone(tokens, positions, torch::ones({2, T}, torch::kInt64)).select(1, T - 1);
   const auto norm = decoder->named_parameters()["model.norm.weight"];
   const auto h = hidden * torch::rsqrt(hidden.square().mean(-1, true) + c.rms_eps) * norm;
   EXPECT_LT((torch::linear(h, head) - want).abs().max().item<double>(), 1e-4);
@@ -214,9 +221,9 @@ TEST(SampleCausalLM, CacheEqualsFullRecomputeAndTheRewardModelDecoder) {
 TEST(SampleCausalLM, LeftPaddedBatchEqualsOneAtATime) {
   testutil::OneThread one_thread;
   const CausalLM lm = testutil::tiny_lm(6, /*qkv_bias=*/true);
-  const std::vector<std::vector<int32_t>> prompts = {lm.tokenizer().encode("a"),
-                                                     lm.tokenizer().encode("the capital of China is Beijing, not"),
-                                                     lm.tokenizer().encode("reward model")};
+  const std::vector<std::vector<int32_t>> prompts = {
+      lm.tokenizer().encode("a"), lm.tokenizer().encode("the capital of China is Beijing, not"),
+      lm.tokenizer().encode("reward model")};
   SamplingParams greedy;
   greedy.temperature = 0;
   greedy.max_new_tokens = 20;

@@ -18,9 +18,9 @@ TEST(SampleGpu, CudaGenerationEqualsCpu) {
   on_gpu.device = "cuda";
   const CausalLM gpu = CausalLM::load(tmp / "lm", on_gpu);
   ASSERT_TRUE(gpu.device().is_cuda());
-  const std::vector<std::vector<int32_t>> prompts = {cpu.tokenizer().encode("the capital of China is"),
-                                                     cpu.tokenizer().encode("a"),
-                                                     cpu.tokenizer().encode("policy says good answer")};
+  const std::vector<std::vector<int32_t>> prompts = {
+      cpu.tokenizer().encode("the capital of China is"), cpu.tokenizer().encode("a"),
+      cpu.tokenizer().encode("policy says good answer")};
   SamplingParams greedy;
   greedy.temperature = 0;
   greedy.max_new_tokens = 24;

@@ -15,8 +15,8 @@
 #include <stdexcept>
 #include <thread>
 
-#include "polar/model/reward_model.h"
 #include "polar/checkpoint/checkpoint.h"
+#include "polar/model/reward_model.h"
 
 namespace polar::testing {
 
@@ -38,7 +38,8 @@ std::string write_serve_checkpoint(const TempDir& tmp, const std::string& name) 
 }
 
 std::string client_format(const ScoreInput& in) {
-  return in.prompt + "\n" + in.reference + "<|reward|>" + in.prompt + "\n" + in.output + "[UNUSED_TOKEN_130]";
+  return in.prompt + "\n" + in.reference + "<|reward|>" + in.prompt + "\n" + in.output +
+         "[UNUSED_TOKEN_130]";
 }
 
 namespace {
@@ -51,12 +52,13 @@ std::string serve_binary() {
 
 }  // namespace
 
-ServerProcess::ServerProcess(const std::string& checkpoint, const std::vector<std::string>& args, const TempDir& tmp,
-                             const std::string& device) {
+ServerProcess::ServerProcess(const std::string& checkpoint, const std::vector<std::string>& args,
+                             const TempDir& tmp, const std::string& device) {
   static int counter = 0;
   const std::string port_file = tmp / ("port-" + std::to_string(counter++));
-  std::vector<std::string> argv{serve_binary(), "serve", "--checkpoint", checkpoint, "--port", "0", "--port-file",
-                                port_file, "--device", device};
+  std::vector<std::string> argv{serve_binary(), "serve", "--checkpoint", checkpoint,
+                                "--port",       "0",     "--port-file",  port_file,
+                                "--device",     device};
   argv.insert(argv.end(), args.begin(), args.end());
   proc_ = std::make_unique<Subprocess>(argv);
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(120);
@@ -76,23 +78,28 @@ std::unique_ptr<httplib::Client> ServerProcess::client(int timeout_s) const {
   return c;
 }
 
-std::vector<double> polar_score(const std::string& checkpoint, const std::vector<ScoreInput>& inputs,
-                                const TempDir& tmp, const std::vector<std::string>& args) {
+std::vector<double> polar_score(const std::string& checkpoint,
+                                const std::vector<ScoreInput>& inputs, const TempDir& tmp,
+                                const std::vector<std::string>& args) {
   const std::string in_path = tmp / "score_input.jsonl", out_path = tmp / "score_output.jsonl";
   {
     std::ofstream out(in_path);
     for (const auto& r : inputs) {
-      out << nlohmann::json{{"prompt", r.prompt}, {"reference", r.reference}, {"output", r.output}}.dump() << "\n";
+      out << nlohmann::json{{"prompt", r.prompt}, {"reference", r.reference}, {"output", r.output}}
+                 .dump()
+          << "\n";
     }
   }
-  std::vector<std::string> argv{serve_binary(), "score", "--checkpoint", checkpoint, "--input", in_path, "--output",
-                                out_path};
+  std::vector<std::string> argv{serve_binary(), "score", "--checkpoint", checkpoint,
+                                "--input",      in_path, "--output",     out_path};
   argv.insert(argv.end(), args.begin(), args.end());
   Subprocess score(argv);
-  if (score.wait(std::chrono::seconds(120)) != 0) throw std::runtime_error("polar score failed:\n" + score.output());
+  if (score.wait(std::chrono::seconds(120)) != 0)
+    throw std::runtime_error("polar score failed:\n" + score.output());
   std::vector<double> rewards;
   std::ifstream in(out_path);
-  for (std::string line; std::getline(in, line);) rewards.push_back(nlohmann::json::parse(line).at("reward").get<double>());
+  for (std::string line; std::getline(in, line);)
+    rewards.push_back(nlohmann::json::parse(line).at("reward").get<double>());
   return rewards;
 }
 
@@ -124,10 +131,12 @@ std::string raw_exchange(int port, const std::string& bytes, int timeout_ms) {
       std::string head = response.substr(0, head_end);
       for (auto& ch : head) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
       const size_t cl = head.find("content-length:");
-      const size_t length = cl == std::string::npos ? 0 : std::strtoull(head.c_str() + cl + 15, nullptr, 10);
+      const size_t length =
+          cl == std::string::npos ? 0 : std::strtoull(head.c_str() + cl + 15, nullptr, 10);
       if (response.size() >= head_end + 4 + length) break;
     }
-    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+        deadline - std::chrono::steady_clock::now());
     if (left.count() <= 0) break;
     pollfd p{fd, POLLIN, 0};
     if (::poll(&p, 1, static_cast<int>(left.count())) <= 0) break;

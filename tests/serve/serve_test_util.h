@@ -29,8 +29,8 @@ class ServerProcess {
  public:
   // Starts `polar serve --checkpoint CKPT --port 0 --port-file ... --device DEVICE ARGS` and waits
   // until it listens.
-  ServerProcess(const std::string& checkpoint, const std::vector<std::string>& args, const TempDir& tmp,
-                const std::string& device = "cpu");
+  ServerProcess(const std::string& checkpoint, const std::vector<std::string>& args,
+                const TempDir& tmp, const std::string& device = "cpu");
   int port() const { return port_; }
   std::unique_ptr<httplib::Client> client(int timeout_s = 30) const;
   Subprocess& process() { return *proc_; }
@@ -41,8 +41,9 @@ class ServerProcess {
 };
 
 // Rewards from `polar score` on the same records (run as a process).
-std::vector<double> polar_score(const std::string& checkpoint, const std::vector<ScoreInput>& inputs,
-                                const TempDir& tmp, const std::vector<std::string>& args = {"--device", "cpu"});
+std::vector<double> polar_score(const std::string& checkpoint,
+                                const std::vector<ScoreInput>& inputs, const TempDir& tmp,
+                                const std::vector<std::string>& args = {"--device", "cpu"});
 
 // Sends `bytes` on a fresh connection and returns the first response (headers and body; "" when
 // the server closed without answering) received within `timeout_ms`.

@@ -17,8 +17,9 @@ TEST(ServeBatcher, ConcurrentRequestsShareBatchesAndGetTheirOwnRewards) {
   LoadedModel lm = load_model(write_serve_checkpoint(tmp), torch::kCPU);
   std::vector<EncodedGroup> groups;
   for (int i = 0; i < 12; ++i) {
-    auto g = encode_group_text(lm.tokenizer, TemplateKind::Finetune, "what is " + std::to_string(i), "the sea",
-                               {"a tree " + std::to_string(i * 7), "yes"}, TemplateLimits{});
+    auto g =
+        encode_group_text(lm.tokenizer, TemplateKind::Finetune, "what is " + std::to_string(i),
+                          "the sea", {"a tree " + std::to_string(i * 7), "yes"}, TemplateLimits{});
     groups.push_back(*g);
   }
   ScoreOptions o;
@@ -48,7 +49,8 @@ TEST(ServeBatcher, ConcurrentRequestsShareBatchesAndGetTheirOwnRewards) {
 TEST(ServeBatcher, TokenBudgetSplitsBatchesAndStopDrainsTheQueue) {
   TempDir tmp;
   LoadedModel lm = load_model(write_serve_checkpoint(tmp), torch::kCPU);
-  auto g = *encode_group_text(lm.tokenizer, TemplateKind::Finetune, "how many trees", "many", {"yes"}, TemplateLimits{});
+  auto g = *encode_group_text(lm.tokenizer, TemplateKind::Finetune, "how many trees", "many",
+                              {"yes"}, TemplateLimits{});
   const int64_t tokens = static_cast<int64_t>(g.prefix.size() + g.candidates[0].size());
   serve::BatcherOptions bo;
   bo.max_wait = std::chrono::milliseconds(300);

@@ -16,8 +16,11 @@ TEST(ServeFuzz, MalformedRequestsGet4xxAndTheServerStaysUp) {
   const int64_t n = env ? std::atoll(env) : 300;
   TempDir tmp;
   FuzzLimits limits;
-  ServerProcess server(write_serve_checkpoint(tmp), {"--max-sequences", std::to_string(limits.max_sequences), "--max-length",
-                       std::to_string(limits.max_length), "--max-body-bytes", std::to_string(limits.max_body_bytes), "--read-timeout", "1"}, tmp);
+  ServerProcess server(write_serve_checkpoint(tmp),
+                       {"--max-sequences", std::to_string(limits.max_sequences), "--max-length",
+                        std::to_string(limits.max_length), "--max-body-bytes",
+                        std::to_string(limits.max_body_bytes), "--read-timeout", "1"},
+                       tmp);
   std::mt19937_64 rng(2026);
   std::map<std::string, int64_t> by_kind;
   std::map<int, int64_t> by_status;
@@ -29,10 +32,13 @@ TEST(ServeFuzz, MalformedRequestsGet4xxAndTheServerStaysUp) {
     by_kind[c.kind]++;
     by_status[status]++;
     if (status < 400 || status > 499) {
-      if (++failures <= 5) ADD_FAILURE() << "case " << i << " (" << c.kind << ") got status " << status << ":\n" << c.bytes.substr(0, 300);
+      if (++failures <= 5)
+        ADD_FAILURE() << "case " << i << " (" << c.kind << ") got status " << status << ":\n"
+                      << c.bytes.substr(0, 300);
     }
   }
-  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  const double seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   std::string summary;
   for (auto& [k, v] : by_kind) summary += " " + k + "=" + std::to_string(v);
   summary += " | status:";

@@ -30,7 +30,8 @@ TEST(ServeGpu, CudaRewardsMatchPolarScoreInFp32AndBf16) {
     ASSERT_EQ(res->status, 200) << res->body;
     json body = json::parse(res->body);
     for (size_t i = 0; i < texts.size(); ++i) {
-      EXPECT_NEAR(body["data"][i]["data"].back()[0].get<double>(), expected[i], tol * (1 + std::abs(expected[i])))
+      EXPECT_NEAR(body["data"][i]["data"].back()[0].get<double>(), expected[i],
+                  tol * (1 + std::abs(expected[i])))
           << precision << " sequence " << i;
     }
     ::kill(server.process().pid(), SIGTERM);

@@ -72,23 +72,27 @@ TEST_F(ServeHttp, ClientRequestsForEveryServerTypeEqualPolarScore) {
     // vLLM and lmdeploy clients post {"input": [...]} (no "model"); SGLang posts {"model", "text"}.
     json v = post(*c, "/pooling", {{"input", texts}});
     ASSERT_EQ(v["data"].size(), texts.size());
-    for (size_t i = 0; i < texts.size(); ++i) EXPECT_NEAR(v["data"][i]["data"].back()[0].get<double>(), (*expected_)[i], kTol);
+    for (size_t i = 0; i < texts.size(); ++i)
+      EXPECT_NEAR(v["data"][i]["data"].back()[0].get<double>(), (*expected_)[i], kTol);
     EXPECT_EQ(v["object"], "list");
     EXPECT_EQ(v["model"], "ckpt");
     json s = post(*c, "/classify", {{"model", "POLAR-7B"}, {"text", texts}});
     ASSERT_EQ(s.size(), texts.size());
-    for (size_t i = 0; i < texts.size(); ++i) EXPECT_NEAR(s[i]["embedding"][0].get<double>(), (*expected_)[i], kTol);
+    for (size_t i = 0; i < texts.size(); ++i)
+      EXPECT_NEAR(s[i]["embedding"][0].get<double>(), (*expected_)[i], kTol);
     // Token ids (as RL frameworks send them) score the same as the string.
     auto tok = polar::Tokenizer::load(*ckpt_ + "/tokenizer");
     json ids = polar::serve::tokenize_formatted(tok, texts[2]);
     json t = post(*c, "/pooling", {{"input", json::array({ids})}});
     EXPECT_NEAR(t["data"][0]["data"].back()[0].get<double>(), (*expected_)[2], kTol);
-    post(*c, "/pooling", {{"input", json::array({json::array({1, 2})})}}, 400);  // no reward token at the end
+    post(*c, "/pooling", {{"input", json::array({json::array({1, 2})})}},
+         400);  // no reward token at the end
   }
   ServerProcess lmdeploy(*ckpt_, {"--api", "lmdeploy", "--served-model-name", "polar-rm"}, *tmp_);
   auto c = lmdeploy.client();
   json l = post(*c, "/pooling", {{"input", texts}});
-  for (size_t i = 0; i < texts.size(); ++i) EXPECT_NEAR(l["data"][i]["data"].get<double>(), (*expected_)[i], kTol);
+  for (size_t i = 0; i < texts.size(); ++i)
+    EXPECT_NEAR(l["data"][i]["data"].get<double>(), (*expected_)[i], kTol);
   EXPECT_EQ(l["model"], "polar-rm");
 }
 
@@ -96,18 +100,23 @@ TEST_F(ServeHttp, NativeScoreBatchesOutputsOfOnePromptAndMatchesPolarScore) {
   ServerProcess server(*ckpt_, {}, *tmp_);
   auto c = server.client();
   const auto in = sample_inputs();
-  // Records 0 and 1 share prompt and reference: one group with two outputs; messages lists work too.
-  json group{{"prompt", json::array({json{{"role", "user"}, {"content", in[0].prompt}}})},
-             {"reference", json::array({json{{"role", "assistant"}, {"content", in[0].reference}}})},
-             {"outputs", {in[0].output, in[1].output}}};
+  // Records 0 and 1 share prompt and reference: one group with two outputs; messages lists work
+  // too.
+  json group{
+      {"prompt", json::array({json{{"role", "user"}, {"content", in[0].prompt}}})},
+      {"reference", json::array({json{{"role", "assistant"}, {"content", in[0].reference}}})},
+      {"outputs", {in[0].output, in[1].output}}};
   json one = post(*c, "/score", group);
   ASSERT_EQ(one["rewards"].size(), 2u);
   EXPECT_NEAR(one["rewards"][0].get<double>(), (*expected_)[0], kTol);
   EXPECT_NEAR(one["rewards"][1].get<double>(), (*expected_)[1], kTol);
   json list = json::array();
-  for (size_t i = 2; i < in.size(); ++i) list.push_back({{"prompt", in[i].prompt}, {"reference", in[i].reference}, {"output", in[i].output}});
+  for (size_t i = 2; i < in.size(); ++i)
+    list.push_back(
+        {{"prompt", in[i].prompt}, {"reference", in[i].reference}, {"output", in[i].output}});
   json many = post(*c, "/score", list);
-  for (size_t i = 2; i < in.size(); ++i) EXPECT_NEAR(many["data"][i - 2]["rewards"][0].get<double>(), (*expected_)[i], kTol);
+  for (size_t i = 2; i < in.size(); ++i)
+    EXPECT_NEAR(many["data"][i - 2]["rewards"][0].get<double>(), (*expected_)[i], kTol);
   EXPECT_GT(many["usage"]["prompt_tokens"].get<int64_t>(), 0);
 }
 
@@ -137,16 +146,20 @@ TEST_F(ServeHttp, ConcurrentClientsGetTheirOwnRewards) {
     ASSERT_TRUE(m);
     metrics = m->body;
     if (metrics.find("polar_sequences_total 30") != std::string::npos &&
-        metrics.find("code=\"200\"} 30") != std::string::npos) break;
+        metrics.find("code=\"200\"} 30") != std::string::npos)
+      break;
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
   }
-  EXPECT_NE(metrics.find("polar_requests_total{path=\"/pooling\",code=\"200\"} 30"), std::string::npos) << metrics;
+  EXPECT_NE(metrics.find("polar_requests_total{path=\"/pooling\",code=\"200\"} 30"),
+            std::string::npos)
+      << metrics;
   EXPECT_NE(metrics.find("polar_sequences_total 30"), std::string::npos) << metrics;
   EXPECT_NE(metrics.find("polar_request_duration_seconds_count 30"), std::string::npos) << metrics;
 }
 
 TEST_F(ServeHttp, HealthModelsErrorsAndLimits) {
-  ServerProcess server(*ckpt_, {"--max-sequences", "4", "--max-length", "64", "--max-body-bytes", "4096"}, *tmp_);
+  ServerProcess server(
+      *ckpt_, {"--max-sequences", "4", "--max-length", "64", "--max-body-bytes", "4096"}, *tmp_);
   auto c = server.client();
   auto h = c->Get("/health");
   ASSERT_TRUE(h);
@@ -160,13 +173,15 @@ TEST_F(ServeHttp, HealthModelsErrorsAndLimits) {
     auto res = c->Post(path, body, "application/json");
     EXPECT_TRUE(res) << path;
     if (!res) return std::pair<int, std::string>{-1, ""};
-    return std::pair<int, std::string>{res->status, json::parse(res->body)["message"].get<std::string>()};
+    return std::pair<int, std::string>{res->status,
+                                       json::parse(res->body)["message"].get<std::string>()};
   };
   const std::string ok = client_format(sample_inputs()[0]);
   auto [s1, m1] = status_and_message("/pooling", json{{"input", {ok, ok, ok, ok, ok}}}.dump());
   EXPECT_EQ(s1, 400);
   EXPECT_NE(m1.find("--max-sequences"), std::string::npos) << m1;
-  auto [s2, m2] = status_and_message("/pooling", json{{"input", {client_format({std::string(80, '~'), "b", "c"})}}}.dump());
+  auto [s2, m2] = status_and_message(
+      "/pooling", json{{"input", {client_format({std::string(80, '~'), "b", "c"})}}}.dump());
   EXPECT_EQ(s2, 400);
   EXPECT_NE(m2.find("--max-length"), std::string::npos) << m2;
   auto [s3, m3] = status_and_message("/pooling", json{{"input", {std::string(5000, 'a')}}}.dump());
@@ -196,6 +211,7 @@ TEST_F(ServeHttp, SigtermDrainsRequestsInFlightAndExitsZero) {
   auto res = in_flight.get();
   ASSERT_TRUE(res) << "the request in flight got no answer";
   EXPECT_EQ(res->status, 200);
-  EXPECT_NEAR(json::parse(res->body)["data"][0]["data"].back()[0].get<double>(), (*expected_)[0], kTol);
+  EXPECT_NEAR(json::parse(res->body)["data"][0]["data"].back()[0].get<double>(), (*expected_)[0],
+              kTol);
   EXPECT_EQ(server.process().wait(std::chrono::seconds(30)), 0) << server.process().output();
 }

@@ -17,7 +17,8 @@ const polar::Tokenizer& tok() {
   return t;
 }
 
-std::string formatted(const std::string& p, const std::string& r, const std::string& o, const std::string& end) {
+std::string formatted(const std::string& p, const std::string& r, const std::string& o,
+                      const std::string& end) {
   return p + "\n" + r + "<|reward|>" + p + "\n" + o + end;
 }
 
@@ -40,13 +41,17 @@ TEST(ServeFormatted, JoinedStringGivesTheTemplateIdsOfItsParts) {
                             {"write about the sea", "the sea is a sky", "yes"}};
   polar::TemplateLimits limits;
   for (auto& c : cases) {
-    auto group = polar::encode_group_text(tok(), polar::TemplateKind::Finetune, c[0], c[1], {c[2]}, limits);
+    auto group =
+        polar::encode_group_text(tok(), polar::TemplateKind::Finetune, c[0], c[1], {c[2]}, limits);
     ASSERT_TRUE(group);
     std::vector<int32_t> expected = group->prefix;
     expected.insert(expected.end(), group->candidates[0].begin(), group->candidates[0].end());
     // POLAR's client appends "[UNUSED_TOKEN_130]"; the tokenizer's own piece works the same.
-    EXPECT_EQ(tokenize_formatted(tok(), formatted(c[0], c[1], c[2], "[UNUSED_TOKEN_130]")), expected) << c[0];
-    EXPECT_EQ(tokenize_formatted(tok(), formatted(c[0], c[1], c[2], "<|reward_token|>")), expected) << c[0];
+    EXPECT_EQ(tokenize_formatted(tok(), formatted(c[0], c[1], c[2], "[UNUSED_TOKEN_130]")),
+              expected)
+        << c[0];
+    EXPECT_EQ(tokenize_formatted(tok(), formatted(c[0], c[1], c[2], "<|reward_token|>")), expected)
+        << c[0];
   }
 }
 
@@ -57,8 +62,10 @@ TEST(ServeFormatted, RewardTokenCheckAndEdgeCases) {
   EXPECT_FALSE(ends_with_reward_token(tok(), "[UNUSED_TOKEN_130] "));
   EXPECT_FALSE(ends_with_reward_token(tok(), ""));
   const auto& sp = tok().special();
-  EXPECT_EQ(tokenize_formatted(tok(), "[UNUSED_TOKEN_130]"), (std::vector<int32_t>{sp.bos, sp.reward}));
-  EXPECT_EQ(tokenize_formatted(tok(), "<|reward|><|reward|>"), (std::vector<int32_t>{sp.bos, sp.reward_sep, sp.reward_sep}));
+  EXPECT_EQ(tokenize_formatted(tok(), "[UNUSED_TOKEN_130]"),
+            (std::vector<int32_t>{sp.bos, sp.reward}));
+  EXPECT_EQ(tokenize_formatted(tok(), "<|reward|><|reward|>"),
+            (std::vector<int32_t>{sp.bos, sp.reward_sep, sp.reward_sep}));
   EXPECT_EQ(tokenize_formatted(tok(), ""), (std::vector<int32_t>{sp.bos}));
 }
 
@@ -86,7 +93,8 @@ TEST(ServeProtocol, LimitsAndFieldErrorsNameWhatIsWrong) {
     const char* expect;
   } cases[] = {
       {json{{"input", {ok, ok, ok, ok}}}, "sequences per request (--max-sequences)"},
-      {json{{"input", formatted(std::string(200, 'a'), "b", "c", "[UNUSED_TOKEN_130]")}}, "tokens per sequence (--max-length)"},
+      {json{{"input", formatted(std::string(200, 'a'), "b", "c", "[UNUSED_TOKEN_130]")}},
+       "tokens per sequence (--max-length)"},
       {json{{"input", {formatted("a", "b", "c", "")}}}, "does not end with the reward token"},
       {json{{"input", json::array()}}, "at least one sequence"},
       {json{{"input", {ok, 7}}}, "\"input\"[1]: expected a string"},
@@ -102,11 +110,18 @@ TEST(ServeProtocol, LimitsAndFieldErrorsNameWhatIsWrong) {
     EXPECT_NE(message.find(c.expect), std::string::npos) << c.body.dump() << " -> " << message;
   }
   auto classify = error_of([&] { parse_classify(json{{"text", {ok, 1}}}, tok(), limits); });
-  EXPECT_NE(classify.second.find("\"text\"[1]: expected a string"), std::string::npos) << classify.second;
-  auto score = error_of([&] { parse_score(json{{"prompt", "a"}, {"reference", "b"}}, tok(), limits); });
-  EXPECT_NE(score.second.find("exactly one of \"output\" and \"outputs\""), std::string::npos) << score.second;
+  EXPECT_NE(classify.second.find("\"text\"[1]: expected a string"), std::string::npos)
+      << classify.second;
+  auto score = error_of([&] {
+    parse_score(json{{"prompt", "a"}, {"reference", "b"}}, tok(), limits);
+  });
+  EXPECT_NE(score.second.find("exactly one of \"output\" and \"outputs\""), std::string::npos)
+      << score.second;
   auto messages = error_of([&] {
-    parse_score(json{{"prompt", json::array({json{{"role", "user"}}})}, {"reference", "b"}, {"output", "c"}}, tok(), limits);
+    parse_score(
+        json{
+            {"prompt", json::array({json{{"role", "user"}}})}, {"reference", "b"}, {"output", "c"}},
+        tok(), limits);
   });
   EXPECT_NE(messages.second.find("has no \"content\""), std::string::npos) << messages.second;
 }
@@ -130,12 +145,14 @@ TEST(ServeProtocol, ResponsesHaveTheShapesClientsRead) {
   EXPECT_EQ(s[1]["embedding"][0].get<double>(), -1.25);  // e["embedding"][0]
   EXPECT_TRUE(s[0]["meta_info"].contains("prompt_tokens"));
 
-  ParsedRequest one = parse_score(json{{"prompt", "a"}, {"reference", "b"}, {"outputs", {"c", "d"}}}, tok(), limits);
+  ParsedRequest one = parse_score(
+      json{{"prompt", "a"}, {"reference", "b"}, {"outputs", {"c", "d"}}}, tok(), limits);
   ASSERT_EQ(one.groups.size(), 1u);
   EXPECT_EQ(score_response(one, rewards, info)["rewards"], json({0.5, -1.25}));
-  ParsedRequest many = parse_score(json::array({json{{"prompt", "a"}, {"reference", "b"}, {"output", "c"}},
-                                                json{{"prompt", "a"}, {"reference", "b"}, {"output", "d"}}}),
-                                   tok(), limits);
+  ParsedRequest many =
+      parse_score(json::array({json{{"prompt", "a"}, {"reference", "b"}, {"output", "c"}},
+                               json{{"prompt", "a"}, {"reference", "b"}, {"output", "d"}}}),
+                  tok(), limits);
   EXPECT_EQ(score_response(many, rewards, info)["data"][1]["rewards"], json({-1.25}));
   EXPECT_EQ(error_body(404, "x")["code"], 404);
 }
@@ -154,10 +171,12 @@ TEST(ServeMetrics, PrometheusTextHasCountersAndACumulativeHistogram) {
   polar::serve::BatcherStats b;
   b.sequences = 7;
   std::string t = m.prometheus_text(b);
-  EXPECT_NE(t.find("polar_requests_total{path=\"/pooling\",code=\"200\"} 1"), std::string::npos) << t;
+  EXPECT_NE(t.find("polar_requests_total{path=\"/pooling\",code=\"200\"} 1"), std::string::npos)
+      << t;
   EXPECT_NE(t.find("polar_requests_total{path=\"other\",code=\"404\"} 1"), std::string::npos) << t;
   EXPECT_NE(t.find("polar_sequences_total 7"), std::string::npos) << t;
-  EXPECT_NE(t.find("polar_request_duration_seconds_bucket{le=\"0.005\"} 1"), std::string::npos) << t;
+  EXPECT_NE(t.find("polar_request_duration_seconds_bucket{le=\"0.005\"} 1"), std::string::npos)
+      << t;
   EXPECT_NE(t.find("polar_request_duration_seconds_bucket{le=\"10\"} 1"), std::string::npos) << t;
   EXPECT_NE(t.find("polar_request_duration_seconds_bucket{le=\"+Inf\"} 2"), std::string::npos) << t;
   EXPECT_NE(t.find("polar_request_duration_seconds_count 2"), std::string::npos) << t;

@@ -51,27 +51,30 @@ TEST(TokenizerFingerprint, FileWithoutFingerprintLoadsAndTamperingIsRefused) {
   EXPECT_EQ(Tokenizer::load(tmp / "t").fingerprint(), a.fingerprint());
 
   a.save(tmp / "u");
-  fs::copy_file(testing::tokenizer_variant_dir("bpe", true) + "/tokenizer.model", tmp / "u/tokenizer.model",
-                fs::copy_options::overwrite_existing);
+  fs::copy_file(testing::tokenizer_variant_dir("bpe", true) + "/tokenizer.model",
+                tmp / "u/tokenizer.model", fs::copy_options::overwrite_existing);
   try {
     Tokenizer::load(tmp / "u");
     FAIL() << "a replaced tokenizer.model was accepted";
   } catch (const Error& e) {
-    EXPECT_NE(std::string(e.what()).find("polar_tokenizer.json: fingerprint"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("polar_tokenizer.json: fingerprint"), std::string::npos)
+        << e.what();
   }
 }
 
 TEST(TokenizerFingerprint, RequireSameTokenizerNamesBoth) {
   const Tokenizer a = Tokenizer::load(testing::tiny_tokenizer_dir());
   const Tokenizer b = Tokenizer::load(testing::tokenizer_variant_dir("unigram", false));
-  EXPECT_NO_THROW(require_same_tokenizer(a, "weights W", Tokenizer::load(testing::tiny_tokenizer_dir()), "data D"));
+  EXPECT_NO_THROW(require_same_tokenizer(a, "weights W",
+                                         Tokenizer::load(testing::tiny_tokenizer_dir()), "data D"));
   try {
     require_same_tokenizer(a, "weights W", b, "data D");
     FAIL() << "different tokenizers were accepted";
   } catch (const Error& e) {
     const std::string m = e.what();
-    for (const std::string& part : {std::string("weights W"), std::string("data D"), a.short_fingerprint(),
-                                    b.short_fingerprint(), a.source(), b.source()})
+    for (const std::string& part :
+         {std::string("weights W"), std::string("data D"), a.short_fingerprint(),
+          b.short_fingerprint(), a.source(), b.source()})
       EXPECT_NE(m.find(part), std::string::npos) << part << " missing in: " << m;
   }
 }

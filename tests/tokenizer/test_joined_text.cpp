@@ -46,8 +46,10 @@ struct Variant {
 };
 
 const std::vector<Variant>& variants() {
-  static const std::vector<Variant> v = {{"bpe", false, "identity"}, {"bpe", true, "identity"},
-                                         {"unigram", false, "identity"}, {"unigram", true, "identity"},
+  static const std::vector<Variant> v = {{"bpe", false, "identity"},
+                                         {"bpe", true, "identity"},
+                                         {"unigram", false, "identity"},
+                                         {"unigram", true, "identity"},
                                          {"bpe", true, "nmt_nfkc"}};
   return v;
 }
@@ -63,9 +65,11 @@ Ids field_by_field(const Tokenizer& tok, TemplateKind kind, const Triple& t) {
   const SpecialTokens& s = tok.special();
   const Ids sep = kind == TemplateKind::Finetune ? tok.encode("\n") : Ids{};
   Ids out{s.bos};
-  for (const Ids& part : {tok.encode(t[0]), sep, tok.encode(t[1])}) out.insert(out.end(), part.begin(), part.end());
+  for (const Ids& part : {tok.encode(t[0]), sep, tok.encode(t[1])})
+    out.insert(out.end(), part.begin(), part.end());
   out.push_back(s.reward_sep);
-  for (const Ids& part : {tok.encode(t[0]), sep, tok.encode(t[2])}) out.insert(out.end(), part.begin(), part.end());
+  for (const Ids& part : {tok.encode(t[0]), sep, tok.encode(t[2])})
+    out.insert(out.end(), part.begin(), part.end());
   out.push_back(s.reward);
   return out;
 }
@@ -76,19 +80,22 @@ TEST(JoinedText, RecordIdsEqualTheJoinedStringsIds) {
     int field_by_field_differs = 0;
     for (TemplateKind kind : {TemplateKind::Finetune, TemplateKind::Pretrain}) {
       for (const Triple& t : triples()) {
-        SCOPED_TRACE(testing::tokenizer_variant_name(v.type, v.prefix, v.norm) + " " + template_kind_name(kind) +
-                     " prompt=" + t[0]);
+        SCOPED_TRACE(testing::tokenizer_variant_name(v.type, v.prefix, v.norm) + " " +
+                     template_kind_name(kind) + " prompt=" + t[0]);
         // Two candidates share one prefix: each sequence must still be exact.
         const auto g = encode_group_text(tok, kind, t[0], t[1], {t[2], t[1]}, TemplateLimits{});
         ASSERT_TRUE(g.has_value());
         EXPECT_EQ(g->prompt_tokens_cut + g->response_tokens_cut, 0);
-        EXPECT_EQ(sequence(*g, 0), encode_formatted_text(tok, format_client_text(tok, kind, t[0], t[1], t[2])));
-        EXPECT_EQ(sequence(*g, 1), encode_formatted_text(tok, format_client_text(tok, kind, t[0], t[1], t[1])));
+        EXPECT_EQ(sequence(*g, 0),
+                  encode_formatted_text(tok, format_client_text(tok, kind, t[0], t[1], t[2])));
+        EXPECT_EQ(sequence(*g, 1),
+                  encode_formatted_text(tok, format_client_text(tok, kind, t[0], t[1], t[1])));
         field_by_field_differs += field_by_field(tok, kind, t) != sequence(*g, 0);
       }
     }
-    std::cout << "  " << testing::tokenizer_variant_name(v.type, v.prefix, v.norm) << ": field-by-field ids differ on "
-              << field_by_field_differs << " of " << 2 * triples().size() << " records\n";
+    std::cout << "  " << testing::tokenizer_variant_name(v.type, v.prefix, v.norm)
+              << ": field-by-field ids differ on " << field_by_field_differs << " of "
+              << 2 * triples().size() << " records\n";
     // Not vacuous: with a dummy prefix or NFKC the old field-by-field ids were wrong somewhere.
     if (v.prefix || v.norm != "identity") EXPECT_GT(field_by_field_differs, 0) << v.type;
   }
@@ -108,7 +115,8 @@ TEST(JoinedText, FormattedTextSplitsSpecialPiecesAndStartsWithBos) {
   EXPECT_EQ(std::find(plain.begin(), plain.end(), s.reward_sep), plain.end());
   // The dummy prefix starts every run between special pieces, as sentencepiece per run does.
   Ids runs{s.bos};
-  for (const Ids& part : {tok.encode("a"), Ids{s.reward_sep}, tok.encode("b"), Ids{s.eos, s.reward}})
+  for (const Ids& part :
+       {tok.encode("a"), Ids{s.reward_sep}, tok.encode("b"), Ids{s.eos, s.reward}})
     runs.insert(runs.end(), part.begin(), part.end());
   EXPECT_EQ(ids, runs);
   EXPECT_EQ(encode_formatted_text(tok, ""), Ids{s.bos});
@@ -117,9 +125,10 @@ TEST(JoinedText, FormattedTextSplitsSpecialPiecesAndStartsWithBos) {
 class JoinedTruncation : public ::testing::Test {
  protected:
   Tokenizer tok = Tokenizer::load(testing::tokenizer_variant_dir("bpe", true));
-  std::string prompt = "how many trees are in the sea 123 456", reference = "Beijing is the capital",
-              candidate = "the sky and the sea";
-  Ids full_ids = encode_formatted_text(tok, format_client_text(tok, TemplateKind::Finetune, prompt, reference, candidate));
+  std::string prompt = "how many trees are in the sea 123 456",
+              reference = "Beijing is the capital", candidate = "the sky and the sea";
+  Ids full_ids = encode_formatted_text(
+      tok, format_client_text(tok, TemplateKind::Finetune, prompt, reference, candidate));
   std::optional<EncodedGroup> encode(const TemplateLimits& limits) {
     return encode_group_text(tok, TemplateKind::Finetune, prompt, reference, {candidate}, limits);
   }
@@ -142,7 +151,8 @@ TEST_F(JoinedTruncation, ExactFitCutsNothingOneLessCutsOnePromptTokenPerCopy) {
   EXPECT_EQ(cut.size(), full_ids.size() - 2);
   // The first prompt token of each copy is gone: after bos, and after <|reward|>.
   Ids expected = full_ids;
-  const auto sep_at = std::find(expected.begin(), expected.end(), tok.special().reward_sep) - expected.begin();
+  const auto sep_at =
+      std::find(expected.begin(), expected.end(), tok.special().reward_sep) - expected.begin();
   expected.erase(expected.begin() + sep_at + 1);
   expected.erase(expected.begin() + 1);
   EXPECT_EQ(cut, expected);
@@ -151,7 +161,8 @@ TEST_F(JoinedTruncation, ExactFitCutsNothingOneLessCutsOnePromptTokenPerCopy) {
 TEST_F(JoinedTruncation, ResponsesCutOnTheRightAtTheLimit) {
   const auto g0 = encode(TemplateLimits{});
   ASSERT_TRUE(g0.has_value());
-  const int64_t cand_tokens = static_cast<int64_t>(g0->candidates[0].size()) - 1;  // without the reward token
+  const int64_t cand_tokens =
+      static_cast<int64_t>(g0->candidates[0].size()) - 1;  // without the reward token
   TemplateLimits limits;
   limits.max_response_length = cand_tokens;  // exactly the candidate's length: nothing cut from it
   auto g = encode(limits);
@@ -160,7 +171,8 @@ TEST_F(JoinedTruncation, ResponsesCutOnTheRightAtTheLimit) {
   limits.max_response_length = cand_tokens - 1;
   g = encode(limits);
   ASSERT_TRUE(g.has_value());
-  Ids want(g0->candidates[0].begin(), g0->candidates[0].end() - 2);  // last token and the reward token
+  Ids want(g0->candidates[0].begin(),
+           g0->candidates[0].end() - 2);  // last token and the reward token
   want.push_back(tok.special().reward);
   EXPECT_EQ(g->candidates[0], want);
   EXPECT_GE(g->response_tokens_cut, 1);
@@ -184,8 +196,9 @@ TEST_F(JoinedTruncation, TooLongEvenWithoutThePromptIsDropped) {
   EXPECT_EQ(last.size(), full_ids.size() - 2 * static_cast<size_t>(smallest->prompt_tokens_cut));
   EXPECT_EQ(smallest->response_tokens_cut, 0);
   // What is left is bos, then the reference's run (no prompt token), ..., the candidate's run.
-  EXPECT_EQ(Ids(last.end() - static_cast<std::ptrdiff_t>(smallest->candidates[0].size()), last.end()),
-            smallest->candidates[0]);
+  EXPECT_EQ(
+      Ids(last.end() - static_cast<std::ptrdiff_t>(smallest->candidates[0].size()), last.end()),
+      smallest->candidates[0]);
 }
 
 }  // namespace

@@ -52,16 +52,18 @@ TEST_F(TemplateTest, FinetuneLayoutHasNewlines) {
 
 TEST_F(TemplateTest, TextVersionGivesTheJoinedStringsIds) {
   TemplateLimits limits;
-  auto a = encode_group_text(tok, TemplateKind::Finetune, "What is the capital of China?", "Beijing.",
-                             {"Beijing.", "Shanghai."}, limits);
+  auto a = encode_group_text(tok, TemplateKind::Finetune, "What is the capital of China?",
+                             "Beijing.", {"Beijing.", "Shanghai."}, limits);
   ASSERT_TRUE(a);
   for (size_t i = 0; i < 2; ++i) {
     Ids seq = cat({a->prefix, a->candidates[i]});
     const std::string cand = i == 0 ? "Beijing." : "Shanghai.";
-    EXPECT_EQ(seq, encode_formatted_text(tok, format_client_text(tok, TemplateKind::Finetune,
-                                                                 "What is the capital of China?", "Beijing.", cand)));
+    EXPECT_EQ(seq, encode_formatted_text(
+                       tok, format_client_text(tok, TemplateKind::Finetune,
+                                               "What is the capital of China?", "Beijing.", cand)));
   }
-  EXPECT_EQ(tok.decode(a->prefix), "What is the capital of China?\nBeijing.What is the capital of China?\n");
+  EXPECT_EQ(tok.decode(a->prefix),
+            "What is the capital of China?\nBeijing.What is the capital of China?\n");
 }
 
 TEST_F(TemplateTest, ResponsesCutOnTheRight) {
@@ -90,7 +92,8 @@ TEST_F(TemplateTest, PromptCutFromTheLeftByTheMinimum) {
   ASSERT_TRUE(cut.has_value());
   EXPECT_EQ(cut->prompt_tokens_cut, 6);
   EXPECT_EQ(cut->prefix, (Ids{bos, 206, 207, 208, 209, 110, 111, sep, 206, 207, 208, 209}));
-  EXPECT_LE(static_cast<int64_t>(cut->prefix.size() + cut->candidates[1].size()), limits.max_length);
+  EXPECT_LE(static_cast<int64_t>(cut->prefix.size() + cut->candidates[1].size()),
+            limits.max_length);
 
   // Finetune: two "\n" copies also count.
   const int64_t nl = static_cast<int64_t>(tok.encode("\n").size());
@@ -104,12 +107,14 @@ TEST_F(TemplateTest, PromptCutFromTheLeftByTheMinimum) {
 TEST_F(TemplateTest, NulloptWhenEvenAnEmptyPromptDoesNotFit) {
   TemplateLimits limits;
   limits.max_length = 4 + 3;  // exactly fits with no prompt at all
-  auto empty_prompt = encode_group(tok, TemplateKind::Pretrain, range(200, 10), ref, {c1, c2}, limits);
+  auto empty_prompt =
+      encode_group(tok, TemplateKind::Pretrain, range(200, 10), ref, {c1, c2}, limits);
   ASSERT_TRUE(empty_prompt.has_value());
   EXPECT_EQ(empty_prompt->prompt_tokens_cut, 10);
   EXPECT_EQ(empty_prompt->prefix, (Ids{bos, 110, 111, sep}));
   limits.max_length = 4 + 3 - 1;
-  EXPECT_FALSE(encode_group(tok, TemplateKind::Pretrain, range(200, 10), ref, {c1, c2}, limits).has_value());
+  EXPECT_FALSE(
+      encode_group(tok, TemplateKind::Pretrain, range(200, 10), ref, {c1, c2}, limits).has_value());
   EXPECT_FALSE(encode_group(tok, TemplateKind::Pretrain, {}, ref, {c1, c2}, limits).has_value());
 }
 

@@ -17,7 +17,9 @@ using polar_test::tiny_tokenizer;
 using polar_test::tiny_tokenizer_dir;
 using polar_test::write_text;
 
-bool contains(const std::vector<int32_t>& ids, int32_t id) { return std::find(ids.begin(), ids.end(), id) != ids.end(); }
+bool contains(const std::vector<int32_t>& ids, int32_t id) {
+  return std::find(ids.begin(), ids.end(), id) != ids.end();
+}
 
 // Trains a sentencepiece model directly (not through train_tokenizer), for name-lookup tests.
 std::string train_raw(const TempDir& dir, const std::string& control_symbols) {
@@ -52,8 +54,9 @@ TEST(TokenizerTest, NewlineAndBytesRoundTrip) {
   const auto nl = tok.encode("\n");
   ASSERT_FALSE(nl.empty());
   EXPECT_EQ(tok.decode(nl), "\n");
-  for (const std::string text : {"the capital\n\nof China", "  two  spaces\tand a tab ", "caf\xc3\xa9 \xe4\xb8\xad 42\r\n",
-                                 "\n", " leading space", "123456789"}) {
+  for (const std::string text :
+       {"the capital\n\nof China", "  two  spaces\tand a tab ", "caf\xc3\xa9 \xe4\xb8\xad 42\r\n",
+        "\n", " leading space", "123456789"}) {
     EXPECT_EQ(tok.decode(tok.encode(text)), text) << text;
   }
   // split_digits: every digit is its own piece.
@@ -75,7 +78,8 @@ TEST(TokenizerTest, SaveLoadAndModelPath) {
   TempDir dir;
   const Tokenizer& tok = tiny_tokenizer();
   tok.save(dir.file("copy"));
-  EXPECT_EQ(read_bytes(dir.file("copy/tokenizer.model")), read_bytes(tiny_tokenizer_dir() + "/tokenizer.model"));
+  EXPECT_EQ(read_bytes(dir.file("copy/tokenizer.model")),
+            read_bytes(tiny_tokenizer_dir() + "/tokenizer.model"));
   const Tokenizer back = Tokenizer::load(dir.file("copy"));
   const std::string text = "the reward model says\nBeijing 1234";
   EXPECT_EQ(back.encode(text), tok.encode(text));
@@ -93,7 +97,7 @@ TEST(TokenizerTest, SpecialsJsonOverridesAndIsValidated) {
   j["reward"] = 300;
   write_text(json_path, j.dump());
   EXPECT_THROW(Tokenizer::load(dir.path()), Error);  // the saved fingerprint no longer matches
-  j.erase("fingerprint");                             // ids edited by hand: no fingerprint
+  j.erase("fingerprint");                            // ids edited by hand: no fingerprint
 
   write_text(json_path, j.dump());
   EXPECT_EQ(Tokenizer::load(dir.path()).special().reward, 300);
@@ -104,7 +108,8 @@ TEST(TokenizerTest, SpecialsJsonOverridesAndIsValidated) {
     Tokenizer::load(dir.path());
     FAIL() << "expected an error";
   } catch (const Error& e) {
-    EXPECT_NE(std::string(e.what()).find("polar_tokenizer.json.reward"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("polar_tokenizer.json.reward"), std::string::npos)
+        << e.what();
   }
   j["reward"] = j["reward_sep"];
   write_text(json_path, j.dump());
@@ -139,7 +144,8 @@ TEST(TokenizerTest, TrainingIsDeterministicAndReadsJsonl) {
   // "quokka" appears only inside messages contents; every string field is training text.
   std::string jsonl;
   for (int i = 0; i < 60; ++i) {
-    jsonl += R"({"prompt":[{"role":"user","content":"quokka quokka\nmodel"}],"id":)" + std::to_string(i) + "}\n";
+    jsonl += R"({"prompt":[{"role":"user","content":"quokka quokka\nmodel"}],"id":)" +
+             std::to_string(i) + "}\n";
   }
   write_text(dir.file("a.jsonl"), jsonl);
   write_text(dir.file("b.txt"), polar_test::tiny_corpus());

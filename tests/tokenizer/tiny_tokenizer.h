@@ -61,8 +61,9 @@ inline std::string read_bytes(const std::string& path) {
 
 // A few hundred lines over a small alphabet, so a 400-piece vocabulary has room for merges.
 inline std::string tiny_corpus() {
-  static const char* words[] = {"the", "capital", "of", "China", "is", "Beijing", "not", "Shanghai", "policy",
-                                "says", "prompt", "reward", "model", "answer", "question", "a", "good", "bad"};
+  static const char* words[] = {"the",   "capital",  "of",       "China", "is",     "Beijing",
+                                "not",   "Shanghai", "policy",   "says",  "prompt", "reward",
+                                "model", "answer",   "question", "a",     "good",   "bad"};
   std::ostringstream os;
   uint32_t state = 12345;
   for (int line = 0; line < 300; ++line) {

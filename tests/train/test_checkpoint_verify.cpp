@@ -5,20 +5,20 @@
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
+#include <sys/wait.h>
+#include <unistd.h>
 #include <filesystem>
 #include <fstream>
 #include <tuple>
-#include <sys/wait.h>
-#include <unistd.h>
 
 #include "common/tiny_checkpoint.h"
 #include "common/tiny_data.h"
-#include "polar/common/error.h"
-#include "polar/common/json_config.h"
-#include "polar/eval/eval.h"
 #include "polar/checkpoint/checkpoint.h"
 #include "polar/checkpoint/verify.h"
+#include "polar/common/error.h"
+#include "polar/common/json_config.h"
 #include "polar/config/train_config.h"
+#include "polar/eval/eval.h"
 
 namespace fs = std::filesystem;
 using nlohmann::json;
@@ -69,7 +69,8 @@ TEST(RobustCheckpoint, ChecksumsListEveryTensorFile) {
   EXPECT_EQ(sums["algorithm"], "crc32");
   EXPECT_TRUE(sums["files"].contains("model.safetensors"));
   EXPECT_TRUE(sums["files"].contains("optimizer.pt"));
-  EXPECT_EQ(sums["files"]["model.safetensors"]["bytes"].get<uint64_t>(), fs::file_size(dir + "/model.safetensors"));
+  EXPECT_EQ(sums["files"]["model.safetensors"]["bytes"].get<uint64_t>(),
+            fs::file_size(dir + "/model.safetensors"));
   EXPECT_EQ(load_error(dir), "");
 }
 
@@ -99,7 +100,8 @@ TEST(RobustCheckpoint, CheckpointWithoutChecksumsStillLoads) {
 TEST(RobustCheckpoint, NonFiniteWeightsAreRefusedAtLoadAndRewardsAtEval) {
   TempDir tmp;
   const std::string dir = save_tiny(tmp / "ckpt", /*poison=*/true);
-  EXPECT_THAT(load_error(dir), HasSubstr("tensor \"model.layers.0.mlp.up_proj.weight\" holds 1 non-finite values"));
+  EXPECT_THAT(load_error(dir),
+              HasSubstr("tensor \"model.layers.0.mlp.up_proj.weight\" holds 1 non-finite values"));
   auto lm = polar::load_model(dir, torch::kCPU, /*verify=*/false);
   polar::PreferenceRecord r;
   r.prompt = "how many";

@@ -4,10 +4,10 @@
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
-#include <filesystem>
-#include <fstream>
 #include <sys/wait.h>
 #include <unistd.h>
+#include <filesystem>
+#include <fstream>
 
 #include "common/tiny_data.h"
 #include "polar/common/error.h"
@@ -39,7 +39,8 @@ TEST(RobustTrain, RunWithEveryStepSkippedFailsWithoutFinal) {
   const std::string stale = tmp / ("run/checkpoint-2.tmp-" + std::to_string(child));
   fs::create_directories(stale);
   // Weights with a NaN: every loss is NaN from the first step on.
-  auto poisoned = [](polar::TrainConfig& c, const torch::Device& d, const std::optional<std::string>& r) {
+  auto poisoned = [](polar::TrainConfig& c, const torch::Device& d,
+                     const std::optional<std::string>& r) {
     polar::RunSetup s = polar::prepare_run(c, d, r);
     torch::NoGradGuard no_grad;
     s.model->parameters().back().fill_(NAN);  // the reward head: every reward NaN

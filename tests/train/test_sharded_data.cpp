@@ -7,9 +7,9 @@
 #include <fstream>
 
 #include "common/tiny_data.h"
+#include "polar/config/train_config.h"
 #include "polar/data/builder.h"
 #include "polar/data/shards.h"
-#include "polar/config/train_config.h"
 #include "polar/train/trainer.h"
 
 namespace fs = std::filesystem;
@@ -27,7 +27,8 @@ std::vector<double> losses(const std::string& run_dir) {
   return out;
 }
 
-polar::TrainConfig config(const TempDir& tmp, const std::string& run, const std::vector<std::string>& overrides = {}) {
+polar::TrainConfig config(const TempDir& tmp, const std::string& run,
+                          const std::vector<std::string>& overrides = {}) {
   const std::string path = tmp / (run + ".json");
   std::ofstream(path) << polar::testing::tiny_train_config(tmp / "sharded", tmp / run, 10);
   return polar::load_train_config(path, overrides);
@@ -39,8 +40,10 @@ TEST(ShardedPretrainData, SameGroupsAsOneShardAndExactResume) {
   for (int i = 0; i < 60; ++i) {
     for (int k = 0; k < 4; ++k) {
       for (int j = 0; j < 2; ++j) {
-        traj << json{{"prompt", "what is " + std::to_string(i) + " of the sea"}, {"policy", "P" + std::to_string(k)},
-                     {"response", std::string(k + 1, "abcd"[k]) + " answer " + std::to_string(i * j)}}
+        traj << json{{"prompt", "what is " + std::to_string(i) + " of the sea"},
+                     {"policy", "P" + std::to_string(k)},
+                     {"response",
+                      std::string(k + 1, "abcd"[k]) + " answer " + std::to_string(i * j)}}
                     .dump()
              << "\n";
       }

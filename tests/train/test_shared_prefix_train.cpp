@@ -20,8 +20,9 @@ namespace {
 std::vector<json> train_and_read_metrics(const TempDir& tmp, const std::string& run, bool shared) {
   const std::string path = tmp / (run + ".json");
   std::ofstream(path) << polar::testing::tiny_train_config(tmp / "data", tmp / run, 6);
-  auto cfg = polar::load_train_config(path, {"data.shared_prefix=" + std::string(shared ? "true" : "false"),
-                                             "eval.every=3", "data.micro_batch_tokens=300"});
+  auto cfg = polar::load_train_config(
+      path, {"data.shared_prefix=" + std::string(shared ? "true" : "false"), "eval.every=3",
+             "data.micro_batch_tokens=300"});
   EXPECT_EQ(cfg.data.shared_prefix, shared);
   polar::Trainer trainer(cfg, false);
   EXPECT_EQ(trainer.run(), 0);
@@ -51,12 +52,15 @@ TEST(SharedPrefixTraining, SameLossesAsSeparateSequencesWithFewerTokens) {
       const double a = shared[i][key].get<double>(), b = separate[i][key].get<double>();
       EXPECT_LE(std::abs(a - b), tol * std::abs(b)) << key << " step " << i + 1;
     }
-    if (i == 0) EXPECT_EQ(shared[i]["accuracy"].get<double>(), separate[i]["accuracy"].get<double>());
-    EXPECT_LT(shared[i]["tokens"].get<int64_t>(), separate[i]["tokens"].get<int64_t>()) << "step " << i + 1;
+    if (i == 0)
+      EXPECT_EQ(shared[i]["accuracy"].get<double>(), separate[i]["accuracy"].get<double>());
+    EXPECT_LT(shared[i]["tokens"].get<int64_t>(), separate[i]["tokens"].get<int64_t>())
+        << "step " << i + 1;
   }
   for (size_t i : {2u, 5u}) {
     ASSERT_TRUE(shared[i].contains("eval_loss")) << "step " << i + 1;
-    const double a = shared[i]["eval_loss"].get<double>(), b = separate[i]["eval_loss"].get<double>();
+    const double a = shared[i]["eval_loss"].get<double>(),
+                 b = separate[i]["eval_loss"].get<double>();
     EXPECT_LE(std::abs(a - b), 1e-2 * b) << "eval after step " << i + 1;
   }
 }

@@ -3,13 +3,13 @@
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
+#include <sys/wait.h>
+#include <unistd.h>
 #include <chrono>
 #include <csignal>
 #include <filesystem>
 #include <fstream>
-#include <sys/wait.h>
 #include <thread>
-#include <unistd.h>
 
 #include "common/tiny_data.h"
 #include "polar/checkpoint/checkpoint.h"
@@ -35,7 +35,8 @@ pid_t spawn_train(const std::string& config, const std::string& log, bool resume
     ::dup2(::fileno(stdout), 2);
     const char* bin = POLAR_BINARY_DIR "/polar";
     if (resume) {
-      ::execl(bin, bin, "train", "--config", config.c_str(), "--resume", static_cast<char*>(nullptr));
+      ::execl(bin, bin, "train", "--config", config.c_str(), "--resume",
+              static_cast<char*>(nullptr));
     } else {
       ::execl(bin, bin, "train", "--config", config.c_str(), static_cast<char*>(nullptr));
     }
@@ -50,7 +51,8 @@ TEST(TrainSignal, SigintCheckpointsExits130AndResumes) {
   TempDir tmp;
   polar::testing::write_copy_task_dataset(tmp / "data", 64, 8);
   std::string config = tmp / "c.json";
-  auto j = nlohmann::json::parse(polar::testing::tiny_train_config(tmp / "data", tmp / "run", 2000));
+  auto j =
+      nlohmann::json::parse(polar::testing::tiny_train_config(tmp / "data", tmp / "run", 2000));
   j["run"]["checkpoint_every"] = 0;
   std::ofstream(config) << j.dump();
 

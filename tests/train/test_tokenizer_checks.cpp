@@ -10,9 +10,9 @@
 #include <numeric>
 
 #include "common/tiny_data.h"
+#include "polar/checkpoint/checkpoint.h"
 #include "polar/common/error.h"
 #include "polar/common/json_config.h"
-#include "polar/checkpoint/checkpoint.h"
 #include "polar/config/train_config.h"
 #include "polar/train/data_order.h"
 #include "polar/train/trainer.h"
@@ -23,8 +23,8 @@ using polar::testing::TempDir;
 
 namespace {
 
-polar::TrainConfig config_for(const TempDir& tmp, const std::string& data, const std::string& run, int64_t steps,
-                              const std::vector<std::string>& overrides = {}) {
+polar::TrainConfig config_for(const TempDir& tmp, const std::string& data, const std::string& run,
+                              int64_t steps, const std::vector<std::string>& overrides = {}) {
   const std::string path = tmp / (run + ".json");
   std::ofstream(path) << polar::testing::tiny_train_config(tmp / data, tmp / run, steps);
   return polar::load_train_config(path, overrides);
@@ -50,7 +50,9 @@ class TokenizerChecks : public ::testing::Test {
     ASSERT_EQ(trainer.run(), 0);
   }
   static void TearDownTestSuite() { delete tmp_; }
-  static std::string other_tokenizer() { return polar::testing::tokenizer_variant_dir("bpe", true); }
+  static std::string other_tokenizer() {
+    return polar::testing::tokenizer_variant_dir("bpe", true);
+  }
   static TempDir* tmp_;
 };
 
@@ -58,13 +60,15 @@ TempDir* TokenizerChecks::tmp_ = nullptr;
 
 TEST_F(TokenizerChecks, ModelTokenizerWithInitFromMustBeTheCheckpoints) {
   const std::string final_dir = *tmp_ / "run/final";
-  auto cfg = config_for(*tmp_, "data", "ft1", 1, {"model.init_from=" + final_dir, "model.tokenizer=" + other_tokenizer()});
+  auto cfg = config_for(*tmp_, "data", "ft1", 1,
+                        {"model.init_from=" + final_dir, "model.tokenizer=" + other_tokenizer()});
   const std::string err = setup_error(cfg);
   EXPECT_NE(err.find("tokenizer mismatch"), std::string::npos) << err;
   EXPECT_NE(err.find("model.init_from " + final_dir), std::string::npos) << err;
   EXPECT_NE(err.find(other_tokenizer()), std::string::npos) << err;
   // The checkpoint's own tokenizer given explicitly is fine.
-  cfg = config_for(*tmp_, "data", "ft2", 1, {"model.init_from=" + final_dir, "model.tokenizer=" + final_dir + "/tokenizer"});
+  cfg = config_for(*tmp_, "data", "ft2", 1,
+                   {"model.init_from=" + final_dir, "model.tokenizer=" + final_dir + "/tokenizer"});
   EXPECT_EQ(setup_error(cfg), "");
 }
 
@@ -85,7 +89,8 @@ TEST_F(TokenizerChecks, ManifestFingerprintMustMatchTheDatasetsTokenizer) {
   json manifest = {{"settings", {{"tokenizer", {{"fingerprint", tok.fingerprint()}}}}}};
   polar::write_json_file_atomic(tmp / "data/manifest.json", manifest);
   EXPECT_EQ(setup_error(config_for(tmp, "data", "a", 1)), "");
-  manifest["settings"]["tokenizer"]["fingerprint"] = polar::Tokenizer::load(other_tokenizer()).fingerprint();
+  manifest["settings"]["tokenizer"]["fingerprint"] =
+      polar::Tokenizer::load(other_tokenizer()).fingerprint();
   polar::write_json_file_atomic(tmp / "data/manifest.json", manifest);
   const std::string err = setup_error(config_for(tmp, "data", "b", 1));
   EXPECT_NE(err.find("manifest.json: settings.tokenizer.fingerprint"), std::string::npos) << err;
@@ -105,7 +110,8 @@ TEST_F(TokenizerChecks, CheckpointStoresTheFingerprintAndRefusesASwappedTokenize
     polar::load_model(tmp / "ck", torch::kCPU);
     FAIL() << "a swapped tokenizer/ was accepted";
   } catch (const polar::Error& e) {
-    EXPECT_NE(std::string(e.what()).find("config.json: the weights were saved with tokenizer " + own.fingerprint()),
+    EXPECT_NE(std::string(e.what()).find("config.json: the weights were saved with tokenizer " +
+                                         own.fingerprint()),
               std::string::npos)
         << e.what();
   }
@@ -132,14 +138,17 @@ TEST_F(TokenizerChecks, ResumeRefusesACheckpointOfAnotherTokenizer) {
     polar::Trainer trainer(cfg, true);
     FAIL() << "resumed from a checkpoint of another tokenizer";
   } catch (const polar::Error& e) {
-    EXPECT_NE(std::string(e.what()).find("the checkpoint " + (tmp / "run/checkpoint-2")), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("the checkpoint " + (tmp / "run/checkpoint-2")),
+              std::string::npos)
+        << e.what();
   }
 }
 
 TEST_F(TokenizerChecks, EpochsGiveTheSteps) {
   TempDir tmp;
   polar::testing::write_copy_task_dataset(tmp / "data", 20, 4);
-  auto cfg = config_for(tmp, "data", "run", 100, {"train.epochs=1"});  // 20 groups / 8 per step -> 3 steps
+  auto cfg =
+      config_for(tmp, "data", "run", 100, {"train.epochs=1"});  // 20 groups / 8 per step -> 3 steps
   polar::Trainer trainer(cfg, false);
   ASSERT_EQ(trainer.run(), 0);
   const json state = polar::read_json_file(tmp / "run/final/trainer_state.json");

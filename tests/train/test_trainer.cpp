@@ -7,11 +7,11 @@
 #include <fstream>
 
 #include "common/tiny_data.h"
+#include "polar/checkpoint/checkpoint.h"
 #include "polar/common/error.h"
 #include "polar/common/json_config.h"
-#include "polar/io/safetensors.h"
-#include "polar/checkpoint/checkpoint.h"
 #include "polar/config/train_config.h"
+#include "polar/io/safetensors.h"
 #include "polar/train/data_order.h"
 #include "polar/train/trainer.h"
 
@@ -96,7 +96,8 @@ TEST(Trainer, NonFiniteStepsAreSkippedThenAbort) {
   TempDir tmp;
   polar::testing::write_copy_task_dataset(tmp / "data", 64, 0);
   // A huge learning rate drives the weights to inf/NaN after the first update.
-  auto cfg = tiny_config(tmp, "run", 20, {"train.warmup_steps=0", "train.grad_clip=0", "train.max_bad_steps=3"});
+  auto cfg = tiny_config(tmp, "run", 20,
+                         {"train.warmup_steps=0", "train.grad_clip=0", "train.max_bad_steps=3"});
   cfg.train.lr = 1e30;  // beyond what a config accepts (train.lr is at most 1)
   polar::Trainer trainer(cfg, false);
   try {
@@ -128,7 +129,8 @@ TEST(TrainConfig, RejectsUnknownKeysAndBadTypesNamingThem) {
     EXPECT_NE(std::string(e.what()).find("train.lr"), std::string::npos) << e.what();
   }
   std::ofstream(path) << R"({"train": {"steps": 3}})";
-  auto cfg = polar::load_train_config(path, {"train.lr=0.5", "run.output_dir=x/y", "model.init_from=ck"});
+  auto cfg =
+      polar::load_train_config(path, {"train.lr=0.5", "run.output_dir=x/y", "model.init_from=ck"});
   EXPECT_EQ(cfg.train.lr, 0.5);
   EXPECT_EQ(cfg.run.output_dir, "x/y");
   EXPECT_EQ(cfg.model.init_from, "ck");

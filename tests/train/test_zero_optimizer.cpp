@@ -7,9 +7,9 @@
 #include "dist/dist_test_util.h"
 #include "model/tiny_model.h"
 #include "polar/common/error.h"
+#include "polar/config/train_config.h"
 #include "polar/dist/dist.h"
 #include "polar/loss/polar_loss.h"
-#include "polar/config/train_config.h"
 #include "polar/train/memory_plan.h"
 #include "polar/train/optimizer.h"
 
@@ -24,10 +24,12 @@ std::unique_ptr<torch::optim::AdamW> grouped_adamw(polar::RewardModel& model, do
   std::vector<torch::Tensor> decay, plain;
   for (auto& p : model->parameters()) (p.dim() >= 2 ? decay : plain).push_back(p);
   std::vector<torch::optim::OptimizerParamGroup> groups;
-  groups.emplace_back(decay, std::make_unique<torch::optim::AdamWOptions>(
-                                 torch::optim::AdamWOptions(lr).betas({0.9, 0.95}).weight_decay(0.1)));
-  groups.emplace_back(plain, std::make_unique<torch::optim::AdamWOptions>(
-                                 torch::optim::AdamWOptions(2 * lr).betas({0.9, 0.95}).weight_decay(0.0)));
+  groups.emplace_back(decay,
+                      std::make_unique<torch::optim::AdamWOptions>(
+                          torch::optim::AdamWOptions(lr).betas({0.9, 0.95}).weight_decay(0.1)));
+  groups.emplace_back(plain,
+                      std::make_unique<torch::optim::AdamWOptions>(
+                          torch::optim::AdamWOptions(2 * lr).betas({0.9, 0.95}).weight_decay(0.0)));
   return std::make_unique<torch::optim::AdamW>(std::move(groups), torch::optim::AdamWOptions(lr));
 }
 
@@ -35,12 +37,14 @@ std::unique_ptr<torch::optim::AdamW> grouped_adamw(polar::RewardModel& model, do
 torch::Tensor loss_of(polar::RewardModel& model, int step) {
   torch::Tensor loss = torch::zeros({}, model->parameters()[0].options());
   int i = 0;
-  for (auto& p : model->parameters()) loss = loss + (p * std::sin(step + i++)).sum() + p.square().sum() * 0.01;
+  for (auto& p : model->parameters())
+    loss = loss + (p * std::sin(step + i++)).sum() + p.square().sum() * 0.01;
   return loss;
 }
 
 // Trains a reference model with torch::optim::AdamW and a copy with ShardedAdamW for 5 steps.
-void expect_sharded_equals_adamw(int stage, bool offload, const torch::Device& device, bool process_group) {
+void expect_sharded_equals_adamw(int stage, bool offload, const torch::Device& device,
+                                 bool process_group) {
   auto reference = tiny_model(tiny_config());
   auto sharded = tiny_model(tiny_config());
   reference->to(device);
@@ -62,7 +66,8 @@ void expect_sharded_equals_adamw(int stage, bool offload, const torch::Device& d
   polar::ShardedAdamWOptions o;
   o.beta2 = 0.95;
   o.offload = offload;
-  auto optimizer = polar::make_sharded_adamw(ctx, params, polar::param_hypers(*source, params, lr), o);
+  auto optimizer =
+      polar::make_sharded_adamw(ctx, params, polar::param_hypers(*source, params, lr), o);
   EXPECT_EQ(ctx->shard_layout().numel, ctx->shard_layout().total_numel);
 
   for (int step = 0; step < 5; ++step) {
@@ -79,7 +84,8 @@ void expect_sharded_equals_adamw(int stage, bool offload, const torch::Device& d
   const auto a = reference->parameters(), b = sharded->parameters();
   for (size_t i = 0; i < a.size(); ++i) {
     // Same elementwise AdamW; only vectorised vs scalar tails may round differently.
-    EXPECT_TRUE(torch::allclose(a[i], b[i], 1e-6, 1e-7)) << "stage " << stage << " offload " << offload << " param " << i;
+    EXPECT_TRUE(torch::allclose(a[i], b[i], 1e-6, 1e-7))
+        << "stage " << stage << " offload " << offload << " param " << i;
   }
 }
 
@@ -87,7 +93,8 @@ void expect_sharded_equals_adamw(int stage, bool offload, const torch::Device& d
 
 TEST(ShardedAdamW, FollowsParameterGroupsLikeTorchAdamW) {
   for (int stage : {1, 2}) {
-    for (bool offload : {false, true}) expect_sharded_equals_adamw(stage, offload, torch::kCPU, false);
+    for (bool offload : {false, true})
+      expect_sharded_equals_adamw(stage, offload, torch::kCPU, false);
   }
 }
 
@@ -108,17 +115,21 @@ TEST(ShardedAdamW, GroupScalesMatchScaledAdamWGroups) {
     ctx->attach_gradients(params);
     polar::ShardedAdamWOptions o;
     o.beta2 = 0.95;
-    auto optimizer = polar::make_sharded_adamw(ctx, params, polar::param_hypers(*source, params, lr), o);
+    auto optimizer =
+        polar::make_sharded_adamw(ctx, params, polar::param_hypers(*source, params, lr), o);
     const auto before = reference->parameters()[0].clone();
     for (int step = 0; step < 6; ++step) {
-      const std::vector<double> scales = step < 3 ? std::vector<double>{0.0, 1.0} : std::vector<double>{1.0, 1.0};
+      const std::vector<double> scales =
+          step < 3 ? std::vector<double>{0.0, 1.0} : std::vector<double>{1.0, 1.0};
       auto& groups = adamw->param_groups();
       for (size_t g = 0; g < groups.size(); ++g)
-        static_cast<torch::optim::AdamWOptions&>(groups[g].options()).lr((g == 0 ? lr : 2 * lr) * scales[g]);
+        static_cast<torch::optim::AdamWOptions&>(groups[g].options())
+            .lr((g == 0 ? lr : 2 * lr) * scales[g]);
       adamw->zero_grad(true);
       loss_of(reference, step).backward();
       adamw->step();
-      if (step == 2) EXPECT_TRUE(torch::equal(reference->parameters()[0], before));  // group 0 held still
+      if (step == 2)
+        EXPECT_TRUE(torch::equal(reference->parameters()[0], before));  // group 0 held still
 
       optimizer->zero_grad();
       ctx->begin_micro_step(true);
@@ -154,7 +165,8 @@ TEST(OptimizerGpu, FusedReplicatedAdamWFollowsTorchAdamW) {
     optimizer->step(lr);
   }
   const auto a = reference->parameters(), b = fused->parameters();
-  for (size_t i = 0; i < a.size(); ++i) EXPECT_TRUE(torch::allclose(a[i], b[i], 1e-6, 1e-7)) << "param " << i;
+  for (size_t i = 0; i < a.size(); ++i)
+    EXPECT_TRUE(torch::allclose(a[i], b[i], 1e-6, 1e-7)) << "param " << i;
   EXPECT_EQ(optimizer->state_bytes(), 2 * 4 * polar::testutil::tiny_config().num_parameters());
 }
 
@@ -162,7 +174,8 @@ TEST(OptimizerGpu, FusedReplicatedAdamWFollowsTorchAdamW) {
 // state on the GPU and offloaded to pinned host memory.
 TEST(ZeroGpu, NcclShardedAdamWFollowsTorchAdamW) {
   if (!torch::cuda::is_available()) GTEST_SKIP() << "no CUDA device";
-  for (bool offload : {false, true}) expect_sharded_equals_adamw(2, offload, torch::Device(torch::kCUDA, 0), true);
+  for (bool offload : {false, true})
+    expect_sharded_equals_adamw(2, offload, torch::Device(torch::kCUDA, 0), true);
 }
 
 TEST(ShardedAdamW, ClipsTheGlobalNormOfTheShard) {
@@ -173,7 +186,8 @@ TEST(ShardedAdamW, ClipsTheGlobalNormOfTheShard) {
   std::vector<torch::Tensor> params = model->parameters();
   ctx->attach_gradients(params);
   auto source = grouped_adamw(model, 1e-3);
-  auto optimizer = polar::make_sharded_adamw(ctx, params, polar::param_hypers(*source, params, 1e-3), {});
+  auto optimizer =
+      polar::make_sharded_adamw(ctx, params, polar::param_hypers(*source, params, 1e-3), {});
   ctx->begin_micro_step(true);
   loss_of(model, 1).backward();
   ctx->finish_step(1);
@@ -213,7 +227,9 @@ TEST(MemoryPlan, TinyShapeAndPolar7bOnEightAndOneDevices) {
 }
 
 TEST(TrainConfig, ValidatesZeroCheckpointingAndOffloadKeys) {
-  auto parse = [](const nlohmann::json& train) { return polar::TrainConfig::from_json({{"train", train}}, "cfg"); };
+  auto parse = [](const nlohmann::json& train) {
+    return polar::TrainConfig::from_json({{"train", train}}, "cfg");
+  };
   EXPECT_EQ(parse({{"zero", 2}, {"offload_optimizer", true}}).train.zero, 2);
   auto expect_error = [&](const nlohmann::json& train, const std::string& part) {
     try {
@@ -224,9 +240,12 @@ TEST(TrainConfig, ValidatesZeroCheckpointingAndOffloadKeys) {
     }
   };
   expect_error({{"zero", 3}}, "cfg.train.zero: expected 0, 1 or 2, got 3");
-  expect_error({{"activation_checkpointing", "layers"}}, "cfg.train.activation_checkpointing: expected none, blocks");
-  expect_error({{"activation_checkpointing_k", 0}}, "cfg.train.activation_checkpointing_k: must be at least 1");
-  expect_error({{"offload_optimizer", true}}, "cfg.train.offload_optimizer: needs train.zero 1 or 2");
+  expect_error({{"activation_checkpointing", "layers"}},
+               "cfg.train.activation_checkpointing: expected none, blocks");
+  expect_error({{"activation_checkpointing_k", 0}},
+               "cfg.train.activation_checkpointing_k: must be at least 1");
+  expect_error({{"offload_optimizer", true}},
+               "cfg.train.offload_optimizer: needs train.zero 1 or 2");
   polar::TrainSection t;
   t.activation_checkpointing = "every_k";
   t.activation_checkpointing_k = 3;

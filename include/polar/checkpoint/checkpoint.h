@@ -17,16 +17,18 @@
 #include "polar/model/reward_model.h"
 #include "polar/tokenizer/tokenizer.h"
 
-namespace torch::optim { class Optimizer; }
+namespace torch::optim {
+class Optimizer;
+}
 
 namespace polar {
 
 struct TrainerState {
-  int64_t step = 0;                 // optimizer steps completed
-  int64_t groups_consumed = 0;      // data position in the global group stream
+  int64_t step = 0;             // optimizer steps completed
+  int64_t groups_consumed = 0;  // data position in the global group stream
   int64_t consecutive_bad_steps = 0;
-  int64_t world_size = 1;           // informational: resume works on any world size
-  std::string rng_state_b64;        // CPU default generator state
+  int64_t world_size = 1;     // informational: resume works on any world size
+  std::string rng_state_b64;  // CPU default generator state
   nlohmann::json to_json() const;
   static TrainerState from_json(const nlohmann::json& j, const std::string& where);
 };
@@ -53,7 +55,7 @@ void prune_checkpoints(const std::string& run_dir, int64_t keep_last);
 struct LoadedModel {
   RewardModel model{nullptr};
   Tokenizer tokenizer;
-  nlohmann::json config;   // the checkpoint's config.json (model shape under "model")
+  nlohmann::json config;  // the checkpoint's config.json (model shape under "model")
   ModelConfig shape;
 };
 

@@ -30,7 +30,8 @@ struct HfModelInfo {
   bool has_reward_head = false;    // *ForSequenceClassification / *ForRewardModel
   ModelConfig shape;               // shape.architecture: llama | qwen2 | internlm2
   bool has_o_bias = false;         // Llama attention_bias / InternLM2 bias: o bias must be all zero
-  int64_t bos_token_id = -1, eos_token_id = -1, pad_token_id = -1, reward_token_id = -1;  // -1: absent
+  int64_t bos_token_id = -1, eos_token_id = -1, pad_token_id = -1,
+          reward_token_id = -1;    // -1: absent
   std::vector<std::string> notes;  // what was read loosely (e.g. dynamic RoPE), for the import log
 };
 
@@ -52,23 +53,27 @@ struct HfImportOptions {
 // Imports weights, shape and tokenizer; a CausalLM gets a freshly initialised reward head.
 // LoadedModel::config is {"model": shape, "import": {source, architecture, reward_head, ...}}.
 LoadedModel import_hf(const std::string& dir, const torch::Device& device);
-LoadedModel import_hf(const std::string& dir, const torch::Device& device, const HfImportOptions& options);
+LoadedModel import_hf(const std::string& dir, const torch::Device& device,
+                      const HfImportOptions& options);
 
 struct HfExportOptions {
-  std::string format = "auto";       // auto | hf-llama | hf-internlm2 (auto: internlm2 for InternLM2 models)
-  std::string dtype = "bf16";        // bf16 | fp32 (fp32 reproduces `polar score` exactly)
+  std::string format =
+      "auto";  // auto | hf-llama | hf-internlm2 (auto: internlm2 for InternLM2 models)
+  std::string dtype = "bf16";  // bf16 | fp32 (fp32 reproduces `polar score` exactly)
   uint64_t max_shard_bytes = 5ull << 30;
-  std::string code_from;             // hf-internlm2: copy *_internlm2*.py from this directory
-  bool overwrite = false;            // replace an existing non-empty output directory
+  std::string code_from;   // hf-internlm2: copy *_internlm2*.py from this directory
+  bool overwrite = false;  // replace an existing non-empty output directory
 };
 
 // Writes `out_dir` atomically: config.json, model*.safetensors (+ index), tokenizer.model,
 // polar_tokenizer.json, tokenizer_config.json, special_tokens_map.json.
-void export_hf(const LoadedModel& model, const std::string& out_dir, const HfExportOptions& options);
+void export_hf(const LoadedModel& model, const std::string& out_dir,
+               const HfExportOptions& options);
 
 // The config.json written for `format` (auto | hf-llama | hf-internlm2: see export_family in
 // model/family.h) and dtype (bf16 | fp32).
-nlohmann::json hf_export_config(const ModelConfig& shape, const std::string& format, const std::string& dtype,
-                                int64_t bos, int64_t eos, int64_t pad, int64_t reward);
+nlohmann::json hf_export_config(const ModelConfig& shape, const std::string& format,
+                                const std::string& dtype, int64_t bos, int64_t eos, int64_t pad,
+                                int64_t reward);
 
 }  // namespace polar::io

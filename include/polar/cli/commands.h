@@ -1,7 +1,9 @@
 // The subcommands of the `polar` CLI; each lives next to the module it drives.
 #pragma once
 
-namespace CLI { class App; }
+namespace CLI {
+class App;
+}
 
 namespace polar::cli {
 

@@ -25,7 +25,7 @@ std::string concat(const Args&... args) {
 }  // namespace polar
 
 // POLAR_CHECK(cond, parts...): throw polar::Error(concat(parts...)) when cond is false.
-#define POLAR_CHECK(cond, ...)                                        \
-  do {                                                                \
+#define POLAR_CHECK(cond, ...)                                               \
+  do {                                                                       \
     if (!(cond)) throw ::polar::Error(::polar::detail::concat(__VA_ARGS__)); \
   } while (0)

@@ -40,7 +40,8 @@ class ConfigReader {
   void get(const char* key, bool& out);
   void get(const char* key, std::string& out);
   void get(const char* key, std::vector<std::string>& out);
-  // Nested object, or nullptr when absent (null is a type error); the child's keys are checked by its own reader.
+  // Nested object, or nullptr when absent (null is a type error); the child's keys are checked by
+  // its own reader.
   const nlohmann::json* object(const char* key);
   // Throws naming every key of the object that no getter asked for.
   void finish() const;
@@ -64,8 +65,9 @@ void write_file_atomic(const std::string& path, const std::string& bytes);
 // Parses JSON text; every nlohmann exception becomes polar::Error(where + ": invalid JSON: ...").
 nlohmann::json parse_json_text(const std::string& text, const std::string& where);
 
-// Applies "a.b.c=value" overrides to a JSON object (`root` must be an object). The value is parsed as JSON when it parses
-// (numbers, true/false, quoted strings, arrays), otherwise taken as a string.
+// Applies "a.b.c=value" overrides to a JSON object (`root` must be an object). The value is parsed
+// as JSON when it parses (numbers, true/false, quoted strings, arrays), otherwise taken as a
+// string.
 void apply_override(nlohmann::json& root, const std::string& assignment);
 
 }  // namespace polar

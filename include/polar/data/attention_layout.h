@@ -16,7 +16,7 @@ struct AttentionLayout {
   torch::Tensor cu_q, cu_k;   // (S+1) int64: query / key ranges of each block (one per run)
   torch::Tensor key_index;    // (Nk) int64 into the Nq real tokens; undefined when keys == queries
   int64_t max_q = 0, max_k = 0;
-  bool all_tokens = false;    // no padding: token_index is 0..B*T-1
+  bool all_tokens = false;     // no padding: token_index is 0..B*T-1
   int64_t rows = 0, cols = 0;  // the (B, T) it was computed for
 };
 

@@ -17,26 +17,26 @@
 namespace polar {
 
 struct PackedBatch {
-  torch::Tensor tokens;        // (B, T) int64, padding = pad id
-  torch::Tensor positions;     // (B, T) int64, restart at 0 per sequence; 0 on padding
-  torch::Tensor segments;      // (B, T) int64, 1..S per row for sequences, 0 on padding
-  torch::Tensor context;       // (B, T) int64, a candidate's prefix segment, else 0; shared only
-  torch::Tensor reward_index;  // (N) int64, flat index into B*T of each sequence's reward token
-  torch::Tensor pair_pos;      // (P) int64, index into the N rewards of the positive/chosen
-  torch::Tensor pair_neg;      // (P) int64, index into the N rewards of the negative/rejected
-  torch::Tensor pair_category; // (P) int64, category id of the pair's group
+  torch::Tensor tokens;         // (B, T) int64, padding = pad id
+  torch::Tensor positions;      // (B, T) int64, restart at 0 per sequence; 0 on padding
+  torch::Tensor segments;       // (B, T) int64, 1..S per row for sequences, 0 on padding
+  torch::Tensor context;        // (B, T) int64, a candidate's prefix segment, else 0; shared only
+  torch::Tensor reward_index;   // (N) int64, flat index into B*T of each sequence's reward token
+  torch::Tensor pair_pos;       // (P) int64, index into the N rewards of the positive/chosen
+  torch::Tensor pair_neg;       // (P) int64, index into the N rewards of the negative/rejected
+  torch::Tensor pair_category;  // (P) int64, category id of the pair's group
   // The same pairs as groups (CSR, for the grouped loss kernel): group g's positive is
   // pos_index[g] and its negatives pair_neg[neg_offsets[g] .. neg_offsets[g+1]).
-  torch::Tensor pos_index;     // (G) int64, index into the N rewards
-  torch::Tensor neg_offsets;   // (G+1) int64, into pair_neg
-  AttentionLayout layout;      // the rows' attention blocks (token_index, cu_q, cu_k, key_index)
+  torch::Tensor pos_index;    // (G) int64, index into the N rewards
+  torch::Tensor neg_offsets;  // (G+1) int64, into pair_neg
+  AttentionLayout layout;     // the rows' attention blocks (token_index, cu_q, cu_k, key_index)
   // One int64 buffer holding every index tensor above (views of it), so a batch moves to the
   // device in one copy; pinned on the host when packed for a CUDA device. Undefined for a
   // batch assembled by hand (to_device then copies tensor by tensor).
   torch::Tensor storage;
   int64_t n_sequences = 0;
   int64_t n_pairs = 0;
-  int64_t n_tokens = 0;        // real (non-padding) tokens, i.e. the tokens computed
+  int64_t n_tokens = 0;  // real (non-padding) tokens, i.e. the tokens computed
 };
 
 struct PackOptions {
@@ -66,6 +66,7 @@ std::vector<torch::Tensor*> index_tensors(PackedBatch& batch);
 // each (group_tokens; a group larger than the budget forms a micro-batch alone). Returns index
 // ranges.
 std::vector<std::pair<int64_t, int64_t>> split_micro_batches(const std::vector<GroupRef>& groups,
-                                                             int64_t token_budget, bool shared_prefix = false);
+                                                             int64_t token_budget,
+                                                             bool shared_prefix = false);
 
 }  // namespace polar

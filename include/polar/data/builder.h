@@ -49,10 +49,11 @@ struct PairingOptions {
 };
 
 struct PretrainBuildOptions {
-  std::vector<std::string> trajectories;  // JSONL files or globs of {"prompt","policy","response"[,"category"]}
-  std::string tokenizer;                  // directory or .model file
-  std::string output;                     // dataset directory to create
-  int64_t negatives = 1;                  // K: negatives per group, from K distinct other policies
+  std::vector<std::string>
+      trajectories;       // JSONL files or globs of {"prompt","policy","response"[,"category"]}
+  std::string tokenizer;  // directory or .model file
+  std::string output;     // dataset directory to create
+  int64_t negatives = 1;  // K: negatives per group, from K distinct other policies
   uint64_t seed = 0;
   TemplateLimits limits;
   double eval_fraction = 0.05;
@@ -67,7 +68,7 @@ struct PretrainBuildOptions {
   int64_t memory_budget = int64_t{4} << 30;  // bytes; sets the partition count and buffer sizes
   int64_t partitions = 0;                    // 0 = derived from the input size and the budget
   int threads = 0;                           // 0 = all cores
-  int num_workers = 1;                       // > 1: this process builds part worker_index of num_workers
+  int num_workers = 1;  // > 1: this process builds part worker_index of num_workers
   int worker_index = 0;
   std::string spill_dir;  // "" = inside the staging directory of the output
   bool progress = true;   // a progress line on stderr
@@ -92,9 +93,9 @@ struct PlannedGroup {
 };
 
 struct PlanCounts {
-  int64_t duplicates = 0;                  // trajectories dropped as repeats (same prompt, policy, response)
-  int64_t positive_equals_reference = 0;   // groups dropped
-  int64_t negative_equals_positive = 0;    // groups dropped
+  int64_t duplicates = 0;  // trajectories dropped as repeats (same prompt, policy, response)
+  int64_t positive_equals_reference = 0;  // groups dropped
+  int64_t negative_equals_positive = 0;   // groups dropped
   std::map<std::string, int64_t> skipped_prompts_by_reason;
   void add(const PlanCounts& other);
 };
@@ -107,7 +108,8 @@ struct GroupPlan {
 
 // In-memory planning of records (tests, small inputs): the same per-prompt planning the
 // streaming builder runs on each partition.
-GroupPlan plan_pretrain_groups(const std::vector<TrajectoryRecord>& records, const PairingOptions& options);
+GroupPlan plan_pretrain_groups(const std::vector<TrajectoryRecord>& records,
+                               const PairingOptions& options);
 
 // One prompt's trajectories, as views into the caller's storage.
 struct TrajectoryView {
@@ -123,7 +125,8 @@ void canonical_order(std::vector<TrajectoryView>& trajectories, PlanCounts& coun
 // Plans the groups of one prompt from canonically ordered trajectories; deterministic for
 // (trajectories, options, prompt_hash).
 std::vector<PromptGroup> plan_prompt_groups(const std::vector<TrajectoryView>& trajectories,
-                                            const PairingOptions& options, uint64_t prompt_hash, PlanCounts& counts);
+                                            const PairingOptions& options, uint64_t prompt_hash,
+                                            PlanCounts& counts);
 
 // A stable 64-bit hash of a prompt (FNV-1a, then a mixer): orders and partitions prompts.
 uint64_t prompt_hash(std::string_view prompt);

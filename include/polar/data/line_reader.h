@@ -22,7 +22,7 @@ class LineReader {
   // Throws polar::Error("FILE: ...") on a read or decompression error, or a truncated stream.
   bool next(std::string& line);
   int64_t line_number() const { return line_no_; }  // of the line last returned, from 1
-  int64_t file_bytes_read() const;                  // bytes of the file consumed so far (for progress)
+  int64_t file_bytes_read() const;  // bytes of the file consumed so far (for progress)
   const std::string& path() const { return path_; }
 
   class Decoder;  // plain copy, zlib or zstd

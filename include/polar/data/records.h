@@ -35,7 +35,7 @@ struct ScoringRecord {  // {"prompt","reference","output"}
 };
 
 struct ReadStats {
-  int64_t lines = 0;     // non-blank lines seen
+  int64_t lines = 0;  // non-blank lines seen
   int64_t accepted = 0;
   int64_t skipped = 0;
   std::map<std::string, int64_t> skipped_by_reason;
@@ -45,17 +45,19 @@ struct ReadStats {
   void add_invalid(const std::string& message, const std::string& reason, bool skip_invalid);
 };
 
-std::vector<TrajectoryRecord> read_trajectories(const std::string& path, bool skip_invalid, ReadStats* stats);
-std::vector<PreferenceRecord> read_preferences(const std::string& path, bool skip_invalid, ReadStats* stats);
-std::vector<ScoringRecord> read_scoring(const std::string& path, bool skip_invalid, ReadStats* stats);
+std::vector<TrajectoryRecord> read_trajectories(const std::string& path, bool skip_invalid,
+                                                ReadStats* stats);
+std::vector<PreferenceRecord> read_preferences(const std::string& path, bool skip_invalid,
+                                               ReadStats* stats);
+std::vector<ScoringRecord> read_scoring(const std::string& path, bool skip_invalid,
+                                        ReadStats* stats);
 
 // One line of a trajectories file, checked as read_trajectories checks it (a trailing "\r" is
-// removed). Invalid: `reason` is the skipped_by_reason key, `message` says what is wrong (the caller
-// prefixes FILE:LINE). Lets streaming readers parse lines on several threads.
+// removed). Invalid: `reason` is the skipped_by_reason key, `message` says what is wrong (the
+// caller prefixes FILE:LINE). Lets streaming readers parse lines on several threads.
 enum class LineParse { Blank, Record, Invalid };
 LineParse parse_trajectory_line(std::string& line, TrajectoryRecord& record, std::string& reason,
                                 std::string& message);
-
 
 // A text field: a string, or a messages list joined with "\n". Throws polar::Error(where + ...).
 std::string render_text_field(const nlohmann::json& value, const std::string& where);

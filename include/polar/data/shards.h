@@ -80,8 +80,9 @@ class ShardWriter {
 };
 
 // Writes SPLIT_DIR/split.json (atomically) listing `shards`, which must already be in place.
-void write_split_index(const std::string& split_dir, TemplateKind kind, int64_t groups, int64_t tokens,
-                       const std::vector<std::string>& categories, const std::vector<std::string>& shards);
+void write_split_index(const std::string& split_dir, TemplateKind kind, int64_t groups,
+                       int64_t tokens, const std::vector<std::string>& categories,
+                       const std::vector<std::string>& shards);
 
 // A memory-mapped split. Every offset is validated on open (files are untrusted).
 class GroupDataset {

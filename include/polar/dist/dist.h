@@ -11,7 +11,9 @@
 #include <string>
 #include <vector>
 
-namespace torch::nn { class Module; }
+namespace torch::nn {
+class Module;
+}
 
 namespace polar::dist {
 
@@ -64,7 +66,8 @@ class Context {
  public:
   // world_size 1: a no-op context. Otherwise connects (rank 0 hosts the TCPStore) and builds
   // Gloo (CPU device) or NCCL (CUDA device) process group. Errors name the address and rank.
-  static std::shared_ptr<Context> create(const DistEnv& env, const torch::Device& device, const DistOptions& options);
+  static std::shared_ptr<Context> create(const DistEnv& env, const torch::Device& device,
+                                         const DistOptions& options);
   virtual ~Context() = default;
 
   virtual int rank() const = 0;
@@ -99,7 +102,8 @@ class Context {
   // Every rank passes its shard of values ((layout.numel,), any device and dtype); afterwards
   // every tensor in `targets` (one per attached parameter, same shapes, any device/dtype) holds
   // the gathered values. Used to publish updated parameters and to consolidate master weights.
-  virtual void all_gather_shard(const torch::Tensor& shard, const std::vector<torch::Tensor>& targets) = 0;
+  virtual void all_gather_shard(const torch::Tensor& shard,
+                                const std::vector<torch::Tensor>& targets) = 0;
 
   // Seconds spent waiting for communication in the last finish_step (not hidden by backward),
   // and total communication time; for the DDP benchmark.

@@ -8,28 +8,32 @@
 #include <string>
 #include <vector>
 
+#include "polar/checkpoint/checkpoint.h"
 #include "polar/data/records.h"
 #include "polar/tokenizer/template.h"
-#include "polar/checkpoint/checkpoint.h"
 
 namespace polar {
 
 struct ScoreOptions {
   TemplateLimits limits;
-  TemplateKind template_kind = TemplateKind::Finetune;  // pretrain: prompt and response without "\n"
-  int64_t row_tokens = 512;  // packed row length (a longer group gets a row of its own)
+  TemplateKind template_kind =
+      TemplateKind::Finetune;          // pretrain: prompt and response without "\n"
+  int64_t row_tokens = 512;            // packed row length (a longer group gets a row of its own)
   int64_t micro_batch_tokens = 16384;  // computed tokens per forward pass
   std::string precision = "fp32";
   bool shared_prefix = true;  // prefix once per group; score_records groups outputs of one prefix
 };
 
 // Rewards of every sequence of `groups` (group by group, candidate by candidate), in float.
-std::vector<float> reward_groups(LoadedModel& model, const std::vector<EncodedGroup>& groups, const ScoreOptions& options);
+std::vector<float> reward_groups(LoadedModel& model, const std::vector<EncodedGroup>& groups,
+                                 const ScoreOptions& options);
 
 struct AccuracyCounts {
   int64_t n = 0, correct = 0, ties = 0;
   double margin_sum = 0;  // sum of r_chosen - r_rejected
-  double accuracy() const { return n ? static_cast<double>(correct) / static_cast<double>(n) : 0.0; }
+  double accuracy() const {
+    return n ? static_cast<double>(correct) / static_cast<double>(n) : 0.0;
+  }
   double mean_margin() const { return n ? margin_sum / static_cast<double>(n) : 0.0; }
   nlohmann::json to_json() const;  // + 95% Wilson interval
 };
@@ -43,7 +47,8 @@ struct PreferenceEval {
 };
 
 // Accuracy = chosen strictly above rejected; ties are counted and reported (as not correct).
-PreferenceEval evaluate_preferences(LoadedModel& model, const std::vector<PreferenceRecord>& records,
+PreferenceEval evaluate_preferences(LoadedModel& model,
+                                    const std::vector<PreferenceRecord>& records,
                                     const ScoreOptions& options);
 
 // One reward per record (NaN for a record that cannot fit max_length). With shared_prefix,

@@ -6,8 +6,9 @@
 //   InternLM2:   model.tok_embeddings, attention.wqkv (packed), attention.wo,
 //                feed_forward.w1/w3/w2, attention_norm, ffn_norm, model.norm; head v_head.weight
 //                (reward model) or output.weight (causal LM).
-// InternLM2's wqkv is (num_kv_heads * (g + 2) * head_dim, hidden) with g = num_heads / num_kv_heads,
-// grouped per kv head as [q_1 .. q_g, k, v]: query head h*g + j reads kv head h, as in repeat_kv.
+// InternLM2's wqkv is (num_kv_heads * (g + 2) * head_dim, hidden) with g = num_heads /
+// num_kv_heads, grouped per kv head as [q_1 .. q_g, k, v]: query head h*g + j reads kv head h, as
+// in repeat_kv.
 #pragma once
 
 #include <torch/types.h>
@@ -46,19 +47,21 @@ const LayoutTable& layout_table(ModelFamily family);
 torch::Tensor pack_wqkv(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
                         int64_t num_heads, int64_t num_kv_heads);
 // The inverse: {q, k, v}. Throws when dim 0 is not num_kv_heads * (g + 2) * head_dim.
-std::vector<torch::Tensor> unpack_wqkv(const torch::Tensor& wqkv, int64_t num_heads, int64_t num_kv_heads,
-                                       int64_t head_dim, const std::string& what);
+std::vector<torch::Tensor> unpack_wqkv(const torch::Tensor& wqkv, int64_t num_heads,
+                                       int64_t num_kv_heads, int64_t head_dim,
+                                       const std::string& what);
 
 // HF tensors -> polar parameters (name -> tensor). Entries used are erased from `hf`, so what
 // is left afterwards was not consumed. Throws naming the first missing tensor (`where` is the
 // directory). The reward head is taken when `with_head`; an output bias must be all zero.
 std::map<std::string, torch::Tensor> hf_to_polar(ModelFamily family, const ModelConfig& shape,
-                                                 std::map<std::string, torch::Tensor>& hf, bool with_head,
-                                                 const std::string& where);
+                                                 std::map<std::string, torch::Tensor>& hf,
+                                                 bool with_head, const std::string& where);
 
 // Polar parameters -> HF tensors in checkpoint order (embeddings, layers, norm, head). InternLM2
 // with q/k/v biases also gets zero wo biases, since its config has one switch for both.
-std::vector<std::pair<std::string, torch::Tensor>> polar_to_hf(ModelFamily family, const ModelConfig& shape,
-                                                               const std::map<std::string, torch::Tensor>& polar);
+std::vector<std::pair<std::string, torch::Tensor>> polar_to_hf(
+    ModelFamily family, const ModelConfig& shape,
+    const std::map<std::string, torch::Tensor>& polar);
 
 }  // namespace polar::io::hf

@@ -42,7 +42,8 @@ class SafetensorsFile {
 // (temporary file, fsync, rename), in the given order. Dtypes: F64 F32 F16 BF16 I64 I32 I16 I8 U8
 // BOOL (and U16/U32/U64, F8_E4M3/F8_E5M2). transformers refuses a file whose metadata lacks
 // "format": "pt", so pass {{"format", "pt"}} for files meant for it.
-void save_safetensors(const std::string& path, const std::vector<std::pair<std::string, torch::Tensor>>& tensors,
+void save_safetensors(const std::string& path,
+                      const std::vector<std::pair<std::string, torch::Tensor>>& tensors,
                       const std::map<std::string, std::string>& metadata = {});
 
 // Loads every tensor of a checkpoint directory or file: DIR/model.safetensors, or sharded
@@ -56,7 +57,9 @@ std::map<std::string, torch::Tensor> load_safetensors_any(const std::string& pat
 // exceeds max_shard_bytes, else DIR/model.safetensors. Tensor order is preserved; a tensor larger
 // than max_shard_bytes gets a shard of its own. The index ({"metadata": {"total_size"},
 // "weight_map"}) is written last, and the file of the other layout, if present, is removed.
-void save_safetensors_sharded(const std::string& dir, const std::vector<std::pair<std::string, torch::Tensor>>& tensors,
-                              uint64_t max_shard_bytes, const std::map<std::string, std::string>& metadata = {});
+void save_safetensors_sharded(const std::string& dir,
+                              const std::vector<std::pair<std::string, torch::Tensor>>& tensors,
+                              uint64_t max_shard_bytes,
+                              const std::map<std::string, std::string>& metadata = {});
 
 }  // namespace polar::io

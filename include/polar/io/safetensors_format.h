@@ -21,9 +21,10 @@ constexpr uint64_t kMaxSafetensorsHeaderBytes = 100'000'000;
 
 struct TensorInfo {
   std::string name;
-  std::string dtype;           // F64 F32 F16 BF16 I64 I32 I16 I8 U8 BOOL (and U16/U32/U64, F8_E4M3/F8_E5M2 read)
+  std::string
+      dtype;  // F64 F32 F16 BF16 I64 I32 I16 I8 U8 BOOL (and U16/U32/U64, F8_E4M3/F8_E5M2 read)
   std::vector<int64_t> shape;
-  uint64_t begin = 0, end = 0; // byte offsets in the data section
+  uint64_t begin = 0, end = 0;  // byte offsets in the data section
 };
 
 // Bytes per element of a safetensors dtype name, or 0 when the name is not a known dtype.
@@ -32,7 +33,8 @@ uint64_t safetensors_dtype_size(const std::string& dtype);
 // Parses and validates a whole file image (header + data). Throws polar::Error naming `where`
 // and what is wrong; never reads outside [data, data + size). On success the tensors are
 // returned sorted by data offset and tile [0, data section size) exactly.
-std::vector<TensorInfo> parse_safetensors(const uint8_t* data, uint64_t size, const std::string& where,
+std::vector<TensorInfo> parse_safetensors(const uint8_t* data, uint64_t size,
+                                          const std::string& where,
                                           std::map<std::string, std::string>* metadata = nullptr);
 
 // Where the data section starts (8 + N) in an image that parse_safetensors accepted.
@@ -49,7 +51,8 @@ namespace detail {
 // JSON parse for untrusted text that, unlike plain nlohmann::json::parse, rejects duplicate
 // object keys (nlohmann silently keeps the last) and nesting deeper than `max_depth`.
 // Errors read "<where>: <what>".
-nlohmann::json parse_json_strict(const char* begin, const char* end, const std::string& where, int max_depth);
+nlohmann::json parse_json_strict(const char* begin, const char* end, const std::string& where,
+                                 int max_depth);
 }  // namespace detail
 
 }  // namespace polar::io

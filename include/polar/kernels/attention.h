@@ -13,8 +13,9 @@ namespace polar::kernels {
 bool varlen_attention_available(const torch::Tensor& q);
 
 // q (T_total, Hq, D), k/v (T_total, Hkv, D), cu_seqlens (S+1) int32. Returns (T_total, Hq, D).
-torch::Tensor varlen_attention(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
-                               const torch::Tensor& cu_seqlens, int64_t max_seqlen);
+torch::Tensor varlen_attention(const torch::Tensor& q, const torch::Tensor& k,
+                               const torch::Tensor& v, const torch::Tensor& cu_seqlens,
+                               int64_t max_seqlen);
 
 // Block causal attention: block b has queries q[cu_seqlens_q[b], cu_seqlens_q[b+1]) and keys
 // k/v[cu_seqlens_k[b], cu_seqlens_k[b+1]), at least as many keys as queries, and the causal mask
@@ -22,12 +23,14 @@ torch::Tensor varlen_attention(const torch::Tensor& q, const torch::Tensor& k, c
 // candidate is a block with queries = its tokens and keys = [prefix ; its tokens]. With
 // cu_seqlens_q == cu_seqlens_k this is the packed varlen attention above.
 // q (Nq, Hq, D), k/v (Nk, Hkv, D) -> (Nq, Hq, D).
-torch::Tensor varlen_attention(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
-                               const torch::Tensor& cu_seqlens_q, const torch::Tensor& cu_seqlens_k,
-                               int64_t max_seqlen_q, int64_t max_seqlen_k);
+torch::Tensor varlen_attention(const torch::Tensor& q, const torch::Tensor& k,
+                               const torch::Tensor& v, const torch::Tensor& cu_seqlens_q,
+                               const torch::Tensor& cu_seqlens_k, int64_t max_seqlen_q,
+                               int64_t max_seqlen_k);
 
 // The same on any device and dtype (the CPU path), computed block by block with autograd.
-torch::Tensor varlen_attention_reference(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
-                                         const torch::Tensor& cu_seqlens_q, const torch::Tensor& cu_seqlens_k);
+torch::Tensor varlen_attention_reference(const torch::Tensor& q, const torch::Tensor& k,
+                                         const torch::Tensor& v, const torch::Tensor& cu_seqlens_q,
+                                         const torch::Tensor& cu_seqlens_k);
 
 }  // namespace polar::kernels

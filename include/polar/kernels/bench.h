@@ -8,9 +8,9 @@
 namespace polar::kernels {
 
 struct KernelBenchOptions {
-  int warmup = 3;    // untimed runs before each measurement
-  int reps = 20;     // timed runs; the median is reported
-  bool quick = false;  // smaller sizes (a smoke run)
+  int warmup = 3;            // untimed runs before each measurement
+  int reps = 20;             // timed runs; the median is reported
+  bool quick = false;        // smaller sizes (a smoke run)
   bool cpu_dry_run = false;  // tiny sizes on the CPU: exercises the harness without a GPU
 };
 

@@ -9,8 +9,9 @@
 namespace polar::kernels {
 
 struct GroupedPairLoss {
-  torch::Tensor loss;   // 0-dim, float32 (float64 for double rewards): sum / global_pairs; autograd
-  torch::Tensor stats;  // (4) float64 on the rewards' device: loss_sum, n_correct, n_ties, n_invalid
+  torch::Tensor loss;  // 0-dim, float32 (float64 for double rewards): sum / global_pairs; autograd
+  torch::Tensor
+      stats;  // (4) float64 on the rewards' device: loss_sum, n_correct, n_ties, n_invalid
 };
 
 // Group g has positive pos_index[g] and negatives neg_index[neg_offsets[g] .. neg_offsets[g+1]).

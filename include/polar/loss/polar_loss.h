@@ -33,7 +33,7 @@ struct PairCounts {
 };
 
 struct PairLoss {
-  torch::Tensor loss;   // scalar (float32 or the rewards' dtype if double): sum / global_pairs
+  torch::Tensor loss;  // scalar (float32 or the rewards' dtype if double): sum / global_pairs
   // (4) float64 on the rewards' device, no grad: loss_sum, n_correct, n_ties, n_invalid (groups
   // or indices the kernel refused). Summable over micro-batches; read with read_pair_counts.
   torch::Tensor stats;
@@ -56,13 +56,15 @@ PairLoss pair_loss(const torch::Tensor& rewards, const PackedBatch& batch, doubl
 
 // The same over groups given as CSR: group g has positive pos_index[g] and negatives
 // neg_index[neg_offsets[g] .. neg_offsets[g+1]), K_g >= 1 (checked on the reference path).
-PairLoss pair_loss(const torch::Tensor& rewards, const torch::Tensor& pos_index, const torch::Tensor& neg_offsets,
-                   const torch::Tensor& neg_index, double global_pairs, const LossOptions& options, bool fused);
+PairLoss pair_loss(const torch::Tensor& rewards, const torch::Tensor& pos_index,
+                   const torch::Tensor& neg_offsets, const torch::Tensor& neg_index,
+                   double global_pairs, const LossOptions& options, bool fused);
 
 // The reference on explicit pairs: rewards (N); pair_pos, pair_neg (P) int64 indices into
 // rewards; global_pairs > 0. Indices are range-checked on CPU tensors (on CUDA a bad index is
 // a device assert, and a check would cost a sync).
 PairLoss pair_loss_reference(const torch::Tensor& rewards, const torch::Tensor& pair_pos,
-                             const torch::Tensor& pair_neg, double global_pairs, const LossOptions& options);
+                             const torch::Tensor& pair_neg, double global_pairs,
+                             const LossOptions& options);
 
 }  // namespace polar

@@ -18,7 +18,7 @@ namespace polar {
 
 struct MicroBatchOptions {
   PackOptions pack;
-  int64_t token_budget = 16384;    // computed tokens per forward (group_tokens; a larger group alone)
+  int64_t token_budget = 16384;  // computed tokens per forward (group_tokens; a larger group alone)
   std::string precision = "fp32";  // "bf16": CUDA autocast around the forward
 };
 

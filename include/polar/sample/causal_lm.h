@@ -41,8 +41,8 @@ class CausalLM {
   // positions; key_mask (B, cache.length + T) bool is true at real
   // (non-padding) tokens. Returns the float32 logits of the last position (B,
   // vocab).
-  torch::Tensor step(const torch::Tensor& tokens, const torch::Tensor& positions, const torch::Tensor& key_mask,
-                     KvCache& cache) const;
+  torch::Tensor step(const torch::Tensor& tokens, const torch::Tensor& positions,
+                     const torch::Tensor& key_mask, KvCache& cache) const;
 
   const ModelConfig& config() const { return decoder_->config(); }
   const Tokenizer& tokenizer() const { return tokenizer_; }
@@ -52,8 +52,9 @@ class CausalLM {
   struct LayerWeights {
     torch::Tensor q, k, v, o, q_bias, k_bias, v_bias, gate, up, down, input_norm, post_norm;
   };
-  torch::Tensor layer_forward(const LayerWeights& w, const torch::Tensor& x, const torch::Tensor& cos,
-                              const torch::Tensor& sin, const torch::Tensor& mask, KvCache& cache, size_t layer) const;
+  torch::Tensor layer_forward(const LayerWeights& w, const torch::Tensor& x,
+                              const torch::Tensor& cos, const torch::Tensor& sin,
+                              const torch::Tensor& mask, KvCache& cache, size_t layer) const;
 
   RewardModel decoder_{nullptr};
   torch::Tensor lm_head_, embed_, final_norm_;

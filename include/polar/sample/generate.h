@@ -32,12 +32,14 @@ struct SamplingParams {
 torch::Tensor filtered_probs(const torch::Tensor& logits, const SamplingParams& params);
 // One token from logits (V): argmax when temperature is 0, else a draw from
 // filtered_probs.
-int64_t sample_token(const torch::Tensor& logits, const SamplingParams& params, at::Generator& generator);
+int64_t sample_token(const torch::Tensor& logits, const SamplingParams& params,
+                     at::Generator& generator);
 
 // The seed of sample `sample` of prompt `prompt_index` for policy `policy`: a
 // hash of the four, so it does not depend on which other prompts or policies a
 // run has.
-uint64_t sample_seed(uint64_t base_seed, const std::string& policy, int64_t prompt_index, int64_t sample);
+uint64_t sample_seed(uint64_t base_seed, const std::string& policy, int64_t prompt_index,
+                     int64_t sample);
 
 struct Generation {
   std::vector<int32_t> ids;  // generated tokens, without the eos that ended them
@@ -54,7 +56,8 @@ struct GenerateOptions {
 // Generates one continuation per prompt (token ids, without bos), prompts[i]
 // with seeds[i], batch_size prompts at a time, left-padded. Prompts longer than
 // max_position - max_new_tokens keep their last tokens.
-std::vector<Generation> generate(const CausalLM& lm, const std::vector<std::vector<int32_t>>& prompts,
+std::vector<Generation> generate(const CausalLM& lm,
+                                 const std::vector<std::vector<int32_t>>& prompts,
                                  const std::vector<uint64_t>& seeds, const SamplingParams& params,
                                  const GenerateOptions& options = {});
 

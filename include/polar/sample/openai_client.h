@@ -35,11 +35,13 @@ class OpenAIClient {
   void check() const;
   Completion complete(const std::string& prompt, const SamplingParams& params, uint64_t seed) const;
   // The request body complete() sends.
-  nlohmann::json request_body(const std::string& prompt, const SamplingParams& params, uint64_t seed) const;
+  nlohmann::json request_body(const std::string& prompt, const SamplingParams& params,
+                              uint64_t seed) const;
 
  private:
   // Status and body of one request, retried as described above.
-  std::pair<int, std::string> send(const std::string& method, const std::string& path, const std::string& body) const;
+  std::pair<int, std::string> send(const std::string& method, const std::string& path,
+                                   const std::string& body) const;
   std::string where() const;
 
   std::string policy_;

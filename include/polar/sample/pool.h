@@ -49,6 +49,7 @@ struct PolicySpec {
 
 std::vector<PolicySpec> read_pool(const std::string& path);
 // The same from an already parsed object; `base_dir` resolves relative paths.
-std::vector<PolicySpec> parse_pool(const nlohmann::json& pool, const std::string& where, const std::string& base_dir);
+std::vector<PolicySpec> parse_pool(const nlohmann::json& pool, const std::string& where,
+                                   const std::string& base_dir);
 
 }  // namespace polar::sample

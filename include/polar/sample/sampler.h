@@ -28,15 +28,16 @@ struct SampleJob {
 
 // Called once per finished job with its text and generated token count (-1 when
 // unknown); may be called from several threads at once.
-using JobDone =
-    std::function<void(const SampleJob&, const std::string& text, const std::string& finish, int64_t tokens)>;
+using JobDone = std::function<void(const SampleJob&, const std::string& text,
+                                   const std::string& finish, int64_t tokens)>;
 
 class PolicyBackend {
  public:
   virtual ~PolicyBackend() = default;
   // Runs every job; throws polar::Error when one fails for good (jobs reported
   // stay reported).
-  virtual void run(const std::vector<SampleJob>& jobs, const std::vector<Prompt>& prompts, const JobDone& done) = 0;
+  virtual void run(const std::vector<SampleJob>& jobs, const std::vector<Prompt>& prompts,
+                   const JobDone& done) = 0;
 };
 
 // Opens (and checks) a policy's backend: pings the server, or imports the

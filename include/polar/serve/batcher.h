@@ -15,8 +15,8 @@
 #include <thread>
 #include <vector>
 
-#include "polar/eval/eval.h"
 #include "polar/checkpoint/checkpoint.h"
+#include "polar/eval/eval.h"
 
 namespace polar::serve {
 

@@ -1,8 +1,9 @@
 // The wire formats `polar serve` speaks. Requests are untrusted: every parser names the key and
 // what was expected, and throws HttpError (a 4xx) instead of crashing.
 //   POST /pooling   vLLM / lmdeploy: {"model"?, "input": str | [str] | [id] | [[id]]}
-//   POST /classify  SGLang:          {"model"?, "text": str | [str]} or {"input_ids": [id] | [[id]]}
-//   POST /score     polar:           {"prompt", "reference", "output" | "outputs": [...], "wrapper"?}
+//   POST /classify  SGLang:          {"model"?, "text": str | [str]} or {"input_ids": [id] |
+//   [[id]]} POST /score     polar:           {"prompt", "reference", "output" | "outputs": [...],
+//   "wrapper"?}
 //                                    or a list of such objects
 // Formatted strings must end with the reward token; /score builds the template itself.
 #pragma once
@@ -19,12 +20,13 @@
 
 namespace polar::serve {
 
-enum class PoolingApi { Vllm, Lmdeploy };  // the /pooling response style
+enum class PoolingApi { Vllm, Lmdeploy };               // the /pooling response style
 PoolingApi parse_pooling_api(const std::string& name);  // "vllm" | "lmdeploy"
 
 class HttpError : public std::runtime_error {
  public:
-  HttpError(int status, const std::string& message) : std::runtime_error(message), status_(status) {}
+  HttpError(int status, const std::string& message)
+      : std::runtime_error(message), status_(status) {}
   int status() const { return status_; }
 
  private:
@@ -51,9 +53,12 @@ struct ParsedRequest {
 // The body as JSON; a 400 naming the parse error (or the depth limit) otherwise.
 nlohmann::json parse_body(const std::string& body, const RequestLimits& limits);
 
-ParsedRequest parse_pooling(const nlohmann::json& body, const Tokenizer& tok, const RequestLimits& limits);
-ParsedRequest parse_classify(const nlohmann::json& body, const Tokenizer& tok, const RequestLimits& limits);
-ParsedRequest parse_score(const nlohmann::json& body, const Tokenizer& tok, const RequestLimits& limits);
+ParsedRequest parse_pooling(const nlohmann::json& body, const Tokenizer& tok,
+                            const RequestLimits& limits);
+ParsedRequest parse_classify(const nlohmann::json& body, const Tokenizer& tok,
+                             const RequestLimits& limits);
+ParsedRequest parse_score(const nlohmann::json& body, const Tokenizer& tok,
+                          const RequestLimits& limits);
 
 struct ResponseInfo {
   std::string model;
@@ -62,11 +67,12 @@ struct ResponseInfo {
   double latency_s = 0;
 };
 
-nlohmann::json pooling_response(PoolingApi api, const ParsedRequest& req, const std::vector<float>& rewards,
-                                const ResponseInfo& info);
+nlohmann::json pooling_response(PoolingApi api, const ParsedRequest& req,
+                                const std::vector<float>& rewards, const ResponseInfo& info);
 nlohmann::json classify_response(const ParsedRequest& req, const std::vector<float>& rewards,
                                  const ResponseInfo& info);
-nlohmann::json score_response(const ParsedRequest& req, const std::vector<float>& rewards, const ResponseInfo& info);
+nlohmann::json score_response(const ParsedRequest& req, const std::vector<float>& rewards,
+                              const ResponseInfo& info);
 // {"object": "error", "message", "type", "code"} as vLLM answers errors.
 nlohmann::json error_body(int status, const std::string& message);
 

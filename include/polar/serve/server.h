@@ -1,30 +1,30 @@
 // `polar serve`: an HTTP reward server over one model instance (cpp-httplib, thread per
 // connection, dynamic batching into one worker that owns the model). Endpoints:
-//   POST /pooling (vLLM or lmdeploy response, --api), POST /classify (SGLang), POST /score (native),
-//   GET /health, GET /v1/models, GET /metrics (Prometheus text).
+//   POST /pooling (vLLM or lmdeploy response, --api), POST /classify (SGLang), POST /score
+//   (native), GET /health, GET /v1/models, GET /metrics (Prometheus text).
 // Errors are JSON {"object":"error","message",...} with a 4xx naming the limit or key at fault.
 #pragma once
 
 #include <memory>
 #include <string>
 
+#include "polar/checkpoint/checkpoint.h"
 #include "polar/serve/batcher.h"
 #include "polar/serve/protocol.h"
-#include "polar/checkpoint/checkpoint.h"
 
 namespace polar::serve {
 
 struct ServeOptions {
   std::string host = "127.0.0.1";
-  int port = 8000;        // 0 picks a free port
-  std::string port_file;  // when set, the bound port is written here once listening
-  std::string model_name; // served as "model"; default: the checkpoint directory's name
-  std::string model_root; // the checkpoint path, shown by /v1/models
+  int port = 8000;         // 0 picks a free port
+  std::string port_file;   // when set, the bound port is written here once listening
+  std::string model_name;  // served as "model"; default: the checkpoint directory's name
+  std::string model_root;  // the checkpoint path, shown by /v1/models
   PoolingApi api = PoolingApi::Vllm;
   RequestLimits limits;
   int64_t max_body_bytes = 64 << 20;
-  int http_threads = 16;  // concurrent connections being served
-  int read_timeout_s = 10; // a client that stops sending is dropped (or answered) after this
+  int http_threads = 16;    // concurrent connections being served
+  int read_timeout_s = 10;  // a client that stops sending is dropped (or answered) after this
   BatcherOptions batcher;
 };
 
@@ -46,7 +46,7 @@ class RewardServer {
 
 // The command: loads the checkpoint on `device` ("auto" | "cpu" | "cuda[:N]"), serves until
 // SIGTERM or SIGINT, drains the requests in flight and returns (exit code 0).
-void run_server(const std::string& checkpoint, const std::string& device, const std::string& precision,
-                ServeOptions options);
+void run_server(const std::string& checkpoint, const std::string& device,
+                const std::string& precision, ServeOptions options);
 
 }  // namespace polar::serve

@@ -30,15 +30,15 @@ const char* template_kind_name(TemplateKind kind);
 std::string_view template_separator(TemplateKind kind);  // "\n" (finetune) or "" (pretrain)
 
 struct TemplateLimits {
-  int64_t max_length = 16384;           // tokens per full sequence
-  int64_t max_response_length = 4096;   // reference and each candidate, before the reward token
+  int64_t max_length = 16384;          // tokens per full sequence
+  int64_t max_response_length = 4096;  // reference and each candidate, before the reward token
 };
 
 struct EncodedGroup {
   std::vector<int32_t> prefix;
   std::vector<std::vector<int32_t>> candidates;  // [0] positive/chosen, [1..] negatives/rejected
-  int64_t prompt_tokens_cut = 0;      // tokens removed from the left of the prompt (per copy)
-  int64_t response_tokens_cut = 0;    // tokens removed from the right of reference/candidates
+  int64_t prompt_tokens_cut = 0;    // tokens removed from the left of the prompt (per copy)
+  int64_t response_tokens_cut = 0;  // tokens removed from the right of reference/candidates
 };
 
 // Encodes one group from already-tokenised fields joined as ids (synthetic token data; for text use
@@ -53,7 +53,8 @@ std::optional<EncodedGroup> encode_group(const Tokenizer& tok, TemplateKind kind
 
 // Same for text inputs, with the ids of the joined strings (see above).
 std::optional<EncodedGroup> encode_group_text(const Tokenizer& tok, TemplateKind kind,
-                                              const std::string& prompt, const std::string& reference,
+                                              const std::string& prompt,
+                                              const std::string& reference,
                                               const std::vector<std::string>& candidates,
                                               const TemplateLimits& limits);
 

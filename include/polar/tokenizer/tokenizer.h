@@ -31,12 +31,15 @@ class Tokenizer {
   // sentencepiece's ids of `text` (special-token strings in it are ordinary text here).
   std::vector<int32_t> encode(const std::string& text) const;
   // The same ids, each with the end (exclusive byte offset into `text`) of the text it covers;
-  // ends never decrease. A piece that covers no text (a dummy-prefix "\u2581") ends where it starts.
-  void encode_with_ends(std::string_view text, std::vector<int32_t>& ids, std::vector<size_t>& ends) const;
+  // ends never decrease. A piece that covers no text (a dummy-prefix "\u2581") ends where it
+  // starts.
+  void encode_with_ends(std::string_view text, std::vector<int32_t>& ids,
+                        std::vector<size_t>& ends) const;
   // The ids Hugging Face tokenizers give `text` (without bos): every special piece in it becomes
   // its id, and each run of text between them is encoded by sentencepiece on its own (so each
   // run gets the dummy prefix when the model adds one). Appends to `ids` and `ends`.
-  void encode_split_specials(std::string_view text, std::vector<int32_t>& ids, std::vector<size_t>& ends) const;
+  void encode_split_specials(std::string_view text, std::vector<int32_t>& ids,
+                             std::vector<size_t>& ends) const;
   // Strings that Hugging Face tokenizers split out of text as single ids (added tokens): every
   // control and unknown piece of the model, and the bos/eos/pad/<|reward|>/reward pieces.
   // Sorted by length, longest first, so the first match at a position is the longest.
@@ -71,15 +74,15 @@ class Tokenizer {
 // Throws unless `ids_tok` (the tokenizer that made the token ids) is `weights_tok` (the one the
 // weights were trained with), naming both, e.g.
 //   require_same_tokenizer(model_tok, "checkpoint runs/x/final", data_tok, "data data/ft/train")
-void require_same_tokenizer(const Tokenizer& weights_tok, const std::string& weights_what, const Tokenizer& ids_tok,
-                            const std::string& ids_what);
+void require_same_tokenizer(const Tokenizer& weights_tok, const std::string& weights_what,
+                            const Tokenizer& ids_tok, const std::string& ids_what);
 
 struct TokenizerTrainOptions {
   std::vector<std::string> inputs;  // text or JSONL files (JSONL: every string field is used)
   int64_t vocab_size = 512;
   std::string output_dir;
   std::string model_type = "bpe";  // bpe | unigram
-  bool split_digits = true;         // false lets frequent numbers become single pieces
+  bool split_digits = true;        // false lets frequent numbers become single pieces
   // Like Llama/InternLM2 tokenizers: every text (and every run between special tokens) starts
   // with "\u2581", so a word is the same piece at the start of a text and after a space.
   bool add_dummy_prefix = false;

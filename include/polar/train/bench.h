@@ -14,10 +14,11 @@ namespace polar {
 struct BenchOptions {
   int64_t steps = 10;
   int64_t warmup_steps = 2;
-  int64_t seq_len = 256;       // tokens per sequence (prefix half, candidate half)
+  int64_t seq_len = 256;  // tokens per sequence (prefix half, candidate half)
   int64_t negatives = 1;
   // fixed: seq_len as above. polar: POLAR-shaped groups drawn with a fixed seed, prompt 32-256,
-  // reference and candidates 64-512 tokens (prefix = bos prompt sep reference <|reward|> prompt sep).
+  // reference and candidates 64-512 tokens (prefix = bos prompt sep reference <|reward|> prompt
+  // sep).
   std::string lengths = "fixed";
   // Non-empty: one more step runs under the profiler; its Chrome trace is written here and the
   // top kernels are logged.
@@ -34,7 +35,8 @@ struct BenchResult {
 };
 
 // Measured peak of a square matmul on `device` in `precision` (GFLOP/s).
-double measure_matmul_peak_gflops(const torch::Device& device, const std::string& precision, std::string* kind);
+double measure_matmul_peak_gflops(const torch::Device& device, const std::string& precision,
+                                  std::string* kind);
 
 BenchResult run_bench(TrainConfig config, const BenchOptions& options);
 

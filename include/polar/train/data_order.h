@@ -27,7 +27,8 @@ class GroupStream {
 // function of (n, k, seed) only, so every rank and every eval of a run sees the same sample.
 std::vector<int64_t> sample_indices(int64_t n, int64_t k, uint64_t seed);
 
-// Optimizer steps for `epochs` passes over `n_groups` groups at `batch_groups` per step (rounded up).
+// Optimizer steps for `epochs` passes over `n_groups` groups at `batch_groups` per step (rounded
+// up).
 int64_t steps_for_epochs(double epochs, int64_t n_groups, int64_t batch_groups);
 
 }  // namespace polar

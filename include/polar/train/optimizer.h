@@ -48,11 +48,12 @@ struct ParamHyper {
 
 // Per-parameter hyper-parameters (in `params` order) from an AdamW's parameter groups; `base_lr`
 // is train.lr. Every parameter must belong to exactly one group.
-std::vector<ParamHyper> param_hypers(torch::optim::AdamW& adamw, const std::vector<torch::Tensor>& params,
-                                     double base_lr);
+std::vector<ParamHyper> param_hypers(torch::optim::AdamW& adamw,
+                                     const std::vector<torch::Tensor>& params, double base_lr);
 
 std::unique_ptr<TrainOptimizer> make_replicated_adamw(std::unique_ptr<torch::optim::AdamW> adamw,
-                                                      std::shared_ptr<dist::Context> ctx, double base_lr);
+                                                      std::shared_ptr<dist::Context> ctx,
+                                                      double base_lr);
 
 struct ShardedAdamWOptions {
   double beta1 = 0.9, beta2 = 0.95, eps = 1e-8;
@@ -60,13 +61,16 @@ struct ShardedAdamWOptions {
 };
 
 // `ctx` must have been created with zero_stage 1 or 2 and have `params` attached.
-std::unique_ptr<TrainOptimizer> make_sharded_adamw(std::shared_ptr<dist::Context> ctx, std::vector<torch::Tensor> params,
-                                                   std::vector<ParamHyper> hypers, const ShardedAdamWOptions& options);
+std::unique_ptr<TrainOptimizer> make_sharded_adamw(std::shared_ptr<dist::Context> ctx,
+                                                   std::vector<torch::Tensor> params,
+                                                   std::vector<ParamHyper> hypers,
+                                                   const ShardedAdamWOptions& options);
 
 // The run's optimizer from train.zero / train.offload_optimizer, following `adamw`'s groups.
 // With zero > 0, `ctx` must have been created with that zero_stage and have `params` attached.
 struct TrainSection;
-std::unique_ptr<TrainOptimizer> make_train_optimizer(const TrainSection& train, std::unique_ptr<torch::optim::AdamW> adamw,
+std::unique_ptr<TrainOptimizer> make_train_optimizer(const TrainSection& train,
+                                                     std::unique_ptr<torch::optim::AdamW> adamw,
                                                      std::shared_ptr<dist::Context> ctx,
                                                      const std::vector<torch::Tensor>& params);
 

@@ -16,44 +16,37 @@
 
 namespace polar {
 
-enum class ParamRole {
-  Matrix,
-  NoDecay,
-  Head
-}; // backbone matrix | norm, bias, embedding | head
+enum class ParamRole { Matrix, NoDecay, Head };  // backbone matrix | norm, bias, embedding | head
 
 struct ParamRule {
   ParamRole role = ParamRole::Matrix;
   double weight_decay = 0.0;
-  double lr_scale = 1.0; // the group's lr is the schedule's lr times this
+  double lr_scale = 1.0;  // the group's lr is the schedule's lr times this
 };
 
 // The role of a parameter named like LlamaForSequenceClassification's
 // ("score.weight", "model.embed_tokens.weight",
 // "model.layers.0.input_layernorm.weight", "...q_proj.bias").
-ParamRole param_role(const std::string &name);
+ParamRole param_role(const std::string& name);
 
 // Weight decay and lr scale of a parameter at optimizer step `step` (0-based).
-ParamRule param_rule(const std::string &name, const TrainSection &train,
-                     int64_t step);
+ParamRule param_rule(const std::string& name, const TrainSection& train, int64_t step);
 
 // One optimizer group per role present, in ParamRole order, each with its
 // rule's weight decay.
 struct ParamGroups {
   std::vector<torch::optim::OptimizerParamGroup> groups;
-  std::vector<ParamRole> roles; // roles[i] is the role of groups[i]
+  std::vector<ParamRole> roles;  // roles[i] is the role of groups[i]
 };
-ParamGroups build_param_groups(const torch::nn::Module &model,
-                               const TrainSection &train);
+ParamGroups build_param_groups(const torch::nn::Module& model, const TrainSection& train);
 
 // Sets each group's lr to `lr` times its role's scale at `step`.
-void apply_group_lrs(torch::optim::AdamW &optimizer,
-                     const std::vector<ParamRole> &roles,
-                     const TrainSection &train, double lr, int64_t step);
+void apply_group_lrs(torch::optim::AdamW& optimizer, const std::vector<ParamRole>& roles,
+                     const TrainSection& train, double lr, int64_t step);
 
 // Per-group multipliers of the groups' own lr ratios at `step`: 0 for the backbone's groups
 // during the first train.probe_steps steps (a linear probe), else 1.
-std::vector<double> probe_group_scales(const std::vector<ParamRole> &roles,
-                                       const TrainSection &train, int64_t step);
+std::vector<double> probe_group_scales(const std::vector<ParamRole>& roles,
+                                       const TrainSection& train, int64_t step);
 
-} // namespace polar
+}  // namespace polar

@@ -2,19 +2,19 @@
 // tokenizer, datasets and device.
 #pragma once
 
-#include <nlohmann/json.hpp>
 #include <torch/types.h>
+#include <nlohmann/json.hpp>
 
 #include <memory>
 #include <optional>
 #include <string>
 
+#include "polar/config/train_config.h"
 #include "polar/data/batch.h"
 #include "polar/data/shards.h"
 #include "polar/model/reward_model.h"
 #include "polar/runtime/device.h"
 #include "polar/tokenizer/tokenizer.h"
-#include "polar/config/train_config.h"
 
 namespace polar {
 

@@ -17,7 +17,7 @@
 namespace polar {
 
 struct StepStats {
-  double loss = 0;          // sum over the step's pairs / global pairs (all ranks)
+  double loss = 0;  // sum over the step's pairs / global pairs (all ranks)
   double accuracy = 0;
   double grad_norm = 0;
   double lr = 0;
@@ -26,7 +26,7 @@ struct StepStats {
   double step_seconds = 0;
   double comm_exposed_seconds = 0;
   double comm_total_seconds = 0;
-  bool skipped = false;     // non-finite loss or gradient
+  bool skipped = false;  // non-finite loss or gradient
 };
 
 struct EvalStats {
@@ -40,7 +40,8 @@ class Trainer {
   // resume: continue from the latest checkpoint under run.output_dir (also when the launcher
   // says this is a restart: TORCHELASTIC_RESTART_COUNT > 0).
   // make_setup replaces prepare_run (the benchmark trains on random data this way).
-  using SetupFn = std::function<RunSetup(TrainConfig&, const torch::Device&, const std::optional<std::string>&)>;
+  using SetupFn = std::function<RunSetup(TrainConfig&, const torch::Device&,
+                                         const std::optional<std::string>&)>;
   Trainer(TrainConfig config, bool resume, SetupFn make_setup = nullptr);
   ~Trainer();
   // Returns the process exit code: 0 when done, 128+signal when stopped by SIGINT/SIGTERM
@@ -50,7 +51,7 @@ class Trainer {
   StepStats train_step(int64_t step);
   EvalStats evaluate();
 
- struct State;  // public so that the file's helpers can take it; defined in trainer.cpp
+  struct State;  // public so that the file's helpers can take it; defined in trainer.cpp
 
  private:
   std::unique_ptr<State> s_;
