@@ -97,12 +97,15 @@ MemoryPlan plan_memory(const ModelConfig& c, const TrainConfig& cfg, int world, 
   // backward (saved tensors, a recomputed layer, and a few gradients of the widest activation).
   const double T = static_cast<double>(cfg.data.micro_batch_tokens);
   const double per_layer = layer_bytes_per_token(c, cuda, bf16_weights) * T;
-  const double boundary = 4.0 * static_cast<double>(c.hidden_size) * T;
+  // The residual stream (a checkpointed layer's input) and the backward's gradients are fp32,
+  // bf16 with bf16 weight matrices.
+  const double stream = bf16_weights ? 2.0 : 4.0;
+  const double boundary = stream * static_cast<double>(c.hidden_size) * T;
   const double fixed = boundary + (cuda ? 0.0 : T * static_cast<double>(cfg.data.row_tokens)) +
                        24.0 * T + 8.0 * static_cast<double>(c.head_dim()) * T;
   const double L = static_cast<double>(c.num_layers);
   const double backward =
-      3.0 * 4.0 * T * static_cast<double>(std::max(c.intermediate_size, 2 * c.hidden_size));
+      3.0 * stream * T * static_cast<double>(std::max(c.intermediate_size, 2 * c.hidden_size));
   m.autocast_weights = cuda && t.precision != "fp32" ? (bf16_weights ? 2 * small : 2 * P) : 0;
   const auto peak_of = [&](double saved, double recomputed_layer) {
     const double forward_end = fixed + saved + static_cast<double>(m.autocast_weights);
