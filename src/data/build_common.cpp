@@ -71,18 +71,22 @@ static void check_output_target(const std::string& output, bool overwrite) {
               ": exists and is not a polar dataset (no manifest.json); refusing to replace it");
 }
 
-StagedOutput::StagedOutput(const std::string& output, bool overwrite) : overwrite_(overwrite) {
+// OUTPUT without trailing slashes, checked, its stale staging directories removed.
+static std::string prepare_output(const std::string& output, bool overwrite) {
   POLAR_CHECK(!output.empty(), "--output: empty path");
   std::string target = output;
   while (target.size() > 1 && target.back() == '/') target.pop_back();
-  check_output_target(target, overwrite_);
+  check_output_target(target, overwrite);
   remove_stale_staging(target);
-  staged_ = std::make_unique<StagedDir>(target);
+  return target;
 }
 
+StagedOutput::StagedOutput(const std::string& output, bool overwrite)
+    : overwrite_(overwrite), staged_(prepare_output(output, overwrite)) {}
+
 void StagedOutput::commit() {
-  check_output_target(staged_->output(), overwrite_);
-  staged_->commit();
+  check_output_target(staged_.output(), overwrite_);
+  staged_.commit();
 }
 
 int resolve_threads(int threads) {

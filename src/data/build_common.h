@@ -5,7 +5,6 @@
 #include <cstdint>
 #include <functional>
 #include <map>
-#include <memory>
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <random>
@@ -40,13 +39,13 @@ void remove_tree(const std::string& path);
 class StagedOutput {
  public:
   StagedOutput(const std::string& output, bool overwrite);
-  const std::string& tmp() const { return staged_->path(); }
-  const std::string& output() const { return staged_->output(); }
+  const std::string& tmp() const { return staged_.path(); }
+  const std::string& output() const { return staged_.output(); }
   void commit();
 
  private:
   bool overwrite_;
-  std::unique_ptr<StagedDir> staged_;
+  StagedDir staged_;
 };
 
 int resolve_threads(int threads);  // 0 -> hardware concurrency (at least 1)

@@ -115,7 +115,7 @@ void ProcessGroupContext::drain_host_copies(bool wait) {
       return;
     }
     grad_shard_.narrow(0, copy.shard_offset, copy.staging.numel())
-        .add_(copy.staging.to(torch::kFloat32));
+        .add_(copy.staging);  // bf16 chunks widen in the add
     host_copies_.pop_front();
   }
 }

@@ -166,10 +166,9 @@ BenchResult run_bench(TrainConfig cfg, const BenchOptions& o) {
       r.train_data = GroupDataset::open(c.data.train);
       // On a GPU the weights are drawn there: a 7B model's draw on the CPU takes minutes.
       const auto t0 = Clock::now();
-      r.model = RewardModel(c.model.shape, /*initialize=*/!device.is_cuda());
-      if (device.is_cuda()) r.model->to(device);
-      r.model->reset_parameters(1, /*on_device=*/device.is_cuda());
+      r.model = RewardModel(c.model.shape, /*initialize=*/false);
       r.model->to(device);
+      r.model->reset_parameters(1, /*on_device=*/device.is_cuda());
       spdlog::info("bench: model of {:.2f}B parameters initialised on {} in {:.1f} s",
                    static_cast<double>(c.model.shape.num_parameters()) / 1e9, device.str(),
                    std::chrono::duration<double>(Clock::now() - t0).count());

@@ -42,51 +42,67 @@ torch::Tensor loss_of(polar::RewardModel& model, int step) {
   return loss;
 }
 
+// A tiny model trained with ShardedAdamW, following grouped_adamw's parameter groups.
+struct ShardedRun {
+  ShardedRun(int stage, bool offload, const torch::Device& device, bool process_group, double lr)
+      : model(tiny_model(tiny_config())) {
+    model->to(device);
+    auto source = grouped_adamw(model, lr);  // only its groups are read
+    polar::dist::DistEnv env;
+    env.master_port = process_group ? polar::testing::free_tcp_port() : 0;
+    polar::dist::DistOptions options;
+    options.zero_stage = stage;
+    options.bucket_bytes = 4096;  // several buckets
+    options.force_process_group = process_group;
+    if (offload) options.shard_device = torch::Device(torch::kCPU);
+    ctx = polar::dist::Context::create(env, device, options);
+    std::vector<torch::Tensor> params = model->parameters();
+    ctx->attach_gradients(params);
+    polar::ShardedAdamWOptions o;
+    o.beta2 = 0.95;
+    o.offload = offload;
+    optimizer = polar::make_sharded_adamw(ctx, params, polar::param_hypers(*source, params, lr), o);
+  }
+  void step(int step, double lr, const std::vector<double>& group_scales = {}) {
+    optimizer->zero_grad();
+    ctx->begin_micro_step(true);
+    loss_of(model, step).backward();
+    ctx->finish_step(1);
+    optimizer->step(lr, group_scales);
+  }
+  polar::RewardModel model;
+  std::shared_ptr<polar::dist::Context> ctx;
+  std::unique_ptr<polar::TrainOptimizer> optimizer;
+};
+
+void reference_step(polar::RewardModel& model, torch::optim::AdamW& adamw, int step) {
+  adamw.zero_grad(true);
+  loss_of(model, step).backward();
+  adamw.step();
+}
+
+// Same elementwise AdamW; only vectorised vs scalar tails (or fused kernels) may round differently.
+void expect_same_parameters(polar::RewardModel& a, polar::RewardModel& b, const std::string& what) {
+  const auto pa = a->parameters(), pb = b->parameters();
+  for (size_t i = 0; i < pa.size(); ++i)
+    EXPECT_TRUE(torch::allclose(pa[i], pb[i], 1e-6, 1e-7)) << what << " param " << i;
+}
+
 // Trains a reference model with torch::optim::AdamW and a copy with ShardedAdamW for 5 steps.
 void expect_sharded_equals_adamw(int stage, bool offload, const torch::Device& device,
                                  bool process_group) {
-  auto reference = tiny_model(tiny_config());
-  auto sharded = tiny_model(tiny_config());
-  reference->to(device);
-  sharded->to(device);
   const double lr = 1e-2;
+  auto reference = tiny_model(tiny_config());
+  reference->to(device);
   auto adamw = grouped_adamw(reference, lr);
-  auto source = grouped_adamw(sharded, lr);  // only its groups are read
-
-  polar::dist::DistEnv env;
-  env.master_port = process_group ? polar::testing::free_tcp_port() : 0;
-  polar::dist::DistOptions options;
-  options.zero_stage = stage;
-  options.bucket_bytes = 4096;  // several buckets
-  options.force_process_group = process_group;
-  if (offload) options.shard_device = torch::Device(torch::kCPU);
-  auto ctx = polar::dist::Context::create(env, device, options);
-  std::vector<torch::Tensor> params = sharded->parameters();
-  ctx->attach_gradients(params);
-  polar::ShardedAdamWOptions o;
-  o.beta2 = 0.95;
-  o.offload = offload;
-  auto optimizer =
-      polar::make_sharded_adamw(ctx, params, polar::param_hypers(*source, params, lr), o);
-  EXPECT_EQ(ctx->shard_layout().numel, ctx->shard_layout().total_numel);
-
+  ShardedRun sharded(stage, offload, device, process_group, lr);
+  EXPECT_EQ(sharded.ctx->shard_layout().numel, sharded.ctx->shard_layout().total_numel);
   for (int step = 0; step < 5; ++step) {
-    adamw->zero_grad(true);
-    loss_of(reference, step).backward();
-    adamw->step();
-
-    optimizer->zero_grad();
-    ctx->begin_micro_step(true);
-    loss_of(sharded, step).backward();
-    ctx->finish_step(1);
-    optimizer->step(lr);
+    reference_step(reference, *adamw, step);
+    sharded.step(step, lr);
   }
-  const auto a = reference->parameters(), b = sharded->parameters();
-  for (size_t i = 0; i < a.size(); ++i) {
-    // Same elementwise AdamW; only vectorised vs scalar tails may round differently.
-    EXPECT_TRUE(torch::allclose(a[i], b[i], 1e-6, 1e-7))
-        << "stage " << stage << " offload " << offload << " param " << i;
-  }
+  expect_same_parameters(reference, sharded.model,
+                         "stage " + std::to_string(stage) + " offload " + std::to_string(offload));
 }
 
 }  // namespace
@@ -102,21 +118,10 @@ TEST(ShardedAdamW, FollowsParameterGroupsLikeTorchAdamW) {
 // the gradients, as torch::optim::AdamW's do at lr 0) exactly as scaling the groups' lrs does.
 TEST(ShardedAdamW, GroupScalesMatchScaledAdamWGroups) {
   for (int stage : {1, 2}) {
-    auto reference = tiny_model(tiny_config());
-    auto sharded = tiny_model(tiny_config());
     const double lr = 1e-2;
+    auto reference = tiny_model(tiny_config());
     auto adamw = grouped_adamw(reference, lr);
-    auto source = grouped_adamw(sharded, lr);
-    polar::dist::DistOptions options;
-    options.zero_stage = stage;
-    options.bucket_bytes = 4096;
-    auto ctx = polar::dist::Context::create(polar::dist::DistEnv{}, torch::kCPU, options);
-    std::vector<torch::Tensor> params = sharded->parameters();
-    ctx->attach_gradients(params);
-    polar::ShardedAdamWOptions o;
-    o.beta2 = 0.95;
-    auto optimizer =
-        polar::make_sharded_adamw(ctx, params, polar::param_hypers(*source, params, lr), o);
+    ShardedRun sharded(stage, false, torch::kCPU, false, lr);
     const auto before = reference->parameters()[0].clone();
     for (int step = 0; step < 6; ++step) {
       const std::vector<double> scales =
@@ -125,21 +130,12 @@ TEST(ShardedAdamW, GroupScalesMatchScaledAdamWGroups) {
       for (size_t g = 0; g < groups.size(); ++g)
         static_cast<torch::optim::AdamWOptions&>(groups[g].options())
             .lr((g == 0 ? lr : 2 * lr) * scales[g]);
-      adamw->zero_grad(true);
-      loss_of(reference, step).backward();
-      adamw->step();
+      reference_step(reference, *adamw, step);
       if (step == 2)
         EXPECT_TRUE(torch::equal(reference->parameters()[0], before));  // group 0 held still
-
-      optimizer->zero_grad();
-      ctx->begin_micro_step(true);
-      loss_of(sharded, step).backward();
-      ctx->finish_step(1);
-      optimizer->step(lr, scales);
+      sharded.step(step, lr, scales);
     }
-    const auto a = reference->parameters(), b = sharded->parameters();
-    for (size_t i = 0; i < a.size(); ++i)
-      EXPECT_TRUE(torch::allclose(a[i], b[i], 1e-6, 1e-7)) << "stage " << stage << " param " << i;
+    expect_same_parameters(reference, sharded.model, "stage " + std::to_string(stage));
   }
 }
 
@@ -157,16 +153,12 @@ TEST(OptimizerGpu, FusedReplicatedAdamWFollowsTorchAdamW) {
   auto ctx = polar::dist::Context::create(polar::dist::DistEnv{}, cuda, polar::dist::DistOptions{});
   auto optimizer = polar::make_replicated_adamw(grouped_adamw(fused, lr), ctx, lr);
   for (int step = 0; step < 5; ++step) {
-    adamw->zero_grad(true);
-    loss_of(reference, step).backward();
-    adamw->step();
+    reference_step(reference, *adamw, step);
     optimizer->zero_grad();
     loss_of(fused, step).backward();
     optimizer->step(lr);
   }
-  const auto a = reference->parameters(), b = fused->parameters();
-  for (size_t i = 0; i < a.size(); ++i)
-    EXPECT_TRUE(torch::allclose(a[i], b[i], 1e-6, 1e-7)) << "param " << i;
+  expect_same_parameters(reference, fused, "fused replicated");
   EXPECT_EQ(optimizer->state_bytes(), 2 * 4 * polar::testutil::tiny_config().num_parameters());
 }
 
