@@ -130,7 +130,7 @@ struct AttentionModule : torch::nn::Module {
     }
     Tensor of;
     if (in.impl == AttentionImpl::Blocks) {
-      of = kernels::varlen_attention_reference(qf, kf, vf, l.cu_q, l.cu_k);
+      of = kernels::varlen_attention_padded(qf, kf, vf, l.cu_q, l.cu_k);
     } else if (at::autocast::is_autocast_enabled(at::kCUDA)) {
       // Under autocast RoPE promotes q/k to fp32 (cos/sin keep the weights' dtype); flash
       // attention takes the autocast dtype.

@@ -28,9 +28,15 @@ torch::Tensor varlen_attention(const torch::Tensor& q, const torch::Tensor& k,
                                const torch::Tensor& cu_seqlens_k, int64_t max_seqlen_q,
                                int64_t max_seqlen_k);
 
-// The same on any device and dtype (the CPU path), computed block by block with autograd.
+// The same on any device and dtype, computed block by block with autograd: the plain reference.
 torch::Tensor varlen_attention_reference(const torch::Tensor& q, const torch::Tensor& k,
                                          const torch::Tensor& v, const torch::Tensor& cu_seqlens_q,
                                          const torch::Tensor& cu_seqlens_k);
+
+// The same through ATen's scaled_dot_product_attention over batches of length-bucketed, padded
+// and masked blocks (the CPU path: a few fused calls per layer instead of ops per block).
+torch::Tensor varlen_attention_padded(const torch::Tensor& q, const torch::Tensor& k,
+                                      const torch::Tensor& v, const torch::Tensor& cu_seqlens_q,
+                                      const torch::Tensor& cu_seqlens_k);
 
 }  // namespace polar::kernels

@@ -19,8 +19,9 @@ struct PackedBatch;
 
 // How attention is computed. Math: SDPA with a dense mask over each packed row, built from
 // segments and context (works everywhere; the reference). Varlen: flash attention over the
-// sequence blocks (CUDA bf16/fp16 only). Blocks: the same blocks computed one by one, only
-// within each sequence (any device). Auto: Varlen where available, Blocks on the CPU, else Math.
+// sequence blocks (CUDA bf16/fp16 only). Blocks: the same blocks, length-bucketed into a few
+// padded SDPA calls, only within each sequence (any device). Auto: Varlen where available, Blocks
+// on the CPU, else Math.
 enum class AttentionImpl { Math, Varlen, Blocks, Auto };
 
 class RewardModelImpl : public torch::nn::Module {
