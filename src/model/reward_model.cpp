@@ -14,6 +14,7 @@
 #include "polar/data/attention_layout.h"
 #include "polar/data/batch.h"
 #include "polar/kernels/attention.h"
+#include "polar/kernels/cpu_fused.h"
 #include "polar/kernels/reward_head.h"
 
 namespace polar {
@@ -51,6 +52,9 @@ Tensor rms_norm(const Tensor& x, const Tensor& weight, double eps) {
   // forward and one backward instead of five; the same fp32 arithmetic up to rounding.
   if (x.is_cuda() && x.scalar_type() == torch::kFloat && weight.scalar_type() == torch::kFloat)
     return std::get<0>(at::_fused_rms_norm(x, {x.size(-1)}, weight, eps));
+  // fp32/fp64 on the CPU: one pass forward and one backward (memory traffic is the cost there).
+  if (kernels::cpu_fused_available(x) && weight.scalar_type() == x.scalar_type())
+    return kernels::rms_norm_cpu(x, weight, eps);
   const auto compute = x.scalar_type() == torch::kDouble ? torch::kDouble : torch::kFloat;
   const Tensor xf = x.to(compute);
   const Tensor normed = xf * torch::rsqrt(xf.square().mean(-1, /*keepdim=*/true) + eps);
@@ -73,6 +77,12 @@ Tensor rotate_half(const Tensor& x) {
 }
 
 Tensor apply_rope(const Tensor& x, const AttentionInputs& in) {  // x (B, T, heads, D)
+  if (kernels::cpu_fused_available(x) && in.cos.scalar_type() == x.scalar_type()) {
+    const int64_t n = x.size(0) * x.size(1), d = x.size(3);
+    return kernels::rope_cpu(x.reshape({n, x.size(2), d}), in.cos.reshape({n, d}).contiguous(),
+                             in.sin.reshape({n, d}).contiguous())
+        .view(x.sizes());
+  }
   return x * in.cos + rotate_half(x) * in.sin;
 }
 
