@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <limits>
 #include <mutex>
+#include <optional>
 #include <vector>
 
 #include "polar/common/error.h"
@@ -23,10 +24,13 @@ struct Span {
   int64_t q_begin, q_len, k_begin, k_len;
 };
 
-// Blocks padded to one (lq, lk) and computed by one SDPA call.
+// Blocks padded to one (lq, lk) and computed by one SDPA call. A chunk of plain sequences
+// (queries == keys) needs no mask: SDPA's causal mask is exact for them (a real query's keys
+// are all real, padding keys come after it) and lets the kernel skip the upper triangle.
 struct Chunk {
   std::vector<Span> spans;
   int64_t lq = 0, lk = 0;
+  bool plain = false;
 };
 
 // Everything a batch's attention needs besides q, k and v; the same for every layer.
@@ -35,9 +39,10 @@ struct Plan {
   torch::ScalarType dtype = torch::kFloat;
   torch::Device device = torch::kCPU;
   std::vector<Chunk> chunks;
-  Tensor q_index, k_index;    // padded slot -> row of q / of k, chunk after chunk
-  Tensor out_index;           // query row (token order) -> padded output slot
-  std::vector<Tensor> masks;  // per chunk (n, 1, lq, lk) additive: 0 allowed, -inf not
+  Tensor q_index, k_index;  // padded slot -> row of q / of k, chunk after chunk
+  Tensor out_index;         // query row (token order) -> padded output slot
+  std::vector<Tensor>
+      masks;  // per chunk (n, 1, lq, lk) additive (0 allowed, -inf not); none if plain
 };
 
 std::vector<int64_t> to_vector(const Tensor& cu) {
@@ -75,7 +80,8 @@ std::vector<Chunk> make_chunks(std::vector<Span> spans, int64_t call_cost) {
   });
   std::vector<Chunk> chunks;
   for (const Span& s : spans) {
-    if (!chunks.empty()) {
+    const bool plain = s.q_len == s.k_len;
+    if (!chunks.empty() && chunks.back().plain == plain) {
       Chunk& c = chunks.back();
       const auto n = static_cast<int64_t>(c.spans.size());
       const int64_t lq = std::max(c.lq, s.q_len), lk = std::max(c.lk, s.k_len);
@@ -88,25 +94,28 @@ std::vector<Chunk> make_chunks(std::vector<Span> spans, int64_t call_cost) {
         continue;
       }
     }
-    chunks.push_back(Chunk{{s}, s.q_len, s.k_len});
+    chunks.push_back(Chunk{{s}, s.q_len, s.k_len, plain});
   }
   return chunks;
 }
 
 // Padding slots read a real row of their block (its first) and are masked out; a padding query
-// row sees the block's first key only, so its softmax stays finite and its gradient is zero.
+// row sees the block's first key only (in a plain chunk: the keys up to it), so its softmax
+// stays finite, and its output is dropped, so its gradient is zero.
 void build_indices(Plan& p, int64_t n_q) {
   std::vector<int64_t> q_index, k_index, out_index(static_cast<size_t>(n_q), -1);
   std::vector<float> mask;
   int64_t slot = 0;
   for (const Chunk& c : p.chunks) {
     const auto n = static_cast<int64_t>(c.spans.size());
-    mask.assign(static_cast<size_t>(n * c.lq * c.lk), -std::numeric_limits<float>::infinity());
+    mask.assign(c.plain ? 0 : static_cast<size_t>(n * c.lq * c.lk),
+                -std::numeric_limits<float>::infinity());
     for (int64_t b = 0; b < n; ++b) {
       const Span& s = c.spans[static_cast<size_t>(b)];
       for (int64_t i = 0; i < c.lq; ++i) {
         q_index.push_back(s.q_begin + (i < s.q_len ? i : 0));
         if (i < s.q_len) out_index[static_cast<size_t>(s.q_begin + i)] = slot + b * c.lq + i;
+        if (c.plain) continue;
         float* row = mask.data() + (b * c.lq + i) * c.lk;
         // Query i of lq sees key j <= lk - lq + i (causal aligned to the bottom right).
         const int64_t allowed = i < s.q_len ? s.k_len - s.q_len + i + 1 : 1;
@@ -114,8 +123,9 @@ void build_indices(Plan& p, int64_t n_q) {
       }
       for (int64_t j = 0; j < c.lk; ++j) k_index.push_back(s.k_begin + (j < s.k_len ? j : 0));
     }
-    p.masks.push_back(torch::from_blob(mask.data(), {n, 1, c.lq, c.lk}, torch::kFloat)
-                          .to(p.device, p.dtype, /*non_blocking=*/false, /*copy=*/true));
+    p.masks.push_back(c.plain ? Tensor()
+                              : torch::from_blob(mask.data(), {n, 1, c.lq, c.lk}, torch::kFloat)
+                                    .to(p.device, p.dtype, /*non_blocking=*/false, /*copy=*/true));
     slot += n * c.lq;
   }
   const auto as_tensor = [&](std::vector<int64_t>& v) {
@@ -171,24 +181,31 @@ Tensor varlen_attention_padded(const Tensor& q, const Tensor& k, const Tensor& v
   const auto plan = plan_for(q, k, cu_seqlens_q, cu_seqlens_k);
   if (plan->chunks.empty()) return q * 0;  // no block has queries (keeps q in the graph)
   const int64_t hq = q.size(1), hkv = k.size(1), d = q.size(2);
-  const Tensor qp = q.index_select(0, plan->q_index);  // (slots, Hq, D)
-  const Tensor kp = k.index_select(0, plan->k_index);  // (key slots, Hkv, D)
-  const Tensor vp = v.index_select(0, plan->k_index);
+  // Split (not narrowed): the backward of a split is one concatenation of the chunks'
+  // gradients, where narrowing would add a zero-filled tensor of the whole size per chunk.
+  const auto parts = [&](const Tensor& x, const Tensor& index, bool keys) {
+    std::vector<int64_t> sizes;
+    for (const Chunk& c : plan->chunks)
+      sizes.push_back(static_cast<int64_t>(c.spans.size()) * (keys ? c.lk : c.lq));
+    return x.index_select(0, index).split_with_sizes(sizes, 0);
+  };
+  const auto qs = parts(q, plan->q_index, false);  // (n * lq, Hq, D) per chunk
+  const auto ks = parts(k, plan->k_index, true);   // (n * lk, Hkv, D) per chunk
+  const auto vs = parts(v, plan->k_index, true);
   std::vector<Tensor> outs;
-  int64_t q_slot = 0, k_slot = 0;
   for (size_t i = 0; i < plan->chunks.size(); ++i) {
     const Chunk& c = plan->chunks[i];
     const auto n = static_cast<int64_t>(c.spans.size());
-    const auto heads_first = [&](const Tensor& x, int64_t begin, int64_t len, int64_t heads) {
-      return x.narrow(0, begin, n * len).view({n, len, heads, d}).transpose(1, 2);
+    const auto heads_first = [&](const Tensor& x, int64_t len, int64_t heads) {
+      return x.view({n, len, heads, d}).transpose(1, 2);
     };
+    const std::optional<Tensor> mask =
+        c.plain ? std::nullopt : std::optional<Tensor>(plan->masks[i]);
     const Tensor o = torch::scaled_dot_product_attention(
-        heads_first(qp, q_slot, c.lq, hq), heads_first(kp, k_slot, c.lk, hkv),
-        heads_first(vp, k_slot, c.lk, hkv), plan->masks[i], /*dropout_p=*/0.0,
-        /*is_causal=*/false, /*scale=*/std::nullopt, /*enable_gqa=*/hq != hkv);  // (n, Hq, lq, D)
+        heads_first(qs[i], c.lq, hq), heads_first(ks[i], c.lk, hkv), heads_first(vs[i], c.lk, hkv),
+        mask, /*dropout_p=*/0.0,
+        /*is_causal=*/c.plain, /*scale=*/std::nullopt, /*enable_gqa=*/hq != hkv);  // (n, Hq, lq, D)
     outs.push_back(o.transpose(1, 2).reshape({n * c.lq, hq, d}));
-    q_slot += n * c.lq;
-    k_slot += n * c.lk;
   }
   const Tensor all = outs.size() == 1 ? outs[0] : torch::cat(outs, 0);
   return all.index_select(0, plan->out_index);  // (Nq, Hq, D)
