@@ -1,12 +1,15 @@
-// Block causal attention through ATen's scaled_dot_product_attention (its fused CPU kernel on the
-// CPU): blocks of similar lengths are padded into one batch, so a packed batch costs a few SDPA
-// calls per layer instead of a dozen small ops per block. The padding is bounded by a cost model
-// (padded work vs the per-call overhead it saves) and masked, so the result equals the block by
-// block reference; autograd flows through the gathers and SDPA's registered backward.
+// Block causal attention through ATen's fused attention kernels: blocks of similar lengths are
+// padded into one batch, so a packed batch costs a few calls per layer instead of a dozen small
+// ops per block. The padding is bounded by a cost model (padded work vs the per-call overhead it
+// saves). Whole sequences run in the kernel's causal mode (no mask; it skips the upper triangle).
+// A candidate over a prefix runs as two unmasked calls merged exactly by their log-sum-exps: all
+// its queries against the prefix's keys, and causally against its own keys; its backward is the
+// kernel's backward of each part given the merged output and log-sum-exp.
+#include <ATen/ops/_scaled_dot_product_flash_attention_for_cpu.h>
+#include <ATen/ops/_scaled_dot_product_flash_attention_for_cpu_backward.h>
 #include <torch/torch.h>
 
 #include <algorithm>
-#include <limits>
 #include <mutex>
 #include <optional>
 #include <vector>
@@ -24,13 +27,14 @@ struct Span {
   int64_t q_begin, q_len, k_begin, k_len;
 };
 
-// Blocks padded to one (lq, lk) and computed by one SDPA call. A chunk of plain sequences
-// (queries == keys) needs no mask: SDPA's causal mask is exact for them (a real query's keys
-// are all real, padding keys come after it) and lets the kernel skip the upper triangle.
+// Blocks padded to one (lq, lk). Plain (queries == keys): one causal call, exact with padding
+// (a real query's keys are all real; padding keys come after it). Otherwise every block has the
+// same prefix length (lk - lq of each block): keys are [prefix (prefix) ; own (lq, padded)].
 struct Chunk {
   std::vector<Span> spans;
   int64_t lq = 0, lk = 0;
   bool plain = false;
+  int64_t prefix = 0;
 };
 
 // Everything a batch's attention needs besides q, k and v; the same for every layer.
@@ -39,10 +43,9 @@ struct Plan {
   torch::ScalarType dtype = torch::kFloat;
   torch::Device device = torch::kCPU;
   std::vector<Chunk> chunks;
-  Tensor q_index, k_index;  // padded slot -> row of q / of k, chunk after chunk
-  Tensor out_index;         // query row (token order) -> padded output slot
-  std::vector<Tensor>
-      masks;  // per chunk (n, 1, lq, lk) additive (0 allowed, -inf not); none if plain
+  Tensor q_index, k_index;                // padded slot -> row of q / of k, chunk after chunk
+  Tensor out_index;                       // query row (token order) -> padded output slot
+  std::vector<int64_t> q_sizes, k_sizes;  // slots per chunk (keys: 1 part if plain, else 2)
 };
 
 std::vector<int64_t> to_vector(const Tensor& cu) {
@@ -69,22 +72,22 @@ std::vector<Span> read_spans(const std::vector<int64_t>& q, const std::vector<in
   return spans;
 }
 
-// Groups blocks into chunks: sorted by kind (plain sequence or candidate over a prefix) and
-// length, a block joins the current chunk while the padded work grown by it costs less than
-// one more call. call_cost is a call's overhead in units of one query-key score.
+// Groups blocks into chunks: sorted by kind (plain sequence or candidate), prefix length and
+// length, a block joins the current chunk (of its kind and prefix length) while the padded work
+// grown by it costs less than one more call. call_cost is a call's overhead in query-key scores.
 std::vector<Chunk> make_chunks(std::vector<Span> spans, int64_t call_cost) {
-  std::sort(spans.begin(), spans.end(), [](const Span& a, const Span& b) {
-    const bool a_plain = a.q_len == a.k_len, b_plain = b.q_len == b.k_len;
-    if (a_plain != b_plain) return a_plain;
-    return a.k_len != b.k_len ? a.k_len < b.k_len : a.q_len < b.q_len;
+  const auto prefix_of = [](const Span& s) { return s.k_len - s.q_len; };
+  std::sort(spans.begin(), spans.end(), [&](const Span& a, const Span& b) {
+    if (prefix_of(a) != prefix_of(b)) return prefix_of(a) < prefix_of(b);  // plain ones first
+    return a.q_len < b.q_len;
   });
   std::vector<Chunk> chunks;
   for (const Span& s : spans) {
-    const bool plain = s.q_len == s.k_len;
-    if (!chunks.empty() && chunks.back().plain == plain) {
+    const int64_t prefix = prefix_of(s);
+    if (!chunks.empty() && chunks.back().prefix == prefix) {
       Chunk& c = chunks.back();
       const auto n = static_cast<int64_t>(c.spans.size());
-      const int64_t lq = std::max(c.lq, s.q_len), lk = std::max(c.lk, s.k_len);
+      const int64_t lq = std::max(c.lq, s.q_len), lk = lq + prefix;
       const int64_t joined = (n + 1) * lq * lk;
       const int64_t apart = n * c.lq * c.lk + call_cost + s.q_len * s.k_len;
       if (joined <= apart) {
@@ -94,38 +97,34 @@ std::vector<Chunk> make_chunks(std::vector<Span> spans, int64_t call_cost) {
         continue;
       }
     }
-    chunks.push_back(Chunk{{s}, s.q_len, s.k_len, plain});
+    chunks.push_back(Chunk{{s}, s.q_len, s.k_len, prefix == 0, prefix});
   }
   return chunks;
 }
 
-// Padding slots read a real row of their block (its first) and are masked out; a padding query
-// row sees the block's first key only (in a plain chunk: the keys up to it), so its softmax
-// stays finite, and its output is dropped, so its gradient is zero.
+// Padding slots read a real row of their block (its first). A padding query sees real or
+// padding keys (finite), its output is dropped, so its gradient is zero; a real query never
+// sees a padding key (they follow its own keys, beyond the causal limit).
 void build_indices(Plan& p, int64_t n_q) {
   std::vector<int64_t> q_index, k_index, out_index(static_cast<size_t>(n_q), -1);
-  std::vector<float> mask;
   int64_t slot = 0;
   for (const Chunk& c : p.chunks) {
     const auto n = static_cast<int64_t>(c.spans.size());
-    mask.assign(c.plain ? 0 : static_cast<size_t>(n * c.lq * c.lk),
-                -std::numeric_limits<float>::infinity());
     for (int64_t b = 0; b < n; ++b) {
       const Span& s = c.spans[static_cast<size_t>(b)];
       for (int64_t i = 0; i < c.lq; ++i) {
         q_index.push_back(s.q_begin + (i < s.q_len ? i : 0));
         if (i < s.q_len) out_index[static_cast<size_t>(s.q_begin + i)] = slot + b * c.lq + i;
-        if (c.plain) continue;
-        float* row = mask.data() + (b * c.lq + i) * c.lk;
-        // Query i of lq sees key j <= lk - lq + i (causal aligned to the bottom right).
-        const int64_t allowed = i < s.q_len ? s.k_len - s.q_len + i + 1 : 1;
-        std::fill(row, row + allowed, 0.0f);
       }
-      for (int64_t j = 0; j < c.lk; ++j) k_index.push_back(s.k_begin + (j < s.k_len ? j : 0));
     }
-    p.masks.push_back(c.plain ? Tensor()
-                              : torch::from_blob(mask.data(), {n, 1, c.lq, c.lk}, torch::kFloat)
-                                    .to(p.device, p.dtype, /*non_blocking=*/false, /*copy=*/true));
+    for (const Span& s : c.spans)  // the prefix part (all of a plain chunk's keys are "own")
+      for (int64_t j = 0; j < c.prefix; ++j) k_index.push_back(s.k_begin + j);
+    for (const Span& s : c.spans)
+      for (int64_t j = 0; j < c.lq; ++j)
+        k_index.push_back(s.k_begin + c.prefix + (j < s.q_len ? j : 0));
+    p.q_sizes.push_back(n * c.lq);
+    if (!c.plain) p.k_sizes.push_back(n * c.prefix);
+    p.k_sizes.push_back(n * c.lq);
     slot += n * c.lq;
   }
   const auto as_tensor = [&](std::vector<int64_t>& v) {
@@ -165,6 +164,52 @@ std::shared_ptr<const Plan> plan_for(const Tensor& q, const Tensor& k, const Ten
   return last;
 }
 
+// Attention of queries over [prefix keys ; own keys], causal over the own keys (bottom-right
+// aligned), as two unmasked calls of the fused CPU kernel merged by log-sum-exp:
+// out = out_p * exp(lse_p - lse) + out_o * exp(lse_o - lse), lse = logaddexp(lse_p, lse_o).
+// The backward of each part is the kernel's backward given the merged out and lse (its softmax
+// weights are then those of the whole row), and dq is their sum.
+struct PrefixCandidate : torch::autograd::Function<PrefixCandidate> {
+  static Tensor forward(torch::autograd::AutogradContext* ctx, const Tensor& q,
+                        const Tensor& k_prefix, const Tensor& v_prefix, const Tensor& k_own,
+                        const Tensor& v_own) {
+    const auto [out_p, lse_p] =
+        at::_scaled_dot_product_flash_attention_for_cpu(q, k_prefix, v_prefix, 0.0, false);
+    const auto [out_o, lse_o] =
+        at::_scaled_dot_product_flash_attention_for_cpu(q, k_own, v_own, 0.0, true);
+    const Tensor lse = torch::logaddexp(lse_p, lse_o);  // (n, H, lq)
+    const Tensor out = (out_p * (lse_p - lse).exp().unsqueeze(-1).to(out_p.scalar_type()) +
+                        out_o * (lse_o - lse).exp().unsqueeze(-1).to(out_o.scalar_type()))
+                           .contiguous();
+    ctx->save_for_backward({q, k_prefix, v_prefix, k_own, v_own, out, lse});
+    return out;
+  }
+  static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
+                                                 torch::autograd::variable_list grads) {
+    const auto s = ctx->get_saved_variables();
+    const Tensor grad = grads[0].contiguous();
+    const auto [dq_p, dk_p, dv_p] = at::_scaled_dot_product_flash_attention_for_cpu_backward(
+        grad, s[0], s[1], s[2], s[5], s[6], 0.0, false);
+    const auto [dq_o, dk_o, dv_o] = at::_scaled_dot_product_flash_attention_for_cpu_backward(
+        grad, s[0], s[3], s[4], s[5], s[6], 0.0, true);
+    return {dq_p + dq_o, dk_p, dv_p, dk_o, dv_o};
+  }
+};
+
+// q (n, Hq, lq, D), prefix keys (n, Hkv, prefix, D), own keys (n, Hkv, lq, D) -> (n, Hq, lq, D).
+Tensor prefix_candidate_attention(const Tensor& q, const Tensor& k_prefix, const Tensor& v_prefix,
+                                  const Tensor& k_own, const Tensor& v_own) {
+  if (q.device().is_cpu()) return PrefixCandidate::apply(q, k_prefix, v_prefix, k_own, v_own);
+  // Elsewhere: one masked call over the concatenated keys (the kernel above is the CPU's).
+  const int64_t lq = q.size(2), prefix = k_prefix.size(2);
+  const auto opts = torch::TensorOptions().dtype(torch::kInt64).device(q.device());
+  const Tensor allowed = torch::arange(prefix + lq, opts).unsqueeze(0) <=
+                         (torch::arange(lq, opts) + prefix).unsqueeze(1);  // (lq, prefix + lq)
+  return torch::scaled_dot_product_attention(
+      q, torch::cat({k_prefix, k_own}, 2), torch::cat({v_prefix, v_own}, 2), allowed, 0.0, false,
+      std::nullopt, /*enable_gqa=*/q.size(1) != k_own.size(1));
+}
+
 }  // namespace
 
 Tensor varlen_attention_padded(const Tensor& q, const Tensor& k, const Tensor& v,
@@ -183,28 +228,30 @@ Tensor varlen_attention_padded(const Tensor& q, const Tensor& k, const Tensor& v
   const int64_t hq = q.size(1), hkv = k.size(1), d = q.size(2);
   // Split (not narrowed): the backward of a split is one concatenation of the chunks'
   // gradients, where narrowing would add a zero-filled tensor of the whole size per chunk.
-  const auto parts = [&](const Tensor& x, const Tensor& index, bool keys) {
-    std::vector<int64_t> sizes;
-    for (const Chunk& c : plan->chunks)
-      sizes.push_back(static_cast<int64_t>(c.spans.size()) * (keys ? c.lk : c.lq));
-    return x.index_select(0, index).split_with_sizes(sizes, 0);
-  };
-  const auto qs = parts(q, plan->q_index, false);  // (n * lq, Hq, D) per chunk
-  const auto ks = parts(k, plan->k_index, true);   // (n * lk, Hkv, D) per chunk
-  const auto vs = parts(v, plan->k_index, true);
+  const auto qs = q.index_select(0, plan->q_index).split_with_sizes(plan->q_sizes, 0);
+  const auto ks = k.index_select(0, plan->k_index).split_with_sizes(plan->k_sizes, 0);
+  const auto vs = v.index_select(0, plan->k_index).split_with_sizes(plan->k_sizes, 0);
   std::vector<Tensor> outs;
+  size_t key_part = 0;
   for (size_t i = 0; i < plan->chunks.size(); ++i) {
     const Chunk& c = plan->chunks[i];
     const auto n = static_cast<int64_t>(c.spans.size());
     const auto heads_first = [&](const Tensor& x, int64_t len, int64_t heads) {
-      return x.view({n, len, heads, d}).transpose(1, 2);
+      return x.view({n, len, heads, d}).transpose(1, 2);  // (n, heads, len, D)
     };
-    const std::optional<Tensor> mask =
-        c.plain ? std::nullopt : std::optional<Tensor>(plan->masks[i]);
-    const Tensor o = torch::scaled_dot_product_attention(
-        heads_first(qs[i], c.lq, hq), heads_first(ks[i], c.lk, hkv), heads_first(vs[i], c.lk, hkv),
-        mask, /*dropout_p=*/0.0,
-        /*is_causal=*/c.plain, /*scale=*/std::nullopt, /*enable_gqa=*/hq != hkv);  // (n, Hq, lq, D)
+    const Tensor qc = heads_first(qs[i], c.lq, hq);
+    Tensor o;  // (n, Hq, lq, D)
+    if (c.plain) {
+      o = torch::scaled_dot_product_attention(
+          qc, heads_first(ks[key_part], c.lq, hkv), heads_first(vs[key_part], c.lq, hkv), {},
+          /*dropout_p=*/0.0, /*is_causal=*/true, /*scale=*/std::nullopt, /*enable_gqa=*/hq != hkv);
+      key_part += 1;
+    } else {
+      o = prefix_candidate_attention(
+          qc, heads_first(ks[key_part], c.prefix, hkv), heads_first(vs[key_part], c.prefix, hkv),
+          heads_first(ks[key_part + 1], c.lq, hkv), heads_first(vs[key_part + 1], c.lq, hkv));
+      key_part += 2;
+    }
     outs.push_back(o.transpose(1, 2).reshape({n * c.lq, hq, d}));
   }
   const Tensor all = outs.size() == 1 ? outs[0] : torch::cat(outs, 0);
