@@ -2,14 +2,16 @@
 // padded into one batch, so a packed batch costs a few calls per layer instead of a dozen small
 // ops per block. The padding is bounded by a cost model (padded work vs the per-call overhead it
 // saves). Whole sequences run in the kernel's causal mode (no mask; it skips the upper triangle).
-// A candidate over a prefix runs as two unmasked calls merged exactly by their log-sum-exps: all
-// its queries against the prefix's keys, and causally against its own keys; its backward is the
-// kernel's backward of each part given the merged output and log-sum-exp.
+// A candidate over a prefix runs as two calls merged exactly by their log-sum-exps: all its
+// queries against the prefix's keys (masked only where prefixes of different lengths are padded)
+// and causally against its own keys (no mask); its backward is the kernel's backward of each
+// part given the merged output and log-sum-exp.
 #include <ATen/ops/_scaled_dot_product_flash_attention_for_cpu.h>
 #include <ATen/ops/_scaled_dot_product_flash_attention_for_cpu_backward.h>
 #include <torch/torch.h>
 
 #include <algorithm>
+#include <cmath>
 #include <mutex>
 #include <optional>
 #include <vector>
@@ -28,13 +30,14 @@ struct Span {
 };
 
 // Blocks padded to one (lq, lk). Plain (queries == keys): one causal call, exact with padding
-// (a real query's keys are all real; padding keys come after it). Otherwise every block has the
-// same prefix length (lk - lq of each block): keys are [prefix (prefix) ; own (lq, padded)].
+// (a real query's keys are all real; padding keys come after it). Candidates: keys are
+// [prefix (the longest prefix of the chunk, padded) ; own (lq, padded)], lk = prefix + lq.
 struct Chunk {
   std::vector<Span> spans;
   int64_t lq = 0, lk = 0;
   bool plain = false;
   int64_t prefix = 0;
+  bool ragged = false;  // prefixes of different lengths: the prefix call needs a key mask
 };
 
 // Everything a batch's attention needs besides q, k and v; the same for every layer.
@@ -46,6 +49,7 @@ struct Plan {
   Tensor q_index, k_index;                // padded slot -> row of q / of k, chunk after chunk
   Tensor out_index;                       // query row (token order) -> padded output slot
   std::vector<int64_t> q_sizes, k_sizes;  // slots per chunk (keys: 1 part if plain, else 2)
+  std::vector<Tensor> prefix_masks;       // per chunk (n, 1, lq, prefix) additive if ragged
 };
 
 std::vector<int64_t> to_vector(const Tensor& cu) {
@@ -72,9 +76,9 @@ std::vector<Span> read_spans(const std::vector<int64_t>& q, const std::vector<in
   return spans;
 }
 
-// Groups blocks into chunks: sorted by kind (plain sequence or candidate), prefix length and
-// length, a block joins the current chunk (of its kind and prefix length) while the padded work
-// grown by it costs less than one more call. call_cost is a call's overhead in query-key scores.
+// Groups blocks into chunks: plain sequences first, then candidates by prefix length, each by
+// length; a block joins the current chunk of its kind while the padded work grown by it costs
+// less than one more call. call_cost is a call's overhead in query-key scores.
 std::vector<Chunk> make_chunks(std::vector<Span> spans, int64_t call_cost) {
   const auto prefix_of = [](const Span& s) { return s.k_len - s.q_len; };
   std::sort(spans.begin(), spans.end(), [&](const Span& a, const Span& b) {
@@ -84,20 +88,23 @@ std::vector<Chunk> make_chunks(std::vector<Span> spans, int64_t call_cost) {
   std::vector<Chunk> chunks;
   for (const Span& s : spans) {
     const int64_t prefix = prefix_of(s);
-    if (!chunks.empty() && chunks.back().prefix == prefix) {
+    const bool plain = prefix == 0;
+    if (!chunks.empty() && chunks.back().plain == plain) {
       Chunk& c = chunks.back();
       const auto n = static_cast<int64_t>(c.spans.size());
-      const int64_t lq = std::max(c.lq, s.q_len), lk = lq + prefix;
-      const int64_t joined = (n + 1) * lq * lk;
+      const int64_t lq = std::max(c.lq, s.q_len), pre = std::max(c.prefix, prefix);
+      const int64_t joined = (n + 1) * lq * (pre + lq);
       const int64_t apart = n * c.lq * c.lk + call_cost + s.q_len * s.k_len;
       if (joined <= apart) {
         c.spans.push_back(s);
+        c.ragged = c.ragged || prefix != c.prefix;
         c.lq = lq;
-        c.lk = lk;
+        c.prefix = pre;
+        c.lk = pre + lq;
         continue;
       }
     }
-    chunks.push_back(Chunk{{s}, s.q_len, s.k_len, prefix == 0, prefix});
+    chunks.push_back(Chunk{{s}, s.q_len, s.k_len, plain, prefix, false});
   }
   return chunks;
 }
@@ -117,11 +124,26 @@ void build_indices(Plan& p, int64_t n_q) {
         if (i < s.q_len) out_index[static_cast<size_t>(s.q_begin + i)] = slot + b * c.lq + i;
       }
     }
-    for (const Span& s : c.spans)  // the prefix part (all of a plain chunk's keys are "own")
-      for (int64_t j = 0; j < c.prefix; ++j) k_index.push_back(s.k_begin + j);
-    for (const Span& s : c.spans)
+    std::vector<float> mask;  // the prefix call's key mask: padding keys of a shorter prefix
+    if (c.ragged) mask.assign(static_cast<size_t>(n * c.prefix), 0.0f);
+    for (int64_t b = 0; b < n; ++b) {  // the prefix part (a plain chunk's keys are all "own")
+      const Span& s = c.spans[static_cast<size_t>(b)];
+      const int64_t own_prefix = s.k_len - s.q_len;
+      for (int64_t j = 0; j < c.prefix; ++j) {
+        k_index.push_back(s.k_begin + (j < own_prefix ? j : 0));
+        if (j >= own_prefix) mask[static_cast<size_t>(b * c.prefix + j)] = -INFINITY;
+      }
+    }
+    for (const Span& s : c.spans) {
+      const int64_t own_prefix = s.k_len - s.q_len;
       for (int64_t j = 0; j < c.lq; ++j)
-        k_index.push_back(s.k_begin + c.prefix + (j < s.q_len ? j : 0));
+        k_index.push_back(s.k_begin + own_prefix + (j < s.q_len ? j : 0));
+    }
+    p.prefix_masks.push_back(c.ragged
+                                 ? torch::from_blob(mask.data(), {n, 1, 1, c.prefix}, torch::kFloat)
+                                       .to(p.device, p.dtype, false, /*copy=*/true)
+                                       .expand({n, 1, c.lq, c.prefix})
+                                 : Tensor());
     p.q_sizes.push_back(n * c.lq);
     if (!c.plain) p.k_sizes.push_back(n * c.prefix);
     p.k_sizes.push_back(n * c.lq);
@@ -165,16 +187,22 @@ std::shared_ptr<const Plan> plan_for(const Tensor& q, const Tensor& k, const Ten
 }
 
 // Attention of queries over [prefix keys ; own keys], causal over the own keys (bottom-right
-// aligned), as two unmasked calls of the fused CPU kernel merged by log-sum-exp:
+// aligned), as two calls of the fused CPU kernel merged by log-sum-exp (the prefix call takes
+// prefix_mask, additive (n, 1, lq, prefix), where prefixes are padded):
 // out = out_p * exp(lse_p - lse) + out_o * exp(lse_o - lse), lse = logaddexp(lse_p, lse_o).
 // The backward of each part is the kernel's backward given the merged out and lse (its softmax
 // weights are then those of the whole row), and dq is their sum.
+// No mask travels as an empty tensor (an autograd Function takes no undefined inputs).
+std::optional<Tensor> optional_mask(const Tensor& mask) {
+  return mask.defined() && mask.numel() > 0 ? std::optional<Tensor>(mask) : std::nullopt;
+}
+
 struct PrefixCandidate : torch::autograd::Function<PrefixCandidate> {
   static Tensor forward(torch::autograd::AutogradContext* ctx, const Tensor& q,
                         const Tensor& k_prefix, const Tensor& v_prefix, const Tensor& k_own,
-                        const Tensor& v_own) {
-    const auto [out_p, lse_p] =
-        at::_scaled_dot_product_flash_attention_for_cpu(q, k_prefix, v_prefix, 0.0, false);
+                        const Tensor& v_own, const Tensor& prefix_mask) {
+    const auto [out_p, lse_p] = at::_scaled_dot_product_flash_attention_for_cpu(
+        q, k_prefix, v_prefix, 0.0, false, optional_mask(prefix_mask));
     const auto [out_o, lse_o] =
         at::_scaled_dot_product_flash_attention_for_cpu(q, k_own, v_own, 0.0, true);
     const Tensor lse = torch::logaddexp(lse_p, lse_o);  // (n, H, lq)
@@ -182,6 +210,7 @@ struct PrefixCandidate : torch::autograd::Function<PrefixCandidate> {
                         out_o * (lse_o - lse).exp().unsqueeze(-1).to(out_o.scalar_type()))
                            .contiguous();
     ctx->save_for_backward({q, k_prefix, v_prefix, k_own, v_own, out, lse});
+    ctx->saved_data["mask"] = prefix_mask;
     return out;
   }
   static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
@@ -189,24 +218,34 @@ struct PrefixCandidate : torch::autograd::Function<PrefixCandidate> {
     const auto s = ctx->get_saved_variables();
     const Tensor grad = grads[0].contiguous();
     const auto [dq_p, dk_p, dv_p] = at::_scaled_dot_product_flash_attention_for_cpu_backward(
-        grad, s[0], s[1], s[2], s[5], s[6], 0.0, false);
+        grad, s[0], s[1], s[2], s[5], s[6], 0.0, false,
+        optional_mask(ctx->saved_data["mask"].toTensor()));
     const auto [dq_o, dk_o, dv_o] = at::_scaled_dot_product_flash_attention_for_cpu_backward(
         grad, s[0], s[3], s[4], s[5], s[6], 0.0, true);
-    return {dq_p + dq_o, dk_p, dv_p, dk_o, dv_o};
+    return {dq_p + dq_o, dk_p, dv_p, dk_o, dv_o, Tensor()};
   }
 };
 
 // q (n, Hq, lq, D), prefix keys (n, Hkv, prefix, D), own keys (n, Hkv, lq, D) -> (n, Hq, lq, D).
 Tensor prefix_candidate_attention(const Tensor& q, const Tensor& k_prefix, const Tensor& v_prefix,
-                                  const Tensor& k_own, const Tensor& v_own) {
-  if (q.device().is_cpu()) return PrefixCandidate::apply(q, k_prefix, v_prefix, k_own, v_own);
+                                  const Tensor& k_own, const Tensor& v_own,
+                                  const Tensor& prefix_mask) {
+  if (q.device().is_cpu()) {
+    return PrefixCandidate::apply(q, k_prefix, v_prefix, k_own, v_own,
+                                  prefix_mask.defined() ? prefix_mask : torch::empty({0}));
+  }
   // Elsewhere: one masked call over the concatenated keys (the kernel above is the CPU's).
-  const int64_t lq = q.size(2), prefix = k_prefix.size(2);
+  const int64_t n = q.size(0), lq = q.size(2), prefix = k_prefix.size(2);
   const auto opts = torch::TensorOptions().dtype(torch::kInt64).device(q.device());
-  const Tensor allowed = torch::arange(prefix + lq, opts).unsqueeze(0) <=
-                         (torch::arange(lq, opts) + prefix).unsqueeze(1);  // (lq, prefix + lq)
+  const Tensor own =
+      torch::zeros({lq, lq}, q.options())
+          .masked_fill(torch::arange(lq, opts).unsqueeze(0) > torch::arange(lq, opts).unsqueeze(1),
+                       -INFINITY);  // (lq, lq)
+  const Tensor pre =
+      prefix_mask.defined() ? prefix_mask : torch::zeros({n, 1, lq, prefix}, q.options());
+  const Tensor mask = torch::cat({pre, own.expand({n, 1, lq, lq})}, -1);  // (n, 1, lq, prefix + lq)
   return torch::scaled_dot_product_attention(
-      q, torch::cat({k_prefix, k_own}, 2), torch::cat({v_prefix, v_own}, 2), allowed, 0.0, false,
+      q, torch::cat({k_prefix, k_own}, 2), torch::cat({v_prefix, v_own}, 2), mask, 0.0, false,
       std::nullopt, /*enable_gqa=*/q.size(1) != k_own.size(1));
 }
 
@@ -249,7 +288,8 @@ Tensor varlen_attention_padded(const Tensor& q, const Tensor& k, const Tensor& v
     } else {
       o = prefix_candidate_attention(
           qc, heads_first(ks[key_part], c.prefix, hkv), heads_first(vs[key_part], c.prefix, hkv),
-          heads_first(ks[key_part + 1], c.lq, hkv), heads_first(vs[key_part + 1], c.lq, hkv));
+          heads_first(ks[key_part + 1], c.lq, hkv), heads_first(vs[key_part + 1], c.lq, hkv),
+          plan->prefix_masks[i]);
       key_part += 2;
     }
     outs.push_back(o.transpose(1, 2).reshape({n * c.lq, hq, d}));
