@@ -77,9 +77,10 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--out", default=os.path.join(expt.ROOT, "runs", "experiments", "scaling"))
     ap.add_argument("--world-seed", type=int, default=0)
-    ap.add_argument("--sizes", nargs="+", default=["h16", "h32", "h48", "h64"], choices=list(SIZES))
-    ap.add_argument("--steps", type=int, nargs="+", default=[160], help="run lengths (compute budgets), in steps")
-    ap.add_argument("--eval-every", type=int, default=40, help="also a budget every N steps of each run (0: off)")
+    ap.add_argument("--sizes", nargs="+", default=list(SIZES), choices=list(SIZES))
+    ap.add_argument("--steps", type=int, nargs="+", default=[60, 120, 240, 480, 960],
+                    help="run lengths (compute budgets), in steps: one run each, with its own schedule")
+    ap.add_argument("--eval-every", type=int, default=0, help="also a budget every N steps of each run (0: off)")
     ap.add_argument("--batch-groups", type=int, default=16)
     ap.add_argument("--eval-groups", type=int, default=128)
     ap.add_argument("--seed", type=int, default=0)
