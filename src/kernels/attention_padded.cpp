@@ -131,7 +131,7 @@ void build_indices(Plan& p, int64_t n_q) {
       const int64_t own_prefix = s.k_len - s.q_len;
       for (int64_t j = 0; j < c.prefix; ++j) {
         k_index.push_back(s.k_begin + (j < own_prefix ? j : 0));
-        if (j >= own_prefix) mask[static_cast<size_t>(b * c.prefix + j)] = -INFINITY;
+        if (c.ragged && j >= own_prefix) mask[static_cast<size_t>(b * c.prefix + j)] = -INFINITY;
       }
     }
     for (const Span& s : c.spans) {
