@@ -16,7 +16,7 @@
 #include <optional>
 #include <vector>
 
-#include "polar/common/error.h"
+#include "block_spans.h"
 #include "polar/kernels/attention.h"
 
 namespace polar::kernels {
@@ -25,9 +25,7 @@ using torch::Tensor;
 
 namespace {
 
-struct Span {
-  int64_t q_begin, q_len, k_begin, k_len;
-};
+using Span = BlockSpan;
 
 // Blocks padded to one (lq, lk). Plain (queries == keys): one causal call, exact with padding
 // (a real query's keys are all real; padding keys come after it). Candidates: keys are
@@ -51,30 +49,6 @@ struct Plan {
   std::vector<int64_t> q_sizes, k_sizes;  // slots per chunk (keys: 1 part if plain, else 2)
   std::vector<Tensor> prefix_masks;       // per chunk (n, 1, lq, prefix) additive if ragged
 };
-
-std::vector<int64_t> to_vector(const Tensor& cu) {
-  const Tensor c = cu.to(torch::kCPU, torch::kInt64).contiguous();
-  return {c.data_ptr<int64_t>(), c.data_ptr<int64_t>() + c.numel()};
-}
-
-std::vector<Span> read_spans(const std::vector<int64_t>& q, const std::vector<int64_t>& k,
-                             int64_t n_q, int64_t n_k) {
-  const auto n = static_cast<int64_t>(q.size()) - 1;
-  POLAR_CHECK(n >= 1 && q.size() == k.size(),
-              "varlen_attention_padded: cu_seqlens_q and cu_seqlens_k must both be (S + 1), got ",
-              q.size(), " and ", k.size(), " entries");
-  POLAR_CHECK(q[0] == 0 && k[0] == 0 && q[n] == n_q && k[n] == n_k,
-              "varlen_attention_padded: cu_seqlens must run from 0 to the token counts (", n_q,
-              ", ", n_k, "), got [", q[0], ", ", q[n], "] and [", k[0], ", ", k[n], "]");
-  std::vector<Span> spans;
-  for (int64_t b = 0; b < n; ++b) {
-    const Span s{q[b], q[b + 1] - q[b], k[b], k[b + 1] - k[b]};
-    POLAR_CHECK(s.q_len >= 0 && s.k_len >= s.q_len, "varlen_attention_padded: block ", b, " has ",
-                s.q_len, " queries and ", s.k_len, " keys (needs 0 <= queries <= keys)");
-    if (s.q_len > 0) spans.push_back(s);
-  }
-  return spans;
-}
 
 // Groups blocks into chunks: plain sequences first, then candidates by prefix length, each by
 // length; a block joins the current chunk of its kind while the padded work grown by it costs
@@ -164,7 +138,7 @@ std::shared_ptr<const Plan> plan_for(const Tensor& q, const Tensor& k, const Ten
                                      const Tensor& cu_k) {
   static std::mutex mutex;
   static std::shared_ptr<const Plan> last;
-  std::vector<int64_t> qv = to_vector(cu_q), kv = to_vector(cu_k);
+  std::vector<int64_t> qv = cu_seqlens_values(cu_q), kv = cu_seqlens_values(cu_k);
   {
     std::lock_guard<std::mutex> lock(mutex);
     if (last && last->cu_q == qv && last->cu_k == kv && last->dtype == q.scalar_type() &&
@@ -177,7 +151,8 @@ std::shared_ptr<const Plan> plan_for(const Tensor& q, const Tensor& k, const Ten
   p->device = q.device();
   // A call costs about as much as this many query-key scores (2 MFLOP of 4 * D * Hq each).
   const int64_t call_cost = std::max<int64_t>(64, 2'000'000 / (4 * q.size(2) * q.size(1)));
-  p->chunks = make_chunks(read_spans(qv, kv, q.size(0), k.size(0)), call_cost);
+  p->chunks = make_chunks(read_block_spans("varlen_attention_padded", qv, kv, q.size(0), k.size(0)),
+                          call_cost);
   build_indices(*p, q.size(0));
   p->cu_q = std::move(qv);
   p->cu_k = std::move(kv);
@@ -186,17 +161,17 @@ std::shared_ptr<const Plan> plan_for(const Tensor& q, const Tensor& k, const Ten
   return last;
 }
 
+// No mask travels as an empty tensor (an autograd Function takes no undefined inputs).
+std::optional<Tensor> optional_mask(const Tensor& mask) {
+  return mask.defined() && mask.numel() > 0 ? std::optional<Tensor>(mask) : std::nullopt;
+}
+
 // Attention of queries over [prefix keys ; own keys], causal over the own keys (bottom-right
 // aligned), as two calls of the fused CPU kernel merged by log-sum-exp (the prefix call takes
 // prefix_mask, additive (n, 1, lq, prefix), where prefixes are padded):
 // out = out_p * exp(lse_p - lse) + out_o * exp(lse_o - lse), lse = logaddexp(lse_p, lse_o).
 // The backward of each part is the kernel's backward given the merged out and lse (its softmax
 // weights are then those of the whole row), and dq is their sum.
-// No mask travels as an empty tensor (an autograd Function takes no undefined inputs).
-std::optional<Tensor> optional_mask(const Tensor& mask) {
-  return mask.defined() && mask.numel() > 0 ? std::optional<Tensor>(mask) : std::nullopt;
-}
-
 struct PrefixCandidate : torch::autograd::Function<PrefixCandidate> {
   static Tensor forward(torch::autograd::AutogradContext* ctx, const Tensor& q,
                         const Tensor& k_prefix, const Tensor& v_prefix, const Tensor& k_own,
@@ -253,15 +228,7 @@ Tensor prefix_candidate_attention(const Tensor& q, const Tensor& k_prefix, const
 
 Tensor varlen_attention_padded(const Tensor& q, const Tensor& k, const Tensor& v,
                                const Tensor& cu_seqlens_q, const Tensor& cu_seqlens_k) {
-  POLAR_CHECK(q.dim() == 3 && k.dim() == 3 && v.sizes() == k.sizes() && k.size(2) == q.size(2),
-              "varlen_attention_padded: q must be (Nq, Hq, D) and k, v (Nk, Hkv, D), got ",
-              q.sizes(), ", ", k.sizes(), ", ", v.sizes());
-  POLAR_CHECK(k.size(1) > 0 && q.size(1) % k.size(1) == 0,
-              "varlen_attention_padded: Hq = ", q.size(1),
-              " must be a multiple of Hkv = ", k.size(1));
-  POLAR_CHECK(k.scalar_type() == q.scalar_type() && v.scalar_type() == q.scalar_type() &&
-                  k.device() == q.device() && v.device() == q.device(),
-              "varlen_attention_padded: q, k and v must share dtype and device");
+  check_block_attention_inputs("varlen_attention_padded", q, k, v);
   const auto plan = plan_for(q, k, cu_seqlens_q, cu_seqlens_k);
   if (plan->chunks.empty()) return q * 0;  // no block has queries (keeps q in the graph)
   const int64_t hq = q.size(1), hkv = k.size(1), d = q.size(2);

@@ -7,6 +7,7 @@
 
 #include <cmath>
 
+#include "block_spans.h"
 #include "polar/common/error.h"
 #include "polar/kernels/attention.h"
 
@@ -16,33 +17,14 @@ using torch::Tensor;
 
 namespace {
 
-struct Block {
-  int64_t q_begin, q_len, k_begin, k_len;
-};
+using Block = BlockSpan;
 
 std::vector<Block> read_blocks(const Tensor& cu_q, const Tensor& cu_k, int64_t n_q, int64_t n_k) {
-  POLAR_CHECK(
-      cu_q.dim() == 1 && cu_k.dim() == 1 && cu_q.size(0) == cu_k.size(0) && cu_q.size(0) >= 2,
-      "varlen_attention_reference: cu_seqlens_q and cu_seqlens_k must both be (S + 1), got ",
-      cu_q.sizes(), " and ", cu_k.sizes());
-  const Tensor q_cpu = cu_q.to(torch::kCPU, torch::kInt64).contiguous();
-  const Tensor k_cpu = cu_k.to(torch::kCPU, torch::kInt64).contiguous();
-  const int64_t* q = q_cpu.data_ptr<int64_t>();
-  const int64_t* k = k_cpu.data_ptr<int64_t>();
-  const int64_t n = q_cpu.size(0) - 1;
-  POLAR_CHECK(q[0] == 0 && k[0] == 0 && q[n] == n_q && k[n] == n_k,
-              "varlen_attention_reference: cu_seqlens must run from 0 to the token counts (", n_q,
-              ", ", n_k, "), got [", q[0], ", ", q[n], "] and [", k[0], ", ", k[n], "]");
-  std::vector<Block> blocks;
-  blocks.reserve(static_cast<size_t>(n));
-  for (int64_t b = 0; b < n; ++b) {
-    const Block block{q[b], q[b + 1] - q[b], k[b], k[b + 1] - k[b]};
-    POLAR_CHECK(block.q_len >= 0 && block.k_len >= block.q_len,
-                "varlen_attention_reference: block ", b, " has ", block.q_len, " queries and ",
-                block.k_len, " keys (needs 0 <= queries <= keys)");
-    if (block.q_len > 0) blocks.push_back(block);
-  }
-  return blocks;
+  POLAR_CHECK(cu_q.dim() == 1 && cu_k.dim() == 1,
+              "varlen_attention_reference: cu_seqlens_q and cu_seqlens_k must be 1-D, got ",
+              cu_q.sizes(), " and ", cu_k.sizes());
+  return read_block_spans("varlen_attention_reference", cu_seqlens_values(cu_q),
+                          cu_seqlens_values(cu_k), n_q, n_k);
 }
 
 // Query i of lq sees key j of lk when j <= lk - lq + i (causal aligned to the bottom right).
@@ -147,15 +129,7 @@ struct BlockAttention : torch::autograd::Function<BlockAttention> {
 
 Tensor varlen_attention_reference(const Tensor& q, const Tensor& k, const Tensor& v,
                                   const Tensor& cu_seqlens_q, const Tensor& cu_seqlens_k) {
-  POLAR_CHECK(q.dim() == 3 && k.dim() == 3 && v.sizes() == k.sizes() && k.size(2) == q.size(2),
-              "varlen_attention_reference: q must be (Nq, Hq, D) and k, v (Nk, Hkv, D), got ",
-              q.sizes(), ", ", k.sizes(), ", ", v.sizes());
-  POLAR_CHECK(k.size(1) > 0 && q.size(1) % k.size(1) == 0,
-              "varlen_attention_reference: Hq = ", q.size(1),
-              " must be a multiple of Hkv = ", k.size(1));
-  POLAR_CHECK(k.scalar_type() == q.scalar_type() && v.scalar_type() == q.scalar_type() &&
-                  k.device() == q.device() && v.device() == q.device(),
-              "varlen_attention_reference: q, k and v must share dtype and device");
+  check_block_attention_inputs("varlen_attention_reference", q, k, v);
   return BlockAttention::apply(q.contiguous(), k.contiguous(), v.contiguous(), cu_seqlens_q,
                                cu_seqlens_k);
 }

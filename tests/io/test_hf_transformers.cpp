@@ -47,14 +47,7 @@ class HfTransformers : public ::testing::Test {
     seqs_ = hftest::polar_sequences(6, tok.vocab_size(), s.bos, s.reward, 17);
     auto model = [&](const std::string& name, const char* arch, const char* head, int seed, int kv,
                      bool tie, double rope) {
-      json m = {{"dir", *tmp_ / name},  {"arch", arch},
-                {"head", head},         {"seed", seed},
-                {"vocab", 320},         {"hidden", 48},
-                {"layers", 2},          {"heads", 6},
-                {"kv_heads", kv},       {"intermediate", 80},
-                {"rope_theta", 5000.0}, {"tie", tie},
-                {"bos", s.bos},         {"eos", s.eos},
-                {"pad", s.pad},         {"tokenizer_from", testing::tiny_tokenizer_dir()}};
+      json m = hftest::tiny_hf_model_spec(*tmp_ / name, arch, head, seed, kv, tie, s);
       if (rope != 1.0) m["rope_scaling"] = rope;
       return m;
     };

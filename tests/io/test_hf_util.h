@@ -20,8 +20,25 @@
 #include "polar/common/json_config.h"
 #include "polar/io/safetensors.h"
 #include "polar/model/reward_model.h"
+#include "polar/tokenizer/tokenizer.h"
 
 namespace polar::hftest {
+
+// The spec hf_reference.py builds a tiny random Hugging Face model from (vocabulary 320, hidden
+// 48, 2 layers, 6 heads, MLP 80, rope theta 5000, the tiny tokenizer's special ids); `head` is
+// "reward" or "causal".
+inline nlohmann::json tiny_hf_model_spec(const std::filesystem::path& dir, const char* arch,
+                                         const char* head, int seed, int kv_heads, bool tie,
+                                         const SpecialTokens& s) {
+  return {{"dir", dir},           {"arch", arch},
+          {"head", head},         {"seed", seed},
+          {"vocab", 320},         {"hidden", 48},
+          {"layers", 2},          {"heads", 6},
+          {"kv_heads", kv_heads}, {"intermediate", 80},
+          {"rope_theta", 5000.0}, {"tie", tie},
+          {"bos", s.bos},         {"eos", s.eos},
+          {"pad", s.pad},         {"tokenizer_from", testing::tiny_tokenizer_dir()}};
+}
 
 // The venv's python and the reference side of the transformers cross-checks.
 inline const char* kPython = POLAR_SOURCE_DIR "/.venv/bin/python";

@@ -14,6 +14,7 @@
 #include <sstream>
 
 #include "common/tiny_data.h"
+#include "io/test_hf_util.h"
 #include "polar/common/json_config.h"
 #include "polar/sample/generate.h"
 #include "polar/tokenizer/tokenizer.h"
@@ -50,14 +51,7 @@ TEST(SampleTransformers, GreedyGenerationEqualsTransformersGenerate) {
   const Tokenizer tok = Tokenizer::load(testing::tiny_tokenizer_dir());
   const SpecialTokens& s = tok.special();
   auto model = [&](const std::string& name, const char* arch, int seed, int kv, bool tie) {
-    return json{{"dir", tmp / name},    {"arch", arch},
-                {"head", "causal"},     {"seed", seed},
-                {"vocab", 320},         {"hidden", 48},
-                {"layers", 2},          {"heads", 6},
-                {"kv_heads", kv},       {"intermediate", 80},
-                {"rope_theta", 5000.0}, {"tie", tie},
-                {"bos", s.bos},         {"eos", s.eos},
-                {"pad", s.pad},         {"tokenizer_from", testing::tiny_tokenizer_dir()}};
+    return hftest::tiny_hf_model_spec(tmp / name, arch, "causal", seed, kv, tie, s);
   };
   // Prompts of different lengths, so the batch is left-padded; the texts are
   // the tokenizer's own.
