@@ -102,6 +102,7 @@ int main(int argc, char** argv) {
   polar::cli::add_interop_commands(app);
   polar::cli::add_serve_command(app);
   polar::cli::add_plan_command(app);
+  polar::cli::add_config_command(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

@@ -1,6 +1,8 @@
 #!/usr/bin/env python3
 """Ablation on the built-in synthetic world: POLAR pre-training + fine-tuning vs the same
-fine-tuning from random init vs a reference-free model, over several seeds, per test slice.
+fine-tuning from random init vs a reference-free model, over several seeds, per test slice; and
+POLAR with the listwise loss (loss.type listwise: the positive against its group's K negatives in
+one softmax) in place of the pairwise Bradley-Terry loss, pre-training and fine-tuning.
 
 Per seed: pre-train (configs/tiny_pretrain.json) keeping checkpoints along the way, fine-tune
 (configs/tiny_finetune.json, its defaults) from several of them, fine-tune from random init, and
@@ -92,6 +94,16 @@ def one_seed(args, world, ref_free, seed):
         scratch = os.path.join(base, "scratch")
         expt.train(tuned[0], scratch, tuned[1:] + fresh)
         arms["scratch"] = {"compute": 0.0, "slices": eval_slices(f"{scratch}/final", f"{world}/raw", scratch)}
+    if "polar_listwise" in args.arms:
+        # The same pre-training and fine-tuning with the listwise loss.
+        pre_lw = os.path.join(base, "pretrain_listwise")
+        expt.train("configs/tiny_pretrain.json", pre_lw, [
+            f"data.train={world}/pretrain", f"train.seed={seed}", f"train.steps={args.pretrain_steps}",
+            "eval.every=0", "eval.max_groups=512", "loss.type=listwise"] + expt.SHAPES[args.model])
+        run_dir = os.path.join(base, "polar_listwise")
+        expt.train(tuned[0], run_dir, tuned[1:] + [f"model.init_from={pre_lw}/final", "loss.type=listwise"])
+        arms["polar_listwise"] = {"compute": expt.train_flops(pre_lw),
+                                  "slices": eval_slices(f"{run_dir}/final", f"{world}/raw", run_dir)}
     if "ref_free" in args.arms:
         free = os.path.join(base, "ref_free")
         expt.train(tuned[0], free, [f"data.train={ref_free}/finetune"] + tuned[2:] + fresh)
@@ -99,7 +111,8 @@ def one_seed(args, world, ref_free, seed):
     return arms
 
 
-ARM_LABELS = {"polar": "POLAR pre-train + FT", "scratch": "FT from random init",
+ARM_LABELS = {"polar": "POLAR pre-train + FT", "polar_listwise": "POLAR pre-train + FT, listwise loss",
+              "scratch": "FT from random init",
               "ref_free": "reference-free FT (random init)", "pretrain_only": "POLAR pre-train only (no FT)"}
 
 
@@ -107,7 +120,7 @@ def summarise(results):
     """Markdown table: per arm and slice, mean accuracy and 95% interval over seeds."""
     seeds = sorted(results)
     first = results[seeds[0]]
-    arms = [a for a in ("polar", "scratch", "ref_free", "pretrain_only") if a in first]
+    arms = [a for a in ("polar", "polar_listwise", "scratch", "ref_free", "pretrain_only") if a in first]
     lines = [f"| model | " + " | ".join(f"{s} (n={first['polar']['slices'][s]['n']})" for s in SLICES) + " |",
              "|---" * (len(SLICES) + 1) + "|"]
     for arm in arms:
@@ -156,8 +169,9 @@ def main():
     ap.add_argument("--pretrain-only", action="store_true", help="stop after the pre-training runs")
     ap.add_argument("--all-points", action="store_true", help="also fine-tune from the quarter-way checkpoint")
     ap.add_argument("--final-only", action="store_true", help="fine-tune only from the final checkpoint")
-    ap.add_argument("--arms", nargs="+", default=["polar", "scratch", "ref_free"], choices=["polar", "scratch", "ref_free"],
-                    help="what to run (the table and plot need all three)")
+    ap.add_argument("--arms", nargs="+", default=["polar", "polar_listwise", "scratch", "ref_free"],
+                    choices=["polar", "polar_listwise", "scratch", "ref_free"],
+                    help="what to run (the table and plot need polar, scratch and ref_free)")
     args = ap.parse_args()
     expt.require_matplotlib()
     if args.pretrain_steps < 4 or args.pretrain_steps % 4:
@@ -172,7 +186,7 @@ def main():
         if args.pretrain_only:
             continue
         expt.write_json(os.path.join(args.out, "results.json"), {str(k): v for k, v in results.items()})
-    if args.pretrain_only or len(args.arms) < 3:
+    if args.pretrain_only or not {"polar", "scratch", "ref_free"} <= set(args.arms):
         return
     table = summarise(results)
     with open(os.path.join(args.out, "table.md"), "w") as f:

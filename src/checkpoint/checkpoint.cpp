@@ -11,6 +11,7 @@
 #include <filesystem>
 #include <mutex>
 #include <sstream>
+#include <string_view>
 
 #include "polar/checkpoint/hf.h"
 #include "polar/checkpoint/verify.h"
@@ -124,22 +125,44 @@ void save_checkpoint(const std::string& dir, const CheckpointContents& c) {
   staged.commit();
 }
 
+namespace {
+
+constexpr std::string_view kCheckpointPrefix = "checkpoint-";
+
+// The step checkpoint directories of a run: (step, path), unsorted.
+std::vector<std::pair<int64_t, fs::path>> step_checkpoints(const std::string& run_dir) {
+  std::vector<std::pair<int64_t, fs::path>> found;
+  for (const auto& e : fs::directory_iterator(run_dir)) {
+    if (!e.is_directory()) continue;
+    if (auto step = checkpoint_dir_step(e.path().filename().string()))
+      found.emplace_back(*step, e.path());
+  }
+  return found;
+}
+
+}  // namespace
+
+std::string checkpoint_dir_name(int64_t step) {
+  return std::string(kCheckpointPrefix) + std::to_string(step);
+}
+
+std::optional<int64_t> checkpoint_dir_step(const std::string& name) {
+  if (name.rfind(kCheckpointPrefix, 0) != 0) return std::nullopt;
+  const std::string digits = name.substr(kCheckpointPrefix.size());
+  if (digits.empty() || digits.size() > 18 || !std::all_of(digits.begin(), digits.end(), ::isdigit))
+    return std::nullopt;
+  return std::stoll(digits);
+}
+
 std::optional<std::string> find_latest_checkpoint(const std::string& run_dir) {
   if (!fs::is_directory(run_dir)) return std::nullopt;
   int64_t best = -1;
   std::string best_dir;
-  for (const auto& e : fs::directory_iterator(run_dir)) {
-    std::string name = e.path().filename().string();
-    if (!e.is_directory() || name.rfind("checkpoint-", 0) != 0) continue;
-    std::string digits = name.substr(11);
-    if (digits.empty() || digits.size() > 18 ||
-        !std::all_of(digits.begin(), digits.end(), ::isdigit))
-      continue;
-    if (!fs::exists(e.path() / "trainer_state.json")) continue;  // incomplete
-    int64_t step = std::stoll(digits);
+  for (const auto& [step, path] : step_checkpoints(run_dir)) {
+    if (!fs::exists(path / "trainer_state.json")) continue;  // incomplete
     if (step > best) {
       best = step;
-      best_dir = e.path().string();
+      best_dir = path.string();
     }
   }
   if (best < 0) return std::nullopt;
@@ -148,23 +171,14 @@ std::optional<std::string> find_latest_checkpoint(const std::string& run_dir) {
 
 void prune_checkpoints(const std::string& run_dir, int64_t keep_last) {
   remove_stale_temporaries(run_dir);
-  std::vector<std::pair<int64_t, fs::path>> found;
-  for (const auto& e : fs::directory_iterator(run_dir)) {
-    std::string name = e.path().filename().string();
-    if (!e.is_directory() || name.rfind("checkpoint-", 0) != 0) continue;
-    std::string digits = name.substr(11);
-    if (digits.empty() || digits.size() > 18 ||
-        !std::all_of(digits.begin(), digits.end(), ::isdigit))
-      continue;
-    found.emplace_back(std::stoll(digits), e.path());
-  }
+  std::vector<std::pair<int64_t, fs::path>> found = step_checkpoints(run_dir);
   std::sort(found.begin(), found.end());
   for (size_t i = 0; i + static_cast<size_t>(keep_last) < found.size(); ++i)
     fs::remove_all(found[i].second);
 }
 
 ModelConfig load_model_shape(const std::string& path) {
-  if (io::is_hf_directory(path)) return io::import_hf(path, torch::kCPU).shape;
+  if (is_hf_directory(path)) return import_hf(path, torch::kCPU).shape;
   fs::path cfg = fs::path(path) / "config.json";
   POLAR_CHECK(fs::is_regular_file(cfg), path, ": not a checkpoint (no config.json)");
   json j = read_json_file(cfg.string());
@@ -211,8 +225,8 @@ Tokenizer load_checkpoint_tokenizer(const std::string& dir) {
 }
 
 LoadedModel load_model(const std::string& path, const torch::Device& device, bool verify) {
-  if (io::is_hf_directory(path)) {
-    LoadedModel hf = io::import_hf(path, device);
+  if (is_hf_directory(path)) {
+    LoadedModel hf = import_hf(path, device);
     if (verify) check_weights_finite(hf.model, path);
     return hf;
   }

@@ -18,7 +18,7 @@
 #include "polar/io/safetensors.h"
 #include "polar/model/family.h"
 
-namespace polar::io {
+namespace polar {
 
 namespace fs = std::filesystem;
 using nlohmann::json;
@@ -162,13 +162,13 @@ void export_hf(const LoadedModel& lm, const std::string& out_dir, const HfExport
 
   std::map<std::string, torch::Tensor> params;
   for (const auto& p : lm.model->named_parameters()) params[p.key()] = p.value().detach();
-  auto tensors = hf::polar_to_hf(family.family, shape, params);
+  auto tensors = io::hf::polar_to_hf(family.family, shape, params);
   const auto dtype = options.dtype == "bf16" ? torch::kBFloat16 : torch::kFloat32;
   for (auto& [name, t] : tensors) t = t.to(torch::kCPU).to(dtype).contiguous();
 
   StagedDir staged(out.string());  // swapped into place by commit(); removed on an error
   const fs::path tmp(staged.path());
-  save_safetensors_sharded(tmp.string(), tensors, options.max_shard_bytes, {{"format", "pt"}});
+  io::save_safetensors_sharded(tmp.string(), tensors, options.max_shard_bytes, {{"format", "pt"}});
   tensors.clear();
   write_json_file_atomic((tmp / "config.json").string(), config);
   lm.tokenizer.save(
@@ -209,4 +209,4 @@ void export_hf(const LoadedModel& lm, const std::string& out_dir, const HfExport
   }
 }
 
-}  // namespace polar::io
+}  // namespace polar

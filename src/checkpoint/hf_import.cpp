@@ -19,7 +19,7 @@
 #include "polar/io/safetensors.h"
 #include "polar/model/family.h"
 
-namespace polar::io {
+namespace polar {
 
 namespace fs = std::filesystem;
 using nlohmann::json;
@@ -405,9 +405,9 @@ LoadedModel import_hf(const std::string& dir, const torch::Device& device,
             "safe_serialization=True))"
           : "");
   const ModelFamily family = shape.family().family;
-  const hf::LayoutTable& layout = hf::layout_table(family);
-  auto tensors = load_safetensors_any(dir);
-  auto params = hf::hf_to_polar(family, shape, tensors, info.has_reward_head, dir);
+  const io::hf::LayoutTable& layout = io::hf::layout_table(family);
+  auto tensors = io::load_safetensors_any(dir);
+  auto params = io::hf::hf_to_polar(family, shape, tensors, info.has_reward_head, dir);
   const char* lm_head = layout.lm_head;
   const bool dropped_lm_head = tensors.erase(lm_head) > 0;
   for (auto it = tensors.begin(); it != tensors.end();) {  // buffers some old checkpoints carry
@@ -464,4 +464,4 @@ LoadedModel import_hf(const std::string& dir, const torch::Device& device,
   return out;
 }
 
-}  // namespace polar::io
+}  // namespace polar

@@ -74,7 +74,7 @@ ScoreOptions score_options(const CommonArgs& a) {
   o.limits.max_response_length = a.max_response_length;
   o.micro_batch_tokens = a.batch_tokens;
   o.row_tokens = a.row_tokens;
-  o.precision = a.precision;
+  o.precision = parse_enum<Precision>(a.precision, "--precision");
   o.shared_prefix = a.shared_prefix;
   o.template_kind = parse_template_kind(a.template_kind);
   return o;

@@ -67,10 +67,10 @@ void add_interop_commands(CLI::App& app) {
   i->add_option("--head-seed", im->head_seed,
                 "seed of the fresh reward head of a *ForCausalLM model");
   i->callback([im] {
-    io::HfImportOptions options;
+    HfImportOptions options;
     options.tokenizer_dir = im->tokenizer;
     options.head_seed = im->head_seed;
-    LoadedModel lm = io::import_hf(im->from, torch::kCPU, options);
+    LoadedModel lm = import_hf(im->from, torch::kCPU, options);
     save_checkpoint(im->output, CheckpointContents{&lm.model, &lm.tokenizer, &lm.config});
     spdlog::info("wrote checkpoint {} ({} parameters)", im->output, lm.shape.num_parameters());
   });
@@ -90,7 +90,7 @@ void add_interop_commands(CLI::App& app) {
   e->callback([ex] {
     POLAR_CHECK(std::isfinite(ex->max_shard_gb) && ex->max_shard_gb > 0,
                 "--max-shard-size: expected GiB > 0, got ", ex->max_shard_gb);
-    io::HfExportOptions options;
+    HfExportOptions options;
     options.format = ex->format;
     options.dtype = ex->dtype;
     options.code_from = ex->code_from;
@@ -98,7 +98,7 @@ void add_interop_commands(CLI::App& app) {
     options.max_shard_bytes =
         static_cast<uint64_t>(ex->max_shard_gb * static_cast<double>(1ull << 30));
     LoadedModel lm = load_model(ex->checkpoint, torch::kCPU);
-    io::export_hf(lm, ex->output, options);
+    export_hf(lm, ex->output, options);
   });
 }
 

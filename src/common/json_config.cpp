@@ -21,12 +21,6 @@ std::string ConfigReader::path(const char* key) const { return where_ + "." + ke
 
 namespace {
 
-std::string format_bound(double v) {
-  std::ostringstream os;
-  os << v;
-  return os.str();
-}
-
 // The value of `key`, or nullptr when absent. A present null is rejected: `expected` says what
 // the key takes.
 const json* fetch(const json& obj, const char* key, std::set<std::string>& seen,
@@ -40,22 +34,6 @@ const json* fetch(const json& obj, const char* key, std::set<std::string>& seen,
 }
 
 }  // namespace
-
-bool Range::contains(double v) const {
-  if (!std::isfinite(v)) return false;
-  bool lo_ok = lo_open ? v > lo : v >= lo;
-  bool hi_ok = hi_open ? v < hi : v <= hi;
-  return lo_ok && hi_ok;
-}
-
-std::string Range::describe() const {
-  return std::string(lo_open ? "(" : "[") + format_bound(lo) + ", " + format_bound(hi) +
-         (hi_open ? ")" : "]");
-}
-
-Range closed(double lo, double hi) { return Range{lo, hi, false, false}; }
-Range above(double lo, double hi) { return Range{lo, hi, true, false}; }
-Range below(double lo, double hi) { return Range{lo, hi, false, true}; }
 
 void ConfigReader::get(const char* key, int64_t& out) {
   const json* v = fetch(obj_, key, seen_, path(key), "an integer");
@@ -143,7 +121,12 @@ void ConfigReader::finish() const {
   for (auto it = obj_.begin(); it != obj_.end(); ++it) {
     if (!seen_.count(it.key())) unknown += (unknown.empty() ? "" : ", ") + it.key();
   }
-  POLAR_CHECK(unknown.empty(), where_, ": unknown key(s): ", unknown,
+  if (unknown.empty()) return;
+  std::string hint;
+  for (auto it = obj_.begin(); it != obj_.end() && hint.empty(); ++it)
+    if (!seen_.count(it.key()))
+      hint = did_you_mean(it.key(), std::vector<std::string>(seen_.begin(), seen_.end()));
+  throw Error(where_ + ": unknown key(s): " + unknown + hint +
               " (check the spelling; see configs/ for the accepted keys)");
 }
 

@@ -19,6 +19,9 @@
 
 namespace polar::data_build {
 
+// The "format" of every dataset manifest.json the builders write.
+inline constexpr const char* kManifestFormat = "polar-dataset-v1";
+
 // Uniform in [0, n) by rejection; std::uniform_int_distribution differs between standard
 // libraries, and the same seed must give the same dataset everywhere.
 uint64_t uniform_below(std::mt19937_64& rng, uint64_t n);

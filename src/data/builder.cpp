@@ -29,7 +29,6 @@ using namespace data_build;
 
 namespace {
 
-constexpr const char* kManifestFormat = "polar-dataset-v1";
 constexpr uint64_t kSplitSeedSalt =
     0x9E3779B97F4A7C15ULL;  // split and grouping use separate streams
 

@@ -20,7 +20,6 @@ using namespace data_build;
 
 namespace {
 
-constexpr const char* kManifestFormat = "polar-dataset-v1";
 constexpr const char* kPartKind = "pretrain-part";
 
 // Adds every integer of `part` into `total`, recursively (counts and counts by reason).

@@ -4,6 +4,7 @@
 
 #include <torch/torch.h>
 
+#include "loss_stats.h"
 #include "polar/common/error.h"
 #include "polar/data/batch.h"
 #include "polar/kernels/cuda.h"
@@ -140,15 +141,7 @@ PairLoss pair_loss_reference(const Tensor& rewards, const Tensor& pair_pos, cons
     per_pair = per_pair + 0.5 * options.reward_l2 * (r_pos.square() + r_neg.square());
   const Tensor sum = per_pair.sum();
 
-  PairLoss out;
-  out.loss = sum / global_pairs;
-  out.n_pairs = n_pairs;
-  torch::NoGradGuard no_grad;
-  const auto as_double = [](const Tensor& t) { return t.to(torch::kDouble); };
-  out.stats = torch::stack({as_double(sum), as_double((r_pos > r_neg).sum()),
-                            as_double((r_pos == r_neg).sum()),
-                            torch::zeros({}, sum.options().dtype(torch::kDouble))});
-  return out;
+  return loss_detail::make_pair_loss(sum, global_pairs, n_pairs, r_pos, r_neg);
 }
 
 }  // namespace polar

@@ -8,8 +8,8 @@
 #include <cstdlib>
 #include <nlohmann/json.hpp>
 
+#include "polar/common/config_visitors.h"
 #include "polar/common/error.h"
-#include "polar/common/json_config.h"
 #include "polar/model/family.h"
 
 namespace polar {
@@ -55,54 +55,19 @@ double ModelConfig::flops_per_token(int64_t seq_len) const {
   return matmul + attention;
 }
 
-namespace {
-
-// Shape bounds: generous for real models (256k vocabularies, 16k hidden sizes, 1M contexts), yet
-// small enough that counts and byte sizes cannot overflow and a typo is not taken for a shape.
-constexpr int64_t kMaxVocab = int64_t{1} << 24;
-constexpr int64_t kMaxHidden = int64_t{1} << 16;
-constexpr int64_t kMaxLayers = 1024;
-constexpr int64_t kMaxHeads = 1024;
-constexpr int64_t kMaxIntermediate = int64_t{1} << 20;
-constexpr int64_t kMinPosition = 16;
-constexpr int64_t kMaxPosition = int64_t{1} << 24;
-
-void check_int(const char* key, int64_t v, int64_t lo, int64_t hi) {
-  POLAR_CHECK(v >= lo && v <= hi, "model.", key, ": expected an integer in [", lo, ", ", hi,
-              "], got ", v);
-}
-
-void check_real(const char* key, double v, double lo, double hi, bool lo_open) {
-  bool ok = std::isfinite(v) && (lo_open ? v > lo : v >= lo) && v <= hi;
-  POLAR_CHECK(ok, "model.", key, ": expected a number in ", lo_open ? "(" : "[", lo, ", ", hi,
-              "], got ", v);
-}
-
-}  // namespace
-
 void ModelConfig::validate() const {
   try {
     family();
   } catch (const Error& e) {
     throw Error(std::string("model.architecture: ") + e.what());
   }
-  check_int("vocab_size", vocab_size, 1, kMaxVocab);
-  check_int("hidden_size", hidden_size, 1, kMaxHidden);
-  check_int("num_layers", num_layers, 1, kMaxLayers);
-  check_int("num_heads", num_heads, 1, kMaxHeads);
-  check_int("num_kv_heads", num_kv_heads, 1, kMaxHeads);
+  SchemaLimitChecker("model.").check(*this);
   POLAR_CHECK(hidden_size % num_heads == 0, "model.hidden_size (", hidden_size,
               ") must be divisible by model.num_heads (", num_heads, ")");
   POLAR_CHECK(num_heads % num_kv_heads == 0, "model.num_heads (", num_heads,
               ") must be divisible by model.num_kv_heads (", num_kv_heads, ")");
   POLAR_CHECK(head_dim() % 2 == 0, "model: head dimension hidden_size / num_heads = ", head_dim(),
               " must be even for rotary embeddings");
-  check_int("intermediate_size", intermediate_size, 1, kMaxIntermediate);
-  check_int("max_position", max_position, kMinPosition, kMaxPosition);
-  check_real("rope_theta", rope_theta, 0, 1e12, true);
-  check_real("rope_scaling", rope_scaling, 0, 1e4, true);
-  check_real("rms_eps", rms_eps, 0, 1, true);
-  check_real("init_std", init_std, 0, 10, false);
 }
 
 const FamilyInfo& ModelConfig::family() const { return family_by_name(architecture); }
@@ -143,22 +108,7 @@ void check_model_memory(const ModelConfig& c, double bytes_per_parameter, const 
 
 ModelConfig ModelConfig::from_json(const nlohmann::json& j, const std::string& where) {
   ModelConfig c;
-  ConfigReader r(j, where);
-  r.get("architecture", c.architecture);
-  r.get("vocab_size", c.vocab_size);
-  r.get("hidden_size", c.hidden_size);
-  r.get("num_layers", c.num_layers);
-  r.get("num_heads", c.num_heads);
-  r.get("num_kv_heads", c.num_kv_heads);
-  r.get("intermediate_size", c.intermediate_size);
-  r.get("max_position", c.max_position);
-  r.get("rope_theta", c.rope_theta);
-  r.get("rope_scaling", c.rope_scaling);
-  r.get("rms_eps", c.rms_eps);
-  r.get("qkv_bias", c.qkv_bias);
-  r.get("tie_embeddings", c.tie_embeddings);
-  r.get("init_std", c.init_std);
-  r.finish();
+  SchemaReader(j, where).read(c);
   try {
     c.validate();
   } catch (const Error& e) {
@@ -167,21 +117,6 @@ ModelConfig ModelConfig::from_json(const nlohmann::json& j, const std::string& w
   return c;
 }
 
-nlohmann::json ModelConfig::to_json() const {
-  return nlohmann::json{{"architecture", architecture},
-                        {"vocab_size", vocab_size},
-                        {"hidden_size", hidden_size},
-                        {"num_layers", num_layers},
-                        {"num_heads", num_heads},
-                        {"num_kv_heads", num_kv_heads},
-                        {"intermediate_size", intermediate_size},
-                        {"max_position", max_position},
-                        {"rope_theta", rope_theta},
-                        {"rope_scaling", rope_scaling},
-                        {"rms_eps", rms_eps},
-                        {"qkv_bias", qkv_bias},
-                        {"tie_embeddings", tie_embeddings},
-                        {"init_std", init_std}};
-}
+nlohmann::json ModelConfig::to_json() const { return SchemaWriter::write(*this); }
 
 }  // namespace polar

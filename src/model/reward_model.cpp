@@ -16,6 +16,7 @@
 #include "polar/kernels/attention.h"
 #include "polar/kernels/cpu_fused.h"
 #include "polar/kernels/reward_head.h"
+#include "polar/model/param_kind.h"
 
 namespace polar {
 
@@ -293,18 +294,28 @@ RewardModelImpl::RewardModelImpl(const ModelConfig& config, bool initialize) : c
   if (initialize) reset_parameters(0);
 }
 
+ParamKind param_kind(const std::string& name) {
+  const auto ends_with = [&](const char* suffix) {
+    const size_t n = std::char_traits<char>::length(suffix);
+    return name.size() >= n && name.compare(name.size() - n, n, suffix) == 0;
+  };
+  if (name.rfind("score.", 0) == 0) return ParamKind::Head;
+  if (ends_with(".bias")) return ParamKind::Bias;
+  if (name.find("norm.") != std::string::npos) return ParamKind::Norm;
+  if (name.find("embed_tokens") != std::string::npos) return ParamKind::Embedding;
+  return ParamKind::Matrix;
+}
+
 void RewardModelImpl::reset_parameters(uint64_t seed, bool on_device) {
   torch::NoGradGuard no_grad;
   auto gen = at::detail::createCPUGenerator(seed);
   if (on_device) torch::manual_seed(seed);
   for (auto& item : named_parameters()) {
-    const std::string& name = item.key();
     Tensor& p = item.value();
-    const bool is_norm =
-        name == "model.norm.weight" || name.find("layernorm.weight") != std::string::npos;
-    if (is_norm) {
+    const ParamKind kind = param_kind(item.key());
+    if (kind == ParamKind::Norm) {
       p.fill_(1.0);
-    } else if (name.size() >= 5 && name.compare(name.size() - 5, 5, ".bias") == 0) {
+    } else if (kind == ParamKind::Bias) {
       p.zero_();
     } else {
       if (on_device) {
@@ -321,11 +332,18 @@ int64_t RewardModelImpl::set_matrix_dtype(torch::Dtype dtype) {
   int64_t n = 0;
   for (auto& item : named_parameters()) {
     Tensor& p = item.value();
-    if (p.dim() != 2 || item.key() == "score.weight" || p.scalar_type() == dtype) continue;
+    const ParamKind kind = param_kind(item.key());
+    if ((kind != ParamKind::Matrix && kind != ParamKind::Embedding) || p.scalar_type() == dtype)
+      continue;
     p.set_data(p.detach().to(dtype));
     ++n;
   }
   return n;
+}
+
+void RewardModelImpl::zero_reward_head() {
+  torch::NoGradGuard no_grad;
+  score_weight_.zero_();
 }
 
 void RewardModelImpl::reset_reward_head(uint64_t seed) {
@@ -412,23 +430,30 @@ Tensor RewardModelImpl::run_backbone(const Tensor& tokens_in, const Tensor& posi
 }
 
 AttentionImpl RewardModelImpl::resolve_attention(const torch::Device& device) const {
-  // Probe with a tensor shaped like the packed queries (N, Hq, D) in the dtype attention sees.
-  const auto probe_dtype = device.is_cuda() && at::autocast::is_autocast_enabled(at::kCUDA)
-                               ? at::autocast::get_autocast_dtype(at::kCUDA)
-                               : embed_tokens_.scalar_type();
+  // The dtype attention sees: autocast's when on.
+  const auto dtype = device.is_cuda() && at::autocast::is_autocast_enabled(at::kCUDA)
+                         ? at::autocast::get_autocast_dtype(at::kCUDA)
+                         : embed_tokens_.scalar_type();
+  return choose_attention(attention_impl_, device, dtype);
+}
+
+AttentionImpl RewardModelImpl::choose_attention(AttentionImpl requested,
+                                                const torch::Device& device,
+                                                torch::ScalarType dtype) const {
+  if (requested == AttentionImpl::Math || requested == AttentionImpl::Blocks) return requested;
+  // Probe with a tensor shaped like the packed queries (N, Hq, D).
   const Tensor probe = torch::empty({1, config_.num_heads, config_.head_dim()},
-                                    embed_tokens_.options().dtype(probe_dtype));
-  const bool varlen_ok = kernels::varlen_attention_available(probe);
-  if (attention_impl_ == AttentionImpl::Auto) {
+                                    torch::TensorOptions().device(device).dtype(dtype));
+  const bool varlen_ok = device.is_cuda() && kernels::varlen_attention_available(probe);
+  if (requested == AttentionImpl::Auto) {
     if (varlen_ok) return AttentionImpl::Varlen;
     return device.is_cpu() ? AttentionImpl::Blocks : AttentionImpl::Math;
   }
-  POLAR_CHECK(attention_impl_ != AttentionImpl::Varlen || varlen_ok,
-              "RewardModel: varlen attention is unavailable for ", probe_dtype, " on ", device,
+  POLAR_CHECK(varlen_ok, "RewardModel: varlen attention is unavailable for ", dtype, " on ", device,
               " with head_dim ", config_.head_dim(),
               " (needs the CUDA kernels, bf16/fp16 and an sm_80+ GPU); use attention_impl Math, "
               "Blocks or Auto");
-  return attention_impl_;
+  return requested;
 }
 
 Tensor RewardModelImpl::reward_head(const Tensor& hidden_flat, const Tensor& reward_index) {

@@ -46,8 +46,8 @@ PackedBatch with_storage(PackedBatch b, const torch::Tensor& copy) {
   return b;
 }
 
-std::shared_ptr<void> autocast_guard(const std::string& precision, const torch::Device& device) {
-  if (precision != "bf16" || !device.is_cuda()) return nullptr;
+std::shared_ptr<void> autocast_guard(Precision precision, const torch::Device& device) {
+  if (precision != Precision::Bf16 || !device.is_cuda()) return nullptr;
   bool prev = at::autocast::is_autocast_enabled(at::kCUDA);
   at::ScalarType prev_dtype = at::autocast::get_autocast_dtype(at::kCUDA);
   at::autocast::set_autocast_enabled(at::kCUDA, true);

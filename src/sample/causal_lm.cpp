@@ -71,13 +71,13 @@ CausalLM CausalLM::load(const std::string& dir, const CausalLMOptions& options) 
   const auto dtype = parse_dtype(options.dtype);
   POLAR_CHECK(fs::is_regular_file(fs::path(dir) / "config.json"), dir,
               ": not a Hugging Face model directory (no config.json)");
-  const auto info = io::parse_hf_config(read_json_file((fs::path(dir) / "config.json").string()),
-                                        dir + "/config.json");
+  const auto info = parse_hf_config(read_json_file((fs::path(dir) / "config.json").string()),
+                                    dir + "/config.json");
   POLAR_CHECK(!info.has_reward_head, dir, ": ", info.architecture_class,
               " is a reward model; sampling needs a *ForCausalLM with an LM head");
-  io::HfImportOptions import_options;
+  HfImportOptions import_options;
   import_options.tokenizer_dir = options.tokenizer_dir;
-  LoadedModel lm = io::import_hf(dir, torch::kCPU, import_options);
+  LoadedModel lm = import_hf(dir, torch::kCPU, import_options);
   Tensor head;
   if (lm.shape.tie_embeddings) {
     head = lm.model->named_parameters()["model.embed_tokens.weight"].detach();

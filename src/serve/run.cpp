@@ -17,11 +17,10 @@ namespace polar::serve {
 
 namespace {
 
-std::string resolve_precision(const std::string& precision, const torch::Device& device) {
-  if (precision == "auto") return device.is_cuda() ? "bf16" : "fp32";
-  POLAR_CHECK(precision == "fp32" || precision == "bf16",
-              "--precision: expected auto, fp32 or bf16, got \"", precision, "\"");
-  POLAR_CHECK(precision == "fp32" || device.is_cuda(),
+Precision resolve_precision(const std::string& name, const torch::Device& device) {
+  if (name == "auto") return device.is_cuda() ? Precision::Bf16 : Precision::Fp32;
+  const Precision precision = parse_enum<Precision>(name, "--precision (or auto)");
+  POLAR_CHECK(precision == Precision::Fp32 || device.is_cuda(),
               "--precision bf16 needs a CUDA device (the CPU path is fp32)");
   return precision;
 }
@@ -66,7 +65,7 @@ void run_server(const std::string& checkpoint, const std::string& device_name,
   });
   spdlog::info("serve: listening on http://{}:{} (model \"{}\", {} {}, /pooling answers as {})",
                options.host, port, options.model_name, device.str(),
-               options.batcher.score.precision,
+               choice_name(options.batcher.score.precision),
                options.api == PoolingApi::Vllm ? "vllm" : "lmdeploy");
   if (!options.port_file.empty()) write_file_atomic(options.port_file, std::to_string(port) + "\n");
   server.serve();

@@ -118,9 +118,9 @@ void write_random_split(const std::string& dir, int64_t n_groups, const BenchOpt
 
 }  // namespace
 
-double measure_matmul_peak_gflops(const torch::Device& device, const std::string& precision,
+double measure_matmul_peak_gflops(const torch::Device& device, Precision precision,
                                   std::string* kind) {
-  bool bf16 = device.is_cuda() && precision == "bf16";
+  bool bf16 = device.is_cuda() && precision == Precision::Bf16;
   int64_t n = device.is_cuda() ? 8192 : 1024;
   auto dtype = bf16 ? torch::kBFloat16 : torch::kFloat32;
   auto a = torch::randn({n, n}, torch::TensorOptions().device(device).dtype(dtype));
@@ -199,7 +199,7 @@ BenchResult run_bench(TrainConfig cfg, const BenchOptions& o) {
       spdlog::info("bench: {}", profile_step(step, o.profile, device.is_cuda(), 30));
     }
     res.device = device.str();
-    res.precision = cfg.train.precision;
+    res.precision = choice_name(cfg.train.precision);
     res.parameters = cfg.model.shape.num_parameters();
     res.tokens_per_step = tokens / std::max<int64_t>(1, o.steps);
     res.tokens_per_s = static_cast<double>(tokens) / secs;

@@ -69,9 +69,9 @@ MemoryPlan plan_memory(const ModelConfig& c, const TrainConfig& cfg, int world, 
   m.world_size = world;
   m.cuda = cuda;
   m.micro_batch_tokens = cfg.data.micro_batch_tokens;
-  m.checkpointing = t.activation_checkpointing;
+  m.checkpointing = choice_name(t.activation_checkpointing);
   // train.param_dtype bf16: the matrices in bf16; norms and the reward head stay fp32.
-  const bool bf16_weights = cuda && t.param_dtype == "bf16";
+  const bool bf16_weights = cuda && t.param_dtype == Precision::Bf16;
   const int64_t small = (2 * c.num_layers + 2) * c.hidden_size;
   m.params = bf16_weights ? 2 * (P - small) + 4 * small : 4 * P;
   m.grads = t.zero == 2 ? 4 * shard : 4 * P;
@@ -106,7 +106,8 @@ MemoryPlan plan_memory(const ModelConfig& c, const TrainConfig& cfg, int world, 
   const double L = static_cast<double>(c.num_layers);
   const double backward =
       3.0 * stream * T * static_cast<double>(std::max(c.intermediate_size, 2 * c.hidden_size));
-  m.autocast_weights = cuda && t.precision != "fp32" ? (bf16_weights ? 2 * small : 2 * P) : 0;
+  m.autocast_weights =
+      cuda && t.precision != Precision::Fp32 ? (bf16_weights ? 2 * small : 2 * P) : 0;
   const auto peak_of = [&](double saved, double recomputed_layer) {
     const double forward_end = fixed + saved + static_cast<double>(m.autocast_weights);
     return static_cast<int64_t>(std::max(forward_end, fixed + saved + recomputed_layer + backward));

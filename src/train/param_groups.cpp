@@ -1,13 +1,10 @@
 #include "polar/train/param_groups.h"
 
+#include "polar/model/param_kind.h"
+
 namespace polar {
 
 namespace {
-
-bool ends_with(const std::string& s, const std::string& suffix) {
-  return s.size() >= suffix.size() &&
-         s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
-}
 
 ParamRule rule_for_role(ParamRole role, const TrainSection& train, int64_t step) {
   ParamRule r;
@@ -24,11 +21,17 @@ ParamRule rule_for_role(ParamRole role, const TrainSection& train, int64_t step)
 }  // namespace
 
 ParamRole param_role(const std::string& name) {
-  if (name.rfind("score.", 0) == 0) return ParamRole::Head;
-  if (ends_with(name, ".bias") || name.find("norm.") != std::string::npos ||
-      name.find("embed_tokens") != std::string::npos)
-    return ParamRole::NoDecay;
-  return ParamRole::Matrix;
+  switch (param_kind(name)) {
+    case ParamKind::Head:
+      return ParamRole::Head;
+    case ParamKind::Matrix:
+      return ParamRole::Matrix;
+    case ParamKind::Embedding:
+    case ParamKind::Norm:
+    case ParamKind::Bias:
+      break;
+  }
+  return ParamRole::NoDecay;
 }
 
 ParamRule param_rule(const std::string& name, const TrainSection& train, int64_t step) {

@@ -157,15 +157,13 @@ RunSetup prepare_run(TrainConfig& cfg, const torch::Device& device,
   if (init) {
     r.model = init->model;
     if (m.reset_head)
-      r.model->reset_reward_head(m.init_seed ? m.init_seed : static_cast<uint64_t>(cfg.train.seed));
+      r.model->reset_reward_head(static_cast<uint64_t>(m.init_seed ? m.init_seed : cfg.train.seed));
   } else {
     r.model = RewardModel(shape);
-    r.model->reset_parameters(m.init_seed ? m.init_seed : static_cast<uint64_t>(cfg.train.seed));
+    r.model->reset_parameters(static_cast<uint64_t>(m.init_seed ? m.init_seed : cfg.train.seed));
   }
-  if (m.zero_head) {  // every reward starts at 0: the first steps train the head on the features
-    torch::NoGradGuard no_grad;
-    r.model->named_parameters()["score.weight"].zero_();
-  }
+  // Every reward starts at 0: the first steps train the head on the features.
+  if (m.zero_head) r.model->zero_reward_head();
   if (resume_from) load_weights(r.model, *resume_from);
   r.model->to(device);
   r.model->train();

@@ -19,6 +19,7 @@
 #include "polar/dist/dist.h"
 #include "polar/kernels/attention.h"
 #include "polar/kernels/cuda.h"
+#include "polar/loss/loss_registry.h"
 #include "polar/loss/polar_loss.h"
 #include "polar/model/reward_model.h"
 #include "polar/runtime/device.h"
@@ -27,6 +28,7 @@
 #include "polar/train/memory_plan.h"
 #include "polar/train/optimizer.h"
 #include "polar/train/param_groups.h"
+#include "polar/train/step_contract.h"
 
 namespace fs = std::filesystem;
 
@@ -73,6 +75,7 @@ struct Trainer::State {
   TrainerState state;
   std::ofstream metrics;
   bool use_fused = false;
+  AttentionImpl attention = AttentionImpl::Auto;  // chosen once per run (choose_run_attention)
   MemoryPlan plan;
 };
 
@@ -165,6 +168,79 @@ std::string stage_optimizer_state(Trainer::State& s, const std::string& dir) {
   return staging;
 }
 
+// The distributed context for the run's device, ZeRO stage and timeout.
+std::shared_ptr<dist::Context> make_context(const TrainSection& t, const dist::DistEnv& env,
+                                            const torch::Device& device) {
+  dist::DistOptions dopt;
+  dopt.timeout = std::chrono::milliseconds(static_cast<int64_t>(t.dist_timeout_s * 1000));
+  dopt.zero_stage = static_cast<int>(t.zero);
+  if (t.offload_optimizer) dopt.shard_device = torch::Device(torch::kCPU);
+  return dist::Context::create(env, device, dopt);
+}
+
+// Parameter groups by role (decay on backbone matrices only; the head's lr scale) and the
+// optimizer over them; it reads each group's lr ratio once, so the groups start at the
+// post-probe lrs.
+void make_optimizer(Trainer::State& s) {
+  for (auto& p : s.setup.model->parameters()) s.params.push_back(p);
+  s.ctx->attach_gradients(s.params);
+  ParamGroups groups = build_param_groups(*s.setup.model, s.cfg.train);
+  s.group_roles = groups.roles;
+  auto adamw = std::make_unique<torch::optim::AdamW>(std::move(groups.groups),
+                                                     torch::optim::AdamWOptions(s.cfg.train.lr));
+  apply_group_lrs(*adamw, s.group_roles, s.cfg.train, s.cfg.train.lr, s.cfg.train.probe_steps);
+  s.optimizer = make_train_optimizer(s.cfg.train, std::move(adamw), s.ctx, s.params);
+}
+
+const char* attention_name(AttentionImpl impl) {
+  switch (impl) {
+    case AttentionImpl::Varlen:
+      return "varlen";
+    case AttentionImpl::Blocks:
+      return "blocks";
+    case AttentionImpl::Math:
+      return "math";
+    case AttentionImpl::Auto:
+      break;
+  }
+  return "auto";
+}
+
+// train.attention resolved once for the run by the model's own rule (auto: varlen flash on CUDA
+// when usable, per-sequence blocks on the CPU, else the dense mask), set on the model and
+// recorded in the run's config.json ("runtime": {"attention": ...}).
+void choose_run_attention(Trainer::State& s) {
+  const auto requested = s.cfg.train.attention == AttentionPath::Math     ? AttentionImpl::Math
+                         : s.cfg.train.attention == AttentionPath::Varlen ? AttentionImpl::Varlen
+                                                                          : AttentionImpl::Auto;
+  const auto dtype = s.cfg.train.precision == Precision::Bf16 ? torch::kBFloat16 : torch::kFloat32;
+  try {
+    s.attention = s.setup.model->choose_attention(requested, s.setup.device, dtype);
+  } catch (const Error& e) {
+    throw Error(std::string("train.attention = varlen needs CUDA, bf16 (train.precision) and the "
+                            "flash kernels; use auto or math (") +
+                e.what() + ")");
+  }
+  s.setup.model->set_attention_impl(s.attention);
+  s.cfg.runtime.attention = attention_name(s.attention);
+  s.setup.resolved_config["runtime"]["attention"] = s.cfg.runtime.attention;
+}
+
+// Rank 0: prints the resolved config and the memory plan, writes config.json and opens
+// metrics.jsonl (cut back to the resumed step).
+void open_run_dir(Trainer::State& s) {
+  if (!s.ctx->is_main()) return;
+  spdlog::info("resolved config:\n{}", s.setup.resolved_config.dump(2));
+  spdlog::info("{}", s.plan.format());
+  fs::create_directories(s.cfg.run.output_dir);
+  remove_stale_temporaries(s.cfg.run.output_dir);  // left by a save that was killed
+  write_json_file_atomic((fs::path(s.cfg.run.output_dir) / "config.json").string(),
+                         s.setup.resolved_config);
+  fs::path mpath = fs::path(s.cfg.run.output_dir) / "metrics.jsonl";
+  truncate_metrics_after(mpath.string(), s.state.step);
+  s.metrics.open(mpath, std::ios::app);
+}
+
 }  // namespace
 
 Trainer::Trainer(TrainConfig config, bool resume, SetupFn make_setup)
@@ -177,11 +253,7 @@ Trainer::Trainer(TrainConfig config, bool resume, SetupFn make_setup)
   if (env.restart_count > 0)
     resume = true;  // a launcher restart (polar-run, torchrun, Slurm requeue)
   torch::Device device = resolve_device(s.cfg.train.device, env.local_rank);
-  dist::DistOptions dopt;
-  dopt.timeout = std::chrono::milliseconds(static_cast<int64_t>(s.cfg.train.dist_timeout_s * 1000));
-  dopt.zero_stage = static_cast<int>(s.cfg.train.zero);
-  if (s.cfg.train.offload_optimizer) dopt.shard_device = torch::Device(torch::kCPU);
-  s.ctx = dist::Context::create(env, device, dopt);
+  s.ctx = make_context(s.cfg.train, env, device);
   POLAR_CHECK(s.cfg.train.batch_groups >= s.ctx->world_size(), "train.batch_groups (",
               s.cfg.train.batch_groups, ") must be at least the world size (", s.ctx->world_size(),
               ")");
@@ -200,43 +272,20 @@ Trainer::Trainer(TrainConfig config, bool resume, SetupFn make_setup)
                        baseline_rss);
   s.ctx->broadcast_module(*s.setup.model);
 
-  if (s.cfg.train.param_dtype == "bf16") {
+  if (s.cfg.train.param_dtype == Precision::Bf16) {
     POLAR_CHECK(device.is_cuda(), "train.param_dtype bf16 needs a CUDA device (train.device is ",
                 s.cfg.train.device, ", resolved to ", device.str(), ")");
     const int64_t n = s.setup.model->set_matrix_dtype(torch::kBFloat16);
     spdlog::info("weights: {} matrices in bf16 on the device; fp32 master weights in the optimizer",
                  n);
   }
-  for (auto& p : s.setup.model->parameters()) s.params.push_back(p);
-  s.ctx->attach_gradients(s.params);
-  // Parameter groups by role (decay on backbone matrices only; the head's lr scale); the
-  // optimizer reads each group's lr ratio once, so the groups start at the post-probe lrs.
-  ParamGroups groups = build_param_groups(*s.setup.model, s.cfg.train);
-  s.group_roles = groups.roles;
-  auto adamw = std::make_unique<torch::optim::AdamW>(std::move(groups.groups),
-                                                     torch::optim::AdamWOptions(s.cfg.train.lr));
-  apply_group_lrs(*adamw, s.group_roles, s.cfg.train, s.cfg.train.lr, s.cfg.train.probe_steps);
-  s.optimizer = make_train_optimizer(s.cfg.train, std::move(adamw), s.ctx, s.params);
+  make_optimizer(s);
   s.setup.model->set_activation_checkpointing_every(activation_checkpoint_interval(s.cfg.train));
   s.stream = std::make_unique<GroupStream>(s.setup.train_data.size(),
                                            static_cast<uint64_t>(s.cfg.train.seed));
   s.use_fused = s.cfg.train.fused_kernels && device.is_cuda() && kernels::cuda_kernels_available();
   s.setup.model->set_fused_head(s.use_fused);
-  {
-    const auto& shape = s.setup.model->config();
-    auto probe =
-        torch::empty({1, shape.num_heads, shape.head_dim()},
-                     torch::TensorOptions().device(device).dtype(
-                         s.cfg.train.precision == "bf16" ? torch::kBFloat16 : torch::kFloat32));
-    bool varlen_ok = device.is_cuda() && kernels::varlen_attention_available(probe);
-    POLAR_CHECK(s.cfg.train.attention != "varlen" || varlen_ok,
-                "train.attention = varlen needs CUDA, bf16 ",
-                "(train.precision) and the flash kernels; use auto or math");
-    // auto: flash on CUDA when usable, per-sequence blocks on the CPU; math: the dense mask.
-    s.setup.model->set_attention_impl(s.cfg.train.attention == "math" ? AttentionImpl::Math
-                                      : varlen_ok                     ? AttentionImpl::Varlen
-                                                                      : AttentionImpl::Auto);
-  }
+  choose_run_attention(s);
 
   if (resume_from) {
     s.optimizer->load(*resume_from);
@@ -244,17 +293,7 @@ Trainer::Trainer(TrainConfig config, bool resume, SetupFn make_setup)
     spdlog::info("resumed from {} at step {}", *resume_from, s.state.step);
   }
   s.state.world_size = s.ctx->world_size();
-  if (s.ctx->is_main()) {
-    spdlog::info("resolved config:\n{}", s.setup.resolved_config.dump(2));
-    spdlog::info("{}", s.plan.format());
-    fs::create_directories(s.cfg.run.output_dir);
-    remove_stale_temporaries(s.cfg.run.output_dir);  // left by a save that was killed
-    write_json_file_atomic((fs::path(s.cfg.run.output_dir) / "config.json").string(),
-                           s.setup.resolved_config);
-    fs::path mpath = fs::path(s.cfg.run.output_dir) / "metrics.jsonl";
-    truncate_metrics_after(mpath.string(), s.state.step);
-    s.metrics.open(mpath, std::ios::app);
-  }
+  open_run_dir(s);
 }
 
 Trainer::~Trainer() = default;
@@ -263,41 +302,41 @@ StepStats Trainer::train_step(int64_t step) {
   auto& s = *s_;
   auto t0 = Clock::now();
   const std::vector<GroupRef> groups = rank_groups(s, step, s.ctx->rank());
-  const int64_t global_pairs = global_pair_count(s, step);
-  s.optimizer->zero_grad();
+  const LossDivisors divisors{static_cast<double>(global_pair_count(s, step)),
+                              static_cast<double>(s.cfg.train.batch_groups)};
+  GradientStep sync(*s.optimizer, *s.ctx);
   torch::Tensor stats = zero_stats(s.setup.device);
   int64_t tokens = 0;
-  for_each_micro_batch(
-      s.setup.model, groups, micro_batch_options(s.cfg, s.setup.tokenizer),
-      [&](const MicroBatch& mb) {
-        const PairLoss out = pair_loss(mb.rewards, mb.batch, static_cast<double>(global_pairs),
-                                       s.cfg.loss, s.use_fused);
-        s.ctx->begin_micro_step(mb.last());  // all-reduce only on the last micro-step
-        out.loss.backward();
-        stats += out.stats;
-        tokens += mb.batch.n_tokens;
-      });
-  s.ctx->finish_step(s.cfg.train.zero == 2 ? max_micro_steps(s, step) : 1);
+  for_each_micro_batch(s.setup.model, groups, micro_batch_options(s.cfg, s.setup.tokenizer),
+                       [&](const MicroBatch& mb) {
+                         const PairLoss out =
+                             compute_loss(mb.rewards, mb.batch, divisors, s.cfg.loss, s.use_fused);
+                         sync.before_backward(mb.last());
+                         out.loss.backward();
+                         stats += out.stats;
+                         tokens += mb.batch.n_tokens;
+                       });
+  sync.finish(s.cfg.train.zero == 2 ? max_micro_steps(s, step) : 1);
   const PairCounts counts = read_pair_counts(stats);  // the step's one read of its statistics
 
   double clip =
       s.cfg.train.grad_clip > 0 ? s.cfg.train.grad_clip : std::numeric_limits<double>::infinity();
   double grad_norm = s.optimizer->clip_grad_norm(clip);
-  std::vector<double> reduced{counts.loss_sum, static_cast<double>(counts.n_correct),
-                              static_cast<double>(counts.n_ties), static_cast<double>(tokens),
-                              static_cast<double>(g_stop_signal.load() != 0)};
-  s.ctx->all_reduce_sum(reduced);
+  StepTotals totals{counts.loss_sum, static_cast<double>(counts.n_correct),
+                    static_cast<double>(counts.n_ties), static_cast<double>(tokens),
+                    g_stop_signal.load() != 0};
+  totals.all_reduce(*s.ctx);
 
   StepStats st;
-  st.pairs = global_pairs;
-  st.loss = reduced[0] / static_cast<double>(global_pairs);
-  st.accuracy = reduced[1] / static_cast<double>(global_pairs);
-  st.tokens = static_cast<int64_t>(reduced[3]);
+  st.pairs = static_cast<int64_t>(divisors.pairs);
+  st.loss = totals.loss_sum / loss_divisor(s.cfg.loss, divisors);
+  st.accuracy = totals.correct / divisors.pairs;
+  st.tokens = static_cast<int64_t>(totals.tokens);
   st.grad_norm = grad_norm;
   st.lr = learning_rate_at(s.cfg.train, step);
   st.skipped = !std::isfinite(st.loss) || !std::isfinite(grad_norm);
   if (!st.skipped) s.optimizer->step(st.lr, probe_group_scales(s.group_roles, s.cfg.train, step));
-  if (reduced[4] > 0 && g_stop_signal.load() == 0)
+  if (totals.stop_requested && g_stop_signal.load() == 0)
     g_stop_signal.store(SIGTERM);  // a peer was signalled
   st.comm_exposed_seconds = s.ctx->last_exposed_comm_seconds();
   st.comm_total_seconds = s.ctx->last_total_comm_seconds();
@@ -323,137 +362,174 @@ EvalStats Trainer::evaluate() {
   int64_t pairs = 0;
   for_each_micro_batch(s.setup.model, groups, micro_batch_options(s.cfg, s.setup.tokenizer),
                        [&](const MicroBatch& mb) {
+                         // Undivided sums: divided below by the split's pairs or groups.
                          const PairLoss out =
-                             pair_loss(mb.rewards, mb.batch, 1.0, s.cfg.loss, false);
+                             compute_loss(mb.rewards, mb.batch, LossDivisors{}, s.cfg.loss, false);
                          stats += out.stats;
                          pairs += out.n_pairs;
                        });
   const PairCounts counts = read_pair_counts(stats);
   s.setup.model->train();
   std::vector<double> reduced{counts.loss_sum, static_cast<double>(counts.n_correct),
-                              static_cast<double>(pairs)};
+                              static_cast<double>(pairs), static_cast<double>(groups.size())};
   s.ctx->all_reduce_sum(reduced);
   es.pairs = static_cast<int64_t>(reduced[2]);
   if (es.pairs > 0) {
-    es.loss = reduced[0] / reduced[2];
+    es.loss = reduced[0] / loss_divisor(s.cfg.loss, LossDivisors{reduced[2], reduced[3]});
     es.accuracy = reduced[1] / reduced[2];
   }
   return es;
 }
 
+// ---- the run: the step loop, with evaluation and checkpointing around it --------------------
+
+namespace {
+
+// What the loop keeps across the steps of this invocation.
+struct RunProgress {
+  Clock::time_point started = Clock::now();
+  int64_t start_step = 0;
+  double tokens_seen = 0;
+  int64_t finite_steps = 0;
+};
+
+// Saves run.output_dir/`name` (collective): every rank stages its optimizer state, rank 0 writes
+// the model, tokenizer, config and trainer state and renames it into place, then prunes old
+// checkpoint-<N> directories.
+void save_run_checkpoint(Trainer::State& s, const std::string& name, bool with_optimizer) {
+  const std::string dir = (fs::path(s.cfg.run.output_dir) / name).string();
+  const std::string staging = with_optimizer ? stage_optimizer_state(s, dir) : "";
+  if (s.ctx->is_main()) {
+    Activity saving("saving " + name);
+    TrainerState st = s.state;
+    CheckpointContents c{&s.setup.model, &s.setup.tokenizer, &s.setup.resolved_config, nullptr, &st,
+                         staging};
+    save_checkpoint(dir, c);
+    if (with_optimizer) prune_checkpoints(s.cfg.run.output_dir, s.cfg.run.keep_last);
+    spdlog::info("saved {}", dir);
+  }
+  s.ctx->barrier();  // nobody runs ahead of a checkpoint that a restart would resume from
+}
+
+// After a step: checkpoint when asked by a signal, run.stop_after_steps or run.checkpoint_every.
+// Returns the exit code when the run stops here.
+std::optional<int> checkpoint_after_step(Trainer::State& s, const RunProgress& progress,
+                                         bool last) {
+  const auto& run = s.cfg.run;
+  const int64_t step = s.state.step;
+  if (int sig = g_stop_signal.load(); sig != 0) {
+    save_run_checkpoint(s, checkpoint_dir_name(step), true);
+    if (s.ctx->is_main())
+      spdlog::warn("stopped by signal {} after step {}; continue with --resume", sig, step);
+    return 128 + sig;
+  }
+  if (!last && run.stop_after_steps > 0 && step - progress.start_step >= run.stop_after_steps) {
+    save_run_checkpoint(s, checkpoint_dir_name(step), true);
+    if (s.ctx->is_main())
+      spdlog::info("stopping after {} steps (run.stop_after_steps); continue with --resume",
+                   run.stop_after_steps);
+    return 0;
+  }
+  if (!last && run.checkpoint_every > 0 && step % run.checkpoint_every == 0)
+    save_run_checkpoint(s, checkpoint_dir_name(step), true);
+  return std::nullopt;
+}
+
+// Counts a skipped (non-finite) step; aborts after train.max_bad_steps in a row.
+void count_bad_steps(Trainer::State& s, const StepStats& st, int64_t step) {
+  if (!st.skipped) {
+    s.state.consecutive_bad_steps = 0;
+    return;
+  }
+  s.state.consecutive_bad_steps++;
+  if (s.ctx->is_main())
+    spdlog::warn("step {}: non-finite loss ({}) or gradient norm ({}); step skipped", step + 1,
+                 st.loss, st.grad_norm);
+  POLAR_CHECK(s.state.consecutive_bad_steps < s.cfg.train.max_bad_steps,
+              "aborting: ", s.state.consecutive_bad_steps,
+              " consecutive non-finite steps (train.max_bad_steps = ", s.cfg.train.max_bad_steps,
+              "); lower train.lr or check the data");
+}
+
+json step_record(int64_t step, const StepStats& st) {
+  return json{{"step", step},
+              {"loss", st.loss},
+              {"accuracy", st.accuracy},
+              {"lr", st.lr},
+              {"grad_norm", st.grad_norm},
+              {"pairs", st.pairs},
+              {"tokens", st.tokens},
+              {"step_s", st.step_seconds},
+              {"comm_exposed_s", st.comm_exposed_seconds},
+              {"comm_total_s", st.comm_total_seconds},
+              {"skipped", st.skipped}};
+}
+
+// Rank 0: appends the step's record to metrics.jsonl and prints progress every run.log_every.
+void log_step(Trainer::State& s, const json& rec, const StepStats& st, const RunProgress& progress,
+              bool last) {
+  if (!s.ctx->is_main()) return;
+  s.metrics << rec.dump() << "\n";
+  s.metrics.flush();
+  const int64_t step = s.state.step;
+  if (step % s.cfg.run.log_every != 0 && !last) return;
+  const double elapsed = seconds_since(progress.started);
+  const double per_step = elapsed / static_cast<double>(step - progress.start_step);
+  spdlog::info("step {}/{} | loss {:.4f} | acc {:.3f} | lr {:.2e} | {:.0f} tok/s | eta {}", step,
+               s.cfg.train.steps, st.loss, st.accuracy, st.lr, progress.tokens_seen / elapsed,
+               format_duration(per_step * static_cast<double>(s.cfg.train.steps - step)));
+}
+
+}  // namespace
+
+void Trainer::evaluate_into(json& rec, bool last) {
+  auto& s = *s_;
+  const int64_t step = s.state.step;
+  if (!last && (s.cfg.eval.every == 0 || step % s.cfg.eval.every != 0)) return;
+  const EvalStats es = evaluate();
+  if (es.pairs == 0) return;
+  rec["eval_loss"] = es.loss;
+  rec["eval_accuracy"] = es.accuracy;
+  if (s.ctx->is_main())
+    spdlog::info("eval @ step {}: loss {:.4f} accuracy {:.4f} ({} pairs)", step, es.loss,
+                 es.accuracy, es.pairs);
+}
+
 int Trainer::run() {
   auto& s = *s_;
   const auto& cfg = s.cfg;
-  const bool main = s.ctx->is_main();
   if (int sig = g_stop_signal.load(); sig != 0)
     return 128 + sig;  // signalled during set-up: nothing to save
-  auto save = [&](const std::string& name, bool with_optimizer) {
-    const std::string dir = (fs::path(cfg.run.output_dir) / name).string();
-    // Every rank writes its optimizer state into the staging dir; rank 0 completes and renames it.
-    const std::string staging = with_optimizer ? stage_optimizer_state(s, dir) : "";
-    if (main) {
-      Activity saving("saving " + name);
-      TrainerState st = s.state;
-      CheckpointContents c{
-          &s.setup.model, &s.setup.tokenizer, &s.setup.resolved_config, nullptr, &st, staging};
-      save_checkpoint(dir, c);
-      if (name.rfind("checkpoint-", 0) == 0)
-        prune_checkpoints(cfg.run.output_dir, cfg.run.keep_last);
-      spdlog::info("saved {}", dir);
-    }
-    s.ctx->barrier();  // nobody runs ahead of a checkpoint that a restart would resume from
-  };
-  if (main) {
+  if (s.ctx->is_main())
     spdlog::info(
-        "training {}: {} steps x {} groups, {} train groups, {} eval groups, world size {}, device "
-        "{}",
-        cfg.stage, cfg.train.steps, cfg.train.batch_groups, s.setup.train_data.size(),
+        "training {}: {} steps x {} groups, {} train groups, {} eval groups, world size {}, "
+        "device {}, attention {}",
+        choice_name(cfg.stage), cfg.train.steps, cfg.train.batch_groups, s.setup.train_data.size(),
         s.setup.eval_data ? s.setup.eval_data->size() : 0, s.ctx->world_size(),
-        s.setup.device.str());
-  }
-  auto t_start = Clock::now();
-  int64_t start_step = s.state.step;
-  double tokens_seen = 0;
-  int64_t finite_steps = 0;
+        s.setup.device.str(), attention_name(s.attention));
+  RunProgress progress;
+  progress.start_step = s.state.step;
   while (s.state.step < cfg.train.steps) {
-    int64_t step = s.state.step;
+    const int64_t step = s.state.step;
     Activity activity(fmt::format("training step {}", step + 1));
-    StepStats st = train_step(step);
-    finite_steps += st.skipped ? 0 : 1;
+    const StepStats st = train_step(step);
+    progress.finite_steps += st.skipped ? 0 : 1;
+    progress.tokens_seen += static_cast<double>(st.tokens);
     s.state.step = step + 1;
     s.state.groups_consumed = s.state.step * cfg.train.batch_groups;
-    tokens_seen += static_cast<double>(st.tokens);
-    if (st.skipped) {
-      s.state.consecutive_bad_steps++;
-      if (main)
-        spdlog::warn("step {}: non-finite loss ({}) or gradient norm ({}); step skipped", step + 1,
-                     st.loss, st.grad_norm);
-      POLAR_CHECK(s.state.consecutive_bad_steps < cfg.train.max_bad_steps,
-                  "aborting: ", s.state.consecutive_bad_steps,
-                  " consecutive non-finite steps (train.max_bad_steps = ", cfg.train.max_bad_steps,
-                  "); lower train.lr or check the data");
-    } else {
-      s.state.consecutive_bad_steps = 0;
-    }
-    json rec{{"step", s.state.step},
-             {"loss", st.loss},
-             {"accuracy", st.accuracy},
-             {"lr", st.lr},
-             {"grad_norm", st.grad_norm},
-             {"pairs", st.pairs},
-             {"tokens", st.tokens},
-             {"step_s", st.step_seconds},
-             {"comm_exposed_s", st.comm_exposed_seconds},
-             {"comm_total_s", st.comm_total_seconds},
-             {"skipped", st.skipped}};
-    bool last = s.state.step == cfg.train.steps;
-    if ((cfg.eval.every > 0 && s.state.step % cfg.eval.every == 0) || last) {
-      EvalStats es = evaluate();
-      if (es.pairs > 0) {
-        rec["eval_loss"] = es.loss;
-        rec["eval_accuracy"] = es.accuracy;
-        if (main)
-          spdlog::info("eval @ step {}: loss {:.4f} accuracy {:.4f} ({} pairs)", s.state.step,
-                       es.loss, es.accuracy, es.pairs);
-      }
-    }
-    if (main) {
-      s.metrics << rec.dump() << "\n";
-      s.metrics.flush();
-      if (s.state.step % cfg.run.log_every == 0 || last) {
-        double elapsed = seconds_since(t_start);
-        double per_step = elapsed / static_cast<double>(s.state.step - start_step);
-        spdlog::info(
-            "step {}/{} | loss {:.4f} | acc {:.3f} | lr {:.2e} | {:.0f} tok/s | eta {}",
-            s.state.step, cfg.train.steps, st.loss, st.accuracy, st.lr, tokens_seen / elapsed,
-            format_duration(per_step * static_cast<double>(cfg.train.steps - s.state.step)));
-      }
-    }
-    if (g_stop_signal.load() != 0) {
-      int sig = g_stop_signal.load();
-      save(fmt::format("checkpoint-{}", s.state.step), true);
-      if (main)
-        spdlog::warn("stopped by signal {} after step {}; continue with --resume", sig,
-                     s.state.step);
-      return 128 + sig;
-    }
-    if (!last && cfg.run.stop_after_steps > 0 &&
-        s.state.step - start_step >= cfg.run.stop_after_steps) {
-      save(fmt::format("checkpoint-{}", s.state.step), true);
-      if (main)
-        spdlog::info("stopping after {} steps (run.stop_after_steps); continue with --resume",
-                     cfg.run.stop_after_steps);
-      return 0;
-    }
-    if (!last && cfg.run.checkpoint_every > 0 && s.state.step % cfg.run.checkpoint_every == 0)
-      save(fmt::format("checkpoint-{}", s.state.step), true);
+    count_bad_steps(s, st, step);
+    const bool last = s.state.step == cfg.train.steps;
+    json rec = step_record(s.state.step, st);
+    evaluate_into(rec, last);
+    log_step(s, rec, st, progress, last);
+    if (auto code = checkpoint_after_step(s, progress, last)) return *code;
   }
   // A run that never took a step must not end as a trained model.
-  POLAR_CHECK(finite_steps > 0 || s.state.step == start_step, "all ", s.state.step - start_step,
-              " steps of this run were non-finite and skipped;",
+  POLAR_CHECK(progress.finite_steps > 0 || s.state.step == progress.start_step, "all ",
+              s.state.step - progress.start_step, " steps of this run were non-finite and skipped;",
               " no final/ written (lower train.lr, or check the data and the initial weights)");
-  save(fmt::format("checkpoint-{}", s.state.step), true);
-  save("final", false);
+  save_run_checkpoint(s, checkpoint_dir_name(s.state.step), true);
+  save_run_checkpoint(s, "final", false);
   log_memory(s);
   return 0;
 }

@@ -1,4 +1,4 @@
-"""Reference side of the Hugging Face cross-checks (tests/io/test_hf_transformers.cpp).
+"""Reference side of the Hugging Face cross-checks (tests/checkpoint/test_hf_transformers.cpp).
 
 Builds tiny random Llama/Qwen2 models with transformers and scores token ids with saved ones,
 so polar's import and export can be compared with transformers on the same ids.

@@ -206,7 +206,7 @@ TEST(MemoryPlan, TinyShapeAndPolar7bOnEightAndOneDevices) {
   EXPECT_GT(ddp.params + ddp.grads + ddp.optimizer, 100 * gib);
   EXPECT_GT(ddp.peak, 80 * gib);
   cfg.train.zero = 2;
-  cfg.train.activation_checkpointing = "blocks";
+  cfg.train.activation_checkpointing = polar::ActivationCheckpointing::Blocks;
   auto zero2 = polar::plan_memory(b7, cfg, 8, true, 0);
   EXPECT_LT(zero2.peak, 80 * gib) << zero2.format(80);
   EXPECT_LT(zero2.activations, zero2.activations_none / 4);
@@ -231,22 +231,23 @@ TEST(TrainConfig, ValidatesZeroCheckpointingAndOffloadKeys) {
       EXPECT_NE(std::string(e.what()).find(part), std::string::npos) << e.what();
     }
   };
-  expect_error({{"zero", 3}}, "cfg.train.zero: expected 0, 1 or 2, got 3");
-  expect_error({{"activation_checkpointing", "layers"}},
-               "cfg.train.activation_checkpointing: expected none, blocks");
+  expect_error({{"zero", 3}}, "cfg: train.zero: expected an integer in [0, 2], got 3");
+  expect_error(
+      {{"activation_checkpointing", "layers"}},
+      "cfg: train.activation_checkpointing: expected none, blocks or every_k, got \"layers\"");
   expect_error({{"activation_checkpointing_k", 0}},
-               "cfg.train.activation_checkpointing_k: must be at least 1");
+               "cfg: train.activation_checkpointing_k: expected an integer in [1, 1024], got 0");
   expect_error({{"offload_optimizer", true}},
-               "cfg.train.offload_optimizer: needs train.zero 1 or 2");
-  expect_error({{"param_dtype", "fp16"}}, "cfg.train.param_dtype: expected fp32 or bf16");
+               "cfg: train.offload_optimizer: needs train.zero 1 or 2");
+  expect_error({{"param_dtype", "fp16"}}, "cfg: train.param_dtype: expected fp32 or bf16");
   expect_error({{"zero", 1}, {"precision", "bf16"}, {"param_dtype", "bf16"}},
-               "cfg.train.param_dtype: bf16 weights need train.zero 2");
+               "cfg: train.param_dtype: bf16 weights need train.zero 2");
   expect_error({{"zero", 2}, {"param_dtype", "bf16"}},
-               "cfg.train.param_dtype: bf16 weights need train.zero 2");  // precision fp32
+               "cfg: train.param_dtype: bf16 weights need train.zero 2");  // precision fp32
   EXPECT_EQ(parse({{"zero", 2}, {"precision", "bf16"}, {"param_dtype", "bf16"}}).train.param_dtype,
-            "bf16");
+            polar::Precision::Bf16);
   polar::TrainSection t;
-  t.activation_checkpointing = "every_k";
+  t.activation_checkpointing = polar::ActivationCheckpointing::EveryK;
   t.activation_checkpointing_k = 3;
   EXPECT_EQ(polar::activation_checkpoint_interval(t), 3);
 }

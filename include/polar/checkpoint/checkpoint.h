@@ -47,6 +47,11 @@ struct CheckpointContents {
 // Writes `dir` atomically; an existing `dir` is replaced.
 void save_checkpoint(const std::string& dir, const CheckpointContents& contents);
 
+// The name of the checkpoint of step `step` in a run directory: "checkpoint-<step>".
+std::string checkpoint_dir_name(int64_t step);
+// The step of a directory named by checkpoint_dir_name, or nullopt for any other name.
+std::optional<int64_t> checkpoint_dir_step(const std::string& name);
+
 // The highest-step complete checkpoint-<step> under `run_dir`, if any.
 std::optional<std::string> find_latest_checkpoint(const std::string& run_dir);
 // Removes checkpoint-<step> dirs beyond the newest `keep_last`.

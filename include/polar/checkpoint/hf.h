@@ -19,10 +19,8 @@
 #include "polar/model/config.h"
 
 namespace polar {
-struct LoadedModel;
-}
 
-namespace polar::io {
+struct LoadedModel;
 
 // What a Hugging Face config.json says about the model, besides its shape.
 struct HfModelInfo {
@@ -76,4 +74,4 @@ nlohmann::json hf_export_config(const ModelConfig& shape, const std::string& for
                                 const std::string& dtype, int64_t bos, int64_t eos, int64_t pad,
                                 int64_t reward);
 
-}  // namespace polar::io
+}  // namespace polar

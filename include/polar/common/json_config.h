@@ -8,20 +8,10 @@
 #include <string>
 #include <vector>
 
+#include "polar/common/config_schema.h"  // Range, closed, above, below
 #include "polar/common/error.h"
 
 namespace polar {
-
-// A closed or half-open interval for a numeric config value; describe() renders "[0, 1)".
-struct Range {
-  double lo, hi;
-  bool lo_open = false, hi_open = false;
-  bool contains(double v) const;
-  std::string describe() const;
-};
-Range closed(double lo, double hi);
-Range above(double lo, double hi);  // (lo, hi]
-Range below(double lo, double hi);  // [lo, hi)
 
 class ConfigReader {
  public:

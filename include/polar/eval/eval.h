@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "polar/checkpoint/checkpoint.h"
+#include "polar/common/precision.h"
 #include "polar/data/records.h"
 #include "polar/tokenizer/template.h"
 
@@ -20,7 +21,7 @@ struct ScoreOptions {
       TemplateKind::Finetune;          // pretrain: prompt and response without "\n"
   int64_t row_tokens = 512;            // packed row length (a longer group gets a row of its own)
   int64_t micro_batch_tokens = 16384;  // computed tokens per forward pass
-  std::string precision = "fp32";
+  Precision precision = Precision::Fp32;
   bool shared_prefix = true;  // prefix once per group; score_records groups outputs of one prefix
 };
 

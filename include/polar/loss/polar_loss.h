@@ -15,15 +15,11 @@
 
 #include <cstdint>
 
+#include "polar/loss/loss_options.h"
+
 namespace polar {
 
 struct PackedBatch;
-
-struct LossOptions {
-  double margin = 0.0;
-  double center_coef = 0.0;
-  double reward_l2 = 0.0;
-};
 
 // The counts a step logs, read from PairLoss::stats (one copy to the host).
 struct PairCounts {

@@ -7,26 +7,40 @@
 #include <cstdint>
 #include <string>
 
+#include "polar/common/config_schema.h"
+
 namespace polar {
 
 struct FamilyInfo;
 
+// Shape bounds: generous for real models (256k vocabularies, 16k hidden sizes, 1M contexts), yet
+// small enough that counts and byte sizes cannot overflow and a typo is not taken for a shape.
+inline constexpr double kMaxVocab = 16777216;        // 2^24
+inline constexpr double kMaxHidden = 65536;          // 2^16
+inline constexpr double kMaxIntermediate = 1048576;  // 2^20
+inline constexpr double kMaxPositionBound = 16777216;
+
+// The shape keys: the "model" section of a config and of a checkpoint's config.json.
+// clang-format off
+#define POLAR_MODEL_SHAPE_KEYS(KEY) \
+  KEY(std::string, architecture, "llama", any(), "", "the model family (docs/model_families.md): llama, qwen2 or internlm2") \
+  KEY(int64_t, vocab_size, 512, closed(1, kMaxVocab), "tokens", "embedding rows; left out: the tokenizer's vocabulary size") \
+  KEY(int64_t, hidden_size, 64, closed(1, kMaxHidden), "", "model width") \
+  KEY(int64_t, num_layers, 2, closed(1, 1024), "", "decoder blocks") \
+  KEY(int64_t, num_heads, 4, closed(1, 1024), "", "attention heads; must divide hidden_size") \
+  KEY(int64_t, num_kv_heads, 4, closed(1, 1024), "", "key/value heads (grouped-query attention when < num_heads)") \
+  KEY(int64_t, intermediate_size, 172, closed(1, kMaxIntermediate), "", "MLP width") \
+  KEY(int64_t, max_position, 4096, closed(16, kMaxPositionBound), "tokens", "longest sequence the positions cover") \
+  KEY(double, rope_theta, 10000.0, above(0, 1e12), "", "RoPE base") \
+  KEY(double, rope_scaling, 1.0, above(0, 1e4), "", "linear RoPE scaling factor (positions divided by it)") \
+  KEY(double, rms_eps, 1e-6, above(0, 1), "", "RMSNorm epsilon") \
+  KEY(bool, qkv_bias, false, any(), "", "biases on q/k/v (Qwen2)") \
+  KEY(bool, tie_embeddings, false, any(), "", "kept for import/export fidelity (a reward model has no LM head)") \
+  KEY(double, init_std, 0.02, closed(0, 10), "", "standard deviation of the initial weights")
+// clang-format on
+
 struct ModelConfig {
-  std::string architecture =
-      "llama";  // the model family (model/family.h): llama | qwen2 | internlm2
-  int64_t vocab_size = 512;
-  int64_t hidden_size = 64;
-  int64_t num_layers = 2;
-  int64_t num_heads = 4;
-  int64_t num_kv_heads = 4;  // grouped-query attention when < num_heads
-  int64_t intermediate_size = 172;
-  int64_t max_position = 4096;
-  double rope_theta = 10000.0;
-  double rope_scaling = 1.0;  // linear RoPE scaling factor (positions divided by it)
-  double rms_eps = 1e-6;
-  bool qkv_bias = false;        // Qwen2 has biases on q/k/v
-  bool tie_embeddings = false;  // a reward model has no LM head; kept for import/export fidelity
-  double init_std = 0.02;
+  POLAR_CONFIG_KEYS(POLAR_MODEL_SHAPE_KEYS)
 
   int64_t head_dim() const { return hidden_size / num_heads; }
   int64_t num_parameters() const;  // exact count of the module's parameters

@@ -55,7 +55,14 @@ class RewardModelImpl : public torch::nn::Module {
   // parameter's device instead (fast for a large model on a GPU, values device-dependent).
   void reset_parameters(uint64_t seed, bool on_device = false);
   void reset_reward_head(uint64_t seed);
+  void zero_reward_head();  // every reward starts at 0
   void set_attention_impl(AttentionImpl impl) { attention_impl_ = impl; }
+  // The attention a forward on `device` with activations in `dtype` runs when `requested`:
+  // Auto takes varlen flash when usable, else per-sequence blocks on the CPU, else the dense
+  // mask; Varlen throws when unusable; Math and Blocks are taken as asked. The one rule for
+  // training (which chooses once per run and sets the result), evaluation and serving.
+  AttentionImpl choose_attention(AttentionImpl requested, const torch::Device& device,
+                                 torch::ScalarType dtype) const;
   // Use the fused reward-head kernel (CUDA tensors only; CPU always takes the reference).
   void set_fused_head(bool on) { fused_head_ = on; }
   // Activation checkpointing: recompute layers in backward instead of keeping their activations.

@@ -7,6 +7,7 @@
 #include <memory>
 #include <string>
 
+#include "polar/common/precision.h"
 #include "polar/data/batch.h"
 
 namespace polar {
@@ -21,7 +22,7 @@ PackedBatch to_device(PackedBatch batch, const torch::Device& device);
 // copy of batch.storage, e.g. on another device); the others are copied to copy's device.
 PackedBatch with_storage(PackedBatch batch, const torch::Tensor& copy);
 
-// bf16 autocast on CUDA when precision == "bf16"; a no-op otherwise. Restores on destruction.
-std::shared_ptr<void> autocast_guard(const std::string& precision, const torch::Device& device);
+// bf16 autocast on CUDA when precision is Bf16; a no-op otherwise. Restores on destruction.
+std::shared_ptr<void> autocast_guard(Precision precision, const torch::Device& device);
 
 }  // namespace polar

@@ -11,6 +11,7 @@
 #include <string>
 #include <vector>
 
+#include "polar/common/precision.h"
 #include "polar/data/batch.h"
 #include "polar/model/reward_model.h"
 
@@ -19,7 +20,7 @@ namespace polar {
 struct MicroBatchOptions {
   PackOptions pack;
   int64_t token_budget = 16384;  // computed tokens per forward (group_tokens; a larger group alone)
-  std::string precision = "fp32";  // "bf16": CUDA autocast around the forward
+  Precision precision = Precision::Fp32;  // Bf16: CUDA autocast around the forward
 };
 
 struct MicroBatch {

@@ -2,6 +2,7 @@
 // achieved FLOP/s, MFU against a matmul peak measured in the same process, and peak memory.
 #pragma once
 
+#include <torch/types.h>
 #include <nlohmann/json.hpp>
 
 #include <cstdint>
@@ -35,7 +36,7 @@ struct BenchResult {
 };
 
 // Measured peak of a square matmul on `device` in `precision` (GFLOP/s).
-double measure_matmul_peak_gflops(const torch::Device& device, const std::string& precision,
+double measure_matmul_peak_gflops(const torch::Device& device, Precision precision,
                                   std::string* kind);
 
 BenchResult run_bench(TrainConfig config, const BenchOptions& options);

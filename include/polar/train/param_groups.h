@@ -24,9 +24,8 @@ struct ParamRule {
   double lr_scale = 1.0;  // the group's lr is the schedule's lr times this
 };
 
-// The role of a parameter named like LlamaForSequenceClassification's
-// ("score.weight", "model.embed_tokens.weight",
-// "model.layers.0.input_layernorm.weight", "...q_proj.bias").
+// The optimizer's role of a parameter, from the model's own ParamKind (model/param_kind.h):
+// matrices decay, embeddings, norms and biases do not, the head has its own lr scale.
 ParamRole param_role(const std::string& name);
 
 // Weight decay and lr scale of a parameter at optimizer step `step` (0-based).

@@ -54,6 +54,9 @@ class Trainer {
   struct State;  // public so that the file's helpers can take it; defined in trainer.cpp
 
  private:
+  // Evaluates every eval.every steps and at the end; adds eval_loss and eval_accuracy to `rec`.
+  void evaluate_into(nlohmann::json& rec, bool last);
+
   std::unique_ptr<State> s_;
 };
 

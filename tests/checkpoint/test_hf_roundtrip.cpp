@@ -10,6 +10,7 @@
 #include <fstream>
 #include <sstream>
 
+#include "io/test_hf_util.h"
 #include "model/tiny_model.h"
 #include "polar/checkpoint/checkpoint.h"
 #include "polar/checkpoint/hf.h"
@@ -17,7 +18,6 @@
 #include "polar/config/train_config.h"
 #include "polar/io/safetensors.h"
 #include "polar/train/run_setup.h"
-#include "test_hf_util.h"
 
 namespace polar::io {
 namespace {

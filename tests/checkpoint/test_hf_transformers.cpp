@@ -15,11 +15,11 @@
 #include <iostream>
 #include <sstream>
 
+#include "io/test_hf_util.h"
 #include "model/tiny_model.h"
 #include "polar/checkpoint/checkpoint.h"
 #include "polar/checkpoint/hf.h"
 #include "polar/tokenizer/template.h"
-#include "test_hf_util.h"
 
 namespace polar::io {
 namespace {
