@@ -12,7 +12,7 @@ For README.md and every docs/**/*.md (or the FILEs given), it checks:
   outputs   a code block that shows `$ command` lines followed by their output is run (from the
             repository root, with the built binaries) and the output compared, unless the block is
             fenced as illustrative (```text illustrative).
-The notation is the one docs/README.md spells out: [optional] parts, a|b alternatives, CAPITALS
+The notation is the one docs/notation.md spells out: [optional] parts, a|b alternatives, CAPITALS
 or <names> for placeholders, FILE... for repeated values, a standalone ... for elided flags (a
 partial command), and a command without flags names the command only.
 
@@ -44,20 +44,8 @@ LINK_RE = re.compile(r"\]\(([^)\s]+)\)")
 PLACEHOLDER_WORD_RE = re.compile(r"(^|[^A-Za-z0-9])[A-Z][A-Z0-9_]*([^A-Za-z0-9]|$)")
 
 
-class Problem(Exception):
-    pass
-
-
 # --------------------------------------------------------------------------------------------
 # Markdown: code blocks and inline code, with line numbers.
-
-
-class Snippet:
-    """A piece of code from a document: a line of a code block or an inline code span."""
-
-    def __init__(self, text, line, inline, fence_info="", block_id=None):
-        self.text, self.line, self.inline = text, line, inline
-        self.fence_info, self.block_id = fence_info, block_id
 
 
 def read_markdown(path):
@@ -441,9 +429,11 @@ class Checker:
         key = key.rstrip(".,:;")
         if not KEY_RE.match(key):
             return
-        first, last = key.split(".")[0], key.split(".")[-1]
-        if first not in self.sections or (last in FILE_EXTENSIONS and not strict):
+        parts = key.split(".")
+        if parts[0] not in self.sections or (parts[-1] in FILE_EXTENSIONS and not strict):
             return
+        if len(parts) > 2 and ".".join(parts[:2]) not in self.keys and not strict:
+            return  # a deeper name under no config key (a tensor name such as model.norm.weight)
         if key not in self.keys:
             self.report(path, line, "config key `%s` is not a key of the run config (polar config --keys)"
                         % key)

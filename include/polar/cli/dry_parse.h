@@ -1,9 +1,9 @@
 // Parsing a command line without running it: with POLAR_DRY_PARSE set, `polar` and `polar-run`
 // parse argv with their own CLI definitions and exit (0, or the CLI error) instead of running
 // anything. scripts/check_docs.py checks every command the documentation shows this way.
-//   POLAR_DRY_PARSE=1        the command must be complete: every flag known, every required one
-//   given POLAR_DRY_PARSE=partial  the command may leave flags (and a subcommand) out: every flag
-//   known
+//   =1        complete: every flag known, every required flag given
+//   =partial  flags (and a subcommand) may be left out; every flag given must be known
+//   =batch    polar only: many command lines, one JSON request a stdin line (tools/polar.cpp)
 // An option value equal to kDryParsePlaceholder stands for "some valid value" (a documented FILE,
 // N, ...) and is replaced by the option's default. Validators that look at the file system
 // (existing file, directory) are off: documented paths need not exist here.
