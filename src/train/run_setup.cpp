@@ -39,16 +39,25 @@ std::optional<Tokenizer> dataset_tokenizer(const std::string& split_dir) {
   const fs::path manifest = root / "manifest.json";
   if (fs::is_regular_file(manifest)) {
     const json j = read_json_file(manifest.string());
-    const json* stored = nullptr;
+    const json* built_with = nullptr;
     if (j.is_object() && j.contains("settings") && j["settings"].is_object() &&
         j["settings"].contains("tokenizer") && j["settings"]["tokenizer"].is_object() &&
         j["settings"]["tokenizer"].contains("fingerprint"))
-      stored = &j["settings"]["tokenizer"]["fingerprint"];
-    if (stored != nullptr) {
-      POLAR_CHECK(stored->is_string() && stored->get<std::string>() == tok.fingerprint(),
-                  manifest.string(), ": settings.tokenizer.fingerprint ", stored->dump(),
-                  " is not the fingerprint of ", t.string(), " (", tok.fingerprint(),
-                  "); the dataset's tokenizer/ was replaced: rebuild the data");
+      built_with = &j["settings"]["tokenizer"];
+    if (built_with != nullptr) {
+      const json& stored = (*built_with)["fingerprint"];
+      const auto field = [&](const char* key) {
+        if (!built_with->contains(key)) return std::string("?");
+        const json& v = (*built_with)[key];
+        return v.is_string() ? v.get<std::string>() : v.dump();
+      };
+      POLAR_CHECK(stored.is_string() && stored.get<std::string>() == tok.fingerprint(),
+                  manifest.string(), ": settings.tokenizer.fingerprint ", stored.dump(),
+                  " (the data was built with ", field("path"), ", ", field("vocab_size"),
+                  " pieces) is not the fingerprint of ", t.string(), " (", tok.fingerprint(), ", ",
+                  tok.vocab_size(),
+                  " pieces); the dataset's tokenizer/ was replaced: rebuild the data or put the "
+                  "tokenizer it was built with back");
     }
   }
   return tok;

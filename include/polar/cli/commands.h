@@ -16,5 +16,6 @@ void add_interop_commands(CLI::App& app);   // src/cli/interop_command.cpp: impo
 void add_sample_command(CLI::App& app);     // src/cli/sample_command.cpp
 void add_serve_command(CLI::App& app);      // src/cli/serve_command.cpp
 void add_plan_command(CLI::App& app);       // src/cli/plan_command.cpp
+void add_config_command(CLI::App& app);     // src/cli/config_command.cpp
 
 }  // namespace polar::cli
