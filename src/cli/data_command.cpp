@@ -96,6 +96,7 @@ void add_pretrain_command(CLI::App* cmd) {
   auto pre = std::make_shared<PretrainBuildOptions>();
   auto template_name = std::make_shared<std::string>("pretrain");
   auto pairing = std::make_shared<std::string>("all-pairs");
+  auto negatives_from = std::make_shared<std::string>("any");
   auto budget = std::make_shared<std::string>("4GiB");
   auto* p = cmd->add_subcommand("pretrain",
                                 "Policy-discrimination groups from trajectories of many policies");
@@ -108,6 +109,14 @@ void add_pretrain_command(CLI::App* cmd) {
   p->add_option("--negatives", pre->negatives,
                 "Negatives per group (K), from K distinct other policies")
       ->capture_default_str();
+  p->add_option("--negatives-from", *negatives_from,
+                "Policy of each negative: any (other policy), same-family (another policy of "
+                "the reference's family), mixed:P (same-family with probability P, else any) or "
+                "nearest (the family neighbour nearest by step); needs --policies unless any")
+      ->capture_default_str();
+  p->add_option("--policies", pre->policies,
+                "Policy table: JSON array (or {\"policies\": [...]}) of {name, family[, step]}, "
+                "e.g. a pool file");
   p->add_option("--seed", pre->seed, "Seed for pairing, negatives and the eval split")
       ->capture_default_str();
   add_limit_options(p, pre->limits);
@@ -147,9 +156,10 @@ void add_pretrain_command(CLI::App* cmd) {
   p->add_flag("--skip-invalid", pre->skip_invalid, "Skip and count bad lines instead of failing");
   p->add_flag("--overwrite", pre->overwrite, "Replace an existing dataset at --output");
   auto* quiet = p->add_flag("--no-progress", "No progress line");
-  p->callback([pre, template_name, pairing, budget, workers, quiet] {
+  p->callback([pre, template_name, pairing, negatives_from, budget, workers, quiet] {
     pre->template_kind = parse_template_kind(*template_name);
     pre->pairing = parse_pairing_scheme(*pairing);
+    pre->negatives_from = parse_negative_selection(*negatives_from);
     pre->memory_budget = parse_byte_size(*budget);
     pre->progress = quiet->count() == 0;
     resolve_workers(*pre, workers->count() > 0);

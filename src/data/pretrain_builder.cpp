@@ -178,6 +178,10 @@ json build_pretrain_dataset(const PretrainBuildOptions& o) {
   StagedOutput staged(part ? pretrain_part_dir(o.output, o.worker_index, o.num_workers) : o.output,
                       o.overwrite);
   const Tokenizer tok = Tokenizer::load(o.tokenizer);
+  POLAR_CHECK(o.negatives_from.source == NegativeSource::Any || !o.policies.empty(),
+              "--negatives-from ", negative_selection_name(o.negatives_from),
+              " needs the policies' families: give --policies FILE");
+  if (!o.policies.empty()) read_policy_table(o.policies);  // refused before any input is read
 
   const std::string spill_dir = (fs::path(o.spill_dir.empty() ? staged.tmp() : o.spill_dir) /
                                  ("spill-" + std::to_string(::getpid())))

@@ -108,6 +108,8 @@ json pretrain_settings(const PretrainBuildOptions& o, const std::vector<std::str
           {"template", template_kind_name(o.template_kind)},
           {"pairing", pairing_scheme_name(o.pairing)},
           {"negatives", o.negatives},
+          {"negatives_from", negative_selection_name(o.negatives_from)},
+          {"policies", o.policies},
           {"seed", o.seed},
           {"max_length", o.limits.max_length},
           {"max_response_length", o.limits.max_response_length},
