@@ -17,6 +17,7 @@
 #include "polar/common/activity.h"
 #include "polar/common/error.h"
 #include "polar/common/json_config.h"
+#include "polar/common/kill_point.h"
 #include "polar/common/staged_dir.h"
 #include "polar/config/train_config.h"
 #include "polar/io/safetensors.h"
@@ -100,6 +101,7 @@ void save_checkpoint(const std::string& dir, const CheckpointContents& c) {
   const fs::path tmp(staged.path());
   io::save_safetensors((tmp / "model.safetensors").string(), named_weights(*c.model),
                        {{"format", "pt"}, {"producer", "polar"}});
+  kill_point("save.model_written");
   json config = *c.config;
   config["tokenizer_fingerprint"] = c.tokenizer->fingerprint();  // what the weights' ids mean
   write_json_file_atomic((tmp / "config.json").string(), config);
@@ -120,7 +122,9 @@ void save_checkpoint(const std::string& dir, const CheckpointContents& c) {
     state.rng_state_b64 = base64_encode(gen_state.data_ptr<uint8_t>(), gen_state.numel());
     write_json_file_atomic((tmp / "trainer_state.json").string(), state.to_json());
   }
+  kill_point("save.before_manifest");
   write_checkpoint_checksums(tmp.string());
+  kill_point("save.before_commit");
   staged.commit();
 }
 

@@ -2,6 +2,7 @@
 #include <CLI/CLI.hpp>
 
 #include <chrono>
+#include <cstdlib>
 #include <memory>
 
 #include "polar/cli/commands.h"
@@ -46,8 +47,18 @@ void add_serve_command(CLI::App& app) {
                 "how long a request may wait for others to batch with");
   s->add_option("--http-threads", o.http_threads, "connections served at once");
   s->add_option("--read-timeout", o.read_timeout_s, "seconds to wait for a slow client's bytes");
-  s->callback([a] {
+  auto* key = s->add_option("--api-key", o.api_key,
+                            "require 'Authorization: Bearer KEY' on every endpoint but /health "
+                            "(default: $POLAR_API_KEY)");
+  s->add_flag("--allow-unauthenticated", o.allow_unauthenticated,
+              "serve on a non-loopback --host without an API key");
+  s->callback([a, key] {
     serve::ServeOptions options = a->options;
+    if (key->count() > 0) {
+      POLAR_CHECK(!options.api_key.empty(), "--api-key: expected a non-empty key");
+    } else if (const char* env = std::getenv("POLAR_API_KEY"); env != nullptr && *env != '\0') {
+      options.api_key = env;
+    }
     options.api = serve::parse_pooling_api(a->api);
     POLAR_CHECK(a->max_wait_ms >= 0 && a->max_wait_ms <= 1000,
                 "--max-wait-ms: expected 0..1000, got ", a->max_wait_ms);

@@ -304,6 +304,7 @@ json score_response(const ParsedRequest& req, const std::vector<float>& rewards,
 
 json error_body(int status, const std::string& message) {
   const char* type = status == 404   ? "NotFoundError"
+                     : status == 401 ? "AuthenticationError"
                      : status == 413 ? "PayloadTooLargeError"
                      : status >= 500 ? "InternalServerError"
                                      : "BadRequestError";

@@ -3,8 +3,11 @@
 #include "polar/serve/server.h"
 
 #include <httplib.h>
+#include <openssl/crypto.h>
+#include <openssl/sha.h>
 #include <spdlog/spdlog.h>
 
+#include <array>
 #include <atomic>
 #include <chrono>
 #include <ctime>
@@ -46,7 +49,36 @@ std::string default_error_message(const httplib::Request& req, int status, int64
   }
 }
 
+std::array<unsigned char, SHA256_DIGEST_LENGTH> sha256(const std::string& text) {
+  std::array<unsigned char, SHA256_DIGEST_LENGTH> digest{};
+  SHA256(reinterpret_cast<const unsigned char*>(text.data()), text.size(), digest.data());
+  return digest;
+}
+
 }  // namespace
+
+bool is_loopback_host(const std::string& host) {
+  return host == "localhost" || host == "::1" || host == "[::1]" || host.rfind("127.", 0) == 0;
+}
+
+bool bearer_matches(const std::string& authorization, const std::string& key) {
+  // Digests of equal length, compared by CRYPTO_memcmp: neither the key's length nor the
+  // position of the first wrong byte shows in the time taken.
+  static const std::string kScheme = "Bearer ";
+  const bool scheme = authorization.size() >= kScheme.size() &&
+                      authorization.compare(0, kScheme.size(), kScheme) == 0;
+  const auto given = sha256(scheme ? authorization.substr(kScheme.size()) : authorization);
+  const auto wanted = sha256(key);
+  return CRYPTO_memcmp(given.data(), wanted.data(), given.size()) == 0 && scheme;
+}
+
+void check_exposure(const ServeOptions& options) {
+  POLAR_CHECK(
+      !options.api_key.empty() || options.allow_unauthenticated || is_loopback_host(options.host),
+      "refusing to serve on ", options.host,
+      " without authentication: anyone who can reach it could use the model. Set an API "
+      "key (--api-key KEY or POLAR_API_KEY), or pass --allow-unauthenticated");
+}
 
 struct RewardServer::Impl {
   LoadedModel& model;
@@ -120,7 +152,23 @@ struct RewardServer::Impl {
     return {{"object", "list"}, {"data", json::array({card})}};
   }
 
+  // Runs before routing: a request without the key ends here, whatever its path.
+  httplib::Server::HandlerResponse authenticate(const httplib::Request& q, httplib::Response& r) {
+    if (options.api_key.empty() || q.path == "/health")
+      return httplib::Server::HandlerResponse::Unhandled;
+    if (bearer_matches(q.get_header_value("Authorization"), options.api_key))
+      return httplib::Server::HandlerResponse::Unhandled;
+    const char* why = q.has_header("Authorization")
+                          ? "invalid API key in the Authorization header"
+                          : "missing API key: send the header 'Authorization: Bearer <key>'";
+    send_json(r, 401, error_body(401, why));
+    r.set_header("WWW-Authenticate", "Bearer");
+    return httplib::Server::HandlerResponse::Handled;
+  }
+
   void routes() {
+    http.set_pre_routing_handler(
+        [this](const httplib::Request& q, httplib::Response& r) { return authenticate(q, r); });
     http.Post("/pooling", [this](const httplib::Request& q, httplib::Response& r) {
       handle_scoring(Endpoint::Pooling, q, r);
     });
@@ -185,6 +233,7 @@ int RewardServer::bind() {
   Impl& s = *impl_;
   POLAR_CHECK(s.options.port >= 0 && s.options.port <= 65535, "--port: expected 0..65535, got ",
               s.options.port);
+  check_exposure(s.options);
   if (s.options.port == 0) {
     s.port = s.http.bind_to_any_port(s.options.host);
   } else {

@@ -15,6 +15,7 @@
 #include "polar/common/activity.h"
 #include "polar/common/error.h"
 #include "polar/common/json_config.h"
+#include "polar/common/kill_point.h"
 #include "polar/data/batch.h"
 #include "polar/dist/dist.h"
 #include "polar/kernels/attention.h"
@@ -160,7 +161,9 @@ std::string stage_optimizer_state(Trainer::State& s, const std::string& dir) {
     fs::create_directories(staging);
   }
   s.ctx->barrier();
+  kill_point("save.staged");
   s.optimizer->save(staging);
+  kill_point("save.shard_written");
   s.ctx->barrier();
   return staging;
 }
@@ -361,6 +364,7 @@ int Trainer::run() {
         prune_checkpoints(cfg.run.output_dir, cfg.run.keep_last);
       spdlog::info("saved {}", dir);
     }
+    kill_point("save.committed");
     s.ctx->barrier();  // nobody runs ahead of a checkpoint that a restart would resume from
   };
   if (main) {
