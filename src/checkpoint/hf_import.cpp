@@ -100,6 +100,20 @@ void read_rope(const json& config, const std::string& where, HfModelInfo& info) 
               ".factor: expected a number > 0, got ", factor);
   if (type == "linear") {
     shape.rope_scaling = factor;
+  } else if (type == "llama3") {
+    // transformers requires every key (no defaults): so does polar.
+    auto required = [&](const char* key) {
+      POLAR_CHECK(find_key(*scaling, key), key_where, ".", key, " is missing (rope_type llama3)");
+      return get_number(*scaling, key, 0.0, key_where);
+    };
+    shape.rope_type = RopeType::Llama3;
+    shape.rope_scaling = factor;
+    shape.rope_low_freq_factor = required("low_freq_factor");
+    shape.rope_high_freq_factor = required("high_freq_factor");
+    POLAR_CHECK(find_key(*scaling, "original_max_position_embeddings"), key_where,
+                ".original_max_position_embeddings is missing (rope_type llama3)");
+    shape.rope_original_max_position =
+        get_int(*scaling, "original_max_position_embeddings", 0, key_where);
   } else if (type == "dynamic") {
     // Dynamic NTK only changes the base for sequences longer than max_position_embeddings
     // (transformers and InternLM2's code alike), so below that it is plain RoPE.
@@ -111,8 +125,8 @@ void read_rope(const json& config, const std::string& where, HfModelInfo& info) 
                     scaling_key, factor, shape.max_position));
   } else {
     throw Error(key_where + ": rope type \"" + type +
-                "\" is not supported; polar implements default and linear RoPE scaling (dynamic is "
-                "read as default)");
+                "\" is not supported; polar implements default, linear and llama3 RoPE scaling "
+                "(dynamic is read as default)");
   }
 }
 
@@ -184,11 +198,20 @@ HfModelInfo parse_hf_config(const json& config, const std::string& where) {
   const std::string act = get_string(config, "hidden_act", "silu", where);
   POLAR_CHECK(act == "silu", where, ": \"hidden_act\" is \"", act,
               "\"; polar's MLP is SwiGLU with silu");
-  POLAR_CHECK(s.num_heads > 0 && s.hidden_size % s.num_heads == 0, where, ": \"hidden_size\" (",
-              s.hidden_size, ") must be a multiple of \"num_attention_heads\" (", s.num_heads, ")");
-  const int64_t head_dim = get_int(config, "head_dim", s.hidden_size / s.num_heads, where);
-  POLAR_CHECK(head_dim == s.hidden_size / s.num_heads, where, ": \"head_dim\" is ", head_dim,
-              "; polar needs hidden_size / num_attention_heads = ", s.hidden_size / s.num_heads);
+  POLAR_CHECK(s.num_heads > 0, where, ": \"num_attention_heads\" must be positive, got ",
+              s.num_heads);
+  // The family's default head_dim when the key is absent (Qwen3's config class has 128).
+  const bool divisible = s.hidden_size % s.num_heads == 0;
+  POLAR_CHECK(divisible || find_key(config, "head_dim") || family.default_head_dim > 0, where,
+              ": \"hidden_size\" (", s.hidden_size,
+              ") must be a multiple of \"num_attention_heads\" (", s.num_heads,
+              ") when \"head_dim\" is not given");
+  const int64_t head_dim = get_int(
+      config, "head_dim",
+      family.default_head_dim > 0 ? family.default_head_dim : s.hidden_size / s.num_heads, where);
+  POLAR_CHECK(head_dim > 0, where, ": \"head_dim\" must be positive, got ", head_dim);
+  // Stored only where it differs from hidden_size / num_heads, so equal shapes compare equal.
+  s.attention_head_dim = divisible && head_dim == s.hidden_size / s.num_heads ? 0 : head_dim;
   const double rotary = get_number(config, "partial_rotary_factor", 1.0, where);
   POLAR_CHECK(rotary == 1.0, where, ": \"partial_rotary_factor\" is ", rotary,
               "; polar rotates the whole head");

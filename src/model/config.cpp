@@ -23,15 +23,16 @@ struct LayerParams {
 };
 
 LayerParams layer_params(const ModelConfig& c) {
-  const int64_t h = c.hidden_size;
+  const int64_t h = c.hidden_size, q = c.q_size();
   const int64_t kv = c.num_kv_heads * c.head_dim();
   LayerParams p;
-  p.matmul = h * h                           // q_proj
+  p.matmul = h * q                           // q_proj
              + 2 * h * kv                    // k_proj, v_proj
-             + h * h                         // o_proj
+             + q * h                         // o_proj
              + 3 * h * c.intermediate_size;  // gate_proj, up_proj, down_proj
   p.other = 2 * h;                           // input_layernorm, post_attention_layernorm
-  if (c.qkv_bias) p.other += h + 2 * kv;
+  if (c.qkv_bias) p.other += q + 2 * kv;
+  if (c.qk_norm()) p.other += 2 * c.head_dim();  // self_attn.q_norm, self_attn.k_norm
   return p;
 }
 
@@ -46,12 +47,13 @@ int64_t ModelConfig::num_parameters() const {
 
 double ModelConfig::flops_per_token(int64_t seq_len) const {
   // Forward only (training is about 3x): 2 FLOPs per multiply-add of every layer matmul, plus
-  // attention scores (q.k) and the weighted sum of values, each 2 * seq_len * hidden per layer.
+  // attention scores (q.k) and the weighted sum of values, each 2 * seq_len * heads * head_dim
+  // per layer.
   // Embedding lookups are not matmuls; the reward head runs once per sequence, not per token.
   const LayerParams p = layer_params(*this);
   const double matmul = 2.0 * static_cast<double>(num_layers * p.matmul);
   const double attention = 2.0 * 2.0 * static_cast<double>(num_layers) *
-                           static_cast<double>(seq_len) * static_cast<double>(hidden_size);
+                           static_cast<double>(seq_len) * static_cast<double>(q_size());
   return matmul + attention;
 }
 
@@ -91,21 +93,43 @@ void ModelConfig::validate() const {
   check_int("num_layers", num_layers, 1, kMaxLayers);
   check_int("num_heads", num_heads, 1, kMaxHeads);
   check_int("num_kv_heads", num_kv_heads, 1, kMaxHeads);
-  POLAR_CHECK(hidden_size % num_heads == 0, "model.hidden_size (", hidden_size,
-              ") must be divisible by model.num_heads (", num_heads, ")");
+  check_int("head_dim", attention_head_dim, 0, kMaxHidden);
+  POLAR_CHECK(attention_head_dim > 0 || hidden_size % num_heads == 0, "model.hidden_size (",
+              hidden_size, ") must be divisible by model.num_heads (", num_heads,
+              ") unless model.head_dim is given");
   POLAR_CHECK(num_heads % num_kv_heads == 0, "model.num_heads (", num_heads,
               ") must be divisible by model.num_kv_heads (", num_kv_heads, ")");
-  POLAR_CHECK(head_dim() % 2 == 0, "model: head dimension hidden_size / num_heads = ", head_dim(),
+  POLAR_CHECK(head_dim() % 2 == 0, "model: head dimension ", head_dim(),
               " must be even for rotary embeddings");
+  POLAR_CHECK(q_size() <= kMaxHidden, "model.num_heads x head dimension = ", q_size(), " exceeds ",
+              kMaxHidden);
   check_int("intermediate_size", intermediate_size, 1, kMaxIntermediate);
   check_int("max_position", max_position, kMinPosition, kMaxPosition);
   check_real("rope_theta", rope_theta, 0, 1e12, true);
   check_real("rope_scaling", rope_scaling, 0, 1e4, true);
+  if (rope_type == RopeType::Llama3) {
+    check_real("rope_low_freq_factor", rope_low_freq_factor, 0, 1e4, true);
+    check_real("rope_high_freq_factor", rope_high_freq_factor, 0, 1e4, true);
+    POLAR_CHECK(rope_high_freq_factor > rope_low_freq_factor, "model.rope_high_freq_factor (",
+                rope_high_freq_factor, ") must exceed model.rope_low_freq_factor (",
+                rope_low_freq_factor, ") for rope_type llama3");
+    check_int("rope_original_max_position", rope_original_max_position, 1, kMaxPosition);
+  }
   check_real("rms_eps", rms_eps, 0, 1, true);
   check_real("init_std", init_std, 0, 10, false);
 }
 
 const FamilyInfo& ModelConfig::family() const { return family_by_name(architecture); }
+
+bool ModelConfig::qk_norm() const { return family().qk_norm; }
+
+const char* rope_type_name(RopeType type) { return type == RopeType::Llama3 ? "llama3" : "linear"; }
+
+RopeType parse_rope_type(const std::string& name, const std::string& where) {
+  if (name == "linear") return RopeType::Linear;
+  if (name == "llama3") return RopeType::Llama3;
+  throw Error(where + ": expected \"linear\" or \"llama3\", got \"" + name + "\"");
+}
 
 double machine_memory_bytes() {
   if (const char* env = std::getenv("POLAR_MEMORY_BYTES")) {
@@ -152,8 +176,15 @@ ModelConfig ModelConfig::from_json(const nlohmann::json& j, const std::string& w
   r.get("num_kv_heads", c.num_kv_heads);
   r.get("intermediate_size", c.intermediate_size);
   r.get("max_position", c.max_position);
+  r.get("head_dim", c.attention_head_dim);
   r.get("rope_theta", c.rope_theta);
+  std::string rope_type = rope_type_name(c.rope_type);
+  r.get("rope_type", rope_type);
+  c.rope_type = parse_rope_type(rope_type, where + ": model.rope_type");
   r.get("rope_scaling", c.rope_scaling);
+  r.get("rope_low_freq_factor", c.rope_low_freq_factor);
+  r.get("rope_high_freq_factor", c.rope_high_freq_factor);
+  r.get("rope_original_max_position", c.rope_original_max_position);
   r.get("rms_eps", c.rms_eps);
   r.get("qkv_bias", c.qkv_bias);
   r.get("tie_embeddings", c.tie_embeddings);
@@ -168,20 +199,28 @@ ModelConfig ModelConfig::from_json(const nlohmann::json& j, const std::string& w
 }
 
 nlohmann::json ModelConfig::to_json() const {
-  return nlohmann::json{{"architecture", architecture},
-                        {"vocab_size", vocab_size},
-                        {"hidden_size", hidden_size},
-                        {"num_layers", num_layers},
-                        {"num_heads", num_heads},
-                        {"num_kv_heads", num_kv_heads},
-                        {"intermediate_size", intermediate_size},
-                        {"max_position", max_position},
-                        {"rope_theta", rope_theta},
-                        {"rope_scaling", rope_scaling},
-                        {"rms_eps", rms_eps},
-                        {"qkv_bias", qkv_bias},
-                        {"tie_embeddings", tie_embeddings},
-                        {"init_std", init_std}};
+  nlohmann::json j{{"architecture", architecture},
+                   {"vocab_size", vocab_size},
+                   {"hidden_size", hidden_size},
+                   {"num_layers", num_layers},
+                   {"num_heads", num_heads},
+                   {"num_kv_heads", num_kv_heads},
+                   {"intermediate_size", intermediate_size},
+                   {"max_position", max_position},
+                   {"head_dim", attention_head_dim},
+                   {"rope_theta", rope_theta},
+                   {"rope_type", rope_type_name(rope_type)},
+                   {"rope_scaling", rope_scaling},
+                   {"rms_eps", rms_eps},
+                   {"qkv_bias", qkv_bias},
+                   {"tie_embeddings", tie_embeddings},
+                   {"init_std", init_std}};
+  if (rope_type == RopeType::Llama3) {
+    j["rope_low_freq_factor"] = rope_low_freq_factor;
+    j["rope_high_freq_factor"] = rope_high_freq_factor;
+    j["rope_original_max_position"] = rope_original_max_position;
+  }
+  return j;
 }
 
 }  // namespace polar

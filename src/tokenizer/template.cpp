@@ -72,8 +72,9 @@ std::optional<EncodedGroup> assemble(const Tokenizer& tok, const RunTokens& firs
   size_t max_prompt = first.prompt.size();
   for (const auto& run : second) max_prompt = std::max(max_prompt, run.prompt.size());
   // Sequence i's length when n prompt tokens are cut from each copy.
+  const size_t bos = sp.bos >= 0 ? 1 : 0;  // a tokenizer.json may put nothing first
   auto fits = [&](size_t n) {
-    const size_t head = 1 + minus(first.prompt.size(), n) + first.sep.size() + ref_len + 1;
+    const size_t head = bos + minus(first.prompt.size(), n) + first.sep.size() + ref_len + 1;
     for (const auto& run : second) {
       const size_t len = head + minus(run.prompt.size(), n) + run.sep.size() +
                          std::min(run.body.size(), response_len) + 1;
@@ -97,7 +98,7 @@ std::optional<EncodedGroup> assemble(const Tokenizer& tok, const RunTokens& firs
   out.prompt_tokens_cut = static_cast<int64_t>(std::min(cut, first.prompt.size()));
   out.response_tokens_cut = static_cast<int64_t>(first.body.size() - ref_len);
   auto& p = out.prefix;
-  p.push_back(sp.bos);
+  if (bos) p.push_back(sp.bos);
   append(p, first.prompt, cut, first.prompt.size());
   append(p, first.sep, 0, first.sep.size());
   append(p, first.body, 0, ref_len);

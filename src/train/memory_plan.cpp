@@ -27,27 +27,31 @@ constexpr int64_t kUpdateChunk = 1
 double layer_bytes_per_token(const ModelConfig& c, bool cuda, bool bf16_weights) {
   const double H = static_cast<double>(c.hidden_size), I = static_cast<double>(c.intermediate_size);
   const double KV = static_cast<double>(c.num_kv_heads * c.head_dim());
+  // Queries and the attention output are num_heads * head_dim wide (H unless head_dim is
+  // explicit, as Qwen3's); q/k norms (Qwen3) keep their input and fp32 upcast of q and k.
+  const double Q = static_cast<double>(c.q_size());
+  const double qk_norm = c.qk_norm() ? (cuda ? 2.0 + 4.0 : 4.0) * (Q + KV) : 0.0;
   if (cuda && bf16_weights) {
     // bf16 residual stream: each RMSNorm (HF's bf16 arithmetic) keeps its fp32 upcast and its
-    // bf16 normalised output; the rest as below. 26H + 4KV + 8I bytes.
-    return 2 * (4 * H + 2 * H) + 2 * (3 * H + 2 * H + 2 * KV + 2 * H + 4 * I);
+    // bf16 normalised output; the rest as below. 22H + 4Q + 4KV + 8I bytes.
+    return 2 * (4 * H + 2 * H) + 2 * (3 * H + 2 * Q + 2 * KV + 2 * H + 4 * I) + qk_norm;
   }
   if (cuda) {
     // bf16 autocast, fused RMSNorm (it keeps its fp32 input and a per-token rstd): fp32, the
     // layer input and the residual after attention; bf16, the inputs of the q/k/v and gate/up
     // projections (autocast casts the norm output once per matmul), q, k, v and the attention
     // output as flash attention keeps them (o_proj's input is that output), and SwiGLU's gate,
-    // silu, up and product. 22H + 4KV + 8I bytes.
-    return 4 * 2 * H + 2 * (3 * H + 2 * H + 2 * KV + 2 * H + 4 * I);
+    // silu, up and product. 18H + 4Q + 4KV + 8I bytes.
+    return 4 * 2 * H + 2 * (3 * H + 2 * Q + 2 * KV + 2 * H + 4 * I) + qk_norm;
   }
   // fp32. Layer input, RMSNorm outputs (x2), the residual after attention, RoPE'd q and k; q, k
   // and their rotate_half copies, v, attention output, o_proj input, SwiGLU (gate, silu, up,
   // product).
-  double bytes = 4 * (4 * H + H + KV) + 4 * (2 * H + 2 * KV + KV + 2 * H + 4 * I);
+  double bytes = 4 * (4 * H + Q + KV) + 4 * (2 * Q + 2 * KV + KV + 2 * Q + 4 * I) + qk_norm;
   // Masked SDPA on the CPU (LibTorch's fused CPU kernel: no score matrix is kept): the
   // repeated k/v heads it saves, its output and log-sum-exp.
-  if (c.num_kv_heads < c.num_heads) bytes += 4 * 2 * H;
-  bytes += 4 * (H + static_cast<double>(c.num_heads));
+  if (c.num_kv_heads < c.num_heads) bytes += 4 * 2 * Q;
+  bytes += 4 * (Q + static_cast<double>(c.num_heads));
   return bytes;
 }
 
@@ -72,7 +76,9 @@ MemoryPlan plan_memory(const ModelConfig& c, const TrainConfig& cfg, int world, 
   m.checkpointing = t.activation_checkpointing;
   // train.param_dtype bf16: the matrices in bf16; norms and the reward head stay fp32.
   const bool bf16_weights = cuda && t.param_dtype == "bf16";
-  const int64_t small = (2 * c.num_layers + 2) * c.hidden_size;
+  // Vectors that stay fp32: the norms (q/k norms too) and the reward head.
+  const int64_t small =
+      (2 * c.num_layers + 2) * c.hidden_size + (c.qk_norm() ? 2 * c.num_layers * c.head_dim() : 0);
   m.params = bf16_weights ? 2 * (P - small) + 4 * small : 4 * P;
   m.grads = t.zero == 2 ? 4 * shard : 4 * P;
   m.master = t.zero == 0 ? 0 : 4 * shard;

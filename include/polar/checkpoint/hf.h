@@ -28,7 +28,7 @@ namespace polar::io {
 struct HfModelInfo {
   std::string architecture_class;  // e.g. "LlamaForCausalLM"
   bool has_reward_head = false;    // *ForSequenceClassification / *ForRewardModel
-  ModelConfig shape;               // shape.architecture: llama | qwen2 | internlm2
+  ModelConfig shape;               // shape.architecture: a model/family.h name
   bool has_o_bias = false;         // Llama attention_bias / InternLM2 bias: o bias must be all zero
   int64_t bos_token_id = -1, eos_token_id = -1, pad_token_id = -1,
           reward_token_id = -1;    // -1: absent
@@ -40,9 +40,9 @@ bool is_hf_directory(const std::string& dir);
 
 // Maps a config.json object (transformers 4.x keys rope_theta/rope_scaling and 5.x
 // rope_parameters) to a shape. Refuses what the model cannot reproduce, naming the key: an
-// architecture other than Llama/Qwen2/InternLM2, activations other than silu, rope types other
-// than default/linear (dynamic NTK is read as plain RoPE: it is identical up to
-// max_position_embeddings), head_dim != hidden_size / num_heads, MLP biases, sliding windows.
+// architecture other than Llama/Qwen2/Qwen3/InternLM2, activations other than silu, rope types
+// other than default/linear/llama3 (dynamic NTK is read as plain RoPE: it is identical up to
+// max_position_embeddings), partial rotary, MLP biases, sliding windows.
 HfModelInfo parse_hf_config(const nlohmann::json& config, const std::string& where);
 
 struct HfImportOptions {
