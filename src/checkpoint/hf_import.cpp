@@ -301,13 +301,22 @@ void copy_file_bytes(const fs::path& from, const fs::path& to) {
 // reward models name reward_token_id there), then piece names, then the added-token lists.
 Tokenizer load_hf_tokenizer(const fs::path& dir, const HfModelInfo& info, std::string& source) {
   const fs::path model = dir / "tokenizer.model";
+  if (!fs::is_regular_file(model) && fs::is_regular_file(dir / "tokenizer.json")) {
+    // A Hugging Face fast tokenizer: POLAR's template tokens are chosen for it (reserved tokens,
+    // spare embedding rows, or new tokens the embedding must grow for).
+    source = fs::absolute(dir).lexically_normal().string();
+    if (fs::is_regular_file(dir / "polar_tokenizer.json")) return Tokenizer::load(dir.string());
+    const Tokenizer base = Tokenizer::load_base(dir.string());
+    const TemplateTokenChoice choice = choose_polar_tokens(base, info.shape.vocab_size);
+    spdlog::info("{}: {}", dir.string(), choice.description);
+    return with_polar_tokens(base, choice);
+  }
   POLAR_CHECK(
       fs::is_regular_file(model), dir.string(),
-      ": no tokenizer.model (a sentencepiece model), which polar's tokenizer needs. Give one with "
-      "--tokenizer DIR (e.g. from `polar tokenizer train`, or a copy of tokenizer.model with a "
-      "polar_tokenizer.json naming the special ids), or copy it into the directory. "
-      "tokenizer.json-only "
-      "BPE tokenizers (Llama 3, Qwen2) cannot be read.");
+      ": no tokenizer.model (sentencepiece) or tokenizer.json (Hugging Face), which polar's "
+      "tokenizer needs. Give one with --tokenizer DIR (e.g. from `polar tokenizer train`, or a "
+      "copy of the model's tokenizer with a polar_tokenizer.json naming the special ids), or copy "
+      "it into the directory.");
   source = fs::absolute(dir).lexically_normal().string();
   if (fs::is_regular_file(dir / "polar_tokenizer.json"))
     return Tokenizer::load(dir.string());  // our own export

@@ -171,15 +171,15 @@ void BpeModel::tokenize(std::string_view word, std::vector<int32_t>& ids,
     }
     return;
   }
-  const size_t first = ids.size();
+  const size_t first = ids.size(), first_len = lens.size();
   merge_word(word, ids, lens);
   if (word.size() < kCacheMaxWordBytes) {
     if (cache.words.size() >= kCacheWords) cache.words.clear();
     std::vector<uint32_t> v;
     v.reserve(2 * (ids.size() - first));
-    for (size_t i = first; i < ids.size(); ++i) {
-      v.push_back(static_cast<uint32_t>(ids[i]));
-      v.push_back(lens[i]);
+    for (size_t i = 0; first + i < ids.size(); ++i) {
+      v.push_back(static_cast<uint32_t>(ids[first + i]));
+      v.push_back(lens[first_len + i]);
     }
     cache.words.emplace(cache.key, std::move(v));
   }

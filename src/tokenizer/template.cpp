@@ -30,18 +30,28 @@ struct RunTokens {
   std::vector<int32_t> prompt, sep, body;
 };
 
-// Encodes the run as one string and gives each token to the field in which it ends.
-RunTokens encode_run(const Tokenizer& tok, const std::string& prompt, std::string_view sep,
-                     const std::string& body) {
+// Encodes the run as one string and gives each token to the field in which it ends. `lead` is the
+// text before the run in the joined string ("" for the first run, the <|reward|> piece for the
+// second): it is encoded too and its tokens dropped, so a tokenizer that treats the start of the
+// string differently (Metaspace's prepend_scheme "first", a separator with rstrip) gives the run
+// the ids it has inside the joined string.
+RunTokens encode_run(const Tokenizer& tok, const std::string& lead, const std::string& prompt,
+                     std::string_view sep, const std::string& body) {
   std::string text;
-  text.reserve(prompt.size() + sep.size() + body.size());
-  text.append(prompt).append(sep).append(body);
+  text.reserve(lead.size() + prompt.size() + sep.size() + body.size());
+  text.append(lead).append(prompt).append(sep).append(body);
   std::vector<int32_t> ids;
   std::vector<size_t> ends;
   tok.encode_split_specials(text, ids, ends);
   RunTokens out;
-  const size_t prompt_end = prompt.size(), sep_end = prompt.size() + sep.size();
-  for (size_t i = 0; i < ids.size(); ++i) {
+  const size_t prompt_end = lead.size() + prompt.size(), sep_end = prompt_end + sep.size();
+  size_t i = 0;
+  if (!lead.empty()) {
+    POLAR_CHECK(!ids.empty() && ids[0] == tok.special().reward_sep && ends[0] >= lead.size(),
+                tok.source(), ": the <|reward|> piece does not encode to its own id");
+    i = 1;
+  }
+  for (; i < ids.size(); ++i) {
     auto& field = ends[i] <= prompt_end ? out.prompt : ends[i] <= sep_end ? out.sep : out.body;
     field.push_back(ids[i]);
   }
@@ -149,10 +159,11 @@ std::optional<EncodedGroup> encode_group_text(const Tokenizer& tok, TemplateKind
                                               const std::vector<std::string>& candidates,
                                               const TemplateLimits& limits) {
   const std::string_view sep = template_separator(kind);
-  const RunTokens first = encode_run(tok, prompt, sep, reference);
+  const RunTokens first = encode_run(tok, "", prompt, sep, reference);
+  const std::string lead = tok.id_to_piece(tok.special().reward_sep);
   std::vector<RunTokens> second;
   second.reserve(candidates.size());
-  for (const auto& c : candidates) second.push_back(encode_run(tok, prompt, sep, c));
+  for (const auto& c : candidates) second.push_back(encode_run(tok, lead, prompt, sep, c));
   return assemble(tok, first, second, limits);
 }
 
