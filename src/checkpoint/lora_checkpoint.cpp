@@ -4,6 +4,7 @@
 #include <spdlog/spdlog.h>
 #include <torch/torch.h>
 
+#include <algorithm>
 #include <filesystem>
 
 #include "polar/checkpoint/checkpoint.h"
@@ -105,7 +106,8 @@ void export_peft_adapter(const LoadedModel& lm, const std::string& out_dir, bool
   const json adapter_config = {
       {"peft_type", "LORA"},
       {"task_type", "SEQ_CLS"},
-      {"base_model_name_or_path", config.contains("lora_base") ? config["lora_base"]["path"] : ""},
+      {"base_model_name_or_path",
+       config.contains("lora_base") ? config["lora_base"].value("path", "") : std::string()},
       {"r", lora.rank},
       {"lora_alpha", lora.alpha},
       {"lora_dropout", lora.dropout},

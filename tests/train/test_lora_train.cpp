@@ -7,6 +7,7 @@
 #include <torch/torch.h>
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
 #include <chrono>
 #include <filesystem>
 #include <fstream>
@@ -187,7 +188,11 @@ TEST_F(LoraTrain, ABaseThatChangedIsRefusedNamingBoth) {
     torch::NoGradGuard no_grad;
     lm.model->named_parameters()["model.layers.0.mlp.up_proj.weight"][0][0].add_(1e-3);
   }
-  polar::save_checkpoint(copy, {&lm.model, &lm.tokenizer, &lm.config});
+  polar::CheckpointContents contents;
+  contents.model = &lm.model;
+  contents.tokenizer = &lm.tokenizer;
+  contents.config = &lm.config;
+  polar::save_checkpoint(copy, contents);
   try {
     polar::Trainer(load(cfg), true).run();
     FAIL() << "resumed onto a changed base";
