@@ -54,10 +54,11 @@ TEST(Lora, OnlyAdaptersHeadAndOptionallyNormsTrain) {
                         (norms && n.find("norm.weight") != std::string::npos);
       EXPECT_EQ(p.value().requires_grad(), want) << n;
       if (p.value().requires_grad()) trainable += p.value().numel();
-      if (is_lora_parameter(n))
+      if (is_lora_parameter(n)) {
         EXPECT_TRUE(n.find("v_proj.lora_") != std::string::npos ||
                     n.find("up_proj.lora_") != std::string::npos)
             << n;
+      }
     }
     EXPECT_EQ(trainable, c.trainable_parameters(model->config()));
     EXPECT_EQ(checkpoint_parameters(*model).size(),

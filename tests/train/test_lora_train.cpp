@@ -63,7 +63,7 @@ class LoraTrain : public ::testing::Test {
   static std::string lora_config(const std::string& run, int64_t steps,
                                  const json& extra_train = {}, const json& extra_lora = {}) {
     json j = json::parse(polar::testing::tiny_train_config(*tmp_ / "data", *tmp_ / run, steps));
-    j["stage"] = "finetune";
+    // stage stays "pretrain": continued POLAR pre-training with adapters takes the same path.
     j["model"] = {{"init_from", base()}, {"lora", {{"rank", 4}, {"alpha", 8}}}};
     for (const auto& [k, v] : extra_lora.items()) j["model"]["lora"][k] = v;
     j["train"]["lr"] = 1e-2;
