@@ -3,7 +3,8 @@
 # all from the quickstart's pre-trained checkpoint: median step time, peak RSS (the trainer's
 # RSS high-water mark) and accuracy on the held-out test slice, per seed. Reuses the quickstart's
 # data and pre-trained model when present (run scripts/quickstart.sh first, or this runs its
-# steps 1-4). SEEDS="0 1 2" for more seeds; LORA_LR sets the adapters' learning rate.
+# steps 1-4; PRETRAIN_STEPS shortens its pre-training). SEEDS="0 1 2" for more seeds; LORA_LR sets
+# the adapters' learning rate (full fine-tuning keeps the config's).
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 cd "$ROOT"
@@ -13,10 +14,11 @@ PRE="${POLAR_PRETRAINED:-runs/quickstart/pretrain/final}"
 RUNS="${LORA_RUNS:-runs/lora_cpu}"
 SEEDS="${SEEDS:-0}"
 LORA_LR="${LORA_LR:-1e-3}"
+PRETRAIN_STEPS="${PRETRAIN_STEPS:-}"  # empty: the quickstart's 800
 mkdir -p "$RUNS"
 
 if [ ! -f "$PRE/model.safetensors" ]; then
-  python3 tools/gen_data.py --out "$DATA/raw" --seed 0
+  [ -f "$DATA/raw/test.jsonl" ] || python3 tools/gen_data.py --out "$DATA/raw" --seed 0
   "$POLAR" tokenizer train --input "$DATA/raw/pretrain.jsonl" "$DATA/raw/finetune.jsonl" \
     --vocab-size 1000 --output "$DATA/tokenizer"
   "$POLAR" data pretrain --trajectories "$DATA/raw/pretrain.jsonl" --tokenizer "$DATA/tokenizer" \
@@ -25,7 +27,7 @@ if [ ! -f "$PRE/model.safetensors" ]; then
   "$POLAR" data preference --input "$DATA/raw/finetune.jsonl" --tokenizer "$DATA/tokenizer" \
     --output "$DATA/finetune" --max-length 512 --max-response-length 160 --overwrite
   "$POLAR" train --config configs/tiny_pretrain.json --set data.train="$DATA/pretrain" \
-    --set run.output_dir="$(dirname "$PRE")"
+    --set run.output_dir="$(dirname "$PRE")" ${PRETRAIN_STEPS:+--set train.steps=$PRETRAIN_STEPS}
 fi
 
 for seed in $SEEDS; do
