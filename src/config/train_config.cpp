@@ -17,8 +17,8 @@ constexpr double kMaxGroups = 1048576;        // 2^20
 constexpr double kMaxRowTokens = 65536;       // 2^16
 constexpr double kMaxBatchTokens = 16777216;  // 2^24
 
-const char* const kModelSectionKeys[] = {"init_from", "shape_from", "tokenizer",
-                                         "init_seed", "reset_head", "zero_head"};
+const char* const kModelSectionKeys[] = {"init_from",  "shape_from", "tokenizer", "init_seed",
+                                         "reset_head", "zero_head",  "lora"};
 
 void parse_model(const json& j, const std::string& where, ModelSection& m) {
   json shape = model_shape_json(j);
@@ -33,10 +33,23 @@ void parse_model(const json& j, const std::string& where, ModelSection& m) {
   r.get("zero_head", m.zero_head);
   POLAR_CHECK(!(m.reset_head && m.zero_head), where, ".reset_head and ", where,
               ".zero_head are both true: choose one way to start the reward head");
+  if (const json* lora = r.object("lora")) m.lora = LoraConfig::from_json(*lora, where + ".lora");
   m.shape_given = !shape.empty();
   // vocab_size may be left out: it then comes from the tokenizer.
   if (!shape.contains("vocab_size")) shape["vocab_size"] = m.shape.vocab_size;
   m.shape = ModelConfig::from_json(shape, where);
+}
+
+// LoRA settings that another section contradicts.
+void check_lora_combination(const TrainConfig& c, const std::string& where) {
+  const LoraConfig& l = c.model.lora;
+  if (!l.enabled()) return;
+  POLAR_CHECK(c.train.param_dtype == "fp32", where,
+              ".train.param_dtype: must be fp32 with model.lora (the frozen base is held in the "
+              "compute dtype already; the adapters keep fp32 weights)");
+  POLAR_CHECK(l.dropout == 0 || c.train.activation_checkpointing == "none", where,
+              ".model.lora.dropout: must be 0 with train.activation_checkpointing (the recompute "
+              "would draw other dropout masks than the forward); set one of them off");
 }
 
 }  // namespace
@@ -54,6 +67,7 @@ TrainConfig TrainConfig::from_json(const json& j, const std::string& where) {
   r.get("stage", c.stage);
   std::string fingerprint;  // written into checkpoints' config.json; informational in a --config
   r.get("tokenizer_fingerprint", fingerprint);
+  r.object("lora_base");  // a LoRA checkpoint's base (checkpoint/lora_checkpoint.h); informational
   POLAR_CHECK(c.stage == "pretrain" || c.stage == "finetune", r.path("stage"),
               ": expected \"pretrain\" or \"finetune\", got \"", c.stage, "\"");
   if (const json* m = r.object("model")) parse_model(*m, where + ".model", c.model);
@@ -143,6 +157,7 @@ TrainConfig TrainConfig::from_json(const json& j, const std::string& where) {
                 ": bf16 weights need train.zero 2 (fp32 master weights and gradient accumulation "
                 "in the shard) and train.precision bf16");
   }
+  check_lora_combination(c, where);
   if (const json* e = r.object("eval")) {
     ConfigReader s(*e, where + ".eval");
     s.get("every", c.eval.every, closed(0, kMaxCount));
@@ -173,6 +188,7 @@ json TrainConfig::to_json() const {
   model["init_seed"] = this->model.init_seed;
   model["reset_head"] = this->model.reset_head;
   model["zero_head"] = this->model.zero_head;
+  if (this->model.lora.enabled()) model["lora"] = this->model.lora.to_json();
   const auto& t = train;
   return json{
       {"stage", stage},

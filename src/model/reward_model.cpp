@@ -18,6 +18,7 @@
 #include "polar/kernels/attention.h"
 #include "polar/kernels/cpu_fused.h"
 #include "polar/kernels/reward_head.h"
+#include "polar/model/lora.h"
 #include "polar/model/rope.h"
 
 namespace polar {
@@ -40,15 +41,17 @@ struct AttentionInputs {
   AttentionImpl impl = AttentionImpl::Math;
 };
 
-// Linear map with HF layout: weight (out, in), optional bias (out).
-struct ProjImpl : torch::nn::Module {
+// Linear map with HF layout: weight (out, in), optional bias (out); a LoRA host (model/lora.h).
+struct ProjImpl : torch::nn::Module, LoraHost {
   ProjImpl(int64_t in, int64_t out, bool with_bias) {
     weight = register_parameter("weight", torch::empty({out, in}));
     if (with_bias) bias = register_parameter("bias", torch::zeros({out}));
   }
   Tensor forward(const Tensor& x) {
-    return bias.defined() ? torch::linear(x, weight, bias) : torch::linear(x, weight);
+    const Tensor y = bias.defined() ? torch::linear(x, weight, bias) : torch::linear(x, weight);
+    return lora ? lora->apply(x, y, is_training()) : y;
   }
+  Tensor& lora_base_weight() override { return weight; }
   Tensor weight, bias;
 };
 
@@ -355,7 +358,9 @@ int64_t RewardModelImpl::set_matrix_dtype(torch::Dtype dtype) {
   int64_t n = 0;
   for (auto& item : named_parameters()) {
     Tensor& p = item.value();
-    if (p.dim() != 2 || item.key() == "score.weight" || p.scalar_type() == dtype) continue;
+    if (p.dim() != 2 || item.key() == "score.weight" || is_lora_parameter(item.key()) ||
+        p.scalar_type() == dtype)
+      continue;
     p.set_data(p.detach().to(dtype));
     ++n;
   }

@@ -67,19 +67,27 @@ MemoryPlan plan_memory(const ModelConfig& c, const TrainConfig& cfg, int world, 
                        int64_t runtime_bytes) {
   MemoryPlan m;
   const auto& t = cfg.train;
-  const int64_t P = c.num_parameters(), N = world;
+  const LoraConfig& lora = cfg.model.lora;
+  // P: what trains (everything, or with LoRA the adapters, head and trained norms).
+  const int64_t P = lora.enabled() ? lora.trainable_parameters(c) : c.num_parameters();
+  const int64_t N = world;
   const int64_t shard = (P + N - 1) / N;
-  m.parameters = P;
+  m.parameters = c.num_parameters() + lora.adapter_parameters(c);
+  m.trainable = P;
   m.world_size = world;
   m.cuda = cuda;
   m.micro_batch_tokens = cfg.data.micro_batch_tokens;
   m.checkpointing = t.activation_checkpointing;
-  // train.param_dtype bf16: the matrices in bf16; norms and the reward head stay fp32.
-  const bool bf16_weights = cuda && t.param_dtype == "bf16";
+  // train.param_dtype bf16: the matrices in bf16; norms and the reward head stay fp32. LoRA on
+  // CUDA in bf16: the frozen matrices in bf16 (the same residual stream), adapters in fp32.
+  const bool bf16_weights =
+      cuda && (t.param_dtype == "bf16" || (lora.enabled() && t.precision == "bf16"));
   // Vectors that stay fp32: the norms (q/k norms too) and the reward head.
   const int64_t small =
       (2 * c.num_layers + 2) * c.hidden_size + (c.qk_norm() ? 2 * c.num_layers * c.head_dim() : 0);
-  m.params = bf16_weights ? 2 * (P - small) + 4 * small : 4 * P;
+  const int64_t base = c.num_parameters();
+  m.params =
+      (bf16_weights ? 2 * (base - small) + 4 * small : 4 * base) + 4 * lora.adapter_parameters(c);
   m.grads = t.zero == 2 ? 4 * shard : 4 * P;
   m.master = t.zero == 0 ? 0 : 4 * shard;
   m.optimizer = t.zero == 0 ? 8 * P : 8 * shard;
@@ -102,7 +110,20 @@ MemoryPlan plan_memory(const ModelConfig& c, const TrainConfig& cfg, int world, 
   // tensors plus autocast's bf16 copies of the fp32 weights, kept until the forward returns) and
   // backward (saved tensors, a recomputed layer, and a few gradients of the widest activation).
   const double T = static_cast<double>(cfg.data.micro_batch_tokens);
-  const double per_layer = layer_bytes_per_token(c, cuda, bf16_weights) * T;
+  double per_layer = layer_bytes_per_token(c, cuda, bf16_weights) * T;
+  if (lora.enabled()) {
+    // Each adapter keeps x A (rank per token) and, when its input is not already in the compute
+    // dtype (q/k/v/gate/up read the fp32 norm output), its own cast of the input.
+    const double act = cuda && t.precision == "bf16" ? 2.0 : 4.0;
+    double extra = 0;
+    for (const auto& target : lora.targets) {
+      extra += act * static_cast<double>(lora.rank);
+      const bool reads_norm = target != "o" && target != "down";
+      if (reads_norm && cuda && t.precision == "bf16")
+        extra += 2.0 * static_cast<double>(c.hidden_size);
+    }
+    per_layer += extra * T;
+  }
   // The residual stream (a checkpointed layer's input) and the backward's gradients are fp32,
   // bf16 with bf16 weight matrices.
   const double stream = bf16_weights ? 2.0 : 4.0;
@@ -112,7 +133,9 @@ MemoryPlan plan_memory(const ModelConfig& c, const TrainConfig& cfg, int world, 
   const double L = static_cast<double>(c.num_layers);
   const double backward =
       3.0 * stream * T * static_cast<double>(std::max(c.intermediate_size, 2 * c.hidden_size));
-  m.autocast_weights = cuda && t.precision != "fp32" ? (bf16_weights ? 2 * small : 2 * P) : 0;
+  m.autocast_weights = cuda && t.precision != "fp32"
+                           ? (bf16_weights ? 2 * small + 2 * lora.adapter_parameters(c) : 2 * P)
+                           : 0;
   const auto peak_of = [&](double saved, double recomputed_layer) {
     const double forward_end = fixed + saved + static_cast<double>(m.autocast_weights);
     return static_cast<int64_t>(std::max(forward_end, fixed + saved + recomputed_layer + backward));
@@ -130,7 +153,8 @@ MemoryPlan plan_memory(const ModelConfig& c, const TrainConfig& cfg, int world, 
   // Optimizer temporaries (sqrt and denominator of the largest tensor or update chunk) and the
   // gradient-norm reduction.
   const int64_t largest =
-      std::max(c.vocab_size * c.hidden_size, c.hidden_size * c.intermediate_size);
+      lora.enabled() ? std::max<int64_t>(P / std::max<int64_t>(c.num_layers, 1), c.hidden_size)
+                     : std::max(c.vocab_size * c.hidden_size, c.hidden_size * c.intermediate_size);
   m.workspace = 2 * 4 * (t.zero == 0 ? largest : std::min<int64_t>(shard, kUpdateChunk));
   m.runtime = cuda ? 0 : runtime_bytes;
   m.peak = m.params + m.grads + m.master + m.optimizer + m.buckets + m.activations + m.workspace +
@@ -143,7 +167,10 @@ std::string MemoryPlan::format(double capacity_gib) const {
   std::ostringstream o;
   o << fmt::format(
       "memory plan per rank: {:.3g}B parameters, {} rank(s), {}, micro-batch {} tokens\n",
-      static_cast<double>(parameters), world_size, cuda ? "CUDA" : "CPU", micro_batch_tokens);
+      static_cast<double>(parameters) / 1e9, world_size, cuda ? "CUDA" : "CPU", micro_batch_tokens);
+  if (trainable != parameters)
+    o << fmt::format("  LoRA: {:.4g}M trainable parameters (adapters, head), the base frozen\n",
+                     static_cast<double>(trainable) / 1e6);
   const std::pair<const char*, int64_t> rows[] = {
       {"parameters", params},
       {"gradients (fp32)", grads},

@@ -7,8 +7,10 @@
 #include <fstream>
 
 #include "polar/checkpoint/checkpoint.h"
+#include "polar/checkpoint/lora_checkpoint.h"
 #include "polar/common/error.h"
 #include "polar/common/json_config.h"
+#include "polar/model/lora.h"
 #include "polar/train/data_order.h"
 
 namespace fs = std::filesystem;
@@ -160,11 +162,22 @@ RunSetup prepare_run(TrainConfig& cfg, const torch::Device& device,
   POLAR_CHECK(shape.vocab_size >= r.tokenizer.vocab_size(), "the model's vocab_size (",
               shape.vocab_size, ") is smaller than the tokenizer's (", r.tokenizer.vocab_size(),
               ")");
-  check_model_memory(shape, 16.0, "training (weights, gradients, two AdamW moments)");
+  if (m.lora.enabled()) {
+    POLAR_CHECK(init.has_value(),
+                "model.lora needs model.init_from: the base checkpoint whose "
+                "weights stay frozen");
+    check_model_memory(shape, 4.0, "LoRA training (the frozen weights)");
+  } else {
+    check_model_memory(shape, 16.0, "training (weights, gradients, two AdamW moments)");
+  }
   cfg.model.shape = shape;
 
+  std::optional<LoraBase> lora_base;
   if (init) {
     r.model = init->model;
+    if (m.lora.enabled())  // the base as loaded, before its head is re-initialised
+      lora_base = LoraBase{fs::absolute(m.init_from).lexically_normal().string(),
+                           base_fingerprint(*r.model)};
     if (m.reset_head)
       r.model->reset_reward_head(m.init_seed ? m.init_seed : static_cast<uint64_t>(cfg.train.seed));
   } else {
@@ -175,10 +188,30 @@ RunSetup prepare_run(TrainConfig& cfg, const torch::Device& device,
     torch::NoGradGuard no_grad;
     r.model->named_parameters()["score.weight"].zero_();
   }
+  if (lora_base) {
+    const uint64_t seed = m.init_seed ? m.init_seed : static_cast<uint64_t>(cfg.train.seed);
+    const int64_t n = add_lora(*r.model, m.lora, seed);
+    int64_t trainable = 0;
+    for (const auto& p : r.model->parameters())
+      if (p.requires_grad()) trainable += p.numel();
+    spdlog::info("LoRA: rank {} alpha {} on {} layers; {} trainable parameters of {}", m.lora.rank,
+                 m.lora.alpha, n, trainable, shape.num_parameters() + trainable);
+    if (resume_from) {
+      const std::string where = (fs::path(*resume_from) / "config.json").string();
+      const auto recorded = recorded_lora_base(read_json_file(where), where);
+      POLAR_CHECK(recorded.has_value(), where,
+                  ": the checkpoint has no LoRA adapters but the config sets model.lora");
+      check_lora_base(*recorded, m.init_from, lora_base->fingerprint, where);
+    }
+    // The frozen base in the compute dtype on the device: no fp32 copy of it anywhere.
+    if (device.is_cuda() && cfg.train.precision == "bf16")
+      cast_frozen_matrices(*r.model, torch::kBFloat16);
+  }
   if (resume_from) load_weights(r.model, *resume_from);
   r.model->to(device);
   r.model->train();
   r.resolved_config = cfg.to_json();
+  if (lora_base) r.resolved_config["lora_base"] = lora_base->to_json();
   return r;
 }
 

@@ -210,7 +210,8 @@ Trainer::Trainer(TrainConfig config, bool resume, SetupFn make_setup)
     spdlog::info("weights: {} matrices in bf16 on the device; fp32 master weights in the optimizer",
                  n);
   }
-  for (auto& p : s.setup.model->parameters()) s.params.push_back(p);
+  for (auto& p : s.setup.model->parameters())
+    if (p.requires_grad()) s.params.push_back(p);  // a LoRA model's base is frozen
   s.ctx->attach_gradients(s.params);
   // Parameter groups by role (decay on backbone matrices only; the head's lr scale); the
   // optimizer reads each group's lr ratio once, so the groups start at the post-probe lrs.

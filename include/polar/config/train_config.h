@@ -11,6 +11,7 @@
 
 #include "polar/loss/polar_loss.h"
 #include "polar/model/config.h"
+#include "polar/model/lora_config.h"
 
 namespace polar {
 
@@ -23,6 +24,7 @@ struct ModelSection {
   uint64_t init_seed = 0;    // 0: use train.seed
   bool reset_head = false;   // re-initialise the reward head after init_from
   bool zero_head = false;    // start the reward head at zero (every reward starts at 0)
+  LoraConfig lora;           // "lora": adapters on a frozen base (rank 0: full fine-tuning)
 };
 
 struct DataSection {
@@ -100,7 +102,7 @@ struct TrainConfig {
 };
 
 // The shape keys of a config's "model" section (drops init_from, shape_from, tokenizer,
-// init_seed, reset_head, zero_head), as ModelConfig::from_json expects them.
+// init_seed, reset_head, zero_head, lora), as ModelConfig::from_json expects them.
 nlohmann::json model_shape_json(const nlohmann::json& model_section);
 
 // Reads `path`, applies "--set key=value" overrides, parses. Errors name the file and key.
