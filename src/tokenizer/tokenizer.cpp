@@ -132,8 +132,14 @@ Tokenizer Tokenizer::load(const std::string& path) {
     s.bos = check("bos", bos, false);
     s.eos = check("eos", eos, false);
     s.pad = check("pad", pad, false);
-    s.reward_sep = check("reward_sep", reward_sep, true);
-    s.reward = check("reward", reward, true);
+    // A language model's tokenizer (a sampled policy's) has neither of POLAR's tokens: both -1.
+    const bool lm_only = reward_sep == -1 && reward == -1;
+    s.reward_sep = check("reward_sep", reward_sep, !lm_only);
+    s.reward = check("reward", reward, !lm_only);
+    if (lm_only) {
+      POLAR_CHECK(s.eos >= 0 || s.bos >= 0, specials_path,
+                  ": a tokenizer without POLAR's tokens needs a bos or an eos id");
+    }
   } else {
     const Impl& m = *impl;
     s.bos = m.sp.bos_id() >= 0 ? m.sp.bos_id() : m.find("<s>");
@@ -149,9 +155,10 @@ Tokenizer Tokenizer::load(const std::string& path) {
     POLAR_CHECK(s.reward >= 0, model_path, ": no reward token (\"<|reward_token|>\" or ",
                 "\"[UNUSED_TOKEN_130]\"); give the ids in ", kSpecialsFile);
   }
-  POLAR_CHECK(s.reward != s.reward_sep, path,
+  const bool has_reward_tokens = s.reward >= 0;
+  POLAR_CHECK(!has_reward_tokens || s.reward != s.reward_sep, path,
               ": the reward token and the <|reward|> separator have the same id ", s.reward);
-  POLAR_CHECK(s.bos >= 0, path, ": no bos token (\"<s>\")");
+  POLAR_CHECK(s.bos >= 0 || !has_reward_tokens, path, ": no bos token (\"<s>\")");
   if (s.pad < 0) s.pad = 0;  // padding is never read; any valid id will do
   tok.fingerprint_ =
       "sha256:" + sha256_hex(impl->serialized + "\npolar-ids bos=" + std::to_string(s.bos) +
