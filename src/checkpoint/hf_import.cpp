@@ -299,7 +299,8 @@ void copy_file_bytes(const fs::path& from, const fs::path& to) {
 
 // The directory's tokenizer.model with POLAR's special ids: config.json's ids first (InternLM2
 // reward models name reward_token_id there), then piece names, then the added-token lists.
-Tokenizer load_hf_tokenizer(const fs::path& dir, const HfModelInfo& info, std::string& source) {
+Tokenizer load_hf_tokenizer(const fs::path& dir, const HfModelInfo& info, std::string& source,
+                            bool language_model) {
   const fs::path model = dir / "tokenizer.model";
   if (!fs::is_regular_file(model) && fs::is_regular_file(dir / "tokenizer.json")) {
     // A Hugging Face fast tokenizer: POLAR's template tokens are chosen for it (reserved tokens,
@@ -342,13 +343,14 @@ Tokenizer load_hf_tokenizer(const fs::path& dir, const HfModelInfo& info, std::s
     }
     return int64_t{-1};
   };
-  const int64_t reward =
+  int64_t reward =
       first_of({info.reward_token_id, lookup("<|reward_token|>"), lookup("[UNUSED_TOKEN_130]")});
-  const int64_t reward_sep = lookup("<|reward|>");
-  POLAR_CHECK(reward_sep >= 0, model.string(),
+  int64_t reward_sep = lookup("<|reward|>");
+  if (language_model && (reward_sep < 0 || reward < 0)) reward_sep = reward = -1;
+  POLAR_CHECK(reward_sep >= 0 || language_model, model.string(),
               ": no \"<|reward|>\" token (POLAR's separator between reference and "
               "candidate). Give a POLAR tokenizer with --tokenizer DIR");
-  POLAR_CHECK(reward >= 0, model.string(),
+  POLAR_CHECK(reward >= 0 || language_model, model.string(),
               ": no reward token (config.json \"reward_token_id\", \"<|reward_token|>\" "
               "or \"[UNUSED_TOKEN_130]\"). Give a POLAR tokenizer with --tokenizer DIR");
   const int64_t bos = first_of({info.bos_token_id, lookup("<s>")});
@@ -414,11 +416,17 @@ LoadedModel import_hf(const std::string& dir, const torch::Device& device,
   LoadedModel out;
   std::string tokenizer_source;
   if (!options.tokenizer_dir.empty()) {
-    out.tokenizer = Tokenizer::load(options.tokenizer_dir);
+    // A policy's own tokenizer directory is read like the model directory's (ids from the
+    // model's config.json and the added tokens, POLAR's tokens optional).
+    const bool plain_lm_dir = options.language_model && fs::is_directory(options.tokenizer_dir) &&
+                              !fs::exists(fs::path(options.tokenizer_dir) / "polar_tokenizer.json");
+    out.tokenizer = plain_lm_dir ? load_hf_tokenizer(options.tokenizer_dir, info, tokenizer_source,
+                                                     /*language_model=*/true)
+                                 : Tokenizer::load(options.tokenizer_dir);
     tokenizer_source = options.tokenizer_dir;
     check_given_tokenizer(root, out.tokenizer, options.tokenizer_dir);
   } else {
-    out.tokenizer = load_hf_tokenizer(root, info, tokenizer_source);
+    out.tokenizer = load_hf_tokenizer(root, info, tokenizer_source, options.language_model);
   }
   POLAR_CHECK(out.tokenizer.vocab_size() <= shape.vocab_size, dir, ": the tokenizer has ",
               out.tokenizer.vocab_size(), " pieces but the model's vocab_size is ",

@@ -25,6 +25,8 @@ void print_summary(const nlohmann::json& m, const std::string& output) {
              m["records"]["skipped"].get<int64_t>(), m["records"]["skipped_by_reason"].dump());
   if (m["records"].contains("duplicates"))
     fmt::print(", {} duplicates dropped", m["records"]["duplicates"].get<int64_t>());
+  if (m["records"].contains("response_filter"))
+    fmt::print("\n  filter    {}", m["records"]["response_filter"].dump());
   fmt::print("\n  prompts   {} train, {} eval, {} skipped {}\n",
              m["prompts"]["train"].get<int64_t>(), m["prompts"]["eval"].get<int64_t>(),
              m["prompts"]["skipped"].get<int64_t>(), m["prompts"]["skipped_by_reason"].dump());
@@ -154,9 +156,15 @@ void add_pretrain_command(CLI::App* cmd) {
   p->add_option("--spill-dir", pre->spill_dir,
                 "Directory for spill files (default: next to the output)");
   p->add_flag("--skip-invalid", pre->skip_invalid, "Skip and count bad lines instead of failing");
+  auto* no_filter = p->add_flag("--no-response-filter",
+                                "Keep responses as they are (no loop, unfinished-ending or "
+                                "aborted-response filter)");
+  p->add_flag("--drop-unfinished", pre->response_filter.drop_unfinished,
+              "Drop length-cut responses instead of cutting them back to their last sentence");
   p->add_flag("--overwrite", pre->overwrite, "Replace an existing dataset at --output");
   auto* quiet = p->add_flag("--no-progress", "No progress line");
-  p->callback([pre, template_name, pairing, negatives_from, budget, workers, quiet] {
+  p->callback([pre, template_name, pairing, negatives_from, budget, workers, quiet, no_filter] {
+    pre->response_filter.enabled = no_filter->count() == 0;
     pre->template_kind = parse_template_kind(*template_name);
     pre->pairing = parse_pairing_scheme(*pairing);
     pre->negatives_from = parse_negative_selection(*negatives_from);

@@ -39,8 +39,15 @@ void add_serve_command(CLI::App& app) {
   s->add_option("--max-length", o.limits.max_length, "tokens per sequence (longer: 400)");
   s->add_option("--max-response-length", o.limits.max_response_length,
                 "/score: tokens per reference/output");
-  s->add_option("--max-sequences", o.limits.max_sequences, "sequences per request (more: 400)");
+  s->add_option("--max-sequences", o.limits.max_sequences,
+                "sequences per request (more: 400; 0, the default: no cap, a large request is "
+                "split into batches)");
+  s->add_option("--max-request-tokens", o.limits.max_request_tokens,
+                "tokens one request may hold in memory (more: 413)");
   s->add_option("--max-body-bytes", o.max_body_bytes, "request body size (larger: 413)");
+  s->add_flag("--normalize", o.normalize,
+              "serve (reward - mean) / std with CHECKPOINT/reward_stats.json (`polar eval "
+              "--save-stats`)");
   s->add_option("--batch-tokens", o.batcher.batch_tokens, "tokens per forward batch");
   s->add_option("--row-tokens", o.batcher.score.row_tokens, "packed row length (as polar score)");
   s->add_option("--max-wait-ms", a->max_wait_ms,

@@ -116,7 +116,10 @@ json pretrain_settings(const PretrainBuildOptions& o, const std::vector<std::str
           {"eval_fraction", o.eval_fraction},
           {"groups_per_prompt", o.groups_per_prompt},
           {"passes", o.passes},
-          {"skip_invalid", o.skip_invalid}};
+          {"skip_invalid", o.skip_invalid},
+          {"response_filter",
+           {{"enabled", o.response_filter.enabled},
+            {"drop_unfinished", o.response_filter.drop_unfinished}}}};
 }
 
 json pretrain_manifest(const std::string& kind, const json& counts,

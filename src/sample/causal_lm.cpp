@@ -59,6 +59,7 @@ CausalLM CausalLM::load(const std::string& dir, const CausalLMOptions& options) 
               " is a reward model; sampling needs a *ForCausalLM with an LM head");
   io::HfImportOptions import_options;
   import_options.tokenizer_dir = options.tokenizer_dir;
+  import_options.language_model = true;  // a policy needs its own tokenizer, not POLAR's tokens
   LoadedModel lm = io::import_hf(dir, torch::kCPU, import_options);
   Tensor head;
   if (lm.shape.tie_embeddings) {

@@ -194,8 +194,14 @@ Tokenizer Tokenizer::load_impl(const std::string& path, bool require_template_to
     s.bos = check("bos", bos, false);
     s.eos = check("eos", eos, false);
     s.pad = check("pad", pad, false);
-    s.reward_sep = check("reward_sep", reward_sep, require_template_tokens);
-    s.reward = check("reward", reward, require_template_tokens);
+    // A language model's tokenizer (a sampled policy's) has neither of POLAR's tokens: both -1.
+    const bool lm_only = reward_sep == -1 && reward == -1;
+    s.reward_sep = check("reward_sep", reward_sep, require_template_tokens && !lm_only);
+    s.reward = check("reward", reward, require_template_tokens && !lm_only);
+    if (lm_only) {
+      POLAR_CHECK(s.eos >= 0 || s.bos >= 0, specials_path,
+                  ": a tokenizer without POLAR's tokens needs a bos or an eos id");
+    }
   } else {
     s = b.default_specials();
     s.reward_sep = b.piece_to_id("<|reward|>");
@@ -212,7 +218,7 @@ Tokenizer Tokenizer::load_impl(const std::string& path, bool require_template_to
   }
   POLAR_CHECK(s.reward < 0 || s.reward != s.reward_sep, path,
               ": the reward token and the <|reward|> separator have the same id ", s.reward);
-  if (std::string(b.name()) == "sentencepiece")
+  if (std::string(b.name()) == "sentencepiece" && s.reward >= 0)
     POLAR_CHECK(s.bos >= 0, path, ": no bos token (\"<s>\")");
   // Padding is never read; any valid id will do.
   if (s.pad < 0) s.pad = std::string(b.name()) == "sentencepiece" || s.eos < 0 ? 0 : s.eos;

@@ -48,6 +48,9 @@ HfModelInfo parse_hf_config(const nlohmann::json& config, const std::string& whe
 struct HfImportOptions {
   std::string tokenizer_dir;  // used instead of the directory's tokenizer.model when set
   uint64_t head_seed = 0;     // seed of the fresh reward head of a *ForCausalLM import
+  // A language model to sample from (a policy): its own tokenizer, POLAR's <|reward|> and reward
+  // tokens are not required (ids -1 when absent).
+  bool language_model = false;
 };
 
 // Imports weights, shape and tokenizer; a CausalLM gets a freshly initialised reward head.

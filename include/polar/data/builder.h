@@ -36,6 +36,7 @@
 #include <vector>
 
 #include "polar/data/records.h"
+#include "polar/data/response_filter.h"
 #include "polar/tokenizer/template.h"
 
 namespace polar {
@@ -91,6 +92,9 @@ struct PretrainBuildOptions {
   int64_t passes = 1;             // paper scheme: groups per prompt
   bool skip_invalid = false;
   bool overwrite = false;
+  // Loops, unfinished endings and aborted responses (data/response_filter.h); counted in the
+  // manifest's records.response_filter.
+  ResponseFilterOptions response_filter;
   int64_t groups_per_shard = 100000;
   // Out-of-core build.
   int64_t memory_budget = int64_t{4} << 30;  // bytes; sets the partition count and buffer sizes

@@ -22,6 +22,8 @@ struct ServeOptions {
   std::string model_name;  // served as "model"; default: the checkpoint directory's name
   std::string model_root;  // the checkpoint path, shown by /v1/models
   PoolingApi api = PoolingApi::Vllm;
+  // Rewards served as (reward - mean) / std with model_root's reward_stats.json (--normalize).
+  bool normalize = false;
   RequestLimits limits;
   int64_t max_body_bytes = 64 << 20;
   int http_threads = 16;    // concurrent connections being served
