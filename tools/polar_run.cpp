@@ -107,7 +107,8 @@ int main(int argc, char** argv) {
   const polar::cli::DryParse dry = polar::cli::dry_parse_mode();
   if (dry != polar::cli::DryParse::kOff) {
     polar::cli::make_dry(app, dry);
-    if (const int code = polar::cli::dry_parse(app, argc, argv); code != 0) return code;
+    bool parsed = false;
+    if (const int code = polar::cli::dry_parse(app, argc, argv, &parsed); !parsed) return code;
   } else {
     try {
       app.parse(argc, argv);

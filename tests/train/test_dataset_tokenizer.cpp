@@ -30,8 +30,9 @@ polar::fuzz::ProcessResult polar_cmd(const TempDir& tmp, std::vector<std::string
   return polar::fuzz::run_process(args, {{"OMP_NUM_THREADS", "1"}}, 240, tmp / "log.txt");
 }
 
-// A 400-piece unigram tokenizer trained on text unlike the fixtures' (random letter words).
-std::string same_size_other_text_tokenizer(const TempDir& tmp) {
+// A BPE tokenizer of `vocab_size` pieces trained on text unlike the fixtures' (random letter
+// words).
+std::string other_text_tokenizer(const TempDir& tmp, int64_t vocab_size) {
   const std::string corpus = tmp / "other_corpus.txt";
   std::ofstream out(corpus);
   std::mt19937_64 rng(123);
@@ -46,8 +47,8 @@ std::string same_size_other_text_tokenizer(const TempDir& tmp) {
   out.close();
   polar::TokenizerTrainOptions o;
   o.inputs = {corpus};
-  o.vocab_size = 400;
-  o.model_type = "unigram";
+  o.vocab_size = vocab_size;
+  o.model_type = "bpe";
   o.add_dummy_prefix = true;
   o.output_dir = tmp / "other_tok";
   polar::train_tokenizer(o);
@@ -76,7 +77,7 @@ void write_preferences(const std::string& path) {
 class DatasetTokenizer : public ::testing::Test {
  protected:
   void SetUp() override {
-    tok_dir_ = polar::testing::tokenizer_variant_dir("unigram", true);
+    tok_dir_ = polar::testing::tokenizer_variant_dir("bpe", true);
     write_preferences(tmp_ / "prefs.jsonl");
     const auto built = polar_cmd(tmp_, {"data", "preference", "--input", tmp_ / "prefs.jsonl",
                                         "--tokenizer", tok_dir_, "--output", tmp_ / "data"});
@@ -124,7 +125,8 @@ TEST_F(DatasetTokenizer, TrainRefusesATokenizerOfAnotherSize) {
 }
 
 TEST_F(DatasetTokenizer, TrainRefusesATokenizerOfTheSameSizeTrainedOnOtherText) {
-  const std::string other_dir = same_size_other_text_tokenizer(tmp_);
+  const std::string other_dir =
+      other_text_tokenizer(tmp_, polar::Tokenizer::load(tok_dir_).vocab_size());
   const polar::Tokenizer other = polar::Tokenizer::load(other_dir);
   ASSERT_EQ(other.vocab_size(), polar::Tokenizer::load(tok_dir_).vocab_size());
   ASSERT_NE(other.fingerprint(), polar::Tokenizer::load(tok_dir_).fingerprint());

@@ -62,10 +62,13 @@ inline void make_dry(CLI::App& app, DryParse mode) {
 // Parses argv with a dry `app`: 0 when the command line is complete (or partial, as asked) and
 // valid; else CLI11's exit code, with "dry-parse: <CLI11 error name>: <message>" on stderr. Help
 // and version requests print as usual.
-inline int dry_parse(CLI::App& app, int argc, const char* const* argv) {
+// `parsed` (if given) tells a parsed command line from a help or version request.
+inline int dry_parse(CLI::App& app, int argc, const char* const* argv, bool* parsed = nullptr) {
+  if (parsed != nullptr) *parsed = false;
   try {
     app.parse(argc, argv);
   } catch (const DryParseDone&) {
+    if (parsed != nullptr) *parsed = true;
     return 0;
   } catch (const CLI::ParseError& e) {
     if (e.get_exit_code() == 0) return app.exit(e);
