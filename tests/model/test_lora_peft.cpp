@@ -1,7 +1,7 @@
 // LoRA against peft (the project venv; tests/model/lora_reference.py) on a tiny Llama exported
 // by polar in fp32: the same A, B, alpha and head give the same rewards and the same gradients
-// of every adapter and of the head (within 1e-6 in fp64 and for fp32 rewards; fp32 gradients
-// within 1e-5 relative); the adapter directory `polar export --lora-only` writes
+// of every adapter and of the head (fp64: rewards within 1e-6, gradients within 1e-6 of their
+// scale; fp32: 1e-5); the adapter directory `polar export --lora-only` writes
 // loads in peft (PeftModel.from_pretrained) onto the exported base and scores like polar.
 // Skipped when the venv python, transformers or peft is missing (scripts/setup.sh installs them).
 #include <gtest/gtest.h>
@@ -132,9 +132,10 @@ TEST_F(LoraPeft, ForwardAndGradientsEqualPeft) {
                                          {"targets", modules},
                                          {"sequences", seqs_},
                                          {"dtype", c.fp64 ? "float64" : "float32"}});
-    // fp64: the same arithmetic up to summation order, far below 1e-6. fp32: rewards of order 1
-    // agree to ~1e-7; gradients of order 10 are sums over every token and layer, where a
-    // different summation order (SDPA, matmul blocking) moves the last bits: ~2e-6 relative.
+    // Both sides differ in summation order and, in fp64, in transformers' RMSNorm, which
+    // normalises in fp32 whatever the model's dtype (polar's fp64 model normalises in fp64).
+    // Measured: fp64 rewards 3e-7, gradients 2e-6 of 16 (1.4e-7 relative); fp32 rewards 1.9e-6,
+    // gradients 1.5e-5 of 16 (1e-6 relative).
     const double kTol = 1e-6;
     double worst_reward = 0, worst_grad = 0, largest_grad = 0;
     ASSERT_EQ(ref["rewards"].size(), rewards.size());
@@ -155,8 +156,8 @@ TEST_F(LoraPeft, ForwardAndGradientsEqualPeft) {
     std::cout << "  peft " << ref["peft"].get<std::string>() << ": max |reward diff| "
               << worst_reward << ", max |grad diff| " << worst_grad << " (largest grad "
               << largest_grad << ") over " << n_grads << " tensors\n";
-    EXPECT_LE(worst_reward, kTol);
-    EXPECT_LE(worst_grad, c.fp64 ? kTol : 1e-5 * std::max(1.0, largest_grad));
+    EXPECT_LE(worst_reward, c.fp64 ? kTol : 10 * kTol);
+    EXPECT_LE(worst_grad, (c.fp64 ? kTol : 10 * kTol) * std::max(1.0, largest_grad));
     EXPECT_EQ(n_grads, 2 * static_cast<int64_t>(targets.size()) * lm.shape.num_layers + 1);
     EXPECT_GT(largest_grad, 1e-2);  // not vacuous
     // The adapters matter: the rewards differ from the base's.
@@ -176,7 +177,7 @@ TEST_F(LoraPeft, ExportedAdapterLoadsInPeftAndScoresLikePolar) {
     torch::NoGradGuard no_grad;
     lm.model->named_parameters()["score.weight"].mul_(-1.5);
   }
-  export_peft_adapter(lm, tmp_ / "adapter", false);
+  export_peft_adapter(lm, tmp_ / "adapter", "auto", false);
   ASSERT_TRUE(std::filesystem::exists(tmp_ / "adapter/adapter_config.json"));
   const auto st = io::load_safetensors_any(tmp_ / "adapter/adapter_model.safetensors");
   EXPECT_TRUE(st.count("base_model.model.model.layers.0.self_attn.q_proj.lora_A.weight"));
@@ -191,7 +192,7 @@ TEST_F(LoraPeft, ExportedAdapterLoadsInPeftAndScoresLikePolar) {
   std::cout << "  peft-loaded adapter: max |polar - peft| = " << worst << "\n";
   EXPECT_LE(worst, 1e-5);
   // An existing non-empty directory is kept unless overwriting.
-  EXPECT_THROW(export_peft_adapter(lm, tmp_ / "adapter", false), Error);
+  EXPECT_THROW(export_peft_adapter(lm, tmp_ / "adapter", "auto", false), Error);
 }
 
 }  // namespace
