@@ -76,15 +76,18 @@ LoadedModel load_lora_model(const std::string& dir, const json& config, const to
   return out;
 }
 
-void export_peft_adapter(const LoadedModel& lm, const std::string& out_dir, bool overwrite) {
+void export_peft_adapter(const LoadedModel& lm, const std::string& out_dir,
+                         const std::string& format, bool overwrite) {
   const json& config = lm.config;
   const LoraConfig lora = lora_of(config, "the checkpoint");
   POLAR_CHECK(lora.enabled() && has_lora(*lm.model),
               "--lora-only: the checkpoint has no LoRA adapters (model.lora)");
-  const FamilyInfo& family = export_family("auto", lm.shape);
+  const FamilyInfo& family = export_family(format, lm.shape);
   POLAR_CHECK(family.family != ModelFamily::InternLM2,
-              "--lora-only: InternLM2's export fuses q/k/v into one wqkv matrix, which separate "
-              "q/k/v adapters do not map onto; export the merged model instead (drop --lora-only)");
+              "--lora-only: the hf-internlm2 layout fuses q/k/v into one wqkv matrix, which "
+              "separate q/k/v adapters do not map onto; pass --format hf-llama (and load the "
+              "adapter onto the hf-llama export of the base) or drop --lora-only for the merged "
+              "model");
   POLAR_CHECK(overwrite || !fs::exists(out_dir) || fs::is_empty(out_dir), out_dir,
               ": exists and is not empty (pass --overwrite to replace it)");
   std::vector<std::pair<std::string, torch::Tensor>> tensors;

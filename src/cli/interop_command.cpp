@@ -105,7 +105,7 @@ void add_interop_commands(CLI::App& app) {
         static_cast<uint64_t>(ex->max_shard_gb * static_cast<double>(1ull << 30));
     LoadedModel lm = load_model(ex->checkpoint, torch::kCPU);
     if (ex->lora_only) {
-      export_peft_adapter(lm, ex->output, ex->overwrite);
+      export_peft_adapter(lm, ex->output, ex->format, ex->overwrite);
       return;
     }
     if (has_lora(*lm.model)) {  // W + (alpha / rank) B A: the usual layouts, nothing new to load

@@ -166,8 +166,9 @@ MemoryPlan plan_memory(const ModelConfig& c, const TrainConfig& cfg, int world, 
 std::string MemoryPlan::format(double capacity_gib) const {
   std::ostringstream o;
   o << fmt::format(
-      "memory plan per rank: {:.3g}B parameters, {} rank(s), {}, micro-batch {} tokens\n",
-      static_cast<double>(parameters) / 1e9, world_size, cuda ? "CUDA" : "CPU", micro_batch_tokens);
+      "memory plan per rank: {:.3g}{} parameters, {} rank(s), {}, micro-batch {} tokens\n",
+      static_cast<double>(parameters) / (parameters >= 1000000000 ? 1e9 : 1e6),
+      parameters >= 1000000000 ? "B" : "M", world_size, cuda ? "CUDA" : "CPU", micro_batch_tokens);
   if (trainable != parameters)
     o << fmt::format("  LoRA: {:.4g}M trainable parameters (adapters, head), the base frozen\n",
                      static_cast<double>(trainable) / 1e6);

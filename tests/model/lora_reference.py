@@ -3,7 +3,7 @@
   lora_reference.py grads SPEC.json OUT.json
       SPEC: {"base": HF dir (polar's fp32 export of the base), "adapters": safetensors with polar's
              names (...q_proj.lora_A.weight, ...lora_B.weight, score.weight), "rank", "alpha",
-             "targets": ["q_proj", ...], "sequences": [[id, ...], ...]}
+             "targets": ["q_proj", ...], "sequences": [[id, ...], ...], "dtype": "float32" | "float64"}
       OUT:  {"peft": version, "rewards": [...], "grads": {polar name: flat list}} where the
             gradients are of the sum of the rewards, through peft's LoRA (get_peft_model with
             task_type SEQ_CLS, dropout 0) carrying the given A, B and head.
@@ -11,7 +11,7 @@
       SPEC: {"base": HF dir, "adapter": peft adapter dir (polar export --lora-only),
              "sequences": [...]}
       OUT:  {"rewards": [...]} from PeftModel.from_pretrained(base, adapter).
-Everything in float32, one sequence at a time.
+One sequence at a time; "load" in float32.
 """
 import json
 import sys
@@ -30,7 +30,8 @@ def peft_name(polar_name):
 
 
 def grads(spec):
-    base = AutoModelForSequenceClassification.from_pretrained(spec["base"], dtype=torch.float32)
+    dtype = getattr(torch, spec.get("dtype", "float32"))
+    base = AutoModelForSequenceClassification.from_pretrained(spec["base"], dtype=dtype).to(dtype)
     config = LoraConfig(task_type="SEQ_CLS", r=spec["rank"], lora_alpha=spec["alpha"], lora_dropout=0.0,
                         target_modules=spec["targets"])
     model = get_peft_model(base, config).eval()

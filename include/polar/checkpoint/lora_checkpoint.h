@@ -38,8 +38,10 @@ LoadedModel load_lora_model(const std::string& dir, const nlohmann::json& config
 
 // Writes a peft adapter directory (adapter_config.json, adapter_model.safetensors with peft's
 // key names, the reward head as modules_to_save) that peft loads onto the Hugging Face export
-// of the base (Llama and Qwen2 sequence classifiers; refuses InternLM2's fused wqkv layout).
+// of the base in `format` (auto | hf-llama: Llama and Qwen2 sequence classifiers; an InternLM2
+// model exported as hf-llama works too; refuses the hf-internlm2 layout, whose wqkv is fused).
 // Atomic; a non-empty `out_dir` is replaced only with `overwrite`.
-void export_peft_adapter(const LoadedModel& model, const std::string& out_dir, bool overwrite);
+void export_peft_adapter(const LoadedModel& model, const std::string& out_dir,
+                         const std::string& format, bool overwrite);
 
 }  // namespace polar
