@@ -63,7 +63,7 @@ def main():
             from transformers import AutoModelForCausalLM, LlamaForCausalLM
 
             loaded = AutoModelForCausalLM.from_pretrained(src_dir, gguf_file=name,
-                                                          torch_dtype=torch.float32)
+                                                          dtype=torch.float32)
             # A plain LlamaForCausalLM from the config and weights: nothing of the GGUF origin
             # (quantization config, file names) stays in the directory.
             config = loaded.config
