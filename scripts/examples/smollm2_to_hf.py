@@ -80,6 +80,9 @@ def main():
                 return 1
             model.eval()
             model.save_pretrained(tmp, safe_serialization=True)
+        os.chmod(tmp, 0o755)  # mkdtemp made it private
+        for name in os.listdir(tmp):
+            os.chmod(os.path.join(tmp, name), 0o644)
         if os.path.exists(out):
             shutil.rmtree(out)
         os.rename(tmp, out)
