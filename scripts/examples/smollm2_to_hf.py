@@ -63,7 +63,7 @@ def main():
             from transformers import AutoModelForCausalLM, LlamaForCausalLM
 
             loaded = AutoModelForCausalLM.from_pretrained(src_dir, gguf_file=name,
-                                                          torch_dtype=torch.float32)
+                                                          dtype=torch.float32)
             # A plain LlamaForCausalLM from the config and weights: nothing of the GGUF origin
             # (quantization config, file names) stays in the directory.
             config = loaded.config
@@ -80,6 +80,9 @@ def main():
                 return 1
             model.eval()
             model.save_pretrained(tmp, safe_serialization=True)
+        os.chmod(tmp, 0o755)  # mkdtemp made it private
+        for name in os.listdir(tmp):
+            os.chmod(os.path.join(tmp, name), 0o644)
         if os.path.exists(out):
             shutil.rmtree(out)
         os.rename(tmp, out)

@@ -218,8 +218,14 @@ Tokenizer Tokenizer::load_impl(const std::string& path, bool require_template_to
   }
   POLAR_CHECK(s.reward < 0 || s.reward != s.reward_sep, path,
               ": the reward token and the <|reward|> separator have the same id ", s.reward);
-  if (std::string(b.name()) == "sentencepiece" && s.reward >= 0)
-    POLAR_CHECK(s.bos >= 0, path, ": no bos token (\"<s>\")");
+  if (std::string(b.name()) == "sentencepiece") {
+    if (s.reward >= 0) POLAR_CHECK(s.bos >= 0, path, ": no bos token (\"<s>\")");
+  } else {
+    // The ids must be those the serving engines produce: their bos is the post_processor's.
+    const int32_t post_bos = b.default_specials().bos;
+    POLAR_CHECK(s.bos == post_bos, specials_path, ".bos: ", s.bos, " is not the id ", model_path,
+                "'s post_processor puts first (", post_bos, ", -1 for none)");
+  }
   // Padding is never read; any valid id will do.
   if (s.pad < 0) s.pad = std::string(b.name()) == "sentencepiece" || s.eos < 0 ? 0 : s.eos;
   tok.fingerprint_ = compute_fingerprint(b.bytes(), s);

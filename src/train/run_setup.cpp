@@ -36,7 +36,8 @@ namespace {
 std::optional<Tokenizer> dataset_tokenizer(const std::string& split_dir) {
   const fs::path root = fs::path(split_dir).parent_path();
   const fs::path t = root / "tokenizer";
-  if (!fs::is_regular_file(t / "tokenizer.model")) return std::nullopt;
+  if (!fs::is_regular_file(t / "tokenizer.model") && !fs::is_regular_file(t / "tokenizer.json"))
+    return std::nullopt;
   Tokenizer tok = Tokenizer::load(t.string());
   const fs::path manifest = root / "manifest.json";
   if (fs::is_regular_file(manifest)) {
