@@ -5,6 +5,7 @@
 # (tests/train/tensorboard_reader.py) then read each run's tensorboard/ directory; the script
 # checks every number of metrics.jsonl at every step, each step once, and prints a summary.
 # Needs the quickstart's data (scripts/quickstart.sh, or its steps 1-3) and build/polar.
+# POLAR_THREADS=1 helps on a busy machine (0: LibTorch's default).
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 cd "$ROOT"
@@ -15,7 +16,8 @@ OUT="${1:-runs/tensorboard_resume}"
 rm -rf "$OUT"
 train() {
   "$POLAR" train --config configs/tiny_pretrain.json --set data.train="$DATA/pretrain" \
-    --set train.steps=200 --set eval.every=50 --set run.checkpoint_every=40 --set run.log_every=40 "$@"
+    --set train.steps=200 --set eval.every=50 --set run.checkpoint_every=40 --set run.log_every=40 \
+    --set train.threads="${POLAR_THREADS:-0}" "$@"
 }
 
 echo "=== A: stop at 120, resume"
@@ -63,7 +65,7 @@ steps = [p[0] for p in read["scalars"]["train/loss"]]
 print(f"{os.path.basename(run)}: {len(files)} event files holding train/loss records: {' + '.join(raw)}")
 print(f"{os.path.basename(run)}: read back: {len(want)} scalar tags; train/loss at "
       f"{len(steps)} steps ({steps[0]}..{steps[-1]}, each once); eval/accuracy at "
-      f"{[p[0] for p in read['scalars']['eval/accuracy']]}; both readers equal metrics.jsonl "
+      f"{[p[0] for p in read['scalars'].get('eval/accuracy', [])]}; both readers equal metrics.jsonl "
       f"(float32) at every step")
 PY
 done
