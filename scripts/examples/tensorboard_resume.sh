@@ -25,8 +25,10 @@ train --set run.output_dir="$OUT/A" --set run.stop_after_steps=120
 train --set run.output_dir="$OUT/A" --resume
 
 echo "=== B: killed after step 140 (newest checkpoint 120), resume"
-train --set run.output_dir="$OUT/B" &
-pid=$!
+(exec "$POLAR" train --config configs/tiny_pretrain.json --set data.train="$DATA/pretrain" \
+  --set train.steps=200 --set eval.every=50 --set run.checkpoint_every=40 --set run.log_every=40 \
+  --set train.threads="${POLAR_THREADS:-0}" --set run.output_dir="$OUT/B") &
+pid=$!  # polar itself (exec), so that SIGKILL stops training, not a subshell
 until [ -f "$OUT/B/metrics.jsonl" ] && [ "$(wc -l < "$OUT/B/metrics.jsonl")" -ge 140 ]; do sleep 0.2; done
 kill -9 "$pid"; wait "$pid" || true
 echo "killed at step $(wc -l < "$OUT/B/metrics.jsonl") of metrics.jsonl; checkpoints: $(ls "$OUT/B" | grep checkpoint- | tr '\n' ' ')"
