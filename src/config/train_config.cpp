@@ -171,6 +171,8 @@ TrainConfig TrainConfig::from_json(const json& j, const std::string& where) {
     s.get("keep_last", c.run.keep_last, closed(1, kMaxCount));
     s.get("log_every", c.run.log_every, closed(1, kMaxCount));
     s.get("stop_after_steps", c.run.stop_after_steps, closed(0, kMaxCount));
+    s.get("tensorboard", c.run.tensorboard);
+    s.get("tensorboard_flush_secs", c.run.tensorboard_flush_secs, closed(0, 86400));
     s.finish();
     POLAR_CHECK(!c.run.output_dir.empty(), s.path("output_dir"), ": must not be empty");
     POLAR_CHECK(c.run.keep_last >= 1, s.path("keep_last"), ": must be at least 1");
@@ -235,7 +237,9 @@ json TrainConfig::to_json() const {
         {"checkpoint_every", run.checkpoint_every},
         {"keep_last", run.keep_last},
         {"log_every", run.log_every},
-        {"stop_after_steps", run.stop_after_steps}}},
+        {"stop_after_steps", run.stop_after_steps},
+        {"tensorboard", run.tensorboard},
+        {"tensorboard_flush_secs", run.tensorboard_flush_secs}}},
   };
 }
 

@@ -25,6 +25,7 @@
 #include "polar/runtime/device.h"
 #include "polar/runtime/micro_batches.h"
 #include "polar/train/data_order.h"
+#include "polar/train/event_writer.h"
 #include "polar/train/memory_plan.h"
 #include "polar/train/optimizer.h"
 #include "polar/train/param_groups.h"
@@ -73,6 +74,7 @@ struct Trainer::State {
   std::unique_ptr<GroupStream> stream;
   TrainerState state;
   std::ofstream metrics;
+  std::unique_ptr<EventWriter> events;  // TensorBoard (rank 0, run.tensorboard)
   bool use_fused = false;
   MemoryPlan plan;
 };
@@ -258,6 +260,10 @@ Trainer::Trainer(TrainConfig config, bool resume, SetupFn make_setup)
     fs::path mpath = fs::path(s.cfg.run.output_dir) / "metrics.jsonl";
     truncate_metrics_after(mpath.string(), s.state.step);
     s.metrics.open(mpath, std::ios::app);
+    if (s.cfg.run.tensorboard)  // its first step purges what earlier files logged from there on
+      s.events =
+          std::make_unique<EventWriter>((fs::path(s.cfg.run.output_dir) / "tensorboard").string(),
+                                        s.state.step + 1, s.cfg.run.tensorboard_flush_secs);
   }
 }
 
@@ -410,6 +416,10 @@ int Trainer::run() {
              {"step_s", st.step_seconds},
              {"comm_exposed_s", st.comm_exposed_seconds},
              {"comm_total_s", st.comm_total_seconds},
+             {"tokens_per_s",
+              st.step_seconds > 0 ? static_cast<double>(st.tokens) / st.step_seconds : 0.0},
+             {"peak_memory_mib",
+              measured_peak_bytes(s.setup.device.is_cuda(), s.setup.device.index()) / 1048576.0},
              {"skipped", st.skipped}};
     bool last = s.state.step == cfg.train.steps;
     if ((cfg.eval.every > 0 && s.state.step % cfg.eval.every == 0) || last) {
@@ -425,6 +435,7 @@ int Trainer::run() {
     if (main) {
       s.metrics << rec.dump() << "\n";
       s.metrics.flush();
+      if (s.events) s.events->add_metrics(rec);
       if (s.state.step % cfg.run.log_every == 0 || last) {
         double elapsed = seconds_since(t_start);
         double per_step = elapsed / static_cast<double>(s.state.step - start_step);

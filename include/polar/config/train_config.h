@@ -86,6 +86,10 @@ struct RunSection {
   // Checkpoint and stop after this many steps in this invocation (0: run to the end); for
   // time-limited job slots: the next invocation continues with --resume.
   int64_t stop_after_steps = 0;
+  // TensorBoard event files under <output_dir>/tensorboard/ (rank 0): every number of the
+  // metrics.jsonl line; flushed every step (0) or at most this many seconds late.
+  bool tensorboard = true;
+  double tensorboard_flush_secs = 0;
 };
 
 struct TrainConfig {
