@@ -18,9 +18,10 @@ std::string repeat(const std::string& unit, int n) {
 TEST(ResponseFilter, LoopsAreCutAfterTheirFirstCopy) {
   const ResponseFilterOptions o;
   const std::string head = "The answer is simple. ";
-  // Ten copies of a 17-byte unit and a partial one, as a length-cut loop ends.
+  // Ten copies of a 17-byte unit and a partial one, as a length-cut loop ends. The loop starts
+  // at the space before its first "I" (the space repeats too), so one copy is " I think it is so".
   const std::string looped = head + repeat("I think it is so ", 10) + "I thi";
-  EXPECT_EQ(looped.substr(0, loop_cut(looped, o)), head + "I think it is so ");
+  EXPECT_EQ(looped.substr(0, loop_cut(looped, o)), head + "I think it is so");
   // A single repeated character (a run of "!") is a loop of period 1.
   const std::string bangs = "Wow" + repeat("!", 80);
   EXPECT_EQ(bangs.substr(0, loop_cut(bangs, o)), "Wow!");
