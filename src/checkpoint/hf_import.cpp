@@ -23,6 +23,15 @@ namespace polar::io {
 
 namespace fs = std::filesystem;
 using nlohmann::json;
+using torch::Tensor;
+
+torch::Tensor grown_embedding(const torch::Tensor& embed, int64_t rows) {
+  POLAR_CHECK(embed.dim() == 2 && rows >= embed.size(0), "grown_embedding: cannot grow ",
+              embed.sizes(), " to ", rows, " rows");
+  if (rows == embed.size(0)) return embed;
+  const Tensor mean = embed.to(torch::kFloat).mean(0, /*keepdim=*/true).to(embed.scalar_type());
+  return torch::cat({embed, mean.expand({rows - embed.size(0), embed.size(1)})}, 0);
+}
 
 namespace {
 
@@ -297,30 +306,35 @@ void copy_file_bytes(const fs::path& from, const fs::path& to) {
   POLAR_CHECK(!ec, "cannot copy ", from.string(), " to ", to.string(), ": ", ec.message());
 }
 
-// The directory's tokenizer.model with POLAR's special ids: config.json's ids first (InternLM2
-// reward models name reward_token_id there), then piece names, then the added-token lists.
+// The directory's tokenizer.json with POLAR's template tokens: its own, reserved special tokens
+// renamed, spare embedding rows, or new tokens (the embedding then grows; see import_hf). The
+// choice is logged and kept in the tokenizer (polar_tokenizer.json when saved). A language model
+// (a sampled policy) keeps its own tokens: POLAR's are not needed to sample.
+Tokenizer load_hf_json_tokenizer(const fs::path& dir, const HfModelInfo& info,
+                                 bool language_model) {
+  const Tokenizer base = Tokenizer::load_base(dir.string());
+  if (language_model) return base;
+  const TemplateTokenChoice choice = choose_polar_tokens(base, info.shape.vocab_size);
+  spdlog::info("{}: {}", dir.string(), choice.description);
+  return with_polar_tokens(base, choice);
+}
+
+// The directory's tokenizer with POLAR's special ids. A sentencepiece tokenizer.model:
+// config.json's ids first (InternLM2 reward models name reward_token_id there), then piece names,
+// then the added-token lists. Else a tokenizer.json (load_hf_json_tokenizer).
 Tokenizer load_hf_tokenizer(const fs::path& dir, const HfModelInfo& info, std::string& source,
                             bool language_model) {
   const fs::path model = dir / "tokenizer.model";
-  if (!fs::is_regular_file(model) && fs::is_regular_file(dir / "tokenizer.json")) {
-    // A Hugging Face fast tokenizer: POLAR's template tokens are chosen for it (reserved tokens,
-    // spare embedding rows, or new tokens the embedding must grow for).
-    source = fs::absolute(dir).lexically_normal().string();
-    if (fs::is_regular_file(dir / "polar_tokenizer.json")) return Tokenizer::load(dir.string());
-    const Tokenizer base = Tokenizer::load_base(dir.string());
-    const TemplateTokenChoice choice = choose_polar_tokens(base, info.shape.vocab_size);
-    spdlog::info("{}: {}", dir.string(), choice.description);
-    return with_polar_tokens(base, choice);
-  }
-  POLAR_CHECK(
-      fs::is_regular_file(model), dir.string(),
-      ": no tokenizer.model (sentencepiece) or tokenizer.json (Hugging Face), which polar's "
-      "tokenizer needs. Give one with --tokenizer DIR (e.g. from `polar tokenizer train`, or a "
-      "copy of the model's tokenizer with a polar_tokenizer.json naming the special ids), or copy "
-      "it into the directory.");
   source = fs::absolute(dir).lexically_normal().string();
   if (fs::is_regular_file(dir / "polar_tokenizer.json"))
     return Tokenizer::load(dir.string());  // our own export
+  if (!fs::is_regular_file(model) && fs::is_regular_file(dir / "tokenizer.json"))
+    return load_hf_json_tokenizer(dir, info, language_model);
+  POLAR_CHECK(fs::is_regular_file(model), dir.string(),
+              ": no tokenizer.model (sentencepiece) or tokenizer.json (Hugging Face), which "
+              "polar's tokenizer needs. Give one with --tokenizer DIR (e.g. from `polar tokenizer "
+              "train`, with a polar_tokenizer.json naming the special ids), or copy it into the "
+              "directory.");
 
   ScratchDir scratch;
   copy_file_bytes(model, scratch.path / "tokenizer.model");
@@ -428,6 +442,10 @@ LoadedModel import_hf(const std::string& dir, const torch::Device& device,
   } else {
     out.tokenizer = load_hf_tokenizer(root, info, tokenizer_source, options.language_model);
   }
+  // New template tokens past the model's rows (TemplateTokenChoice "added") grow the embedding.
+  const int64_t rows = std::max(shape.vocab_size, out.tokenizer.template_choice().embedding_rows);
+  const int64_t file_rows = shape.vocab_size;
+  info.shape.vocab_size = rows;
   POLAR_CHECK(out.tokenizer.vocab_size() <= shape.vocab_size, dir, ": the tokenizer has ",
               out.tokenizer.vocab_size(), " pieces but the model's vocab_size is ",
               shape.vocab_size);
@@ -447,7 +465,16 @@ LoadedModel import_hf(const std::string& dir, const torch::Device& device,
   const ModelFamily family = shape.family().family;
   const hf::LayoutTable& layout = hf::layout_table(family);
   auto tensors = load_safetensors_any(dir);
-  auto params = hf::hf_to_polar(family, shape, tensors, info.has_reward_head, dir);
+  ModelConfig file_shape = shape;
+  file_shape.vocab_size = file_rows;
+  auto params = hf::hf_to_polar(family, file_shape, tensors, info.has_reward_head, dir);
+  if (rows > file_rows) {
+    Tensor& embed = params.at("model.embed_tokens.weight");
+    POLAR_CHECK(embed.dim() == 2 && embed.size(0) == file_rows, dir,
+                ": model.embed_tokens.weight has shape ", embed.sizes(), ", the config implies (",
+                file_rows, ", ", shape.hidden_size, ")");
+    embed = grown_embedding(embed, rows);
+  }
   const char* lm_head = layout.lm_head;
   const bool dropped_lm_head = tensors.erase(lm_head) > 0;
   for (auto it = tensors.begin(); it != tensors.end();) {  // buffers some old checkpoints carry

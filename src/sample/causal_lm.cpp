@@ -67,6 +67,10 @@ CausalLM CausalLM::load(const std::string& dir, const CausalLMOptions& options) 
   } else {
     head = read_lm_head(dir, io::hf::layout_table(lm.shape.family().family).lm_head);
   }
+  // Template tokens the import added (tokenizer.json) grew the embedding; the head grows alike.
+  if (head.dim() == 2 && head.size(0) < lm.shape.vocab_size &&
+      lm.tokenizer.template_choice().how == "added")
+    head = io::grown_embedding(head, lm.shape.vocab_size);
   POLAR_CHECK(head.dim() == 2 && head.size(0) == lm.shape.vocab_size &&
                   head.size(1) == lm.shape.hidden_size,
               dir, ": the LM head has shape ", head.sizes(), ", expected (", lm.shape.vocab_size,

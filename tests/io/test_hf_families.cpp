@@ -182,7 +182,7 @@ TEST_F(HfFamilies, ExportsLoadInTransformersAndScoreTheSame) {
     expect_close(want, r["rewards"], std::string(name) + " export, one at a time");
     expect_close(want, r["batched"], std::string(name) + " export, right-padded batch");
     // The export's config keeps what transformers needs to reproduce the numerics.
-    const json config = read_json_file(out / name / "config.json");
+    const json config = read_json_file(out / (std::string(name) + "/config.json"));
     if (std::string(name) == "qwen3") {
       EXPECT_EQ(config["head_dim"], 12);
     } else {

@@ -59,6 +59,10 @@ LoadedModel import_hf(const std::string& dir, const torch::Device& device);
 LoadedModel import_hf(const std::string& dir, const torch::Device& device,
                       const HfImportOptions& options);
 
+// `embed` (V, H) with rows - V rows appended, each the mean of the V rows (computed in fp32):
+// the embedding (or LM head) of template tokens a tokenizer.json gained at import.
+torch::Tensor grown_embedding(const torch::Tensor& embed, int64_t rows);
+
 struct HfExportOptions {
   std::string format =
       "auto";  // auto | hf-llama | hf-internlm2 (auto: internlm2 for InternLM2 models)
