@@ -97,8 +97,9 @@ cat > "$OUT/pool.json" <<EOF
  "policies": [{"name": "smollm2", "model_dir": "$OUT/hf", "device": "cpu", "dtype": "fp32", "batch_size": 3}]}
 EOF
 rm -f "$OUT/trajectories.jsonl"
+# One policy answering every prompt once, kept as generated (the comparison is of raw greedy text).
 "$POLAR" sample --pool "$OUT/pool.json" --prompts "$OUT/prompts.jsonl" --output "$OUT/trajectories.jsonl" \
-  --threads "$THREADS" --no-progress
+  --scheme all --samples-per-prompt 1 --no-response-filter --threads "$THREADS" --no-progress
 "$PY" - "$OUT" <<'PY'
 import json, sys
 import torch

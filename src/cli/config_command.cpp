@@ -9,6 +9,7 @@
 
 #include "polar/cli/commands.h"
 #include "polar/config/train_config.h"
+#include "polar/model/lora_config.h"
 
 namespace polar::cli {
 
@@ -31,7 +32,10 @@ void add_config_command(CLI::App& app) {
   cmd->callback([keys] {
     const nlohmann::json defaults = TrainConfig{}.to_json();
     if (*keys) {
-      print_key_paths(defaults, "");
+      // model.lora is written only when enabled; its keys are keys all the same.
+      nlohmann::json all = defaults;
+      all["model"]["lora"] = LoraConfig{}.to_json();
+      print_key_paths(all, "");
     } else {
       std::cout << defaults.dump(2) << "\n";
     }

@@ -77,7 +77,7 @@ std::optional<EncodedGroup> assemble(const Tokenizer& tok, const RunTokens& firs
   POLAR_CHECK(limits.max_response_length > 0, "max_response_length must be positive, got ",
               limits.max_response_length);
   const SpecialTokens& sp = tok.special();
-  POLAR_CHECK(sp.reward >= 0 && sp.reward_sep >= 0 && sp.bos >= 0, tok.source(),
+  POLAR_CHECK(sp.reward >= 0 && sp.reward_sep >= 0, tok.source(),
               ": a language model's tokenizer without POLAR's <|reward|> and reward tokens cannot "
               "encode reward-model inputs; give a POLAR tokenizer");
   const auto response_len = static_cast<size_t>(limits.max_response_length);
