@@ -41,6 +41,10 @@ find_package(CLI11 REQUIRED)
 find_package(OpenSSL REQUIRED COMPONENTS Crypto)  # SHA-256 of tokenizer fingerprints
 find_package(PkgConfig REQUIRED)
 pkg_check_modules(SENTENCEPIECE REQUIRED IMPORTED_TARGET sentencepiece)
+# tokenizer.json tokenizers: PCRE2 (with its JIT) runs the pre-tokenizer split patterns, utf8proc
+# the NFC/NFKC normalizers.
+pkg_check_modules(PCRE2 REQUIRED IMPORTED_TARGET libpcre2-8)
+pkg_check_modules(UTF8PROC REQUIRED IMPORTED_TARGET libutf8proc)
 # HTTP (`polar serve`, the OpenAI-compatible sampling client): Debian's cpp-httplib is a compiled
 # library whose header must be used with the feature macros it was built with (its .pc file).
 pkg_check_modules(HTTPLIB REQUIRED cpp-httplib)

@@ -27,7 +27,14 @@ Outputs under --out (UTF-8 JSONL, one object per line, written atomically):
                   from ANOTHER family than the reference's and the rejected from a family other
                   than the chosen's: matching the reference's policy family is no answer there.
   score.jsonl     {prompt, reference, output} demo lines for `polar score`.
-  policies.json   the pool.
+  policies.json   the pool ({name, family, checkpoint, step, skill, ...}; `polar data pretrain
+                  --policies` reads name, family and step for --negatives-from).
+  test_content_*.jsonl  content slices on new prompts (as many as test.jsonl), where the chosen and
+                  the rejected are both other policies than the reference's and their families
+                  cannot decide the pair: same_family (both checkpoints of the reference's family,
+                  different levels), other_family_same_skill, other_family_other_skill (two other
+                  families, the same / different levels). Only what the answers get right, as the
+                  reference does, separates them; the shortcut rates are printed per slice.
 --check validates the files, regenerates into a temporary directory to prove determinism, and
 prints "gen_data check: OK" (exit status 1 otherwise). Standard library only.
 """
@@ -46,7 +53,9 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from gen_data import build, check, tasks  # noqa: E402
 
 FILES = ("pretrain.jsonl", "finetune.jsonl", "test.jsonl", "test_same_family.jsonl",
-         "test_other_family.jsonl", "score.jsonl", "policies.json")
+         "test_other_family.jsonl", "score.jsonl", "policies.json",
+         "test_content_same_family.jsonl", "test_content_other_family_same_skill.jsonl",
+         "test_content_other_family_other_skill.jsonl")
 
 
 def _write_atomic(path, text):

@@ -3,6 +3,7 @@
 #include <c10/util/Exception.h>
 #include <spdlog/spdlog.h>
 #include <CLI/CLI.hpp>
+#include <nlohmann/json.hpp>
 
 #include <malloc.h>
 #include <signal.h>
@@ -11,9 +12,14 @@
 #include <cstdlib>
 #include <cstring>
 #include <exception>
+#include <iostream>
 #include <new>
+#include <sstream>
+#include <string>
+#include <vector>
 
 #include "polar/cli/commands.h"
+#include "polar/cli/dry_parse.h"
 #include "polar/common/activity.h"
 #include "polar/common/error.h"
 #include "polar/train/trainer.h"
@@ -85,12 +91,8 @@ std::string describe_failure(const std::string& command, const std::string& caus
   return "polar " + command + (doing.empty() ? "" : " (while " + doing + ")") + ": " + cause;
 }
 
-}  // namespace
-
-int main(int argc, char** argv) {
-  const std::string command = subcommand_of(argc, argv);
-  if (int code = hand_over_signals(command); code != 0) return code;
-  CLI::App app{"polar: POLAR reward models — build data, pre-train, fine-tune, evaluate, export"};
+// Every subcommand, each registered by the module it drives.
+void add_commands(CLI::App& app) {
   app.require_subcommand(1);
   app.set_version_flag("--version", "polar " POLAR_VERSION);
   polar::cli::add_sample_command(app);
@@ -103,6 +105,58 @@ int main(int argc, char** argv) {
   polar::cli::add_serve_command(app);
   polar::cli::add_plan_command(app);
   polar::cli::add_config_command(app);
+}
+
+const char* const kDescription =
+    "polar: POLAR reward models — build data, pre-train, fine-tune, evaluate, export";
+
+// POLAR_DRY_PARSE=batch: many command lines in one process (starting polar costs more than
+// parsing). Each stdin line is {"partial": bool, "args": [words after "polar"]}; each stdout line
+// {"rc": exit code, "error": "<CLI11 error name>: <message>" or ""}.
+int dry_parse_batch() {
+  for (std::string line; std::getline(std::cin, line);) {
+    if (line.empty()) continue;
+    const nlohmann::json request = nlohmann::json::parse(line, nullptr, /*allow_exceptions=*/false);
+    nlohmann::json reply = {{"rc", 2}, {"error", "bad request line"}};
+    if (request.is_object() && request.value("args", nlohmann::json()).is_array()) {
+      std::vector<std::string> words = {"polar"};
+      for (const auto& w : request["args"])
+        words.push_back(w.is_string() ? w.get<std::string>() : w.dump());
+      std::vector<const char*> argv;
+      for (const auto& w : words) argv.push_back(w.c_str());
+      CLI::App app{kDescription};
+      add_commands(app);
+      polar::cli::make_dry(app, request.value("partial", false) ? polar::cli::DryParse::kPartial
+                                                                : polar::cli::DryParse::kComplete);
+      std::ostringstream out, err;
+      auto* old_out = std::cout.rdbuf(out.rdbuf());
+      auto* old_err = std::cerr.rdbuf(err.rdbuf());
+      const int rc = polar::cli::dry_parse(app, static_cast<int>(argv.size()), argv.data());
+      std::cout.rdbuf(old_out);
+      std::cerr.rdbuf(old_err);
+      std::string error = err.str();
+      if (error.rfind("dry-parse: ", 0) == 0) error = error.substr(11);
+      while (!error.empty() && error.back() == '\n') error.pop_back();
+      reply = {{"rc", rc}, {"error", error}};
+    }
+    std::cout << reply.dump() << std::endl;
+  }
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  const std::string command = subcommand_of(argc, argv);
+  if (int code = hand_over_signals(command); code != 0) return code;
+  if (const char* mode = std::getenv("POLAR_DRY_PARSE"); mode && std::string(mode) == "batch")
+    return dry_parse_batch();
+  CLI::App app{kDescription};
+  add_commands(app);
+  if (const auto dry = polar::cli::dry_parse_mode(); dry != polar::cli::DryParse::kOff) {
+    polar::cli::make_dry(app, dry);
+    return polar::cli::dry_parse(app, argc, argv);
+  }
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

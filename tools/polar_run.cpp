@@ -15,6 +15,7 @@
 #include <iostream>
 #include <string>
 
+#include "polar/cli/dry_parse.h"
 #include "polar/dist/launcher.h"
 
 namespace {
@@ -103,10 +104,17 @@ int main(int argc, char** argv) {
       ->capture_default_str()
       ->check(CLI::NonNegativeNumber);
   app.prefix_command();
-  try {
-    app.parse(argc, argv);
-  } catch (const CLI::ParseError& e) {
-    return app.exit(e);
+  const polar::cli::DryParse dry = polar::cli::dry_parse_mode();
+  if (dry != polar::cli::DryParse::kOff) {
+    polar::cli::make_dry(app, dry);
+    bool parsed = false;
+    if (const int code = polar::cli::dry_parse(app, argc, argv, &parsed); !parsed) return code;
+  } else {
+    try {
+      app.parse(argc, argv);
+    } catch (const CLI::ParseError& e) {
+      return app.exit(e);
+    }
   }
 
   std::vector<std::string> command = app.remaining();
@@ -115,8 +123,13 @@ int main(int argc, char** argv) {
   } else if (!command.empty() && command.front().rfind("-", 0) == 0) {
     return usage_error("unknown option '" + command.front() + "'");
   }
+  if (command.empty() && dry == polar::cli::DryParse::kPartial) return 0;
   if (command.empty()) return usage_error("no command given: polar-run [flags] -- COMMAND ARGS...");
   if (command.front() == "train") command.insert(command.begin(), own_directory() + "/polar");
+  if (dry != polar::cli::DryParse::kOff) {  // the workers' command, one word a line, unrun
+    for (const std::string& word : command) std::cout << word << "\n";
+    return 0;
+  }
   options.command = command;
 
   if (nproc == "gpu") {

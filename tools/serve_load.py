@@ -4,6 +4,9 @@
 Each request carries --batch formatted strings built the way POLAR's RewardModelClient builds them
 (prompt\\nreference<|reward|>prompt\\noutput[UNUSED_TOKEN_130]) and posts them as the chosen server
 type does. Prints one JSON line: sequences/s, requests/s, p50/p99 request latency, errors.
+With --big N one more client sends requests of N sequences (as verl sends a whole batch in one
+call) back to back while the others run; its requests are reported apart ("big_*"), so the small
+clients' p50/p99 can be compared with a run without it.
 Standard library only.
 """
 import argparse
@@ -54,6 +57,7 @@ def main():
     ap.add_argument("--requests", type=int, default=200, help="total requests, shared by the clients")
     ap.add_argument("--batch", type=int, default=16, help="sequences per request")
     ap.add_argument("--timeout", type=float, default=60.0)
+    ap.add_argument("--big", type=int, default=0, help="sequences per request of one extra client")
     a = ap.parse_args()
 
     records = load_records(a.input)
@@ -93,13 +97,47 @@ def main():
                 conn = http.client.HTTPConnection("127.0.0.1", a.port, timeout=a.timeout)
         conn.close()
 
+    done = threading.Event()
+    big_latencies, big_sequences = [], [0]
+
+    def big_client():
+        conn = http.client.HTTPConnection("127.0.0.1", a.port, timeout=max(a.timeout, 600))
+        batch = [strings[k % len(strings)] for k in range(a.big)]
+        path, body = request_body(a.server_type, batch)
+        payload_text = json.dumps(body)
+        while not done.is_set():
+            t0 = time.perf_counter()
+            try:
+                conn.request("POST", path, payload_text, {"Content-Type": "application/json"})
+                res = conn.getresponse()
+                payload = res.read()
+                if res.status != 200:
+                    raise RuntimeError(f"big request: status {res.status}: {payload[:200]!r}")
+                if len(parse_rewards(a.server_type, json.loads(payload))) != a.big:
+                    raise RuntimeError("big request: wrong number of rewards")
+                with lock:
+                    big_latencies.append(time.perf_counter() - t0)
+                    big_sequences[0] += a.big
+            except Exception as e:
+                with lock:
+                    errors.append(str(e))
+                return
+        conn.close()
+
     start = time.perf_counter()
+    big = threading.Thread(target=big_client) if a.big > 0 else None
+    if big:
+        big.start()
+        time.sleep(0.5)  # the big request is queued before the small clients start
     threads = [threading.Thread(target=client) for _ in range(a.clients)]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
     wall = time.perf_counter() - start
+    done.set()
+    if big:
+        big.join()
     latencies.sort()
 
     def pct(q):
@@ -110,7 +148,9 @@ def main():
         "ok_requests": len(latencies), "errors": len(errors), "first_error": errors[0] if errors else None,
         "wall_s": round(wall, 3), "sequences_per_s": round(sequences[0] / wall, 1),
         "requests_per_s": round(len(latencies) / wall, 1),
-        "p50_ms": round(pct(0.50) * 1000, 1), "p99_ms": round(pct(0.99) * 1000, 1)}))
+        "p50_ms": round(pct(0.50) * 1000, 1), "p99_ms": round(pct(0.99) * 1000, 1),
+        "big": a.big, "big_requests": len(big_latencies), "big_sequences": big_sequences[0],
+        "big_latency_s": [round(x, 2) for x in big_latencies]}))
     return 1 if errors else 0
 
 

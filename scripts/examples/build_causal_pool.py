@@ -87,7 +87,8 @@ def main():
     saved = train_line("llama", llama, ids, s, {s // 10, s // 3, s}, a.out, a.tokenizer, rng, 3e-3)
     saved += train_line("qwen2", qwen, ids, s // 2, {s // 6, s // 2}, a.out, a.tokenizer, rng, 3e-3)
     pool = {"sampling": {"temperature": 1.0, "top_p": 0.9, "top_k": 50, "max_new_tokens": 48, "stop": ["\n"]},
-            "policies": [{"name": n, "model_dir": os.path.relpath(d, a.out), "batch_size": 16} for n, d in saved]}
+            "policies": [{"name": n, "kind": "base", "model_dir": os.path.relpath(d, a.out), "batch_size": 16}
+                         for n, d in saved]}
     with open(os.path.join(a.out, "pool.json"), "w") as f:
         json.dump(pool, f, indent=2)
     print(f"wrote {os.path.join(a.out, 'pool.json')} with {len(saved)} policies")

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The pipeline from a pool of models, on CPU: built-in texts -> a pool of small causal LMs
 # (checkpoints of two tiny model lines, trained by build_causal_pool.py with transformers) ->
-# `polar sample` (trajectories) -> `polar data pretrain` -> `polar train` (policy discrimination).
+# `polar sample` (POLAR's scheme) -> `polar data pretrain --pairing paper` -> `polar train`.
 # Re-running resumes `polar sample` where it stopped.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
@@ -39,15 +39,15 @@ with open(sys.argv[3], "w") as f:
         f.write((r["prompt"] + " " + r["response"]).replace("\n", " ") + "\n")
 PY
 
-step "4/6 polar sample: every policy answers every prompt 4 times"
+step "4/6 polar sample: POLAR's scheme (per prompt, policy A twice and policy B once)"
 "$POLAR" sample --pool "$OUT/pool/pool.json" --prompts "$OUT/prompts.jsonl" --corpus "$OUT/corpus.txt" \
-  --tokenizer "$OUT/tokenizer" --prefix-tokens 16 --corpus-category prefix --samples-per-prompt 4 \
+  --tokenizer "$OUT/tokenizer" --prefix-tokens 16 --corpus-category prefix \
   --threads "${POLAR_THREADS:-1}" --output "$OUT/trajectories.jsonl"
 
-step "5/6 polar data pretrain: POLAR groups from the sampled trajectories"
+step "5/6 polar data pretrain --pairing paper: one group per prompt"
 "$POLAR" data pretrain --trajectories "$OUT/trajectories.jsonl" --tokenizer "$OUT/tokenizer" \
-  --output "$OUT/pretrain" --negatives 1 --max-length 256 --max-response-length 64 --eval-fraction 0.1 \
-  --skip-invalid --overwrite
+  --output "$OUT/pretrain" --pairing paper --max-length 256 --max-response-length 64 --eval-fraction 0.1 \
+  --overwrite
 
 step "6/6 polar train: policy discrimination on them"
 "$POLAR" train --config configs/tiny_pretrain.json --set data.train="$OUT/pretrain" \

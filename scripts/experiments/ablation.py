@@ -11,6 +11,11 @@ and test). Every model is evaluated on three slices written by tools/gen_data.py
   all           test.jsonl (the quickstart's test set)
   same_family   its pairs whose chosen comes from the reference's policy family
   other_family  test_other_family.jsonl: the chosen comes from ANOTHER family than the reference's
+  content_*     test_content_*.jsonl: chosen and rejected both from other policies than the
+                reference's, whose families cannot decide the pair (same family at different
+                checkpoints; two other families at the same / different checkpoints)
+--negatives-from V... adds one POLAR arm per choice of `polar data pretrain --negatives-from`
+(same-family, mixed:P, nearest), each pre-trained on the world's data built with it.
 Writes OUT/results.json, OUT/table.md (mean and 95% t interval over seeds) and
 OUT/accuracy_vs_pretrain_compute.png. Re-running skips finished steps.
 """
@@ -24,7 +29,10 @@ sys.dont_write_bytecode = True
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import expt  # noqa: E402
 
-SLICES = {"same_family": "test_same_family.jsonl", "other_family": "test_other_family.jsonl"}
+SLICES = {"same_family": "test_same_family.jsonl", "other_family": "test_other_family.jsonl",
+          "content_same_family": "test_content_same_family.jsonl",
+          "content_other_same_skill": "test_content_other_family_same_skill.jsonl",
+          "content_other_other_skill": "test_content_other_family_other_skill.jsonl"}
 PLACEHOLDER = "(no reference)"
 
 
@@ -90,6 +98,18 @@ def one_seed(args, world, ref_free, seed):
     shape = os.path.join(args.out, f"seed{args.seeds[0]}", "pretrain", "final")
     fresh = ["model.init_from=", f"model.shape_from={shape}", f"model.tokenizer={world}/tokenizer",
              "train.probe_steps=0", "model.zero_head=false", "train.head_lr_scale=1"]
+    for variant in args.negatives_from:
+        if variant == "any":
+            continue
+        name = f"polar_neg={variant}"
+        vdir = os.path.join(base, "pretrain_neg_" + variant.replace(":", "_"))
+        expt.train("configs/tiny_pretrain.json", vdir, [
+            f"data.train={expt.pretrain_data(world, args.world_seed, variant)}", f"train.seed={seed}",
+            f"train.steps={args.pretrain_steps}", "eval.every=0", "eval.max_groups=512"] + expt.SHAPES[args.model])
+        run_dir = os.path.join(base, name.replace("=", "_").replace(":", "_"))
+        expt.train(tuned[0], run_dir, tuned[1:] + [f"model.init_from={vdir}/final"])
+        arms[name] = {"compute": expt.train_flops(vdir),
+                      "slices": eval_slices(f"{run_dir}/final", f"{world}/raw", run_dir)}
     if "scratch" in args.arms:
         scratch = os.path.join(base, "scratch")
         expt.train(tuned[0], scratch, tuned[1:] + fresh)
@@ -120,7 +140,8 @@ def summarise(results):
     """Markdown table: per arm and slice, mean accuracy and 95% interval over seeds."""
     seeds = sorted(results)
     first = results[seeds[0]]
-    arms = [a for a in ("polar", "polar_listwise", "scratch", "ref_free", "pretrain_only") if a in first]
+    arms = [a for a in ("polar", "polar_listwise", "scratch", "ref_free", "pretrain_only") if a in first] + \
+        sorted(a for a in first if a.startswith("polar_neg="))
     lines = [f"| model | " + " | ".join(f"{s} (n={first['polar']['slices'][s]['n']})" for s in SLICES) + " |",
              "|---" * (len(SLICES) + 1) + "|"]
     for arm in arms:
@@ -128,7 +149,8 @@ def summarise(results):
         for s in SLICES:
             mean, lo, hi = expt.mean_ci([results[k][arm]["slices"][s]["accuracy"] for k in seeds])
             cells.append(f"{mean:.3f} [{lo:.3f}, {hi:.3f}]")
-        lines.append(f"| {ARM_LABELS[arm]} | " + " | ".join(cells) + " |")
+        label = ARM_LABELS.get(arm) or f"POLAR pre-train (--negatives-from {arm.split('=', 1)[1]}) + FT"
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + f"\n\nMean preference accuracy over {len(seeds)} seeds ({', '.join(map(str, seeds))}) " \
         "with its 95% t interval; accuracy counts chosen strictly above rejected.\n"
 
@@ -143,7 +165,7 @@ def plot(results, path):
                                 key=lambda a: results[seeds[0]][a]["compute"])
     stat = lambda arm, s: expt.mean_ci([results[k][arm]["slices"][s]["accuracy"] for k in seeds])
     fig, ax = plt.subplots(figsize=(7, 4.2))
-    for s, color in zip(SLICES, ("tab:blue", "tab:red")):
+    for s, color in zip(SLICES, ("tab:blue", "tab:red", "tab:green", "tab:purple", "tab:orange")):
         xs = [sum(results[k][a]["compute"] for k in seeds) / len(seeds) for a in arms]
         stats = [stat(a, s) for a in arms]
         ax.errorbar(xs, [m for m, _, _ in stats], yerr=[[m - lo for m, lo, _ in stats], [hi - m for m, _, hi in stats]],
@@ -169,6 +191,9 @@ def main():
     ap.add_argument("--pretrain-only", action="store_true", help="stop after the pre-training runs")
     ap.add_argument("--all-points", action="store_true", help="also fine-tune from the quarter-way checkpoint")
     ap.add_argument("--final-only", action="store_true", help="fine-tune only from the final checkpoint")
+    ap.add_argument("--negatives-from", nargs="+", default=["any"],
+                    help="extra POLAR arms pre-trained with these `polar data pretrain --negatives-from` "
+                         "choices (any is the polar arm itself), e.g. same-family mixed:0.5 nearest")
     ap.add_argument("--arms", nargs="+", default=["polar", "polar_listwise", "scratch", "ref_free"],
                     choices=["polar", "polar_listwise", "scratch", "ref_free"],
                     help="what to run (the table and plot need polar, scratch and ref_free)")

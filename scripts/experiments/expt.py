@@ -55,11 +55,13 @@ def world_dir(seed, template="finetune"):
 def gen_world(out, seed, template="finetune"):
     """Synthetic world `seed`: raw JSONL, tokenizer, pre-training (built with `template`; the
     quickstart uses finetune) and preference datasets under `out`."""
+    raw, tok = os.path.join(out, "raw"), os.path.join(out, "tokenizer")
+    if not os.path.exists(os.path.join(raw, "test_content_same_family.jsonl")):
+        # Worlds from before the content slices get them; gen_data's other files are unchanged.
+        run([sys.executable, "tools/gen_data.py", "--out", raw, "--seed", seed], os.path.join(out, "logs", "gen.log"))
     if os.path.exists(os.path.join(out, "finetune", "manifest.json")):
         return
     log(f"building world seed {seed} in {out}")
-    raw, tok = os.path.join(out, "raw"), os.path.join(out, "tokenizer")
-    run([sys.executable, "tools/gen_data.py", "--out", raw, "--seed", seed], os.path.join(out, "logs", "gen.log"))
     run([POLAR, "tokenizer", "train", "--input", f"{raw}/pretrain.jsonl", f"{raw}/finetune.jsonl",
          "--vocab-size", 1000, "--output", tok], os.path.join(out, "logs", "tok.log"))
     limits = ["--max-length", 512, "--max-response-length", 160, "--overwrite"]
@@ -68,6 +70,21 @@ def gen_world(out, seed, template="finetune"):
         + limits, os.path.join(out, "logs", "data_pretrain.log"))
     run([POLAR, "data", "preference", "--input", f"{raw}/finetune.jsonl", "--tokenizer", tok, "--output",
          f"{out}/finetune"] + limits, os.path.join(out, "logs", "data_finetune.log"))
+
+
+def pretrain_data(world, seed, negatives_from, template="finetune"):
+    """The world's pre-training dataset with negatives chosen by `polar data pretrain
+    --negatives-from` (any: the world's own `pretrain`); returns its directory."""
+    if negatives_from == "any":
+        return os.path.join(world, "pretrain")
+    out = os.path.join(world, "pretrain_" + negatives_from.replace(":", "_"))
+    if not os.path.exists(os.path.join(out, "manifest.json")):
+        run([POLAR, "data", "pretrain", "--trajectories", f"{world}/raw/pretrain.jsonl", "--tokenizer",
+             f"{world}/tokenizer", "--output", out, "--negatives", 1, "--seed", seed, "--eval-fraction", 0.05,
+             "--template", template, "--negatives-from", negatives_from, "--policies",
+             f"{world}/raw/policies.json", "--max-length", 512, "--max-response-length", 160, "--overwrite"],
+            os.path.join(world, "logs", f"data_{os.path.basename(out)}.log"))
+    return out
 
 
 def train(config, out_dir, sets):

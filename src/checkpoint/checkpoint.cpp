@@ -14,13 +14,16 @@
 #include <string_view>
 
 #include "polar/checkpoint/hf.h"
+#include "polar/checkpoint/lora_checkpoint.h"
 #include "polar/checkpoint/verify.h"
 #include "polar/common/activity.h"
 #include "polar/common/error.h"
 #include "polar/common/json_config.h"
+#include "polar/common/kill_point.h"
 #include "polar/common/staged_dir.h"
 #include "polar/config/train_config.h"
 #include "polar/io/safetensors.h"
+#include "polar/model/lora.h"
 
 namespace fs = std::filesystem;
 
@@ -65,10 +68,9 @@ std::vector<uint8_t> base64_decode(const std::string& s, const std::string& wher
   return out;
 }
 
+// Every parameter, or a LoRA model's trainable ones (adapters, head, trained norms).
 std::vector<std::pair<std::string, torch::Tensor>> named_weights(RewardModel& model) {
-  std::vector<std::pair<std::string, torch::Tensor>> out;
-  for (const auto& p : model->named_parameters()) out.emplace_back(p.key(), p.value().detach());
-  return out;
+  return checkpoint_parameters(*model);
 }
 
 }  // namespace
@@ -101,6 +103,7 @@ void save_checkpoint(const std::string& dir, const CheckpointContents& c) {
   const fs::path tmp(staged.path());
   io::save_safetensors((tmp / "model.safetensors").string(), named_weights(*c.model),
                        {{"format", "pt"}, {"producer", "polar"}});
+  kill_point("save.model_written");
   json config = *c.config;
   config["tokenizer_fingerprint"] = c.tokenizer->fingerprint();  // what the weights' ids mean
   write_json_file_atomic((tmp / "config.json").string(), config);
@@ -121,7 +124,9 @@ void save_checkpoint(const std::string& dir, const CheckpointContents& c) {
     state.rng_state_b64 = base64_encode(gen_state.data_ptr<uint8_t>(), gen_state.numel());
     write_json_file_atomic((tmp / "trainer_state.json").string(), state.to_json());
   }
+  kill_point("save.before_manifest");
   write_checkpoint_checksums(tmp.string());
+  kill_point("save.before_commit");
   staged.commit();
 }
 
@@ -196,12 +201,12 @@ void load_weights(RewardModel& model, const std::string& path, bool verify) {
   if (verify && fs::is_directory(path)) verify_checkpoint_checksums(path);
   auto weights = io::load_safetensors_any(path);
   torch::NoGradGuard no_grad;
-  for (auto& p : model->named_parameters()) {
-    auto it = weights.find(p.key());
-    POLAR_CHECK(it != weights.end(), path, ": missing tensor \"", p.key(), "\"");
-    POLAR_CHECK(it->second.sizes() == p.value().sizes(), path, ": tensor \"", p.key(),
-                "\" has shape ", it->second.sizes(), ", the model expects ", p.value().sizes());
-    p.value().copy_(it->second.to(p.value().dtype()));
+  for (auto& [name, value] : checkpoint_parameters(*model)) {
+    auto it = weights.find(name);
+    POLAR_CHECK(it != weights.end(), path, ": missing tensor \"", name, "\"");
+    POLAR_CHECK(it->second.sizes() == value.sizes(), path, ": tensor \"", name, "\" has shape ",
+                it->second.sizes(), ", the model expects ", value.sizes());
+    value.copy_(it->second.to(value.dtype()));
   }
   if (verify) check_weights_finite(model, path);
 }
@@ -234,6 +239,8 @@ LoadedModel load_model(const std::string& path, const torch::Device& device, boo
   LoadedModel out;
   out.shape = load_model_shape(path);
   out.config = read_json_file((fs::path(path) / "config.json").string());
+  if (recorded_lora_base(out.config, (fs::path(path) / "config.json").string()))
+    return load_lora_model(path, out.config, device, verify);
   out.tokenizer = load_checkpoint_tokenizer(path);
   out.model = RewardModel(out.shape);
   load_weights(out.model, path, verify);

@@ -1,5 +1,5 @@
 // Hugging Face export: a directory that transformers loads with no custom code
-// (Llama/Qwen2ForSequenceClassification) or in POLAR's InternLM2 reward layout (remote code).
+// (Llama/Qwen2/Qwen3ForSequenceClassification) or in POLAR's InternLM2 reward layout (remote code).
 // What differs by family (class, config keys, remote code) comes from its model/family.h entry.
 // Sequence-classification models read the score at the last non-pad token; a POLAR sequence ends
 // with the reward token, so pad_token_id is chosen to differ from it.
@@ -41,6 +41,19 @@ json tokenizer_config(const Tokenizer& tok, int64_t pad, int64_t max_length,
   auto piece = [&](int64_t id) {
     return id >= 0 ? json(tok.id_to_piece(static_cast<int32_t>(id))) : json(nullptr);
   };
+  if (std::string(tok.backend_name()) == "tokenizer.json") {
+    // The exported tokenizer.json holds the whole pipeline (added tokens with their flags,
+    // post_processor): the fast tokenizer reads it as it is, and this file only names the
+    // special tokens.
+    return {{"tokenizer_class", "PreTrainedTokenizerFast"},
+            {"bos_token", piece(s.bos)},
+            {"eos_token", piece(s.eos)},
+            {"pad_token", piece(pad)},
+            {"additional_special_tokens", {piece(s.reward_sep), piece(s.reward)}},
+            {"clean_up_tokenization_spaces", false},
+            {"padding_side", "right"},
+            {"model_max_length", max_length}};
+  }
   // sentencepiece models trained with add_dummy_prefix start a text with "\u2581"; HF must do the
   // same, and (legacy) for every run between special tokens, as sentencepiece and polar do.
   const auto a = tok.encode("a");
@@ -75,7 +88,7 @@ json special_tokens_map(const json& tok_config) {
   json j = json::object();
   for (const char* k :
        {"bos_token", "eos_token", "unk_token", "pad_token", "additional_special_tokens"}) {
-    if (!tok_config[k].is_null()) j[k] = tok_config[k];
+    if (tok_config.contains(k) && !tok_config[k].is_null()) j[k] = tok_config[k];
   }
   return j;
 }

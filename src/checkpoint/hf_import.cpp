@@ -23,6 +23,15 @@ namespace polar {
 
 namespace fs = std::filesystem;
 using nlohmann::json;
+using torch::Tensor;
+
+torch::Tensor grown_embedding(const torch::Tensor& embed, int64_t rows) {
+  POLAR_CHECK(embed.dim() == 2 && rows >= embed.size(0), "grown_embedding: cannot grow ",
+              embed.sizes(), " to ", rows, " rows");
+  if (rows == embed.size(0)) return embed;
+  const Tensor mean = embed.to(torch::kFloat).mean(0, /*keepdim=*/true).to(embed.scalar_type());
+  return torch::cat({embed, mean.expand({rows - embed.size(0), embed.size(1)})}, 0);
+}
 
 namespace {
 
@@ -100,6 +109,20 @@ void read_rope(const json& config, const std::string& where, HfModelInfo& info) 
               ".factor: expected a number > 0, got ", factor);
   if (type == "linear") {
     shape.rope_scaling = factor;
+  } else if (type == "llama3") {
+    // transformers requires every key (no defaults): so does polar.
+    auto required = [&](const char* key) {
+      POLAR_CHECK(find_key(*scaling, key), key_where, ".", key, " is missing (rope_type llama3)");
+      return get_number(*scaling, key, 0.0, key_where);
+    };
+    shape.rope_type = RopeType::Llama3;
+    shape.rope_scaling = factor;
+    shape.rope_low_freq_factor = required("low_freq_factor");
+    shape.rope_high_freq_factor = required("high_freq_factor");
+    POLAR_CHECK(find_key(*scaling, "original_max_position_embeddings"), key_where,
+                ".original_max_position_embeddings is missing (rope_type llama3)");
+    shape.rope_original_max_position =
+        get_int(*scaling, "original_max_position_embeddings", 0, key_where);
   } else if (type == "dynamic") {
     // Dynamic NTK only changes the base for sequences longer than max_position_embeddings
     // (transformers and InternLM2's code alike), so below that it is plain RoPE.
@@ -111,8 +134,8 @@ void read_rope(const json& config, const std::string& where, HfModelInfo& info) 
                     scaling_key, factor, shape.max_position));
   } else {
     throw Error(key_where + ": rope type \"" + type +
-                "\" is not supported; polar implements default and linear RoPE scaling (dynamic is "
-                "read as default)");
+                "\" is not supported; polar implements default, linear and llama3 RoPE scaling "
+                "(dynamic is read as default)");
   }
 }
 
@@ -184,11 +207,20 @@ HfModelInfo parse_hf_config(const json& config, const std::string& where) {
   const std::string act = get_string(config, "hidden_act", "silu", where);
   POLAR_CHECK(act == "silu", where, ": \"hidden_act\" is \"", act,
               "\"; polar's MLP is SwiGLU with silu");
-  POLAR_CHECK(s.num_heads > 0 && s.hidden_size % s.num_heads == 0, where, ": \"hidden_size\" (",
-              s.hidden_size, ") must be a multiple of \"num_attention_heads\" (", s.num_heads, ")");
-  const int64_t head_dim = get_int(config, "head_dim", s.hidden_size / s.num_heads, where);
-  POLAR_CHECK(head_dim == s.hidden_size / s.num_heads, where, ": \"head_dim\" is ", head_dim,
-              "; polar needs hidden_size / num_attention_heads = ", s.hidden_size / s.num_heads);
+  POLAR_CHECK(s.num_heads > 0, where, ": \"num_attention_heads\" must be positive, got ",
+              s.num_heads);
+  // The family's default head_dim when the key is absent (Qwen3's config class has 128).
+  const bool divisible = s.hidden_size % s.num_heads == 0;
+  POLAR_CHECK(divisible || find_key(config, "head_dim") || family.default_head_dim > 0, where,
+              ": \"hidden_size\" (", s.hidden_size,
+              ") must be a multiple of \"num_attention_heads\" (", s.num_heads,
+              ") when \"head_dim\" is not given");
+  const int64_t head_dim = get_int(
+      config, "head_dim",
+      family.default_head_dim > 0 ? family.default_head_dim : s.hidden_size / s.num_heads, where);
+  POLAR_CHECK(head_dim > 0, where, ": \"head_dim\" must be positive, got ", head_dim);
+  // Stored only where it differs from hidden_size / num_heads, so equal shapes compare equal.
+  s.head_dim = divisible && head_dim == s.hidden_size / s.num_heads ? 0 : head_dim;
   const double rotary = get_number(config, "partial_rotary_factor", 1.0, where);
   POLAR_CHECK(rotary == 1.0, where, ": \"partial_rotary_factor\" is ", rotary,
               "; polar rotates the whole head");
@@ -274,20 +306,35 @@ void copy_file_bytes(const fs::path& from, const fs::path& to) {
   POLAR_CHECK(!ec, "cannot copy ", from.string(), " to ", to.string(), ": ", ec.message());
 }
 
-// The directory's tokenizer.model with POLAR's special ids: config.json's ids first (InternLM2
-// reward models name reward_token_id there), then piece names, then the added-token lists.
-Tokenizer load_hf_tokenizer(const fs::path& dir, const HfModelInfo& info, std::string& source) {
+// The directory's tokenizer.json with POLAR's template tokens: its own, reserved special tokens
+// renamed, spare embedding rows, or new tokens (the embedding then grows; see import_hf). The
+// choice is logged and kept in the tokenizer (polar_tokenizer.json when saved). A language model
+// (a sampled policy) keeps its own tokens: POLAR's are not needed to sample.
+Tokenizer load_hf_json_tokenizer(const fs::path& dir, const HfModelInfo& info,
+                                 bool language_model) {
+  const Tokenizer base = Tokenizer::load_base(dir.string());
+  if (language_model) return base;
+  const TemplateTokenChoice choice = choose_polar_tokens(base, info.shape.vocab_size);
+  spdlog::info("{}: {}", dir.string(), choice.description);
+  return with_polar_tokens(base, choice);
+}
+
+// The directory's tokenizer with POLAR's special ids. A sentencepiece tokenizer.model:
+// config.json's ids first (InternLM2 reward models name reward_token_id there), then piece names,
+// then the added-token lists. Else a tokenizer.json (load_hf_json_tokenizer).
+Tokenizer load_hf_tokenizer(const fs::path& dir, const HfModelInfo& info, std::string& source,
+                            bool language_model) {
   const fs::path model = dir / "tokenizer.model";
-  POLAR_CHECK(
-      fs::is_regular_file(model), dir.string(),
-      ": no tokenizer.model (a sentencepiece model), which polar's tokenizer needs. Give one with "
-      "--tokenizer DIR (e.g. from `polar tokenizer train`, or a copy of tokenizer.model with a "
-      "polar_tokenizer.json naming the special ids), or copy it into the directory. "
-      "tokenizer.json-only "
-      "BPE tokenizers (Llama 3, Qwen2) cannot be read.");
   source = fs::absolute(dir).lexically_normal().string();
   if (fs::is_regular_file(dir / "polar_tokenizer.json"))
     return Tokenizer::load(dir.string());  // our own export
+  if (!fs::is_regular_file(model) && fs::is_regular_file(dir / "tokenizer.json"))
+    return load_hf_json_tokenizer(dir, info, language_model);
+  POLAR_CHECK(fs::is_regular_file(model), dir.string(),
+              ": no tokenizer.model (sentencepiece) or tokenizer.json (Hugging Face), which "
+              "polar's tokenizer needs. Give one with --tokenizer DIR (e.g. from `polar tokenizer "
+              "train`, with a polar_tokenizer.json naming the special ids), or copy it into the "
+              "directory.");
 
   ScratchDir scratch;
   copy_file_bytes(model, scratch.path / "tokenizer.model");
@@ -310,13 +357,14 @@ Tokenizer load_hf_tokenizer(const fs::path& dir, const HfModelInfo& info, std::s
     }
     return int64_t{-1};
   };
-  const int64_t reward =
+  int64_t reward =
       first_of({info.reward_token_id, lookup("<|reward_token|>"), lookup("[UNUSED_TOKEN_130]")});
-  const int64_t reward_sep = lookup("<|reward|>");
-  POLAR_CHECK(reward_sep >= 0, model.string(),
+  int64_t reward_sep = lookup("<|reward|>");
+  if (language_model && (reward_sep < 0 || reward < 0)) reward_sep = reward = -1;
+  POLAR_CHECK(reward_sep >= 0 || language_model, model.string(),
               ": no \"<|reward|>\" token (POLAR's separator between reference and "
               "candidate). Give a POLAR tokenizer with --tokenizer DIR");
-  POLAR_CHECK(reward >= 0, model.string(),
+  POLAR_CHECK(reward >= 0 || language_model, model.string(),
               ": no reward token (config.json \"reward_token_id\", \"<|reward_token|>\" "
               "or \"[UNUSED_TOKEN_130]\"). Give a POLAR tokenizer with --tokenizer DIR");
   const int64_t bos = first_of({info.bos_token_id, lookup("<s>")});
@@ -369,33 +417,32 @@ LoadedModel import_hf(const std::string& dir, const torch::Device& device) {
   return import_hf(dir, device, HfImportOptions{});
 }
 
-LoadedModel import_hf(const std::string& dir, const torch::Device& device,
-                      const HfImportOptions& options) {
+namespace {
+
+// The imported model's tokenizer: options.tokenizer_dir (a POLAR tokenizer, or with
+// language_model a policy's own tokenizer directory, read like the model directory's), else the
+// model directory's. `source` says where it came from.
+Tokenizer import_tokenizer(const fs::path& root, const HfModelInfo& info,
+                           const HfImportOptions& options, std::string& source) {
+  if (options.tokenizer_dir.empty())
+    return load_hf_tokenizer(root, info, source, options.language_model);
+  const bool plain_lm_dir = options.language_model && fs::is_directory(options.tokenizer_dir) &&
+                            !fs::exists(fs::path(options.tokenizer_dir) / "polar_tokenizer.json");
+  Tokenizer t = plain_lm_dir ? load_hf_tokenizer(options.tokenizer_dir, info, source,
+                                                 /*language_model=*/true)
+                             : Tokenizer::load(options.tokenizer_dir);
+  source = options.tokenizer_dir;
+  check_given_tokenizer(root, t, options.tokenizer_dir);
+  return t;
+}
+
+// The directory's tensors in polar's names, the embedding grown from `file_rows` to `rows`
+// (new template tokens); the LM head and rotary buffers are dropped, any other tensor left over
+// is an error. `dropped_lm_head` says whether an LM head was there.
+std::map<std::string, Tensor> read_hf_weights(const std::string& dir, const HfModelInfo& info,
+                                              int64_t file_rows, int64_t rows,
+                                              bool& dropped_lm_head) {
   const fs::path root(dir);
-  const fs::path cfg_path = root / "config.json";
-  POLAR_CHECK(fs::is_regular_file(cfg_path), dir,
-              ": not a Hugging Face model directory (no config.json)");
-  HfModelInfo info = parse_hf_config(read_json_file(cfg_path.string()), cfg_path.string());
-  const ModelConfig& shape = info.shape;
-  for (const auto& note : info.notes) spdlog::warn("{}: {}", cfg_path.string(), note);
-
-  LoadedModel out;
-  std::string tokenizer_source;
-  if (!options.tokenizer_dir.empty()) {
-    out.tokenizer = Tokenizer::load(options.tokenizer_dir);
-    tokenizer_source = options.tokenizer_dir;
-    check_given_tokenizer(root, out.tokenizer, options.tokenizer_dir);
-  } else {
-    out.tokenizer = load_hf_tokenizer(root, info, tokenizer_source);
-  }
-  POLAR_CHECK(out.tokenizer.vocab_size() <= shape.vocab_size, dir, ": the tokenizer has ",
-              out.tokenizer.vocab_size(), " pieces but the model's vocab_size is ",
-              shape.vocab_size);
-  if (info.reward_token_id >= 0 && info.reward_token_id != out.tokenizer.special().reward) {
-    spdlog::warn("{}: config.json names reward token {}, the tokenizer {} uses {}", dir,
-                 info.reward_token_id, tokenizer_source, out.tokenizer.special().reward);
-  }
-
   const bool has_safetensors =
       fs::exists(root / "model.safetensors") || fs::exists(root / "model.safetensors.index.json");
   POLAR_CHECK(
@@ -404,12 +451,20 @@ LoadedModel import_hf(const std::string& dir, const torch::Device& device,
           ? " (only pytorch_model.bin: re-save it with save_pretrained(dir, "
             "safe_serialization=True))"
           : "");
-  const ModelFamily family = shape.family().family;
+  const ModelFamily family = info.shape.family().family;
   const io::hf::LayoutTable& layout = io::hf::layout_table(family);
   auto tensors = io::load_safetensors_any(dir);
-  auto params = io::hf::hf_to_polar(family, shape, tensors, info.has_reward_head, dir);
-  const char* lm_head = layout.lm_head;
-  const bool dropped_lm_head = tensors.erase(lm_head) > 0;
+  ModelConfig file_shape = info.shape;
+  file_shape.vocab_size = file_rows;
+  auto params = io::hf::hf_to_polar(family, file_shape, tensors, info.has_reward_head, dir);
+  if (rows > file_rows) {
+    Tensor& embed = params.at("model.embed_tokens.weight");
+    POLAR_CHECK(embed.dim() == 2 && embed.size(0) == file_rows, dir,
+                ": model.embed_tokens.weight has shape ", embed.sizes(), ", the config implies (",
+                file_rows, ", ", info.shape.hidden_size, ")");
+    embed = grown_embedding(embed, rows);
+  }
+  dropped_lm_head = tensors.erase(layout.lm_head) > 0;
   for (auto it = tensors.begin(); it != tensors.end();) {  // buffers some old checkpoints carry
     const std::string& name = it->first;
     const bool inv_freq =
@@ -425,21 +480,56 @@ LoadedModel import_hf(const std::string& dir, const torch::Device& device,
     throw Error(dir + ": " + std::to_string(tensors.size()) + " unexpected tensor(s) for " +
                 info.architecture_class + " (" + layout.name + " layout): " + names);
   }
+  return params;
+}
+
+// Copies `params` into `model` (every parameter but a missing reward head must have one), freeing
+// each source tensor as it goes.
+void copy_hf_weights(RewardModel& model, std::map<std::string, Tensor>& params,
+                     bool has_reward_head, const std::string& dir) {
+  torch::NoGradGuard no_grad;
+  for (auto& p : model->named_parameters()) {
+    if (p.key() == "score.weight" && !has_reward_head) continue;
+    auto it = params.find(p.key());
+    POLAR_CHECK(it != params.end(), dir, ": no tensor maps to parameter \"", p.key(), "\"");
+    POLAR_CHECK(it->second.sizes() == p.value().sizes(), dir, ": tensor for \"", p.key(),
+                "\" has shape ", it->second.sizes(), ", the config implies ", p.value().sizes());
+    p.value().copy_(it->second.to(p.value().dtype()));
+    params.erase(it);
+  }
+}
+
+}  // namespace
+
+LoadedModel import_hf(const std::string& dir, const torch::Device& device,
+                      const HfImportOptions& options) {
+  const fs::path root(dir);
+  const fs::path cfg_path = root / "config.json";
+  POLAR_CHECK(fs::is_regular_file(cfg_path), dir,
+              ": not a Hugging Face model directory (no config.json)");
+  HfModelInfo info = parse_hf_config(read_json_file(cfg_path.string()), cfg_path.string());
+  const ModelConfig& shape = info.shape;
+  for (const auto& note : info.notes) spdlog::warn("{}: {}", cfg_path.string(), note);
+
+  LoadedModel out;
+  std::string tokenizer_source;
+  out.tokenizer = import_tokenizer(root, info, options, tokenizer_source);
+  // New template tokens past the model's rows (TemplateTokenChoice "added") grow the embedding.
+  const int64_t rows = std::max(shape.vocab_size, out.tokenizer.template_choice().embedding_rows);
+  const int64_t file_rows = shape.vocab_size;
+  POLAR_CHECK(out.tokenizer.vocab_size() <= rows, dir, ": the tokenizer has ",
+              out.tokenizer.vocab_size(), " pieces but the model's vocab_size is ", rows);
+  if (info.reward_token_id >= 0 && info.reward_token_id != out.tokenizer.special().reward) {
+    spdlog::warn("{}: config.json names reward token {}, the tokenizer {} uses {}", dir,
+                 info.reward_token_id, tokenizer_source, out.tokenizer.special().reward);
+  }
+  bool dropped_lm_head = false;
+  auto params = read_hf_weights(dir, info, file_rows, rows, dropped_lm_head);
+  info.shape.vocab_size = rows;
 
   out.shape = shape;
   out.model = RewardModel(shape);
-  {
-    torch::NoGradGuard no_grad;
-    for (auto& p : out.model->named_parameters()) {
-      if (p.key() == "score.weight" && !info.has_reward_head) continue;
-      auto it = params.find(p.key());
-      POLAR_CHECK(it != params.end(), dir, ": no tensor maps to parameter \"", p.key(), "\"");
-      POLAR_CHECK(it->second.sizes() == p.value().sizes(), dir, ": tensor for \"", p.key(),
-                  "\" has shape ", it->second.sizes(), ", the config implies ", p.value().sizes());
-      p.value().copy_(it->second.to(p.value().dtype()));
-      params.erase(it);  // frees the source copy as we go
-    }
-  }
+  copy_hf_weights(out.model, params, info.has_reward_head, dir);
   std::string head = "imported";
   if (!info.has_reward_head) {
     out.model->reset_reward_head(options.head_seed);
@@ -447,8 +537,7 @@ LoadedModel import_hf(const std::string& dir, const torch::Device& device,
     spdlog::info(
         "{}: {} has no reward head: {}the reward head score.weight is freshly initialised (seed "
         "{}, std {})",
-        dir, info.architecture_class,
-        dropped_lm_head ? std::string("its LM head ") + lm_head + " is dropped and " : "",
+        dir, info.architecture_class, dropped_lm_head ? "its LM head is dropped and " : "",
         options.head_seed, shape.init_std);
   }
   out.model->to(device);

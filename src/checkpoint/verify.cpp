@@ -135,15 +135,24 @@ int64_t remove_stale_temporaries(const std::string& run_dir) {
   if (!fs::is_directory(run_dir, ec)) return 0;
   int64_t removed = 0;
   for (const auto& e : fs::directory_iterator(run_dir, ec)) {
-    const pid_t owner = temporary_owner(e.path().filename().string());
-    if (owner <= 0 || owner == ::getpid() || process_alive(owner)) continue;
+    const std::string name = e.path().filename().string();
+    const pid_t owner = temporary_owner(name);
+    // NAME.staging is shared by every rank of one save and renamed when it completes; between
+    // saves (where this runs) one is always left by a save that was killed.
+    const bool staging = name.size() > 8 && name.compare(name.size() - 8, 8, ".staging") == 0;
+    if (!staging && (owner <= 0 || owner == ::getpid() || process_alive(owner))) continue;
     std::error_code rm;
     fs::remove_all(e.path(), rm);
     if (rm) {
       spdlog::warn("{}: cannot remove the stale temporary: {}", e.path().string(), rm.message());
       continue;
     }
-    spdlog::info("removed {} (left by process {}, which no longer runs)", e.path().string(), owner);
+    if (staging) {
+      spdlog::info("removed {} (left by a save that did not complete)", e.path().string());
+    } else {
+      spdlog::info("removed {} (left by process {}, which no longer runs)", e.path().string(),
+                   owner);
+    }
     ++removed;
   }
   return removed;

@@ -19,7 +19,7 @@ void add_config_command(CLI::App& app) {
   auto a = std::make_shared<Args>();
   auto* cmd = app.add_subcommand(
       "config", "the training config's keys: reference, docs/config.md, resolved configs");
-  auto* keys = cmd->add_flag("--keys", a->keys, "print every key path, one a line");
+  auto* keys = cmd->add_flag("--keys", a->keys, "print every key path (sections too), one a line");
   auto* markdown =
       cmd->add_flag("--markdown", a->markdown, "print the reference as markdown (docs/config.md)");
   auto* explain = cmd->add_option("--explain", a->explain,
@@ -35,8 +35,7 @@ void add_config_command(CLI::App& app) {
   explain->excludes(resolve);
   cmd->callback([a] {
     if (a->keys) {
-      for (const KeyDoc& d : train_config_keys())
-        if (d.type != "section") std::cout << d.path << "\n";
+      for (const KeyDoc& d : train_config_keys()) std::cout << d.path << "\n";
     } else if (a->markdown) {
       std::cout << train_config_markdown();
     } else if (!a->resolve.empty()) {

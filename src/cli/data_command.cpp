@@ -25,6 +25,8 @@ void print_summary(const nlohmann::json& m, const std::string& output) {
              m["records"]["skipped"].get<int64_t>(), m["records"]["skipped_by_reason"].dump());
   if (m["records"].contains("duplicates"))
     fmt::print(", {} duplicates dropped", m["records"]["duplicates"].get<int64_t>());
+  if (m["records"].contains("response_filter"))
+    fmt::print("\n  filter    {}", m["records"]["response_filter"].dump());
   fmt::print("\n  prompts   {} train, {} eval, {} skipped {}\n",
              m["prompts"]["train"].get<int64_t>(), m["prompts"]["eval"].get<int64_t>(),
              m["prompts"]["skipped"].get<int64_t>(), m["prompts"]["skipped_by_reason"].dump());
@@ -96,6 +98,7 @@ void add_pretrain_command(CLI::App* cmd) {
   auto pre = std::make_shared<PretrainBuildOptions>();
   auto template_name = std::make_shared<std::string>("pretrain");
   auto pairing = std::make_shared<std::string>("all-pairs");
+  auto negatives_from = std::make_shared<std::string>("any");
   auto budget = std::make_shared<std::string>("4GiB");
   auto* p = cmd->add_subcommand("pretrain",
                                 "Policy-discrimination groups from trajectories of many policies");
@@ -108,6 +111,14 @@ void add_pretrain_command(CLI::App* cmd) {
   p->add_option("--negatives", pre->negatives,
                 "Negatives per group (K), from K distinct other policies")
       ->capture_default_str();
+  p->add_option("--negatives-from", *negatives_from,
+                "Policy of each negative: any (other policy), same-family (another policy of "
+                "the reference's family), mixed:P (same-family with probability P, else any) or "
+                "nearest (the family neighbour nearest by step); needs --policies unless any")
+      ->capture_default_str();
+  p->add_option("--policies", pre->policies,
+                "Policy table: JSON array (or {\"policies\": [...]}) of {name, family[, step]}, "
+                "e.g. a pool file");
   p->add_option("--seed", pre->seed, "Seed for pairing, negatives and the eval split")
       ->capture_default_str();
   add_limit_options(p, pre->limits);
@@ -145,11 +156,18 @@ void add_pretrain_command(CLI::App* cmd) {
   p->add_option("--spill-dir", pre->spill_dir,
                 "Directory for spill files (default: next to the output)");
   p->add_flag("--skip-invalid", pre->skip_invalid, "Skip and count bad lines instead of failing");
+  auto* no_filter = p->add_flag("--no-response-filter",
+                                "Keep responses as they are (no loop, unfinished-ending or "
+                                "aborted-response filter)");
+  p->add_flag("--drop-unfinished", pre->response_filter.drop_unfinished,
+              "Drop length-cut responses instead of cutting them back to their last sentence");
   p->add_flag("--overwrite", pre->overwrite, "Replace an existing dataset at --output");
   auto* quiet = p->add_flag("--no-progress", "No progress line");
-  p->callback([pre, template_name, pairing, budget, workers, quiet] {
+  p->callback([pre, template_name, pairing, negatives_from, budget, workers, quiet, no_filter] {
+    pre->response_filter.enabled = no_filter->count() == 0;
     pre->template_kind = parse_template_kind(*template_name);
     pre->pairing = parse_pairing_scheme(*pairing);
+    pre->negatives_from = parse_negative_selection(*negatives_from);
     pre->memory_budget = parse_byte_size(*budget);
     pre->progress = quiet->count() == 0;
     resolve_workers(*pre, workers->count() > 0);

@@ -11,6 +11,7 @@
 #include "polar/common/error.h"
 #include "polar/common/json_config.h"
 #include "polar/eval/eval.h"
+#include "polar/eval/reward_stats.h"
 #include "polar/runtime/device.h"
 
 namespace polar::cli {
@@ -23,6 +24,7 @@ struct CommonArgs {
   int64_t max_length = 16384, max_response_length = 4096, batch_tokens = 16384, row_tokens = 512;
   bool skip_invalid = false, no_verify = false;
   bool shared_prefix = true;
+  bool save_stats = false, normalize = false;
 };
 
 void add_common(CLI::App* cmd, CommonArgs& a) {
@@ -90,6 +92,9 @@ void add_eval_commands(CLI::App& app) {
   e->add_option("--data", ev->input,
                 "preference JSONL {prompt, reference, chosen, rejected[, category]}")
       ->required();
+  e->add_flag("--save-stats", ev->save_stats,
+              "store the mean and std of the rewards of every chosen and rejected response in "
+              "CHECKPOINT/reward_stats.json (for `polar score|serve --normalize`)");
   e->callback([ev] {
     ReadStats stats;
     auto records = read_preferences(ev->input, ev->skip_invalid, &stats);
@@ -98,6 +103,20 @@ void add_eval_commands(CLI::App& app) {
     with_context(*ev, [&] { result = evaluate_preferences(lm, records, score_options(*ev)); });
     std::cout << result.table();
     if (stats.skipped) std::cout << "(" << stats.skipped << " invalid lines skipped)\n";
+    if (ev->save_stats) {
+      // Every chosen and rejected response of the split, scored as `polar score` scores them.
+      std::vector<ScoringRecord> candidates;
+      for (const auto& r : records) {
+        candidates.push_back({r.prompt, r.reference, r.chosen, r.line});
+        candidates.push_back({r.prompt, r.reference, r.rejected, r.line});
+      }
+      std::vector<double> rewards;
+      with_context(*ev, [&] { rewards = score_records(lm, candidates, score_options(*ev)); });
+      const RewardStats rs = compute_reward_stats(rewards, ev->input);
+      save_reward_stats(ev->checkpoint, rs);
+      std::cout << "reward mean " << rs.mean << ", std " << rs.std << " over " << rs.count
+                << " responses, saved in " << ev->checkpoint << "/reward_stats.json\n";
+    }
     if (!ev->output.empty()) {
       auto j = result.to_json();
       j["checkpoint"] = ev->checkpoint;
@@ -113,12 +132,19 @@ void add_eval_commands(CLI::App& app) {
                                "one reward per input line {prompt, reference, output}, as JSONL");
   add_common(s, *sc);
   s->add_option("--input", sc->input, "scoring JSONL")->required();
+  s->add_flag(
+      "--normalize", sc->normalize,
+      "(reward - mean) / std with CHECKPOINT/reward_stats.json (`polar eval --save-stats`)");
   s->callback([sc] {
     ReadStats stats;
     auto records = read_scoring(sc->input, sc->skip_invalid, &stats);
     auto lm = load_model(sc->checkpoint, resolve_device(sc->device, 0), !sc->no_verify);
     std::vector<double> rewards;
     with_context(*sc, [&] { rewards = score_records(lm, records, score_options(*sc)); });
+    if (sc->normalize) {
+      const RewardStats rs = load_reward_stats(sc->checkpoint);
+      for (double& r : rewards) r = rs.normalize(r);
+    }
     std::string out;
     for (size_t i = 0; i < records.size(); ++i) {
       nlohmann::json j{{"line", records[i].line}};

@@ -8,9 +8,11 @@
 
 #include "polar/checkpoint/checkpoint.h"
 #include "polar/checkpoint/hf.h"
+#include "polar/checkpoint/lora_checkpoint.h"
 #include "polar/cli/commands.h"
 #include "polar/common/error.h"
 #include "polar/model/family.h"
+#include "polar/model/lora.h"
 
 namespace polar::cli {
 
@@ -25,6 +27,7 @@ struct ExportArgs {
   std::string checkpoint, output, format = "auto", dtype = "bf16", code_from;
   double max_shard_gb = 5.0;
   bool overwrite = false;
+  bool lora_only = false;
 };
 
 // "Llama, Qwen2, InternLM2": the families of model/family.h.
@@ -87,6 +90,9 @@ void add_interop_commands(CLI::App& app) {
   e->add_option("--code-from", ex->code_from,
                 "a format with remote code: copy that code (*.py) from this directory");
   e->add_flag("--overwrite", ex->overwrite, "replace a non-empty output directory");
+  e->add_flag("--lora-only", ex->lora_only,
+              "a LoRA checkpoint: write a peft adapter directory (adapter_config.json, "
+              "adapter_model.safetensors) instead of the merged model");
   e->callback([ex] {
     POLAR_CHECK(std::isfinite(ex->max_shard_gb) && ex->max_shard_gb > 0,
                 "--max-shard-size: expected GiB > 0, got ", ex->max_shard_gb);
@@ -98,6 +104,14 @@ void add_interop_commands(CLI::App& app) {
     options.max_shard_bytes =
         static_cast<uint64_t>(ex->max_shard_gb * static_cast<double>(1ull << 30));
     LoadedModel lm = load_model(ex->checkpoint, torch::kCPU);
+    if (ex->lora_only) {
+      export_peft_adapter(lm, ex->output, ex->format, ex->overwrite);
+      return;
+    }
+    if (has_lora(*lm.model)) {  // W + (alpha / rank) B A: the usual layouts, nothing new to load
+      merge_lora(*lm.model);
+      spdlog::info("merged the LoRA adapters into the base weights");
+    }
     export_hf(lm, ex->output, options);
   });
 }

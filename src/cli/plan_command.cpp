@@ -2,6 +2,7 @@
 // memory plan of a training config (see polar/train/memory_plan.h) without running it.
 #include <CLI/CLI.hpp>
 
+#include <filesystem>
 #include <iostream>
 
 #include "polar/checkpoint/checkpoint.h"
@@ -34,7 +35,11 @@ void add_plan_command(CLI::App& app) {
   cmd->callback([args] {
     const TrainConfig cfg = load_train_config(args->config, args->overrides);
     ModelConfig shape = cfg.model.shape;
-    if (!cfg.model.init_from.empty())
+    // A config that states its shape plans without its checkpoint at hand (e.g. before the
+    // base is downloaded, as configs/polar7b_lora.json).
+    const bool init_here = !cfg.model.init_from.empty() &&
+                           (std::filesystem::exists(cfg.model.init_from) || !cfg.model.shape_given);
+    if (init_here)
       shape = load_model_shape(cfg.model.init_from);
     else if (!cfg.model.shape_from.empty())
       shape = load_model_shape(cfg.model.shape_from);

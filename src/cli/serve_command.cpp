@@ -2,6 +2,7 @@
 #include <CLI/CLI.hpp>
 
 #include <chrono>
+#include <cstdlib>
 #include <memory>
 
 #include "polar/cli/commands.h"
@@ -38,16 +39,33 @@ void add_serve_command(CLI::App& app) {
   s->add_option("--max-length", o.limits.max_length, "tokens per sequence (longer: 400)");
   s->add_option("--max-response-length", o.limits.max_response_length,
                 "/score: tokens per reference/output");
-  s->add_option("--max-sequences", o.limits.max_sequences, "sequences per request (more: 400)");
+  s->add_option("--max-sequences", o.limits.max_sequences,
+                "sequences per request (more: 400; 0, the default: no cap, a large request is "
+                "split into batches)");
+  s->add_option("--max-request-tokens", o.limits.max_request_tokens,
+                "tokens one request may hold in memory (more: 413)");
   s->add_option("--max-body-bytes", o.max_body_bytes, "request body size (larger: 413)");
+  s->add_flag("--normalize", o.normalize,
+              "serve (reward - mean) / std with CHECKPOINT/reward_stats.json (`polar eval "
+              "--save-stats`)");
   s->add_option("--batch-tokens", o.batcher.batch_tokens, "tokens per forward batch");
   s->add_option("--row-tokens", o.batcher.score.row_tokens, "packed row length (as polar score)");
   s->add_option("--max-wait-ms", a->max_wait_ms,
                 "how long a request may wait for others to batch with");
   s->add_option("--http-threads", o.http_threads, "connections served at once");
   s->add_option("--read-timeout", o.read_timeout_s, "seconds to wait for a slow client's bytes");
-  s->callback([a] {
+  auto* key = s->add_option("--api-key", o.api_key,
+                            "require 'Authorization: Bearer KEY' on every endpoint but /health "
+                            "(default: $POLAR_API_KEY)");
+  s->add_flag("--allow-unauthenticated", o.allow_unauthenticated,
+              "serve on a non-loopback --host without an API key");
+  s->callback([a, key] {
     serve::ServeOptions options = a->options;
+    if (key->count() > 0) {
+      POLAR_CHECK(!options.api_key.empty(), "--api-key: expected a non-empty key");
+    } else if (const char* env = std::getenv("POLAR_API_KEY"); env != nullptr && *env != '\0') {
+      options.api_key = env;
+    }
     options.api = serve::parse_pooling_api(a->api);
     POLAR_CHECK(a->max_wait_ms >= 0 && a->max_wait_ms <= 1000,
                 "--max-wait-ms: expected 0..1000, got ", a->max_wait_ms);

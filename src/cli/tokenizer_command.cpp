@@ -1,11 +1,18 @@
-// `polar tokenizer train|encode`: train a POLAR sentencepiece tokenizer; show how text encodes.
+// `polar tokenizer train|encode|bench`: train a POLAR sentencepiece tokenizer; show how text
+// encodes; measure encoding speed.
 #include <fmt/format.h>
 #include <CLI/CLI.hpp>
 
+#include <algorithm>
+#include <chrono>
 #include <cstdio>
+#include <fstream>
 #include <memory>
+#include <sstream>
+#include <thread>
 
 #include "polar/cli/commands.h"
+#include "polar/common/error.h"
 #include "polar/tokenizer/formatted_text.h"
 #include "polar/tokenizer/tokenizer.h"
 
@@ -50,19 +57,80 @@ void add_tokenizer_command(CLI::App& app) {
   };
   auto enc = std::make_shared<EncodeArgs>();
   auto* e = cmd->add_subcommand("encode", "Print the ids and pieces of a text (debug aid)");
-  e->add_option("--tokenizer", enc->tokenizer, "Tokenizer directory or .model file")->required();
+  e->add_option("--tokenizer", enc->tokenizer,
+                "Tokenizer directory (tokenizer.model or tokenizer.json) or model file")
+      ->required();
   e->add_option("--text", enc->text, "Text to encode")->required();
   e->add_flag(
       "--formatted", enc->formatted,
       "encode as a serving engine does a POLAR-template string (bos, special pieces split out)");
   e->callback([enc] {
-    const Tokenizer tok = Tokenizer::load(enc->tokenizer);
+    const Tokenizer tok = Tokenizer::load_base(enc->tokenizer);
     const auto ids = enc->formatted ? encode_formatted_text(tok, enc->text) : tok.encode(enc->text);
     const SpecialTokens& s = tok.special();
     fmt::print("vocab {}  bos {}  eos {}  pad {}  <|reward|> {}  reward token {}\n",
                tok.vocab_size(), s.bos, s.eos, s.pad, s.reward_sep, s.reward);
     fmt::print("fingerprint {}\n{} tokens\n", tok.fingerprint(), ids.size());
     for (int32_t id : ids) fmt::print("{}\t{:?}\n", id, tok.id_to_piece(id));
+  });
+
+  struct BenchArgs {
+    std::string tokenizer, input;
+    int threads = 1;
+  };
+  auto bench = std::make_shared<BenchArgs>();
+  auto* b = cmd->add_subcommand(
+      "bench", "Encode every line of a text file as the data builders do; print tokens/s");
+  b->add_option("--tokenizer", bench->tokenizer, "Tokenizer directory or model file")->required();
+  b->add_option("--input", bench->input, "Text file; each line is one document")
+      ->required()
+      ->check(CLI::ExistingFile);
+  b->add_option("--threads", bench->threads, "Encoding threads")
+      ->check(CLI::Range(1, 1024))
+      ->capture_default_str();
+  b->callback([bench] {
+    const Tokenizer tok = Tokenizer::load_base(bench->tokenizer);
+    std::ifstream in(bench->input, std::ios::binary);
+    POLAR_CHECK(in.good(), bench->input, ": cannot open");
+    std::vector<std::string> lines;
+    size_t bytes = 0;
+    for (std::string line; std::getline(in, line);) {
+      bytes += line.size();
+      lines.push_back(std::move(line));
+    }
+    const auto n = static_cast<size_t>(bench->threads);
+    std::vector<size_t> tokens(n, 0);
+    std::vector<std::string> errors(n);
+    const auto t0 = std::chrono::steady_clock::now();
+    std::vector<std::thread> pool;
+    for (size_t t = 0; t < n; ++t) {
+      pool.emplace_back([&, t] {
+        try {
+          std::vector<int32_t> ids;
+          std::vector<size_t> ends;
+          for (size_t i = t; i < lines.size(); i += n) {
+            ids.clear();
+            ends.clear();
+            tok.encode_split_specials(lines[i], ids, ends);
+            tokens[t] += ids.size();
+          }
+        } catch (const std::exception& e) {
+          errors[t] = e.what();
+        }
+      });
+    }
+    for (auto& th : pool) th.join();
+    const double secs =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    for (const auto& e : errors) POLAR_CHECK(e.empty(), e);
+    size_t total = 0;
+    for (size_t c : tokens) total += c;
+    fmt::print(
+        "{{\"backend\": \"{}\", \"threads\": {}, \"documents\": {}, \"bytes\": {}, "
+        "\"tokens\": {}, \"seconds\": {:.3f}, \"tokens_per_s\": {:.0f}, "
+        "\"tokens_per_s_per_thread\": {:.0f}, \"mb_per_s\": {:.2f}}}\n",
+        tok.backend_name(), n, lines.size(), bytes, total, secs, total / secs,
+        total / secs / static_cast<double>(n), bytes / secs / 1e6);
   });
 }
 

@@ -122,6 +122,15 @@ void read_config_value(const json& v, const std::string& path, std::string& out)
   out = v.get<std::string>();
 }
 
+void read_config_value(const json& v, const std::string& path, StringList& out) {
+  POLAR_CHECK(v.is_array(), path, ": expected a list of strings, got ", v.dump());
+  out.clear();
+  for (size_t i = 0; i < v.size(); ++i) {
+    POLAR_CHECK(v[i].is_string(), path, "[", i, "]: expected a string, got ", v[i].dump());
+    out.push_back(v[i].get<std::string>());
+  }
+}
+
 void check_config_limit(const Limit& limit, const std::string& path, int64_t v) {
   POLAR_CHECK(!limit.has_range || limit.range.contains(static_cast<double>(v)), path,
               ": expected an integer in ", limit.range.describe(), ", got ", v);
@@ -136,6 +145,17 @@ void check_config_limit(const Limit& limit, const std::string& path, const std::
   POLAR_CHECK(!limit.non_empty || !v.empty(), path, ": must not be empty");
   POLAR_CHECK(!limit.accepts || limit.accepts(v), path, ": expected ", limit.expected, ", got \"",
               v, "\"");
+}
+
+void check_config_limit(const Limit& limit, const std::string& path, const StringList& v) {
+  POLAR_CHECK(!limit.non_empty || !v.empty(), path, ": expected a non-empty list of ",
+              limit.expected);
+  for (size_t i = 0; i < v.size(); ++i) {
+    POLAR_CHECK(!limit.accepts || limit.accepts(v[i]), path, "[", i, "]: expected ", limit.expected,
+                ", got \"", v[i], "\"");
+    for (size_t k = 0; k < i; ++k)
+      POLAR_CHECK(v[k] != v[i], path, ": \"", v[i], "\" is listed twice");
+  }
 }
 
 // ---- visitors -----------------------------------------------------------------------------
@@ -190,6 +210,14 @@ void apply_schema_override(json& root, const std::string& assignment,
     // Text as given; a JSON string (quoted) or null is taken as JSON.
     const bool json_text = text == "null" || (text.size() >= 2 && text.front() == '"');
     if (!json_text) value = json(text).dump();
+  } else if (doc->type == "list" && (text.empty() || text.front() != '[')) {
+    json list = json::array();  // "q,v" as well as ["q","v"]
+    for (size_t start = 0; start <= text.size();) {
+      const size_t comma = std::min(text.find(',', start), text.size());
+      list.push_back(text.substr(start, comma - start));
+      start = comma + 1;
+    }
+    value = list.dump();
   }
   apply_override(root, key + "=" + value);
 }

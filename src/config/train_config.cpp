@@ -33,7 +33,11 @@ bool has_shape_key(const json& j) {
 
 TrainConfig TrainConfig::from_json(const json& j, const std::string& where) {
   TrainConfig c;
-  SchemaReader(j, where).read(c);
+  json body = j;
+  // A LoRA checkpoint's config.json records its base (checkpoint/lora_checkpoint.h), which that
+  // loader checks; informational here.
+  if (body.is_object()) body.erase("lora_base");
+  SchemaReader(body, where).read(c);
   c.model.shape_given = has_shape_key(j);
   try {
     c.validate();
@@ -46,6 +50,7 @@ TrainConfig TrainConfig::from_json(const json& j, const std::string& where) {
 json TrainConfig::to_json() const {
   json j = SchemaWriter::write(*this);
   if (tokenizer_fingerprint.empty()) j.erase("tokenizer_fingerprint");  // set by checkpoints only
+  if (!model.lora.enabled()) j["model"].erase("lora");  // configs without LoRA read as before
   return j;
 }
 
@@ -64,6 +69,15 @@ void TrainConfig::validate() const {
   POLAR_CHECK(t.param_dtype == Precision::Fp32 || (t.zero == 2 && t.precision == Precision::Bf16),
               "train.param_dtype: bf16 weights need train.zero 2 (fp32 master weights and "
               "gradient accumulation in the shard) and train.precision bf16");
+  const LoraConfig& l = model.lora;
+  if (l.enabled()) {
+    POLAR_CHECK(t.param_dtype == Precision::Fp32,
+                "train.param_dtype: must be fp32 with model.lora (the frozen base is held in the "
+                "compute dtype already; the adapters keep fp32 weights)");
+    POLAR_CHECK(l.dropout == 0 || t.activation_checkpointing == ActivationCheckpointing::None,
+                "model.lora.dropout: must be 0 with train.activation_checkpointing (the "
+                "recompute would draw other dropout masks than the forward); set one of them off");
+  }
 }
 
 const std::vector<KeyDoc>& train_config_keys() {

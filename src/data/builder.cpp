@@ -54,8 +54,16 @@ std::string data_build::why_no_groups(const std::vector<std::string>& inputs, co
 
 json data_build::tokenizer_json(const Tokenizer& tok, const std::string& path) {
   const SpecialTokens& s = tok.special();
-  return {{"path", path}, {"vocab_size", tok.vocab_size()}, {"bos", s.bos},      {"eos", s.eos},
-          {"pad", s.pad}, {"reward_sep", s.reward_sep},     {"reward", s.reward}};
+  // The fingerprint lets every reader check that DATASET/tokenizer is still the one the ids were
+  // made with (a replaced tokenizer/ of the same size would otherwise go unnoticed).
+  return {{"path", path},
+          {"fingerprint", tok.fingerprint()},
+          {"vocab_size", tok.vocab_size()},
+          {"bos", s.bos},
+          {"eos", s.eos},
+          {"pad", s.pad},
+          {"reward_sep", s.reward_sep},
+          {"reward", s.reward}};
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -57,6 +57,7 @@ class PartitionBuilder {
   struct PromptWork;
   void flush(std::vector<PromptWork>& chunk);
   const PretrainBuildOptions& o_;
+  PolicyTable policy_table_;  // from --policies, for --negatives-from
   PairingOptions pairing_;
   const Tokenizer& tok_;
   const CategoryTable& categories_;

@@ -13,6 +13,7 @@
 #include "polar/common/json_config.h"
 #include "polar/data/builder.h"
 #include "polar/data/line_reader.h"
+#include "polar/data/response_filter.h"
 #include "pretrain_build.h"
 #include "spill.h"
 
@@ -101,6 +102,7 @@ void warn_oversized(int64_t bytes, const BudgetPlan& b, const PretrainBuildOptio
 // file and line order.
 struct Pass1 {
   ReadStats stats;
+  ResponseFilterCounts filter;
   std::set<std::string> categories;
   int64_t spilled = 0;
 };
@@ -126,7 +128,15 @@ void spill_block(const std::string& file, std::vector<std::string>& lines,
       continue;
     }
     ++out.stats.accepted;
-    out.categories.insert(records[i].category);
+    TrajectoryRecord& r = records[i];
+    if (!r.dropped.empty()) {  // dropped by `polar sample`'s filter, kept there for resuming
+      out.filter.add_dropped(r.dropped);
+      continue;
+    }
+    FilteredResponse f = filter_response(r.response, r.finish, o.response_filter, out.filter);
+    if (!f.keep) continue;
+    r.response = std::move(f.text);
+    out.categories.insert(r.category);
     if (!range.contains(hashes[i])) continue;
     spill.add(range.partition(hashes[i]), hashes[i], records[i]);
     ++out.spilled;
@@ -178,6 +188,10 @@ json build_pretrain_dataset(const PretrainBuildOptions& o) {
   StagedOutput staged(part ? pretrain_part_dir(o.output, o.worker_index, o.num_workers) : o.output,
                       o.overwrite);
   const Tokenizer tok = Tokenizer::load(o.tokenizer);
+  POLAR_CHECK(o.negatives_from.source == NegativeSource::Any || !o.policies.empty(),
+              "--negatives-from ", negative_selection_name(o.negatives_from),
+              " needs the policies' families: give --policies FILE");
+  if (!o.policies.empty()) read_policy_table(o.policies);  // refused before any input is read
 
   const std::string spill_dir = (fs::path(o.spill_dir.empty() ? staged.tmp() : o.spill_dir) /
                                  ("spill-" + std::to_string(::getpid())))
@@ -218,6 +232,7 @@ json build_pretrain_dataset(const PretrainBuildOptions& o) {
   tok.save((fs::path(staged.tmp()) / "tokenizer").string());
 
   json counts = builder.manifest_counts(pass1.stats, writers);
+  counts["records"]["response_filter"] = pass1.filter.to_json();
   const json build = {{"num_workers", o.num_workers},
                       {"partitions", budget.partitions},
                       {"memory_budget", o.memory_budget},

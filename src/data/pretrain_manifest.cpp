@@ -107,13 +107,18 @@ json pretrain_settings(const PretrainBuildOptions& o, const std::vector<std::str
           {"template", template_kind_name(o.template_kind)},
           {"pairing", pairing_scheme_name(o.pairing)},
           {"negatives", o.negatives},
+          {"negatives_from", negative_selection_name(o.negatives_from)},
+          {"policies", o.policies},
           {"seed", o.seed},
           {"max_length", o.limits.max_length},
           {"max_response_length", o.limits.max_response_length},
           {"eval_fraction", o.eval_fraction},
           {"groups_per_prompt", o.groups_per_prompt},
           {"passes", o.passes},
-          {"skip_invalid", o.skip_invalid}};
+          {"skip_invalid", o.skip_invalid},
+          {"response_filter",
+           {{"enabled", o.response_filter.enabled},
+            {"drop_unfinished", o.response_filter.drop_unfinished}}}};
 }
 
 json pretrain_manifest(const std::string& kind, const json& counts,

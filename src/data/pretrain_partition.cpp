@@ -31,6 +31,11 @@ PartitionBuilder::PartitionBuilder(const PretrainBuildOptions& o, const Tokenize
   pairing_.groups_per_prompt = o.groups_per_prompt;
   pairing_.passes = o.passes;
   pairing_.seed = o.seed;
+  pairing_.negatives_from = o.negatives_from;
+  if (!o.policies.empty()) {
+    policy_table_ = read_policy_table(o.policies);
+    pairing_.policies = &policy_table_;
+  }
 }
 
 void PartitionBuilder::build(const std::string& spill_path) {
@@ -119,6 +124,10 @@ json PartitionBuilder::manifest_counts(const ReadStats& stats, const SplitWriter
           {"groups_dropped",
            {{"positive_equals_reference", counts.positive_equals_reference},
             {"negative_equals_positive", counts.negative_equals_positive}}},
+          {"negatives",
+           {{"same_family", counts.negatives_same_family},
+            {"other_family", counts.negatives_other_family},
+            {"fallback_to_any", counts.negatives_fallback}}},
           {"splits", writers.counts()},
           {"truncation", writers.truncation()}};
 }

@@ -1,16 +1,23 @@
 // Planning POLAR pre-training groups one prompt at a time (see builder.h): the canonical order of
 // a prompt's trajectories, the two pairing schemes, and the prompt hash that orders, partitions
 // and splits prompts.
+#include <fmt/format.h>
+
 #include <algorithm>
+#include <cmath>
+#include <limits>
 #include <map>
 #include <nlohmann/json.hpp>
 #include <tuple>
 
 #include "build_common.h"
 #include "polar/common/error.h"
+#include "polar/common/json_config.h"
 #include "polar/data/builder.h"
 
 namespace polar {
+
+using nlohmann::json;
 
 namespace {
 
@@ -97,7 +104,146 @@ std::vector<Pairing> paper_pairs(const std::vector<std::pair<int64_t, int64_t>>&
   return chosen;
 }
 
+// The table entry of each policy of a prompt (in policy order); empty without a table.
+std::vector<const PolicyInfo*> policy_infos(const std::vector<TrajectoryView>& t,
+                                            const std::vector<std::pair<int64_t, int64_t>>& ranges,
+                                            const PairingOptions& o) {
+  std::vector<const PolicyInfo*> info;
+  if (o.policies == nullptr) {
+    POLAR_CHECK(o.negatives_from.source == NegativeSource::Any, "--negatives-from ",
+                negative_selection_name(o.negatives_from),
+                " needs the policies' families: give --policies FILE");
+    return info;
+  }
+  for (const auto& range : ranges) {
+    const std::string_view name = t[static_cast<size_t>(range.first)].policy;
+    const auto it = o.policies->find(name);
+    POLAR_CHECK(it != o.policies->end(), "policy \"", name,
+                "\" of the trajectories is not in the --policies table");
+    info.push_back(&it->second);
+  }
+  return info;
+}
+
+bool same_family(const PolicyInfo& a, const PolicyInfo& b) {
+  return !a.family.empty() && a.family == b.family;  // no family: a family of its own
+}
+
+// Position in [j, others.size()) of the j-th negative for reference policy `a`, by
+// o.negatives_from; counts where it came from.
+size_t pick_negative(const std::vector<const PolicyInfo*>& info, size_t a,
+                     const std::vector<size_t>& others, size_t j, const PairingOptions& o,
+                     std::mt19937_64& rng, PlanCounts& counts) {
+  const PolicyInfo& ref = *info[a];
+  const NegativeSelection& sel = o.negatives_from;
+  bool want_kin = sel.source == NegativeSource::SameFamily || sel.source == NegativeSource::Nearest;
+  if (sel.source == NegativeSource::Mixed) {
+    want_kin = static_cast<double>(rng() >> 11) * 0x1.0p-53 < sel.same_family_probability;
+  }
+  size_t pick = others.size();
+  if (want_kin) {
+    std::vector<size_t> kin;  // positions of the remaining policies of A's family
+    for (size_t i = j; i < others.size(); ++i) {
+      if (same_family(*info[others[i]], ref)) kin.push_back(i);
+    }
+    if (sel.source == NegativeSource::Nearest && !kin.empty()) {
+      auto distance = [&](size_t i) {
+        const PolicyInfo& p = *info[others[i]];
+        return p.has_step && ref.has_step ? std::abs(p.step - ref.step)
+                                          : std::numeric_limits<double>::infinity();
+      };
+      double best = std::numeric_limits<double>::infinity();
+      for (size_t i : kin) best = std::min(best, distance(i));
+      std::vector<size_t> nearest;  // ties (and no steps at all) are drawn uniformly
+      for (size_t i : kin) {
+        if (distance(i) == best) nearest.push_back(i);
+      }
+      kin.swap(nearest);
+    }
+    if (!kin.empty()) {
+      pick = kin[uniform_below(rng, kin.size())];
+    } else {
+      ++counts.negatives_fallback;
+    }
+  }
+  if (pick == others.size()) pick = j + uniform_below(rng, others.size() - j);
+  ++(same_family(*info[others[pick]], ref) ? counts.negatives_same_family
+                                           : counts.negatives_other_family);
+  return pick;
+}
+
 }  // namespace
+
+NegativeSelection parse_negative_selection(const std::string& text) {
+  NegativeSelection s;
+  if (text == "any") return s;
+  if (text == "same-family") {
+    s.source = NegativeSource::SameFamily;
+  } else if (text == "nearest") {
+    s.source = NegativeSource::Nearest;
+  } else if (text.rfind("mixed:", 0) == 0) {
+    s.source = NegativeSource::Mixed;
+    const std::string p = text.substr(6);
+    size_t used = 0;
+    try {
+      s.same_family_probability = std::stod(p, &used);
+    } catch (const std::exception&) {
+      used = 0;
+    }
+    POLAR_CHECK(used == p.size() && !p.empty() && s.same_family_probability >= 0 &&
+                    s.same_family_probability <= 1,
+                "--negatives-from mixed:P: P must be a number in [0, 1], got \"", p, "\"");
+  } else {
+    throw Error("--negatives-from: expected any, same-family, mixed:P or nearest, got \"" + text +
+                "\"");
+  }
+  return s;
+}
+
+std::string negative_selection_name(const NegativeSelection& s) {
+  switch (s.source) {
+    case NegativeSource::SameFamily:
+      return "same-family";
+    case NegativeSource::Nearest:
+      return "nearest";
+    case NegativeSource::Mixed:
+      return fmt::format("mixed:{}", s.same_family_probability);
+    case NegativeSource::Any:
+      break;
+  }
+  return "any";
+}
+
+PolicyTable read_policy_table(const std::string& path) {
+  const json doc = read_json_file(path);
+  const json* list = &doc;
+  if (doc.is_object()) {
+    POLAR_CHECK(doc.contains("policies"), path,
+                ": expected a JSON array of policies or an object with \"policies\"");
+    list = &doc["policies"];
+  }
+  POLAR_CHECK(list->is_array(), path, ": \"policies\" must be an array");
+  PolicyTable table;
+  for (size_t i = 0; i < list->size(); ++i) {
+    const json& e = (*list)[i];
+    const std::string where = fmt::format("{}: policies[{}]", path, i);
+    POLAR_CHECK(e.is_object() && e.contains("name") && e["name"].is_string(), where,
+                ": expected an object with a string \"name\"");
+    PolicyInfo info;
+    if (e.contains("family")) {
+      POLAR_CHECK(e["family"].is_string(), where, ".family: expected a string");
+      info.family = e["family"].get<std::string>();
+    }
+    if (e.contains("step")) {
+      POLAR_CHECK(e["step"].is_number(), where, ".step: expected a number");
+      info.step = e["step"].get<double>();
+      info.has_step = true;
+    }
+    const auto name = e["name"].get<std::string>();
+    POLAR_CHECK(table.emplace(name, info).second, where, ": policy \"", name, "\" listed twice");
+  }
+  return table;
+}
 
 PairingScheme parse_pairing_scheme(const std::string& name) {
   if (name == "all-pairs") return PairingScheme::AllPairs;
@@ -115,6 +261,9 @@ void PlanCounts::add(const PlanCounts& other) {
   negative_equals_positive += other.negative_equals_positive;
   for (const auto& [reason, n] : other.skipped_prompts_by_reason)
     skipped_prompts_by_reason[reason] += n;
+  negatives_same_family += other.negatives_same_family;
+  negatives_other_family += other.negatives_other_family;
+  negatives_fallback += other.negatives_fallback;
 }
 
 uint64_t prompt_hash(std::string_view prompt) {
@@ -161,6 +310,7 @@ std::vector<PromptGroup> plan_prompt_groups(const std::vector<TrajectoryView>& t
     return {};
   }
   std::mt19937_64 rng(mix64(o.seed ^ hash));
+  const std::vector<const PolicyInfo*> info = policy_infos(t, policies, o);
   const std::vector<Pairing> chosen = o.scheme == PairingScheme::Paper
                                           ? paper_pairs(policies, eligible, o.passes, rng)
                                           : all_pairs(policies, eligible, o.groups_per_prompt, rng);
@@ -176,7 +326,9 @@ std::vector<PromptGroup> plan_prompt_groups(const std::vector<TrajectoryView>& t
       if (b != c.policy) others.push_back(b);
     }
     for (size_t j = 0; j < static_cast<size_t>(o.negatives); ++j) {
-      std::swap(others[j], others[j + uniform_below(rng, others.size() - j)]);
+      const size_t pick = info.empty() ? j + uniform_below(rng, others.size() - j)
+                                       : pick_negative(info, c.policy, others, j, o, rng, counts);
+      std::swap(others[j], others[pick]);
       const auto& range = policies[others[j]];
       g.candidates.push_back(range.first +
                              static_cast<int64_t>(uniform_below(rng, range.second - range.first)));

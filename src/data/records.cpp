@@ -176,8 +176,14 @@ TrajectoryRecord parse_trajectory(const json& obj) {
   TrajectoryRecord r;
   r.prompt = text_field(obj, "prompt");
   r.policy = name_field(obj, "policy");
-  r.response = text_field(obj, "response");
   r.category = category_field(obj);
+  for (auto [key, field] :
+       {std::pair<const char*, std::string*>{"finish", &r.finish}, {"dropped", &r.dropped}}) {
+    auto it = obj.find(key);
+    if (it != obj.end() && it->is_string()) *field = it->get<std::string>();
+  }
+  // A response `polar sample` dropped is only counted: it may be empty.
+  if (r.dropped.empty()) r.response = text_field(obj, "response");
   return r;
 }
 

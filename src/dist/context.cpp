@@ -3,6 +3,7 @@
 // collective and the ranks instead of hanging.
 #include <torch/nn/module.h>
 #include <torch/torch.h>
+#include <torch/csrc/distributed/c10d/PrefixStore.hpp>
 #include <torch/csrc/distributed/c10d/TCPStore.hpp>
 
 #include <fmt/format.h>
@@ -119,15 +120,26 @@ ProcessGroupContext::ProcessGroupContext(const DistEnv& env, const torch::Device
 
   c10d::TCPStoreOptions store_options;
   store_options.port = static_cast<uint16_t>(env.master_port);
-  store_options.isServer = env.rank == 0;
-  store_options.numWorkers = static_cast<size_t>(env.world_size);
-  store_options.waitWorkers = true;
+  // Under torchrun the launcher already serves MASTER_PORT; a second server there would split the
+  // ranks between two stores, so every rank joins the launcher's as a client.
+  store_options.isServer = env.rank == 0 && !env.agent_store;
+  if (!env.agent_store) store_options.numWorkers = static_cast<size_t>(env.world_size);
+  store_options.waitWorkers = !env.agent_store;
   store_options.timeout = options.timeout;
+  c10::intrusive_ptr<c10d::Store> raw_store;
   try {
-    store_ = connect_store(env.master_addr, store_options, options.timeout);
+    raw_store = connect_store(env.master_addr, store_options, options.timeout);
   } catch (const std::exception& e) {
     const std::string reason =
         dynamic_cast<const RendezvousTimeout*>(&e) ? "" : ": " + reason_of(e);
+    if (env.agent_store) {
+      throw Error(fmt::format(
+          "rendezvous failed on rank {} of {}: could not join the launcher's store at {}:{} "
+          "within {:.0f} s (TORCHELASTIC_USE_AGENT_STORE=True: is the torchrun agent still "
+          "running?){}",
+          env.rank, env.world_size, env.master_addr, env.master_port, seconds(options.timeout),
+          reason));
+    }
     if (env.rank == 0) {
       throw Error(fmt::format(
           "rendezvous failed on rank 0: it could not host the store on {}:{}, or not all {} ranks "
@@ -142,6 +154,14 @@ ProcessGroupContext::ProcessGroupContext(const DistEnv& env, const torch::Device
                     "running, with the same MASTER_ADDR/MASTER_PORT?){}",
                     env.rank, env.world_size, env.master_addr, env.master_port,
                     seconds(options.timeout), reason));
+  }
+  // torchrun's store outlives a restart round (one for the whole job), so the keys of a round
+  // that died are still there when the next one starts: each round gets its own namespace.
+  // Rank 0's own store is new every round.
+  store_ = raw_store;
+  if (env.agent_store) {
+    const int64_t epoch = join_launcher_store(raw_store, started);
+    store_ = c10::make_intrusive<c10d::PrefixStore>(fmt::format("polar/epoch{}", epoch), raw_store);
   }
   try {
     if (device.is_cuda()) {
@@ -161,6 +181,95 @@ ProcessGroupContext::ProcessGroupContext(const DistEnv& env, const torch::Device
   }
   spdlog::info("dist: {} connected with {} in {:.2f} s", env.describe(), backend_name_,
                std::chrono::duration<double>(Clock::now() - started).count());
+}
+
+namespace {
+
+int64_t store_int(c10d::Store& store, const std::string& key) {
+  const auto bytes = store.get(key);
+  return std::stoll(std::string(bytes.begin(), bytes.end()));
+}
+
+void store_set(c10d::Store& store, const std::string& key, const std::string& value) {
+  store.set(key, std::vector<uint8_t>(value.begin(), value.end()));
+}
+
+}  // namespace
+
+// The epoch handshake. TORCHELASTIC_RESTART_COUNT cannot name a round: torchrun's agents count
+// only their own failures (a node restarted because another one failed keeps its count), so the
+// ranks agree on a number through the store. Rank 0 takes the next epoch from a counter, closes
+// the epoch before it (so that no new rank joins a dead round) and opens its own; every other rank
+// joins the open epoch unless it is full or closed, and waits until rank 0 has seen all of them.
+// Keys: polar/epoch (counter), polar/epoch_open, polar/epoch/<g>/{joined,rank<r>,ready}.
+int64_t ProcessGroupContext::join_launcher_store(const c10::intrusive_ptr<c10d::Store>& store,
+                                                 Clock::time_point started) {
+  const auto deadline = started + options_.timeout;
+  const auto key = [](int64_t epoch, const std::string& name) {
+    return fmt::format("polar/epoch/{}/{}", epoch, name);
+  };
+  const auto nap = [] { std::this_thread::sleep_for(std::chrono::milliseconds(20)); };
+  const int64_t world = env_.world_size;
+  int64_t epoch = 0;
+  try {
+    if (env_.rank == 0) {
+      epoch = store->add("polar/epoch", 1);
+      if (epoch > 1) store->add(key(epoch - 1, "joined"), int64_t(1) << 40);  // close it
+      store_set(*store, "polar/epoch_open", std::to_string(epoch));
+      store->add(key(epoch, "joined"), 1);
+      // The rank keys, not the count: a rank counts itself in before it writes its key.
+      std::vector<std::string> everyone;
+      for (int r = 1; r < world; ++r) everyone.push_back(key(epoch, fmt::format("rank{}", r)));
+      while (!store->check(everyone) && Clock::now() < deadline) nap();
+      std::vector<std::string> missing;
+      for (int r = 1; r < world; ++r)
+        if (!store->check({key(epoch, fmt::format("rank{}", r))}))
+          missing.push_back(std::to_string(r));
+      POLAR_CHECK(missing.empty(), "rendezvous failed on rank 0 of ", world, ": rank ",
+                  fmt::format("{}", fmt::join(missing, ", rank ")),
+                  " never joined the launcher's store at ", env_.master_addr, ":", env_.master_port,
+                  " within ", seconds(options_.timeout), " s (TORCHELASTIC_RESTART_COUNT ",
+                  env_.restart_count, "; did every rank's worker start?)");
+      store_set(*store, key(epoch, "ready"), "1");
+      return epoch;
+    }
+    int64_t stale = 0;  // the newest epoch found closed, full or abandoned
+    while (Clock::now() < deadline) {
+      if (!store->check({"polar/epoch_open"})) {
+        nap();
+        continue;
+      }
+      const int64_t open = store_int(*store, "polar/epoch_open");
+      if (open <= stale) {
+        nap();
+        continue;
+      }
+      if (store->add(key(open, "joined"), 1) > world) {
+        stale = open;  // closed by a newer rank 0, or full: a round that is gone
+        continue;
+      }
+      store_set(*store, key(open, fmt::format("rank{}", env_.rank)), "1");
+      while (Clock::now() < deadline) {
+        if (store->check({key(open, "ready")})) return open;
+        if (store_int(*store, "polar/epoch_open") != open) break;  // a new rank 0: follow it
+        nap();
+      }
+      stale = open;
+    }
+  } catch (const Error&) {
+    throw;
+  } catch (const std::exception& e) {
+    throw Error(fmt::format(
+        "rendezvous failed on rank {} of {}: the launcher's store at {}:{} stopped answering "
+        "(the torchrun agent has probably exited): {}",
+        env_.rank, env_.world_size, env_.master_addr, env_.master_port, reason_of(e)));
+  }
+  throw Error(fmt::format(
+      "rendezvous failed on rank {} of {}: rank 0 did not open a round with every rank in the "
+      "launcher's store at {}:{} within {:.0f} s (TORCHELASTIC_RESTART_COUNT {}; is rank 0 "
+      "running?)",
+      env_.rank, env_.world_size, env_.master_addr, env_.master_port, seconds(options_.timeout),
+      env_.restart_count));
 }
 
 ProcessGroupContext::~ProcessGroupContext() {
@@ -220,11 +329,20 @@ void ProcessGroupContext::mark_progress(const std::string& label) {
     store_->set(progress_key(env_.rank), std::vector<uint8_t>(value.begin(), value.end()));
   } catch (const std::exception& e) {
     broken_ = true;
-    throw Error(fmt::format(
-        "dist: rank {} of {} cannot reach the rendezvous store on rank 0 at {}:{} before {} "
-        "(rank 0 has probably exited): {}",
-        env_.rank, env_.world_size, env_.master_addr, env_.master_port, label, reason_of(e)));
+    throw Error(
+        fmt::format("dist: rank {} of {} cannot reach the rendezvous store {} at {}:{} before {} "
+                    "({} has probably exited): {}",
+                    env_.rank, env_.world_size, store_host(), env_.master_addr, env_.master_port,
+                    label, store_host_short(), reason_of(e)));
   }
+}
+
+std::string ProcessGroupContext::store_host() const {
+  return env_.agent_store ? "of the launcher" : "on rank 0";
+}
+
+std::string ProcessGroupContext::store_host_short() const {
+  return env_.agent_store ? "the launcher" : "rank 0";
 }
 
 std::string ProcessGroupContext::describe_peers() {
@@ -257,10 +375,9 @@ std::string ProcessGroupContext::describe_peers() {
       text += fmt::format("; never synchronised: rank {}", fmt::join(silent, ", rank "));
     return text;
   } catch (const std::exception&) {
-    if (env_.rank == 0) return "The other ranks' progress could not be read";
-    return fmt::format(
-        "The rendezvous store on rank 0 ({}:{}) is unreachable: rank 0 has probably exited",
-        env_.master_addr, env_.master_port);
+    if (env_.rank == 0 && !env_.agent_store) return "The other ranks' progress could not be read";
+    return fmt::format("The rendezvous store {} ({}:{}) is unreachable: {} has probably exited",
+                       store_host(), env_.master_addr, env_.master_port, store_host_short());
   }
 }
 
@@ -320,7 +437,8 @@ void ProcessGroupContext::broadcast_module(torch::nn::Module& module) {
     int64_t bytes = 0;
     std::vector<torch::Tensor> flat_parts;
     while (end < tensors.size() && tensors[end].second.scalar_type() == dtype &&
-           (end == begin || bytes + tensors[end].second.nbytes() <= options_.bucket_bytes)) {
+           (end == begin ||
+            bytes + static_cast<int64_t>(tensors[end].second.nbytes()) <= options_.bucket_bytes)) {
       bytes += tensors[end].second.nbytes();
       flat_parts.push_back(tensors[end].second.detach().reshape(-1).to(device_));
       ++end;

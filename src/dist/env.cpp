@@ -94,6 +94,9 @@ DistEnv DistEnv::from_environment() {
   // polar-run and torchrun count restarts of the worker group; Slurm counts requeues.
   e.restart_count = env_int("TORCHELASTIC_RESTART_COUNT")
                         .value_or(slurm ? env_int("SLURM_RESTART_COUNT").value_or(0) : 0);
+  // torchrun writes Python's str(bool); anything but "True" leaves rank 0 hosting the store, as
+  // torch.distributed does.
+  e.agent_store = env("TORCHELASTIC_USE_AGENT_STORE").value_or("") == "True";
 
   POLAR_CHECK(e.world_size >= 1, "WORLD_SIZE must be at least 1, got ", e.world_size);
   POLAR_CHECK(e.rank < e.world_size, "rank ", e.rank, " is outside the world of size ",
@@ -107,8 +110,9 @@ DistEnv DistEnv::from_environment() {
 }
 
 std::string DistEnv::describe() const {
-  return fmt::format("rank {}/{} (local {}/{}) via {}:{}", rank, world_size, local_rank,
-                     local_world_size, master_addr, master_port);
+  return fmt::format("rank {}/{} (local {}/{}) via {}:{}{}", rank, world_size, local_rank,
+                     local_world_size, master_addr, master_port,
+                     agent_store ? " (the launcher's store)" : "");
 }
 
 }  // namespace polar::dist

@@ -90,6 +90,12 @@ class ProcessGroupContext final : public Context {
   // Records in the store the last synchronisation point this rank reached (for failure reports).
   void mark_progress(const std::string& label);
   std::string describe_peers();
+  // Under a launcher's store: agrees with the other ranks on this round's epoch (the key
+  // namespace) and returns it once every rank has joined, or names the missing ones.
+  int64_t join_launcher_store(const c10::intrusive_ptr<c10d::Store>& store,
+                              Clock::time_point started);
+  std::string store_host() const;        // "on rank 0" or "of the launcher"
+  std::string store_host_short() const;  // "rank 0" or "the launcher"
 
   void start_sync();            // resets the per-step bucket state; mutex_ held
   void launch_ready_buckets();  // launches buckets strictly in index order, as every rank does

@@ -1,4 +1,4 @@
-// Adapter tables between polar's parameter names and the Llama/Qwen2 and InternLM2 layouts,
+// Adapter tables between polar's parameter names and the Llama/Qwen2/Qwen3 and InternLM2 layouts,
 // and which family uses which.
 #include "polar/io/hf_layouts.h"
 
@@ -31,6 +31,9 @@ const LayoutTable kLlama{
     {{"self_attn.q_proj.bias", "self_attn.q_proj.bias"},
      {"self_attn.k_proj.bias", "self_attn.k_proj.bias"},
      {"self_attn.v_proj.bias", "self_attn.v_proj.bias"}},
+    /*qk_norm=*/
+    {{"self_attn.q_norm.weight", "self_attn.q_norm.weight"},
+     {"self_attn.k_norm.weight", "self_attn.k_norm.weight"}},
     /*packed_qkv=*/nullptr,
     /*o_bias=*/"self_attn.o_proj.bias",
     /*reward_head=*/"score.weight",
@@ -50,6 +53,7 @@ const LayoutTable kInternLM2{
      {"attention_norm.weight", "input_layernorm.weight"},
      {"ffn_norm.weight", "post_attention_layernorm.weight"}},
     /*qkv_bias=*/{},
+    /*qk_norm=*/{},
     /*packed_qkv=*/"attention.wqkv",
     /*o_bias=*/"attention.wo.bias",
     /*reward_head=*/"v_head.weight",
@@ -60,6 +64,7 @@ const LayoutTable kInternLM2{
 const std::pair<ModelFamily, const LayoutTable*> kFamilyLayouts[] = {
     {ModelFamily::Llama, &kLlama},
     {ModelFamily::Qwen2, &kLlama},  // Llama's names, with q/k/v biases
+    {ModelFamily::Qwen3, &kLlama},  // Llama's names, with q/k norms
     {ModelFamily::InternLM2, &kInternLM2},
 };
 
@@ -149,12 +154,18 @@ std::map<std::string, Tensor> hf_to_polar(ModelFamily family, const ModelConfig&
         out[layer_name(i, rule.polar)] = take(hf, layer_name(i, rule.hf), table, where);
       }
     }
+    if (shape.qk_norm()) {
+      POLAR_CHECK(!table.qk_norm.empty(), where, ": the ", table.name,
+                  " layout has no q/k norm tensors");
+      for (const auto& rule : table.qk_norm)
+        out[layer_name(i, rule.polar)] = take(hf, layer_name(i, rule.hf), table, where);
+    }
     if (table.packed_qkv) {
       for (const char* kind : {"weight", "bias"}) {
         if (std::string(kind) == "bias" && !shape.qkv_bias) continue;
         const std::string name = layer_name(i, table.packed_qkv) + "." + kind;
         const auto qkv = unpack_wqkv(take(hf, name, table, where), shape.num_heads,
-                                     shape.num_kv_heads, shape.head_dim(), where + ": " + name);
+                                     shape.num_kv_heads, shape.head_size(), where + ": " + name);
         out[layer_name(i, "self_attn.q_proj.") + kind] = qkv[0];
         out[layer_name(i, "self_attn.k_proj.") + kind] = qkv[1];
         out[layer_name(i, "self_attn.v_proj.") + kind] = qkv[2];
@@ -193,6 +204,12 @@ std::vector<std::pair<std::string, Tensor>> polar_to_hf(
       out.emplace_back(layer_name(i, rule.hf), get(layer_name(i, rule.polar)));
     if (shape.qkv_bias) {
       for (const auto& rule : table.qkv_bias)
+        out.emplace_back(layer_name(i, rule.hf), get(layer_name(i, rule.polar)));
+    }
+    if (shape.qk_norm()) {
+      POLAR_CHECK(!table.qk_norm.empty(), "export: the ", table.name,
+                  " layout has no q/k norm tensors");
+      for (const auto& rule : table.qk_norm)
         out.emplace_back(layer_name(i, rule.hf), get(layer_name(i, rule.polar)));
     }
   }

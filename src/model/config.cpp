@@ -23,15 +23,16 @@ struct LayerParams {
 };
 
 LayerParams layer_params(const ModelConfig& c) {
-  const int64_t h = c.hidden_size;
-  const int64_t kv = c.num_kv_heads * c.head_dim();
+  const int64_t h = c.hidden_size, q = c.q_size();
+  const int64_t kv = c.num_kv_heads * c.head_size();
   LayerParams p;
-  p.matmul = h * h                           // q_proj
+  p.matmul = h * q                           // q_proj
              + 2 * h * kv                    // k_proj, v_proj
-             + h * h                         // o_proj
+             + q * h                         // o_proj
              + 3 * h * c.intermediate_size;  // gate_proj, up_proj, down_proj
   p.other = 2 * h;                           // input_layernorm, post_attention_layernorm
-  if (c.qkv_bias) p.other += h + 2 * kv;
+  if (c.qkv_bias) p.other += q + 2 * kv;
+  if (c.qk_norm()) p.other += 2 * c.head_size();  // self_attn.q_norm, self_attn.k_norm
   return p;
 }
 
@@ -46,12 +47,13 @@ int64_t ModelConfig::num_parameters() const {
 
 double ModelConfig::flops_per_token(int64_t seq_len) const {
   // Forward only (training is about 3x): 2 FLOPs per multiply-add of every layer matmul, plus
-  // attention scores (q.k) and the weighted sum of values, each 2 * seq_len * hidden per layer.
+  // attention scores (q.k) and the weighted sum of values, each 2 * seq_len * heads * head_dim
+  // per layer.
   // Embedding lookups are not matmuls; the reward head runs once per sequence, not per token.
   const LayerParams p = layer_params(*this);
   const double matmul = 2.0 * static_cast<double>(num_layers * p.matmul);
   const double attention = 2.0 * 2.0 * static_cast<double>(num_layers) *
-                           static_cast<double>(seq_len) * static_cast<double>(hidden_size);
+                           static_cast<double>(seq_len) * static_cast<double>(q_size());
   return matmul + attention;
 }
 
@@ -62,15 +64,24 @@ void ModelConfig::validate() const {
     throw Error(std::string("model.architecture: ") + e.what());
   }
   SchemaLimitChecker("model.").check(*this);
-  POLAR_CHECK(hidden_size % num_heads == 0, "model.hidden_size (", hidden_size,
-              ") must be divisible by model.num_heads (", num_heads, ")");
+  POLAR_CHECK(head_dim > 0 || hidden_size % num_heads == 0, "model.hidden_size (", hidden_size,
+              ") must be divisible by model.num_heads (", num_heads,
+              ") unless model.head_dim is given");
   POLAR_CHECK(num_heads % num_kv_heads == 0, "model.num_heads (", num_heads,
               ") must be divisible by model.num_kv_heads (", num_kv_heads, ")");
-  POLAR_CHECK(head_dim() % 2 == 0, "model: head dimension hidden_size / num_heads = ", head_dim(),
+  POLAR_CHECK(head_size() % 2 == 0, "model: head dimension ", head_size(),
               " must be even for rotary embeddings");
+  POLAR_CHECK(q_size() <= kMaxHidden, "model.num_heads x head dimension = ", q_size(), " exceeds ",
+              kMaxHidden);
+  POLAR_CHECK(rope_type != RopeType::Llama3 || rope_high_freq_factor > rope_low_freq_factor,
+              "model.rope_high_freq_factor (", rope_high_freq_factor,
+              ") must exceed model.rope_low_freq_factor (", rope_low_freq_factor,
+              ") for rope_type llama3");
 }
 
 const FamilyInfo& ModelConfig::family() const { return family_by_name(architecture); }
+
+bool ModelConfig::qk_norm() const { return family().qk_norm; }
 
 double machine_memory_bytes() {
   if (const char* env = std::getenv("POLAR_MEMORY_BYTES")) {
@@ -117,6 +128,14 @@ ModelConfig ModelConfig::from_json(const nlohmann::json& j, const std::string& w
   return c;
 }
 
-nlohmann::json ModelConfig::to_json() const { return SchemaWriter::write(*this); }
+nlohmann::json ModelConfig::to_json() const {
+  nlohmann::json j = SchemaWriter::write(*this);
+  if (rope_type != RopeType::Llama3) {  // the llama3 keys only where they mean something
+    j.erase("rope_low_freq_factor");
+    j.erase("rope_high_freq_factor");
+    j.erase("rope_original_max_position");
+  }
+  return j;
+}
 
 }  // namespace polar

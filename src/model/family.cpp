@@ -14,17 +14,28 @@ namespace {
 
 using nlohmann::json;
 
-// Keys of transformers' own sequence-classification configs (Llama, Qwen2, and their kin).
+// The RoPE scaling keys transformers reads for `s` (without rope_theta); null for plain RoPE.
+json rope_scaling_keys(const ModelConfig& s) {
+  if (s.rope_type == RopeType::Linear && s.rope_scaling == 1.0) return json(nullptr);
+  const char* type = choice_name(s.rope_type);
+  json j = {{"type", type}, {"rope_type", type}, {"factor", s.rope_scaling}};
+  if (s.rope_type == RopeType::Llama3) {
+    j["low_freq_factor"] = s.rope_low_freq_factor;
+    j["high_freq_factor"] = s.rope_high_freq_factor;
+    j["original_max_position_embeddings"] = s.rope_original_max_position;
+  }
+  return j;
+}
+
+// Keys of transformers' own sequence-classification configs (Llama, Qwen2, Qwen3 and their kin).
 void transformers_keys(const ModelConfig& s, json& c) {
-  c["head_dim"] = s.head_dim();
+  c["head_dim"] = s.head_size();
   // Both spellings: transformers 4.x reads rope_theta/rope_scaling, 5.x rope_parameters.
-  c["rope_scaling"] =
-      s.rope_scaling == 1.0
-          ? json(nullptr)
-          : json{{"type", "linear"}, {"rope_type", "linear"}, {"factor", s.rope_scaling}};
-  json rope_parameters = {{"rope_type", s.rope_scaling == 1.0 ? "default" : "linear"},
-                          {"rope_theta", s.rope_theta}};
-  if (s.rope_scaling != 1.0) rope_parameters["factor"] = s.rope_scaling;
+  const json scaling = rope_scaling_keys(s);
+  c["rope_scaling"] = scaling;
+  json rope_parameters = scaling.is_null() ? json{{"rope_type", "default"}} : scaling;
+  rope_parameters.erase("type");
+  rope_parameters["rope_theta"] = s.rope_theta;
   c["rope_parameters"] = rope_parameters;
   c["id2label"] = {{"0", "LABEL_0"}};
   c["label2id"] = {{"LABEL_0", 0}};
@@ -43,8 +54,16 @@ void qwen2_keys(const ModelConfig& s, json& c) {
   c["max_window_layers"] = s.num_layers;
 }
 
+void qwen3_keys(const ModelConfig& s, json& c) {
+  qwen2_keys(s, c);
+  c["attention_bias"] = false;  // it would add an o_proj bias too; Qwen3 is written without
+}
+
 void internlm2_keys(const ModelConfig& s, json& c) {
   // InternLM2Config accepts rope_scaling {"type", "factor"} with factor > 1 only.
+  POLAR_CHECK(s.rope_type == RopeType::Linear, "export hf-internlm2: rope_type ",
+              choice_name(s.rope_type),
+              " cannot be written in InternLM2's config; use --format hf-llama");
   POLAR_CHECK(s.rope_scaling == 1.0 || s.rope_scaling > 1.0,
               "export hf-internlm2: linear RoPE factor ", s.rope_scaling,
               " < 1 cannot be written in InternLM2's config; use --format hf-llama");
@@ -75,6 +94,8 @@ const std::vector<FamilyInfo> kFamilies = {
         /*reward_class=*/"LlamaForSequenceClassification",
         /*default_max_position=*/2048,
         /*bias_key=*/"attention_bias",
+        /*default_head_dim=*/0,
+        /*qk_norm=*/false,
         /*export_format=*/"hf-llama",
         /*export_bias=*/ExportBias::Without,
         /*write_config_keys=*/llama_keys,
@@ -88,9 +109,26 @@ const std::vector<FamilyInfo> kFamilies = {
         /*reward_class=*/"Qwen2ForSequenceClassification",
         /*default_max_position=*/32768,
         /*bias_key=*/nullptr,
+        /*default_head_dim=*/0,
+        /*qk_norm=*/false,
         /*export_format=*/"hf-llama",
         /*export_bias=*/ExportBias::With,
         /*write_config_keys=*/qwen2_keys,
+        /*remote_code=*/nullptr,
+    },
+    {
+        /*family=*/ModelFamily::Qwen3,
+        /*name=*/"qwen3",
+        /*display_name=*/"Qwen3",
+        /*causal_lm_class=*/"Qwen3ForCausalLM",
+        /*reward_class=*/"Qwen3ForSequenceClassification",
+        /*default_max_position=*/32768,
+        /*bias_key=*/"attention_bias",
+        /*default_head_dim=*/128,
+        /*qk_norm=*/true,
+        /*export_format=*/"hf-llama",
+        /*export_bias=*/ExportBias::Without,
+        /*write_config_keys=*/qwen3_keys,
         /*remote_code=*/nullptr,
     },
     {
@@ -101,6 +139,8 @@ const std::vector<FamilyInfo> kFamilies = {
         /*reward_class=*/"InternLM2ForRewardModel",
         /*default_max_position=*/2048,
         /*bias_key=*/"bias",
+        /*default_head_dim=*/0,
+        /*qk_norm=*/false,
         /*export_format=*/"hf-internlm2",
         /*export_bias=*/ExportBias::Either,
         /*write_config_keys=*/internlm2_keys,
@@ -165,12 +205,13 @@ const FamilyInfo& export_family(const std::string& format, const ModelConfig& sh
   for (const auto& f : kFamilies) {
     if (resolved != f.export_format) continue;
     known = true;
-    if (admits(f.export_bias, shape.qkv_bias)) return f;
+    if (admits(f.export_bias, shape.qkv_bias) && f.qk_norm == shape.qk_norm()) return f;
   }
   POLAR_CHECK(known, "export --format: expected auto, ", joined(export_formats()), ", got \"",
               format, "\"");
   throw Error("export --format " + resolved + ": no family of this format holds a model " +
-              (shape.qkv_bias ? "with" : "without") + " q/k/v biases");
+              (shape.qkv_bias ? "with" : "without") + " q/k/v biases and " +
+              (shape.qk_norm() ? "with" : "without") + " q/k norms");
 }
 
 }  // namespace polar

@@ -1,5 +1,7 @@
 // RewardModel: a Llama-family decoder laid out exactly as Hugging Face's
-// LlamaForSequenceClassification (parameter names and numerics), run over packed rows.
+// LlamaForSequenceClassification (parameter names and numerics), run over packed rows, or
+// incrementally over a KV cache for the sampler's causal LM. A family's numerics (q/k norm,
+// RoPE scaling, biases) live here and in model/rope.h only.
 #include "polar/model/reward_model.h"
 
 #include <ATen/autocast_mode.h>
@@ -16,7 +18,9 @@
 #include "polar/kernels/attention.h"
 #include "polar/kernels/cpu_fused.h"
 #include "polar/kernels/reward_head.h"
+#include "polar/model/lora.h"
 #include "polar/model/param_kind.h"
+#include "polar/model/rope.h"
 
 namespace polar {
 
@@ -26,23 +30,29 @@ namespace {
 
 // Everything a layer needs besides its input, computed once per forward.
 struct AttentionInputs {
-  Tensor cos, sin;  // (B, T, 1, D) in the model dtype
-  // Math: (B, 1, T, T) bool, true where a query may attend to a key.
+  RopeTables rope;  // cos/sin (B, T, 1, D) in the model dtype
+  // Math: (B, 1, T, T) bool, true where a query may attend to a key. Cached decoding:
+  // (B, 1, T, cache.length + T).
   Tensor mask;
+  // Cached decoding (RewardModelImpl::decode): each layer appends its keys/values here and
+  // attends over all of them with `mask`.
+  KvCache* cache = nullptr;
   // Varlen and Blocks: real tokens, their blocks and gathered keys (on the model's device).
   AttentionLayout layout;
   AttentionImpl impl = AttentionImpl::Math;
 };
 
-// Linear map with HF layout: weight (out, in), optional bias (out).
-struct ProjImpl : torch::nn::Module {
+// Linear map with HF layout: weight (out, in), optional bias (out); a LoRA host (model/lora.h).
+struct ProjImpl : torch::nn::Module, LoraHost {
   ProjImpl(int64_t in, int64_t out, bool with_bias) {
     weight = register_parameter("weight", torch::empty({out, in}));
     if (with_bias) bias = register_parameter("bias", torch::zeros({out}));
   }
   Tensor forward(const Tensor& x) {
-    return bias.defined() ? torch::linear(x, weight, bias) : torch::linear(x, weight);
+    const Tensor y = bias.defined() ? torch::linear(x, weight, bias) : torch::linear(x, weight);
+    return lora ? lora->apply(x, y, is_training()) : y;
   }
+  Tensor& lora_base_weight() override { return weight; }
   Tensor weight, bias;
 };
 
@@ -77,51 +87,79 @@ Tensor rotate_half(const Tensor& x) {
   return torch::cat({-x.narrow(-1, half, half), x.narrow(-1, 0, half)}, -1);
 }
 
-Tensor apply_rope(const Tensor& x, const AttentionInputs& in) {  // x (B, T, heads, D)
-  if (kernels::cpu_fused_available(x) && in.cos.scalar_type() == x.scalar_type()) {
+Tensor apply_rope(const Tensor& x, const RopeTables& rope) {  // x (B, T, heads, D)
+  if (kernels::cpu_fused_available(x) && rope.cos.scalar_type() == x.scalar_type()) {
     const int64_t n = x.size(0) * x.size(1), d = x.size(3);
-    return kernels::rope_cpu(x.reshape({n, x.size(2), d}), in.cos.reshape({n, d}).contiguous(),
-                             in.sin.reshape({n, d}).contiguous())
+    return kernels::rope_cpu(x.reshape({n, x.size(2), d}), rope.cos.reshape({n, d}).contiguous(),
+                             rope.sin.reshape({n, d}).contiguous())
         .view(x.sizes());
   }
-  return x * in.cos + rotate_half(x) * in.sin;
+  return x * rope.cos + rotate_half(x) * rope.sin;
 }
 
 struct AttentionModule : torch::nn::Module {
-  explicit AttentionModule(const ModelConfig& c)
-      : num_heads(c.num_heads), num_kv_heads(c.num_kv_heads), head_dim(c.head_dim()) {
-    const int64_t kv = c.num_kv_heads * c.head_dim();
+  AttentionModule(const ModelConfig& c, int64_t layer)
+      : num_heads(c.num_heads),
+        num_kv_heads(c.num_kv_heads),
+        head_dim(c.head_size()),
+        layer(layer) {
+    const int64_t kv = c.num_kv_heads * c.head_size();
     q_proj = register_module("q_proj",
-                             std::make_shared<ProjImpl>(c.hidden_size, c.hidden_size, c.qkv_bias));
+                             std::make_shared<ProjImpl>(c.hidden_size, c.q_size(), c.qkv_bias));
     k_proj = register_module("k_proj", std::make_shared<ProjImpl>(c.hidden_size, kv, c.qkv_bias));
     v_proj = register_module("v_proj", std::make_shared<ProjImpl>(c.hidden_size, kv, c.qkv_bias));
     o_proj =
-        register_module("o_proj", std::make_shared<ProjImpl>(c.hidden_size, c.hidden_size, false));
+        register_module("o_proj", std::make_shared<ProjImpl>(c.q_size(), c.hidden_size, false));
+    if (c.qk_norm()) {  // Qwen3: RMSNorm over each head's D values, shared by the heads
+      q_norm = register_module("q_norm", std::make_shared<RMSNormImpl>(head_dim, c.rms_eps));
+      k_norm = register_module("k_norm", std::make_shared<RMSNormImpl>(head_dim, c.rms_eps));
+    }
   }
 
   Tensor forward(const Tensor& x, const AttentionInputs& in) {  // x (B, T, H)
     const int64_t B = x.size(0), T = x.size(1);
-    const Tensor q = apply_rope(q_proj->forward(x).view({B, T, num_heads, head_dim}), in);
-    const Tensor k = apply_rope(k_proj->forward(x).view({B, T, num_kv_heads, head_dim}), in);
+    Tensor q = q_proj->forward(x).view({B, T, num_heads, head_dim});
+    Tensor k = k_proj->forward(x).view({B, T, num_kv_heads, head_dim});
+    if (q_norm) {  // before RoPE, as transformers' Qwen3Attention
+      q = q_norm->forward(q);
+      k = k_norm->forward(k);
+    }
+    q = apply_rope(q, in.rope);
+    k = apply_rope(k, in.rope);
     const Tensor v = v_proj->forward(x).view({B, T, num_kv_heads, head_dim});
-    Tensor out;  // (B, T, H)
-    if (in.impl == AttentionImpl::Math) {
-      out = math_attention(q, k, v, in.mask).transpose(1, 2).reshape({B, T, num_heads * head_dim});
+    Tensor out;  // (B, T, Hq * D)
+    if (in.cache) {
+      out = cached_attention(q, k, v, in).transpose(1, 2).reshape({B, T, num_heads * head_dim});
+    } else if (in.impl == AttentionImpl::Math) {
+      out = grouped_sdpa(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), in.mask)
+                .transpose(1, 2)
+                .reshape({B, T, num_heads * head_dim});
     } else {
       out = blocks(q, k, v, in).view({B, T, num_heads * head_dim});
     }
     return o_proj->forward(out);
   }
 
-  // q (B, T, Hq, D), k/v (B, T, Hkv, D) -> (B, Hq, T, D).
-  Tensor math_attention(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& mask) {
-    Tensor kh = k.transpose(1, 2), vh = v.transpose(1, 2);  // (B, Hkv, T, D)
+  // q (B, Hq, T, D), k/v (B, Hkv, S, D) -> (B, Hq, T, D).
+  Tensor grouped_sdpa(const Tensor& q, Tensor kh, Tensor vh, const Tensor& mask) const {
     const int64_t rep = num_heads / num_kv_heads;
     if (rep > 1) {  // HF repeat_kv: query head h reads kv head h / rep
       kh = kh.repeat_interleave(rep, 1);
       vh = vh.repeat_interleave(rep, 1);
     }
-    return torch::scaled_dot_product_attention(q.transpose(1, 2), kh, vh, mask);
+    return torch::scaled_dot_product_attention(q, kh, vh, mask);
+  }
+
+  // Appends k/v (B, T, Hkv, D) to this layer's cache at cache.length and attends over every
+  // cached key: (B, Hq, T, D).
+  Tensor cached_attention(const Tensor& q, const Tensor& k, const Tensor& v,
+                          const AttentionInputs& in) const {
+    KvCache& cache = *in.cache;
+    const int64_t T = q.size(1), total = cache.length + T;
+    cache.keys[layer].narrow(2, cache.length, T).copy_(k.transpose(1, 2));
+    cache.values[layer].narrow(2, cache.length, T).copy_(v.transpose(1, 2));
+    return grouped_sdpa(q.transpose(1, 2), cache.keys[layer].narrow(2, 0, total),
+                        cache.values[layer].narrow(2, 0, total), in.mask);
   }
 
   // Attention over the real tokens only, block by block (flash on CUDA, the reference
@@ -158,7 +196,9 @@ struct AttentionModule : torch::nn::Module {
   }
 
   int64_t num_heads, num_kv_heads, head_dim;
+  int64_t layer;  // index into a KV cache
   std::shared_ptr<ProjImpl> q_proj, k_proj, v_proj, o_proj;
+  std::shared_ptr<RMSNormImpl> q_norm, k_norm;  // null unless the family has q/k norms
 };
 
 struct MLPImpl : torch::nn::Module {  // SwiGLU: down(silu(gate(x)) * up(x))
@@ -251,8 +291,8 @@ void check_token_tensor(const Tensor& t, const char* name, const Tensor& like) {
 
 // Pre-norm decoder layer with HF names: self_attn, mlp, input_layernorm, post_attention_layernorm.
 struct RewardModelImpl::Layer : torch::nn::Module {
-  explicit Layer(const ModelConfig& c) {
-    self_attn = register_module("self_attn", std::make_shared<AttentionModule>(c));
+  Layer(const ModelConfig& c, int64_t index) {
+    self_attn = register_module("self_attn", std::make_shared<AttentionModule>(c, index));
     mlp = register_module("mlp", std::make_shared<MLPImpl>(c));
     input_layernorm =
         register_module("input_layernorm", std::make_shared<RMSNormImpl>(c.hidden_size, c.rms_eps));
@@ -279,7 +319,7 @@ RewardModelImpl::RewardModelImpl(const ModelConfig& config, bool initialize) : c
           ->weight;
   auto layers = model->register_module("layers", torch::nn::ModuleList());
   for (int64_t i = 0; i < config_.num_layers; ++i) {
-    auto layer = std::make_shared<Layer>(config_);
+    auto layer = std::make_shared<Layer>(config_, i);
     layers->push_back(layer);
     layers_.push_back(layer);
   }
@@ -300,6 +340,7 @@ ParamKind param_kind(const std::string& name) {
     return name.size() >= n && name.compare(name.size() - n, n, suffix) == 0;
   };
   if (name.rfind("score.", 0) == 0) return ParamKind::Head;
+  if (is_lora_parameter(name)) return ParamKind::Adapter;
   if (ends_with(".bias")) return ParamKind::Bias;
   if (name.find("norm.") != std::string::npos) return ParamKind::Norm;
   if (name.find("embed_tokens") != std::string::npos) return ParamKind::Embedding;
@@ -313,6 +354,7 @@ void RewardModelImpl::reset_parameters(uint64_t seed, bool on_device) {
   for (auto& item : named_parameters()) {
     Tensor& p = item.value();
     const ParamKind kind = param_kind(item.key());
+    if (kind == ParamKind::Adapter) continue;  // LoRA's A and B start as add_lora set them
     if (kind == ParamKind::Norm) {
       p.fill_(1.0);
     } else if (kind == ParamKind::Bias) {
@@ -381,24 +423,11 @@ Tensor RewardModelImpl::run_backbone(const Tensor& tokens_in, const Tensor& posi
   }
   const Tensor tokens = tokens_in.to(device), positions = positions_in.to(device),
                segments = segments_in.to(device);
-  const int64_t B = tokens.size(0), T = tokens.size(1), D = config_.head_dim();
+  const int64_t B = tokens.size(0), T = tokens.size(1);
 
   AttentionInputs in;
   in.impl = resolve_attention(device);
-  {
-    // RoPE as HF computes it: inv_freq in fp32, linear scaling divides it (i.e. the positions)
-    // by the factor, angles in fp32, cos/sin cast to the model dtype.
-    const Tensor exponents =
-        torch::arange(0, D, 2, torch::TensorOptions().dtype(torch::kInt64).device(device))
-            .to(torch::kFloat) /
-        static_cast<double>(D);
-    const Tensor inv_freq =
-        1.0 / torch::pow(config_.rope_theta, exponents) / config_.rope_scaling;  // (D/2)
-    const Tensor freqs = positions.to(torch::kFloat).unsqueeze(-1) * inv_freq;   // (B, T, D/2)
-    const Tensor angles = torch::cat({freqs, freqs}, -1).unsqueeze(2);           // (B, T, 1, D)
-    in.cos = angles.cos().to(dtype);
-    in.sin = angles.sin().to(dtype);
-  }
+  in.rope = rope_tables(config_, positions, dtype);
   if (in.impl == AttentionImpl::Math) {
     in.mask = attention_mask(segments, context_in.defined() ? context_in.to(device) : Tensor());
   } else {
@@ -429,6 +458,62 @@ Tensor RewardModelImpl::run_backbone(const Tensor& tokens_in, const Tensor& posi
   return x;  // (B, T, H), before model.norm
 }
 
+KvCache RewardModelImpl::new_cache(int64_t batch, int64_t capacity) const {
+  KvCache cache;
+  for (int64_t i = 0; i < config_.num_layers; ++i) {
+    cache.keys.push_back(torch::zeros({batch, config_.num_kv_heads, capacity, config_.head_size()},
+                                      embed_tokens_.options()));
+    cache.values.push_back(torch::zeros_like(cache.keys.back()));
+  }
+  return cache;
+}
+
+Tensor RewardModelImpl::decode(const Tensor& tokens_in, const Tensor& positions_in,
+                               const Tensor& key_mask_in, KvCache& cache) const {
+  torch::NoGradGuard no_grad;
+  check_token_tensor(tokens_in, "tokens", tokens_in);
+  check_token_tensor(positions_in, "positions", tokens_in);
+  const auto device = embed_tokens_.device();
+  const int64_t B = tokens_in.size(0), T = tokens_in.size(1), total = cache.length + T;
+  POLAR_CHECK(
+      static_cast<int64_t>(cache.keys.size()) == config_.num_layers && cache.keys[0].size(0) == B,
+      "RewardModel: the KV cache is not one of this model for a batch of ", B);
+  POLAR_CHECK(total <= cache.capacity(), "RewardModel: KV cache of ", cache.capacity(),
+              " positions is full");
+  POLAR_CHECK(key_mask_in.dim() == 2 && key_mask_in.size(0) == B && key_mask_in.size(1) == total,
+              "RewardModel: key_mask must be (", B, ", ", total, "), got ", key_mask_in.sizes());
+  if (tokens_in.numel() > 0) {
+    const auto lo = tokens_in.min().item<int64_t>(), hi = tokens_in.max().item<int64_t>();
+    POLAR_CHECK(lo >= 0 && hi < config_.vocab_size, "RewardModel: token ids must be in [0, ",
+                config_.vocab_size, "), got min ", lo, ", max ", hi);
+  }
+  const Tensor tokens = tokens_in.to(device), positions = positions_in.to(device);
+  const Tensor key_mask = key_mask_in.to(device, torch::kBool);
+
+  AttentionInputs in;
+  in.rope = rope_tables(config_, positions, embed_tokens_.scalar_type());
+  in.cache = &cache;
+  {
+    // Query i (absolute position cache.length + i) sees real keys up to itself; a padding query
+    // sees itself too, so no row is empty (an empty row would turn softmax into NaN).
+    const auto i64 = torch::TensorOptions().dtype(torch::kInt64).device(device);
+    const Tensor query_abs = torch::arange(cache.length, total, i64).unsqueeze(1);  // (T, 1)
+    const Tensor key_abs = torch::arange(0, total, i64).unsqueeze(0);               // (1, total)
+    const Tensor causal = key_abs <= query_abs, self = key_abs == query_abs;
+    in.mask = ((key_mask.unsqueeze(1) & causal.unsqueeze(0)) | self.unsqueeze(0))
+                  .unsqueeze(1);  // (B, 1, T, total)
+  }
+  Tensor x =
+      embed_tokens_.index_select(0, tokens.reshape({B * T})).view({B, T, config_.hidden_size});
+  for (const auto& layer : layers_) x = std::static_pointer_cast<Layer>(layer)->forward(x, in);
+  cache.length = total;
+  return x;  // (B, T, H), before model.norm
+}
+
+Tensor RewardModelImpl::final_norm(const Tensor& hidden) const {
+  return rms_norm(hidden, norm_weight_, config_.rms_eps);
+}
+
 AttentionImpl RewardModelImpl::resolve_attention(const torch::Device& device) const {
   // The dtype attention sees: autocast's when on.
   const auto dtype = device.is_cuda() && at::autocast::is_autocast_enabled(at::kCUDA)
@@ -442,7 +527,7 @@ AttentionImpl RewardModelImpl::choose_attention(AttentionImpl requested,
                                                 torch::ScalarType dtype) const {
   if (requested == AttentionImpl::Math || requested == AttentionImpl::Blocks) return requested;
   // Probe with a tensor shaped like the packed queries (N, Hq, D).
-  const Tensor probe = torch::empty({1, config_.num_heads, config_.head_dim()},
+  const Tensor probe = torch::empty({1, config_.num_heads, config_.head_size()},
                                     torch::TensorOptions().device(device).dtype(dtype));
   const bool varlen_ok = device.is_cuda() && kernels::varlen_attention_available(probe);
   if (requested == AttentionImpl::Auto) {
@@ -450,7 +535,7 @@ AttentionImpl RewardModelImpl::choose_attention(AttentionImpl requested,
     return device.is_cpu() ? AttentionImpl::Blocks : AttentionImpl::Math;
   }
   POLAR_CHECK(varlen_ok, "RewardModel: varlen attention is unavailable for ", dtype, " on ", device,
-              " with head_dim ", config_.head_dim(),
+              " with head_dim ", config_.head_size(),
               " (needs the CUDA kernels, bf16/fp16 and an sm_80+ GPU); use attention_impl Math, "
               "Blocks or Auto");
   return requested;

@@ -2,6 +2,7 @@
 // server.
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <atomic>
 #include <mutex>
 #include <thread>
@@ -15,32 +16,81 @@ namespace polar::sample {
 
 namespace {
 
+// The end of the last UTF-8 character at or before `pos`.
+size_t utf8_boundary(const std::string& s, size_t pos) {
+  while (pos > 0 && pos < s.size() && (static_cast<unsigned char>(s[pos]) & 0xC0) == 0x80) --pos;
+  return pos;
+}
+
 class BuiltinBackend : public PolicyBackend {
  public:
   explicit BuiltinBackend(const PolicySpec& spec) : spec_(spec), lm_(load(spec)) {}
 
   void run(const std::vector<SampleJob>& jobs, const std::vector<Prompt>& prompts,
            const JobDone& done) override {
+    // A job's new-token budget: max_new_tokens, or what the model's context leaves after its
+    // prompt (at least a quarter of the context; the prompt keeps its last tokens). Jobs of one
+    // budget share batches, so a response does not depend on the batch it ran in.
+    const int64_t context = lm_.config().max_position;
+    const int64_t wanted = spec_.sampling.max_new_tokens;
+    const int64_t floor = std::max<int64_t>(1, std::min(wanted, context / 4));
+    const bool bos = lm_.tokenizer().special().bos >= 0;
+    struct Item {
+      size_t job;
+      std::vector<int32_t> ids;
+      int64_t budget;
+    };
+    std::vector<Item> items;
+    for (size_t i = 0; i < jobs.size(); ++i) {
+      std::vector<int32_t> ids = encode(prompts[jobs[i].prompt_index].text);
+      const int64_t room = context - static_cast<int64_t>(ids.size()) - (bos ? 1 : 0);
+      items.push_back({i, std::move(ids), std::min(wanted, std::max(room, floor))});
+    }
+    std::stable_sort(items.begin(), items.end(),
+                     [](const Item& a, const Item& b) { return a.budget > b.budget; });
     GenerateOptions options;
     options.batch_size = spec_.builtin.batch_size;
     const size_t step = static_cast<size_t>(spec_.builtin.batch_size);
-    for (size_t start = 0; start < jobs.size(); start += step) {
-      const size_t end = std::min(jobs.size(), start + step);
+    for (size_t start = 0; start < items.size();) {
+      size_t end = start;
+      while (end < items.size() && end - start < step && items[end].budget == items[start].budget)
+        ++end;
       std::vector<std::vector<int32_t>> ids;
       std::vector<uint64_t> seeds;
       for (size_t i = start; i < end; ++i) {
-        ids.push_back(lm_.tokenizer().encode(prompts[jobs[i].prompt_index].text));
-        seeds.push_back(jobs[i].seed);
+        ids.push_back(items[i].ids);
+        seeds.push_back(jobs[items[i].job].seed);
       }
-      const auto out = generate(lm_, ids, seeds, spec_.sampling, options);
+      SamplingParams params = spec_.sampling;
+      params.max_new_tokens = items[start].budget;
+      const auto out = generate(lm_, ids, seeds, params, options);
       for (size_t i = start; i < end; ++i) {
         const Generation& g = out[i - start];
-        done(jobs[i], g.text, g.finish, static_cast<int64_t>(g.ids.size()));
+        JobResult r;
+        r.text = g.text;
+        r.finish = g.finish;
+        r.tokens = static_cast<int64_t>(g.ids.size());
+        r.prompt_cut =
+            static_cast<int64_t>(items[i].ids.size()) + (bos ? 1 : 0) > context - items[i].budget;
+        done(jobs[items[i].job], r);
       }
+      start = end;
     }
   }
 
  private:
+  // The prompt's tokens: the policy's own tokenizer, through its chat template for a chat
+  // policy (special pieces in the template become their ids).
+  std::vector<int32_t> encode(const std::string& prompt) const {
+    if (spec_.builtin.chat_template.empty()) return lm_.tokenizer().encode(prompt);
+    std::string text = spec_.builtin.chat_template;
+    text.replace(text.find("{prompt}"), 8, prompt);
+    std::vector<int32_t> ids;
+    std::vector<size_t> ends;
+    lm_.tokenizer().encode_split_specials(text, ids, ends);
+    return ids;
+  }
+
   static CausalLM load(const PolicySpec& spec) {
     CausalLMOptions o;
     o.tokenizer_dir = spec.builtin.tokenizer;
@@ -76,9 +126,7 @@ class ServerBackend : public PolicyBackend {
         const size_t i = next++;
         if (i >= jobs.size()) return;
         try {
-          const Completion c =
-              client_.complete(prompts[jobs[i].prompt_index].text, spec_.sampling, jobs[i].seed);
-          done(jobs[i], c.text, c.finish, c.tokens);
+          done(jobs[i], complete(prompts[jobs[i].prompt_index].text, jobs[i].seed));
         } catch (const std::exception& e) {
           std::lock_guard<std::mutex> lock(error_mutex);
           if (first_error.empty()) first_error = e.what();
@@ -94,6 +142,32 @@ class ServerBackend : public PolicyBackend {
   }
 
  private:
+  // One completion; a prompt the server finds too long for its context is cut from the left
+  // (its last half kept) and asked again, up to four times, then skipped.
+  JobResult complete(const std::string& prompt, uint64_t seed) const {
+    JobResult r;
+    std::string text = prompt;
+    for (int cuts = 0;; ++cuts) {
+      const Completion c = client_.complete(text, spec_.sampling, seed);
+      if (!c.context_exceeded) {
+        r.text = c.text;
+        r.finish = c.finish;
+        r.tokens = c.tokens;
+        return r;
+      }
+      if (cuts == 4 || text.size() < 2) {
+        spdlog::warn(
+            "policy \"{}\": a prompt of {} bytes does not fit the server's context even "
+            "cut to {} bytes; skipped ({})",
+            spec_.name, prompt.size(), text.size(), c.error);
+        r.context_skipped = true;
+        return r;
+      }
+      text = text.substr(utf8_boundary(text, text.size() / 2));
+      r.prompt_cut = true;
+    }
+  }
+
   PolicySpec spec_;
   OpenAIClient client_;
 };

@@ -1,7 +1,5 @@
-// CausalLM: the imported decoder run incrementally with a KV cache, plus the LM
-// head. The numerics follow transformers' Llama/Qwen2 modules (and the reward
-// model's): RMSNorm in fp32, RoPE angles in fp32 cast to the model dtype, SDPA
-// with grouped-query heads repeated.
+// CausalLM: the imported decoder (the reward model's layers) run incrementally
+// with a KV cache through RewardModel::decode, plus the LM head.
 #include "polar/sample/causal_lm.h"
 
 #include <torch/torch.h>
@@ -21,22 +19,6 @@ namespace fs = std::filesystem;
 using torch::Tensor;
 
 namespace {
-
-Tensor rms_norm(const Tensor& x, const Tensor& weight, double eps) {
-  const auto compute = x.scalar_type() == torch::kDouble ? torch::kDouble : torch::kFloat;
-  const Tensor xf = x.to(compute);
-  const Tensor normed = xf * torch::rsqrt(xf.square().mean(-1, /*keepdim=*/true) + eps);
-  return weight * normed.to(x.scalar_type());
-}
-
-Tensor rotate_half(const Tensor& x) {
-  const int64_t half = x.size(-1) / 2;
-  return torch::cat({-x.narrow(-1, half, half), x.narrow(-1, 0, half)}, -1);
-}
-
-Tensor linear(const Tensor& x, const Tensor& w, const Tensor& b) {
-  return b.defined() ? torch::linear(x, w, b) : torch::linear(x, w);
-}
 
 // The LM head tensor of an HF directory, read from the file that holds it.
 Tensor read_lm_head(const fs::path& dir, const char* name) {
@@ -77,6 +59,7 @@ CausalLM CausalLM::load(const std::string& dir, const CausalLMOptions& options) 
               " is a reward model; sampling needs a *ForCausalLM with an LM head");
   HfImportOptions import_options;
   import_options.tokenizer_dir = options.tokenizer_dir;
+  import_options.language_model = true;  // a policy needs its own tokenizer, not POLAR's tokens
   LoadedModel lm = import_hf(dir, torch::kCPU, import_options);
   Tensor head;
   if (lm.shape.tie_embeddings) {
@@ -84,6 +67,10 @@ CausalLM CausalLM::load(const std::string& dir, const CausalLMOptions& options) 
   } else {
     head = read_lm_head(dir, io::hf::layout_table(lm.shape.family().family).lm_head);
   }
+  // Template tokens the import added (tokenizer.json) grew the embedding; the head grows alike.
+  if (head.dim() == 2 && head.size(0) < lm.shape.vocab_size &&
+      lm.tokenizer.template_choice().how == "added")
+    head = grown_embedding(head, lm.shape.vocab_size);
   POLAR_CHECK(head.dim() == 2 && head.size(0) == lm.shape.vocab_size &&
                   head.size(1) == lm.shape.hidden_size,
               dir, ": the LM head has shape ", head.sizes(), ", expected (", lm.shape.vocab_size,
@@ -95,112 +82,23 @@ CausalLM CausalLM::load(const std::string& dir, const CausalLMOptions& options) 
 
 CausalLM::CausalLM(RewardModel decoder, Tensor lm_head, Tokenizer tokenizer)
     : decoder_(std::move(decoder)), lm_head_(std::move(lm_head)), tokenizer_(std::move(tokenizer)) {
-  auto params = decoder_->named_parameters();
-  auto get = [&](const std::string& name) {
-    return params.contains(name) ? params[name].detach() : Tensor();
-  };
-  embed_ = get("model.embed_tokens.weight");
-  final_norm_ = get("model.norm.weight");
-  for (int64_t i = 0; i < config().num_layers; ++i) {
-    const std::string p = "model.layers." + std::to_string(i) + ".";
-    layers_.push_back({get(p + "self_attn.q_proj.weight"), get(p + "self_attn.k_proj.weight"),
-                       get(p + "self_attn.v_proj.weight"), get(p + "self_attn.o_proj.weight"),
-                       get(p + "self_attn.q_proj.bias"), get(p + "self_attn.k_proj.bias"),
-                       get(p + "self_attn.v_proj.bias"), get(p + "mlp.gate_proj.weight"),
-                       get(p + "mlp.up_proj.weight"), get(p + "mlp.down_proj.weight"),
-                       get(p + "input_layernorm.weight"),
-                       get(p + "post_attention_layernorm.weight")});
-  }
-  POLAR_CHECK(lm_head_.sizes() == embed_.sizes(), "CausalLM: LM head ", lm_head_.sizes(),
-              " does not match the embedding ", embed_.sizes());
+  const auto& c = config();
+  POLAR_CHECK(
+      lm_head_.dim() == 2 && lm_head_.size(0) == c.vocab_size && lm_head_.size(1) == c.hidden_size,
+      "CausalLM: LM head ", lm_head_.sizes(), " does not match the embedding (", c.vocab_size, ", ",
+      c.hidden_size, ")");
 }
 
 KvCache CausalLM::new_cache(int64_t batch, int64_t capacity) const {
-  const auto& c = config();
-  KvCache cache;
-  for (int64_t i = 0; i < c.num_layers; ++i) {
-    cache.keys.push_back(
-        torch::zeros({batch, c.num_kv_heads, capacity, c.head_dim()}, embed_.options()));
-    cache.values.push_back(torch::zeros_like(cache.keys.back()));
-  }
-  return cache;
+  return decoder_->new_cache(batch, capacity);
 }
 
-Tensor CausalLM::layer_forward(const LayerWeights& w, const Tensor& x, const Tensor& cos,
-                               const Tensor& sin, const Tensor& mask, KvCache& cache,
-                               size_t layer) const {
-  const auto& c = config();
-  const int64_t B = x.size(0), T = x.size(1), D = c.head_dim();
-  const Tensor h = rms_norm(x, w.input_norm, c.rms_eps);
-  const Tensor q = linear(h, w.q, w.q_bias).view({B, T, c.num_heads, D});
-  const Tensor k = linear(h, w.k, w.k_bias).view({B, T, c.num_kv_heads, D});
-  const Tensor v = linear(h, w.v, w.v_bias).view({B, T, c.num_kv_heads, D});
-  const Tensor qr = (q * cos + rotate_half(q) * sin).transpose(1, 2);  // (B, Hq, T, D)
-  const Tensor kr = (k * cos + rotate_half(k) * sin).transpose(1, 2);  // (B, Hkv, T, D)
-  const int64_t start = cache.length, total = cache.length + T;
-  cache.keys[layer].narrow(2, start, T).copy_(kr);
-  cache.values[layer].narrow(2, start, T).copy_(v.transpose(1, 2));
-  Tensor keys = cache.keys[layer].narrow(2, 0, total),
-         values = cache.values[layer].narrow(2, 0, total);
-  const int64_t rep = c.num_heads / c.num_kv_heads;
-  if (rep > 1) {  // query head h reads kv head h / rep, as HF repeat_kv
-    keys = keys.repeat_interleave(rep, 1);
-    values = values.repeat_interleave(rep, 1);
-  }
-  const Tensor attn = torch::scaled_dot_product_attention(qr, keys, values, mask);  // (B, Hq, T, D)
-  const Tensor out = x + torch::linear(attn.transpose(1, 2).reshape({B, T, c.hidden_size}), w.o);
-  const Tensor m = rms_norm(out, w.post_norm, c.rms_eps);
-  return out +
-         torch::linear(torch::silu(torch::linear(m, w.gate)) * torch::linear(m, w.up), w.down);
-}
-
-Tensor CausalLM::step(const Tensor& tokens_in, const Tensor& positions_in,
-                      const Tensor& key_mask_in, KvCache& cache) const {
+Tensor CausalLM::step(const Tensor& tokens, const Tensor& positions, const Tensor& key_mask,
+                      KvCache& cache) const {
   torch::NoGradGuard no_grad;
-  const auto& c = config();
-  const auto device = embed_.device();
-  const int64_t B = tokens_in.size(0), T = tokens_in.size(1), total = cache.length + T,
-                D = c.head_dim();
-  POLAR_CHECK(total <= cache.capacity(), "CausalLM: KV cache of ", cache.capacity(),
-              " positions is full");
-  POLAR_CHECK(key_mask_in.size(0) == B && key_mask_in.size(1) == total,
-              "CausalLM: key_mask must be (", B, ", ", total, "), got ", key_mask_in.sizes());
-  if (tokens_in.numel() > 0) {
-    const auto lo = tokens_in.min().item<int64_t>(), hi = tokens_in.max().item<int64_t>();
-    POLAR_CHECK(lo >= 0 && hi < c.vocab_size, "CausalLM: token ids must be in [0, ", c.vocab_size,
-                ")");
-  }
-  const Tensor tokens = tokens_in.to(device), positions = positions_in.to(device);
-  const Tensor key_mask = key_mask_in.to(device, torch::kBool);
-  // RoPE as the reward model and HF compute it: fp32 angles, cos/sin in the
-  // model dtype.
-  const auto f32 = torch::TensorOptions().dtype(torch::kFloat).device(device);
-  const Tensor exponents =
-      torch::arange(0, D, 2, f32.dtype(torch::kInt64)).to(torch::kFloat) / static_cast<double>(D);
-  const Tensor inv_freq = 1.0 / torch::pow(c.rope_theta, exponents) / c.rope_scaling;  // (D/2)
-  const Tensor freqs = positions.to(torch::kFloat).unsqueeze(-1) * inv_freq;  // (B, T, D/2)
-  const Tensor angles = torch::cat({freqs, freqs}, -1).unsqueeze(2);          // (B, T, 1, D)
-  const Tensor cos = angles.cos().to(embed_.scalar_type()),
-               sin = angles.sin().to(embed_.scalar_type());
-  // Query i (absolute position start + i) sees real keys up to itself; a
-  // padding query sees itself too, so no row is empty (an empty row would turn
-  // softmax into NaN).
-  const auto bool_opts = torch::TensorOptions().dtype(torch::kBool).device(device);
-  const Tensor query_abs =
-      torch::arange(cache.length, total, f32.dtype(torch::kInt64)).unsqueeze(1);  // (T, 1)
-  const Tensor key_abs =
-      torch::arange(0, total, f32.dtype(torch::kInt64)).unsqueeze(0);  // (1, total)
-  const Tensor causal = (key_abs <= query_abs).to(bool_opts);
-  const Tensor self = key_abs == query_abs;
-  const Tensor mask = ((key_mask.unsqueeze(1) & causal.unsqueeze(0)) | self.unsqueeze(0))
-                          .unsqueeze(1);  // (B,1,T,total)
-
-  Tensor x = embed_.index_select(0, tokens.reshape({B * T})).view({B, T, c.hidden_size});
-  for (size_t i = 0; i < layers_.size(); ++i)
-    x = layer_forward(layers_[i], x, cos, sin, mask, cache, i);
-  cache.length = total;
-  const Tensor last = rms_norm(x.select(1, T - 1), final_norm_, c.rms_eps);  // (B, H)
-  return torch::linear(last, lm_head_).to(torch::kFloat);                    // (B, V)
+  const Tensor hidden = decoder_->decode(tokens, positions, key_mask, cache);      // (B, T, H)
+  const Tensor last = decoder_->final_norm(hidden.select(1, hidden.size(1) - 1));  // (B, H)
+  return torch::linear(last, lm_head_).to(torch::kFloat);                          // (B, V)
 }
 
 }  // namespace polar::sample

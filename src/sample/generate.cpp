@@ -24,6 +24,11 @@ void SamplingParams::validate(const std::string& where) const {
               max_new_tokens);
   for (const auto& s : stop)
     POLAR_CHECK(!s.empty(), where, ".stop: stop strings must not be empty");
+  POLAR_CHECK(std::isfinite(repetition_penalty) && repetition_penalty > 0, where,
+              ".repetition_penalty: expected a number > 0 (1 turns it off), got ",
+              repetition_penalty);
+  POLAR_CHECK(std::isfinite(min_p) && min_p >= 0 && min_p < 1, where,
+              ".min_p: expected a number in [0, 1) (0 turns it off), got ", min_p);
 }
 
 Tensor filtered_probs(const Tensor& logits_in, const SamplingParams& params) {
@@ -184,6 +189,9 @@ std::vector<Generation> generate(const CausalLM& lm,
               seeds.size(), " seeds");
   POLAR_CHECK(options.batch_size >= 1, "generate: batch_size must be >= 1");
   params.validate("sampling");
+  POLAR_CHECK(params.repetition_penalty == 1.0 && params.min_p == 0.0,
+              "sampling: the built-in sampler has no repetition_penalty or min_p filter; leave "
+              "them at 1 and 0 for built-in policies");
   const int64_t max_prompt = lm.config().max_position - params.max_new_tokens;
   POLAR_CHECK(max_prompt >= 1, "sampling.max_new_tokens (", params.max_new_tokens,
               ") leaves no room for a prompt within the model's max_position ",

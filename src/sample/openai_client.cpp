@@ -5,6 +5,7 @@
 #include <httplib.h>
 #include <spdlog/spdlog.h>
 
+#include <cctype>
 #include <chrono>
 #include <thread>
 
@@ -99,15 +100,44 @@ void OpenAIClient::check() const {
               "\" (it serves: " + (served.empty() ? "nothing" : served) + ")");
 }
 
+bool is_context_length_error(const std::string& body) {
+  std::string lower = body.substr(0, 4096);
+  for (char& c : lower) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  // vLLM: "This model's maximum context length is N tokens. However, you requested M tokens";
+  // SGLang: "The input (N tokens) is longer than the model's context length (M tokens)";
+  // lmdeploy: "... exceed session_len ..."; OpenAI: "context_length_exceeded".
+  for (const char* phrase : {"context length", "context_length", "maximum context", "max_model_len",
+                             "session_len", "too long", "longer than the model"}) {
+    if (lower.find(phrase) != std::string::npos) return true;
+  }
+  return false;
+}
+
 json OpenAIClient::request_body(const std::string& prompt, const SamplingParams& params,
                                 uint64_t seed) const {
+  // Every parameter is sent: a server fills the ones left out from the model's
+  // generation_config, and the samples would not follow the pool file.
   json body = {{"model", spec_.model},
                {"max_tokens", params.max_new_tokens},
                {"temperature", params.temperature},
                {"top_p", params.top_p},
-               {"top_k", params.top_k > 0 ? params.top_k : -1},  // vLLM and SGLang read -1 as off
                {"seed", seed & 0x7fffffffffffffffull},
                {"n", 1}};
+  switch (spec_.engine) {
+    case Engine::Vllm:
+    case Engine::Sglang:  // -1 is their "off"
+      body["top_k"] = params.top_k > 0 ? params.top_k : -1;
+      body["min_p"] = params.min_p;
+      body["repetition_penalty"] = params.repetition_penalty;
+      break;
+    case Engine::Lmdeploy:  // rejects top_k -1: left out when off
+      if (params.top_k > 0) body["top_k"] = params.top_k;
+      body["min_p"] = params.min_p;
+      body["repetition_penalty"] = params.repetition_penalty;
+      break;
+    case Engine::OpenAI:  // knows none of the three (the pool checks they are off)
+      break;
+  }
   if (!params.stop.empty()) body["stop"] = params.stop;
   if (spec_.chat) {
     body["messages"] = json::array({{{"role", "user"}, {"content", prompt}}});
@@ -121,6 +151,12 @@ Completion OpenAIClient::complete(const std::string& prompt, const SamplingParam
                                   uint64_t seed) const {
   const std::string path = spec_.chat ? "/v1/chat/completions" : "/v1/completions";
   const auto [status, body] = send("POST", path, request_body(prompt, params, seed).dump());
+  if (status == 400 && is_context_length_error(body)) {
+    Completion c;
+    c.context_exceeded = true;
+    c.error = excerpt(body);
+    return c;
+  }
   POLAR_CHECK(status == 200, where(), ": POST ", path, " answered HTTP ", status, ": ",
               excerpt(body));
   const json j = json::parse(body, nullptr, /*allow_exceptions=*/false);

@@ -4,12 +4,35 @@
 #include <filesystem>
 #include <set>
 
+#include "polar/common/error.h"
 #include "polar/common/json_config.h"
 
 namespace polar::sample {
 
 namespace fs = std::filesystem;
 using nlohmann::json;
+
+Engine parse_engine(const std::string& name, const std::string& where) {
+  if (name == "vllm") return Engine::Vllm;
+  if (name == "sglang") return Engine::Sglang;
+  if (name == "lmdeploy") return Engine::Lmdeploy;
+  if (name == "openai") return Engine::OpenAI;
+  throw Error(where + ": expected \"vllm\", \"sglang\", \"lmdeploy\" or \"openai\", got \"" + name +
+              "\"");
+}
+
+const char* engine_name(Engine engine) {
+  switch (engine) {
+    case Engine::Sglang:
+      return "sglang";
+    case Engine::Lmdeploy:
+      return "lmdeploy";
+    case Engine::OpenAI:
+      return "openai";
+    default:
+      return "vllm";
+  }
+}
 
 namespace {
 
@@ -21,6 +44,8 @@ void read_sampling(const json* obj, const std::string& where, SamplingParams& p)
   r.get("top_k", p.top_k);
   r.get("max_new_tokens", p.max_new_tokens);
   r.get("stop", p.stop);
+  r.get("repetition_penalty", p.repetition_penalty);
+  r.get("min_p", p.min_p);
   r.finish();
 }
 
@@ -39,6 +64,13 @@ PolicySpec read_entry(const json& entry, const std::string& where, const Samplin
   r.get("name", p.name);
   POLAR_CHECK(!p.name.empty(), where, ": \"name\" is missing or empty (every policy needs a name)");
   const std::string at = where + " (\"" + p.name + "\")";
+  std::string kind =
+      entry.contains("chat") && entry["chat"].is_boolean() && entry["chat"].get<bool>() ? "chat"
+                                                                                        : "base";
+  r.get("kind", kind);
+  POLAR_CHECK(kind == "base" || kind == "chat", at, ".kind: expected \"base\" or \"chat\", got \"",
+              kind, "\"");
+  p.kind = kind == "chat" ? PolicyKind::Chat : PolicyKind::Base;
   p.is_server = entry.contains("endpoint");
   POLAR_CHECK(p.is_server != entry.contains("model_dir"), at,
               ": give exactly one of \"endpoint\" (an OpenAI-compatible "
@@ -47,7 +79,11 @@ PolicySpec read_entry(const json& entry, const std::string& where, const Samplin
     ServerSpec& s = p.server;
     r.get("endpoint", s.endpoint);
     r.get("model", s.model);
+    s.chat = p.kind == PolicyKind::Chat;
     r.get("chat", s.chat);
+    std::string engine = "vllm";
+    r.get("engine", engine);
+    s.engine = parse_engine(engine, at + ".engine");
     r.get("concurrency", s.concurrency);
     r.get("timeout_s", s.timeout_s);
     r.get("max_retries", s.max_retries);
@@ -63,6 +99,9 @@ PolicySpec read_entry(const json& entry, const std::string& where, const Samplin
     BuiltinSpec& b = p.builtin;
     r.get("model_dir", b.model_dir);
     r.get("tokenizer", b.tokenizer);
+    r.get("chat_template", b.chat_template);
+    POLAR_CHECK(b.chat_template.empty() || b.chat_template.find("{prompt}") != std::string::npos,
+                at, ".chat_template: expected a text with \"{prompt}\" where the prompt goes");
     r.get("device", b.device);
     r.get("dtype", b.dtype);
     r.get("batch_size", b.batch_size);
@@ -73,6 +112,19 @@ PolicySpec read_entry(const json& entry, const std::string& where, const Samplin
   read_sampling(r.object("sampling"), at + ".sampling", p.sampling);
   r.finish();
   p.sampling.validate(at + ".sampling");
+  if (p.is_server && p.server.engine == Engine::OpenAI) {
+    POLAR_CHECK(
+        p.sampling.top_k == 0 && p.sampling.min_p == 0 && p.sampling.repetition_penalty == 1, at,
+        ".sampling: engine \"openai\" takes no top_k, min_p or repetition_penalty; "
+        "set top_k 0 (and leave the others out) or name the server's engine");
+  }
+  if (!p.is_server) {
+    POLAR_CHECK(p.sampling.min_p == 0 && p.sampling.repetition_penalty == 1, at,
+                ".sampling: built-in policies have no min_p or repetition_penalty filter");
+    POLAR_CHECK(p.kind == PolicyKind::Base || !p.builtin.chat_template.empty(), at,
+                ": a built-in \"chat\" policy needs \"chat_template\" (its prompt format with "
+                "\"{prompt}\"; tokenizer_config.json's Jinja templates are not run)");
+  }
   return p;
 }
 

@@ -2,11 +2,14 @@
 // sample/prompts.h.
 #include "polar/sample/prompts.h"
 
+#include <algorithm>
+#include <cmath>
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <random>
 
 #include "polar/common/error.h"
+#include "polar/data/builder.h"
 #include "polar/data/records.h"
 
 namespace polar::sample {
@@ -87,9 +90,36 @@ std::vector<Prompt> corpus_prefix_prompts(const std::string& path, const Tokeniz
     Prompt p;
     p.text = tokenizer.decode(std::vector<int32_t>(ids.begin(), ids.begin() + n));
     p.category = options.category;
+    p.instruction = false;
     if (!p.text.empty()) out.push_back(std::move(p));
   });
   POLAR_CHECK(!out.empty(), path, ": no texts to take prefixes of");
+  return out;
+}
+
+std::vector<Prompt> with_instruction_share(const std::vector<Prompt>& prompts, double share,
+                                           uint64_t seed) {
+  POLAR_CHECK(share >= 0 && share < 1, "--instruction-share: expected a number in [0, 1), got ",
+              share);
+  std::vector<std::pair<uint64_t, size_t>> instructions;  // (seeded hash, index)
+  int64_t prefixes = 0;
+  for (size_t i = 0; i < prompts.size(); ++i) {
+    if (prompts[i].instruction) {
+      instructions.emplace_back(prompt_hash(prompts[i].text) ^ (seed * 0x9E3779B97F4A7C15ULL), i);
+    } else {
+      ++prefixes;
+    }
+  }
+  const auto keep = std::min<size_t>(
+      instructions.size(),
+      static_cast<size_t>(std::llround(share / (1 - share) * static_cast<double>(prefixes))));
+  std::sort(instructions.begin(), instructions.end());
+  std::vector<bool> kept(prompts.size(), true);
+  for (size_t k = keep; k < instructions.size(); ++k) kept[instructions[k].second] = false;
+  std::vector<Prompt> out;
+  for (size_t i = 0; i < prompts.size(); ++i) {
+    if (kept[i]) out.push_back(prompts[i]);
+  }
   return out;
 }
 

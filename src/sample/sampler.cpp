@@ -13,17 +13,19 @@
 #include <fstream>
 #include <mutex>
 #include <nlohmann/json.hpp>
+#include <random>
 #include <set>
 #include <tuple>
 
 #include "polar/common/error.h"
+#include "polar/data/builder.h"
 #include "polar/data/records.h"
 
 namespace polar::sample {
 
 namespace fs = std::filesystem;
 using nlohmann::json;
-using Key = std::tuple<std::string, int64_t, int64_t>;  // (policy, prompt_index, sample)
+using Key = std::tuple<std::string, std::string, int64_t>;  // (policy, prompt_id, sample)
 
 namespace {
 
@@ -34,9 +36,10 @@ int64_t int_field(const json& obj, const char* key, const std::string& where) {
   return obj[key].get<int64_t>();
 }
 
-// The keys already in `path`. A last line without its newline (a run killed
-// mid-write) is cut off.
-std::set<Key> read_existing(const std::string& path, const std::vector<Prompt>& prompts) {
+// The keys already in `path`, and how many of them belong to prompts not in `ids`. A last line
+// without its newline (a run killed mid-write) is cut off.
+std::set<Key> read_existing(const std::string& path, const std::set<std::string>& ids,
+                            int64_t& other_prompts) {
   std::set<Key> keys;
   if (!fs::exists(path)) return keys;
   std::string bytes;
@@ -66,14 +69,13 @@ std::set<Key> read_existing(const std::string& path, const std::vector<Prompt>& 
     POLAR_CHECK(obj.is_object() && obj.contains("policy") && obj["policy"].is_string() &&
                     obj.contains("prompt"),
                 where, ": expected a record of `polar sample` (use a new --output)");
-    const int64_t index = int_field(obj, "prompt_index", where),
-                  sample = int_field(obj, "sample", where);
-    POLAR_CHECK(index >= 0 && index < static_cast<int64_t>(prompts.size()) &&
-                    render_text_field(obj["prompt"], where) == prompts[index].text,
-                where, ": prompt_index ", index,
-                " does not hold the same prompt as this run's prompts; the output "
-                "belongs to other prompts (use a new --output or the same prompts)");
-    keys.emplace(obj["policy"].get<std::string>(), index, sample);
+    const int64_t sample = int_field(obj, "sample", where);
+    // Records of older versions have no prompt_id: the prompt text gives it.
+    const std::string id = obj.contains("prompt_id") && obj["prompt_id"].is_string()
+                               ? obj["prompt_id"].get<std::string>()
+                               : prompt_id(render_text_field(obj["prompt"], where));
+    if (!ids.count(id)) ++other_prompts;
+    keys.emplace(obj["policy"].get<std::string>(), id, sample);
   }
   return keys;
 }
@@ -155,30 +157,93 @@ class Writer {
 
 }  // namespace
 
+SampleScheme parse_sample_scheme(const std::string& name) {
+  if (name == "paper") return SampleScheme::Paper;
+  if (name == "all") return SampleScheme::All;
+  throw Error("--scheme: expected \"paper\" or \"all\", got \"" + name + "\"");
+}
+
+std::string prompt_id(const std::string& text) {
+  char buf[17];
+  std::snprintf(buf, sizeof buf, "%016llx", static_cast<unsigned long long>(prompt_hash(text)));
+  return buf;
+}
+
+std::vector<std::pair<size_t, int64_t>> paper_assignment(const std::vector<PolicySpec>& policies,
+                                                         const Prompt& prompt, uint64_t seed) {
+  POLAR_CHECK(policies.size() >= 2, "--scheme paper needs at least two policies in the pool");
+  const PolicyKind wanted = prompt.instruction ? PolicyKind::Chat : PolicyKind::Base;
+  std::vector<size_t> candidates;
+  for (size_t p = 0; p < policies.size(); ++p) {
+    if (policies[p].kind == wanted) candidates.push_back(p);
+  }
+  if (candidates.size() < 2) {  // too few of the prompt's kind: any policy
+    candidates.resize(policies.size());
+    for (size_t p = 0; p < policies.size(); ++p) candidates[p] = p;
+  }
+  // Seeded by the prompt text, so the draw does not depend on the other prompts.
+  std::mt19937_64 rng(
+      sample_seed(seed, "paper-scheme", static_cast<int64_t>(prompt_hash(prompt.text)), 0));
+  const size_t a = std::uniform_int_distribution<size_t>(0, candidates.size() - 1)(rng);
+  size_t b = std::uniform_int_distribution<size_t>(0, candidates.size() - 2)(rng);
+  if (b >= a) ++b;
+  return {{candidates[a], 2}, {candidates[b], 1}};
+}
+
+json SampleRunStats::to_json() const {
+  return {{"written", written},
+          {"existing", existing},
+          {"other_prompts", other_prompts},
+          {"tokens", tokens},
+          {"prompts_cut", prompts_cut},
+          {"context_skipped", context_skipped},
+          {"response_filter", filter.to_json()},
+          {"seconds", seconds}};
+}
+
 SampleRunStats run_sampling(const SampleRunOptions& options) {
   POLAR_CHECK(!options.policies.empty(), "polar sample: the pool has no policies");
   POLAR_CHECK(!options.prompts.empty(), "polar sample: no prompts");
   POLAR_CHECK(options.samples_per_prompt >= 1, "--samples-per-prompt: expected an integer >= 1");
-  const std::set<Key> existing = read_existing(options.output, options.prompts);
+  std::vector<std::string> ids;
+  for (const auto& p : options.prompts) ids.push_back(prompt_id(p.text));
+  SampleRunStats stats;
+  const std::set<Key> existing = read_existing(
+      options.output, std::set<std::string>(ids.begin(), ids.end()), stats.other_prompts);
   std::vector<std::vector<SampleJob>> jobs(options.policies.size());
-  int64_t pending = 0;
-  for (size_t p = 0; p < options.policies.size(); ++p) {
+  int64_t pending = 0, total = 0;
+  std::set<Key> planned;  // a prompt given twice is sampled once
+  auto add = [&](size_t p, int64_t i, int64_t s) {
     const std::string& name = options.policies[p].name;
-    for (int64_t i = 0; i < static_cast<int64_t>(options.prompts.size()); ++i) {
-      for (int64_t s = 0; s < options.samples_per_prompt; ++s) {
-        if (existing.count({name, i, s})) continue;
-        jobs[p].push_back({i, s, sample_seed(options.seed, name, i, s)});
-        ++pending;
-      }
+    const Key key{name, ids[i], s};
+    if (!planned.insert(key).second) return;
+    ++total;
+    if (existing.count(key)) return;
+    jobs[p].push_back({i, s,
+                       sample_seed(options.seed, name,
+                                   static_cast<int64_t>(prompt_hash(options.prompts[i].text)), s)});
+    ++pending;
+  };
+  for (int64_t i = 0; i < static_cast<int64_t>(options.prompts.size()); ++i) {
+    if (options.scheme == SampleScheme::Paper) {
+      for (const auto& [p, n] :
+           paper_assignment(options.policies, options.prompts[i], options.seed))
+        for (int64_t s = 0; s < n; ++s) add(p, i, s);
+    } else {
+      for (size_t p = 0; p < options.policies.size(); ++p)
+        for (int64_t s = 0; s < options.samples_per_prompt; ++s) add(p, i, s);
     }
   }
-  SampleRunStats stats;
   stats.existing = static_cast<int64_t>(existing.size());
   spdlog::info(
-      "polar sample: {} policies x {} prompts x {} samples; {} "
-      "already in {}, {} to sample",
-      options.policies.size(), options.prompts.size(), options.samples_per_prompt, existing.size(),
-      options.output, pending);
+      "polar sample: scheme {}, {} policies, {} prompts, {} samples; {} already in {}{}, {} to "
+      "sample",
+      options.scheme == SampleScheme::Paper ? "paper" : "all", options.policies.size(),
+      options.prompts.size(), total, existing.size(), options.output,
+      stats.other_prompts > 0
+          ? fmt::format(" ({} of prompts not in this run, kept)", stats.other_prompts)
+          : "",
+      pending);
   if (pending == 0) return stats;
   // Every policy with work left is checked before the first sample: a bad entry
   // fails now.
@@ -186,23 +251,40 @@ SampleRunStats run_sampling(const SampleRunOptions& options) {
     if (!jobs[p].empty()) open_backend(options.policies[p]);
   }
   Writer writer(options.output, pending, options.progress);
+  std::mutex stats_mutex;
   try {
     for (size_t p = 0; p < options.policies.size(); ++p) {
       if (jobs[p].empty()) continue;
       const PolicySpec& policy = options.policies[p];
       auto backend = open_backend(policy);
-      backend->run(
-          jobs[p], options.prompts,
-          [&](const SampleJob& job, const std::string& text, const std::string& finish,
-              int64_t tokens) {
-            const Prompt& prompt = options.prompts[job.prompt_index];
-            json record = {{"prompt", prompt.text}, {"policy", policy.name}, {"response", text}};
-            if (!prompt.category.empty()) record["category"] = prompt.category;
-            record["prompt_index"] = job.prompt_index;
-            record["sample"] = job.sample;
-            record["finish"] = finish;
-            writer.write(record, tokens, policy.name);
-          });
+      backend->run(jobs[p], options.prompts, [&](const SampleJob& job, const JobResult& result) {
+        const Prompt& prompt = options.prompts[job.prompt_index];
+        FilteredResponse f;
+        {
+          std::lock_guard<std::mutex> lock(stats_mutex);
+          if (result.context_skipped) {
+            ++stats.context_skipped;
+            return;
+          }
+          if (result.prompt_cut) ++stats.prompts_cut;
+          f = filter_response(result.text, result.finish, options.filter, stats.filter);
+        }
+        if (f.dropped == "aborted") return;  // not written: a re-run asks again
+        json record = {{"prompt", prompt.text},
+                       {"policy", policy.name},
+                       {"response", f.keep ? f.text : result.text}};
+        if (!prompt.category.empty()) record["category"] = prompt.category;
+        record["prompt_id"] = ids[job.prompt_index];
+        record["sample"] = job.sample;
+        record["finish"] = result.finish;
+        json filtered = json::array();
+        if (f.loop_truncated) filtered.push_back("loop");
+        if (f.unfinished_cut) filtered.push_back("unfinished_cut");
+        if (!filtered.empty()) record["filtered"] = filtered;
+        if (!f.keep) record["dropped"] = f.dropped;
+        if (result.prompt_cut) record["prompt_cut"] = true;
+        writer.write(record, result.tokens, policy.name);
+      });
     }
   } catch (const Error& e) {
     writer.finish();

@@ -3,6 +3,8 @@
 
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
+
 #include "polar/common/error.h"
 
 namespace polar::serve {
@@ -27,24 +29,54 @@ DynamicBatcher::DynamicBatcher(LoadedModel& model, BatcherOptions options)
 
 DynamicBatcher::~DynamicBatcher() { stop(); }
 
-std::future<std::vector<float>> DynamicBatcher::submit(std::vector<EncodedGroup> groups) {
-  Job job;
-  for (const auto& g : groups) {
+std::future<std::vector<float>> DynamicBatcher::submit(std::vector<EncodedGroup> groups,
+                                                       std::shared_ptr<std::atomic<bool>> cancel) {
+  auto request = std::make_shared<Request>();
+  request->cancel = std::move(cancel);
+  auto future = request->done.get_future();
+  const int64_t chunk_tokens = options_.chunk_tokens > 0
+                                   ? options_.chunk_tokens
+                                   : std::max<int64_t>(1, options_.batch_tokens / 4);
+  const auto now = std::chrono::steady_clock::now();
+  std::vector<Job> jobs;
+  size_t sequences = 0;
+  for (auto& g : groups) {
+    const int64_t t = group_tokens(g);
+    if (jobs.empty() || (jobs.back().tokens + t > chunk_tokens && !jobs.back().groups.empty())) {
+      jobs.emplace_back();
+      jobs.back().request = request;
+      jobs.back().offset = sequences;
+      jobs.back().arrived = now;
+    }
+    Job& job = jobs.back();
     job.sequences += static_cast<int64_t>(g.candidates.size());
-    job.tokens += group_tokens(g);
+    job.tokens += t;
+    sequences += g.candidates.size();
+    job.groups.push_back(std::move(g));
   }
-  job.groups = std::move(groups);
-  job.arrived = std::chrono::steady_clock::now();
-  auto future = job.done.get_future();
+  request->rewards.resize(sequences);
+  request->chunks_left = jobs.size();
+  if (jobs.empty()) {
+    request->done.set_value({});
+    return future;
+  }
   {
     std::lock_guard<std::mutex> lock(mu_);
     POLAR_CHECK(!stopping_, "the server is shutting down");
-    queued_tokens_ += job.tokens;
-    stats_.queued_sequences += job.sequences;
-    queue_.push_back(std::move(job));
+    for (auto& job : jobs) {
+      queued_tokens_ += job.tokens;
+      stats_.queued_sequences += job.sequences;
+      queue_.push_back(std::move(job));
+    }
   }
   cv_.notify_all();
   return future;
+}
+
+void DynamicBatcher::fail(Request& request, std::exception_ptr error) {
+  if (request.finished) return;
+  request.finished = true;
+  request.done.set_exception(error);
 }
 
 void DynamicBatcher::stop() {
@@ -63,21 +95,74 @@ BatcherStats DynamicBatcher::stats() const {
 
 std::vector<DynamicBatcher::Job> DynamicBatcher::next_batch() {
   std::unique_lock<std::mutex> lock(mu_);
-  cv_.wait(lock, [&] { return stopping_ || !queue_.empty(); });
-  if (queue_.empty()) return {};
-  // Wait for more work until the budget is full or the oldest request has waited long enough.
-  const auto deadline = queue_.front().arrived + options_.max_wait;
-  cv_.wait_until(lock, deadline,
-                 [&] { return stopping_ || queued_tokens_ >= options_.batch_tokens; });
-  std::vector<Job> batch;
+  for (;;) {
+    cv_.wait(lock, [&] { return stopping_ || !queue_.empty(); });
+    if (queue_.empty()) return {};
+    // Wait for more work until the budget is full or the oldest request has waited long enough.
+    const auto deadline = queue_.front().arrived + options_.max_wait;
+    cv_.wait_until(lock, deadline,
+                   [&] { return stopping_ || queued_tokens_ >= options_.batch_tokens; });
+    // Chunks of requests whose client went away are dropped unscored.
+    std::deque<Job> live;
+    for (auto& job : queue_) {
+      if (job.request->cancel && job.request->cancel->load()) {
+        queued_tokens_ -= job.tokens;
+        stats_.queued_sequences -= job.sequences;
+        stats_.cancelled_sequences += job.sequences;
+        fail(*job.request, std::make_exception_ptr(Error("the request was cancelled")));
+      } else {
+        live.push_back(std::move(job));
+      }
+    }
+    queue_.swap(live);
+    if (!queue_.empty()) break;
+  }
+  // One chunk of every request in turn, oldest request first, while the budget lasts (the first
+  // chunk is taken whatever its size).
+  std::vector<std::vector<size_t>> by_request;  // queue indices, per request in arrival order
+  {
+    std::vector<const Request*> order;
+    for (size_t i = 0; i < queue_.size(); ++i) {
+      const Request* r = queue_[i].request.get();
+      size_t k = 0;
+      while (k < order.size() && order[k] != r) ++k;
+      if (k == order.size()) {
+        order.push_back(r);
+        by_request.emplace_back();
+      }
+      by_request[k].push_back(i);
+    }
+  }
+  std::vector<bool> taken(queue_.size(), false);
+  std::vector<size_t> picked;
   int64_t tokens = 0;
-  while (!queue_.empty() &&
-         (batch.empty() || tokens + queue_.front().tokens <= options_.batch_tokens)) {
-    tokens += queue_.front().tokens;
-    queued_tokens_ -= queue_.front().tokens;
-    stats_.queued_sequences -= queue_.front().sequences;
-    batch.push_back(std::move(queue_.front()));
-    queue_.pop_front();
+  bool full = false;
+  for (size_t round = 0; !full; ++round) {
+    bool any = false;
+    for (const auto& chunks : by_request) {
+      if (round >= chunks.size()) continue;
+      any = true;
+      const Job& job = queue_[chunks[round]];
+      if (!picked.empty() && tokens + job.tokens > options_.batch_tokens) {
+        full = true;
+        break;
+      }
+      tokens += job.tokens;
+      picked.push_back(chunks[round]);
+      taken[chunks[round]] = true;
+    }
+    if (!any) break;
+  }
+  std::vector<Job> batch;
+  std::deque<Job> rest;
+  for (size_t i : picked) batch.push_back(std::move(queue_[i]));
+  for (size_t i = 0; i < queue_.size(); ++i) {
+    if (!taken[i]) rest.push_back(std::move(queue_[i]));
+  }
+  queue_.swap(rest);
+  for (const Job& job : batch) {
+    queued_tokens_ -= job.tokens;
+    stats_.queued_sequences -= job.sequences;
   }
   return batch;
 }
@@ -106,14 +191,20 @@ void DynamicBatcher::score(std::vector<Job>& batch) {
   }
   size_t next = 0;
   for (auto& job : batch) {
-    if (failure) {
-      job.done.set_exception(failure);
-      continue;
-    }
+    Request& request = *job.request;
     const auto n = static_cast<size_t>(job.sequences);
-    job.done.set_value(std::vector<float>(rewards.begin() + static_cast<std::ptrdiff_t>(next),
-                                          rewards.begin() + static_cast<std::ptrdiff_t>(next + n)));
+    if (failure) {
+      fail(request, failure);
+    } else if (!request.finished) {
+      std::copy(rewards.begin() + static_cast<std::ptrdiff_t>(next),
+                rewards.begin() + static_cast<std::ptrdiff_t>(next + n),
+                request.rewards.begin() + static_cast<std::ptrdiff_t>(job.offset));
+    }
     next += n;
+    if (--request.chunks_left == 0 && !request.finished) {
+      request.finished = true;
+      request.done.set_value(std::move(request.rewards));
+    }
   }
 }
 

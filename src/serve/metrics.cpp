@@ -46,6 +46,9 @@ std::string Metrics::prometheus_text(const BatcherStats& b) const {
   scalar("polar_tokens_total", "counter", "Tokens run through the model.", b.tokens);
   scalar("polar_batches_total", "counter", "Forward batches run.", b.batches);
   scalar("polar_queue_sequences", "gauge", "Sequences waiting for the model.", b.queued_sequences);
+  scalar("polar_cancelled_sequences_total", "counter",
+         "Sequences dropped unscored because their client closed its connection.",
+         b.cancelled_sequences);
   t += "# HELP polar_request_duration_seconds Latency of scoring requests (parse to response).\n";
   t += "# TYPE polar_request_duration_seconds histogram\n";
   int64_t cumulative = 0;

@@ -1,6 +1,8 @@
 // Request parsing and response shapes for the vLLM, lmdeploy, SGLang and native endpoints.
 #include "polar/serve/protocol.h"
 
+#include <cstring>
+
 #include "polar/common/error.h"
 #include "polar/data/records.h"
 #include "polar/serve/formatted.h"
@@ -22,7 +24,7 @@ void check_model_field(const json& body) {
 
 void check_count(int64_t n, const std::string& key, const RequestLimits& limits) {
   if (n == 0) throw bad_request(key + ": expected at least one sequence, got an empty list");
-  if (n > limits.max_sequences) {
+  if (limits.max_sequences > 0 && n > limits.max_sequences) {
     throw bad_request(key + ": " + std::to_string(n) + " sequences exceed the limit of " +
                       std::to_string(limits.max_sequences) +
                       " sequences per request (--max-sequences)");
@@ -227,11 +229,40 @@ json parse_body(const std::string& body, const RequestLimits& limits) {
   }
 }
 
+namespace {
+
+// Fields of vLLM's pooling and embedding requests that polar does not serve: refused by name
+// rather than ignored, so a client never gets rewards for something it did not ask.
+void check_unserved_fields(const json& body) {
+  if (!body.is_object()) return;
+  auto it = body.find("encoding_format");
+  if (it != body.end() && !it->is_null() && *it != "float") {
+    throw bad_request("\"encoding_format\": only \"float\" is served, got " +
+                      it->dump(-1, ' ', false, json::error_handler_t::replace) +
+                      " (leave it out or send \"float\")");
+  }
+  if (body.contains("messages")) {
+    throw bad_request(
+        "\"messages\": chat requests are not served; send POLAR-formatted strings in \"input\" "
+        "(or records to POST /score)");
+  }
+  it = body.find("add_special_tokens");
+  if (it != body.end() && *it == false) {
+    throw bad_request(
+        "\"add_special_tokens\": false is not served: formatted strings always get the reward "
+        "model's bos, as in training");
+  }
+}
+
+}  // namespace
+
 ParsedRequest parse_pooling(const json& body, const Tokenizer& tok, const RequestLimits& limits) {
+  check_unserved_fields(body);
   return parse_inputs(body, "input", tok, limits, true, true);
 }
 
 ParsedRequest parse_classify(const json& body, const Tokenizer& tok, const RequestLimits& limits) {
+  check_unserved_fields(body);
   if (body.is_object() && body.contains("input_ids") && !body.contains("text")) {
     return parse_inputs(body, "input_ids", tok, limits, false, true);
   }
@@ -304,10 +335,124 @@ json score_response(const ParsedRequest& req, const std::vector<float>& rewards,
 
 json error_body(int status, const std::string& message) {
   const char* type = status == 404   ? "NotFoundError"
+                     : status == 401 ? "AuthenticationError"
                      : status == 413 ? "PayloadTooLargeError"
                      : status >= 500 ? "InternalServerError"
                                      : "BadRequestError";
-  return {{"object", "error"}, {"message", message}, {"type", type}, {"code", status}};
+  return {{"error", {{"message", message}, {"type", type}, {"param", nullptr}, {"code", status}}},
+          {"object", "error"},
+          {"message", message},
+          {"type", type},
+          {"code", status}};
+}
+
+void check_request_tokens(const ParsedRequest& req, const RequestLimits& limits) {
+  const int64_t tokens = req.tokens();
+  if (tokens > limits.max_request_tokens) {
+    throw HttpError(413, "the request holds " + std::to_string(tokens) + " tokens, more than the " +
+                             std::to_string(limits.max_request_tokens) +
+                             " one request may hold in memory (--max-request-tokens); split it");
+  }
+}
+
+std::string strip_chat_template(const std::string& text) {
+  // Turn headers (a role name after the marker) and markers, longest first.
+  static const char* const kHeaders[] = {"<|start_header_id|>system<|end_header_id|>",
+                                         "<|start_header_id|>user<|end_header_id|>",
+                                         "<|start_header_id|>assistant<|end_header_id|>",
+                                         "<|im_start|>system",
+                                         "<|im_start|>user",
+                                         "<|im_start|>assistant"};
+  static const char* const kMarkers[] = {
+      "<|begin_of_text|>", "<|eot_id|>", "<|end_of_text|>", "<|im_end|>", "<|endoftext|>", "[INST]",
+      "[/INST]",           "<<SYS>>",    "<</SYS>>",        "<s>",        "</s>"};
+  std::string out = text;
+  for (const char* h : kHeaders) {
+    for (size_t at; (at = out.find(h)) != std::string::npos;)
+      out.replace(at, std::strlen(h), "\x01");
+  }
+  for (const char* m : kMarkers) {
+    for (size_t at; (at = out.find(m)) != std::string::npos;)
+      out.replace(at, std::strlen(m), "\x01");
+  }
+  // Pieces between markers, trimmed of the newlines templates put around turns, joined by "\n".
+  std::string joined;
+  size_t start = 0;
+  for (;;) {
+    const size_t end = out.find('\x01', start);
+    std::string piece =
+        out.substr(start, end == std::string::npos ? std::string::npos : end - start);
+    const size_t a = piece.find_first_not_of(" \n\r\t");
+    if (a != std::string::npos) {
+      piece = piece.substr(a, piece.find_last_not_of(" \n\r\t") - a + 1);
+      joined += (joined.empty() ? "" : "\n") + piece;
+    }
+    if (end == std::string::npos) break;
+    start = end + 1;
+  }
+  return joined;
+}
+
+ParsedRequest parse_get_reward(const json& body, const Tokenizer& tok,
+                               const RequestLimits& limits) {
+  if (!body.is_object())
+    throw bad_request(std::string("expected a JSON object, got ") + body.type_name());
+  auto list = [&](const char* key) -> const json& {
+    auto it = body.find(key);
+    if (it == body.end() || !it->is_array())
+      throw bad_request(std::string("\"") + key + "\": expected a list of strings");
+    return *it;
+  };
+  const json& queries = list("query");
+  const json& prompts = list("prompts");
+  const json& labels = list("labels");
+  if (prompts.size() != queries.size() || labels.size() != queries.size()) {
+    throw bad_request(
+        "\"query\", \"prompts\" and \"labels\" must have one entry per rollout, got " +
+        std::to_string(queries.size()) + ", " + std::to_string(prompts.size()) + " and " +
+        std::to_string(labels.size()) +
+        " (labels are the references: OpenRLHF's --data.label_key)");
+  }
+  check_count(static_cast<int64_t>(queries.size()), "\"query\"", limits);
+  ParsedRequest out;
+  for (size_t i = 0; i < queries.size(); ++i) {
+    const std::string where = "[" + std::to_string(i) + "]";
+    for (const json* v : {&queries[i], &prompts[i], &labels[i]}) {
+      if (!v->is_string()) throw bad_request(where + ": expected strings, got " + v->type_name());
+    }
+    const std::string& query = queries[i].get_ref<const std::string&>();
+    const std::string& prompt = prompts[i].get_ref<const std::string&>();
+    // The query is the prompt followed by the response; a query that does not start with its
+    // prompt is split where the last assistant turn starts.
+    std::string response;
+    if (query.compare(0, prompt.size(), prompt) == 0) {
+      response = query.substr(prompt.size());
+    } else {
+      size_t at = std::string::npos;
+      for (const char* h :
+           {"<|im_start|>assistant", "<|start_header_id|>assistant<|end_header_id|>", "[/INST]"}) {
+        const size_t p = query.rfind(h);
+        if (p != std::string::npos && (at == std::string::npos || p > at)) at = p;
+      }
+      if (at == std::string::npos) {
+        throw bad_request("\"query\"" + where +
+                          " does not start with its prompt and has no assistant turn to split at");
+      }
+      response = query.substr(at);
+    }
+    json record = {{"prompt", strip_chat_template(prompt)},
+                   {"reference", labels[i]},
+                   {"output", strip_chat_template(response)}};
+    for (const char* key : {"prompt", "reference", "output"}) {
+      if (record[key].get_ref<const std::string&>().empty()) record[key] = " ";
+    }
+    add_record(out, record, "rollout" + where, tok, limits);
+  }
+  return out;
+}
+
+json get_reward_response(const std::vector<float>& rewards) {
+  return {{"rewards", rewards}, {"scores", rewards}, {"extra_logs", json::object()}};
 }
 
 std::string json_text(const json& value) {

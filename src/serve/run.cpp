@@ -45,6 +45,7 @@ void run_server(const std::string& checkpoint, const std::string& device_name,
   // A client that hangs up before its answer is written must not kill the server.
   std::signal(SIGPIPE, SIG_IGN);
 
+  check_exposure(options);  // before the model is loaded: a refusal should be quick
   const torch::Device device = resolve_device(device_name, 0);
   options.batcher.score.precision = resolve_precision(precision, device);
   options.batcher.score.limits =
@@ -63,10 +64,11 @@ void run_server(const std::string& checkpoint, const std::string& device_name,
     spdlog::info("serve: {} received, finishing the requests in flight", strsignal(sig));
     server.stop();
   });
-  spdlog::info("serve: listening on http://{}:{} (model \"{}\", {} {}, /pooling answers as {})",
+  spdlog::info("serve: listening on http://{}:{} (model \"{}\", {} {}, /pooling answers as {}, {})",
                options.host, port, options.model_name, device.str(),
                choice_name(options.batcher.score.precision),
-               options.api == PoolingApi::Vllm ? "vllm" : "lmdeploy");
+               options.api == PoolingApi::Vllm ? "vllm" : "lmdeploy",
+               options.api_key.empty() ? "no API key" : "API key required");
   if (!options.port_file.empty()) write_file_atomic(options.port_file, std::to_string(port) + "\n");
   server.serve();
   if (!signalled) pthread_kill(waiter.native_handle(), SIGTERM);  // wake the waiter

@@ -3,14 +3,19 @@
 #include "polar/serve/server.h"
 
 #include <httplib.h>
+#include <openssl/crypto.h>
+#include <openssl/sha.h>
 #include <spdlog/spdlog.h>
 
+#include <array>
 #include <atomic>
 #include <chrono>
 #include <ctime>
 #include <thread>
 
+#include "connection.h"
 #include "polar/common/error.h"
+#include "polar/eval/reward_stats.h"
 #include "polar/serve/metrics.h"
 
 namespace polar::serve {
@@ -19,7 +24,7 @@ using nlohmann::json;
 
 namespace {
 
-enum class Endpoint { Pooling, Classify, Score };
+enum class Endpoint { Pooling, Classify, Score, GetReward };
 
 int64_t unix_now() { return static_cast<int64_t>(std::time(nullptr)); }
 
@@ -34,8 +39,8 @@ std::string default_error_message(const httplib::Request& req, int status, int64
   switch (status) {
     case 404:
       return "no endpoint " + req.method + " " + path +
-             " (known: POST /pooling, POST /classify, POST /score, GET /health, GET /v1/models, "
-             "GET /metrics)";
+             " (known: POST /pooling, POST /classify, POST /score, POST /get_reward, GET /health, "
+             "GET /v1/models, GET /metrics)";
     case 413:
       return "request body exceeds the limit of " + std::to_string(max_body_bytes) +
              " bytes (--max-body-bytes)";
@@ -46,7 +51,36 @@ std::string default_error_message(const httplib::Request& req, int status, int64
   }
 }
 
+std::array<unsigned char, SHA256_DIGEST_LENGTH> sha256(const std::string& text) {
+  std::array<unsigned char, SHA256_DIGEST_LENGTH> digest{};
+  SHA256(reinterpret_cast<const unsigned char*>(text.data()), text.size(), digest.data());
+  return digest;
+}
+
 }  // namespace
+
+bool is_loopback_host(const std::string& host) {
+  return host == "localhost" || host == "::1" || host == "[::1]" || host.rfind("127.", 0) == 0;
+}
+
+bool bearer_matches(const std::string& authorization, const std::string& key) {
+  // Digests of equal length, compared by CRYPTO_memcmp: neither the key's length nor the
+  // position of the first wrong byte shows in the time taken.
+  static const std::string kScheme = "Bearer ";
+  const bool scheme = authorization.size() >= kScheme.size() &&
+                      authorization.compare(0, kScheme.size(), kScheme) == 0;
+  const auto given = sha256(scheme ? authorization.substr(kScheme.size()) : authorization);
+  const auto wanted = sha256(key);
+  return CRYPTO_memcmp(given.data(), wanted.data(), given.size()) == 0 && scheme;
+}
+
+void check_exposure(const ServeOptions& options) {
+  POLAR_CHECK(
+      !options.api_key.empty() || options.allow_unauthenticated || is_loopback_host(options.host),
+      "refusing to serve on ", options.host,
+      " without authentication: anyone who can reach it could use the model. Set an API "
+      "key (--api-key KEY or POLAR_API_KEY), or pass --allow-unauthenticated");
+}
 
 struct RewardServer::Impl {
   LoadedModel& model;
@@ -58,8 +92,16 @@ struct RewardServer::Impl {
   std::atomic<bool> stop_requested{false}, serving{false}, serve_returned{false};
   int port = -1;
 
+  RewardStats stats;  // applied when options.normalize
+
   Impl(LoadedModel& m, ServeOptions o)
-      : model(m), options(std::move(o)), batcher(m, options.batcher) {}
+      : model(m), options(std::move(o)), batcher(m, options.batcher) {
+    if (options.normalize) {
+      stats = load_reward_stats(options.model_root);
+      spdlog::info("serve: rewards normalised with mean {} and std {} (of {} rewards on {})",
+                   stats.mean, stats.std, stats.count, stats.data);
+    }
+  }
 
   ParsedRequest parse(Endpoint endpoint, const json& body) const {
     const Tokenizer& tok = model.tokenizer;
@@ -70,6 +112,8 @@ struct RewardServer::Impl {
         return parse_classify(body, tok, options.limits);
       case Endpoint::Score:
         return parse_score(body, tok, options.limits);
+      case Endpoint::GetReward:
+        return parse_get_reward(body, tok, options.limits);
     }
     throw Error("unknown endpoint");
   }
@@ -83,20 +127,48 @@ struct RewardServer::Impl {
         return classify_response(req, rewards, info);
       case Endpoint::Score:
         return score_response(req, rewards, info);
+      case Endpoint::GetReward:
+        return get_reward_response(rewards);
     }
     throw Error("unknown endpoint");
+  }
+
+  // The rewards of `groups`, queued in the batcher; while they wait, a client that closes its
+  // connection (a timeout and retry, say) has its queued work dropped.
+  std::vector<float> wait_for_rewards(std::vector<EncodedGroup> groups,
+                                      const httplib::Request& http_req) {
+    auto cancel = std::make_shared<std::atomic<bool>>(false);
+    auto future = batcher.submit(std::move(groups), cancel);
+    int fd = -2;  // looked up only once a request waits long enough to matter
+    for (int waited = 0;
+         future.wait_for(std::chrono::milliseconds(20)) != std::future_status::ready; ++waited) {
+      if (waited < 5 || cancel->load()) continue;
+      if (fd == -2) fd = find_peer_socket(http_req.remote_addr, http_req.remote_port);
+      if (fd >= 0 && peer_closed(fd)) {
+        spdlog::info("serve: {}:{} closed its connection; its queued work is dropped",
+                     http_req.remote_addr, http_req.remote_port);
+        cancel->store(true);
+        batcher.wake();
+      }
+    }
+    return future.get();
   }
 
   void handle_scoring(Endpoint endpoint, const httplib::Request& http_req, httplib::Response& res) {
     const auto start = std::chrono::steady_clock::now();
     try {
       ParsedRequest req = parse(endpoint, parse_body(http_req.body, options.limits));
-      std::vector<float> rewards = batcher.submit(std::move(req.groups)).get();
+      check_request_tokens(req, options.limits);
+      std::vector<float> rewards = wait_for_rewards(std::move(req.groups), http_req);
+      if (options.normalize) {
+        for (float& r : rewards) r = static_cast<float>(stats.normalize(r));
+      }
       ResponseInfo info;
       info.model = options.model_name;
       const char* prefix = endpoint == Endpoint::Pooling    ? "pool-"
                            : endpoint == Endpoint::Classify ? "classify-"
-                                                            : "score-";
+                           : endpoint == Endpoint::Score    ? "score-"
+                                                            : "reward-";
       info.id = prefix + std::to_string(next_id++);
       info.created = unix_now();
       info.latency_s =
@@ -120,7 +192,23 @@ struct RewardServer::Impl {
     return {{"object", "list"}, {"data", json::array({card})}};
   }
 
+  // Runs before routing: a request without the key ends here, whatever its path.
+  httplib::Server::HandlerResponse authenticate(const httplib::Request& q, httplib::Response& r) {
+    if (options.api_key.empty() || q.path == "/health")
+      return httplib::Server::HandlerResponse::Unhandled;
+    if (bearer_matches(q.get_header_value("Authorization"), options.api_key))
+      return httplib::Server::HandlerResponse::Unhandled;
+    const char* why = q.has_header("Authorization")
+                          ? "invalid API key in the Authorization header"
+                          : "missing API key: send the header 'Authorization: Bearer <key>'";
+    send_json(r, 401, error_body(401, why));
+    r.set_header("WWW-Authenticate", "Bearer");
+    return httplib::Server::HandlerResponse::Handled;
+  }
+
   void routes() {
+    http.set_pre_routing_handler(
+        [this](const httplib::Request& q, httplib::Response& r) { return authenticate(q, r); });
     http.Post("/pooling", [this](const httplib::Request& q, httplib::Response& r) {
       handle_scoring(Endpoint::Pooling, q, r);
     });
@@ -129,6 +217,9 @@ struct RewardServer::Impl {
     });
     http.Post("/score", [this](const httplib::Request& q, httplib::Response& r) {
       handle_scoring(Endpoint::Score, q, r);
+    });
+    http.Post("/get_reward", [this](const httplib::Request& q, httplib::Response& r) {
+      handle_scoring(Endpoint::GetReward, q, r);
     });
     http.Get("/health", [](const httplib::Request&, httplib::Response& r) {
       send_json(r, 200, {{"status", "ok"}});
@@ -185,6 +276,7 @@ int RewardServer::bind() {
   Impl& s = *impl_;
   POLAR_CHECK(s.options.port >= 0 && s.options.port <= 65535, "--port: expected 0..65535, got ",
               s.options.port);
+  check_exposure(s.options);
   if (s.options.port == 0) {
     s.port = s.http.bind_to_any_port(s.options.host);
   } else {

@@ -4,8 +4,12 @@
 namespace polar {
 
 std::vector<int32_t> encode_formatted_text(const Tokenizer& tok, std::string_view text) {
-  std::vector<int32_t> ids{tok.special().bos};
-  std::vector<size_t> ends{0};
+  std::vector<int32_t> ids;
+  std::vector<size_t> ends;
+  if (tok.special().bos >= 0) {  // a tokenizer.json's post_processor may add none
+    ids.push_back(tok.special().bos);
+    ends.push_back(0);
+  }
   tok.encode_split_specials(text, ids, ends);
   return ids;
 }

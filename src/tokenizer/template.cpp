@@ -30,18 +30,28 @@ struct RunTokens {
   std::vector<int32_t> prompt, sep, body;
 };
 
-// Encodes the run as one string and gives each token to the field in which it ends.
-RunTokens encode_run(const Tokenizer& tok, const std::string& prompt, std::string_view sep,
-                     const std::string& body) {
+// Encodes the run as one string and gives each token to the field in which it ends. `lead` is the
+// text before the run in the joined string ("" for the first run, the <|reward|> piece for the
+// second): it is encoded too and its tokens dropped, so a tokenizer that treats the start of the
+// string differently (Metaspace's prepend_scheme "first", a separator with rstrip) gives the run
+// the ids it has inside the joined string.
+RunTokens encode_run(const Tokenizer& tok, const std::string& lead, const std::string& prompt,
+                     std::string_view sep, const std::string& body) {
   std::string text;
-  text.reserve(prompt.size() + sep.size() + body.size());
-  text.append(prompt).append(sep).append(body);
+  text.reserve(lead.size() + prompt.size() + sep.size() + body.size());
+  text.append(lead).append(prompt).append(sep).append(body);
   std::vector<int32_t> ids;
   std::vector<size_t> ends;
   tok.encode_split_specials(text, ids, ends);
   RunTokens out;
-  const size_t prompt_end = prompt.size(), sep_end = prompt.size() + sep.size();
-  for (size_t i = 0; i < ids.size(); ++i) {
+  const size_t prompt_end = lead.size() + prompt.size(), sep_end = prompt_end + sep.size();
+  size_t i = 0;
+  if (!lead.empty()) {
+    POLAR_CHECK(!ids.empty() && ids[0] == tok.special().reward_sep && ends[0] >= lead.size(),
+                tok.source(), ": the <|reward|> piece does not encode to its own id");
+    i = 1;
+  }
+  for (; i < ids.size(); ++i) {
     auto& field = ends[i] <= prompt_end ? out.prompt : ends[i] <= sep_end ? out.sep : out.body;
     field.push_back(ids[i]);
   }
@@ -67,13 +77,17 @@ std::optional<EncodedGroup> assemble(const Tokenizer& tok, const RunTokens& firs
   POLAR_CHECK(limits.max_response_length > 0, "max_response_length must be positive, got ",
               limits.max_response_length);
   const SpecialTokens& sp = tok.special();
+  POLAR_CHECK(sp.reward >= 0 && sp.reward_sep >= 0, tok.source(),
+              ": a language model's tokenizer without POLAR's <|reward|> and reward tokens cannot "
+              "encode reward-model inputs; give a POLAR tokenizer");
   const auto response_len = static_cast<size_t>(limits.max_response_length);
   const size_t ref_len = std::min(first.body.size(), response_len);
   size_t max_prompt = first.prompt.size();
   for (const auto& run : second) max_prompt = std::max(max_prompt, run.prompt.size());
   // Sequence i's length when n prompt tokens are cut from each copy.
+  const size_t bos = sp.bos >= 0 ? 1 : 0;  // a tokenizer.json may put nothing first
   auto fits = [&](size_t n) {
-    const size_t head = 1 + minus(first.prompt.size(), n) + first.sep.size() + ref_len + 1;
+    const size_t head = bos + minus(first.prompt.size(), n) + first.sep.size() + ref_len + 1;
     for (const auto& run : second) {
       const size_t len = head + minus(run.prompt.size(), n) + run.sep.size() +
                          std::min(run.body.size(), response_len) + 1;
@@ -97,7 +111,7 @@ std::optional<EncodedGroup> assemble(const Tokenizer& tok, const RunTokens& firs
   out.prompt_tokens_cut = static_cast<int64_t>(std::min(cut, first.prompt.size()));
   out.response_tokens_cut = static_cast<int64_t>(first.body.size() - ref_len);
   auto& p = out.prefix;
-  p.push_back(sp.bos);
+  if (bos) p.push_back(sp.bos);
   append(p, first.prompt, cut, first.prompt.size());
   append(p, first.sep, 0, first.sep.size());
   append(p, first.body, 0, ref_len);
@@ -148,10 +162,11 @@ std::optional<EncodedGroup> encode_group_text(const Tokenizer& tok, TemplateKind
                                               const std::vector<std::string>& candidates,
                                               const TemplateLimits& limits) {
   const std::string_view sep = template_separator(kind);
-  const RunTokens first = encode_run(tok, prompt, sep, reference);
+  const RunTokens first = encode_run(tok, "", prompt, sep, reference);
+  const std::string lead = tok.id_to_piece(tok.special().reward_sep);
   std::vector<RunTokens> second;
   second.reserve(candidates.size());
-  for (const auto& c : candidates) second.push_back(encode_run(tok, prompt, sep, c));
+  for (const auto& c : candidates) second.push_back(encode_run(tok, lead, prompt, sep, c));
   return assemble(tok, first, second, limits);
 }
 

@@ -1,8 +1,7 @@
-// Tokenizer: loading, encoding and saving a sentencepiece model with POLAR's special ids.
+// Tokenizer: loading, encoding and saving a tokenizer backend with POLAR's special ids.
 #include "polar/tokenizer/tokenizer.h"
 
 #include <openssl/evp.h>
-#include <sentencepiece_processor.h>
 
 #include <algorithm>
 #include <array>
@@ -10,8 +9,8 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <sstream>
-#include <unordered_set>
 
+#include "backend.h"
 #include "polar/common/error.h"
 #include "polar/common/json_config.h"
 
@@ -23,6 +22,7 @@ using nlohmann::json;
 namespace {
 
 constexpr const char* kModelFile = "tokenizer.model";
+constexpr const char* kJsonFile = "tokenizer.json";
 constexpr const char* kSpecialsFile = "polar_tokenizer.json";
 constexpr const char* kSpecialsFormat = "polar-tokenizer-v1";
 
@@ -48,73 +48,132 @@ std::string sha256_hex(const std::string& bytes) {
   return out;
 }
 
+std::string compute_fingerprint(const std::string& model_bytes, const SpecialTokens& s) {
+  return "sha256:" + sha256_hex(model_bytes + "\npolar-ids bos=" + std::to_string(s.bos) +
+                                " reward_sep=" + std::to_string(s.reward_sep) +
+                                " reward=" + std::to_string(s.reward));
+}
+
 }  // namespace
 
 struct Tokenizer::Impl {
-  sentencepiece::SentencePieceProcessor sp;
-  std::string serialized;                                 // the model proto, written back by save()
-  std::string source;                                     // where it was loaded from, for messages
+  std::shared_ptr<const TokenizerBackend> backend;
   std::vector<std::pair<std::string, int32_t>> specials;  // longest first
   std::array<bool, 256> special_first_byte{};             // a special piece starts with this byte
+  TemplateTokenChoice choice;                             // how the template tokens were given
 
-  // The strings Hugging Face tokenizers split out of text: control and unknown pieces and the
-  // special ids, longest first.
   void collect_specials(const SpecialTokens& s) {
-    std::unordered_set<int32_t> seen;
-    auto add = [&](int32_t id) {
-      if (id < 0 || id >= sp.GetPieceSize() || !seen.insert(id).second) return;
-      const std::string& piece = sp.IdToPiece(id);
-      if (!piece.empty()) specials.emplace_back(piece, id);
-    };
-    for (int32_t id = 0; id < sp.GetPieceSize(); ++id) {
-      if (sp.IsControl(id) || sp.IsUnknown(id)) add(id);
-    }
-    for (int32_t id : {s.bos, s.eos, s.pad, s.reward_sep, s.reward}) add(id);
+    specials = backend->special_pieces(s);
     std::stable_sort(specials.begin(), specials.end(),
                      [](const auto& a, const auto& b) { return a.first.size() > b.first.size(); });
     for (const auto& sp : specials)
       special_first_byte[static_cast<unsigned char>(sp.first[0])] = true;
   }
-
-  // -1 when the piece is not in the vocabulary (sentencepiece maps unknown pieces to unk).
-  int32_t find(const std::string& piece) const {
-    int id = sp.PieceToId(piece);
-    if (id < 0 || id >= sp.GetPieceSize() || sp.IdToPiece(id) != piece) return -1;
-    return id;
-  }
 };
 
-Tokenizer Tokenizer::load(const std::string& path) {
-  std::string model_path = path;
-  std::string specials_path;
+namespace {
+
+// The backend a directory or file holds. A directory with both files (Llama 2 style Hugging
+// Face directories) is read as sentencepiece, as before tokenizer.json support, unless
+// polar_tokenizer.json names the backend.
+std::shared_ptr<const TokenizerBackend> open_backend(const std::string& path,
+                                                     const std::string& backend_name) {
   if (fs::is_directory(path)) {
-    model_path = (fs::path(path) / kModelFile).string();
-    specials_path = (fs::path(path) / kSpecialsFile).string();
-    POLAR_CHECK(fs::exists(model_path), path, ": not a tokenizer directory (no ", kModelFile, ")");
-  } else {
-    // A .model file given directly still takes the special ids saved beside it.
-    specials_path = (fs::path(path).parent_path() / kSpecialsFile).string();
+    const fs::path sp = fs::path(path) / kModelFile, hf = fs::path(path) / kJsonFile;
+    const bool use_json = backend_name == "tokenizer.json" ||
+                          (backend_name.empty() && !fs::exists(sp) && fs::exists(hf));
+    if (use_json) {
+      POLAR_CHECK(fs::is_regular_file(hf), path, ": no ", kJsonFile);
+      return load_hf_json_backend(hf.string());
+    }
+    POLAR_CHECK(fs::exists(sp), path, ": not a tokenizer directory (no ", kModelFile, " or ",
+                kJsonFile, ")");
+    POLAR_CHECK(fs::is_regular_file(sp), sp.string(), ": tokenizer model not found");
+    return load_sentencepiece_backend(sp.string());
   }
-  POLAR_CHECK(fs::is_regular_file(model_path), model_path, ": tokenizer model not found");
+  POLAR_CHECK(fs::is_regular_file(path), path, ": tokenizer model not found");
+  if (fs::path(path).extension() == ".json") return load_hf_json_backend(path);
+  return load_sentencepiece_backend(path);
+}
+
+std::string specials_path_of(const std::string& path) {
+  if (fs::is_directory(path)) return (fs::path(path) / kSpecialsFile).string();
+  // A model file given directly still takes the special ids saved beside it.
+  return (fs::path(path).parent_path() / kSpecialsFile).string();
+}
+
+TemplateTokenChoice read_choice(const json& obj, const std::string& where) {
+  json j = obj;
+  const json list = j.contains("replaced") ? j["replaced"] : json::array();
+  j.erase("replaced");
+  ConfigReader r(j, where);
+  TemplateTokenChoice c;
+  r.get("how", c.how);
+  r.get("description", c.description);
+  int64_t sep = -1, reward = -1;
+  r.get("reward_sep", sep);
+  r.get("reward", reward);
+  c.reward_sep = static_cast<int32_t>(sep);
+  c.reward = static_cast<int32_t>(reward);
+  r.get("vocab_size", c.vocab_size);
+  r.get("embedding_rows", c.embedding_rows);
+  r.finish();
+  POLAR_CHECK(list.is_array(), r.path("replaced"), ": expected an array of [content, id]");
+  for (const auto& e : list) {
+    POLAR_CHECK(e.is_array() && e.size() == 2 && e[0].is_string() && e[1].is_number_integer(),
+                r.path("replaced"), ": expected an array of [content, id]");
+    c.replaced.emplace_back(e[0].get<std::string>(), e[1].get<int32_t>());
+  }
+  return c;
+}
+
+json choice_json(const TemplateTokenChoice& c) {
+  json replaced = json::array();
+  for (const auto& [content, id] : c.replaced) replaced.push_back({content, id});
+  return {{"how", c.how},
+          {"description", c.description},
+          {"reward_sep", c.reward_sep},
+          {"reward", c.reward},
+          {"replaced", replaced},
+          {"vocab_size", c.vocab_size},
+          {"embedding_rows", c.embedding_rows}};
+}
+
+}  // namespace
+
+std::string read_file_bytes(const std::string& path) { return read_bytes(path); }
+
+Tokenizer Tokenizer::load(const std::string& path) { return load_impl(path, true); }
+Tokenizer Tokenizer::load_base(const std::string& path) { return load_impl(path, false); }
+
+Tokenizer Tokenizer::load_impl(const std::string& path, bool require_template_tokens) {
+  const std::string specials_path = specials_path_of(path);
+  json stored;
+  if (fs::exists(specials_path)) stored = read_json_file(specials_path);
+  std::string backend_name;
+  if (stored.is_object() && stored.contains("backend") && stored["backend"].is_string())
+    backend_name = stored["backend"].get<std::string>();
+  POLAR_CHECK(
+      backend_name.empty() || backend_name == "sentencepiece" || backend_name == "tokenizer.json",
+      specials_path, ".backend: expected \"sentencepiece\" or \"tokenizer.json\", got \"",
+      backend_name, "\"");
 
   auto impl = std::make_shared<Impl>();
-  impl->source = model_path;
-  impl->serialized = read_bytes(model_path);
-  auto status = impl->sp.LoadFromSerializedProto(impl->serialized);
-  POLAR_CHECK(status.ok(), model_path, ": not a valid sentencepiece model: ", status.ToString());
-  const int64_t vocab = impl->sp.GetPieceSize();
-  POLAR_CHECK(vocab > 0, model_path, ": sentencepiece model has an empty vocabulary");
+  impl->backend = open_backend(path, backend_name);
+  const TokenizerBackend& b = *impl->backend;
+  const std::string& model_path = b.source();
+  const int64_t vocab = b.vocab_size();
 
   Tokenizer tok;
   SpecialTokens& s = tok.special_;
   std::string stored_fingerprint;  // absent in files written before fingerprints existed
-  if (!specials_path.empty() && fs::exists(specials_path)) {
-    json j = read_json_file(specials_path);
-    ConfigReader r(j, specials_path);
-    std::string format = kSpecialsFormat;
+  if (!stored.is_null()) {
+    ConfigReader r(stored, specials_path);
+    std::string format = kSpecialsFormat, backend;
     r.get("format", format);
     POLAR_CHECK(format == kSpecialsFormat, specials_path, ".format: expected \"", kSpecialsFormat,
                 "\", got \"", format, "\"");
+    r.get("backend", backend);
     int64_t bos = -1, eos = -1, pad = -1, reward_sep = -1, reward = -1;
     r.get("fingerprint", stored_fingerprint);
     r.get("bos", bos);
@@ -122,6 +181,8 @@ Tokenizer Tokenizer::load(const std::string& path) {
     r.get("pad", pad);
     r.get("reward_sep", reward_sep);
     r.get("reward", reward);
+    if (const json* c = r.object("template_tokens"))
+      impl->choice = read_choice(*c, specials_path + ": template_tokens");
     r.finish();
     auto check = [&](const char* key, int64_t id, bool required) -> int32_t {
       if (id == -1 && !required) return -1;
@@ -129,34 +190,45 @@ Tokenizer Tokenizer::load(const std::string& path) {
                   vocab, "), got ", id);
       return static_cast<int32_t>(id);
     };
+    // A sentencepiece template needs a bos; a tokenizer.json's is what its post_processor adds.
     s.bos = check("bos", bos, false);
     s.eos = check("eos", eos, false);
     s.pad = check("pad", pad, false);
-    s.reward_sep = check("reward_sep", reward_sep, true);
-    s.reward = check("reward", reward, true);
+    // A language model's tokenizer (a sampled policy's) has neither of POLAR's tokens: both -1.
+    const bool lm_only = reward_sep == -1 && reward == -1;
+    s.reward_sep = check("reward_sep", reward_sep, require_template_tokens && !lm_only);
+    s.reward = check("reward", reward, require_template_tokens && !lm_only);
+    if (lm_only) {
+      POLAR_CHECK(s.eos >= 0 || s.bos >= 0, specials_path,
+                  ": a tokenizer without POLAR's tokens needs a bos or an eos id");
+    }
   } else {
-    const Impl& m = *impl;
-    s.bos = m.sp.bos_id() >= 0 ? m.sp.bos_id() : m.find("<s>");
-    s.eos = m.sp.eos_id() >= 0 ? m.sp.eos_id() : m.find("</s>");
-    s.pad = m.sp.pad_id() >= 0 ? m.sp.pad_id() : m.find("<pad>");
-    if (s.pad < 0) s.pad = m.sp.unk_id() >= 0 ? m.sp.unk_id() : m.find("<unk>");
-    s.reward_sep = m.find("<|reward|>");
-    s.reward = m.find("<|reward_token|>");
-    if (s.reward < 0) s.reward = m.find("[UNUSED_TOKEN_130]");  // InternLM2 / released POLAR
-    POLAR_CHECK(s.reward_sep >= 0, model_path,
-                ": no \"<|reward|>\" piece; train the tokenizer with ",
-                "`polar tokenizer train` or give the ids in ", kSpecialsFile);
-    POLAR_CHECK(s.reward >= 0, model_path, ": no reward token (\"<|reward_token|>\" or ",
-                "\"[UNUSED_TOKEN_130]\"); give the ids in ", kSpecialsFile);
+    s = b.default_specials();
+    s.reward_sep = b.piece_to_id("<|reward|>");
+    s.reward = b.piece_to_id("<|reward_token|>");
+    if (s.reward < 0) s.reward = b.piece_to_id("[UNUSED_TOKEN_130]");  // InternLM2 / POLAR
+    if (require_template_tokens) {
+      POLAR_CHECK(s.reward_sep >= 0, model_path,
+                  ": no \"<|reward|>\" piece; train the tokenizer with ",
+                  "`polar tokenizer train`, give the ids in ", kSpecialsFile,
+                  ", or import the model with `polar import`, which chooses them");
+      POLAR_CHECK(s.reward >= 0, model_path, ": no reward token (\"<|reward_token|>\" or ",
+                  "\"[UNUSED_TOKEN_130]\"); give the ids in ", kSpecialsFile);
+    }
   }
-  POLAR_CHECK(s.reward != s.reward_sep, path,
+  POLAR_CHECK(s.reward < 0 || s.reward != s.reward_sep, path,
               ": the reward token and the <|reward|> separator have the same id ", s.reward);
-  POLAR_CHECK(s.bos >= 0, path, ": no bos token (\"<s>\")");
-  if (s.pad < 0) s.pad = 0;  // padding is never read; any valid id will do
-  tok.fingerprint_ =
-      "sha256:" + sha256_hex(impl->serialized + "\npolar-ids bos=" + std::to_string(s.bos) +
-                             " reward_sep=" + std::to_string(s.reward_sep) +
-                             " reward=" + std::to_string(s.reward));
+  if (std::string(b.name()) == "sentencepiece") {
+    if (s.reward >= 0) POLAR_CHECK(s.bos >= 0, path, ": no bos token (\"<s>\")");
+  } else {
+    // The ids must be those the serving engines produce: their bos is the post_processor's.
+    const int32_t post_bos = b.default_specials().bos;
+    POLAR_CHECK(s.bos == post_bos, specials_path, ".bos: ", s.bos, " is not the id ", model_path,
+                "'s post_processor puts first (", post_bos, ", -1 for none)");
+  }
+  // Padding is never read; any valid id will do.
+  if (s.pad < 0) s.pad = std::string(b.name()) == "sentencepiece" || s.eos < 0 ? 0 : s.eos;
+  tok.fingerprint_ = compute_fingerprint(b.bytes(), s);
   POLAR_CHECK(stored_fingerprint.empty() || stored_fingerprint == tok.fingerprint_, specials_path,
               ": fingerprint ", stored_fingerprint, " does not match ", model_path,
               " with these special ids (", tok.fingerprint_,
@@ -168,30 +240,25 @@ Tokenizer Tokenizer::load(const std::string& path) {
 
 std::vector<int32_t> Tokenizer::encode(const std::string& text) const {
   POLAR_CHECK(impl_, "Tokenizer::encode: tokenizer not loaded");
-  std::vector<int> ids;
-  auto status = impl_->sp.Encode(text, &ids);
-  POLAR_CHECK(status.ok(), impl_->source, ": encode failed: ", status.ToString());
-  return std::vector<int32_t>(ids.begin(), ids.end());
+  std::vector<int32_t> ids;
+  std::vector<size_t> ends;
+  impl_->backend->encode_with_ends(text, ids, ends);
+  return ids;
 }
 
 void Tokenizer::encode_with_ends(std::string_view text, std::vector<int32_t>& ids,
                                  std::vector<size_t>& ends) const {
   POLAR_CHECK(impl_, "Tokenizer::encode: tokenizer not loaded");
-  sentencepiece::ImmutableSentencePieceText spt;
-  auto status = impl_->sp.Encode(absl::string_view(text.data(), text.size()), spt.mutable_proto());
-  POLAR_CHECK(status.ok(), impl_->source, ": encode failed: ", status.ToString());
-  size_t last = 0;
-  for (size_t i = 0; i < spt.pieces_size(); ++i) {
-    const auto piece = spt.pieces(static_cast<int>(i));
-    last = std::max<size_t>(last, std::min<size_t>(piece.end(), text.size()));
-    ids.push_back(static_cast<int32_t>(piece.id()));
-    ends.push_back(last);
-  }
+  impl_->backend->encode_with_ends(text, ids, ends);
 }
 
 void Tokenizer::encode_split_specials(std::string_view text, std::vector<int32_t>& ids,
                                       std::vector<size_t>& ends) const {
   POLAR_CHECK(impl_, "Tokenizer::encode: tokenizer not loaded");
+  if (impl_->backend->splits_added_tokens()) {
+    impl_->backend->encode_added(text, ids, ends);
+    return;
+  }
   const auto& specials = impl_->specials;
   size_t run_begin = 0;
   auto flush_run = [&](size_t run_end) {
@@ -239,12 +306,26 @@ std::string Tokenizer::short_fingerprint() const {
 
 const std::string& Tokenizer::model_bytes() const {
   POLAR_CHECK(impl_, "Tokenizer::model_bytes: tokenizer not loaded");
-  return impl_->serialized;
+  return impl_->backend->bytes();
+}
+
+const char* Tokenizer::model_file_name() const {
+  POLAR_CHECK(impl_, "Tokenizer::model_file_name: tokenizer not loaded");
+  return impl_->backend->file_name();
+}
+
+const char* Tokenizer::backend_name() const {
+  return impl_ ? impl_->backend->name() : "(no tokenizer)";
 }
 
 const std::string& Tokenizer::source() const {
   static const std::string none = "(no tokenizer)";
-  return impl_ ? impl_->source : none;
+  return impl_ ? impl_->backend->source() : none;
+}
+
+const TemplateTokenChoice& Tokenizer::template_choice() const {
+  static const TemplateTokenChoice none;
+  return impl_ ? impl_->choice : none;
 }
 
 void require_same_tokenizer(const Tokenizer& weights_tok, const std::string& weights_what,
@@ -265,32 +346,30 @@ std::string Tokenizer::decode(const std::vector<int32_t>& ids) const {
   const int64_t vocab = vocab_size();
   for (int32_t id : ids)
     POLAR_CHECK(id >= 0 && id < vocab, "decode: token id ", id, " outside [0, ", vocab, ")");
-  std::string text;
-  auto status = impl_->sp.Decode(std::vector<int>(ids.begin(), ids.end()), &text);
-  POLAR_CHECK(status.ok(), impl_->source, ": decode failed: ", status.ToString());
-  return text;
+  return impl_->backend->decode(ids);
 }
 
 std::string Tokenizer::id_to_piece(int32_t id) const {
   POLAR_CHECK(impl_, "Tokenizer::id_to_piece: tokenizer not loaded");
   POLAR_CHECK(id >= 0 && id < vocab_size(), "id_to_piece: token id ", id, " outside [0, ",
               vocab_size(), ")");
-  return impl_->sp.IdToPiece(id);
+  return impl_->backend->id_to_piece(id);
 }
 
 int32_t Tokenizer::piece_to_id(const std::string& piece) const {
   POLAR_CHECK(impl_, "Tokenizer::piece_to_id: tokenizer not loaded");
-  return impl_->find(piece);
+  return impl_->backend->piece_to_id(piece);
 }
 
-int64_t Tokenizer::vocab_size() const { return impl_ ? impl_->sp.GetPieceSize() : 0; }
+int64_t Tokenizer::vocab_size() const { return impl_ ? impl_->backend->vocab_size() : 0; }
 
 void Tokenizer::save(const std::string& dir) const {
   POLAR_CHECK(impl_, "Tokenizer::save: tokenizer not loaded");
   std::error_code ec;
   fs::create_directories(dir, ec);
   POLAR_CHECK(!ec && fs::is_directory(dir), dir, ": cannot create directory: ", ec.message());
-  write_file_atomic((fs::path(dir) / kModelFile).string(), impl_->serialized);
+  const TokenizerBackend& b = *impl_->backend;
+  write_file_atomic((fs::path(dir) / b.file_name()).string(), b.bytes());
   json j = {{"format", kSpecialsFormat},
             {"bos", special_.bos},
             {"eos", special_.eos},
@@ -298,7 +377,35 @@ void Tokenizer::save(const std::string& dir) const {
             {"reward_sep", special_.reward_sep},
             {"reward", special_.reward},
             {"fingerprint", fingerprint_}};
+  // Only a tokenizer.json is named: directories from before it existed read as sentencepiece.
+  if (std::string(b.name()) != "sentencepiece") j["backend"] = b.name();
+  if (!impl_->choice.how.empty()) j["template_tokens"] = choice_json(impl_->choice);
   write_json_file_atomic((fs::path(dir) / kSpecialsFile).string(), j);
+}
+
+// Here because it sets the private fields; the choice is made in template_tokens.cpp.
+Tokenizer with_polar_tokens(const Tokenizer& base, const TemplateTokenChoice& choice) {
+  POLAR_CHECK(base.impl_, "with_polar_tokens: tokenizer not loaded");
+  POLAR_CHECK(choice.reward_sep >= 0 && choice.reward >= 0 && choice.reward_sep != choice.reward,
+              base.source(), ": no template tokens chosen (reward_sep ", choice.reward_sep,
+              ", reward ", choice.reward, ")");
+  auto impl = std::make_shared<Tokenizer::Impl>();
+  impl->backend = choice.replaced.empty()
+                      ? base.impl_->backend
+                      : with_template_added_tokens(*base.impl_->backend, choice);
+  impl->choice = choice;
+  Tokenizer tok;
+  tok.special_ = base.special_;
+  tok.special_.reward_sep = choice.reward_sep;
+  tok.special_.reward = choice.reward;
+  const int64_t vocab = impl->backend->vocab_size();
+  POLAR_CHECK(choice.reward_sep < vocab && choice.reward < vocab, base.source(),
+              ": template token ids ", choice.reward_sep, "/", choice.reward, " outside [0, ",
+              vocab, ")");
+  tok.fingerprint_ = compute_fingerprint(impl->backend->bytes(), tok.special_);
+  impl->collect_specials(tok.special_);
+  tok.impl_ = std::move(impl);
+  return tok;
 }
 
 }  // namespace polar

@@ -158,6 +158,7 @@ BenchResult run_bench(TrainConfig cfg, const BenchOptions& o) {
     cfg.data.eval = "";
     cfg.train.steps = total_steps;
     cfg.run.output_dir = (dir / "run").string();
+    cfg.run.tensorboard = false;
     cfg.data.row_tokens = std::max(cfg.data.row_tokens, o.seq_len);
     auto setup = [&](TrainConfig& c, const torch::Device& device,
                      const std::optional<std::string>&) {

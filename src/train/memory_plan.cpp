@@ -26,28 +26,32 @@ constexpr int64_t kUpdateChunk = 1
 // src/model/reward_model.cpp).
 double layer_bytes_per_token(const ModelConfig& c, bool cuda, bool bf16_weights) {
   const double H = static_cast<double>(c.hidden_size), I = static_cast<double>(c.intermediate_size);
-  const double KV = static_cast<double>(c.num_kv_heads * c.head_dim());
+  const double KV = static_cast<double>(c.num_kv_heads * c.head_size());
+  // Queries and the attention output are num_heads * head_dim wide (H unless head_dim is
+  // explicit, as Qwen3's); q/k norms (Qwen3) keep their input and fp32 upcast of q and k.
+  const double Q = static_cast<double>(c.q_size());
+  const double qk_norm = c.qk_norm() ? (cuda ? 2.0 + 4.0 : 4.0) * (Q + KV) : 0.0;
   if (cuda && bf16_weights) {
     // bf16 residual stream: each RMSNorm (HF's bf16 arithmetic) keeps its fp32 upcast and its
-    // bf16 normalised output; the rest as below. 26H + 4KV + 8I bytes.
-    return 2 * (4 * H + 2 * H) + 2 * (3 * H + 2 * H + 2 * KV + 2 * H + 4 * I);
+    // bf16 normalised output; the rest as below. 22H + 4Q + 4KV + 8I bytes.
+    return 2 * (4 * H + 2 * H) + 2 * (3 * H + 2 * Q + 2 * KV + 2 * H + 4 * I) + qk_norm;
   }
   if (cuda) {
     // bf16 autocast, fused RMSNorm (it keeps its fp32 input and a per-token rstd): fp32, the
     // layer input and the residual after attention; bf16, the inputs of the q/k/v and gate/up
     // projections (autocast casts the norm output once per matmul), q, k, v and the attention
     // output as flash attention keeps them (o_proj's input is that output), and SwiGLU's gate,
-    // silu, up and product. 22H + 4KV + 8I bytes.
-    return 4 * 2 * H + 2 * (3 * H + 2 * H + 2 * KV + 2 * H + 4 * I);
+    // silu, up and product. 18H + 4Q + 4KV + 8I bytes.
+    return 4 * 2 * H + 2 * (3 * H + 2 * Q + 2 * KV + 2 * H + 4 * I) + qk_norm;
   }
   // fp32. Layer input, RMSNorm outputs (x2), the residual after attention, RoPE'd q and k; q, k
   // and their rotate_half copies, v, attention output, o_proj input, SwiGLU (gate, silu, up,
   // product).
-  double bytes = 4 * (4 * H + H + KV) + 4 * (2 * H + 2 * KV + KV + 2 * H + 4 * I);
+  double bytes = 4 * (4 * H + Q + KV) + 4 * (2 * Q + 2 * KV + KV + 2 * Q + 4 * I) + qk_norm;
   // Masked SDPA on the CPU (LibTorch's fused CPU kernel: no score matrix is kept): the
   // repeated k/v heads it saves, its output and log-sum-exp.
-  if (c.num_kv_heads < c.num_heads) bytes += 4 * 2 * H;
-  bytes += 4 * (H + static_cast<double>(c.num_heads));
+  if (c.num_kv_heads < c.num_heads) bytes += 4 * 2 * Q;
+  bytes += 4 * (Q + static_cast<double>(c.num_heads));
   return bytes;
 }
 
@@ -57,23 +61,31 @@ std::string gib(int64_t bytes) {
   return fmt::format("{:.1f} MiB", b / (1024.0 * 1024));
 }
 
-}  // namespace
+// Extra activation bytes per token and layer of LoRA's adapters: each keeps x A (rank per token)
+// and, when its input is not already in the compute dtype (q/k/v/gate/up read the fp32 norm
+// output), its own cast of the input.
+double lora_bytes_per_token(const ModelConfig& c, const LoraConfig& lora, bool cuda_bf16) {
+  const double act = cuda_bf16 ? 2.0 : 4.0;
+  double extra = 0;
+  for (const auto& target : lora.targets) {
+    extra += act * static_cast<double>(lora.rank);
+    const bool reads_norm = target != "o" && target != "down";
+    if (reads_norm && cuda_bf16) extra += 2.0 * static_cast<double>(c.hidden_size);
+  }
+  return extra;
+}
 
-MemoryPlan plan_memory(const ModelConfig& c, const TrainConfig& cfg, int world, bool cuda,
-                       int64_t runtime_bytes) {
-  MemoryPlan m;
+// Weights, gradients, master weights, optimizer state and communication buckets per rank.
+// `P` parameters train (everything, or with LoRA the adapters, head and trained norms).
+void plan_states(MemoryPlan& m, const ModelConfig& c, const TrainConfig& cfg, int64_t P,
+                 bool bf16_weights, int64_t small) {
   const auto& t = cfg.train;
-  const int64_t P = c.num_parameters(), N = world;
+  const LoraConfig& lora = cfg.model.lora;
+  const int64_t N = m.world_size;
   const int64_t shard = (P + N - 1) / N;
-  m.parameters = P;
-  m.world_size = world;
-  m.cuda = cuda;
-  m.micro_batch_tokens = cfg.data.micro_batch_tokens;
-  m.checkpointing = choice_name(t.activation_checkpointing);
-  // train.param_dtype bf16: the matrices in bf16; norms and the reward head stay fp32.
-  const bool bf16_weights = cuda && t.param_dtype == Precision::Bf16;
-  const int64_t small = (2 * c.num_layers + 2) * c.hidden_size;
-  m.params = bf16_weights ? 2 * (P - small) + 4 * small : 4 * P;
+  const int64_t base = c.num_parameters();
+  m.params =
+      (bf16_weights ? 2 * (base - small) + 4 * small : 4 * base) + 4 * lora.adapter_parameters(c);
   m.grads = t.zero == 2 ? 4 * shard : 4 * P;
   m.master = t.zero == 0 ? 0 : 4 * shard;
   m.optimizer = t.zero == 0 ? 8 * P : 8 * shard;
@@ -83,12 +95,38 @@ MemoryPlan plan_memory(const ModelConfig& c, const TrainConfig& cfg, int world, 
     m.master = m.optimizer = 0;
   }
   if (t.zero == 0) {
-    m.buckets = world > 1 ? 4 * P : 0;  // DDP keeps every bucket allocated
+    m.buckets = N > 1 ? 4 * P : 0;  // DDP keeps every bucket allocated
   } else {
     // Two reduce-scatter buckets in flight, and an all-gather bucket with its chunk.
     const int64_t bucket = std::min<int64_t>(kBucketBytes, 4 * P);
     m.buckets = 3 * bucket + bucket / N;
   }
+}
+
+}  // namespace
+
+MemoryPlan plan_memory(const ModelConfig& c, const TrainConfig& cfg, int world, bool cuda,
+                       int64_t runtime_bytes) {
+  MemoryPlan m;
+  const auto& t = cfg.train;
+  const LoraConfig& lora = cfg.model.lora;
+  // P: what trains (everything, or with LoRA the adapters, head and trained norms).
+  const int64_t P = lora.enabled() ? lora.trainable_parameters(c) : c.num_parameters();
+  const int64_t shard = (P + world - 1) / world;
+  m.parameters = c.num_parameters() + lora.adapter_parameters(c);
+  m.trainable = P;
+  m.world_size = world;
+  m.cuda = cuda;
+  m.micro_batch_tokens = cfg.data.micro_batch_tokens;
+  m.checkpointing = choice_name(t.activation_checkpointing);
+  // train.param_dtype bf16: the matrices in bf16; norms and the reward head stay fp32. LoRA on
+  // CUDA in bf16: the frozen matrices in bf16 (the same residual stream), adapters in fp32.
+  const bool bf16_weights = cuda && (t.param_dtype == Precision::Bf16 ||
+                                     (lora.enabled() && t.precision == Precision::Bf16));
+  // Vectors that stay fp32: the norms (q/k norms too) and the reward head.
+  const int64_t small =
+      (2 * c.num_layers + 2) * c.hidden_size + (c.qk_norm() ? 2 * c.num_layers * c.head_size() : 0);
+  plan_states(m, c, cfg, P, bf16_weights, small);
 
   // Activations of one micro-batch: every layer's saved tensors, the embedding output, the mask
   // and RoPE tables; with checkpointing only a checkpointed layer's input stays, and one layer
@@ -96,18 +134,21 @@ MemoryPlan plan_memory(const ModelConfig& c, const TrainConfig& cfg, int world, 
   // tensors plus autocast's bf16 copies of the fp32 weights, kept until the forward returns) and
   // backward (saved tensors, a recomputed layer, and a few gradients of the widest activation).
   const double T = static_cast<double>(cfg.data.micro_batch_tokens);
-  const double per_layer = layer_bytes_per_token(c, cuda, bf16_weights) * T;
+  double per_layer = layer_bytes_per_token(c, cuda, bf16_weights) * T;
+  if (lora.enabled())
+    per_layer += lora_bytes_per_token(c, lora, cuda && t.precision == Precision::Bf16) * T;
   // The residual stream (a checkpointed layer's input) and the backward's gradients are fp32,
   // bf16 with bf16 weight matrices.
   const double stream = bf16_weights ? 2.0 : 4.0;
   const double boundary = stream * static_cast<double>(c.hidden_size) * T;
   const double fixed = boundary + (cuda ? 0.0 : T * static_cast<double>(cfg.data.row_tokens)) +
-                       24.0 * T + 8.0 * static_cast<double>(c.head_dim()) * T;
+                       24.0 * T + 8.0 * static_cast<double>(c.head_size()) * T;
   const double L = static_cast<double>(c.num_layers);
   const double backward =
       3.0 * stream * T * static_cast<double>(std::max(c.intermediate_size, 2 * c.hidden_size));
-  m.autocast_weights =
-      cuda && t.precision != Precision::Fp32 ? (bf16_weights ? 2 * small : 2 * P) : 0;
+  m.autocast_weights = cuda && t.precision != Precision::Fp32
+                           ? (bf16_weights ? 2 * small + 2 * lora.adapter_parameters(c) : 2 * P)
+                           : 0;
   const auto peak_of = [&](double saved, double recomputed_layer) {
     const double forward_end = fixed + saved + static_cast<double>(m.autocast_weights);
     return static_cast<int64_t>(std::max(forward_end, fixed + saved + recomputed_layer + backward));
@@ -125,7 +166,8 @@ MemoryPlan plan_memory(const ModelConfig& c, const TrainConfig& cfg, int world, 
   // Optimizer temporaries (sqrt and denominator of the largest tensor or update chunk) and the
   // gradient-norm reduction.
   const int64_t largest =
-      std::max(c.vocab_size * c.hidden_size, c.hidden_size * c.intermediate_size);
+      lora.enabled() ? std::max<int64_t>(P / std::max<int64_t>(c.num_layers, 1), c.hidden_size)
+                     : std::max(c.vocab_size * c.hidden_size, c.hidden_size * c.intermediate_size);
   m.workspace = 2 * 4 * (t.zero == 0 ? largest : std::min<int64_t>(shard, kUpdateChunk));
   m.runtime = cuda ? 0 : runtime_bytes;
   m.peak = m.params + m.grads + m.master + m.optimizer + m.buckets + m.activations + m.workspace +
@@ -137,8 +179,12 @@ MemoryPlan plan_memory(const ModelConfig& c, const TrainConfig& cfg, int world, 
 std::string MemoryPlan::format(double capacity_gib) const {
   std::ostringstream o;
   o << fmt::format(
-      "memory plan per rank: {:.3g}B parameters, {} rank(s), {}, micro-batch {} tokens\n",
-      static_cast<double>(parameters), world_size, cuda ? "CUDA" : "CPU", micro_batch_tokens);
+      "memory plan per rank: {:.3g}{} parameters, {} rank(s), {}, micro-batch {} tokens\n",
+      static_cast<double>(parameters) / (parameters >= 1000000000 ? 1e9 : 1e6),
+      parameters >= 1000000000 ? "B" : "M", world_size, cuda ? "CUDA" : "CPU", micro_batch_tokens);
+  if (trainable != parameters)
+    o << fmt::format("  LoRA: {:.4g}M trainable parameters (adapters, head), the base frozen\n",
+                     static_cast<double>(trainable) / 1e6);
   const std::pair<const char*, int64_t> rows[] = {
       {"parameters", params},
       {"gradients (fp32)", grads},

@@ -25,6 +25,7 @@ ParamRole param_role(const std::string& name) {
     case ParamKind::Head:
       return ParamRole::Head;
     case ParamKind::Matrix:
+    case ParamKind::Adapter:  // decayed like the matrices they adapt (as peft and TRL do)
       return ParamRole::Matrix;
     case ParamKind::Embedding:
     case ParamKind::Norm:
@@ -41,7 +42,8 @@ ParamRule param_rule(const std::string& name, const TrainSection& train, int64_t
 ParamGroups build_param_groups(const torch::nn::Module& model, const TrainSection& train) {
   std::vector<torch::Tensor> by_role[3];
   for (const auto& item : model.named_parameters())
-    by_role[static_cast<int>(param_role(item.key()))].push_back(item.value());
+    if (item.value().requires_grad())  // frozen (a LoRA base): no optimizer state
+      by_role[static_cast<int>(param_role(item.key()))].push_back(item.value());
   ParamGroups out;
   for (ParamRole role : {ParamRole::Matrix, ParamRole::NoDecay, ParamRole::Head}) {
     auto& params = by_role[static_cast<int>(role)];

@@ -15,6 +15,7 @@
 #include "polar/common/activity.h"
 #include "polar/common/error.h"
 #include "polar/common/json_config.h"
+#include "polar/common/kill_point.h"
 #include "polar/data/batch.h"
 #include "polar/dist/dist.h"
 #include "polar/kernels/attention.h"
@@ -25,6 +26,7 @@
 #include "polar/runtime/device.h"
 #include "polar/runtime/micro_batches.h"
 #include "polar/train/data_order.h"
+#include "polar/train/event_writer.h"
 #include "polar/train/memory_plan.h"
 #include "polar/train/optimizer.h"
 #include "polar/train/param_groups.h"
@@ -74,6 +76,7 @@ struct Trainer::State {
   std::unique_ptr<GroupStream> stream;
   TrainerState state;
   std::ofstream metrics;
+  std::unique_ptr<EventWriter> events;  // TensorBoard (rank 0, run.tensorboard)
   bool use_fused = false;
   AttentionImpl attention = AttentionImpl::Auto;  // chosen once per run (choose_run_attention)
   MemoryPlan plan;
@@ -163,7 +166,9 @@ std::string stage_optimizer_state(Trainer::State& s, const std::string& dir) {
     fs::create_directories(staging);
   }
   s.ctx->barrier();
+  kill_point("save.staged");
   s.optimizer->save(staging);
+  kill_point("save.shard_written");
   s.ctx->barrier();
   return staging;
 }
@@ -182,7 +187,8 @@ std::shared_ptr<dist::Context> make_context(const TrainSection& t, const dist::D
 // optimizer over them; it reads each group's lr ratio once, so the groups start at the
 // post-probe lrs.
 void make_optimizer(Trainer::State& s) {
-  for (auto& p : s.setup.model->parameters()) s.params.push_back(p);
+  for (auto& p : s.setup.model->parameters())
+    if (p.requires_grad()) s.params.push_back(p);  // a LoRA model's base is frozen
   s.ctx->attach_gradients(s.params);
   ParamGroups groups = build_param_groups(*s.setup.model, s.cfg.train);
   s.group_roles = groups.roles;
@@ -227,7 +233,7 @@ void choose_run_attention(Trainer::State& s) {
 }
 
 // Rank 0: prints the resolved config and the memory plan, writes config.json and opens
-// metrics.jsonl (cut back to the resumed step).
+// metrics.jsonl (cut back to the resumed step) and the TensorBoard event file.
 void open_run_dir(Trainer::State& s) {
   if (!s.ctx->is_main()) return;
   spdlog::info("resolved config:\n{}", s.setup.resolved_config.dump(2));
@@ -239,6 +245,10 @@ void open_run_dir(Trainer::State& s) {
   fs::path mpath = fs::path(s.cfg.run.output_dir) / "metrics.jsonl";
   truncate_metrics_after(mpath.string(), s.state.step);
   s.metrics.open(mpath, std::ios::app);
+  if (s.cfg.run.tensorboard)  // its first step purges what earlier files logged from there on
+    s.events =
+        std::make_unique<EventWriter>((fs::path(s.cfg.run.output_dir) / "tensorboard").string(),
+                                      s.state.step + 1, s.cfg.run.tensorboard_flush_secs);
 }
 
 }  // namespace
@@ -408,6 +418,7 @@ void save_run_checkpoint(Trainer::State& s, const std::string& name, bool with_o
     if (with_optimizer) prune_checkpoints(s.cfg.run.output_dir, s.cfg.run.keep_last);
     spdlog::info("saved {}", dir);
   }
+  kill_point("save.committed");
   s.ctx->barrier();  // nobody runs ahead of a checkpoint that a restart would resume from
 }
 
@@ -451,7 +462,9 @@ void count_bad_steps(Trainer::State& s, const StepStats& st, int64_t step) {
               "); lower train.lr or check the data");
 }
 
-json step_record(int64_t step, const StepStats& st) {
+json step_record(const Trainer::State& s, int64_t step, const StepStats& st) {
+  const double peak =
+      static_cast<double>(measured_peak_bytes(s.setup.device.is_cuda(), s.setup.device.index()));
   return json{{"step", step},
               {"loss", st.loss},
               {"accuracy", st.accuracy},
@@ -462,15 +475,20 @@ json step_record(int64_t step, const StepStats& st) {
               {"step_s", st.step_seconds},
               {"comm_exposed_s", st.comm_exposed_seconds},
               {"comm_total_s", st.comm_total_seconds},
+              {"tokens_per_s",
+               st.step_seconds > 0 ? static_cast<double>(st.tokens) / st.step_seconds : 0.0},
+              {"peak_memory_mib", peak / 1048576.0},
               {"skipped", st.skipped}};
 }
 
-// Rank 0: appends the step's record to metrics.jsonl and prints progress every run.log_every.
+// Rank 0: appends the step's record to metrics.jsonl and the TensorBoard events, and prints
+// progress every run.log_every.
 void log_step(Trainer::State& s, const json& rec, const StepStats& st, const RunProgress& progress,
               bool last) {
   if (!s.ctx->is_main()) return;
   s.metrics << rec.dump() << "\n";
   s.metrics.flush();
+  if (s.events) s.events->add_metrics(rec);
   const int64_t step = s.state.step;
   if (step % s.cfg.run.log_every != 0 && !last) return;
   const double elapsed = seconds_since(progress.started);
@@ -519,7 +537,7 @@ int Trainer::run() {
     s.state.groups_consumed = s.state.step * cfg.train.batch_groups;
     count_bad_steps(s, st, step);
     const bool last = s.state.step == cfg.train.steps;
-    json rec = step_record(s.state.step, st);
+    json rec = step_record(s, s.state.step, st);
     evaluate_into(rec, last);
     log_step(s, rec, st, progress, last);
     if (auto code = checkpoint_after_step(s, progress, last)) return *code;

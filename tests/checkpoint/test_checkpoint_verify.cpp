@@ -144,9 +144,11 @@ TEST(RobustCheckpoint, StaleTemporariesOfDeadProcessesAreRemoved) {
   std::ofstream(run + "/config.json.tmp." + dead) << "{";
   fs::create_directories(run + "/checkpoint-6.tmp-1");  // pid 1 runs: a save in progress elsewhere
   fs::create_directories(run + "/checkpoint-8.tmp-" + std::to_string(::getpid()));
+  fs::create_directories(run + "/checkpoint-7.staging");  // a sharded save that was killed
   fs::create_directories(run + "/checkpoint-3");
   fs::create_directories(run + "/checkpoint-5");
   polar::prune_checkpoints(run, 1);
+  EXPECT_FALSE(fs::exists(run + "/checkpoint-7.staging"));
   EXPECT_FALSE(fs::exists(run + "/checkpoint-4.tmp-" + dead));
   EXPECT_FALSE(fs::exists(run + "/checkpoint-2.old-" + dead));
   EXPECT_FALSE(fs::exists(run + "/config.json.tmp." + dead));

@@ -90,8 +90,71 @@ TEST(HfConfig, DynamicRopeIsPlainUpToMaxPositionAndSaysSo) {
   EXPECT_NE(info.notes[0].find("4096"), std::string::npos) << info.notes[0];
 }
 
+TEST(HfConfig, ReadsLlama3RopeScaling) {
+  // Llama 3.1's config.json (transformers 4.x spelling) and 5.x's rope_parameters.
+  json v4 = llama_config();
+  v4["rope_scaling"] = {{"rope_type", "llama3"},
+                        {"factor", 8.0},
+                        {"low_freq_factor", 1.0},
+                        {"high_freq_factor", 4.0},
+                        {"original_max_position_embeddings", 8192}};
+  json v5 = llama_config();
+  v5["rope_parameters"] = v4["rope_scaling"];
+  v5["rope_parameters"]["rope_theta"] = 500000.0;
+  for (const json& c : {v4, v5}) {
+    const ModelConfig s = parse_hf_config(c, "x").shape;
+    EXPECT_EQ(s.rope_type, RopeType::Llama3);
+    EXPECT_DOUBLE_EQ(s.rope_scaling, 8.0);
+    EXPECT_DOUBLE_EQ(s.rope_low_freq_factor, 1.0);
+    EXPECT_DOUBLE_EQ(s.rope_high_freq_factor, 4.0);
+    EXPECT_EQ(s.rope_original_max_position, 8192);
+    EXPECT_DOUBLE_EQ(s.rope_theta, 500000.0);
+  }
+  // Every key is required, as transformers requires it.
+  for (const char* key :
+       {"low_freq_factor", "high_freq_factor", "original_max_position_embeddings"}) {
+    json c = v4;
+    c["rope_scaling"].erase(key);
+    EXPECT_NE(error_of(c).find(key), std::string::npos) << key;
+  }
+  // The export writes the same keys back (both spellings).
+  const json out = hf_export_config(parse_hf_config(v4, "x").shape, "auto", "fp32", 1, 2, 0, 3);
+  for (const char* key : {"rope_scaling", "rope_parameters"}) {
+    EXPECT_EQ(out[key]["rope_type"], "llama3") << key;
+    EXPECT_EQ(out[key]["original_max_position_embeddings"], 8192) << key;
+    EXPECT_EQ(out[key]["low_freq_factor"], 1.0) << key;
+  }
+  EXPECT_EQ(parse_hf_config(out, "x").shape.to_json(), parse_hf_config(v4, "x").shape.to_json());
+}
+
+TEST(HfConfig, ReadsQwen3HeadDimAndQkNorm) {
+  json c = llama_config();
+  c["architectures"] = {"Qwen3ForCausalLM"};
+  c["model_type"] = "qwen3";
+  c["hidden_size"] = 1024;
+  c["num_attention_heads"] = 16;
+  c["head_dim"] = 128;  // Qwen3-0.6B: 16 heads of 128 over a hidden size of 1024
+  c["tie_word_embeddings"] = true;
+  c["attention_bias"] = false;
+  c["layer_types"] = json::array({"full_attention", "full_attention"});
+  const ModelConfig s = parse_hf_config(c, "x").shape;
+  EXPECT_EQ(s.architecture, "qwen3");
+  EXPECT_EQ(s.head_size(), 128);
+  EXPECT_EQ(s.q_size(), 2048);
+  EXPECT_TRUE(s.qk_norm());
+  EXPECT_FALSE(s.qkv_bias);
+  EXPECT_TRUE(s.tie_embeddings);
+  // Without the key, Qwen3Config's default head_dim of 128 holds, not hidden / heads.
+  c.erase("head_dim");
+  EXPECT_EQ(parse_hf_config(c, "x").shape.head_size(), 128);
+  // A Llama head_dim equal to hidden / heads is stored as derived.
+  json l = llama_config();
+  l["head_dim"] = 128;
+  EXPECT_EQ(parse_hf_config(l, "x").shape.head_dim, 0);
+}
+
 TEST(HfConfig, RefusesOtherRopeTypesNamingThem) {
-  for (const char* type : {"llama3", "yarn", "longrope", "ntk"}) {
+  for (const char* type : {"yarn", "longrope", "ntk"}) {
     json c = llama_config();
     c["rope_scaling"] = {{"rope_type", type}, {"factor", 8.0}};
     const std::string msg = error_of(c);
@@ -122,8 +185,8 @@ TEST(HfConfig, RefusesWhatTheModelCannotReproduce) {
     return error_of(c);
   };
   EXPECT_NE(with("hidden_act", "gelu").find("hidden_act"), std::string::npos);
-  EXPECT_NE(with("head_dim", 64).find("head_dim"), std::string::npos);
-  EXPECT_EQ(with("head_dim", 128), "");  // 4096 / 32: consistent
+  EXPECT_NE(with("head_dim", -64).find("head_dim"), std::string::npos);
+  EXPECT_EQ(with("head_dim", 64), "");  // a head_dim apart from hidden / heads is read
   EXPECT_NE(with("mlp_bias", true).find("mlp_bias"), std::string::npos);
   EXPECT_NE(with("partial_rotary_factor", 0.5).find("partial_rotary_factor"), std::string::npos);
   EXPECT_NE(with("model_type", "mistral").find("model_type"), std::string::npos);

@@ -10,7 +10,7 @@
 #include <fstream>
 #include <sstream>
 
-#include "io/test_hf_util.h"
+#include "common/hf_test_util.h"
 #include "model/tiny_model.h"
 #include "polar/checkpoint/checkpoint.h"
 #include "polar/checkpoint/hf.h"
@@ -90,6 +90,57 @@ TEST(HfRoundTrip, ImportExportImportIsBitExact) {
       EXPECT_EQ(slurp(tmp / "first/" + f), slurp(tmp / "second/" + f)) << f;
     }
   }
+}
+
+// Qwen3 (q/k norms, head_dim apart from hidden / heads, tied embeddings) and Llama 3.1 RoPE:
+// the export names the family's class and keeps the llama3 keys; import gives the shape back.
+TEST(HfRoundTrip, Qwen3AndLlama3AreBitExact) {
+  ModelConfig qwen3 = testutil::tiny_qwen3_config();
+  qwen3.tie_embeddings = true;
+  for (const ModelConfig& c : {qwen3, testutil::tiny_llama3_config()}) {
+    SCOPED_TRACE(c.architecture);
+    testing::TempDir tmp;
+    LoadedModel original;
+    original.model = testutil::tiny_model(c, 23);
+    original.shape = original.model->config();
+    original.tokenizer = Tokenizer::load(testing::tiny_tokenizer_dir());
+    original.config = json{{"model", original.shape.to_json()}};
+    export_hf(original, tmp / "first", fp32("auto"));
+    const json config = read_json_file(tmp / "first/config.json");
+    if (c.qk_norm()) {
+      EXPECT_EQ(config["architectures"][0], "Qwen3ForSequenceClassification");
+      EXPECT_EQ(config["head_dim"], 24);
+      EXPECT_EQ(config["tie_word_embeddings"], true);
+    } else {
+      EXPECT_EQ(config["architectures"][0], "LlamaForSequenceClassification");
+      const json want = {{"rope_type", "llama3"},
+                         {"factor", 8.0},
+                         {"low_freq_factor", 1.0},
+                         {"high_freq_factor", 4.0},
+                         {"original_max_position_embeddings", 64}};
+      for (const auto& [key, value] : want.items()) {
+        EXPECT_EQ(config["rope_scaling"][key], value) << key;
+        EXPECT_EQ(config["rope_parameters"][key], value) << key;
+      }
+      EXPECT_EQ(config["rope_parameters"]["rope_theta"], 5000.0);
+    }
+    LoadedModel imported = import_hf(tmp / "first", torch::kCPU);
+    EXPECT_EQ(imported.shape.to_json(), original.shape.to_json());
+    hftest::expect_same_params(params_of(imported.model), params_of(original.model));
+    export_hf(imported, tmp / "second", fp32("auto"));
+    for (const char* f : {"model.safetensors", "config.json"})
+      EXPECT_EQ(slurp(tmp / "first/" + f), slurp(tmp / "second/" + f)) << f;
+  }
+  // InternLM2's config cannot say llama3.
+  LoadedModel lm;
+  ModelConfig c = testutil::tiny_llama3_config();
+  c.architecture = "internlm2";
+  lm.model = testutil::tiny_model(c, 3);
+  lm.shape = lm.model->config();
+  lm.tokenizer = Tokenizer::load(testing::tiny_tokenizer_dir());
+  testing::TempDir tmp;
+  EXPECT_THROW(export_hf(lm, tmp / "x", fp32("auto")), Error);
+  EXPECT_FALSE(fs::exists(tmp / "x"));
 }
 
 TEST(HfRoundTrip, CrossFormatExportsKeepWeightsAndRewards) {

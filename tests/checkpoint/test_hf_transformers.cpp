@@ -1,4 +1,4 @@
-// Cross-checks with transformers (the project venv; tests/io/hf_reference.py): tiny random
+// Cross-checks with transformers (the project venv; tests/common/hf_reference.py): tiny random
 // Llama and Qwen2 models built by transformers are imported and score the same token ids within
 // 1e-4 in fp32; polar exports load in transformers (AutoModelForSequenceClassification, no custom
 // code) and score like `polar` does, one sequence at a time and as a right-padded batch; the
@@ -15,7 +15,7 @@
 #include <iostream>
 #include <sstream>
 
-#include "io/test_hf_util.h"
+#include "common/hf_test_util.h"
 #include "model/tiny_model.h"
 #include "polar/checkpoint/checkpoint.h"
 #include "polar/checkpoint/hf.h"

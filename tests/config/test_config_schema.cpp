@@ -85,7 +85,8 @@ TEST(ConfigSchema, DefaultsRoundTripAndEveryKeyIsWritten) {
   const json written = TrainConfig().to_json();
   EXPECT_EQ(TrainConfig::from_json(written, "defaults").to_json(), written);
   for (const polar::KeyDoc& d : polar::train_config_keys()) {
-    if (d.path == "tokenizer_fingerprint") continue;  // written by checkpoints only
+    if (d.path == "tokenizer_fingerprint") continue;   // written by checkpoints only
+    if (d.path.rfind("model.lora", 0) == 0) continue;  // written when LoRA is on
     std::string pointer = "/" + d.path;
     std::replace(pointer.begin(), pointer.end(), '.', '/');
     EXPECT_TRUE(written.contains(json::json_pointer(pointer))) << d.path;
@@ -206,8 +207,7 @@ TEST(ConfigDocs, CliPrintsEveryKeyAndTheMarkdown) {
   const auto keys = polar::fuzz::run_process({polar_bin, "config", "--keys"}, {}, 120, tmp / "k");
   ASSERT_EQ(keys.exit_code, 0) << keys.output;
   std::string expected;
-  for (const polar::KeyDoc& d : polar::train_config_keys())
-    if (d.type != "section") expected += d.path + "\n";
+  for (const polar::KeyDoc& d : polar::train_config_keys()) expected += d.path + "\n";
   EXPECT_EQ(keys.output, expected);
   const auto md = polar::fuzz::run_process({polar_bin, "config", "--markdown"}, {}, 120, tmp / "m");
   ASSERT_EQ(md.exit_code, 0) << md.output;

@@ -5,6 +5,8 @@
 #include <map>
 #include <optional>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "polar/common/error.h"
 #include "polar/dist/dist.h"
@@ -42,6 +44,7 @@ class ScopedEnv {
                                            "MASTER_ADDR",
                                            "MASTER_PORT",
                                            "TORCHELASTIC_RESTART_COUNT",
+                                           "TORCHELASTIC_USE_AGENT_STORE",
                                            "SLURM_PROCID",
                                            "SLURM_NTASKS",
                                            "SLURM_LOCALID",
@@ -96,6 +99,21 @@ TEST(DistEnv, ReadsTorchrunVariables) {
   EXPECT_EQ(e.restart_count, 2);
   EXPECT_TRUE(e.distributed());
   EXPECT_EQ(e.describe(), "rank 5/8 (local 1/4) via node7:1234");
+}
+
+TEST(DistEnv, JoinsTheLaunchersStoreOnlyWhenTorchrunSaysSo) {
+  const std::map<std::string, std::string> base{{"RANK", "0"}, {"WORLD_SIZE", "2"}};
+  for (const auto& [value, expected] :
+       std::vector<std::pair<std::string, bool>>{{"True", true}, {"False", false}, {"1", false}}) {
+    auto values = base;
+    values["TORCHELASTIC_USE_AGENT_STORE"] = value;
+    ScopedEnv env(values);
+    const DistEnv e = DistEnv::from_environment();
+    EXPECT_EQ(e.agent_store, expected) << value;
+    EXPECT_EQ(e.describe().find("the launcher's store") != std::string::npos, expected);
+  }
+  ScopedEnv env(base);
+  EXPECT_FALSE(DistEnv::from_environment().agent_store);
 }
 
 TEST(DistEnv, ReadsSlurmVariables) {

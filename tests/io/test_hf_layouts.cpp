@@ -8,13 +8,13 @@
 #include <filesystem>
 #include <functional>
 
+#include "common/hf_test_util.h"
 #include "model/tiny_model.h"
 #include "polar/checkpoint/checkpoint.h"
 #include "polar/checkpoint/hf.h"
 #include "polar/common/error.h"
 #include "polar/io/hf_layouts.h"
 #include "polar/tokenizer/tokenizer.h"
-#include "test_hf_util.h"
 
 namespace polar::io {
 namespace {
@@ -121,7 +121,7 @@ class HfLayoutDirs : public ::testing::Test {
   // InternLM2 tensors packed here by explicit per-head slicing, independent of pack_wqkv.
   std::vector<std::pair<std::string, Tensor>> internlm2_tensors(bool reward_model) {
     auto p = params_of(model_);
-    const int64_t D = shape_.head_dim(), g = shape_.num_heads / shape_.num_kv_heads;
+    const int64_t D = shape_.head_size(), g = shape_.num_heads / shape_.num_kv_heads;
     std::vector<std::pair<std::string, Tensor>> out{
         {"model.tok_embeddings.weight", p["model.embed_tokens.weight"]}};
     for (int64_t i = 0; i < shape_.num_layers; ++i) {
@@ -264,8 +264,8 @@ TEST_F(HfLayoutDirs, OutputBiasMustBeZero) {
   for (int64_t i = 0; i < shape_.num_layers; ++i) {
     const std::string pre = "model.layers." + std::to_string(i) + ".self_attn.";
     for (const char* p : {"q_proj", "k_proj", "v_proj"}) {
-      const int64_t rows =
-          std::string(p) == "q_proj" ? shape_.hidden_size : shape_.num_kv_heads * shape_.head_dim();
+      const int64_t rows = std::string(p) == "q_proj" ? shape_.hidden_size
+                                                      : shape_.num_kv_heads * shape_.head_size();
       tensors.emplace_back(pre + p + ".bias", torch::randn({rows}));
     }
     tensors.emplace_back(pre + "o_proj.bias", torch::zeros({shape_.hidden_size}));

@@ -37,6 +37,16 @@ TEST(ModelConfig, JsonRoundTrip) {
   EXPECT_TRUE(back.qkv_bias);
   EXPECT_TRUE(back.tie_embeddings);
   EXPECT_DOUBLE_EQ(back.rope_scaling, 4.0);
+  // Qwen3's explicit head_dim and llama3 RoPE survive too.
+  ModelConfig q = testutil::tiny_qwen3_config();
+  q.rope_type = RopeType::Llama3;
+  q.rope_scaling = 32.0;
+  q.rope_original_max_position = 8192;
+  const ModelConfig q_back = ModelConfig::from_json(q.to_json(), "x");
+  EXPECT_EQ(q_back.to_json(), q.to_json());
+  EXPECT_EQ(q_back.head_size(), 24);
+  EXPECT_TRUE(q_back.qk_norm());
+  EXPECT_EQ(q_back.rope_type, RopeType::Llama3);
   // Absent keys keep their defaults.
   EXPECT_EQ(ModelConfig::from_json(json::object(), "x").to_json(), ModelConfig().to_json());
 }
@@ -62,6 +72,12 @@ TEST(ModelConfig, ValidateNamesTheBadField) {
   // hidden 12 over 4 heads gives head_dim 3: odd, so RoPE cannot rotate it.
   EXPECT_NE(error_of({{"hidden_size", 12}, {"num_heads", 4}}).find("even"), std::string::npos);
   EXPECT_EQ(error_of({{"hidden_size", 64}, {"num_heads", 4}, {"num_kv_heads", 1}}), "");
+  // An explicit head_dim lifts the divisibility rule; llama3 RoPE needs high > low.
+  EXPECT_EQ(error_of({{"hidden_size", 66}, {"num_heads", 4}, {"head_dim", 16}}), "");
+  EXPECT_NE(error_of({{"rope_type", "yarn"}}).find("rope_type"), std::string::npos);
+  const std::string ramp = error_of(
+      {{"rope_type", "llama3"}, {"rope_low_freq_factor", 4.0}, {"rope_high_freq_factor", 1.0}});
+  EXPECT_NE(ramp.find("rope_high_freq_factor"), std::string::npos) << ramp;
 }
 
 TEST(ModelConfig, NumParametersByHand) {
@@ -71,6 +87,9 @@ TEST(ModelConfig, NumParametersByHand) {
   EXPECT_EQ(c.num_parameters(), 512 * 64 + 2 * 45440 + 64 + 64);
   // qkv bias: + 64 + 32 + 32 per layer.
   EXPECT_EQ(testutil::tiny_config(2, true).num_parameters(), 512 * 64 + 2 * (45440 + 128) + 128);
+  // Qwen3, head_dim 24 (q 96 wide, kv 48): q 64*96 + k,v 2*64*48 + o 96*64 + mlp 3*64*172 +
+  // 2 norms*64 + q/k norms 2*24 = 51632.
+  EXPECT_EQ(testutil::tiny_qwen3_config().num_parameters(), 512 * 64 + 2 * 51632 + 64 + 64);
 }
 
 TEST(ModelConfig, NumParametersEqualsModule) {
@@ -85,6 +104,8 @@ TEST(ModelConfig, NumParametersEqualsModule) {
   odd.vocab_size = 77;
   odd.tie_embeddings = true;  // no LM head: does not change the count
   configs.push_back(odd);
+  configs.push_back(testutil::tiny_qwen3_config(1));
+  configs.push_back(testutil::tiny_llama3_config());
   for (const ModelConfig& c : configs) {
     RewardModel model(c);
     int64_t count = 0;

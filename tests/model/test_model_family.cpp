@@ -35,6 +35,7 @@ ModelConfig shape_of(const std::string& family, bool qkv_bias) {
 TEST(ModelFamily, LooksUpByNameAndEnum) {
   EXPECT_EQ(family_by_name("llama").family, ModelFamily::Llama);
   EXPECT_EQ(family_by_name("qwen2").family, ModelFamily::Qwen2);
+  EXPECT_EQ(family_by_name("qwen3").family, ModelFamily::Qwen3);
   EXPECT_EQ(family_by_name("internlm2").family, ModelFamily::InternLM2);
   for (const auto& f : model_families()) {
     EXPECT_EQ(&family_info(f.family), &f);
@@ -46,7 +47,7 @@ TEST(ModelFamily, LooksUpByNameAndEnum) {
 TEST(ModelFamily, UnknownNameListsTheKnownOnes) {
   const std::string msg = error_of([] { family_by_name("gpt2"); });
   EXPECT_NE(msg.find("unknown model family \"gpt2\""), std::string::npos) << msg;
-  for (const char* known : {"llama", "qwen2", "internlm2"})
+  for (const char* known : {"llama", "qwen2", "qwen3", "internlm2"})
     EXPECT_NE(msg.find(known), std::string::npos) << msg;
   EXPECT_NE(error_of([] { family_by_name("Llama"); }), "");  // names are exact
   const std::string validate = error_of([] { shape_of("mistral", false).validate(); });
@@ -65,6 +66,8 @@ TEST(ModelFamily, LooksUpByHuggingFaceClass) {
       {"LlamaForSequenceClassification", ModelFamily::Llama, true},
       {"Qwen2ForCausalLM", ModelFamily::Qwen2, false},
       {"Qwen2ForSequenceClassification", ModelFamily::Qwen2, true},
+      {"Qwen3ForCausalLM", ModelFamily::Qwen3, false},
+      {"Qwen3ForSequenceClassification", ModelFamily::Qwen3, true},
       {"InternLM2ForCausalLM", ModelFamily::InternLM2, false},
       {"InternLM2ForRewardModel", ModelFamily::InternLM2, true},
   };
@@ -96,6 +99,11 @@ TEST(ModelFamily, ExportFormatsPickTheFamilyThatHoldsTheShape) {
   EXPECT_EQ(export_family("auto", shape_of("internlm2", true)).family, ModelFamily::InternLM2);
   EXPECT_EQ(export_family("hf-internlm2", shape_of("llama", false)).family, ModelFamily::InternLM2);
   EXPECT_EQ(export_family("hf-llama", shape_of("internlm2", false)).family, ModelFamily::Llama);
+  // q/k norms are Qwen3's alone: hf-llama writes them as Qwen3, hf-internlm2 cannot.
+  EXPECT_EQ(export_family("auto", shape_of("qwen3", false)).family, ModelFamily::Qwen3);
+  EXPECT_EQ(export_family("hf-llama", shape_of("qwen3", false)).family, ModelFamily::Qwen3);
+  const std::string qk = error_of([] { export_family("hf-internlm2", shape_of("qwen3", false)); });
+  EXPECT_NE(qk.find("with q/k norms"), std::string::npos) << qk;
   const std::string msg = error_of([] { export_family("gguf", shape_of("llama", false)); });
   EXPECT_NE(msg.find("export --format: expected auto, hf-llama, hf-internlm2, got \"gguf\""),
             std::string::npos)

@@ -91,12 +91,13 @@ TEST(RewardModel, ResetParametersIsDeterministic) {
 }
 
 // HF LlamaForSequenceClassification for one sequence, written out per head with explicit RoPE
-// (rotate_half), repeat_kv mapping, causal softmax and SwiGLU, in double.
+// (rotate_half; linear or llama3 frequencies), Qwen3's q/k norms, repeat_kv mapping, causal
+// softmax and SwiGLU, in double.
 double naive_reward(RewardModel& model, const std::vector<int64_t>& tokens) {
   const ModelConfig& c = model->config();
   const auto P = [&](const std::string& n) { return param(model, n).to(torch::kDouble); };
   const auto L = static_cast<int64_t>(tokens.size());
-  const int64_t D = c.head_dim(), half = D / 2, rep = c.num_heads / c.num_kv_heads;
+  const int64_t D = c.head_size(), half = D / 2, rep = c.num_heads / c.num_kv_heads;
   const auto rms = [&](const Tensor& x, const Tensor& w) {
     return w * (x / torch::sqrt(x.square().mean(-1, true) + c.rms_eps));
   };
@@ -104,12 +105,21 @@ double naive_reward(RewardModel& model, const std::vector<int64_t>& tokens) {
     Tensor y = torch::matmul(x, P(n + ".weight").t());
     return bias ? y + P(n + ".bias") : y;
   };
-  // angle[p][i] = (p / scaling) * theta^(-2i/D)
+  // angle[p][i] = p * inv_freq(i), inv_freq(i) = theta^(-2i/D) scaled by the rope type.
+  const auto inv_freq = [&](int64_t i) {
+    const double f = std::pow(c.rope_theta, -2.0 * static_cast<double>(i) / D);
+    if (c.rope_type == RopeType::Linear) return f / c.rope_scaling;
+    const double wavelen = 2 * M_PI / f;
+    const double old = static_cast<double>(c.rope_original_max_position);
+    if (wavelen < old / c.rope_high_freq_factor) return f;                  // high frequencies
+    if (wavelen > old / c.rope_low_freq_factor) return f / c.rope_scaling;  // low frequencies
+    const double s = (old / wavelen - c.rope_low_freq_factor) /
+                     (c.rope_high_freq_factor - c.rope_low_freq_factor);
+    return (1 - s) * f / c.rope_scaling + s * f;
+  };
   Tensor angle = torch::empty({L, half}, torch::kDouble);
   for (int64_t p = 0; p < L; ++p)
-    for (int64_t i = 0; i < half; ++i)
-      angle[p][i] =
-          (static_cast<double>(p) / c.rope_scaling) * std::pow(c.rope_theta, -2.0 * i / D);
+    for (int64_t i = 0; i < half; ++i) angle[p][i] = static_cast<double>(p) * inv_freq(i);
   const Tensor cos = angle.cos(), sin = angle.sin();
   const auto rope = [&](const Tensor& x) {  // (L, D)
     const Tensor x1 = x.narrow(1, 0, half), x2 = x.narrow(1, half, half);
@@ -127,8 +137,13 @@ double naive_reward(RewardModel& model, const std::vector<int64_t>& tokens) {
     std::vector<Tensor> heads;
     for (int64_t head = 0; head < c.num_heads; ++head) {
       const int64_t kv = head / rep;
-      const Tensor qh = rope(q.narrow(1, head * D, D));
-      const Tensor kh = rope(k.narrow(1, kv * D, D));
+      Tensor qh = q.narrow(1, head * D, D), kh = k.narrow(1, kv * D, D);
+      if (c.qk_norm()) {  // Qwen3: RMSNorm of each head before RoPE
+        qh = rms(qh, P(p + "self_attn.q_norm.weight"));
+        kh = rms(kh, P(p + "self_attn.k_norm.weight"));
+      }
+      qh = rope(qh);
+      kh = rope(kh);
       const Tensor vh = v.narrow(1, kv * D, D);
       const Tensor scores = (torch::matmul(qh, kh.t()) / std::sqrt(static_cast<double>(D)))
                                 .masked_fill(future, -INFINITY);
@@ -163,16 +178,48 @@ TEST(RewardModel, MatchesNaiveLlamaReference) {
   EXPECT_NEAR(got, expected, 1e-5 * std::max(1.0, std::abs(expected)));
 }
 
+TEST(RewardModel, MatchesNaiveReferenceForQwen3AndLlama3) {
+  GroupBuilder builder(4);
+  const auto t = builder.random_tokens(61);  // positions past the llama3 ramp's 16 and 64
+  const std::vector<int64_t> tokens(t.begin(), t.end());
+  for (ModelConfig c : {testutil::tiny_qwen3_config(), testutil::tiny_llama3_config(1)}) {
+    SCOPED_TRACE(c.to_json().dump());
+    c.rms_eps = 1e-5;
+    RewardModel model = testutil::tiny_model(c);
+    model->to(torch::kDouble);
+    const double expected = naive_reward(model, tokens);
+    const double got = testutil::reward_alone(model, tokens).item<double>();
+    EXPECT_GT(std::abs(expected), 0.05);
+    EXPECT_NEAR(got, expected, 1e-5 * std::max(1.0, std::abs(expected)));
+    // Not vacuous: plain RoPE, or no q/k norms, gives another reward.
+    ModelConfig plain = c;
+    plain.architecture = "llama";
+    plain.head_dim = 0;
+    plain.rope_type = RopeType::Linear;
+    plain.rope_scaling = 1.0;
+    RewardModel other = testutil::tiny_model(plain);
+    other->to(torch::kDouble);
+    if (!c.qk_norm()) {
+      torch::NoGradGuard no_grad;
+      for (auto& p : other->named_parameters()) p.value().copy_(param(model, p.key()));
+      EXPECT_GT(std::abs(testutil::reward_alone(other, tokens).item<double>() - got), 1e-3);
+    }
+  }
+}
+
 struct PackCase {
   int64_t kv_heads;
   bool qkv_bias;
+  const char* family = "";  // "qwen3" or "llama3": that tiny config instead
 };
 
 class RewardModelPacking : public ::testing::TestWithParam<PackCase> {};
 
 TEST_P(RewardModelPacking, PackedRewardsEqualSequencesAlone) {
-  RewardModel model =
-      testutil::tiny_model(testutil::tiny_config(GetParam().kv_heads, GetParam().qkv_bias));
+  ModelConfig config = testutil::tiny_config(GetParam().kv_heads, GetParam().qkv_bias);
+  if (GetParam().family == std::string("qwen3")) config = testutil::tiny_qwen3_config(2);
+  if (GetParam().family == std::string("llama3")) config = testutil::tiny_llama3_config(1);
+  RewardModel model = testutil::tiny_model(config);
   GroupBuilder builder(5);
   builder.add_random(7, {5, 1, 12}, 0);
   builder.add_random(3, {20, 2}, 1);
@@ -201,7 +248,8 @@ TEST_P(RewardModelPacking, PackedRewardsEqualSequencesAlone) {
 
 INSTANTIATE_TEST_SUITE_P(Shapes, RewardModelPacking,
                          ::testing::Values(PackCase{4, false}, PackCase{2, true},
-                                           PackCase{1, false}));
+                                           PackCase{1, false}, PackCase{2, false, "qwen3"},
+                                           PackCase{1, false, "llama3"}));
 
 // The same packed batch with extra padding columns, an all-padding row and random tokens in the
 // padding: nothing the rewards depend on may change, and nothing may be NaN.
@@ -296,9 +344,12 @@ TEST(RewardModel, ActivationCheckpointingGivesSameGradients) {
   builder.add_random(6, {5, 8}, 0);
   builder.add_random(4, {3, 2, 9}, 0);
   const PackedBatch batch = pack_groups(builder.groups(), {24, 0});
-  for (bool freeze_embeddings : {false, true}) {
-    RewardModel plain = testutil::tiny_model(testutil::tiny_config(2, true));
-    RewardModel ckpt = testutil::tiny_model(testutil::tiny_config(2, true));
+  for (int variant = 0; variant < 3; ++variant) {
+    const bool freeze_embeddings = variant == 1;
+    const ModelConfig config =
+        variant == 2 ? testutil::tiny_qwen3_config() : testutil::tiny_config(2, true);
+    RewardModel plain = testutil::tiny_model(config);
+    RewardModel ckpt = testutil::tiny_model(config);
     ckpt->set_activation_checkpointing(true);
     if (freeze_embeddings) {
       param(plain, "model.embed_tokens.weight").set_requires_grad(false);
@@ -318,6 +369,49 @@ TEST(RewardModel, ActivationCheckpointingGivesSameGradients) {
       EXPECT_GT(ga[i].abs().max().item<double>(), 0) << names[i];
       EXPECT_TRUE(torch::allclose(ga[i], gb[i], 1e-6, 1e-9)) << names[i];
     }
+  }
+}
+
+// The sampler's path: decode() over a KV cache (prefill, then one token at a time, a padded
+// row) gives the hidden states of backbone() over the whole sequence, for every family's
+// numerics, since both run the same layers.
+TEST(RewardModel, CachedDecodeEqualsBackbone) {
+  for (const ModelConfig& c : {testutil::tiny_config(2, true), testutil::tiny_qwen3_config(),
+                               testutil::tiny_llama3_config(1)}) {
+    SCOPED_TRACE(c.architecture);
+    RewardModel model = testutil::tiny_model(c, 13);
+    model->eval();
+    auto gen = at::detail::createCPUGenerator(2);
+    const int64_t T = 70;  // past the llama3 ramp's original context of 64
+    const Tensor tokens = torch::randint(1, c.vocab_size, {2, T}, gen);
+    const Tensor positions = torch::arange(T).repeat({2, 1});
+    Tensor want;
+    {
+      torch::NoGradGuard no_grad;
+      want =
+          model->final_norm(model->backbone(tokens, positions, torch::ones({2, T}, torch::kInt64)));
+    }
+    KvCache cache = model->new_cache(2, T);
+    std::vector<Tensor> got{model->decode(tokens.narrow(1, 0, 9), positions.narrow(1, 0, 9),
+                                          torch::ones({2, 9}, torch::kBool), cache)};
+    for (int64_t t = 9; t < T; ++t) {
+      got.push_back(model->decode(tokens.narrow(1, t, 1), positions.narrow(1, t, 1),
+                                  torch::ones({2, t + 1}, torch::kBool), cache));
+    }
+    EXPECT_EQ(cache.length, T);
+    const Tensor all = model->final_norm(torch::cat(got, 1));
+    EXPECT_LT((all - want).abs().max().item<double>(), 1e-4);
+    EXPECT_GT(want.std().item<double>(), 0.3);
+    // A row left-padded by 3 (masked keys, positions from 0 at the first real token) decodes
+    // its real tokens as the unpadded row does.
+    KvCache padded = model->new_cache(1, T + 3);
+    const Tensor row = torch::cat({torch::zeros({1, 3}, torch::kInt64), tokens.narrow(0, 0, 1)}, 1);
+    const Tensor pos =
+        torch::cat({torch::zeros({1, 3}, torch::kInt64), positions.narrow(0, 0, 1)}, 1);
+    Tensor mask = torch::ones({1, T + 3}, torch::kBool);
+    mask.narrow(1, 0, 3).fill_(false);
+    const Tensor h = model->final_norm(model->decode(row, pos, mask, padded)).narrow(1, 3, T);
+    EXPECT_LT((h - want.narrow(0, 0, 1)).abs().max().item<double>(), 1e-4);
   }
 }
 

@@ -166,11 +166,8 @@ void add_truncated_groups(GroupBuilder& b, int64_t negatives, uint32_t seed) {
   }
 }
 
-class SharedPrefixExact : public ::testing::TestWithParam<int64_t> {};
-
-TEST_P(SharedPrefixExact, RewardsLossAndGradientsEqualSeparateSequences) {
-  const int64_t negatives = GetParam();
-  RewardModel model = testutil::tiny_model(testutil::tiny_config(2, true));
+void check_shared_prefix(const ModelConfig& config, int64_t negatives) {
+  RewardModel model = testutil::tiny_model(config);
   GroupBuilder b(static_cast<uint32_t>(100 + negatives));
   std::mt19937 rng(static_cast<uint32_t>(negatives));
   std::uniform_int_distribution<int64_t> prefix_len(1, 40), cand_len(1, 24);
@@ -182,7 +179,7 @@ TEST_P(SharedPrefixExact, RewardsLossAndGradientsEqualSeparateSequences) {
   b.add_random(70,
                std::vector<int64_t>(static_cast<size_t>(negatives + 1), 20));  // longer than a row
   add_truncated_groups(b, negatives, static_cast<uint32_t>(negatives));
-  if (HasFailure()) return;
+  if (::testing::Test::HasFailure()) return;
 
   const int64_t row = 96;
   const PassResult ref =
@@ -198,7 +195,21 @@ TEST_P(SharedPrefixExact, RewardsLossAndGradientsEqualSeparateSequences) {
                   "shared, one row");
 }
 
+class SharedPrefixExact : public ::testing::TestWithParam<int64_t> {};
+
+TEST_P(SharedPrefixExact, RewardsLossAndGradientsEqualSeparateSequences) {
+  check_shared_prefix(testutil::tiny_config(2, true), GetParam());
+}
+
 INSTANTIATE_TEST_SUITE_P(Negatives, SharedPrefixExact, ::testing::Range<int64_t>(1, 9));
+
+// Qwen3's q/k norms and explicit head_dim, and llama3 RoPE, through the same block paths.
+TEST(SharedPrefixExactFamilies, Qwen3AndLlama3) {
+  for (const ModelConfig& c : {testutil::tiny_qwen3_config(), testutil::tiny_llama3_config(1)}) {
+    SCOPED_TRACE(c.to_json().dump());
+    check_shared_prefix(c, 3);
+  }
+}
 
 TEST(SharedPrefixLayout, ComputesFewerTokens) {
   GroupBuilder b;

@@ -28,6 +28,27 @@ inline ModelConfig tiny_config(int64_t kv_heads = 2, bool qkv_bias = false) {
   return c;
 }
 
+// Qwen3: per-head q/k norms, and a head_dim (24) apart from hidden_size / num_heads (16).
+inline ModelConfig tiny_qwen3_config(int64_t kv_heads = 2) {
+  ModelConfig c = tiny_config(kv_heads);
+  c.architecture = "qwen3";
+  c.head_dim = 24;
+  return c;
+}
+
+// Llama 3.1's llama3 RoPE scaling with a short original context, so the 8 frequencies of a
+// 16-wide head fall on all three sides of the ramp (kept, smoothed, divided by the factor).
+inline ModelConfig tiny_llama3_config(int64_t kv_heads = 2) {
+  ModelConfig c = tiny_config(kv_heads);
+  c.rope_theta = 5000.0;
+  c.rope_type = RopeType::Llama3;
+  c.rope_scaling = 8.0;
+  c.rope_low_freq_factor = 1.0;
+  c.rope_high_freq_factor = 4.0;
+  c.rope_original_max_position = 64;
+  return c;
+}
+
 // A model whose rewards are far from zero: the default init_std of 0.02 gives rewards and
 // gradients so small that comparisons would pass for almost any bug. Biases get random values
 // (they start at zero) so a dropped bias would show.

@@ -163,8 +163,10 @@ TEST(MicroBatchLoop, MicroBatchesGiveTheRewardsOfOneBatch) {
   });
   EXPECT_GT(n, 2u);
   EXPECT_EQ(seen, n);
-  // Other rows, so another summation order inside attention: fp32 rounding only.
-  EXPECT_TRUE(torch::allclose(torch::cat(parts), whole[0], 1e-5, 1e-6));
+  // Other rows, so another summation order inside attention: fp32 rounding only (rewards of
+  // order 1 after two layers differ by up to ~2e-6).
+  EXPECT_TRUE(torch::allclose(torch::cat(parts), whole[0], 1e-5, 1e-5))
+      << "largest difference " << (torch::cat(parts) - whole[0]).abs().max().item<double>();
 }
 
 // Forward, loss and backward of a packed micro-batch on the GPU with CUDA's sync debug mode set

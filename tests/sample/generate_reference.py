@@ -1,7 +1,7 @@
 """Reference side of the sampler cross-check (tests/sample/test_generate_transformers.cpp).
 
   generate_reference.py SPEC.json OUT.json
-      SPEC: {"models": [model spec of tests/io/hf_reference.py with "head": "causal"],
+      SPEC: {"models": [model spec of tests/common/hf_reference.py with "head": "causal"],
              "prompts": [[id, ...], ...] (bos included), "max_new_tokens": N}
       OUT:  {"transformers": version, "results": {dir: {"greedy": [[id, ...], ...],
              "first_logits": [[float, ...], ...]}}}
@@ -16,7 +16,7 @@ import sys
 import torch
 import transformers
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "io"))
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "common"))
 from hf_reference import build_one  # noqa: E402
 
 

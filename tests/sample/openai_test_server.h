@@ -58,6 +58,12 @@ class FakeOpenAIServer {
   std::atomic<int64_t> die_after{-1};  // after this many answers, answer 500 to everything
   std::atomic<bool> malformed{false};  // answer 200 with a body that has no choices
   std::atomic<int> stall_ms{0};        // sleep this long before answering
+  std::string finish_reason = "stop";  // set before the first request
+  // Context length of the model, in bytes of the prompt (0: none): a longer prompt gets vLLM's
+  // 400 "maximum context length" answer.
+  std::atomic<int64_t> context_bytes{0};
+  // Answer 400 to a request with top_k -1, as lmdeploy does.
+  std::atomic<bool> lmdeploy_top_k{false};
 
  private:
   void answer(const httplib::Request& req, httplib::Response& res, bool chat) {
@@ -90,8 +96,22 @@ class FakeOpenAIServer {
     }
     const std::string prompt = chat ? body["messages"][0]["content"].get<std::string>()
                                     : body["prompt"].get<std::string>();
+    if (lmdeploy_top_k && body.contains("top_k") && body["top_k"] == -1) {
+      res.status = 400;
+      res.set_content(
+          R"({"error": {"message": "The value of top_k must be greater than or equal to 0", "code": 400}})",
+          "application/json");
+      return;
+    }
+    if (context_bytes > 0 && static_cast<int64_t>(prompt.size()) > context_bytes) {
+      res.status = 400;
+      res.set_content(
+          R"({"object": "error", "message": "This model's maximum context length is 4096 tokens. However, you requested 5000 tokens (4000 in the messages, 1000 in the completion). Please reduce the length of the messages or completion.", "type": "BadRequestError", "param": null, "code": 400})",
+          "application/json");
+      return;
+    }
     const std::string text = prompt + "|" + std::to_string(body.value("seed", 0ull));
-    nlohmann::json choice = {{"index", 0}, {"finish_reason", "length"}};
+    nlohmann::json choice = {{"index", 0}, {"finish_reason", finish_reason}};
     if (chat) {
       choice["message"] = {{"role", "assistant"}, {"content", text}};
     } else {

@@ -7,8 +7,8 @@
 
 #include <string>
 
+#include "common/hf_test_util.h"
 #include "common/tiny_data.h"
-#include "io/test_hf_util.h"
 #include "model/tiny_model.h"
 #include "polar/sample/causal_lm.h"
 

@@ -14,6 +14,7 @@
 #include "common/tiny_data.h"
 #include "openai_test_server.h"
 #include "polar/common/error.h"
+#include "polar/data/builder.h"
 #include "polar/sample/openai_client.h"
 #include "polar/sample/sampler.h"
 
@@ -59,7 +60,7 @@ TEST(SampleServer, CompletionRequestAndResponseShapes) {
   client.check();
   const Completion c = client.complete("What is 2+2?", p, 77);
   EXPECT_EQ(c.text, "What is 2+2?|77");
-  EXPECT_EQ(c.finish, "length");
+  EXPECT_EQ(c.finish, "stop");
   EXPECT_EQ(c.tokens, 7);
   const auto reqs = server.requests();
   ASSERT_EQ(reqs.size(), 1u);
@@ -71,6 +72,8 @@ TEST(SampleServer, CompletionRequestAndResponseShapes) {
   EXPECT_EQ(b["temperature"], 1.0);
   EXPECT_EQ(b["top_p"], 0.9);
   EXPECT_EQ(b["top_k"], 50);
+  EXPECT_EQ(b["min_p"], 0.0);  // sent, so the server does not fill it from generation_config
+  EXPECT_EQ(b["repetition_penalty"], 1.0);
   EXPECT_EQ(b["seed"], 77);
   EXPECT_EQ(b["stop"], json({"\n\n"}));
   EXPECT_FALSE(b.contains("messages"));
@@ -172,6 +175,7 @@ TEST(SampleServer, ServerDyingMidwayKeepsRecordsAndTheRerunCompletes) {
   SampleRunOptions o;
   o.policies = {policy};
   for (const char* p : {"p0", "p1", "p2", "p3"}) o.prompts.push_back({p, "cat"});
+  o.scheme = SampleScheme::All;
   o.samples_per_prompt = 3;
   o.output = tmp / "traj.jsonl";
   o.progress = false;
@@ -189,17 +193,19 @@ TEST(SampleServer, ServerDyingMidwayKeepsRecordsAndTheRerunCompletes) {
   const auto full = lines_of(o.output);
   ASSERT_EQ(full.size(), 12u);
   EXPECT_TRUE(std::equal(partial.begin(), partial.end(), full.begin()));
-  std::set<std::pair<int64_t, int64_t>> keys;
+  std::set<std::pair<std::string, int64_t>> keys;
   for (const auto& line : full) {
     const json r = json::parse(line);
     EXPECT_EQ(r["policy"], "served");
     EXPECT_EQ(r["category"], "cat");
-    const int64_t i = r["prompt_index"], s = r["sample"];
-    EXPECT_EQ(r["prompt"], o.prompts[i].text);
-    EXPECT_EQ(r["response"],
-              o.prompts[i].text + "|" +
-                  std::to_string(sample_seed(0, "served", i, s) & 0x7fffffffffffffffull));
-    keys.emplace(i, s);
+    const std::string prompt = r["prompt"];
+    const int64_t s = r["sample"];
+    EXPECT_EQ(r["prompt_id"], prompt_id(prompt));
+    const auto hash = static_cast<int64_t>(prompt_hash(prompt));
+    EXPECT_EQ(
+        r["response"],
+        prompt + "|" + std::to_string(sample_seed(0, "served", hash, s) & 0x7fffffffffffffffull));
+    keys.emplace(prompt, s);
   }
   EXPECT_EQ(keys.size(), 12u);
   EXPECT_EQ(run_sampling(o).written, 0);  // nothing left

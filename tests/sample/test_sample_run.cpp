@@ -134,7 +134,8 @@ class SampleCli : public ::testing::Test {
   }
   std::string sample_args(const std::string& pool, const std::string& out) {
     return "sample --pool " + (tmp_ / pool) + " --prompts " + (tmp_ / "prompts.jsonl") +
-           " --output " + (tmp_ / out) + " --samples-per-prompt 2 --seed 3 --threads 1";
+           " --output " + (tmp_ / out) +
+           " --scheme all --samples-per-prompt 2 --seed 3 --threads 1 --no-response-filter";
   }
   testing::TempDir tmp_;
 };

@@ -53,14 +53,15 @@ std::string serve_binary() {
 }  // namespace
 
 ServerProcess::ServerProcess(const std::string& checkpoint, const std::vector<std::string>& args,
-                             const TempDir& tmp, const std::string& device) {
+                             const TempDir& tmp, const std::string& device,
+                             const std::map<std::string, std::string>& env) {
   static int counter = 0;
   const std::string port_file = tmp / ("port-" + std::to_string(counter++));
   std::vector<std::string> argv{serve_binary(), "serve", "--checkpoint", checkpoint,
                                 "--port",       "0",     "--port-file",  port_file,
                                 "--device",     device};
   argv.insert(argv.end(), args.begin(), args.end());
-  proc_ = std::make_unique<Subprocess>(argv);
+  proc_ = std::make_unique<Subprocess>(argv, env);
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(120);
   while (std::chrono::steady_clock::now() < deadline) {
     std::ifstream in(port_file);

@@ -6,6 +6,7 @@
 #include <httplib.h>
 #include <nlohmann/json.hpp>
 
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
@@ -28,9 +29,10 @@ std::string client_format(const ScoreInput& in);
 class ServerProcess {
  public:
   // Starts `polar serve --checkpoint CKPT --port 0 --port-file ... --device DEVICE ARGS` and waits
-  // until it listens.
+  // until it listens; `env` is added to its environment.
   ServerProcess(const std::string& checkpoint, const std::vector<std::string>& args,
-                const TempDir& tmp, const std::string& device = "cpu");
+                const TempDir& tmp, const std::string& device = "cpu",
+                const std::map<std::string, std::string>& env = {});
   int port() const { return port_; }
   std::unique_ptr<httplib::Client> client(int timeout_s = 30) const;
   Subprocess& process() { return *proc_; }

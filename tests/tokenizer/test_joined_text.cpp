@@ -2,7 +2,7 @@
 // (encode_formatted_text), for sentencepiece models with and without a dummy prefix, BPE and
 // unigram, identity and NFKC normalisation; and the truncation boundaries. The same ids are
 // checked against the sentencepiece Python package and transformers in
-// tests/io/test_hf_tokenization.cpp.
+// tests/checkpoint/test_hf_tokenization.cpp.
 #include <gtest/gtest.h>
 
 #include <algorithm>

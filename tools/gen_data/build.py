@@ -143,10 +143,78 @@ def generate(seed, n_pretrain, n_finetune, n_test):
     test, test_meta = files["test"]
     same = [r for r, names in zip(test, test_meta) if _family(names[0]) == _family(names[1])]
     other, other_meta = files["test_other_family"]
-    return {"pretrain.jsonl": pretrain, "finetune.jsonl": files["finetune"][0],
-            "test.jsonl": test, "test_same_family.jsonl": same, "test_other_family.jsonl": other,
-            "score.jsonl": score, "policies.json": [p.to_json() for p in pool]}, \
-        {"test": test_meta, "test_other_family": other_meta}
+    contents = {"pretrain.jsonl": pretrain, "finetune.jsonl": files["finetune"][0],
+                "test.jsonl": test, "test_same_family.jsonl": same,
+                "test_other_family.jsonl": other, "score.jsonl": score,
+                "policies.json": [p.to_json() for p in pool]}
+    meta = {"test": test_meta, "test_other_family": other_meta}
+    # Drawn last, from their own prompts, so the files above do not depend on them.
+    for name, relation in CONTENT_SLICES.items():
+        records, names = _content_slice(seed, name, relation, prng, used, pool, responder, n_test)
+        contents[f"{name}.jsonl"] = records
+        meta[name] = names
+    return contents, meta
+
+
+# The content slices: chosen and rejected both differ from the reference's policy, and which of
+# them comes closer to the reference's family cannot decide the pair.
+#   test_content_same_family: both from the reference's family, different checkpoints (style is
+#     shared; only what they get right differs, as between checkpoints of one model line).
+#   test_content_other_family_same_skill: two other families, the same checkpoint level.
+#   test_content_other_family_other_skill: two other families, different checkpoint levels.
+def _same_family(ref, cho, rej):
+    return _family(cho.name) == _family(rej.name) == _family(ref.name) and \
+        cho.checkpoint != rej.checkpoint
+
+
+def _other_family(same_skill):
+    def relation(ref, cho, rej):
+        families = {_family(ref.name), _family(cho.name), _family(rej.name)}
+        return len(families) == 3 and (cho.checkpoint == rej.checkpoint) == same_skill
+    return relation
+
+
+CONTENT_SLICES = {"test_content_same_family": _same_family,
+                  "test_content_other_family_same_skill": _other_family(True),
+                  "test_content_other_family_other_skill": _other_family(False)}
+
+
+def _content_slice(seed, name, relation, prng, used, pool, responder, n):
+    """n triples on new prompts: every policy answers once; the reference is a best-graded answer;
+    (chosen, rejected) satisfy `relation` with grade(reference) >= grade(chosen) > grade(rejected),
+    a correct chosen against an incorrect rejected where the task is checkable, qualities matched
+    as closely as the prompt allows (so tidiness alone does not decide)."""
+    rng = random.Random(f"{seed}|{name}")
+    records, meta = [], []
+    per_category = n // len(tasks.CATEGORIES) + 1
+    counts = {c: 0 for c in tasks.CATEGORIES}
+    attempts = 0
+    while len(records) < n:
+        attempts += 1
+        if attempts > 200 * n + 1000:
+            raise SystemExit(f"gen_data: {name}: only {len(records)} of {n} triples")
+        category = min(tasks.CATEGORIES, key=lambda c: (counts[c], tasks.CATEGORIES.index(c)))
+        if counts[category] >= per_category:
+            category = rng.choice(tasks.CATEGORIES)
+        (problem, prompt), = _problems(prng, 1, used, name, category)
+        answers = [(p, responder.respond(rng, p, problem)) for p in pool]
+        graded = [(tasks.grade(prompt, t), p, t) for p, t in answers]
+        best = max(key for key, _, _ in graded)
+        ref_key, ref_p, ref = rng.choice([g for g in graded if g[0] == best])
+        pairs = [(c, j) for c in graded for j in graded
+                 if c[1] is not ref_p and j[1] is not ref_p and c[0] > j[0] and c[0] <= ref_key
+                 and c[2] != ref and j[2] != c[2] and relation(ref_p, c[1], j[1])]
+        if category != "writing":
+            pairs = [(c, j) for c, j in pairs if c[0][0] and not j[0][0]]
+        if not pairs:
+            continue
+        gap = min(abs(c[0][1] - j[0][1]) for c, j in pairs)
+        cho, rej = rng.choice([(c, j) for c, j in pairs if abs(c[0][1] - j[0][1]) == gap])
+        records.append({"prompt": prompt, "reference": ref, "chosen": cho[2], "rejected": rej[2],
+                        "category": problem[0]})
+        meta.append((ref_p.name, cho[1].name, rej[1].name))
+        counts[problem[0]] += 1
+    return records, meta
 
 
 def _score_demo(seed, pool, responder, used):

@@ -64,8 +64,12 @@ def validate(out_dir, n_pretrain, n_finetune, n_test):
                  f"pretrain.jsonl: prompt {prompt!r} is not answered twice by every policy")
 
     prompt_sets = {"pretrain.jsonl": set(by_prompt)}
+    # Content slices may give the chosen the reference's own grade (both correct); the rest rank
+    # strictly.
+    content = ("test_content_same_family.jsonl", "test_content_other_family_same_skill.jsonl",
+               "test_content_other_family_other_skill.jsonl")
     for name, n in (("finetune.jsonl", n_finetune), ("test.jsonl", n_test),
-                    ("test_other_family.jsonl", n_test)):
+                    ("test_other_family.jsonl", n_test)) + tuple((c, n_test) for c in content):
         records = _read_jsonl(path(name), ("prompt", "reference", "chosen", "rejected", "category"))
         _require(len(records) == n, f"{name}: {len(records)} lines, expected {n}")
         prompts = [r["prompt"] for r in records]
@@ -74,7 +78,8 @@ def validate(out_dir, n_pretrain, n_finetune, n_test):
             category, _ = tasks.parse_prompt(r["prompt"])
             _require(category == r["category"], f"{name}:{number}: category mismatch")
             ref, cho, rej = (tasks.grade(r["prompt"], r[k]) for k in ("reference", "chosen", "rejected"))
-            _require(ref > cho > rej, f"{name}:{number}: ranking not strict: {ref} {cho} {rej}")
+            ranked = ref >= cho > rej if name in content else ref > cho > rej
+            _require(ranked, f"{name}:{number}: ranking not strict: {ref} {cho} {rej}")
         cats = {r["category"] for r in records}
         _require(n < len(tasks.CATEGORIES) or cats == set(tasks.CATEGORIES),
                  f"{name}: categories {sorted(cats)}, expected all of {list(tasks.CATEGORIES)}")

@@ -47,6 +47,7 @@ class Policy:
 
     def to_json(self):
         return {"name": self.name, "family": self.family, "checkpoint": self.checkpoint,
+                "step": self.checkpoint,
                 "skill": self.skill, "held_out": self.held_out, "style": self.style,
                 "mistakes": self.mistakes}
 

@@ -1,5 +1,6 @@
 // Checkpoints: a directory written atomically (DIR.tmp-PID, then rename) holding
-//   model.safetensors     weights, Hugging Face names (see model/reward_model.h)
+//   model.safetensors     weights, Hugging Face names (see model/reward_model.h); with LoRA the
+//                         adapters and the head only (checkpoint/lora_checkpoint.h)
 //   config.json           the resolved training config; "model" is the model shape,
 //                         "tokenizer_fingerprint" the fingerprint of tokenizer/ (tokenizer.h)
 //   tokenizer/            the tokenizer the model was trained with
@@ -74,7 +75,8 @@ ModelConfig load_model_shape(const std::string& path);
 // DIR/tokenizer, checked against the fingerprint DIR/config.json stored with the weights (a
 // checkpoint written before fingerprints existed has none and its tokenizer/ is taken as is).
 Tokenizer load_checkpoint_tokenizer(const std::string& dir);
-// Copies weights by name into `model`; every model parameter must be present with its shape.
+// Copies weights by name into `model`; every model parameter must be present with its shape
+// (of a LoRA model, every trainable one: see checkpoint/lora_checkpoint.h).
 // `verify`: checksums first, finiteness after.
 void load_weights(RewardModel& model, const std::string& path, bool verify = true);
 

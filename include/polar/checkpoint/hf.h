@@ -26,7 +26,7 @@ struct LoadedModel;
 struct HfModelInfo {
   std::string architecture_class;  // e.g. "LlamaForCausalLM"
   bool has_reward_head = false;    // *ForSequenceClassification / *ForRewardModel
-  ModelConfig shape;               // shape.architecture: llama | qwen2 | internlm2
+  ModelConfig shape;               // shape.architecture: a model/family.h name
   bool has_o_bias = false;         // Llama attention_bias / InternLM2 bias: o bias must be all zero
   int64_t bos_token_id = -1, eos_token_id = -1, pad_token_id = -1,
           reward_token_id = -1;    // -1: absent
@@ -38,14 +38,17 @@ bool is_hf_directory(const std::string& dir);
 
 // Maps a config.json object (transformers 4.x keys rope_theta/rope_scaling and 5.x
 // rope_parameters) to a shape. Refuses what the model cannot reproduce, naming the key: an
-// architecture other than Llama/Qwen2/InternLM2, activations other than silu, rope types other
-// than default/linear (dynamic NTK is read as plain RoPE: it is identical up to
-// max_position_embeddings), head_dim != hidden_size / num_heads, MLP biases, sliding windows.
+// architecture other than Llama/Qwen2/Qwen3/InternLM2, activations other than silu, rope types
+// other than default/linear/llama3 (dynamic NTK is read as plain RoPE: it is identical up to
+// max_position_embeddings), partial rotary, MLP biases, sliding windows.
 HfModelInfo parse_hf_config(const nlohmann::json& config, const std::string& where);
 
 struct HfImportOptions {
   std::string tokenizer_dir;  // used instead of the directory's tokenizer.model when set
   uint64_t head_seed = 0;     // seed of the fresh reward head of a *ForCausalLM import
+  // A language model to sample from (a policy): its own tokenizer, POLAR's <|reward|> and reward
+  // tokens are not required (ids -1 when absent).
+  bool language_model = false;
 };
 
 // Imports weights, shape and tokenizer; a CausalLM gets a freshly initialised reward head.
@@ -53,6 +56,10 @@ struct HfImportOptions {
 LoadedModel import_hf(const std::string& dir, const torch::Device& device);
 LoadedModel import_hf(const std::string& dir, const torch::Device& device,
                       const HfImportOptions& options);
+
+// `embed` (V, H) with rows - V rows appended, each the mean of the V rows (computed in fp32):
+// the embedding (or LM head) of template tokens a tokenizer.json gained at import.
+torch::Tensor grown_embedding(const torch::Tensor& embed, int64_t rows);
 
 struct HfExportOptions {
   std::string format =

@@ -25,7 +25,8 @@ void verify_checkpoint_checksums(const std::string& dir);
 void check_weights_finite(RewardModel& model, const std::string& where);
 
 // Removes NAME.tmp-PID and NAME.old-PID directories and FILE.tmp.PID files directly in
-// `run_dir` whose process PID no longer runs (a save killed midway). Returns how many.
+// `run_dir` whose process PID no longer runs (a save killed midway), and every NAME.staging
+// directory (a sharded save that did not complete; call only between saves). Returns how many.
 int64_t remove_stale_temporaries(const std::string& run_dir);
 
 }  // namespace polar

@@ -21,6 +21,9 @@
 
 namespace polar {
 
+// The type of a key that takes a list of strings (its Limit applies to each element).
+using StringList = std::vector<std::string>;
+
 // A closed or half-open interval for a numeric config value; describe() renders "[0, 1)".
 struct Range {
   double lo = -std::numeric_limits<double>::infinity();
@@ -58,6 +61,13 @@ inline Limit matching(bool (*accepts)(const std::string&), const char* expected)
   return l;
 }
 
+// A non-empty list of distinct strings, each accepted by `accepts` (for a StringList key).
+inline Limit list_of(bool (*accepts)(const std::string&), const char* expected) {
+  Limit l = matching(accepts, expected);
+  l.non_empty = true;
+  return l;
+}
+
 // One choice of an enum key: its JSON spelling and one line of help.
 struct Choice {
   const char* name;
@@ -78,7 +88,7 @@ struct KeySpec {
 // docs/config.md.
 struct KeyDoc {
   std::string path;          // "train.lr"
-  std::string type;          // integer | number | bool | string | choice
+  std::string type;          // integer | number | bool | string | list | choice
   std::string default_json;  // the default as JSON text
   std::string allowed;       // "(0, 1]", "fp32 | bf16", "a non-empty string" or ""
   std::vector<Choice> choices;

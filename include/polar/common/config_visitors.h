@@ -21,6 +21,7 @@ void read_config_value(const nlohmann::json& v, const std::string& path, int64_t
 void read_config_value(const nlohmann::json& v, const std::string& path, double& out);
 void read_config_value(const nlohmann::json& v, const std::string& path, bool& out);
 void read_config_value(const nlohmann::json& v, const std::string& path, std::string& out);
+void read_config_value(const nlohmann::json& v, const std::string& path, StringList& out);
 template <class E, class = std::enable_if_t<std::is_enum_v<E>>>
 void read_config_value(const nlohmann::json& v, const std::string& path, E& out) {
   POLAR_CHECK(v.is_string(), path, ": expected ", describe_choices(choices_of<E>()), ", got ",
@@ -32,6 +33,7 @@ void read_config_value(const nlohmann::json& v, const std::string& path, E& out)
 void check_config_limit(const Limit& limit, const std::string& path, int64_t v);
 void check_config_limit(const Limit& limit, const std::string& path, double v);
 void check_config_limit(const Limit& limit, const std::string& path, const std::string& v);
+void check_config_limit(const Limit& limit, const std::string& path, const StringList& v);
 template <class T>
 void check_config_limit(const Limit&, const std::string&, const T&) {}  // bool, enums
 
@@ -50,6 +52,7 @@ const char* config_type_name() {
   if constexpr (std::is_same_v<T, bool>) return "bool";
   if constexpr (std::is_integral_v<T>) return "integer";
   if constexpr (std::is_floating_point_v<T>) return "number";
+  if constexpr (std::is_same_v<T, StringList>) return "list";
   return "string";
 }
 
@@ -60,6 +63,7 @@ std::string config_expected() {
   if constexpr (std::is_same_v<T, bool>) return "true or false";
   if constexpr (std::is_integral_v<T>) return "an integer";
   if constexpr (std::is_floating_point_v<T>) return "a number";
+  if constexpr (std::is_same_v<T, StringList>) return "a list of strings";
   return "a string";
 }
 

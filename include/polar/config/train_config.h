@@ -19,6 +19,7 @@
 #include "polar/common/precision.h"
 #include "polar/loss/loss_options.h"
 #include "polar/model/config.h"
+#include "polar/model/lora_config.h"
 
 namespace polar {
 
@@ -103,7 +104,9 @@ POLAR_CONFIG_ENUM(ActivationCheckpointing, POLAR_CHECKPOINTING_CHOICES)
   KEY(int64_t, checkpoint_every, 0, closed(0, kMaxCount), "steps", "steps between checkpoints; 0: only at the end") \
   KEY(int64_t, keep_last, 2, closed(1, kMaxCount), "checkpoints", "checkpoint-<N> directories kept") \
   KEY(int64_t, log_every, 1, closed(1, kMaxCount), "steps", "steps between progress lines") \
-  KEY(int64_t, stop_after_steps, 0, closed(0, kMaxCount), "steps", "checkpoint and stop after this many steps of this invocation (time-limited job slots; continue with --resume); 0: run to the end")
+  KEY(int64_t, stop_after_steps, 0, closed(0, kMaxCount), "steps", "checkpoint and stop after this many steps of this invocation (time-limited job slots; continue with --resume); 0: run to the end") \
+  KEY(bool, tensorboard, true, any(), "", "TensorBoard event files under <output_dir>/tensorboard/ (rank 0): every number of the metrics.jsonl line") \
+  KEY(double, tensorboard_flush_secs, 0, closed(0, 86400), "s", "flush the event file every step (0) or at most this many seconds late")
 
 #define POLAR_RUNTIME_KEYS(KEY) \
   KEY(std::string, attention, "", any(), "", "written by polar train: the attention path the run chose for train.attention (math, varlen or blocks); ignored when read")
@@ -116,11 +119,14 @@ POLAR_CONFIG_ENUM(ActivationCheckpointing, POLAR_CHECKPOINTING_CHOICES)
 struct ModelSection {
   ModelConfig shape;         // used when neither init_from nor shape_from is set
   bool shape_given = false;  // any shape key present in the config (set by the parser)
+  LoraConfig lora;           // adapters on a frozen base (rank 0: full fine-tuning)
   POLAR_CONFIG_MEMBERS(POLAR_MODEL_SECTION_KEYS)
   template <class Self, class V>
   static void visit_keys(Self& self, V& v) {
     v.flatten(self.shape);
     POLAR_CONFIG_VISIT(POLAR_MODEL_SECTION_KEYS)
+    v.section("lora", self.lora,
+              "low-rank adapters on a frozen base (docs/lora.md); rank 0: full fine-tuning");
   }
 };
 

@@ -14,7 +14,11 @@
 //     seeded shuffle; groups_per_prompt caps it round-robin over the policies.
 //   paper: POLAR's scheme, `passes` groups per prompt, each from a policy A drawn uniformly among
 //     those with two trajectories, two distinct trajectories of A drawn uniformly.
-// Either way the K negatives are one random trajectory each from K distinct other policies.
+// Either way the K negatives are one random trajectory each from K distinct other policies,
+// chosen by --negatives-from (NegativeSource): any other policy (default), a different policy of
+// the reference's family, a mix of the two, or the family neighbour nearest by step; families and
+// steps come from a policy table (--policies FILE). When the prompt has no policy of the wanted
+// kind left, the negative is drawn from any other policy and counted as a fallback.
 // A trajectory that repeats an earlier one of the same prompt and policy is a duplicate (dropped,
 // counted); groups whose positive text equals the reference text or whose negative text equals
 // the positive are dropped and counted.
@@ -32,6 +36,7 @@
 #include <vector>
 
 #include "polar/data/records.h"
+#include "polar/data/response_filter.h"
 #include "polar/tokenizer/template.h"
 
 namespace polar {
@@ -40,11 +45,33 @@ enum class PairingScheme { AllPairs, Paper };
 PairingScheme parse_pairing_scheme(const std::string& name);  // "all-pairs" or "paper"
 const char* pairing_scheme_name(PairingScheme scheme);
 
+// Policy attributes for choosing negatives: a side file (gen_data's policies.json, a `polar
+// sample` pool file) listing {"name", "family"[, "step"]} entries, as a JSON array or under
+// "policies"; other keys of an entry are ignored (the file serves other readers too).
+struct PolicyInfo {
+  std::string family;
+  double step = 0;
+  bool has_step = false;
+};
+using PolicyTable = std::map<std::string, PolicyInfo, std::less<>>;
+PolicyTable read_policy_table(const std::string& path);
+
+enum class NegativeSource { Any, SameFamily, Mixed, Nearest };
+struct NegativeSelection {
+  NegativeSource source = NegativeSource::Any;
+  double same_family_probability = 1.0;  // Mixed: P(draw from the reference's family)
+};
+// "any", "same-family", "mixed:P" (0 <= P <= 1) or "nearest"; throws naming the flag.
+NegativeSelection parse_negative_selection(const std::string& text);
+std::string negative_selection_name(const NegativeSelection& selection);
+
 struct PairingOptions {
   int64_t negatives = 1;  // K: negatives per group, from K distinct other policies
   PairingScheme scheme = PairingScheme::AllPairs;
-  int64_t groups_per_prompt = 0;  // all-pairs: cap (0 = every disjoint pair)
-  int64_t passes = 1;             // paper: groups per prompt
+  NegativeSelection negatives_from;
+  const PolicyTable* policies = nullptr;  // required unless negatives_from is Any
+  int64_t groups_per_prompt = 0;          // all-pairs: cap (0 = every disjoint pair)
+  int64_t passes = 1;                     // paper: groups per prompt
   uint64_t seed = 0;
 };
 
@@ -59,10 +86,15 @@ struct PretrainBuildOptions {
   double eval_fraction = 0.05;
   TemplateKind template_kind = TemplateKind::Pretrain;
   PairingScheme pairing = PairingScheme::AllPairs;
+  NegativeSelection negatives_from;
+  std::string policies;  // policy table file ("" = none; needed unless --negatives-from any)
   int64_t groups_per_prompt = 0;  // all-pairs: 0 = every disjoint (reference, positive) pair
   int64_t passes = 1;             // paper scheme: groups per prompt
   bool skip_invalid = false;
   bool overwrite = false;
+  // Loops, unfinished endings and aborted responses (data/response_filter.h); counted in the
+  // manifest's records.response_filter.
+  ResponseFilterOptions response_filter;
   int64_t groups_per_shard = 100000;
   // Out-of-core build.
   int64_t memory_budget = int64_t{4} << 30;  // bytes; sets the partition count and buffer sizes
@@ -97,6 +129,11 @@ struct PlanCounts {
   int64_t positive_equals_reference = 0;  // groups dropped
   int64_t negative_equals_positive = 0;   // groups dropped
   std::map<std::string, int64_t> skipped_prompts_by_reason;
+  // With a policy table: negatives from the reference's family / another family, and negatives
+  // drawn from any policy because none of the wanted kind was left (--negatives-from).
+  int64_t negatives_same_family = 0;
+  int64_t negatives_other_family = 0;
+  int64_t negatives_fallback = 0;
   void add(const PlanCounts& other);
 };
 

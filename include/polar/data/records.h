@@ -19,8 +19,10 @@
 
 namespace polar {
 
-struct TrajectoryRecord {  // {"prompt","policy","response"[,"category"]}
+struct TrajectoryRecord {  // {"prompt","policy","response"[,"category","finish","dropped"]}
   std::string prompt, policy, response, category;
+  std::string finish;   // `polar sample`'s finish reason ("" when absent)
+  std::string dropped;  // the response-filter rule that dropped it in `polar sample` ("" = kept)
   int64_t line = 0;
 };
 

@@ -27,6 +27,9 @@ struct DistEnv {
   std::string master_addr = "127.0.0.1";
   int master_port = 29500;
   int restart_count = 0;
+  // TORCHELASTIC_USE_AGENT_STORE=True (torchrun): the launcher hosts the store on
+  // MASTER_ADDR:MASTER_PORT and every rank, rank 0 included, joins it as a client.
+  bool agent_store = false;
   static DistEnv from_environment();
   // "rank 1/4 (local 1/2) via 10.0.0.1:29500": for logs and error messages.
   std::string describe() const;
@@ -64,7 +67,8 @@ struct ShardLayout {
 
 class Context {
  public:
-  // world_size 1: a no-op context. Otherwise connects (rank 0 hosts the TCPStore) and builds
+  // world_size 1: a no-op context. Otherwise connects (rank 0 hosts the TCPStore, or every rank
+  // joins the launcher's when env.agent_store; keys are scoped by env.restart_count) and builds
   // Gloo (CPU device) or NCCL (CUDA device) process group. Errors name the address and rank.
   static std::shared_ptr<Context> create(const DistEnv& env, const torch::Device& device,
                                          const DistOptions& options);

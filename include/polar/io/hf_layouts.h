@@ -1,7 +1,8 @@
 // Adapter tables between polar's parameter names (Hugging Face Llama names, see
 // model/reward_model.h) and the tensor layouts of Hugging Face checkpoints, one per model family
 // (model/family.h; families may share a table):
-//   Llama/Qwen2: the same names; the head is score.weight (sequence classification) or
+//   Llama/Qwen2/Qwen3: the same names (Qwen3 adds self_attn.q_norm/k_norm); the head is
+//   score.weight (sequence classification) or
 //                lm_head.weight (causal LM, dropped on import).
 //   InternLM2:   model.tok_embeddings, attention.wqkv (packed), attention.wo,
 //                feed_forward.w1/w3/w2, attention_norm, ffn_norm, model.norm; head v_head.weight
@@ -34,6 +35,7 @@ struct LayoutTable {
   std::vector<NameRule> globals;     // outside the layers
   std::vector<NameRule> layer;       // under "model.layers.{i}."
   std::vector<NameRule> qkv_bias;    // under "model.layers.{i}.", only for models with q/k/v biases
+  std::vector<NameRule> qk_norm;     // under "model.layers.{i}.", only for models with q/k norms
   const char* packed_qkv = nullptr;  // InternLM2 "attention.wqkv" (.weight, and .bias with biases)
   const char* o_bias;                // output-projection bias: polar has none, so it must be zero
   const char* reward_head;           // (1, hidden)

@@ -15,7 +15,7 @@ namespace polar {
 
 struct ModelConfig;
 
-enum class ModelFamily { Llama, Qwen2, InternLM2 };
+enum class ModelFamily { Llama, Qwen2, Qwen3, InternLM2 };
 
 // Which shapes a family writes under its export format.
 enum class ExportBias { Without, With, Either };  // q/k/v biases: none, required, any
@@ -40,6 +40,11 @@ struct FamilyInfo {
   // nullptr: the family always has q/k/v biases and no output bias.
   int64_t default_max_position;
   const char* bias_key;
+  // transformers' default head_dim when config.json has none; 0: hidden_size / heads.
+  int64_t default_head_dim;
+  // Numerics beyond the shared decoder: per-head RMSNorm of q and k before RoPE (Qwen3's
+  // self_attn.q_norm / k_norm).
+  bool qk_norm;
   // ModelConfig -> config.json: the format that writes this family (also what --format auto
   // picks for it), the shapes it writes, and the keys beyond those every family shares.
   const char* export_format;

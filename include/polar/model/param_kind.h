@@ -15,6 +15,7 @@ enum class ParamKind {
   Norm,       // an RMSNorm weight
   Bias,       // a projection's bias
   Head,       // the reward head
+  Adapter,    // a LoRA matrix (".lora_A." / ".lora_B."; model/lora.h)
 };
 
 ParamKind param_kind(const std::string& name);

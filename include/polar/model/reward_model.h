@@ -1,7 +1,10 @@
-// RewardModel: Llama-family decoder (RMSNorm, RoPE, SwiGLU, grouped-query attention, optional
-// qkv bias) and a bias-free linear reward head read at each sequence's reward token.
+// RewardModel: Llama-family decoder (RMSNorm, RoPE with linear or llama3 scaling, SwiGLU,
+// grouped-query attention, optional qkv bias, Qwen3's q/k norm) and a bias-free linear reward
+// head read at each sequence's reward token. The same layers serve the sampler's causal LM
+// through decode() and a KV cache.
 // Parameter names follow Hugging Face's LlamaForSequenceClassification:
 //   model.embed_tokens.weight, model.layers.{i}.self_attn.{q,k,v,o}_proj.{weight,bias},
+//   model.layers.{i}.self_attn.{q,k}_norm.weight (Qwen3),
 //   model.layers.{i}.mlp.{gate,up,down}_proj.weight, model.layers.{i}.input_layernorm.weight,
 //   model.layers.{i}.post_attention_layernorm.weight, model.norm.weight, score.weight (1, H).
 #pragma once
@@ -9,6 +12,8 @@
 #include <torch/nn/module.h>
 #include <torch/nn/pimpl.h>
 #include <torch/types.h>
+
+#include <vector>
 
 #include "polar/model/config.h"
 
@@ -23,6 +28,14 @@ struct PackedBatch;
 // padded SDPA calls, only within each sequence (any device). Auto: Varlen where available, Blocks
 // on the CPU, else Math.
 enum class AttentionImpl { Math, Varlen, Blocks, Auto };
+
+// Keys (after RoPE) and values of every layer for incremental decoding,
+// (B, num_kv_heads, capacity, head_dim) each, filled up to `length`.
+struct KvCache {
+  std::vector<torch::Tensor> keys, values;
+  int64_t length = 0;
+  int64_t capacity() const { return keys.empty() ? 0 : keys[0].size(2); }
+};
 
 class RewardModelImpl : public torch::nn::Module {
  public:
@@ -48,6 +61,17 @@ class RewardModelImpl : public torch::nn::Module {
                         const torch::Tensor& segments, const torch::Tensor& reward_index,
                         const torch::Tensor& context = {});
   torch::Tensor forward(const PackedBatch& batch);
+
+  // Incremental decoding (the sampler's causal LM), no gradients: runs tokens (B, T) at RoPE
+  // positions (B, T) through the same layers, appending each layer's keys and values to `cache`
+  // at cache.length, and returns the hidden states (B, T, H) before the final RMSNorm.
+  // key_mask (B, cache.length + T) bool is true at real (non-padding) keys; a query sees the
+  // real keys up to itself, and itself.
+  torch::Tensor decode(const torch::Tensor& tokens, const torch::Tensor& positions,
+                       const torch::Tensor& key_mask, KvCache& cache) const;
+  KvCache new_cache(int64_t batch, int64_t capacity) const;
+  // model.norm over hidden states (..., H): what an LM head reads.
+  torch::Tensor final_norm(const torch::Tensor& hidden) const;
 
   const ModelConfig& config() const { return config_; }
   // normal(0, init_std) for matrices, ones for norms, zeros for biases. Drawn on the CPU in fp32

@@ -1,8 +1,9 @@
 // CausalLM: a Hugging Face causal language model (LlamaForCausalLM,
-// Qwen2ForCausalLM, InternLM2ForCausalLM) for generation. The decoder is the
-// reward model's (imported by io/hf, same parameters and names); the LM head is
-// read beside it (lm_head.weight / output.weight, or the embedding when
-// tie_word_embeddings). Incremental decoding keeps a KV cache per layer.
+// Qwen2ForCausalLM, Qwen3ForCausalLM, InternLM2ForCausalLM) for generation. The
+// decoder is the reward model (imported by io/hf), run through
+// RewardModel::decode with a KV cache per layer: the same layers and numerics
+// as scoring. The LM head is read beside it (lm_head.weight / output.weight, or
+// the embedding when tie_word_embeddings).
 #pragma once
 
 #include <torch/types.h>
@@ -15,13 +16,7 @@
 
 namespace polar::sample {
 
-// Keys and values of every layer, (B, num_kv_heads, capacity, head_dim), filled
-// up to `length`.
-struct KvCache {
-  std::vector<torch::Tensor> keys, values;
-  int64_t length = 0;
-  int64_t capacity() const { return keys.empty() ? 0 : keys[0].size(2); }
-};
+using polar::KvCache;  // model/reward_model.h
 
 struct CausalLMOptions {
   std::string tokenizer_dir;   // instead of the directory's tokenizer.model
@@ -49,16 +44,8 @@ class CausalLM {
   torch::Device device() const { return lm_head_.device(); }
 
  private:
-  struct LayerWeights {
-    torch::Tensor q, k, v, o, q_bias, k_bias, v_bias, gate, up, down, input_norm, post_norm;
-  };
-  torch::Tensor layer_forward(const LayerWeights& w, const torch::Tensor& x,
-                              const torch::Tensor& cos, const torch::Tensor& sin,
-                              const torch::Tensor& mask, KvCache& cache, size_t layer) const;
-
   RewardModel decoder_{nullptr};
-  torch::Tensor lm_head_, embed_, final_norm_;
-  std::vector<LayerWeights> layers_;
+  torch::Tensor lm_head_;
   Tokenizer tokenizer_;
 };
 

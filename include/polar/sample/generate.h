@@ -16,11 +16,15 @@
 namespace polar::sample {
 
 struct SamplingParams {
-  double temperature = 1.0;  // 0: greedy (argmax)
-  double top_p = 0.9;        // 1: off
-  int64_t top_k = 50;        // 0: off
-  int64_t max_new_tokens = 256;
+  double temperature = 1.0;       // 0: greedy (argmax)
+  double top_p = 0.9;             // 1: off
+  int64_t top_k = 50;             // 0: off
+  int64_t max_new_tokens = 4096;  // POLAR's trajectories are up to 4096 tokens
   std::vector<std::string> stop;  // the text ends before the first stop string
+  // Sent to servers so that they do not fill them from the model's generation_config; the
+  // built-in sampler has neither filter and takes only these neutral values.
+  double repetition_penalty = 1.0;
+  double min_p = 0.0;
   void validate(const std::string& where) const;
 };
 

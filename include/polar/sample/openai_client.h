@@ -25,7 +25,14 @@ struct Completion {
   std::string text;
   std::string finish;   // the server's finish_reason ("" when absent)
   int64_t tokens = -1;  // usage.completion_tokens, -1 when absent
+  // HTTP 400 saying the prompt and max_tokens exceed the model's context (vLLM, SGLang,
+  // lmdeploy wordings): no text; the caller shortens the prompt or skips it.
+  bool context_exceeded = false;
+  std::string error;  // the start of that 400's body
 };
+
+// Whether an HTTP 400 body says the request exceeds the model's context length.
+bool is_context_length_error(const std::string& body);
 
 class OpenAIClient {
  public:

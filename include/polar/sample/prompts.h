@@ -13,14 +13,15 @@ namespace polar::sample {
 
 struct Prompt {
   std::string text;
-  std::string category;  // "" when none
+  std::string category;     // "" when none
+  bool instruction = true;  // false: a corpus prefix (for base policies, by `--scheme paper`)
 };
 
 // Reads a prompts JSONL; errors name FILE:LINE.
 std::vector<Prompt> read_prompts(const std::string& path);
 
 struct CorpusPrefixOptions {
-  int64_t max_prefix_tokens = 64;  // L: prefixes have 1..L tokens (at most the text's length)
+  int64_t max_prefix_tokens = 1024;  // L: prefixes have 1..L tokens (at most the text's length)
   uint64_t seed = 0;
   std::string category;  // given to every corpus prompt
 };
@@ -31,5 +32,10 @@ struct CorpusPrefixOptions {
 // does not depend on other lines.
 std::vector<Prompt> corpus_prefix_prompts(const std::string& path, const Tokenizer& tokenizer,
                                           const CorpusPrefixOptions& options);
+
+// Keeps every corpus prefix and as many instruction prompts (chosen by a seeded hash of their
+// text) as make up about `share` (in [0, 1)) of the result; the order of the kept ones stays.
+std::vector<Prompt> with_instruction_share(const std::vector<Prompt>& prompts, double share,
+                                           uint64_t seed);
 
 }  // namespace polar::sample

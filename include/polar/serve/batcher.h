@@ -1,8 +1,11 @@
 // Dynamic batching for the reward server: request threads submit groups; one worker thread owns
 // the model and runs it on batches packed from the queue. A batch is formed when the queued
 // sequences reach the token budget or when the oldest request has waited max_wait, whichever
-// comes first; whole requests are taken in arrival order up to the budget (a request larger than
-// the budget runs alone, split into micro-batches by reward_groups).
+// comes first. A request is split into chunks of about chunk_tokens (whole groups) when it is
+// submitted, so a request of any size streams through the batcher: batches take one chunk of
+// every waiting request in turn (oldest request first) up to the budget, and a small request is
+// not stuck behind all of a large one. A request whose cancel flag is set (its client went away)
+// has its queued chunks dropped unscored.
 #pragma once
 
 #include <atomic>
@@ -11,6 +14,7 @@
 #include <cstdint>
 #include <deque>
 #include <future>
+#include <memory>
 #include <mutex>
 #include <thread>
 #include <vector>
@@ -23,12 +27,14 @@ namespace polar::serve {
 struct BatcherOptions {
   std::chrono::microseconds max_wait{2000};
   int64_t batch_tokens = 16384;  // tokens per batch taken from the queue
+  int64_t chunk_tokens = 0;      // tokens per chunk of a request (0: batch_tokens / 4)
   ScoreOptions score;            // row_tokens, precision (micro_batch_tokens = batch_tokens)
 };
 
 struct BatcherStats {
   int64_t batches = 0, sequences = 0, tokens = 0;
-  int64_t queued_sequences = 0;  // waiting now
+  int64_t queued_sequences = 0;     // waiting now
+  int64_t cancelled_sequences = 0;  // dropped unscored: their client went away
 };
 
 class DynamicBatcher {
@@ -40,18 +46,33 @@ class DynamicBatcher {
 
   // Rewards of every sequence of `groups` in reward_groups() order. A failed forward pass
   // reaches the future as its exception. Throws polar::Error after stop().
-  std::future<std::vector<float>> submit(std::vector<EncodedGroup> groups);
+  // `cancel`, when given, may be set at any time: the request's chunks still queued are dropped
+  // and its future gets an exception.
+  std::future<std::vector<float>> submit(std::vector<EncodedGroup> groups,
+                                         std::shared_ptr<std::atomic<bool>> cancel = nullptr);
+  // Wakes the worker, so that a newly cancelled request's chunks are dropped at once.
+  void wake() { cv_.notify_all(); }
   // Runs what is queued, then joins the worker; later submits are refused.
   void stop();
   BatcherStats stats() const;
 
  private:
-  struct Job {
+  // One request: its rewards filled chunk by chunk (by the worker only).
+  struct Request {
+    std::promise<std::vector<float>> done;
+    std::vector<float> rewards;
+    size_t chunks_left = 0;
+    bool finished = false;
+    std::shared_ptr<std::atomic<bool>> cancel;
+  };
+  struct Job {  // one chunk of a request
+    std::shared_ptr<Request> request;
+    size_t offset = 0;  // of its first reward in the request's
     std::vector<EncodedGroup> groups;
     int64_t sequences = 0, tokens = 0;
     std::chrono::steady_clock::time_point arrived;
-    std::promise<std::vector<float>> done;
   };
+  static void fail(Request& request, std::exception_ptr error);
   void run();
   std::vector<Job> next_batch();  // blocks; empty when stopping with nothing queued
   void score(std::vector<Job>& batch);

@@ -34,7 +34,10 @@ class HttpError : public std::runtime_error {
 };
 
 struct RequestLimits {
-  int64_t max_sequences = 1024;        // sequences per request (--max-sequences)
+  // Sequences per request (--max-sequences); 0: no cap, a large request is split into batches.
+  int64_t max_sequences = 0;
+  // Tokens one request may hold once tokenised (--max-request-tokens): the memory bound.
+  int64_t max_request_tokens = int64_t{64} << 20;
   int64_t max_length = 16384;          // tokens per sequence (--max-length)
   int64_t max_response_length = 4096;  // /score: reference and outputs are cut to this
   int max_json_depth = 32;             // nesting of the request body
@@ -73,7 +76,24 @@ nlohmann::json classify_response(const ParsedRequest& req, const std::vector<flo
                                  const ResponseInfo& info);
 nlohmann::json score_response(const ParsedRequest& req, const std::vector<float>& rewards,
                               const ResponseInfo& info);
-// {"object": "error", "message", "type", "code"} as vLLM answers errors.
+// Throws a 413 naming --max-request-tokens when the request holds more tokens than it.
+void check_request_tokens(const ParsedRequest& req, const RequestLimits& limits);
+
+// OpenRLHF's remote reward request (its `serve_rm` HTTP mode): {"query": [str], "prompts":
+// [str], "labels": [str]}, every query a prompt followed by a response, chat-templated with
+// special tokens kept. The chat template is removed (as POLAR's verl recipe does), the response
+// is the query after its prompt, and each label is the reference; the groups are /score's.
+ParsedRequest parse_get_reward(const nlohmann::json& body, const Tokenizer& tok,
+                               const RequestLimits& limits);
+// {"rewards": [...], "scores": [...], "extra_logs": {}}, as OpenRLHF's reward server answers.
+nlohmann::json get_reward_response(const std::vector<float>& rewards);
+// The text of a chat-templated prompt or query without the template: the role headers and
+// turn markers of ChatML (Qwen, InternLM2), Llama 3 and Llama 2 chat templates and bos/eos
+// strings are removed, and the contents of several turns are joined with "\n".
+std::string strip_chat_template(const std::string& text);
+
+// vLLM's error body {"error": {"message", "type", "param", "code"}}, with the older flat
+// {"object": "error", "message", "type", "code"} fields beside it.
 nlohmann::json error_body(int status, const std::string& message);
 
 // JSON text; bytes that are not UTF-8 (from echoed input) are replaced rather than thrown on.

@@ -2,6 +2,7 @@
 // connection, dynamic batching into one worker that owns the model). Endpoints:
 //   POST /pooling (vLLM or lmdeploy response, --api), POST /classify (SGLang), POST /score
 //   (native), GET /health, GET /v1/models, GET /metrics (Prometheus text).
+// With an API key every endpoint but /health needs "Authorization: Bearer KEY" (401 otherwise).
 // Errors are JSON {"object":"error","message",...} with a 4xx naming the limit or key at fault.
 #pragma once
 
@@ -21,18 +22,34 @@ struct ServeOptions {
   std::string model_name;  // served as "model"; default: the checkpoint directory's name
   std::string model_root;  // the checkpoint path, shown by /v1/models
   PoolingApi api = PoolingApi::Vllm;
+  // Rewards served as (reward - mean) / std with model_root's reward_stats.json (--normalize).
+  bool normalize = false;
   RequestLimits limits;
   int64_t max_body_bytes = 64 << 20;
   int http_threads = 16;    // concurrent connections being served
   int read_timeout_s = 10;  // a client that stops sending is dropped (or answered) after this
   BatcherOptions batcher;
+  // When set, every request but GET /health must carry "Authorization: Bearer <api_key>".
+  std::string api_key;
+  // Without an api_key, bind() refuses any address but loopback unless this is set.
+  bool allow_unauthenticated = false;
 };
+
+// 127.0.0.0/8, ::1 and "localhost": reachable from this machine only.
+bool is_loopback_host(const std::string& host);
+// Throws unless the server may bind options.host: a loopback address, an api_key, or
+// allow_unauthenticated.
+void check_exposure(const ServeOptions& options);
+// Whether an Authorization header value is "Bearer <key>", in time independent of where (or
+// whether) it differs from the key.
+bool bearer_matches(const std::string& authorization, const std::string& key);
 
 class RewardServer {
  public:
   RewardServer(LoadedModel& model, ServeOptions options);
   ~RewardServer();
-  // Binds host:port (throws polar::Error naming them when it cannot); returns the port.
+  // Binds host:port (throws polar::Error naming them when it cannot, or when the address is not
+  // loopback and there is neither an api_key nor allow_unauthenticated); returns the port.
   int bind();
   // Serves until stop(); then finishes the requests in flight and returns.
   void serve();

@@ -1,5 +1,6 @@
 // The POLAR input template, in token space:
 //   <bos> prompt SEP reference <|reward|> prompt SEP candidate <reward_token>
+// (<bos> only when the tokenizer has one: a tokenizer.json's is what its post_processor adds)
 // SEP is "\n" for the finetune wrapper and empty for the pretrain wrapper (prompts are prefixes).
 // A group shares one prefix (everything up to and including the second SEP, or the longer common
 // start of its sequences) between all its candidates: sequence i = prefix ++ candidates[i], and

@@ -21,6 +21,7 @@ namespace polar {
 
 struct MemoryPlan {
   int64_t parameters = 0;  // count
+  int64_t trainable = 0;   // count with gradients and optimizer state (LoRA: adapters, head)
   int world_size = 1;
   bool cuda = false;
   int64_t micro_batch_tokens = 0;

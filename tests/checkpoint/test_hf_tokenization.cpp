@@ -1,6 +1,6 @@
 // POLAR-template strings as POLAR's client sends them, tokenised by polar
 // (encode_formatted_text, and encode_group_text on the fields) and by the reference tools
-// (tests/io/hf_reference.py tokenize): the sentencepiece Python package run by run, and
+// (tests/common/hf_reference.py tokenize): the sentencepiece Python package run by run, and
 // transformers' sentencepiece tokenizer; and `polar score` on an export against transformers'
 // reward of the same strings. Tokenizers: BPE and unigram, dummy prefix on and off, byte
 // fallback, split digits, identity and NFKC normalisation. Skipped without the venv's
@@ -11,13 +11,13 @@
 #include <array>
 #include <iostream>
 
+#include "common/hf_test_util.h"
 #include "common/tiny_data.h"
 #include "model/tiny_model.h"
 #include "polar/checkpoint/checkpoint.h"
 #include "polar/checkpoint/hf.h"
 #include "polar/eval/eval.h"
 #include "polar/tokenizer/formatted_text.h"
-#include "test_hf_util.h"
 
 namespace polar::io {
 namespace {

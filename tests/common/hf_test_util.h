@@ -42,7 +42,7 @@ inline nlohmann::json tiny_hf_model_spec(const std::filesystem::path& dir, const
 
 // The venv's python and the reference side of the transformers cross-checks.
 inline const char* kPython = POLAR_SOURCE_DIR "/.venv/bin/python";
-inline const char* kScript = POLAR_SOURCE_DIR "/tests/io/hf_reference.py";
+inline const char* kScript = POLAR_SOURCE_DIR "/tests/common/hf_reference.py";
 
 inline std::string slurp(const std::string& path) {
   std::ifstream in(path);

@@ -1,12 +1,13 @@
 """Reference side of the Hugging Face cross-checks (tests/checkpoint/test_hf_transformers.cpp).
 
-Builds tiny random Llama/Qwen2 models with transformers and scores token ids with saved ones,
+Builds tiny random Llama/Qwen2/Qwen3 models with transformers and scores token ids with saved ones,
 so polar's import and export can be compared with transformers on the same ids.
 
   hf_reference.py build SPEC.json OUT.json
-      SPEC: {"models": [{"dir", "arch": "llama"|"qwen2", "head": "seqcls"|"causal", "seed",
+      SPEC: {"models": [{"dir", "arch": "llama"|"qwen2"|"qwen3", "head": "seqcls"|"causal", "seed",
              "vocab", "hidden", "layers", "heads", "kv_heads", "intermediate", "rope_theta",
-             "rope_scaling" (linear factor or null), "tie", "bos", "eos", "pad",
+             "rope_scaling" (linear factor or null), "rope" (rope_parameters beyond rope_theta,
+             e.g. llama3's, or absent), "head_dim" (or absent), "tie", "bos", "eos", "pad",
              "tokenizer_from" (directory whose tokenizer.model is copied), "backbone_from"
              (a "causal" model takes the backbone of this already built seqcls model)}],
              "score": SCORE_SPEC or absent}
@@ -34,13 +35,16 @@ import torch
 import transformers
 from transformers import (AutoModelForSequenceClassification, AutoTokenizer, LlamaConfig, LlamaForCausalLM,
                           LlamaForSequenceClassification, LlamaTokenizer, Qwen2Config, Qwen2ForCausalLM,
-                          Qwen2ForSequenceClassification)
+                          Qwen2ForSequenceClassification, Qwen3Config, Qwen3ForCausalLM,
+                          Qwen3ForSequenceClassification)
 
 CLASSES = {
     ("llama", "seqcls"): (LlamaConfig, LlamaForSequenceClassification),
     ("llama", "causal"): (LlamaConfig, LlamaForCausalLM),
     ("qwen2", "seqcls"): (Qwen2Config, Qwen2ForSequenceClassification),
     ("qwen2", "causal"): (Qwen2Config, Qwen2ForCausalLM),
+    ("qwen3", "seqcls"): (Qwen3Config, Qwen3ForSequenceClassification),
+    ("qwen3", "causal"): (Qwen3Config, Qwen3ForCausalLM),
 }
 
 
@@ -54,7 +58,13 @@ def build_one(spec, built):
     rope = {"rope_type": "default", "rope_theta": spec.get("rope_theta", 10000.0)}
     if spec.get("rope_scaling"):
         rope = {"rope_type": "linear", "rope_theta": spec.get("rope_theta", 10000.0), "factor": spec["rope_scaling"]}
+    if spec.get("rope"):
+        rope = dict(spec["rope"], rope_theta=spec.get("rope_theta", 10000.0))
     kwargs["rope_parameters"] = rope
+    if spec.get("head_dim"):
+        kwargs["head_dim"] = spec["head_dim"]
+    elif spec["arch"] == "qwen3":  # Qwen3Config's default is 128, not hidden / heads
+        kwargs["head_dim"] = spec["hidden"] // spec["heads"]
     config = config_cls(**kwargs)
     torch.manual_seed(spec["seed"])
     model = model_cls(config).float()
@@ -92,7 +102,7 @@ def score(spec):
         if spec.get("texts"):
             # transformers 5 maps model_type qwen2 to its byte-level BPE tokenizer whatever
             # tokenizer_config.json says, so a sentencepiece Qwen2 export is opened as Llama's.
-            qwen2 = model.config.model_type == "qwen2"
+            qwen2 = model.config.model_type in ("qwen2", "qwen3")
             tok = (LlamaTokenizer if qwen2 else AutoTokenizer).from_pretrained(d)
             entry["tokenizer"] = {
                 "class": type(tok).__name__, "bos_token_id": tok.bos_token_id, "pad_token_id": tok.pad_token_id,
