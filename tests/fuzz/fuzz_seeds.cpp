@@ -8,11 +8,15 @@ using nlohmann::json;
 
 namespace {
 
-const std::vector<json> kAddedTokens = {
-    {{"id", 0}, {"content", "<s>"}, {"special", true}},
-    {{"id", 1}, {"content", "</s>"}, {"special", true}},
-    {{"id", 2}, {"content", "<|reward|>"}, {"special", true}, {"normalized", false}},
-    {{"id", 3}, {"content", "<|reward_token|>"}, {"special", true}, {"lstrip", false}}};
+// Every field the `tokenizers` library requires, so that the seeds load there too.
+json added_token(int id, const char* content, bool normalized = false) {
+  return {{"id", id},        {"content", content},       {"single_word", false}, {"lstrip", false},
+          {"rstrip", false}, {"normalized", normalized}, {"special", true}};
+}
+
+const std::vector<json> kAddedTokens = {added_token(0, "<s>"), added_token(1, "</s>"),
+                                        added_token(2, "<|reward|>"),
+                                        added_token(3, "<|reward_token|>")};
 
 json bos_template() {
   return {{"type", "TemplateProcessing"},
@@ -54,7 +58,11 @@ json byte_level_seed() {
             {"trim_offsets", true},
             {"use_regex", true}}},
           {"post_processor", bos_template()},
-          {"decoder", {{"type", "ByteLevel"}}},
+          {"decoder",
+           {{"type", "ByteLevel"},
+            {"add_prefix_space", true},
+            {"trim_offsets", true},
+            {"use_regex", true}}},
           {"model",
            {{"type", "BPE"},
             {"dropout", nullptr},

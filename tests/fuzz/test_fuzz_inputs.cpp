@@ -8,6 +8,7 @@
 #include <torch/torch.h>
 
 #include <cmath>
+#include <cstdlib>
 #include <filesystem>
 #include <set>
 
@@ -111,9 +112,23 @@ void check_tokenizer(const polar::Tokenizer& tok, const std::string& dir, bool r
   }
 }
 
+// POLAR_FUZZ_KEEP_TOKENIZERS=DIR keeps every accepted tokenizer.json with polar's ids of the
+// probes, for scripts/fuzz_tokenizers_reference.py to compare with the `tokenizers` library.
+void keep_for_reference(const std::string& keep, int64_t c, const std::string& text,
+                        const polar::Tokenizer& tok) {
+  json probes = json::array();
+  for (const auto& p : kProbeTexts) probes.push_back({p, polar::encode_formatted_text(tok, p)});
+  polar::fuzz::write_file(keep + "/case-" + std::to_string(c) + ".json",
+                          json{{"tokenizer", text}, {"probes", probes}}.dump(
+                              -1, ' ', false, json::error_handler_t::replace));
+}
+
 }  // namespace
 
 TEST(Fuzz, TokenizerJson) {
+  const char* keep_env = std::getenv("POLAR_FUZZ_KEEP_TOKENIZERS");
+  const std::string keep = keep_env ? keep_env : "";
+  if (!keep.empty()) fs::create_directories(keep);
   TempDir tmp;
   Mutator m(kSeed + 21);
   Tally t;
@@ -150,6 +165,7 @@ TEST(Fuzz, TokenizerJson) {
       ++t.accepted;
       if (ids_out_of_range(text)) t.fail("accepted a token id outside [0, 2^30)", text);
       check_tokenizer(tok, dir, m.chance(0.1), t);
+      if (!keep.empty() && damaged == path) keep_for_reference(keep, c, text, tok);
     } catch (const polar::Error& e) {
       ++t.rejected;
       if (!contains(e.what(), dir)) t.fail("message without the file", e.what());
