@@ -5,10 +5,10 @@
 # test_serve_fuzz.cpp) with many more cases. Prints one count line per input kind and a total;
 # exits non-zero on any failure.
 #   scripts/fuzz_campaign.sh [CASES_PER_KIND=2500] [CLI_CASES_PER_KIND=25] [SEED=1]
-# CASES_PER_KIND run in process (7 file kinds; request bodies 4x as many, one kind per endpoint
-# mix), CLI_CASES_PER_KIND through the `polar` binary; through a real `polar serve`, CASES_PER_KIND
-# / 2 mutated valid bodies (checked against in-process rewards) and CASES_PER_KIND malformed
-# requests.
+# CASES_PER_KIND run in process for each of 7 file kinds and 4x CASES_PER_KIND request bodies
+# (over the four endpoints); CLI_CASES_PER_KIND through the `polar` binary; through a real
+# `polar serve`, CASES_PER_KIND / 2 mutated valid bodies (checked against in-process rewards) and
+# CASES_PER_KIND malformed requests.
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 CASES="${1:-2500}"
