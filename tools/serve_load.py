@@ -124,11 +124,11 @@ def main():
                 return
         conn.close()
 
-    start = time.perf_counter()
     big = threading.Thread(target=big_client) if a.big > 0 else None
     if big:
         big.start()
         time.sleep(0.5)  # the big request is queued before the small clients start
+    start = time.perf_counter()  # the small clients' wall time
     threads = [threading.Thread(target=client) for _ in range(a.clients)]
     for t in threads:
         t.start()

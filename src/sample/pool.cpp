@@ -92,9 +92,14 @@ PolicySpec read_entry(const json& entry, const std::string& where, const Samplin
                 ".endpoint: expected http://HOST:PORT or https://..., got \"", s.endpoint, "\"");
     POLAR_CHECK(!s.model.empty(), at, ": \"model\" is missing (the model name the server serves)");
     POLAR_CHECK(s.concurrency >= 1, at, ".concurrency: expected an integer >= 1");
-    POLAR_CHECK(s.timeout_s > 0, at, ".timeout_s: expected seconds > 0");
-    POLAR_CHECK(s.max_retries >= 0, at, ".max_retries: expected an integer >= 0");
-    POLAR_CHECK(s.retry_backoff_s >= 0, at, ".retry_backoff_s: expected seconds >= 0");
+    // Bounded so that a timeout is an int64 count of microseconds and the doubling waits
+    // (retry_backoff_s * 2^max_retries) stay durations the clock can hold.
+    POLAR_CHECK(s.timeout_s >= 1e-3 && s.timeout_s <= 1e6, at,
+                ".timeout_s: expected seconds in [0.001, 1e6], got ", s.timeout_s);
+    POLAR_CHECK(s.max_retries >= 0 && s.max_retries <= 20, at,
+                ".max_retries: expected an integer in [0, 20], got ", s.max_retries);
+    POLAR_CHECK(s.retry_backoff_s >= 0 && s.retry_backoff_s <= 3600, at,
+                ".retry_backoff_s: expected seconds in [0, 3600], got ", s.retry_backoff_s);
   } else {
     BuiltinSpec& b = p.builtin;
     r.get("model_dir", b.model_dir);
@@ -105,6 +110,7 @@ PolicySpec read_entry(const json& entry, const std::string& where, const Samplin
     r.get("device", b.device);
     r.get("dtype", b.dtype);
     r.get("batch_size", b.batch_size);
+    POLAR_CHECK(!b.model_dir.empty(), at, ".model_dir: expected a model directory, got \"\"");
     b.model_dir = resolve(b.model_dir, base_dir);
     b.tokenizer = resolve(b.tokenizer, base_dir);
     POLAR_CHECK(b.batch_size >= 1, at, ".batch_size: expected an integer >= 1");

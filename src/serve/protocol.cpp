@@ -224,7 +224,7 @@ json parse_body(const std::string& body, const RequestLimits& limits) {
   };
   try {
     return json::parse(body, depth_guard);
-  } catch (const json::parse_error& e) {
+  } catch (const json::exception& e) {  // parse errors and numbers too large for a double
     throw bad_request(std::string("malformed JSON: ") + e.what());
   }
 }
@@ -277,7 +277,7 @@ ParsedRequest parse_score(const json& body, const Tokenizer& tok, const RequestL
     return out;
   }
   if (!body.is_array())
-    throw bad_request(std::string("expected an object or a list of objects, got ") +
+    throw bad_request(std::string("body: expected an object or a list of objects, got ") +
                       body.type_name());
   check_count(static_cast<int64_t>(body.size()), "body", limits);
   for (size_t i = 0; i < body.size(); ++i)
@@ -417,8 +417,12 @@ ParsedRequest parse_get_reward(const json& body, const Tokenizer& tok,
   ParsedRequest out;
   for (size_t i = 0; i < queries.size(); ++i) {
     const std::string where = "[" + std::to_string(i) + "]";
-    for (const json* v : {&queries[i], &prompts[i], &labels[i]}) {
-      if (!v->is_string()) throw bad_request(where + ": expected strings, got " + v->type_name());
+    for (const char* key : {"query", "prompts", "labels"}) {
+      const json& v = body[key][i];
+      if (!v.is_string()) {
+        throw bad_request(std::string("\"") + key + "\"" + where + ": expected a string, got " +
+                          v.type_name());
+      }
     }
     const std::string& query = queries[i].get_ref<const std::string&>();
     const std::string& prompt = prompts[i].get_ref<const std::string&>();

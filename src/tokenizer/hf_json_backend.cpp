@@ -278,8 +278,11 @@ class HfJsonBackend final : public TokenizerBackend {
                       t.contains("content") && t["content"].is_string(),
                   w, ": expected {\"id\": int, \"content\": string, ...}");
       auto a = std::make_unique<AddedToken>();
+      // Range-checked before narrowing: 2^32 + 5 must not become id 5.
+      POLAR_CHECK(t["id"].get<int64_t>() >= 0 && t["id"].get<int64_t>() < (1 << 30) &&
+                      !(t["id"].is_number_unsigned() && t["id"].get<uint64_t>() >= (1u << 30)),
+                  w, ".id: expected a token id in [0, 2^30), got ", t["id"].dump());
       a->id = t["id"].get<int32_t>();
-      POLAR_CHECK(a->id >= 0 && a->id < (1 << 30), w, ".id: expected a token id, got ", a->id);
       a->original = t["content"].get<std::string>();
       auto flag = [&](const char* key, bool fallback) {
         if (!t.contains(key)) return fallback;
@@ -333,8 +336,14 @@ class HfJsonBackend final : public TokenizerBackend {
       POLAR_CHECK(specials.contains(name) && specials[name].contains("ids") &&
                       specials[name]["ids"].is_array(),
                   where, ".special_tokens: no ids for ", json(name).dump());
-      for (const auto& id : specials[name]["ids"])
+      for (const auto& id : specials[name]["ids"]) {
+        POLAR_CHECK(id.is_number_integer() && id.get<int64_t>() >= 0 &&
+                        id.get<int64_t>() < (1 << 30) &&
+                        !(id.is_number_unsigned() && id.get<uint64_t>() >= (1u << 30)),
+                    where, ".special_tokens[", json(name).dump(), "].ids: expected token ids, got ",
+                    id.dump());
         (seen_text ? after : before).push_back(id.get<int32_t>());
+      }
     }
   }
 
@@ -370,7 +379,11 @@ class HfJsonBackend final : public TokenizerBackend {
 
 std::shared_ptr<const TokenizerBackend> make_hf_json_backend(std::string bytes,
                                                              const std::string& source) {
-  return std::make_shared<HfJsonBackend>(std::move(bytes), source);
+  try {
+    return std::make_shared<HfJsonBackend>(std::move(bytes), source);
+  } catch (const nlohmann::json::exception& e) {  // a value of another type than the format's
+    throw Error(source + ": a value of the wrong type (" + e.what() + ")");
+  }
 }
 
 std::shared_ptr<const TokenizerBackend> load_hf_json_backend(const std::string& path) {

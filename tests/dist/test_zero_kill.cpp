@@ -3,11 +3,14 @@
 // before and after the rename), then the run resumes at the same or at another world size
 // (2 -> 3, 3 -> 2 Gloo ranks). The resume must start from the newest *complete* checkpoint and
 // end bit-identical to a run that was never killed and switched world size at the same step;
-// no staging directory may be left.
+// no staging directory may be left. Then a chain through two kills, 4 -> 2 -> 3 ranks: one
+// chain in the suite, every save point at 4 and 2 ranks with POLAR_ZERO_KILL_MATRIX=full
+// (scripts/zero_kill_matrix.sh).
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
 #include <chrono>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <iostream>
@@ -44,7 +47,7 @@ class ZeroKill : public ::testing::Test {
 
   std::string config(const std::string& run) {
     auto j =
-        nlohmann::json::parse(polar::testing::tiny_train_config(tmp_ / "data", tmp_ / run, kSteps));
+        nlohmann::json::parse(polar::testing::tiny_train_config(tmp_ / "data", tmp_ / run, steps_));
     j["train"]["lr"] = 1e-3;
     j["train"]["zero"] = 2;
     j["train"]["dist_timeout_s"] = 30;
@@ -101,6 +104,40 @@ class ZeroKill : public ::testing::Test {
     return run;
   }
 
+  // Checks what a resume of `run` would load after a kill of a `world`-rank run: the newest
+  // complete checkpoint is step `at`, whole, with every rank's optimizer shard.
+  void expect_latest(const std::string& run, int world, int64_t at) {
+    const auto latest = polar::find_latest_checkpoint(run_dir(run));
+    ASSERT_TRUE(latest.has_value());
+    EXPECT_EQ(fs::path(*latest).filename().string(), "checkpoint-" + std::to_string(at));
+    EXPECT_NO_THROW(polar::verify_checkpoint_checksums(*latest));
+    for (int r = 0; r < world; ++r)
+      EXPECT_TRUE(fs::exists(fs::path(*latest) / polar::optimizer_shard_file(r, world))) << r;
+    EXPECT_EQ(polar::load_trainer_state(*latest).step, at);
+  }
+  // A killed run: non-zero, the dead rank named with its signal.
+  void kill(const std::string& run, int world, const std::string& point, int rank,
+            std::vector<std::string> extra = {}) {
+    const Outcome killed =
+        train(run, world, std::move(extra),
+              {{"POLAR_KILL_AT", point}, {"POLAR_KILL_RANK", std::to_string(rank)}});
+    ASSERT_NE(killed.code, 0) << killed.output;
+    ASSERT_NE(
+        killed.output.find("rank " + std::to_string(rank) + " (local rank " + std::to_string(rank)),
+        std::string::npos)
+        << killed.output;
+    ASSERT_NE(killed.output.find("killed by signal 9"), std::string::npos) << killed.output;
+  }
+  void expect_no_staging(const std::string& run) {
+    for (const auto& e : fs::directory_iterator(run_dir(run))) {
+      const std::string name = e.path().filename().string();
+      EXPECT_EQ(name.find(".staging"), std::string::npos) << name;
+      EXPECT_EQ(name.find(".tmp"), std::string::npos) << name;
+      EXPECT_EQ(name.find(".old"), std::string::npos) << name;
+    }
+  }
+
+  int64_t steps_ = kSteps;
   TempDir tmp_;
 };
 
@@ -162,6 +199,82 @@ TEST_F(ZeroKill, EveryRankKilledAtEveryPointOfASaveResumesExactly) {
     }
   }
   std::cout << "[ zero ] " << cases.size() << " kills during sharded saves resumed exactly in "
+            << std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count()
+            << " s\n";
+}
+
+namespace {
+
+// Save points in the order a save reaches them.
+const std::vector<std::string> kSavePoints = {"save.staged",        "save.shard_written",
+                                              "save.model_written", "save.before_manifest",
+                                              "save.before_commit", "save.committed"};
+
+struct ChainCase {
+  std::string point4;  // killed at the second save (step 4) of the 4-rank run, on rank4
+  int rank4;
+  std::string point2;  // killed at the second save of the 2-rank resume, on rank2
+  int rank2;
+};
+
+// Only rank 0 writes the model and the manifest and renames: those points fire on rank 0 only.
+bool rank0_only(const std::string& point) {
+  return point == "save.model_written" || point == "save.before_manifest" ||
+         point == "save.before_commit";
+}
+
+// The newest complete checkpoint after a kill in the save of `killed_save_step`: the one before
+// it, unless the rename was done.
+int64_t complete_after(const std::string& point, int64_t killed_save_step) {
+  return point == "save.committed" ? killed_save_step : killed_save_step - kEvery;
+}
+
+}  // namespace
+
+// 4 ranks killed mid-save, resumed at 2 ranks, killed mid-save again, resumed at 3 ranks to the
+// end: every resume loads the newest complete checkpoint, and the end equals a run that was never
+// killed and switched 4 -> 2 -> 3 ranks at the same steps, bit for bit.
+TEST_F(ZeroKill, FourThenTwoThenThreeRanksThroughTwoKillsResumeExactly) {
+  steps_ = 10;  // checkpoints at 2, 4, 6, 8, 10
+  std::vector<ChainCase> cases = {{"save.shard_written", 3, "save.before_manifest", 0}};
+  const char* matrix = std::getenv("POLAR_ZERO_KILL_MATRIX");
+  if (matrix && std::string(matrix) == "full") {
+    cases.clear();
+    for (size_t i = 0; i < kSavePoints.size(); ++i) {
+      for (int r4 = 0; r4 < (rank0_only(kSavePoints[i]) ? 1 : 4); ++r4) {
+        const std::string& p2 = kSavePoints[(i + 1 + r4) % kSavePoints.size()];
+        cases.push_back(
+            {kSavePoints[i], r4, p2, rank0_only(p2) ? 0 : static_cast<int>(i + r4) % 2});
+      }
+    }
+  }
+  const auto started = std::chrono::steady_clock::now();
+  for (size_t i = 0; i < cases.size(); ++i) {
+    const ChainCase& c = cases[i];
+    SCOPED_TRACE(c.point4 + " on rank " + std::to_string(c.rank4) + " of 4, then " + c.point2 +
+                 " on rank " + std::to_string(c.rank2) + " of 2");
+    const std::string run = "chain" + std::to_string(i);
+    kill(run, 4, c.point4 + "@2", c.rank4);
+    const int64_t at4 = complete_after(c.point4, 4);
+    expect_latest(run, 4, at4);
+    // The 2-rank resume saves at at4 + 2, at4 + 4, ...: the kill hits the second of them.
+    kill(run, 2, c.point2 + "@2", c.rank2, {"--resume"});
+    const int64_t at2 = complete_after(c.point2, at4 + 2 * kEvery);
+    expect_latest(run, 2, at2);
+    const Outcome resumed = train(run, 3, {"--resume"});
+    ASSERT_EQ(resumed.code, 0) << resumed.output;
+    expect_no_staging(run);
+
+    const std::string ref = "chain_ref_" + std::to_string(at4) + "_" + std::to_string(at2);
+    if (!fs::exists(final_model(ref))) {
+      train_ok(ref, 4, {"--set", "run.stop_after_steps=" + std::to_string(at4)});
+      train_ok(ref, 2, {"--resume", "--set", "run.stop_after_steps=" + std::to_string(at2 - at4)});
+      train_ok(ref, 3, {"--resume"});
+    }
+    EXPECT_EQ(max_parameter_difference(final_model(ref), final_model(run)), 0.0);
+  }
+  std::cout << "[ zero ] " << cases.size() << " chains of two kills (4 -> 2 -> 3 ranks) resumed "
+            << "exactly in "
             << std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count()
             << " s\n";
 }

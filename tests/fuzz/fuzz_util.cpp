@@ -1,7 +1,9 @@
 #include "fuzz/fuzz_util.h"
 
 #include <fmt/format.h>
+#include <ftw.h>
 #include <signal.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -215,6 +217,17 @@ std::string read_file(const std::string& path) {
   std::stringstream ss;
   ss << in.rdbuf();
   return ss.str();
+}
+
+void remove_tree(const std::string& path) {
+  struct stat st {};
+  if (::lstat(path.c_str(), &st) != 0) return;
+  ::nftw(
+      path.c_str(),
+      [](const char* p, const struct stat*, int flag, struct FTW*) {
+        return flag == FTW_DP ? ::rmdir(p) : ::unlink(p);
+      },
+      16, FTW_DEPTH | FTW_PHYS);
 }
 
 }  // namespace polar::fuzz

@@ -61,5 +61,8 @@ struct Tally {
 
 void write_file(const std::string& path, const std::string& bytes);
 std::string read_file(const std::string& path);
+// Removes a file or directory tree (std::filesystem::remove_all is avoided: libtorch.so exports a
+// copy that crashes).
+void remove_tree(const std::string& path);
 
 }  // namespace polar::fuzz

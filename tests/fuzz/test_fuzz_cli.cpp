@@ -1,5 +1,6 @@
 // The fuzz harness through the `polar` binary (see test_fuzz.cpp): malformed inputs to
-// `polar data preference|pretrain`, `polar train` and `polar eval`. A case fails when the process
+// `polar data preference|pretrain` (and a damaged tokenizer.json), `polar train`, `polar eval`
+// and `polar sample --pool`. A case fails when the process
 // dies by a signal, runs past the deadline, exits 0 on input the in-process reader rejects,
 // exits non-zero without naming its input, or leaves output behind after failing.
 #include <gtest/gtest.h>
@@ -9,11 +10,14 @@
 
 #include "common/tiny_checkpoint.h"
 #include "common/tiny_data.h"
+#include "fuzz/fuzz_seeds.h"
 #include "fuzz/fuzz_util.h"
 #include "polar/checkpoint/checkpoint.h"
 #include "polar/common/error.h"
 #include "polar/config/train_config.h"
 #include "polar/data/records.h"
+#include "polar/sample/pool.h"
+#include "polar/tokenizer/tokenizer.h"
 
 namespace fs = std::filesystem;
 using nlohmann::json;
@@ -198,4 +202,56 @@ TEST(FuzzCli, EvalCheckpoint) {
     check_run(r, invalid, out, {dir}, t);
   }
   report(t, "cli-eval-checkpoint");
+}
+
+TEST(FuzzCli, DataPreferenceWithATokenizerJson) {
+  TempDir tmp;
+  std::string data;
+  for (const auto& l : preference_lines()) data += l.dump() + "\n";
+  polar::fuzz::write_file(tmp / "prefs.jsonl", data);
+  const auto seeds = polar::fuzz::tokenizer_json_seeds();
+  Mutator m(kSeed + 15);
+  Tally t;
+  for (int64_t c = 0; c < kCliCases; ++c) {
+    const std::string dir = tmp / "tokenizer", out = tmp / "dataset";
+    polar::fuzz::remove_tree(dir);
+    polar::fuzz::remove_tree(out);
+    fs::create_directories(dir);
+    polar::fuzz::write_file(dir + "/tokenizer.json", m.mutate(seeds[m.below(seeds.size())]));
+    bool invalid = false;
+    try {
+      polar::Tokenizer::load(dir);
+    } catch (const polar::Error&) {
+      invalid = true;
+    }
+    auto r = polar::fuzz::run_process({kPolar, "data", "preference", "--input", tmp / "prefs.jsonl",
+                                       "--tokenizer", dir, "--output", out},
+                                      kEnv, kTimeout, tmp / "log.txt");
+    check_run(r, invalid, out + "/manifest.json", {dir}, t);
+  }
+  report(t, "cli-tokenizer-json");
+}
+
+// Pools the reader refuses must stop `polar sample` before it samples anything, naming the pool
+// (accepted pools would reach for their servers, so they are only counted).
+TEST(FuzzCli, SampleWithAPoolItRefuses) {
+  TempDir tmp;
+  polar::fuzz::write_file(tmp / "prompts.jsonl", "{\"prompt\": \"what is 1\"}\n");
+  Mutator m(kSeed + 16);
+  Tally t;
+  const std::string pool = tmp / "pool.json", out = tmp / "samples.jsonl";
+  for (int64_t c = 0; c < kCliCases * 4; ++c) {
+    polar::fuzz::write_file(pool, m.mutate(polar::fuzz::pool_seed()));
+    try {
+      polar::sample::read_pool(pool);
+      continue;  // valid: not run
+    } catch (const polar::Error&) {
+    }
+    fs::remove(out);
+    auto r = polar::fuzz::run_process({kPolar, "sample", "--pool", pool, "--prompts",
+                                       tmp / "prompts.jsonl", "--output", out, "--no-progress"},
+                                      kEnv, kTimeout, tmp / "log.txt");
+    check_run(r, true, out, {pool}, t);
+  }
+  report(t, "cli-sampler-pool");
 }
