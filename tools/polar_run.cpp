@@ -13,7 +13,9 @@
 #include <algorithm>
 #include <cstdlib>
 #include <iostream>
+#include <optional>
 #include <string>
+#include <vector>
 
 #include "polar/cli/dry_parse.h"
 #include "polar/dist/launcher.h"
@@ -71,15 +73,7 @@ int usage_error(const std::string& message) {
   return 2;
 }
 
-}  // namespace
-
-int main(int argc, char** argv) {
-  CLI::App app{
-      "polar-run: start the data-parallel workers of one node and supervise them.\n"
-      "  polar-run [flags] -- COMMAND ARGS...\n"
-      "  polar-run [flags] train ARGS...    (the polar binary beside polar-run)\n"};
-  polar::dist::LaunchOptions options;
-  std::string nproc = "1";
+void add_launch_options(CLI::App& app, polar::dist::LaunchOptions& options, std::string& nproc) {
   app.add_option("--nnodes", options.nnodes, "number of nodes (one polar-run per node)")
       ->check(CLI::PositiveNumber);
   app.add_option("--node-rank,--node_rank", options.node_rank, "this node's index, 0..nnodes-1")
@@ -104,20 +98,29 @@ int main(int argc, char** argv) {
       ->capture_default_str()
       ->check(CLI::NonNegativeNumber);
   app.prefix_command();
-  const polar::cli::DryParse dry = polar::cli::dry_parse_mode();
+}
+
+// Each of the steps below returns the exit code when polar-run must stop there, else nothing.
+
+std::optional<int> parse_flags(CLI::App& app, int argc, char** argv, polar::cli::DryParse dry) {
   if (dry != polar::cli::DryParse::kOff) {
     polar::cli::make_dry(app, dry);
     bool parsed = false;
     if (const int code = polar::cli::dry_parse(app, argc, argv, &parsed); !parsed) return code;
-  } else {
-    try {
-      app.parse(argc, argv);
-    } catch (const CLI::ParseError& e) {
-      return app.exit(e);
-    }
+    return std::nullopt;
   }
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e);
+  }
+  return std::nullopt;
+}
 
-  std::vector<std::string> command = app.remaining();
+// The workers' command from what follows the flags; a dry run prints it instead.
+std::optional<int> resolve_command(const CLI::App& app, polar::cli::DryParse dry,
+                                   std::vector<std::string>& command) {
+  command = app.remaining();
   if (!command.empty() && command.front() == "--") {
     command.erase(command.begin());
   } else if (!command.empty() && command.front().rfind("-", 0) == 0) {
@@ -130,8 +133,11 @@ int main(int argc, char** argv) {
     for (const std::string& word : command) std::cout << word << "\n";
     return 0;
   }
-  options.command = command;
+  return std::nullopt;
+}
 
+// --nproc-per-node, --node-rank and --master-port checked and resolved.
+std::optional<int> resolve_node(const std::string& nproc, polar::dist::LaunchOptions& options) {
   if (nproc == "gpu") {
     options.nproc_per_node = count_gpus();
     if (options.nproc_per_node == 0) return usage_error("--nproc-per-node gpu: no GPU is visible");
@@ -155,5 +161,22 @@ int main(int argc, char** argv) {
     if (options.master_port == 0)
       return usage_error("could not find a free port; pass --master-port");
   }
+  return std::nullopt;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{
+      "polar-run: start the data-parallel workers of one node and supervise them.\n"
+      "  polar-run [flags] -- COMMAND ARGS...\n"
+      "  polar-run [flags] train ARGS...    (the polar binary beside polar-run)\n"};
+  polar::dist::LaunchOptions options;
+  std::string nproc = "1";
+  add_launch_options(app, options, nproc);
+  const polar::cli::DryParse dry = polar::cli::dry_parse_mode();
+  if (const auto code = parse_flags(app, argc, argv, dry)) return *code;
+  if (const auto code = resolve_command(app, dry, options.command)) return *code;
+  if (const auto code = resolve_node(nproc, options)) return *code;
   return polar::dist::run_workers(options);
 }

@@ -94,96 +94,126 @@ void resolve_workers(PretrainBuildOptions& o, bool given) {
   o.worker_index = env.rank;
 }
 
-void add_pretrain_command(CLI::App* cmd) {
-  auto pre = std::make_shared<PretrainBuildOptions>();
-  auto template_name = std::make_shared<std::string>("pretrain");
-  auto pairing = std::make_shared<std::string>("all-pairs");
-  auto negatives_from = std::make_shared<std::string>("any");
-  auto budget = std::make_shared<std::string>("4GiB");
-  auto* p = cmd->add_subcommand("pretrain",
-                                "Policy-discrimination groups from trajectories of many policies");
-  p->add_option("--trajectories", pre->trajectories,
+// The pretrain build's options plus the command-line forms parsed when the command runs.
+struct PretrainArgs {
+  PretrainBuildOptions build;
+  std::string template_name = "pretrain";
+  std::string pairing = "all-pairs";
+  std::string negatives_from = "any";
+  std::string budget = "4GiB";
+  CLI::Option* workers = nullptr;
+  CLI::Option* quiet = nullptr;
+  CLI::Option* no_filter = nullptr;
+};
+
+// Inputs, output and how the groups are formed.
+void add_pretrain_group_options(CLI::App* p, PretrainArgs& args) {
+  PretrainBuildOptions& pre = args.build;
+  p->add_option("--trajectories", pre.trajectories,
                 "JSONL files or globs (.jsonl, .jsonl.gz, .jsonl.zst) of {prompt, policy, "
                 "response[, category]}")
       ->required();
-  p->add_option("--tokenizer", pre->tokenizer, "Tokenizer directory or .model file")->required();
-  p->add_option("--output", pre->output, "Dataset directory to create")->required();
-  p->add_option("--negatives", pre->negatives,
+  p->add_option("--tokenizer", pre.tokenizer, "Tokenizer directory or .model file")->required();
+  p->add_option("--output", pre.output, "Dataset directory to create")->required();
+  p->add_option("--negatives", pre.negatives,
                 "Negatives per group (K), from K distinct other policies")
       ->capture_default_str();
-  p->add_option("--negatives-from", *negatives_from,
+  p->add_option("--negatives-from", args.negatives_from,
                 "Policy of each negative: any (other policy), same-family (another policy of "
                 "the reference's family), mixed:P (same-family with probability P, else any) or "
                 "nearest (the family neighbour nearest by step); needs --policies unless any")
       ->capture_default_str();
-  p->add_option("--policies", pre->policies,
+  p->add_option("--policies", pre.policies,
                 "Policy table: JSON array (or {\"policies\": [...]}) of {name, family[, step]}, "
                 "e.g. a pool file");
-  p->add_option("--seed", pre->seed, "Seed for pairing, negatives and the eval split")
+  p->add_option("--seed", pre.seed, "Seed for pairing, negatives and the eval split")
       ->capture_default_str();
-  add_limit_options(p, pre->limits);
-  p->add_option("--eval-fraction", pre->eval_fraction, "Share of prompts held out for eval")
+  add_limit_options(p, pre.limits);
+  p->add_option("--eval-fraction", pre.eval_fraction, "Share of prompts held out for eval")
       ->capture_default_str();
-  p->add_option("--template", *template_name,
+  p->add_option("--template", args.template_name,
                 "pretrain (prompt joined to responses) or finetune (\"\\n\" between)")
       ->check(CLI::IsMember({"pretrain", "finetune"}))
       ->capture_default_str();
-  p->add_option("--pairing", *pairing,
+  p->add_option("--pairing", args.pairing,
                 "all-pairs (every disjoint same-policy pair is a reference/positive) or paper "
                 "(POLAR's: --passes "
                 "groups per prompt, the policy drawn uniformly)")
       ->check(CLI::IsMember({"all-pairs", "paper"}))
       ->capture_default_str();
-  p->add_option("--groups-per-prompt", pre->groups_per_prompt,
+  p->add_option("--groups-per-prompt", pre.groups_per_prompt,
                 "all-pairs: cap on groups per prompt (0 = no cap)")
       ->capture_default_str();
-  p->add_option("--passes", pre->passes, "paper: groups per prompt, one per pass")
+  p->add_option("--passes", pre.passes, "paper: groups per prompt, one per pass")
       ->capture_default_str();
-  p->add_option("--memory-budget", *budget,
+}
+
+// Memory, threads, and how the build is shared between processes.
+void add_pretrain_resource_options(CLI::App* p, PretrainArgs& args) {
+  PretrainBuildOptions& pre = args.build;
+  p->add_option("--memory-budget", args.budget,
                 "Memory to stay within (e.g. 2GiB); larger inputs spill to disk")
       ->capture_default_str();
-  p->add_option("--partitions", pre->partitions,
+  p->add_option("--partitions", pre.partitions,
                 "Spill partitions (0 = from the input size and the budget)")
       ->capture_default_str();
-  p->add_option("--threads", pre->threads, "Threads for parsing and tokenising (0 = all cores)")
+  p->add_option("--threads", pre.threads, "Threads for parsing and tokenising (0 = all cores)")
       ->capture_default_str();
-  auto* workers =
-      p->add_option("--num-workers", pre->num_workers,
+  args.workers =
+      p->add_option("--num-workers", pre.num_workers,
                     "Processes sharing the build (default: WORLD_SIZE or SLURM_NTASKS, else 1)");
-  p->add_option("--worker-index", pre->worker_index,
+  p->add_option("--worker-index", pre.worker_index,
                 "This process's part (default: RANK or SLURM_PROCID)")
-      ->needs(workers);
-  p->add_option("--spill-dir", pre->spill_dir,
+      ->needs(args.workers);
+  p->add_option("--spill-dir", pre.spill_dir,
                 "Directory for spill files (default: next to the output)");
-  p->add_flag("--skip-invalid", pre->skip_invalid, "Skip and count bad lines instead of failing");
-  auto* no_filter = p->add_flag("--no-response-filter",
-                                "Keep responses as they are (no loop, unfinished-ending or "
-                                "aborted-response filter)");
-  p->add_flag("--drop-unfinished", pre->response_filter.drop_unfinished,
-              "Drop length-cut responses instead of cutting them back to their last sentence");
-  p->add_flag("--overwrite", pre->overwrite, "Replace an existing dataset at --output");
-  auto* quiet = p->add_flag("--no-progress", "No progress line");
-  p->callback([pre, template_name, pairing, negatives_from, budget, workers, quiet, no_filter] {
-    pre->response_filter.enabled = no_filter->count() == 0;
-    pre->template_kind = parse_template_kind(*template_name);
-    pre->pairing = parse_pairing_scheme(*pairing);
-    pre->negatives_from = parse_negative_selection(*negatives_from);
-    pre->memory_budget = parse_byte_size(*budget);
-    pre->progress = quiet->count() == 0;
-    resolve_workers(*pre, workers->count() > 0);
-    const auto manifest = build_pretrain_dataset(*pre);
-    if (pre->num_workers > 1) {
-      fmt::print(
-          "wrote part {} of {}: {}; run `polar data merge --output {} --num-workers {}` when all "
-          "are done\n",
-          pre->worker_index, pre->num_workers,
-          pretrain_part_dir(pre->output, pre->worker_index, pre->num_workers), pre->output,
-          pre->num_workers);
-      return;
-    }
-    print_summary(manifest, pre->output);
-  });
+}
 
+void add_pretrain_flags(CLI::App* p, PretrainArgs& args) {
+  PretrainBuildOptions& pre = args.build;
+  p->add_flag("--skip-invalid", pre.skip_invalid, "Skip and count bad lines instead of failing");
+  args.no_filter = p->add_flag("--no-response-filter",
+                               "Keep responses as they are (no loop, unfinished-ending or "
+                               "aborted-response filter)");
+  p->add_flag("--drop-unfinished", pre.response_filter.drop_unfinished,
+              "Drop length-cut responses instead of cutting them back to their last sentence");
+  p->add_flag("--overwrite", pre.overwrite, "Replace an existing dataset at --output");
+  args.quiet = p->add_flag("--no-progress", "No progress line");
+}
+
+void run_pretrain_build(PretrainArgs& args) {
+  PretrainBuildOptions& pre = args.build;
+  pre.response_filter.enabled = args.no_filter->count() == 0;
+  pre.template_kind = parse_template_kind(args.template_name);
+  pre.pairing = parse_pairing_scheme(args.pairing);
+  pre.negatives_from = parse_negative_selection(args.negatives_from);
+  pre.memory_budget = parse_byte_size(args.budget);
+  pre.progress = args.quiet->count() == 0;
+  resolve_workers(pre, args.workers->count() > 0);
+  const auto manifest = build_pretrain_dataset(pre);
+  if (pre.num_workers > 1) {
+    fmt::print(
+        "wrote part {} of {}: {}; run `polar data merge --output {} --num-workers {}` when all "
+        "are done\n",
+        pre.worker_index, pre.num_workers,
+        pretrain_part_dir(pre.output, pre.worker_index, pre.num_workers), pre.output,
+        pre.num_workers);
+    return;
+  }
+  print_summary(manifest, pre.output);
+}
+
+void add_pretrain_command(CLI::App* cmd) {
+  auto args = std::make_shared<PretrainArgs>();
+  auto* p = cmd->add_subcommand("pretrain",
+                                "Policy-discrimination groups from trajectories of many policies");
+  add_pretrain_group_options(p, *args);
+  add_pretrain_resource_options(p, *args);
+  add_pretrain_flags(p, *args);
+  p->callback([args] { run_pretrain_build(*args); });
+}
+
+void add_merge_command(CLI::App* cmd) {
   auto output = std::make_shared<std::string>();
   auto num_workers = std::make_shared<int>(0);
   auto overwrite = std::make_shared<bool>(false);
@@ -203,6 +233,7 @@ void add_data_command(CLI::App& app) {
   auto* cmd = app.add_subcommand("data", "Build POLAR token shards from JSONL");
   cmd->require_subcommand(1);
   add_pretrain_command(cmd);
+  add_merge_command(cmd);
 
   auto pref = std::make_shared<PreferenceBuildOptions>();
   auto* f = cmd->add_subcommand("preference",

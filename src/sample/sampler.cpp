@@ -201,28 +201,31 @@ json SampleRunStats::to_json() const {
           {"seconds", seconds}};
 }
 
-SampleRunStats run_sampling(const SampleRunOptions& options) {
-  POLAR_CHECK(!options.policies.empty(), "polar sample: the pool has no policies");
-  POLAR_CHECK(!options.prompts.empty(), "polar sample: no prompts");
-  POLAR_CHECK(options.samples_per_prompt >= 1, "--samples-per-prompt: expected an integer >= 1");
-  std::vector<std::string> ids;
-  for (const auto& p : options.prompts) ids.push_back(prompt_id(p.text));
-  SampleRunStats stats;
-  const std::set<Key> existing = read_existing(
-      options.output, std::set<std::string>(ids.begin(), ids.end()), stats.other_prompts);
-  std::vector<std::vector<SampleJob>> jobs(options.policies.size());
-  int64_t pending = 0, total = 0;
+namespace {
+
+// Per policy, the samples still to draw; `total` counts every distinct sample of the run.
+struct SamplePlan {
+  std::vector<std::vector<SampleJob>> jobs;
+  int64_t pending = 0;
+  int64_t total = 0;
+};
+
+SamplePlan plan_jobs(const SampleRunOptions& options, const std::vector<std::string>& ids,
+                     const std::set<Key>& existing) {
+  SamplePlan plan;
+  plan.jobs.resize(options.policies.size());
   std::set<Key> planned;  // a prompt given twice is sampled once
   auto add = [&](size_t p, int64_t i, int64_t s) {
     const std::string& name = options.policies[p].name;
     const Key key{name, ids[i], s};
     if (!planned.insert(key).second) return;
-    ++total;
+    ++plan.total;
     if (existing.count(key)) return;
-    jobs[p].push_back({i, s,
-                       sample_seed(options.seed, name,
-                                   static_cast<int64_t>(prompt_hash(options.prompts[i].text)), s)});
-    ++pending;
+    plan.jobs[p].push_back(
+        {i, s,
+         sample_seed(options.seed, name, static_cast<int64_t>(prompt_hash(options.prompts[i].text)),
+                     s)});
+    ++plan.pending;
   };
   for (int64_t i = 0; i < static_cast<int64_t>(options.prompts.size()); ++i) {
     if (options.scheme == SampleScheme::Paper) {
@@ -234,58 +237,84 @@ SampleRunStats run_sampling(const SampleRunOptions& options) {
         for (int64_t s = 0; s < options.samples_per_prompt; ++s) add(p, i, s);
     }
   }
+  return plan;
+}
+
+json sample_record(const Prompt& prompt, const std::string& policy, const std::string& id,
+                   const SampleJob& job, const JobResult& result, const FilteredResponse& f) {
+  json record = {
+      {"prompt", prompt.text}, {"policy", policy}, {"response", f.keep ? f.text : result.text}};
+  if (!prompt.category.empty()) record["category"] = prompt.category;
+  record["prompt_id"] = id;
+  record["sample"] = job.sample;
+  record["finish"] = result.finish;
+  json filtered = json::array();
+  if (f.loop_truncated) filtered.push_back("loop");
+  if (f.unfinished_cut) filtered.push_back("unfinished_cut");
+  if (!filtered.empty()) record["filtered"] = filtered;
+  if (!f.keep) record["dropped"] = f.dropped;
+  if (result.prompt_cut) record["prompt_cut"] = true;
+  return record;
+}
+
+// Runs every policy's jobs in turn, writing each kept response as it finishes.
+void sample_policies(const SampleRunOptions& options, const std::vector<std::string>& ids,
+                     const SamplePlan& plan, Writer& writer, SampleRunStats& stats) {
+  std::mutex stats_mutex;
+  for (size_t p = 0; p < options.policies.size(); ++p) {
+    if (plan.jobs[p].empty()) continue;
+    const PolicySpec& policy = options.policies[p];
+    auto backend = open_backend(policy);
+    backend->run(plan.jobs[p], options.prompts, [&](const SampleJob& job, const JobResult& result) {
+      FilteredResponse f;
+      {
+        std::lock_guard<std::mutex> lock(stats_mutex);
+        if (result.context_skipped) {
+          ++stats.context_skipped;
+          return;
+        }
+        if (result.prompt_cut) ++stats.prompts_cut;
+        f = filter_response(result.text, result.finish, options.filter, stats.filter);
+      }
+      if (f.dropped == "aborted") return;  // not written: a re-run asks again
+      const json record = sample_record(options.prompts[job.prompt_index], policy.name,
+                                        ids[job.prompt_index], job, result, f);
+      writer.write(record, result.tokens, policy.name);
+    });
+  }
+}
+
+}  // namespace
+
+SampleRunStats run_sampling(const SampleRunOptions& options) {
+  POLAR_CHECK(!options.policies.empty(), "polar sample: the pool has no policies");
+  POLAR_CHECK(!options.prompts.empty(), "polar sample: no prompts");
+  POLAR_CHECK(options.samples_per_prompt >= 1, "--samples-per-prompt: expected an integer >= 1");
+  std::vector<std::string> ids;
+  for (const auto& p : options.prompts) ids.push_back(prompt_id(p.text));
+  SampleRunStats stats;
+  const std::set<Key> existing = read_existing(
+      options.output, std::set<std::string>(ids.begin(), ids.end()), stats.other_prompts);
+  const SamplePlan plan = plan_jobs(options, ids, existing);
   stats.existing = static_cast<int64_t>(existing.size());
   spdlog::info(
       "polar sample: scheme {}, {} policies, {} prompts, {} samples; {} already in {}{}, {} to "
       "sample",
       options.scheme == SampleScheme::Paper ? "paper" : "all", options.policies.size(),
-      options.prompts.size(), total, existing.size(), options.output,
+      options.prompts.size(), plan.total, existing.size(), options.output,
       stats.other_prompts > 0
           ? fmt::format(" ({} of prompts not in this run, kept)", stats.other_prompts)
           : "",
-      pending);
-  if (pending == 0) return stats;
+      plan.pending);
+  if (plan.pending == 0) return stats;
   // Every policy with work left is checked before the first sample: a bad entry
   // fails now.
   for (size_t p = 0; p < options.policies.size(); ++p) {
-    if (!jobs[p].empty()) open_backend(options.policies[p]);
+    if (!plan.jobs[p].empty()) open_backend(options.policies[p]);
   }
-  Writer writer(options.output, pending, options.progress);
-  std::mutex stats_mutex;
+  Writer writer(options.output, plan.pending, options.progress);
   try {
-    for (size_t p = 0; p < options.policies.size(); ++p) {
-      if (jobs[p].empty()) continue;
-      const PolicySpec& policy = options.policies[p];
-      auto backend = open_backend(policy);
-      backend->run(jobs[p], options.prompts, [&](const SampleJob& job, const JobResult& result) {
-        const Prompt& prompt = options.prompts[job.prompt_index];
-        FilteredResponse f;
-        {
-          std::lock_guard<std::mutex> lock(stats_mutex);
-          if (result.context_skipped) {
-            ++stats.context_skipped;
-            return;
-          }
-          if (result.prompt_cut) ++stats.prompts_cut;
-          f = filter_response(result.text, result.finish, options.filter, stats.filter);
-        }
-        if (f.dropped == "aborted") return;  // not written: a re-run asks again
-        json record = {{"prompt", prompt.text},
-                       {"policy", policy.name},
-                       {"response", f.keep ? f.text : result.text}};
-        if (!prompt.category.empty()) record["category"] = prompt.category;
-        record["prompt_id"] = ids[job.prompt_index];
-        record["sample"] = job.sample;
-        record["finish"] = result.finish;
-        json filtered = json::array();
-        if (f.loop_truncated) filtered.push_back("loop");
-        if (f.unfinished_cut) filtered.push_back("unfinished_cut");
-        if (!filtered.empty()) record["filtered"] = filtered;
-        if (!f.keep) record["dropped"] = f.dropped;
-        if (result.prompt_cut) record["prompt_cut"] = true;
-        writer.write(record, result.tokens, policy.name);
-      });
-    }
+    sample_policies(options, ids, plan, writer, stats);
   } catch (const Error& e) {
     writer.finish();
     throw Error(std::string(e.what()) + " (" + std::to_string(writer.written()) +

@@ -30,10 +30,10 @@ struct WordCache {
 constexpr size_t kCacheWords = 1 << 17;
 constexpr size_t kCacheMaxWordBytes = 256;  // as the library: longer words are not cached
 
-}  // namespace
+using MergeMap = std::unordered_map<uint64_t, std::pair<uint32_t, int32_t>>;
 
-BpeModel::BpeModel(const json& j, bool byte_level, const std::string& where)
-    : byte_level_(byte_level), serial_(next_serial++) {
+// Options of the `tokenizers` BPE model that this one does not implement must be off.
+void check_supported_options(const json& j, const std::string& where) {
   POLAR_CHECK(j.is_object(), where, ": expected an object");
   const std::string type = j.value("type", std::string("BPE"));
   POLAR_CHECK(type == "BPE", where, ".type: model \"", type,
@@ -48,24 +48,155 @@ BpeModel::BpeModel(const json& j, bool byte_level, const std::string& where)
                   ": not supported (expected null or \"\")");
     }
   }
-  auto flag = [&](const char* key) {
-    if (!j.contains(key) || j[key].is_null()) return false;
-    POLAR_CHECK(j[key].is_boolean(), where, ".", key, ": expected true or false");
-    return j[key].get<bool>();
-  };
-  byte_fallback_ = flag("byte_fallback");
-  fuse_unk_ = flag("fuse_unk");
-  ignore_merges_ = flag("ignore_merges");
+}
 
+bool optional_flag(const json& j, const char* key, const std::string& where) {
+  if (!j.contains(key) || j[key].is_null()) return false;
+  POLAR_CHECK(j[key].is_boolean(), where, ".", key, ": expected true or false");
+  return j[key].get<bool>();
+}
+
+std::unordered_map<std::string, int32_t> read_vocab(const json& j, const std::string& where) {
   POLAR_CHECK(j.contains("vocab") && j["vocab"].is_object(), where,
               ".vocab: expected an object of token -> id");
-  int64_t max_id = -1;
+  std::unordered_map<std::string, int32_t> vocab;
   for (const auto& [token, id] : j["vocab"].items()) {
     POLAR_CHECK(id.is_number_integer() && id.get<int64_t>() >= 0 && id.get<int64_t>() < (1 << 30),
                 where, ".vocab[", json(token).dump(), "]: expected a token id, got ", id.dump());
-    vocab_[token] = id.get<int32_t>();
-    max_id = std::max<int64_t>(max_id, id.get<int64_t>());
+    vocab[token] = id.get<int32_t>();
   }
+  return vocab;
+}
+
+// Every token spelled in the byte alphabet, by its raw bytes (for ignore_merges).
+std::unordered_map<std::string, int32_t> vocab_by_raw_bytes(
+    const std::unordered_map<std::string, int32_t>& vocab) {
+  const auto& chars = byte_level_chars();
+  std::unordered_map<uint32_t, int> byte_of;
+  for (int b = 0; b < 256; ++b) byte_of[chars[b]] = b;
+  std::unordered_map<std::string, int32_t> raw_vocab;
+  for (const auto& [token, id] : vocab) {
+    std::string raw;
+    bool ok = true;
+    for (size_t i = 0; i < token.size() && ok;) {
+      size_t len = 1;
+      auto it = byte_of.find(decode_utf8(token, i, &len));
+      ok = it != byte_of.end();
+      if (ok) raw += static_cast<char>(it->second);
+      i += len;
+    }
+    if (ok) raw_vocab.emplace(std::move(raw), id);
+  }
+  return raw_vocab;
+}
+
+// The two tokens of merges[rank]: "left right" or ["left", "right"].
+std::pair<std::string, std::string> merge_pair(const json& m, size_t rank,
+                                               const std::string& where) {
+  if (m.is_string()) {
+    const std::string s = m.get<std::string>();
+    const size_t space = s.find(' ');
+    POLAR_CHECK(space != std::string::npos && s.find(' ', space + 1) == std::string::npos, where,
+                ".merges[", rank, "]: expected \"left right\", got ", m.dump());
+    return {s.substr(0, space), s.substr(space + 1)};
+  }
+  POLAR_CHECK(m.is_array() && m.size() == 2 && m[0].is_string() && m[1].is_string(), where,
+              ".merges[", rank, "]: expected [\"left\", \"right\"], got ", m.dump());
+  return {m[0].get<std::string>(), m[1].get<std::string>()};
+}
+
+// One symbol of a word being merged, in a doubly linked list over the word's positions.
+struct Symbol {
+  int32_t id;
+  int32_t prev, next;
+  uint32_t len;  // bytes covered; 0 once merged into its left neighbour
+};
+
+// A word's symbols as BPE::merge_word builds them: an unk is held back so that consecutive
+// unknown characters can be fused into one.
+struct WordSymbols {
+  std::vector<Symbol> syms;
+  int32_t pending_unk = -1;
+  uint32_t pending_len = 0;
+
+  void add(int32_t id, uint32_t len) {
+    const auto n = static_cast<int32_t>(syms.size());
+    syms.push_back({id, n - 1, n + 1, len});
+  }
+  void flush_unk() {
+    if (pending_unk < 0) return;
+    add(pending_unk, pending_len);
+    pending_unk = -1;
+  }
+  void add_known(int32_t id, uint32_t len) {
+    flush_unk();
+    add(id, len);
+  }
+  void add_unk(int32_t unk, uint32_t len, bool fuse) {
+    if (pending_unk >= 0 && fuse) {
+      pending_len += len;
+      return;
+    }
+    flush_unk();
+    pending_unk = unk;
+    pending_len = len;
+  }
+};
+
+// Applies the merges lowest rank first (leftmost among equal ranks), as Word::merge_all does.
+void apply_merges(std::vector<Symbol>& syms, const MergeMap& merges) {
+  struct Merge {
+    uint32_t rank;
+    int32_t pos;
+    int32_t new_id;
+    bool operator<(const Merge& o) const {  // a max-heap of this order pops the lowest rank/pos
+      return rank != o.rank ? rank > o.rank : pos > o.pos;
+    }
+  };
+  std::priority_queue<Merge> queue;
+  for (size_t p = 0; p + 1 < syms.size(); ++p) {
+    auto it = merges.find(pair_key(syms[p].id, syms[p + 1].id));
+    if (it != merges.end())
+      queue.push({it->second.first, static_cast<int32_t>(p), it->second.second});
+  }
+  while (!queue.empty()) {
+    const Merge top = queue.top();
+    queue.pop();
+    Symbol& cur = syms[static_cast<size_t>(top.pos)];
+    if (cur.len == 0 || cur.next == -1) continue;
+    const size_t next_pos = static_cast<size_t>(cur.next);
+    const Symbol right = syms[next_pos];
+    auto it = merges.find(pair_key(cur.id, right.id));
+    if (it == merges.end() || it->second.second != top.new_id) continue;  // expired entry
+    cur.id = top.new_id;
+    cur.len += right.len;
+    cur.next = right.next;
+    syms[next_pos].len = 0;
+    if (right.next >= 0 && static_cast<size_t>(right.next) < syms.size())
+      syms[static_cast<size_t>(right.next)].prev = top.pos;
+    if (cur.prev >= 0) {
+      auto m = merges.find(pair_key(syms[static_cast<size_t>(cur.prev)].id, cur.id));
+      if (m != merges.end()) queue.push({m->second.first, cur.prev, m->second.second});
+    }
+    if (cur.next >= 0) {
+      auto m = merges.find(pair_key(cur.id, syms[static_cast<size_t>(cur.next)].id));
+      if (m != merges.end()) queue.push({m->second.first, top.pos, m->second.second});
+    }
+  }
+}
+
+}  // namespace
+
+BpeModel::BpeModel(const json& j, bool byte_level, const std::string& where)
+    : byte_level_(byte_level), serial_(next_serial++) {
+  check_supported_options(j, where);
+  byte_fallback_ = optional_flag(j, "byte_fallback", where);
+  fuse_unk_ = optional_flag(j, "fuse_unk", where);
+  ignore_merges_ = optional_flag(j, "ignore_merges", where);
+
+  vocab_ = read_vocab(j, where);
+  int64_t max_id = -1;
+  for (const auto& [token, id] : vocab_) max_id = std::max<int64_t>(max_id, id);
   id_to_token_.resize(static_cast<size_t>(max_id + 1));
   has_id_.assign(static_cast<size_t>(max_id + 1), false);
   for (const auto& [token, id] : vocab_) {
@@ -90,46 +221,16 @@ BpeModel::BpeModel(const json& j, bool byte_level, const std::string& where)
     append_utf8(c, chars[b]);
     byte_ids_[b] = find(c);
   }
-  if (byte_level_) {
-    // Every token spelled in the byte alphabet, by its raw bytes (for ignore_merges).
-    std::unordered_map<uint32_t, int> byte_of;
-    for (int b = 0; b < 256; ++b) byte_of[chars[b]] = b;
-    for (const auto& [token, id] : vocab_) {
-      std::string raw;
-      bool ok = true;
-      for (size_t i = 0; i < token.size() && ok;) {
-        size_t len = 1;
-        auto it = byte_of.find(decode_utf8(token, i, &len));
-        ok = it != byte_of.end();
-        if (ok) raw += static_cast<char>(it->second);
-        i += len;
-      }
-      if (ok) raw_vocab_.emplace(std::move(raw), id);
-    }
-  }
+  if (byte_level_) raw_vocab_ = vocab_by_raw_bytes(vocab_);
 
   POLAR_CHECK(j.contains("merges") && j["merges"].is_array(), where, ".merges: expected an array");
   const json& merges = j["merges"];
   merges_.reserve(merges.size());
   for (size_t rank = 0; rank < merges.size(); ++rank) {
-    const json& m = merges[rank];
-    std::string a, b;
-    if (m.is_string()) {
-      const std::string s = m.get<std::string>();
-      const size_t space = s.find(' ');
-      POLAR_CHECK(space != std::string::npos && s.find(' ', space + 1) == std::string::npos, where,
-                  ".merges[", rank, "]: expected \"left right\", got ", m.dump());
-      a = s.substr(0, space);
-      b = s.substr(space + 1);
-    } else {
-      POLAR_CHECK(m.is_array() && m.size() == 2 && m[0].is_string() && m[1].is_string(), where,
-                  ".merges[", rank, "]: expected [\"left\", \"right\"], got ", m.dump());
-      a = m[0].get<std::string>();
-      b = m[1].get<std::string>();
-    }
+    const auto [a, b] = merge_pair(merges[rank], rank, where);
     const int32_t ia = find(a), ib = find(b), merged = find(a + b);
-    POLAR_CHECK(ia >= 0 && ib >= 0 && merged >= 0, where, ".merges[", rank, "]: ", m.dump(),
-                " names a token that is not in the vocab");
+    POLAR_CHECK(ia >= 0 && ib >= 0 && merged >= 0, where, ".merges[", rank,
+                "]: ", merges[rank].dump(), " names a token that is not in the vocab");
     merges_[pair_key(ia, ib)] = {static_cast<uint32_t>(rank), merged};
   }
 }
@@ -187,20 +288,9 @@ void BpeModel::tokenize(std::string_view word, std::vector<int32_t>& ids,
 
 void BpeModel::merge_word(std::string_view word, std::vector<int32_t>& ids,
                           std::vector<uint32_t>& lens) const {
-  struct Symbol {
-    int32_t id;
-    int32_t prev, next;
-    uint32_t len;
-  };
-  std::vector<Symbol> syms;
-  syms.reserve(word.size());
-  auto add = [&](int32_t id, uint32_t len) {
-    const auto n = static_cast<int32_t>(syms.size());
-    syms.push_back({id, n - 1, n + 1, len});
-  };
   // Symbols, as BPE::merge_word builds them (unknown characters: byte fallback, then unk).
-  int32_t pending_unk = -1;
-  uint32_t pending_len = 0;
+  WordSymbols word_syms;
+  word_syms.syms.reserve(word.size());
   const auto& chars = byte_level_chars();
   for (size_t i = 0; i < word.size();) {
     size_t len = 1;
@@ -218,11 +308,7 @@ void BpeModel::merge_word(std::string_view word, std::vector<int32_t>& ids,
     const auto blen = static_cast<uint32_t>(len);
     i += len;
     if (id >= 0) {
-      if (pending_unk >= 0) {
-        add(pending_unk, pending_len);
-        pending_unk = -1;
-      }
-      add(id, blen);
+      word_syms.add_known(id, blen);
       continue;
     }
     if (byte_fallback_) {
@@ -231,62 +317,17 @@ void BpeModel::merge_word(std::string_view word, std::vector<int32_t>& ids,
       if (all) {
         // Each fallback byte covers one byte, as in the library (callers clamp the sum to the
         // word: a byte-level alphabet character is two bytes long but stands for one).
-        for (unsigned char c : key) add(fallback_ids_[c], 1);
+        for (unsigned char c : key) word_syms.add(fallback_ids_[c], 1);
         continue;
       }
     }
-    if (unk_ >= 0) {
-      if (pending_unk >= 0 && fuse_unk_) {
-        pending_len += blen;
-      } else {
-        if (pending_unk >= 0) add(pending_unk, pending_len);
-        pending_unk = unk_;
-        pending_len = blen;
-      }
-    }
+    if (unk_ >= 0) word_syms.add_unk(unk_, blen, fuse_unk_);
   }
-  if (pending_unk >= 0) add(pending_unk, pending_len);
+  word_syms.flush_unk();
+  std::vector<Symbol>& syms = word_syms.syms;
   if (syms.empty()) return;
   syms.back().next = -1;
-
-  struct Merge {
-    uint32_t rank;
-    int32_t pos;
-    int32_t new_id;
-    bool operator<(const Merge& o) const {  // a max-heap of this order pops the lowest rank/pos
-      return rank != o.rank ? rank > o.rank : pos > o.pos;
-    }
-  };
-  std::priority_queue<Merge> queue;
-  for (size_t p = 0; p + 1 < syms.size(); ++p) {
-    auto it = merges_.find(pair_key(syms[p].id, syms[p + 1].id));
-    if (it != merges_.end())
-      queue.push({it->second.first, static_cast<int32_t>(p), it->second.second});
-  }
-  while (!queue.empty()) {
-    const Merge top = queue.top();
-    queue.pop();
-    Symbol& cur = syms[static_cast<size_t>(top.pos)];
-    if (cur.len == 0 || cur.next == -1) continue;
-    const size_t next_pos = static_cast<size_t>(cur.next);
-    const Symbol right = syms[next_pos];
-    auto it = merges_.find(pair_key(cur.id, right.id));
-    if (it == merges_.end() || it->second.second != top.new_id) continue;  // expired entry
-    cur.id = top.new_id;
-    cur.len += right.len;
-    cur.next = right.next;
-    syms[next_pos].len = 0;
-    if (right.next >= 0 && static_cast<size_t>(right.next) < syms.size())
-      syms[static_cast<size_t>(right.next)].prev = top.pos;
-    if (cur.prev >= 0) {
-      auto m = merges_.find(pair_key(syms[static_cast<size_t>(cur.prev)].id, cur.id));
-      if (m != merges_.end()) queue.push({m->second.first, cur.prev, m->second.second});
-    }
-    if (cur.next >= 0) {
-      auto m = merges_.find(pair_key(cur.id, syms[static_cast<size_t>(cur.next)].id));
-      if (m != merges_.end()) queue.push({m->second.first, top.pos, m->second.second});
-    }
-  }
+  apply_merges(syms, merges_);
   for (const Symbol& s : syms) {
     if (s.len == 0) continue;
     ids.push_back(s.id);

@@ -93,101 +93,119 @@ struct Decoder::Step {
 
   void apply(std::vector<std::string>& tokens) const {
     switch (kind) {
-      case ByteLevel: {
-        static const auto table = char_to_byte();
-        std::string bytes;
-        for (const auto& t : tokens) {
-          std::string mapped;
-          bool ok = true;
-          for (size_t i = 0; i < t.size() && ok;) {
-            size_t len = 1;
-            auto it = table.find(decode_utf8(t, i, &len));
-            ok = it != table.end();
-            if (ok) mapped += static_cast<char>(it->second);
-            i += len;
-          }
-          bytes += ok ? mapped : t;
-        }
-        tokens.assign(1, utf8_lossy(bytes));
-        return;
-      }
+      case ByteLevel:
+        return apply_byte_level(tokens);
       case Metaspace:
-        for (size_t i = 0; i < tokens.size(); ++i) {
-          std::string out;
-          const std::string& t = tokens[i];
-          for (size_t p = 0; p < t.size();) {
-            if (t.compare(p, replacement.size(), replacement) == 0) {
-              if (i != 0 || prepend_never) out += ' ';
-              p += replacement.size();
-            } else {
-              out += t[p++];
-            }
-          }
-          tokens[i] = std::move(out);
-        }
-        return;
-      case ByteFallback: {
-        std::vector<std::string> out;
-        std::string pending;
-        size_t pending_count = 0;
-        auto flush = [&] {
-          if (pending_count == 0) return;
-          if (utf8_lossy(pending) == pending) {
-            out.push_back(pending);
-          } else {
-            for (size_t k = 0; k < pending_count; ++k) out.emplace_back("\xEF\xBF\xBD");
-          }
-          pending.clear();
-          pending_count = 0;
-        };
-        for (auto& t : tokens) {
-          const bool byte_token = t.size() == 6 && t.compare(0, 3, "<0x") == 0 && t[5] == '>' &&
-                                  std::isxdigit(static_cast<unsigned char>(t[3])) &&
-                                  std::isxdigit(static_cast<unsigned char>(t[4]));
-          if (byte_token) {
-            pending += static_cast<char>(std::stoi(t.substr(3, 2), nullptr, 16));
-            ++pending_count;
-          } else {
-            flush();
-            out.push_back(std::move(t));
-          }
-        }
-        flush();
-        tokens = std::move(out);
-        return;
-      }
-      case Fuse: {
-        std::string all;
-        for (const auto& t : tokens) all += t;
-        tokens.assign(1, all);
-        return;
-      }
+        return apply_metaspace(tokens);
+      case ByteFallback:
+        return apply_byte_fallback(tokens);
+      case Fuse:
+        return apply_fuse(tokens);
       case Strip:
-        for (auto& t : tokens) {
-          const auto cps = code_points(t);
-          size_t b = 0, e = cps.size();
-          for (size_t i = 0; i < start && i < cps.size() && cps[i] == content; ++i) b = i + 1;
-          for (size_t i = 0; i < stop && i < cps.size() && cps[cps.size() - 1 - i] == content; ++i)
-            e = cps.size() - 1 - i;
-          t = b < e ? from_code_points(cps, b, e) : std::string();
-        }
-        return;
+        return apply_strip(tokens);
       case Replace:
-        for (auto& t : tokens) {
-          std::vector<std::pair<uint32_t, uint32_t>> m;
-          pattern->find_all(t, m);
-          if (m.empty()) continue;
-          std::string out;
-          size_t prev = 0;
-          for (const auto& [b, e] : m) {
-            out.append(t, prev, b - prev);
-            out += with;
-            prev = e;
-          }
-          out.append(t, prev, std::string::npos);
-          t = std::move(out);
+        return apply_replace(tokens);
+    }
+  }
+
+  // GPT-2's byte alphabet back to bytes; all tokens become one (invalid UTF-8 replaced).
+  static void apply_byte_level(std::vector<std::string>& tokens) {
+    static const auto table = char_to_byte();
+    std::string bytes;
+    for (const auto& t : tokens) {
+      std::string mapped;
+      bool ok = true;
+      for (size_t i = 0; i < t.size() && ok;) {
+        size_t len = 1;
+        auto it = table.find(decode_utf8(t, i, &len));
+        ok = it != table.end();
+        if (ok) mapped += static_cast<char>(it->second);
+        i += len;
+      }
+      bytes += ok ? mapped : t;
+    }
+    tokens.assign(1, utf8_lossy(bytes));
+  }
+
+  void apply_metaspace(std::vector<std::string>& tokens) const {
+    for (size_t i = 0; i < tokens.size(); ++i) {
+      std::string out;
+      const std::string& t = tokens[i];
+      for (size_t p = 0; p < t.size();) {
+        if (t.compare(p, replacement.size(), replacement) == 0) {
+          if (i != 0 || prepend_never) out += ' ';
+          p += replacement.size();
+        } else {
+          out += t[p++];
         }
-        return;
+      }
+      tokens[i] = std::move(out);
+    }
+  }
+
+  // Runs of "<0xAB>" tokens become their bytes, or one U+FFFD per token when not valid UTF-8.
+  static void apply_byte_fallback(std::vector<std::string>& tokens) {
+    std::vector<std::string> out;
+    std::string pending;
+    size_t pending_count = 0;
+    auto flush = [&] {
+      if (pending_count == 0) return;
+      if (utf8_lossy(pending) == pending) {
+        out.push_back(pending);
+      } else {
+        for (size_t k = 0; k < pending_count; ++k) out.emplace_back("\xEF\xBF\xBD");
+      }
+      pending.clear();
+      pending_count = 0;
+    };
+    for (auto& t : tokens) {
+      const bool byte_token = t.size() == 6 && t.compare(0, 3, "<0x") == 0 && t[5] == '>' &&
+                              std::isxdigit(static_cast<unsigned char>(t[3])) &&
+                              std::isxdigit(static_cast<unsigned char>(t[4]));
+      if (byte_token) {
+        pending += static_cast<char>(std::stoi(t.substr(3, 2), nullptr, 16));
+        ++pending_count;
+      } else {
+        flush();
+        out.push_back(std::move(t));
+      }
+    }
+    flush();
+    tokens = std::move(out);
+  }
+
+  static void apply_fuse(std::vector<std::string>& tokens) {
+    std::string all;
+    for (const auto& t : tokens) all += t;
+    tokens.assign(1, all);
+  }
+
+  // Up to `start` leading and `stop` trailing `content` characters removed from each token.
+  void apply_strip(std::vector<std::string>& tokens) const {
+    for (auto& t : tokens) {
+      const auto cps = code_points(t);
+      size_t b = 0, e = cps.size();
+      for (size_t i = 0; i < start && i < cps.size() && cps[i] == content; ++i) b = i + 1;
+      for (size_t i = 0; i < stop && i < cps.size() && cps[cps.size() - 1 - i] == content; ++i)
+        e = cps.size() - 1 - i;
+      t = b < e ? from_code_points(cps, b, e) : std::string();
+    }
+  }
+
+  void apply_replace(std::vector<std::string>& tokens) const {
+    for (auto& t : tokens) {
+      std::vector<std::pair<uint32_t, uint32_t>> m;
+      pattern->find_all(t, m);
+      if (m.empty()) continue;
+      std::string out;
+      size_t prev = 0;
+      for (const auto& [b, e] : m) {
+        out.append(t, prev, b - prev);
+        out += with;
+        prev = e;
+      }
+      out.append(t, prev, std::string::npos);
+      t = std::move(out);
     }
   }
 };

@@ -139,6 +139,98 @@ json choice_json(const TemplateTokenChoice& c) {
           {"embedding_rows", c.embedding_rows}};
 }
 
+// The backend polar_tokenizer.json names ("" when it names none).
+std::string stored_backend_name(const json& stored, const std::string& specials_path) {
+  std::string backend_name;
+  if (stored.is_object() && stored.contains("backend") && stored["backend"].is_string())
+    backend_name = stored["backend"].get<std::string>();
+  POLAR_CHECK(
+      backend_name.empty() || backend_name == "sentencepiece" || backend_name == "tokenizer.json",
+      specials_path, ".backend: expected \"sentencepiece\" or \"tokenizer.json\", got \"",
+      backend_name, "\"");
+  return backend_name;
+}
+
+// What polar_tokenizer.json holds besides the backend name.
+struct StoredSpecials {
+  SpecialTokens ids;
+  std::string fingerprint;  // absent in files written before fingerprints existed
+  TemplateTokenChoice choice;
+};
+
+StoredSpecials read_stored_specials(const json& stored, const std::string& specials_path,
+                                    int64_t vocab, bool require_template_tokens) {
+  StoredSpecials out;
+  ConfigReader r(stored, specials_path);
+  std::string format = kSpecialsFormat, backend;
+  r.get("format", format);
+  POLAR_CHECK(format == kSpecialsFormat, specials_path, ".format: expected \"", kSpecialsFormat,
+              "\", got \"", format, "\"");
+  r.get("backend", backend);
+  int64_t bos = -1, eos = -1, pad = -1, reward_sep = -1, reward = -1;
+  r.get("fingerprint", out.fingerprint);
+  r.get("bos", bos);
+  r.get("eos", eos);
+  r.get("pad", pad);
+  r.get("reward_sep", reward_sep);
+  r.get("reward", reward);
+  if (const json* c = r.object("template_tokens"))
+    out.choice = read_choice(*c, specials_path + ": template_tokens");
+  r.finish();
+  auto check = [&](const char* key, int64_t id, bool required) -> int32_t {
+    if (id == -1 && !required) return -1;
+    POLAR_CHECK(id >= 0 && id < vocab, specials_path, ".", key, ": expected a token id in [0, ",
+                vocab, "), got ", id);
+    return static_cast<int32_t>(id);
+  };
+  SpecialTokens& s = out.ids;
+  // A sentencepiece template needs a bos; a tokenizer.json's is what its post_processor adds.
+  s.bos = check("bos", bos, false);
+  s.eos = check("eos", eos, false);
+  s.pad = check("pad", pad, false);
+  // A language model's tokenizer (a sampled policy's) has neither of POLAR's tokens: both -1.
+  const bool lm_only = reward_sep == -1 && reward == -1;
+  s.reward_sep = check("reward_sep", reward_sep, require_template_tokens && !lm_only);
+  s.reward = check("reward", reward, require_template_tokens && !lm_only);
+  if (lm_only) {
+    POLAR_CHECK(s.eos >= 0 || s.bos >= 0, specials_path,
+                ": a tokenizer without POLAR's tokens needs a bos or an eos id");
+  }
+  return out;
+}
+
+// Without polar_tokenizer.json: the backend's own specials and POLAR's pieces found by name.
+SpecialTokens specials_from_pieces(const TokenizerBackend& b, bool require_template_tokens) {
+  SpecialTokens s = b.default_specials();
+  s.reward_sep = b.piece_to_id("<|reward|>");
+  s.reward = b.piece_to_id("<|reward_token|>");
+  if (s.reward < 0) s.reward = b.piece_to_id("[UNUSED_TOKEN_130]");  // InternLM2 / POLAR
+  if (require_template_tokens) {
+    POLAR_CHECK(s.reward_sep >= 0, b.source(),
+                ": no \"<|reward|>\" piece; train the tokenizer with ",
+                "`polar tokenizer train`, give the ids in ", kSpecialsFile,
+                ", or import the model with `polar import`, which chooses them");
+    POLAR_CHECK(s.reward >= 0, b.source(), ": no reward token (\"<|reward_token|>\" or ",
+                "\"[UNUSED_TOKEN_130]\"); give the ids in ", kSpecialsFile);
+  }
+  return s;
+}
+
+// The ids must agree with each other and with what the backend itself puts first.
+void check_specials(const SpecialTokens& s, const TokenizerBackend& b, const std::string& path,
+                    const std::string& specials_path) {
+  POLAR_CHECK(s.reward < 0 || s.reward != s.reward_sep, path,
+              ": the reward token and the <|reward|> separator have the same id ", s.reward);
+  if (std::string(b.name()) == "sentencepiece") {
+    if (s.reward >= 0) POLAR_CHECK(s.bos >= 0, path, ": no bos token (\"<s>\")");
+  } else {
+    // The ids must be those the serving engines produce: their bos is the post_processor's.
+    const int32_t post_bos = b.default_specials().bos;
+    POLAR_CHECK(s.bos == post_bos, specials_path, ".bos: ", s.bos, " is not the id ", b.source(),
+                "'s post_processor puts first (", post_bos, ", -1 for none)");
+  }
+}
+
 }  // namespace
 
 std::string read_file_bytes(const std::string& path) { return read_bytes(path); }
@@ -150,87 +242,30 @@ Tokenizer Tokenizer::load_impl(const std::string& path, bool require_template_to
   const std::string specials_path = specials_path_of(path);
   json stored;
   if (fs::exists(specials_path)) stored = read_json_file(specials_path);
-  std::string backend_name;
-  if (stored.is_object() && stored.contains("backend") && stored["backend"].is_string())
-    backend_name = stored["backend"].get<std::string>();
-  POLAR_CHECK(
-      backend_name.empty() || backend_name == "sentencepiece" || backend_name == "tokenizer.json",
-      specials_path, ".backend: expected \"sentencepiece\" or \"tokenizer.json\", got \"",
-      backend_name, "\"");
+  const std::string backend_name = stored_backend_name(stored, specials_path);
 
   auto impl = std::make_shared<Impl>();
   impl->backend = open_backend(path, backend_name);
   const TokenizerBackend& b = *impl->backend;
-  const std::string& model_path = b.source();
-  const int64_t vocab = b.vocab_size();
 
   Tokenizer tok;
   SpecialTokens& s = tok.special_;
-  std::string stored_fingerprint;  // absent in files written before fingerprints existed
+  std::string stored_fingerprint;
   if (!stored.is_null()) {
-    ConfigReader r(stored, specials_path);
-    std::string format = kSpecialsFormat, backend;
-    r.get("format", format);
-    POLAR_CHECK(format == kSpecialsFormat, specials_path, ".format: expected \"", kSpecialsFormat,
-                "\", got \"", format, "\"");
-    r.get("backend", backend);
-    int64_t bos = -1, eos = -1, pad = -1, reward_sep = -1, reward = -1;
-    r.get("fingerprint", stored_fingerprint);
-    r.get("bos", bos);
-    r.get("eos", eos);
-    r.get("pad", pad);
-    r.get("reward_sep", reward_sep);
-    r.get("reward", reward);
-    if (const json* c = r.object("template_tokens"))
-      impl->choice = read_choice(*c, specials_path + ": template_tokens");
-    r.finish();
-    auto check = [&](const char* key, int64_t id, bool required) -> int32_t {
-      if (id == -1 && !required) return -1;
-      POLAR_CHECK(id >= 0 && id < vocab, specials_path, ".", key, ": expected a token id in [0, ",
-                  vocab, "), got ", id);
-      return static_cast<int32_t>(id);
-    };
-    // A sentencepiece template needs a bos; a tokenizer.json's is what its post_processor adds.
-    s.bos = check("bos", bos, false);
-    s.eos = check("eos", eos, false);
-    s.pad = check("pad", pad, false);
-    // A language model's tokenizer (a sampled policy's) has neither of POLAR's tokens: both -1.
-    const bool lm_only = reward_sep == -1 && reward == -1;
-    s.reward_sep = check("reward_sep", reward_sep, require_template_tokens && !lm_only);
-    s.reward = check("reward", reward, require_template_tokens && !lm_only);
-    if (lm_only) {
-      POLAR_CHECK(s.eos >= 0 || s.bos >= 0, specials_path,
-                  ": a tokenizer without POLAR's tokens needs a bos or an eos id");
-    }
+    StoredSpecials from_file =
+        read_stored_specials(stored, specials_path, b.vocab_size(), require_template_tokens);
+    s = from_file.ids;
+    stored_fingerprint = std::move(from_file.fingerprint);
+    impl->choice = std::move(from_file.choice);
   } else {
-    s = b.default_specials();
-    s.reward_sep = b.piece_to_id("<|reward|>");
-    s.reward = b.piece_to_id("<|reward_token|>");
-    if (s.reward < 0) s.reward = b.piece_to_id("[UNUSED_TOKEN_130]");  // InternLM2 / POLAR
-    if (require_template_tokens) {
-      POLAR_CHECK(s.reward_sep >= 0, model_path,
-                  ": no \"<|reward|>\" piece; train the tokenizer with ",
-                  "`polar tokenizer train`, give the ids in ", kSpecialsFile,
-                  ", or import the model with `polar import`, which chooses them");
-      POLAR_CHECK(s.reward >= 0, model_path, ": no reward token (\"<|reward_token|>\" or ",
-                  "\"[UNUSED_TOKEN_130]\"); give the ids in ", kSpecialsFile);
-    }
+    s = specials_from_pieces(b, require_template_tokens);
   }
-  POLAR_CHECK(s.reward < 0 || s.reward != s.reward_sep, path,
-              ": the reward token and the <|reward|> separator have the same id ", s.reward);
-  if (std::string(b.name()) == "sentencepiece") {
-    if (s.reward >= 0) POLAR_CHECK(s.bos >= 0, path, ": no bos token (\"<s>\")");
-  } else {
-    // The ids must be those the serving engines produce: their bos is the post_processor's.
-    const int32_t post_bos = b.default_specials().bos;
-    POLAR_CHECK(s.bos == post_bos, specials_path, ".bos: ", s.bos, " is not the id ", model_path,
-                "'s post_processor puts first (", post_bos, ", -1 for none)");
-  }
+  check_specials(s, b, path, specials_path);
   // Padding is never read; any valid id will do.
   if (s.pad < 0) s.pad = std::string(b.name()) == "sentencepiece" || s.eos < 0 ? 0 : s.eos;
   tok.fingerprint_ = compute_fingerprint(b.bytes(), s);
   POLAR_CHECK(stored_fingerprint.empty() || stored_fingerprint == tok.fingerprint_, specials_path,
-              ": fingerprint ", stored_fingerprint, " does not match ", model_path,
+              ": fingerprint ", stored_fingerprint, " does not match ", b.source(),
               " with these special ids (", tok.fingerprint_,
               "): the model file or the ids were changed after saving");
   impl->collect_specials(s);
