@@ -36,17 +36,11 @@ RUN="$ROOT/build/polar-run"
 DATA="${POLAR_QUICKSTART_DATA:-data/quickstart}"
 OUT="${POLAR_BENCH_OUT:-runs/bench_ddp}"
 CORES="$(nproc)"
+. "$ROOT/scripts/lib.sh"
 
 if [ ! -f "$DATA/pretrain/manifest.json" ] || [ ! -f "$DATA/finetune/manifest.json" ]; then
   echo "[bench_ddp] building the synthetic data under $DATA"
-  python3 tools/gen_data.py --out "$DATA/raw" --seed 0
-  "$POLAR" tokenizer train --input "$DATA/raw/pretrain.jsonl" "$DATA/raw/finetune.jsonl" \
-    --vocab-size 1000 --output "$DATA/tokenizer"
-  "$POLAR" data pretrain --trajectories "$DATA/raw/pretrain.jsonl" --tokenizer "$DATA/tokenizer" \
-    --output "$DATA/pretrain" --negatives 1 --seed 0 --max-length 512 --max-response-length 160 \
-    --eval-fraction 0.05 --template finetune --overwrite
-  "$POLAR" data preference --input "$DATA/raw/finetune.jsonl" --tokenizer "$DATA/tokenizer" \
-    --output "$DATA/finetune" --max-length 512 --max-response-length 160 --overwrite
+  build_quickstart_data "$DATA"
 fi
 
 rm -rf "$OUT"

@@ -30,20 +30,8 @@ while [ $# -gt 0 ]; do
 done
 mkdir -p "$WORK"
 
-if [ ! -f "$WORK/data/raw/test.jsonl" ]; then
-  python3 tools/gen_data.py --out "$WORK/data/raw" --pretrain-prompts 200 --finetune-prompts 50 --test-prompts 400 >/dev/null
-fi
-if [ -z "$CKPT" ]; then
-  CKPT="$WORK/run/final"
-  if [ ! -d "$CKPT" ]; then
-    "$POLAR" tokenizer train --input "$WORK/data/raw/pretrain.jsonl" --vocab-size 1000 --output "$WORK/data/tokenizer" >/dev/null
-    "$POLAR" data pretrain --trajectories "$WORK/data/raw/pretrain.jsonl" --tokenizer "$WORK/data/tokenizer" \
-      --output "$WORK/data/pretrain" --negatives 1 --max-length 512 --max-response-length 160 --template finetune \
-      --overwrite >/dev/null
-    "$POLAR" train --config configs/tiny_pretrain.json --set data.train="$WORK/data/pretrain" \
-      --set run.output_dir="$WORK/run" --set train.steps=2 --set eval.every=0 --set run.checkpoint_every=0 >/dev/null
-  fi
-fi
+. "$ROOT/scripts/lib.sh"
+serve_fixture "$WORK"
 python3 - "$WORK/data/raw/test.jsonl" "$WORK/records.jsonl" <<'PY'
 import json, sys
 with open(sys.argv[2], "w", encoding="utf-8") as f:

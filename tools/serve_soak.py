@@ -12,24 +12,15 @@ Prints one JSON object: {"minutes": [...], "totals": {...}}. Standard library on
 import argparse
 import http.client
 import json
+import os
 import random
 import sys
 import threading
 import time
 
 
-def text(v):
-    return "\n".join(m["content"] for m in v) if isinstance(v, list) else v
-
-
-def load_records(path):
-    out = []
-    with open(path, encoding="utf-8") as f:
-        for line in f:
-            if line.strip():
-                r = json.loads(line)
-                out.append((text(r["prompt"]), text(r["reference"]), text(r["output"])))
-    return out
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from serve_load import load_records  # noqa: E402  (prompt, reference, output) per record
 
 
 def formatted(rec):

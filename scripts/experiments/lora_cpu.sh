@@ -34,14 +34,8 @@ esac
 mkdir -p "$RUNS"
 
 if [ ! -f "$PRE/model.safetensors" ]; then
-  [ -f "$DATA/raw/test.jsonl" ] || python3 tools/gen_data.py --out "$DATA/raw" --seed 0
-  "$POLAR" tokenizer train --input "$DATA/raw/pretrain.jsonl" "$DATA/raw/finetune.jsonl" \
-    --vocab-size 1000 --output "$DATA/tokenizer"
-  "$POLAR" data pretrain --trajectories "$DATA/raw/pretrain.jsonl" --tokenizer "$DATA/tokenizer" \
-    --output "$DATA/pretrain" --negatives 1 --seed 0 --max-length 512 --max-response-length 160 \
-    --eval-fraction 0.05 --template finetune --overwrite
-  "$POLAR" data preference --input "$DATA/raw/finetune.jsonl" --tokenizer "$DATA/tokenizer" \
-    --output "$DATA/finetune" --max-length 512 --max-response-length 160 --overwrite
+  . "$ROOT/scripts/lib.sh"
+  build_quickstart_data "$DATA"
   "$POLAR" train --config configs/tiny_pretrain.json --set data.train="$DATA/pretrain" \
     --set run.output_dir="$(dirname "$PRE")" ${PRETRAIN_STEPS:+--set train.steps=$PRETRAIN_STEPS}
 fi
