@@ -82,6 +82,23 @@ ScoreOptions score_options(const CommonArgs& a) {
   return o;
 }
 
+// `polar eval --save-stats`: every chosen and rejected response of the split scored as
+// `polar score` scores them; their mean and std saved beside the checkpoint.
+void save_stats(LoadedModel& lm, const std::vector<PreferenceRecord>& records,
+                const CommonArgs& a) {
+  std::vector<ScoringRecord> candidates;
+  for (const auto& r : records) {
+    candidates.push_back({r.prompt, r.reference, r.chosen, r.line});
+    candidates.push_back({r.prompt, r.reference, r.rejected, r.line});
+  }
+  std::vector<double> rewards;
+  with_context(a, [&] { rewards = score_records(lm, candidates, score_options(a)); });
+  const RewardStats rs = compute_reward_stats(rewards, a.input);
+  save_reward_stats(a.checkpoint, rs);
+  std::cout << "reward mean " << rs.mean << ", std " << rs.std << " over " << rs.count
+            << " responses, saved in " << a.checkpoint << "/reward_stats.json\n";
+}
+
 }  // namespace
 
 void add_eval_commands(CLI::App& app) {
@@ -103,20 +120,7 @@ void add_eval_commands(CLI::App& app) {
     with_context(*ev, [&] { result = evaluate_preferences(lm, records, score_options(*ev)); });
     std::cout << result.table();
     if (stats.skipped) std::cout << "(" << stats.skipped << " invalid lines skipped)\n";
-    if (ev->save_stats) {
-      // Every chosen and rejected response of the split, scored as `polar score` scores them.
-      std::vector<ScoringRecord> candidates;
-      for (const auto& r : records) {
-        candidates.push_back({r.prompt, r.reference, r.chosen, r.line});
-        candidates.push_back({r.prompt, r.reference, r.rejected, r.line});
-      }
-      std::vector<double> rewards;
-      with_context(*ev, [&] { rewards = score_records(lm, candidates, score_options(*ev)); });
-      const RewardStats rs = compute_reward_stats(rewards, ev->input);
-      save_reward_stats(ev->checkpoint, rs);
-      std::cout << "reward mean " << rs.mean << ", std " << rs.std << " over " << rs.count
-                << " responses, saved in " << ev->checkpoint << "/reward_stats.json\n";
-    }
+    if (ev->save_stats) save_stats(lm, records, *ev);
     if (!ev->output.empty()) {
       auto j = result.to_json();
       j["checkpoint"] = ev->checkpoint;

@@ -17,6 +17,7 @@
 #include "polar/checkpoint/checkpoint.h"
 #include "polar/common/error.h"
 #include "polar/data/shards.h"
+#include "polar/model/lora.h"
 #include "polar/runtime/device.h"
 #include "polar/train/trainer.h"
 #include "profile.h"
@@ -170,6 +171,11 @@ BenchResult run_bench(TrainConfig cfg, const BenchOptions& o) {
       r.model = RewardModel(c.model.shape, /*initialize=*/false);
       r.model->to(device);
       r.model->reset_parameters(1, /*on_device=*/device.is_cuda());
+      if (c.model.lora.enabled()) {  // adapters on the frozen base, as a LoRA run trains them
+        add_lora(*r.model, c.model.lora, 1);
+        if (device.is_cuda() && c.train.precision == Precision::Bf16)
+          cast_frozen_matrices(*r.model, torch::kBFloat16);
+      }
       spdlog::info("bench: model of {:.2f}B parameters initialised on {} in {:.1f} s",
                    static_cast<double>(c.model.shape.num_parameters()) / 1e9, device.str(),
                    std::chrono::duration<double>(Clock::now() - t0).count());
