@@ -143,6 +143,33 @@ double measure_matmul_peak_gflops(const torch::Device& device, Precision precisi
   return best;
 }
 
+namespace {
+
+// The bench's run: the random split, a model drawn on the device (a 7B model's draw on the CPU
+// takes minutes) and, with model.lora, the adapters on its frozen base as a LoRA run trains them.
+RunSetup bench_setup(TrainConfig& c, const torch::Device& device,
+                     const std::optional<std::string>& /*resume_from*/) {
+  RunSetup r;
+  r.device = device;
+  r.train_data = GroupDataset::open(c.data.train);
+  const auto t0 = Clock::now();
+  r.model = RewardModel(c.model.shape, /*initialize=*/false);
+  r.model->to(device);
+  r.model->reset_parameters(1, /*on_device=*/device.is_cuda());
+  if (c.model.lora.enabled()) {
+    add_lora(*r.model, c.model.lora, 1);
+    if (device.is_cuda() && c.train.precision == Precision::Bf16)
+      cast_frozen_matrices(*r.model, torch::kBFloat16);
+  }
+  spdlog::info("bench: model of {:.2f}B parameters initialised on {} in {:.1f} s",
+               static_cast<double>(c.model.shape.num_parameters()) / 1e9, device.str(),
+               std::chrono::duration<double>(Clock::now() - t0).count());
+  r.resolved_config = c.to_json();
+  return r;
+}
+
+}  // namespace
+
 BenchResult run_bench(TrainConfig cfg, const BenchOptions& o) {
   fs::path dir = fs::temp_directory_path() / ("polar-bench-" + std::to_string(::getpid()));
   fs::create_directories(dir);
@@ -161,28 +188,7 @@ BenchResult run_bench(TrainConfig cfg, const BenchOptions& o) {
     cfg.run.output_dir = (dir / "run").string();
     cfg.run.tensorboard = false;
     cfg.data.row_tokens = std::max(cfg.data.row_tokens, o.seq_len);
-    auto setup = [&](TrainConfig& c, const torch::Device& device,
-                     const std::optional<std::string>&) {
-      RunSetup r;
-      r.device = device;
-      r.train_data = GroupDataset::open(c.data.train);
-      // On a GPU the weights are drawn there: a 7B model's draw on the CPU takes minutes.
-      const auto t0 = Clock::now();
-      r.model = RewardModel(c.model.shape, /*initialize=*/false);
-      r.model->to(device);
-      r.model->reset_parameters(1, /*on_device=*/device.is_cuda());
-      if (c.model.lora.enabled()) {  // adapters on the frozen base, as a LoRA run trains them
-        add_lora(*r.model, c.model.lora, 1);
-        if (device.is_cuda() && c.train.precision == Precision::Bf16)
-          cast_frozen_matrices(*r.model, torch::kBFloat16);
-      }
-      spdlog::info("bench: model of {:.2f}B parameters initialised on {} in {:.1f} s",
-                   static_cast<double>(c.model.shape.num_parameters()) / 1e9, device.str(),
-                   std::chrono::duration<double>(Clock::now() - t0).count());
-      r.resolved_config = c.to_json();
-      return r;
-    };
-    Trainer trainer(cfg, false, setup);
+    Trainer trainer(cfg, false, bench_setup);
     torch::Device device = resolve_device(cfg.train.device, 0);
     for (int64_t s = 0; s < o.warmup_steps; ++s) trainer.train_step(s);
     synchronize(device);
