@@ -10,6 +10,7 @@
 
 #include <iostream>
 
+#include "common/hf_reference_suite.h"
 #include "common/hf_test_util.h"
 #include "polar/checkpoint/checkpoint.h"
 #include "polar/checkpoint/hf.h"
@@ -35,7 +36,10 @@ const json kLlama3Rope = {{"rope_type", "llama3"},
                           {"high_freq_factor", 4.0},
                           {"original_max_position_embeddings", 64}};
 
-class HfFamilies : public ::testing::Test {
+class HfFamilies : public hftest::ReferenceSuite<HfFamilies> {
+ public:
+  static double tolerance() { return kTol; }
+
  protected:
   static void SetUpTestSuite() {
     if (!transformers_available()) return;
@@ -70,51 +74,9 @@ class HfFamilies : public ::testing::Test {
          {model("qwen3", "qwen3", "seqcls", 41), model("llama3", "llama", "seqcls", 42),
           qwen3_causal, llama3_causal}},
         {"score", {{"models", {*tmp_ / "qwen3", *tmp_ / "llama3"}}, {"sequences", seqs_}}}};
-    try {
-      reference_ = new json(run_reference(tmp_->path(), "build", spec));
-    } catch (const std::exception& e) {
-      *setup_error_ = e.what();
-    }
+    build_reference(spec);
   }
-
-  static void TearDownTestSuite() {
-    delete reference_;
-    delete tmp_;
-    reference_ = nullptr;
-    tmp_ = nullptr;
-  }
-
-  void SetUp() override {
-    if (!transformers_available())
-      GTEST_SKIP() << kPython << " or its transformers package is missing (run scripts/setup.sh)";
-    ASSERT_NE(reference_, nullptr) << "building the reference models failed: " << *setup_error_;
-  }
-
-  static const json& result(const std::string& name) {
-    return (*reference_)["results"][*tmp_ / name];
-  }
-
-  static void expect_close(const std::vector<double>& got, const json& want,
-                           const std::string& what) {
-    ASSERT_EQ(got.size(), want.size()) << what;
-    double worst = 0;
-    for (size_t i = 0; i < got.size(); ++i) {
-      EXPECT_NEAR(got[i], want[i].get<double>(), kTol) << what << " sequence " << i;
-      worst = std::max(worst, std::abs(got[i] - want[i].get<double>()));
-    }
-    std::cout << "  " << what << ": max |polar - transformers| = " << worst << "\n";
-  }
-
-  static testing::TempDir* tmp_;
-  static json* reference_;
-  static std::string* setup_error_;
-  static std::vector<std::vector<int64_t>> seqs_;
 };
-
-testing::TempDir* HfFamilies::tmp_ = nullptr;
-json* HfFamilies::reference_ = nullptr;
-std::string* HfFamilies::setup_error_ = new std::string();
-std::vector<std::vector<int64_t>> HfFamilies::seqs_;
 
 TEST_F(HfFamilies, ImportedShapesCarryTheFamilysNumerics) {
   const LoadedModel qwen3 = import_hf(*tmp_ / "qwen3", torch::kCPU);

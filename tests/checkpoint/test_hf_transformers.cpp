@@ -15,6 +15,7 @@
 #include <iostream>
 #include <sstream>
 
+#include "common/hf_reference_suite.h"
 #include "common/hf_test_util.h"
 #include "model/tiny_model.h"
 #include "polar/checkpoint/checkpoint.h"
@@ -36,7 +37,10 @@ using hftest::transformers_available;
 // layout or RoPE mistake moves rewards by 1e-2 or more.
 constexpr double kTol = 1e-4;
 
-class HfTransformers : public ::testing::Test {
+class HfTransformers : public hftest::ReferenceSuite<HfTransformers> {
+ public:
+  static double tolerance() { return kTol; }
+
  protected:
   // One python run builds every reference model and scores the sequence-classification ones.
   static void SetUpTestSuite() {
@@ -60,51 +64,9 @@ class HfTransformers : public ::testing::Test {
          {model("llama", "llama", "seqcls", 1, 2, false, 2.0),
           model("qwen2", "qwen2", "seqcls", 2, 1, true, 1.0), llama_causal, qwen2_causal}},
         {"score", {{"models", {*tmp_ / "llama", *tmp_ / "qwen2"}}, {"sequences", seqs_}}}};
-    try {
-      reference_ = new json(run_reference(tmp_->path(), "build", spec));
-    } catch (const std::exception& e) {
-      *setup_error_ = e.what();
-    }
+    build_reference(spec);
   }
-
-  static void TearDownTestSuite() {
-    delete reference_;
-    delete tmp_;
-    reference_ = nullptr;
-    tmp_ = nullptr;
-  }
-
-  void SetUp() override {
-    if (!transformers_available())
-      GTEST_SKIP() << kPython << " or its transformers package is missing (run scripts/setup.sh)";
-    ASSERT_NE(reference_, nullptr) << "building the reference models failed: " << *setup_error_;
-  }
-
-  static const json& result(const std::string& name) {
-    return (*reference_)["results"][*tmp_ / name];
-  }
-
-  static void expect_close(const std::vector<double>& got, const json& want,
-                           const std::string& what) {
-    ASSERT_EQ(got.size(), want.size()) << what;
-    double worst = 0;
-    for (size_t i = 0; i < got.size(); ++i) {
-      EXPECT_NEAR(got[i], want[i].get<double>(), kTol) << what << " sequence " << i;
-      worst = std::max(worst, std::abs(got[i] - want[i].get<double>()));
-    }
-    std::cout << "  " << what << ": max |polar - transformers| = " << worst << "\n";
-  }
-
-  static testing::TempDir* tmp_;
-  static json* reference_;
-  static std::string* setup_error_;
-  static std::vector<std::vector<int64_t>> seqs_;
 };
-
-testing::TempDir* HfTransformers::tmp_ = nullptr;
-json* HfTransformers::reference_ = nullptr;
-std::string* HfTransformers::setup_error_ = new std::string();
-std::vector<std::vector<int64_t>> HfTransformers::seqs_;
 
 TEST_F(HfTransformers, ImportedSequenceClassifiersScoreLikeTransformers) {
   for (const char* name : {"llama", "qwen2"}) {
