@@ -74,7 +74,8 @@ void add_interop_commands(CLI::App& app) {
     options.tokenizer_dir = im->tokenizer;
     options.head_seed = im->head_seed;
     LoadedModel lm = import_hf(im->from, torch::kCPU, options);
-    save_checkpoint(im->output, CheckpointContents{&lm.model, &lm.tokenizer, &lm.config});
+    save_checkpoint(im->output,
+                    CheckpointContents{&lm.model, &lm.tokenizer, &lm.config, nullptr, nullptr, {}});
     spdlog::info("wrote checkpoint {} ({} parameters)", im->output, lm.shape.num_parameters());
   });
 

@@ -5,6 +5,10 @@
 
 #include <algorithm>
 
+#ifdef __GLIBC__
+#include <malloc.h>
+#endif
+
 #include "polar/common/error.h"
 
 namespace polar::serve {
@@ -18,6 +22,36 @@ int64_t group_tokens(const EncodedGroup& g) {
 }
 
 }  // namespace
+
+std::vector<size_t> pick_batch(const std::vector<BatchChunk>& queue, int64_t budget) {
+  // Queue indices per request, requests in order of their first chunk (oldest first).
+  std::vector<const void*> order;
+  std::vector<std::vector<size_t>> by_request;
+  for (size_t i = 0; i < queue.size(); ++i) {
+    size_t k = 0;
+    while (k < order.size() && order[k] != queue[i].request) ++k;
+    if (k == order.size()) {
+      order.push_back(queue[i].request);
+      by_request.emplace_back();
+    }
+    by_request[k].push_back(i);
+  }
+  // With other requests waiting, every request gets one chunk: a request's later chunks would
+  // lengthen the batch that everyone waits for. A request alone fills the budget.
+  const size_t rounds = by_request.size() == 1 ? queue.size() : 1;
+  std::vector<size_t> picked;
+  int64_t tokens = 0;
+  for (size_t round = 0; round < rounds; ++round) {
+    for (const auto& chunks : by_request) {
+      if (round >= chunks.size()) continue;
+      const int64_t t = queue[chunks[round]].tokens;
+      if (!picked.empty() && tokens + t > budget) return picked;
+      tokens += t;
+      picked.push_back(chunks[round]);
+    }
+  }
+  return picked;
+}
 
 DynamicBatcher::DynamicBatcher(LoadedModel& model, BatcherOptions options)
     : model_(model), options_(std::move(options)) {
@@ -117,42 +151,12 @@ std::vector<DynamicBatcher::Job> DynamicBatcher::next_batch() {
     queue_.swap(live);
     if (!queue_.empty()) break;
   }
-  // One chunk of every request in turn, oldest request first, while the budget lasts (the first
-  // chunk is taken whatever its size).
-  std::vector<std::vector<size_t>> by_request;  // queue indices, per request in arrival order
-  {
-    std::vector<const Request*> order;
-    for (size_t i = 0; i < queue_.size(); ++i) {
-      const Request* r = queue_[i].request.get();
-      size_t k = 0;
-      while (k < order.size() && order[k] != r) ++k;
-      if (k == order.size()) {
-        order.push_back(r);
-        by_request.emplace_back();
-      }
-      by_request[k].push_back(i);
-    }
-  }
+  std::vector<BatchChunk> chunks;
+  chunks.reserve(queue_.size());
+  for (const Job& job : queue_) chunks.push_back({job.request.get(), job.tokens});
+  const std::vector<size_t> picked = pick_batch(chunks, options_.batch_tokens);
   std::vector<bool> taken(queue_.size(), false);
-  std::vector<size_t> picked;
-  int64_t tokens = 0;
-  bool full = false;
-  for (size_t round = 0; !full; ++round) {
-    bool any = false;
-    for (const auto& chunks : by_request) {
-      if (round >= chunks.size()) continue;
-      any = true;
-      const Job& job = queue_[chunks[round]];
-      if (!picked.empty() && tokens + job.tokens > options_.batch_tokens) {
-        full = true;
-        break;
-      }
-      tokens += job.tokens;
-      picked.push_back(chunks[round]);
-      taken[chunks[round]] = true;
-    }
-    if (!any) break;
-  }
+  for (size_t i : picked) taken[i] = true;
   std::vector<Job> batch;
   std::deque<Job> rest;
   for (size_t i : picked) batch.push_back(std::move(queue_[i]));
@@ -209,10 +213,20 @@ void DynamicBatcher::score(std::vector<Job>& batch) {
 }
 
 void DynamicBatcher::run() {
+  auto last_trim = std::chrono::steady_clock::now();
   for (;;) {
     std::vector<Job> batch = next_batch();
     if (batch.empty()) return;
     score(batch);
+    // glibc keeps freed memory in its arenas (and raises its mmap threshold after large frees),
+    // so a server that runs for hours would hold its peak heap; hand the free pages back.
+    const auto now = std::chrono::steady_clock::now();
+    if (options_.trim_interval.count() > 0 && now - last_trim >= options_.trim_interval) {
+#ifdef __GLIBC__
+      malloc_trim(0);
+#endif
+      last_trim = now;
+    }
   }
 }
 

@@ -266,7 +266,8 @@ TEST(HfRoundTrip, CommandsScoreTheSameOnCheckpointAndExport) {
   if (!fs::exists(polar_bin())) GTEST_SKIP() << polar_bin() << " is not built";
   testing::TempDir tmp;
   LoadedModel lm = polar_model("internlm2", false, 1.0, 13);
-  save_checkpoint(tmp / "ckpt", CheckpointContents{&lm.model, &lm.tokenizer, &lm.config});
+  save_checkpoint(tmp / "ckpt",
+                  CheckpointContents{&lm.model, &lm.tokenizer, &lm.config, nullptr, nullptr, {}});
   std::ofstream(tmp / "in.jsonl")
       << R"({"prompt": "the capital", "reference": "Beijing.", "output": "Beijing."})"
       << "\n"

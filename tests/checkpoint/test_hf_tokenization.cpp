@@ -111,7 +111,9 @@ TEST(HfTokenization, JoinedStringsMatchSentencepieceAndTransformers) {
     // models without a dummy prefix and with identity normalisation (docs/huggingface.md).
     std::cout << "  " << variants[v].name() << ": " << r["auto_class"].get<std::string>()
               << " differs on " << auto_mismatches << " of " << texts.size() << " strings\n";
-    if (variants[v].type == "bpe" && !variants[v].prefix) EXPECT_EQ(auto_mismatches, 0);
+    if (variants[v].type == "bpe" && !variants[v].prefix) {
+      EXPECT_EQ(auto_mismatches, 0);
+    }
 
     // `polar score` on the export == transformers' reward of the joined strings.
     LoadedModel lm = load_model(out / variants[v].name(), torch::kCPU);

@@ -134,7 +134,9 @@ TEST(RobustCli, SigtermRightAfterStartExits143) {
     ASSERT_EQ(::waitpid(pid, &status, 0), pid);
     EXPECT_TRUE(WIFEXITED(status))
         << "killed by signal " << WTERMSIG(status) << " after " << delay_ms << " ms";
-    if (WIFEXITED(status)) EXPECT_EQ(WEXITSTATUS(status), 143) << delay_ms << " ms";
+    if (WIFEXITED(status)) {
+      EXPECT_EQ(WEXITSTATUS(status), 143) << delay_ms << " ms";
+    }
     EXPECT_FALSE(fs::exists(tmp / "run/final"));
   }
 }

@@ -35,8 +35,8 @@ std::string write_tiny_checkpoint(const std::string& dir, bool training,
   torch::optim::AdamW opt(model->parameters(), torch::optim::AdamWOptions(1e-3));
   TrainerState state;
   state.step = 3;
-  save_checkpoint(dir,
-                  {&model, &tok, &config, training ? &opt : nullptr, training ? &state : nullptr});
+  save_checkpoint(
+      dir, {&model, &tok, &config, training ? &opt : nullptr, training ? &state : nullptr, {}});
   return dir;
 }
 

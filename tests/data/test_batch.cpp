@@ -161,7 +161,9 @@ TEST(MicroBatches, RespectBudgetAndCoverAllGroups) {
       for (int64_t g = begin; g < end; ++g) tokens += b.groups()[g].total_tokens();
       EXPECT_TRUE(tokens <= budget || end - begin == 1) << budget << ": " << tokens;
       // Greedy: the next group would not have fitted.
-      if (end < 100) EXPECT_GT(tokens + b.groups()[end].total_tokens(), budget);
+      if (end < 100) {
+        EXPECT_GT(tokens + b.groups()[end].total_tokens(), budget);
+      }
       expected_begin = end;
     }
     EXPECT_EQ(expected_begin, 100);

@@ -27,7 +27,7 @@ std::string write_random_checkpoint(const TempDir& tmp) {
   auto tok = polar::Tokenizer::load(polar::testing::tiny_tokenizer_dir());
   nlohmann::json config{{"model", shape.to_json()}};
   std::string dir = tmp / "ckpt";
-  polar::save_checkpoint(dir, {&model, &tok, &config, nullptr, nullptr});
+  polar::save_checkpoint(dir, {&model, &tok, &config, nullptr, nullptr, {}});
   return dir;
 }
 

@@ -130,7 +130,9 @@ TEST_F(FusedRewardHeadGpu, MatchesReference) {
     const char* names[] = {"rewards", "d hidden", "d norm_weight", "d head_weight"};
     for (int i = 0; i < 4; ++i) {
       EXPECT_LT(rel_err(got[i], want[i]), k.tol) << names[i];
-      if (i > 0) EXPECT_EQ(got[i].scalar_type(), k.dtype) << names[i];
+      if (i > 0) {
+        EXPECT_EQ(got[i].scalar_type(), k.dtype) << names[i];
+      }
     }
     // Rows never read get exactly zero gradient.
     const Tensor untouched = torch::ones({k.T}, torch::kBool).index_fill_(0, idx, false).to(dev());
@@ -250,7 +252,9 @@ TEST_F(FusedPairLossGpu, MatchesReference) {
     EXPECT_EQ(got.n_pairs, c.P);
     EXPECT_EQ(got.n_correct(), want.n_correct());
     EXPECT_EQ(got.n_ties(), want.n_ties());
-    if (!k.shared) EXPECT_GT(want.n_ties(), 0);
+    if (!k.shared) {
+      EXPECT_GT(want.n_ties(), 0);
+    }
     EXPECT_LT(rel_err(g_got, g_want), tol);
     EXPECT_EQ(g_got.scalar_type(), k.dtype);
   }

@@ -54,7 +54,9 @@ TEST(PackedBuffer, EveryIndexTensorIsAViewOfOneBuffer) {
     EXPECT_TRUE(torch::equal(p.layout.cu_q, want.cu_q));
     EXPECT_TRUE(torch::equal(p.layout.cu_k, want.cu_k));
     EXPECT_EQ(p.layout.key_index.defined(), want.key_index.defined());
-    if (want.key_index.defined()) EXPECT_TRUE(torch::equal(p.layout.key_index, want.key_index));
+    if (want.key_index.defined()) {
+      EXPECT_TRUE(torch::equal(p.layout.key_index, want.key_index));
+    }
     EXPECT_EQ(p.layout.max_q, want.max_q);
     EXPECT_EQ(p.layout.max_k, want.max_k);
   }

@@ -70,8 +70,12 @@ TEST(SampleFilter, MatchesThePlainReference) {
           << "token " << i << " T=" << c.temperature << " k=" << c.top_k;
       support += got[i] > 0;
     }
-    if (c.top_k > 0) EXPECT_LE(support, c.top_k);
-    if (c.top_p < 1.0 || c.top_k > 0) EXPECT_LT(support, 97);  // the filter did cut something
+    if (c.top_k > 0) {
+      EXPECT_LE(support, c.top_k);
+    }
+    if (c.top_p < 1.0 || c.top_k > 0) {
+      EXPECT_LT(support, 97);
+    }  // the filter did cut something
   }
   // top_p so small that only the most likely token survives.
   SamplingParams p;

@@ -33,7 +33,7 @@ std::string write_serve_checkpoint(const TempDir& tmp, const std::string& name) 
   auto tok = Tokenizer::load(tiny_tokenizer_dir());
   nlohmann::json config{{"model", shape.to_json()}};
   std::string dir = tmp / name;
-  save_checkpoint(dir, {&model, &tok, &config, nullptr, nullptr});
+  save_checkpoint(dir, {&model, &tok, &config, nullptr, nullptr, {}});
   return dir;
 }
 

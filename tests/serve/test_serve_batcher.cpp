@@ -65,3 +65,19 @@ TEST(ServeBatcher, TokenBudgetSplitsBatchesAndStopDrainsTheQueue) {
   }
   for (auto& f : futures) EXPECT_EQ(f.get().size(), 1u);
 }
+
+TEST(ServeBatcher, LargeRequestAddsOneChunkWhileOthersWait) {
+  int big = 0, small_a = 0, small_b = 0;
+  // A large request alone fills the budget with its chunks.
+  std::vector<serve::BatchChunk> q;
+  for (int i = 0; i < 10; ++i) q.push_back({&big, 100});
+  EXPECT_EQ(serve::pick_batch(q, 400), (std::vector<size_t>{0, 1, 2, 3}));
+  // With small requests waiting, it adds one chunk: the batch they wait for stays short.
+  q.push_back({&small_a, 30});
+  q.push_back({&small_b, 20});
+  EXPECT_EQ(serve::pick_batch(q, 400), (std::vector<size_t>{0, 10, 11}));
+  // The budget still bounds the batch, oldest request first; the first chunk goes whatever its
+  // size.
+  EXPECT_EQ(serve::pick_batch(q, 140), (std::vector<size_t>{0, 10}));
+  EXPECT_EQ(serve::pick_batch({{&small_a, 500}, {&big, 100}}, 120), (std::vector<size_t>{0}));
+}

@@ -2,10 +2,11 @@
 // the model and runs it on batches packed from the queue. A batch is formed when the queued
 // sequences reach the token budget or when the oldest request has waited max_wait, whichever
 // comes first. A request is split into chunks of about chunk_tokens (whole groups) when it is
-// submitted, so a request of any size streams through the batcher: batches take one chunk of
-// every waiting request in turn (oldest request first) up to the budget, and a small request is
-// not stuck behind all of a large one. A request whose cancel flag is set (its client went away)
-// has its queued chunks dropped unscored.
+// submitted, so a request of any size streams through the batcher: a batch takes one chunk of
+// every waiting request (oldest request first) up to the budget, and more chunks of a request
+// only while it is the only one waiting. A small request thus waits for a batch of at most one
+// chunk of a large one, not for a full budget of it. A request whose cancel flag is set (its client
+// went away) has its queued chunks dropped unscored.
 #pragma once
 
 #include <atomic>
@@ -29,6 +30,8 @@ struct BatcherOptions {
   int64_t batch_tokens = 16384;  // tokens per batch taken from the queue
   int64_t chunk_tokens = 0;      // tokens per chunk of a request (0: batch_tokens / 4)
   ScoreOptions score;            // row_tokens, precision (micro_batch_tokens = batch_tokens)
+  // How often the worker returns the allocator's free pages to the system (0: never).
+  std::chrono::seconds trim_interval{10};
 };
 
 struct BatcherStats {
@@ -36,6 +39,14 @@ struct BatcherStats {
   int64_t queued_sequences = 0;     // waiting now
   int64_t cancelled_sequences = 0;  // dropped unscored: their client went away
 };
+
+// The batch taken from a queue of chunks (in queue order; `request` identifies a chunk's
+// request): queue indices, the first chunk whatever its size, the rest within `budget` tokens.
+struct BatchChunk {
+  const void* request = nullptr;
+  int64_t tokens = 0;
+};
+std::vector<size_t> pick_batch(const std::vector<BatchChunk>& queue, int64_t budget);
 
 class DynamicBatcher {
  public:
