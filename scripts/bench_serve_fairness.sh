@@ -9,7 +9,7 @@
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
-POLAR="$ROOT/build/polar"
+POLAR="${POLAR_BIN:-$ROOT/build/polar}"
 WORK="${POLAR_BENCH_DIR:-runs/bench_serve}"
 BATCH_TOKENS=16384 SERIES=2 BIG=10000 CLIENTS=8 REQUESTS=300 BATCH=16
 while [ $# -gt 0 ]; do

@@ -4,7 +4,9 @@
 Runs --clients steady clients (--batch sequences per /pooling request), one client posting large
 batches (--large-batch sequences) and one client posting malformed bodies (which must all get a
 4xx). Every --interval seconds it records sequences/s, p50/p99 latency of the steady clients,
-the server's RSS (from /proc/PID/status) and error counts. A sample of the returned rewards is
+the server's RSS (from /proc/PID/status, read every second: the row has the highest and lowest
+reading, since a reading taken while a batch runs includes that batch's activations) and error
+counts. A sample of the returned rewards is
 written to --sample (JSONL: prompt, reference, output) and the served rewards to --sample + ".rewards"
 (one a line), for rescoring with `polar score`.
 Prints one JSON object: {"minutes": [...], "totals": {...}}. Standard library only.
@@ -165,11 +167,12 @@ def main():
         xs = sorted(xs)
         return round(xs[min(len(xs) - 1, int(q * len(xs)))] * 1000, 1) if xs else None
 
-    rows = []
+    rows, rss = [], []
     next_row = start + a.interval
     end = start + a.seconds
     while not stop.is_set():
-        time.sleep(max(0.0, min(next_row, end) - time.perf_counter()))
+        time.sleep(max(0.0, min(next_row, end, time.perf_counter() + 1.0) - time.perf_counter()))
+        rss.append(rss_mib(a.server_pid))
         now = time.perf_counter()
         if now >= next_row or now >= end:
             with lock:
@@ -181,9 +184,10 @@ def main():
                          "sequences_per_s": round(w["sequences"] / span, 1),
                          "p50_ms": pct(w["lat"], 0.50), "p99_ms": pct(w["lat"], 0.99),
                          "large_p50_ms": pct(w["large_lat"], 0.50),
-                         "rss_mib": round(rss_mib(a.server_pid), 1), "errors": w["errors"],
+                         "rss_mib": round(max(rss), 1), "rss_low_mib": round(min(rss), 1), "errors": w["errors"],
                          "malformed_4xx": w["malformed_4xx"], "malformed_other": w["malformed_other"]})
             print(json.dumps(rows[-1]), file=sys.stderr, flush=True)
+            rss = []
             next_row += a.interval
         if now >= end:
             stop.set()

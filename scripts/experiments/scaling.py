@@ -8,6 +8,10 @@ full learning-rate schedule, as the paper) or, cheaper, an evaluation along one 
 (--eval-every N: the loss after every N steps of the longest run). C = 6 x non-embedding
 parameters x training tokens. Validation loss is the pre-training loss on the first
 --eval-groups groups of the held-out split (the same groups for every run).
+The learning rate is tuned per size (--lrs, at least two values): every size is first trained
+at each rate for --tune-steps steps, and the rate with the lowest validation loss there is the
+size's rate for every budget (the paper tunes its rate per size; a fixed rate holds larger models
+on the ln 2 plateau longer). One rate in --lrs turns tuning off.
 Writes OUT/scaling.json and OUT/scaling.png. Re-running skips finished runs.
 """
 
@@ -73,6 +77,35 @@ def plot(runs, front, fit, path):
     expt.save_figure(fig, path)
 
 
+def lr_suffix(args, lr):
+    return "" if len(args.lrs) == 1 else f"_lr{lr:g}"
+
+
+def pretrain(args, world, name, steps, lr, run_dir):
+    h, layers, heads, kv, inter = SIZES[name]
+    expt.train("configs/tiny_pretrain.json", run_dir, [
+        f"data.train={world}/pretrain", f"train.seed={args.seed}", f"train.steps={steps}", f"train.lr={lr}",
+        f"train.batch_groups={args.batch_groups}", f"model.hidden_size={h}", f"model.num_layers={layers}",
+        f"model.num_heads={heads}", f"model.num_kv_heads={kv}", f"model.intermediate_size={inter}",
+        f"eval.every={args.eval_every}", f"eval.max_groups={args.eval_groups}",
+        "run.checkpoint_every=0", "run.keep_last=1"])
+
+
+def tune_lr(args, world, name):
+    """The rate of --lrs with the lowest validation loss after --tune-steps steps (each its own run,
+    which is the budget's run too when --tune-steps is one of --steps)."""
+    if len(args.lrs) == 1:
+        return args.lrs[0]
+    losses = {}
+    for lr in args.lrs:
+        run_dir = os.path.join(args.out, f"{name}_s{args.tune_steps}" + lr_suffix(args, lr))
+        pretrain(args, world, name, args.tune_steps, lr, run_dir)
+        losses[lr] = [r["eval_loss"] for r in expt.metrics(run_dir) if "eval_loss" in r][-1]
+    best = min(losses, key=losses.get)
+    expt.log(f"{name}: lr " + ", ".join(f"{lr:g} -> {l:.4f}" for lr, l in losses.items()) + f"; using {best:g}")
+    return best
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--out", default=os.path.join(expt.ROOT, "runs", "experiments", "scaling"))
@@ -84,25 +117,23 @@ def main():
     ap.add_argument("--batch-groups", type=int, default=16)
     ap.add_argument("--eval-groups", type=int, default=128)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--lrs", type=float, nargs="+", default=[1e-3, 3e-3, 1e-2],
+                    help="learning rates tried per size (the best at --tune-steps is used); one value: no tuning")
+    ap.add_argument("--tune-steps", type=int, default=240, help="run length of the learning-rate trials")
     args = ap.parse_args()
     expt.require_matplotlib()
     args.out = os.path.abspath(args.out)
     world = expt.world_dir(args.world_seed)
     expt.gen_world(world, args.world_seed)
-    runs = []
+    runs, lrs = [], {}
     for name in args.sizes:
-        h, layers, heads, kv, inter = SIZES[name]
+        lrs[name] = tune_lr(args, world, name)
         for steps in args.steps:
-            run_dir = os.path.join(args.out, f"{name}_s{steps}")
-            expt.train("configs/tiny_pretrain.json", run_dir, [
-                f"data.train={world}/pretrain", f"train.seed={args.seed}", f"train.steps={steps}",
-                f"train.batch_groups={args.batch_groups}", f"model.hidden_size={h}", f"model.num_layers={layers}",
-                f"model.num_heads={heads}", f"model.num_kv_heads={kv}", f"model.intermediate_size={inter}",
-                f"eval.every={args.eval_every}", f"eval.max_groups={args.eval_groups}", "run.checkpoint_every=0",
-                "run.keep_last=1"])
+            run_dir = os.path.join(args.out, f"{name}_s{steps}" + lr_suffix(args, lrs[name]))
+            pretrain(args, world, name, steps, lrs[name], run_dir)
             for rec in expt.metrics(run_dir):
                 if "eval_loss" in rec:
-                    runs.append({"size": name, "steps": rec["step"], "run_steps": steps,
+                    runs.append({"size": name, "steps": rec["step"], "run_steps": steps, "lr": lrs[name],
                                  "params": expt.non_embedding_params(run_dir),
                                  "compute": expt.train_flops(run_dir, rec["step"]), "val_loss": rec["eval_loss"],
                                  "val_accuracy": rec["eval_accuracy"]})
@@ -110,9 +141,10 @@ def main():
     fit = fit_power_law([(r["compute"], r["val_loss"]) for r in front])
     fit_all = fit_power_law([(r["compute"], r["val_loss"]) for r in runs])
     expt.write_json(os.path.join(args.out, "scaling.json"), {
-        "runs": runs, "frontier": [f"{r['size']}_s{r['steps']}of{r['run_steps']}" for r in front],
+        "runs": runs, "lr_per_size": lrs, "frontier": [f"{r['size']}_s{r['steps']}of{r['run_steps']}" for r in front],
         "fit_frontier": dict(zip(("a", "b", "r2"), fit)), "fit_all": dict(zip(("a", "b", "r2"), fit_all))})
     plot(runs, front, fit, os.path.join(args.out, "scaling.png"))
+    print("learning rate per size: " + ", ".join(f"{n} {lr:g}" for n, lr in lrs.items()))
     print(f"{'run':<16}{'params':>9}{'compute':>12}{'val_loss':>10}{'val_acc':>9}")
     for r in sorted(runs, key=lambda r: r["compute"]):
         mark = " *" if r in front else ""

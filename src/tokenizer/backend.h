@@ -42,6 +42,14 @@ class TokenizerBackend {
   // Strings split out of text as single ids, given the chosen special ids.
   virtual std::vector<std::pair<std::string, int32_t>> special_pieces(
       const SpecialTokens& s) const = 0;
+  // True when the model file fixes the bos id (tokenizer.json's post_processor): the chosen bos
+  // must be that one, so that the ids are the serving engines'.
+  virtual bool fixes_bos() const { return true; }
+  // The pad id when none is chosen (padding is never read; any valid id will do).
+  virtual int32_t default_pad(const SpecialTokens& s) const { return s.eos >= 0 ? s.eos : 0; }
+  // True for the format a directory whose polar_tokenizer.json names no backend is read as
+  // (sentencepiece: the key came later), so its name is not written there.
+  virtual bool implied_without_name() const { return false; }
 };
 
 // A file's bytes; throws naming the path when it cannot be read (tokenizer.cpp).

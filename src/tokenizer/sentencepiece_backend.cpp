@@ -22,6 +22,9 @@ class SentencepieceBackend final : public TokenizerBackend {
 
   const char* name() const override { return "sentencepiece"; }
   const char* file_name() const override { return "tokenizer.model"; }
+  bool fixes_bos() const override { return false; }
+  int32_t default_pad(const SpecialTokens&) const override { return 0; }
+  bool implied_without_name() const override { return true; }
   const std::string& bytes() const override { return serialized_; }
   const std::string& source() const override { return source_; }
 

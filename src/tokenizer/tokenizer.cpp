@@ -221,7 +221,7 @@ void check_specials(const SpecialTokens& s, const TokenizerBackend& b, const std
                     const std::string& specials_path) {
   POLAR_CHECK(s.reward < 0 || s.reward != s.reward_sep, path,
               ": the reward token and the <|reward|> separator have the same id ", s.reward);
-  if (std::string(b.name()) == "sentencepiece") {
+  if (!b.fixes_bos()) {
     if (s.reward >= 0) POLAR_CHECK(s.bos >= 0, path, ": no bos token (\"<s>\")");
   } else {
     // The ids must be those the serving engines produce: their bos is the post_processor's.
@@ -261,8 +261,7 @@ Tokenizer Tokenizer::load_impl(const std::string& path, bool require_template_to
     s = specials_from_pieces(b, require_template_tokens);
   }
   check_specials(s, b, path, specials_path);
-  // Padding is never read; any valid id will do.
-  if (s.pad < 0) s.pad = std::string(b.name()) == "sentencepiece" || s.eos < 0 ? 0 : s.eos;
+  if (s.pad < 0) s.pad = b.default_pad(s);
   tok.fingerprint_ = compute_fingerprint(b.bytes(), s);
   POLAR_CHECK(stored_fingerprint.empty() || stored_fingerprint == tok.fingerprint_, specials_path,
               ": fingerprint ", stored_fingerprint, " does not match ", b.source(),
@@ -412,8 +411,7 @@ void Tokenizer::save(const std::string& dir) const {
             {"reward_sep", special_.reward_sep},
             {"reward", special_.reward},
             {"fingerprint", fingerprint_}};
-  // Only a tokenizer.json is named: directories from before it existed read as sentencepiece.
-  if (std::string(b.name()) != "sentencepiece") j["backend"] = b.name();
+  if (!b.implied_without_name()) j["backend"] = b.name();
   if (!impl_->choice.how.empty()) j["template_tokens"] = choice_json(impl_->choice);
   write_json_file_atomic((fs::path(dir) / kSpecialsFile).string(), j);
 }

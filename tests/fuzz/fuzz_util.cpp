@@ -7,8 +7,10 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdlib>
+#include <filesystem>
 #include <fstream>
 #include <sstream>
 #include <thread>
@@ -228,6 +230,29 @@ void remove_tree(const std::string& path) {
         return flag == FTW_DP ? ::rmdir(p) : ::unlink(p);
       },
       16, FTW_DEPTH | FTW_PHYS);
+}
+
+std::string damage_tree_copy(Mutator& m, const std::string& from, const std::string& to,
+                             double delete_chance) {
+  namespace fs = std::filesystem;
+  remove_tree(to);
+  fs::copy(from, to, fs::copy_options::recursive);
+  std::vector<fs::path> files;
+  for (const auto& e : fs::recursive_directory_iterator(to))
+    if (e.is_regular_file()) files.push_back(fs::relative(e.path(), to));
+  std::sort(files.begin(), files.end());
+  const fs::path rel = files[m.below(files.size())];
+  const std::string path = (fs::path(to) / rel).string();
+  if (m.chance(delete_chance)) {
+    fs::remove(path);
+    return rel.string();
+  }
+  const std::string bytes = read_file(path);
+  const nlohmann::json parsed = rel.extension() == ".json"
+                                    ? nlohmann::json::parse(bytes, nullptr, false)
+                                    : nlohmann::json(nlohmann::json::value_t::discarded);
+  write_file(path, parsed.is_discarded() ? m.mutate_bytes(bytes) : m.mutate(parsed));
+  return rel.string();
 }
 
 }  // namespace polar::fuzz

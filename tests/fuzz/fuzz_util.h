@@ -64,5 +64,10 @@ std::string read_file(const std::string& path);
 // Removes a file or directory tree (std::filesystem::remove_all is avoided: libtorch.so exports a
 // copy that crashes).
 void remove_tree(const std::string& path);
+// Copies the directory `from` to `to` (replacing `to`) and damages one of its files, chosen at
+// random: deleted with probability `delete_chance`, else mutated (JSON files structurally or as
+// bytes, other files as bytes). Returns the file's path relative to `to`.
+std::string damage_tree_copy(Mutator& m, const std::string& from, const std::string& to,
+                             double delete_chance);
 
 }  // namespace polar::fuzz

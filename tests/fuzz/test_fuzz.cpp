@@ -197,34 +197,8 @@ TEST(Fuzz, TrainConfigs) {
 
 namespace {
 
-std::vector<fs::path> files_under(const std::string& dir) {
-  std::vector<fs::path> out;
-  for (const auto& e : fs::recursive_directory_iterator(dir))
-    if (e.is_regular_file()) out.push_back(fs::relative(e.path(), dir));
-  std::sort(out.begin(), out.end());
-  return out;
-}
-
 bool is_tensor_file(const fs::path& p) {
   return p.extension() == ".safetensors" || p.extension() == ".pt";
-}
-
-// Mutates one file of a copy of `base` at `dir`; returns the file's relative path.
-fs::path damage_checkpoint(Mutator& m, const std::string& base, const std::string& dir) {
-  fs::remove_all(dir);
-  fs::copy(base, dir, fs::copy_options::recursive);
-  const auto files = files_under(dir);
-  const fs::path rel = files[m.below(files.size())];
-  const std::string path = (fs::path(dir) / rel).string();
-  if (m.chance(0.08)) {
-    fs::remove(path);
-    return rel;
-  }
-  const std::string bytes = polar::fuzz::read_file(path);
-  json parsed = rel.extension() == ".json" ? json::parse(bytes, nullptr, false)
-                                           : json(json::value_t::discarded);
-  polar::fuzz::write_file(path, parsed.is_discarded() ? m.mutate_bytes(bytes) : m.mutate(parsed));
-  return rel;
 }
 
 void check_checkpoint_case(const std::string& base, const std::string& dir, const fs::path& rel,
@@ -265,7 +239,7 @@ TEST(Fuzz, Checkpoints) {
   Tally t;
   for (int64_t c = 0; c < kCases; ++c) {
     const std::string dir = tmp / "checkpoint";
-    const fs::path rel = damage_checkpoint(m, base, dir);
+    const fs::path rel = polar::fuzz::damage_tree_copy(m, base, dir, 0.08);
     check_checkpoint_case(base, dir, rel, !m.chance(0.25), t);
   }
   gen.set_state(rng_state);

@@ -226,32 +226,6 @@ LoraFixture write_lora_fixture(const TempDir& tmp) {
   return f;
 }
 
-std::vector<fs::path> files_under(const std::string& dir) {
-  std::vector<fs::path> out;
-  for (const auto& e : fs::recursive_directory_iterator(dir))
-    if (e.is_regular_file()) out.push_back(fs::relative(e.path(), dir));
-  std::sort(out.begin(), out.end());
-  return out;
-}
-
-// Damages one file of a copy of `from` at `to` (or deletes it); returns its relative path.
-fs::path damage_copy(Mutator& m, const std::string& from, const std::string& to) {
-  polar::fuzz::remove_tree(to);
-  fs::copy(from, to, fs::copy_options::recursive);
-  const auto files = files_under(to);
-  const fs::path rel = files[m.below(files.size())];
-  const std::string path = (fs::path(to) / rel).string();
-  if (m.chance(0.05)) {
-    fs::remove(path);
-    return rel;
-  }
-  const std::string bytes = polar::fuzz::read_file(path);
-  const json parsed = rel.extension() == ".json" ? json::parse(bytes, nullptr, false)
-                                                 : json(json::value_t::discarded);
-  polar::fuzz::write_file(path, parsed.is_discarded() ? m.mutate_bytes(bytes) : m.mutate(parsed));
-  return rel;
-}
-
 bool same_file(const std::string& a, const std::string& b) {
   return fs::exists(a) && fs::exists(b) && polar::fuzz::read_file(a) == polar::fuzz::read_file(b);
 }
@@ -272,7 +246,7 @@ TEST(Fuzz, LoraCheckpoints) {
     const bool hit_base = m.chance(0.15);
     fs::path rel;
     if (hit_base) {
-      rel = damage_copy(m, f.base_pristine, f.base);
+      rel = polar::fuzz::damage_tree_copy(m, f.base_pristine, f.base, 0.05);
       polar::fuzz::remove_tree(dir);
       fs::copy(f.dir, dir, fs::copy_options::recursive);
       base_damaged = true;
@@ -282,7 +256,7 @@ TEST(Fuzz, LoraCheckpoints) {
         fs::copy(f.base_pristine, f.base, fs::copy_options::recursive);
         base_damaged = false;
       }
-      rel = damage_copy(m, f.dir, dir);
+      rel = polar::fuzz::damage_tree_copy(m, f.dir, dir, 0.05);
     }
     const std::string from = hit_base ? f.base_pristine : f.dir, to = hit_base ? f.base : dir;
     const bool changed = !same_file((fs::path(from) / rel).string(), (fs::path(to) / rel).string());
