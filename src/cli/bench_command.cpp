@@ -1,4 +1,5 @@
-// `polar bench --config FILE [--steps N]`: training throughput on random tokens.
+// `polar bench --config FILE [--steps N] [--baseline SAVED.json]`: training throughput on random
+// tokens, optionally beside a saved run.
 #include <spdlog/spdlog.h>
 #include <CLI/CLI.hpp>
 
@@ -10,9 +11,35 @@
 
 namespace polar::cli {
 
+namespace {
+
+// The MFU line against the data-sheet peak, or why there is none.
+std::string spec_mfu_line(const BenchResult& r) {
+  if (r.spec_peak_gflops > 0)
+    return fmt::format("  MFU (spec peak, {}, {:.1f} TFLOP/s)  {:.1f}%\n", r.spec_name,
+                       r.spec_peak_gflops / 1e3, 100.0 * r.mfu_spec);
+  if (r.device_name == "cpu") return "  MFU (spec peak)  no spec peak for the CPU\n";
+  return fmt::format("  MFU (spec peak)  spec peak unknown for {}\n", r.device_name);
+}
+
+void print_result(const std::string& config, const BenchResult& r) {
+  std::cout << fmt::format(
+      "bench {} ({} params, {} {}, {}):\n"
+      "  pairs/s         {:.2f}  ({} pairs/step)\n"
+      "  tokens/s        {:.0f}\n  ms/step         {:.1f}  ({} tokens/step; CPU time {:.1f} "
+      "ms/step)\n"
+      "  achieved        {:.2f} GFLOP/s\n  matmul peak     {:.2f} GFLOP/s  ({})\n"
+      "  MFU (measured peak)  {:.1f}%\n{}  peak memory     {:.0f} MiB\n",
+      config, r.parameters, r.device, r.precision, r.device_name, r.pairs_per_s, r.pairs_per_step,
+      r.tokens_per_s, r.ms_per_step, r.tokens_per_step, r.cpu_ms_per_step, r.achieved_gflops,
+      r.peak_gflops, r.peak_kind, 100.0 * r.mfu, spec_mfu_line(r), r.peak_memory_mb);
+}
+
+}  // namespace
+
 void add_bench_command(CLI::App& app) {
   struct Args {
-    std::string config, output;
+    std::string config, output, baseline;
     std::vector<std::string> overrides;
     BenchOptions options;
   };
@@ -32,22 +59,20 @@ void add_bench_command(CLI::App& app) {
       "--lengths", a->options.lengths,
       "fixed (--seq-len) | polar (prompt 32-256, reference and candidates 64-512, fixed seed)");
   cmd->add_option("--output", a->output, "also write the result as JSON");
+  cmd->add_option("--baseline", a->baseline,
+                  "a saved --output JSON of an earlier run: print this run beside it (new/old) and "
+                  "warn about every configuration field that differs");
   cmd->add_option("--profile", a->options.profile,
                   "run one more step under the profiler: write its Chrome trace to this file, log "
                   "the top kernels");
   cmd->callback([a] {
     TrainConfig cfg = load_train_config(a->config, a->overrides);
+    // Read before the run, so a bad file is refused before minutes of benchmarking.
+    std::optional<BenchResult> baseline;
+    if (!a->baseline.empty()) baseline = load_bench_result(a->baseline);
     BenchResult r = run_bench(cfg, a->options);
-    std::cout << fmt::format(
-        "bench {} ({} params, {} {}):\n"
-        "  pairs/s         {:.2f}  ({} pairs/step)\n"
-        "  tokens/s        {:.0f}\n  ms/step         {:.1f}  ({} tokens/step; CPU time {:.1f} "
-        "ms/step)\n"
-        "  achieved        {:.2f} GFLOP/s\n  matmul peak     {:.2f} GFLOP/s  ({})\n"
-        "  MFU             {:.1f}%\n  peak memory     {:.0f} MiB\n",
-        a->config, r.parameters, r.device, r.precision, r.pairs_per_s, r.pairs_per_step,
-        r.tokens_per_s, r.ms_per_step, r.tokens_per_step, r.cpu_ms_per_step, r.achieved_gflops,
-        r.peak_gflops, r.peak_kind, 100.0 * r.mfu, r.peak_memory_mb);
+    print_result(a->config, r);
+    if (baseline) std::cout << compare_bench_results(r, *baseline, a->baseline);
     if (!a->output.empty()) write_json_file_atomic(a->output, r.to_json());
   });
 }
