@@ -13,26 +13,34 @@ namespace polar::cli {
 
 namespace {
 
+// One "  label   value" line, the values in one column.
+std::string line(const std::string& label, const std::string& value) {
+  return fmt::format("  {:<20}  {}\n", label, value);
+}
+
 // The MFU line against the data-sheet peak, or why there is none.
 std::string spec_mfu_line(const BenchResult& r) {
   if (r.spec_peak_gflops > 0)
-    return fmt::format("  MFU (spec peak, {}, {:.1f} TFLOP/s)  {:.1f}%\n", r.spec_name,
-                       r.spec_peak_gflops / 1e3, 100.0 * r.mfu_spec);
-  if (r.device_name == "cpu") return "  MFU (spec peak)  no spec peak for the CPU\n";
-  return fmt::format("  MFU (spec peak)  spec peak unknown for {}\n", r.device_name);
+    return line(
+        fmt::format("MFU (spec peak, {}, {:.1f} TFLOP/s)", r.spec_name, r.spec_peak_gflops / 1e3),
+        fmt::format("{:.1f}%", 100.0 * r.mfu_spec));
+  if (r.device_name == "cpu") return line("MFU (spec peak)", "no spec peak for the CPU");
+  return line("MFU (spec peak)", "spec peak unknown for " + r.device_name);
 }
 
 void print_result(const std::string& config, const BenchResult& r) {
-  std::cout << fmt::format(
-      "bench {} ({} params, {} {}, {}):\n"
-      "  pairs/s         {:.2f}  ({} pairs/step)\n"
-      "  tokens/s        {:.0f}\n  ms/step         {:.1f}  ({} tokens/step; CPU time {:.1f} "
-      "ms/step)\n"
-      "  achieved        {:.2f} GFLOP/s\n  matmul peak     {:.2f} GFLOP/s  ({})\n"
-      "  MFU (measured peak)  {:.1f}%\n{}  peak memory     {:.0f} MiB\n",
-      config, r.parameters, r.device, r.precision, r.device_name, r.pairs_per_s, r.pairs_per_step,
-      r.tokens_per_s, r.ms_per_step, r.tokens_per_step, r.cpu_ms_per_step, r.achieved_gflops,
-      r.peak_gflops, r.peak_kind, 100.0 * r.mfu, spec_mfu_line(r), r.peak_memory_mb);
+  std::string out = fmt::format("bench {} ({} params, {} {}, {}):\n", config, r.parameters,
+                                r.device, r.precision, r.device_name);
+  out += line("pairs/s", fmt::format("{:.2f}  ({} pairs/step)", r.pairs_per_s, r.pairs_per_step));
+  out += line("tokens/s", fmt::format("{:.0f}", r.tokens_per_s));
+  out += line("ms/step", fmt::format("{:.1f}  ({} tokens/step; CPU time {:.1f} ms/step)",
+                                     r.ms_per_step, r.tokens_per_step, r.cpu_ms_per_step));
+  out += line("achieved", fmt::format("{:.2f} GFLOP/s", r.achieved_gflops));
+  out += line("matmul peak", fmt::format("{:.2f} GFLOP/s  ({})", r.peak_gflops, r.peak_kind));
+  out += line("MFU (measured peak)", fmt::format("{:.1f}%", 100.0 * r.mfu));
+  out += spec_mfu_line(r);
+  out += line("peak memory", fmt::format("{:.0f} MiB", r.peak_memory_mb));
+  std::cout << out;
 }
 
 }  // namespace
