@@ -53,7 +53,9 @@ void add_bench_command(CLI::App& app) {
   };
   auto a = std::make_shared<Args>();
   auto* cmd = app.add_subcommand(
-      "bench", "train N steps on random tokens; print tokens/s, GFLOP/s, MFU, memory");
+      "bench",
+      "train N steps on random tokens; print tokens/s, GFLOP/s, MFU (measured and spec peak), "
+      "memory; --baseline sets the run beside a saved one");
   cmd->add_option("--config", a->config, "training config (model shape, batch, device, precision)")
       ->required();
   cmd->add_option("--set", a->overrides, "override a config key (repeatable)");
