@@ -150,18 +150,6 @@ MatmulPrecision run_matmul_precision(const torch::Device& d, Precision precision
   return MatmulPrecision::Fp32;
 }
 
-// MFU against the data-sheet peak, where the table knows the device (never for the CPU).
-void set_spec_peak(BenchResult& res, const torch::Device& d, Precision precision) {
-  res.device_name = device_name(d);
-  if (!d.is_cuda()) return;
-  const MatmulPrecision mp = run_matmul_precision(d, precision);
-  if (const std::optional<SpecPeak> spec = lookup_spec_peak(res.device_name, mp)) {
-    res.spec_name = fmt::format("{} {}", spec->device, matmul_precision_name(mp));
-    res.spec_peak_gflops = spec->gflops;
-    res.mfu_spec = res.achieved_gflops / spec->gflops;
-  }
-}
-
 }  // namespace
 
 double measure_matmul_peak_gflops(const torch::Device& device, Precision precision,
@@ -268,7 +256,8 @@ BenchResult run_bench(TrainConfig cfg, const BenchOptions& o) {
     res.achieved_gflops = 3.0 * cfg.model.shape.flops_per_token(o.seq_len) * res.tokens_per_s / 1e9;
     res.peak_gflops = measure_matmul_peak_gflops(device, cfg.train.precision, &res.peak_kind);
     res.mfu = res.achieved_gflops / res.peak_gflops;
-    set_spec_peak(res, device, cfg.train.precision);
+    res.device_name = device_name(device);
+    set_spec_peak(res, device.is_cuda(), run_matmul_precision(device, cfg.train.precision));
     res.peak_memory_mb = peak_memory_mb(device);
   } catch (...) {
     fs::remove_all(dir);

@@ -10,6 +10,7 @@
 #include <string>
 
 #include "polar/config/train_config.h"
+#include "polar/train/spec_peak.h"
 
 namespace polar {
 
@@ -42,6 +43,14 @@ struct BenchResult {
   // which names the missing or mistyped key. Keys added since (device_name, spec_*) are optional.
   static BenchResult from_json(const nlohmann::json& j, const std::string& where);
 };
+
+// Sets spec_name, spec_peak_gflops and mfu_spec from result.device_name and achieved_gflops for
+// matmuls in `precision`; left at none on the CPU and for a GPU the spec table does not know.
+void set_spec_peak(BenchResult& result, bool on_gpu, MatmulPrecision precision);
+
+// The result as `polar bench` prints it, under a title line naming `config`: throughput, both
+// MFUs (or why there is no spec peak: "no spec peak for the CPU", "spec peak unknown for NAME").
+std::string format_bench_result(const BenchResult& result, const std::string& config);
 
 // A saved `polar bench --output` file.
 BenchResult load_bench_result(const std::string& path);

@@ -1,5 +1,5 @@
-// `polar bench --baseline`: a saved result read back (bad files refused naming file and key) and
-// the comparison of two runs.
+// `polar bench`'s report: the spec-peak MFU and its lines, a saved result read back (bad files
+// refused naming file and key) and the comparison of two runs.
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
@@ -53,7 +53,7 @@ std::string line_of(const std::string& text, const std::string& prefix) {
 
 }  // namespace
 
-TEST(BenchCompare, JsonRoundTripKeepsWhatTheComparisonReads) {
+TEST(BenchReport, JsonRoundTripKeepsWhatTheComparisonReads) {
   const BenchResult r = sample_result();
   const json j = r.to_json();
   EXPECT_EQ(j.at("spec_name"), "NVIDIA H100 SXM bf16");
@@ -77,7 +77,7 @@ TEST(BenchCompare, JsonRoundTripKeepsWhatTheComparisonReads) {
   EXPECT_EQ(BenchResult::from_json(cj, "x.json").spec_name, "");
 }
 
-TEST(BenchCompare, BadFilesNameFileAndKey) {
+TEST(BenchReport, BadFilesNameFileAndKey) {
   json j = sample_result().to_json();
   j.erase("pairs_per_s");
   EXPECT_THAT(error_of(j), HasSubstr("base.json: missing key \"pairs_per_s\""));
@@ -109,7 +109,7 @@ TEST(BenchCompare, BadFilesNameFileAndKey) {
   EXPECT_THROW(polar::load_bench_result(tmp / "bad.json"), polar::Error);
 }
 
-TEST(BenchCompare, RatiosOfTheSameConfiguration) {
+TEST(BenchReport, RatiosOfTheSameConfiguration) {
   const BenchResult old_run = sample_result();
   BenchResult run = sample_result();
   run.tokens_per_s = 30000;  // 0.75x
@@ -126,7 +126,7 @@ TEST(BenchCompare, RatiosOfTheSameConfiguration) {
   EXPECT_THAT(text, Not(HasSubstr("WARNING")));
 }
 
-TEST(BenchCompare, EveryDifferingConfigFieldIsNamedWithBothValues) {
+TEST(BenchReport, EveryDifferingConfigFieldIsNamedWithBothValues) {
   const BenchResult old_run = sample_result();
   BenchResult run = sample_result();
   run.parameters = 2000;
@@ -148,4 +148,39 @@ TEST(BenchCompare, EveryDifferingConfigFieldIsNamedWithBothValues) {
   EXPECT_THAT(text, HasSubstr("not a like-for-like comparison"));
   // The ratios are still printed.
   EXPECT_THAT(text, HasSubstr("1.000x"));
+}
+
+TEST(BenchReport, SpecPeakMfuOnAKnownGpu) {
+  BenchResult r = sample_result();
+  r.achieved_gflops = 494700;
+  polar::set_spec_peak(r, /*on_gpu=*/true, polar::MatmulPrecision::Bf16);
+  EXPECT_EQ(r.spec_name, "NVIDIA H100 SXM bf16");
+  EXPECT_DOUBLE_EQ(r.spec_peak_gflops, 989400);
+  EXPECT_DOUBLE_EQ(r.mfu_spec, 0.5);
+  r.mfu = 0.6;
+  const std::string text = polar::format_bench_result(r, "c.json");
+  EXPECT_THAT(text, HasSubstr("  MFU (measured peak)   60.0%\n"));
+  EXPECT_THAT(text, HasSubstr("  MFU (spec peak, NVIDIA H100 SXM bf16, 989.4 TFLOP/s)  50.0%\n"));
+  // fp32 matmuls without TF32 are measured against the plain fp32 peak.
+  polar::set_spec_peak(r, true, polar::MatmulPrecision::Fp32);
+  EXPECT_EQ(r.spec_name, "NVIDIA H100 SXM fp32");
+  EXPECT_DOUBLE_EQ(r.spec_peak_gflops, 66900);
+}
+
+TEST(BenchReport, NoSpecPeakOnTheCpuOrAnUnknownGpu) {
+  BenchResult r = sample_result();
+  r.device_name = "NVIDIA GeForce RTX 4090";
+  polar::set_spec_peak(r, true, polar::MatmulPrecision::Bf16);
+  EXPECT_EQ(r.spec_name, "");
+  EXPECT_EQ(r.spec_peak_gflops, 0);
+  EXPECT_EQ(r.mfu_spec, 0);
+  EXPECT_THAT(polar::format_bench_result(r, "c.json"),
+              HasSubstr("  MFU (spec peak)       spec peak unknown for NVIDIA GeForce RTX 4090\n"));
+  EXPECT_TRUE(r.to_json().at("spec_peak_gflops").is_null());
+  r.device = r.device_name = "cpu";
+  polar::set_spec_peak(r, false, polar::MatmulPrecision::Fp32);
+  EXPECT_EQ(r.spec_peak_gflops, 0);
+  const std::string text = polar::format_bench_result(r, "c.json");
+  EXPECT_THAT(text, HasSubstr("  MFU (spec peak)       no spec peak for the CPU\n"));
+  EXPECT_THAT(text, HasSubstr("  MFU (measured peak)   30.0%\n"));
 }

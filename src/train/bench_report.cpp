@@ -1,4 +1,5 @@
-// `polar bench --baseline`: a saved result read back and set beside this run.
+// `polar bench`'s results as text, the spec-peak MFU, and `--baseline`: a saved result read back
+// and set beside this run.
 #include <fmt/format.h>
 
 #include <cmath>
@@ -13,6 +14,21 @@ namespace polar {
 using nlohmann::json;
 
 namespace {
+
+// One "  label   value" line, the values in one column.
+std::string line(const std::string& label, const std::string& value) {
+  return fmt::format("  {:<20}  {}\n", label, value);
+}
+
+// The MFU line against the data-sheet peak, or why there is none.
+std::string spec_mfu_line(const BenchResult& r) {
+  if (r.spec_peak_gflops > 0)
+    return line(
+        fmt::format("MFU (spec peak, {}, {:.1f} TFLOP/s)", r.spec_name, r.spec_peak_gflops / 1e3),
+        fmt::format("{:.1f}%", 100.0 * r.mfu_spec));
+  if (r.device_name == "cpu") return line("MFU (spec peak)", "no spec peak for the CPU");
+  return line("MFU (spec peak)", "spec peak unknown for " + r.device_name);
+}
 
 const char* const kBenchFileHint = "expected the JSON that `polar bench --output` writes";
 
@@ -87,6 +103,32 @@ std::vector<std::string> config_differences(const BenchResult& run, const BenchR
 }
 
 }  // namespace
+
+void set_spec_peak(BenchResult& r, bool on_gpu, MatmulPrecision precision) {
+  r.spec_name.clear();
+  r.spec_peak_gflops = r.mfu_spec = 0;
+  if (!on_gpu) return;
+  if (const std::optional<SpecPeak> spec = lookup_spec_peak(r.device_name, precision)) {
+    r.spec_name = fmt::format("{} {}", spec->device, matmul_precision_name(precision));
+    r.spec_peak_gflops = spec->gflops;
+    r.mfu_spec = r.achieved_gflops / spec->gflops;
+  }
+}
+
+std::string format_bench_result(const BenchResult& r, const std::string& config) {
+  std::string out = fmt::format("bench {} ({} params, {} {}, {}):\n", config, r.parameters,
+                                r.device, r.precision, r.device_name);
+  out += line("pairs/s", fmt::format("{:.2f}  ({} pairs/step)", r.pairs_per_s, r.pairs_per_step));
+  out += line("tokens/s", fmt::format("{:.0f}", r.tokens_per_s));
+  out += line("ms/step", fmt::format("{:.1f}  ({} tokens/step; CPU time {:.1f} ms/step)",
+                                     r.ms_per_step, r.tokens_per_step, r.cpu_ms_per_step));
+  out += line("achieved", fmt::format("{:.2f} GFLOP/s", r.achieved_gflops));
+  out += line("matmul peak", fmt::format("{:.2f} GFLOP/s  ({})", r.peak_gflops, r.peak_kind));
+  out += line("MFU (measured peak)", fmt::format("{:.1f}%", 100.0 * r.mfu));
+  out += spec_mfu_line(r);
+  out += line("peak memory", fmt::format("{:.0f} MiB", r.peak_memory_mb));
+  return out;
+}
 
 BenchResult BenchResult::from_json(const json& j, const std::string& where) {
   POLAR_CHECK(j.is_object(), where, ": expected a JSON object (", kBenchFileHint, "), got ",
