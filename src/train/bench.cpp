@@ -13,12 +13,17 @@
 #include <c10/cuda/CUDACachingAllocator.h>
 #define POLAR_HAVE_CUDA_ALLOCATOR 1
 #endif
+#ifdef POLAR_WITH_CUDA
+#include <ATen/Context.h>
+#include <ATen/cuda/CUDAContext.h>
+#endif
 
 #include "polar/checkpoint/checkpoint.h"
 #include "polar/common/error.h"
 #include "polar/data/shards.h"
 #include "polar/model/lora.h"
 #include "polar/runtime/device.h"
+#include "polar/train/spec_peak.h"
 #include "polar/train/trainer.h"
 #include "profile.h"
 
@@ -40,6 +45,10 @@ json BenchResult::to_json() const {
               {"peak_gflops", peak_gflops},
               {"peak_kind", peak_kind},
               {"mfu", mfu},
+              {"device_name", device_name},
+              {"spec_name", spec_name.empty() ? json(nullptr) : json(spec_name)},
+              {"spec_peak_gflops", spec_peak_gflops > 0 ? json(spec_peak_gflops) : json(nullptr)},
+              {"mfu_spec_peak", spec_peak_gflops > 0 ? json(mfu_spec) : json(nullptr)},
               {"peak_memory_mb", peak_memory_mb},
               {"pairs_per_step", pairs_per_step},
               {"pairs_per_s", pairs_per_s},
@@ -115,6 +124,30 @@ void write_random_split(const std::string& dir, int64_t n_groups, const BenchOpt
     writer.add(e, 0);
   }
   writer.finish({"random"});
+}
+
+// The CUDA device's name as the driver reports it ("NVIDIA H100 80GB HBM3"), or "cpu".
+std::string device_name(const torch::Device& d) {
+#ifdef POLAR_WITH_CUDA
+  if (d.is_cuda()) {
+    const c10::DeviceIndex index = d.has_index() ? d.index() : c10::cuda::current_device();
+    return at::cuda::getDeviceProperties(index)->name;
+  }
+#endif
+  return d.is_cuda() ? "cuda" : "cpu";
+}
+
+// The precision the run's matmuls take on the tensor cores: bf16 under Precision::Bf16 on a GPU,
+// otherwise fp32, or tf32 where TF32 is enabled for cuBLAS (it is off unless the user turns it on).
+MatmulPrecision run_matmul_precision(const torch::Device& d, Precision precision) {
+  if (!d.is_cuda()) return MatmulPrecision::Fp32;
+  if (precision == Precision::Bf16) return MatmulPrecision::Bf16;
+#ifdef POLAR_WITH_CUDA
+  if (at::globalContext().float32Precision(at::Float32Backend::CUDA, at::Float32Op::MATMUL) ==
+      at::Float32Precision::TF32)
+    return MatmulPrecision::Tf32;
+#endif
+  return MatmulPrecision::Fp32;
 }
 
 }  // namespace
@@ -223,6 +256,8 @@ BenchResult run_bench(TrainConfig cfg, const BenchOptions& o) {
     res.achieved_gflops = 3.0 * cfg.model.shape.flops_per_token(o.seq_len) * res.tokens_per_s / 1e9;
     res.peak_gflops = measure_matmul_peak_gflops(device, cfg.train.precision, &res.peak_kind);
     res.mfu = res.achieved_gflops / res.peak_gflops;
+    res.device_name = device_name(device);
+    set_spec_peak(res, device.is_cuda(), run_matmul_precision(device, cfg.train.precision));
     res.peak_memory_mb = peak_memory_mb(device);
   } catch (...) {
     fs::remove_all(dir);

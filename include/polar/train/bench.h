@@ -1,5 +1,6 @@
 // `polar bench`: trains on random tokens with the real train step and reports throughput,
-// achieved FLOP/s, MFU against a matmul peak measured in the same process, and peak memory.
+// achieved FLOP/s, MFU against a matmul peak measured in the same process and against the device's
+// spec peak (polar/train/spec_peak.h), and peak memory; compares a run with a saved one.
 #pragma once
 
 #include <torch/types.h>
@@ -9,6 +10,7 @@
 #include <string>
 
 #include "polar/config/train_config.h"
+#include "polar/train/spec_peak.h"
 
 namespace polar {
 
@@ -32,8 +34,33 @@ struct BenchResult {
   double cpu_ms_per_step = 0;  // process CPU time (user + system): robust to other load on the host
   int64_t parameters = 0, tokens_per_step = 0, pairs_per_step = 0;
   std::string device, precision, peak_kind;
+  std::string device_name;      // the CUDA device's name ("NVIDIA H100 80GB HBM3"), or "cpu"
+  std::string spec_name;        // the spec table's device and precision; empty: no spec peak
+  double spec_peak_gflops = 0;  // dense data-sheet peak; 0: none (CPU, or a GPU not in the table)
+  double mfu_spec = 0;          // achieved / spec peak; 0 without a spec peak
   nlohmann::json to_json() const;
+  // A result written by to_json (`polar bench --output`); `where` (the file) prefixes every error,
+  // which names the missing or mistyped key. Keys added since (device_name, spec_*) are optional.
+  static BenchResult from_json(const nlohmann::json& j, const std::string& where);
 };
+
+// Sets spec_name, spec_peak_gflops and mfu_spec from result.device_name and achieved_gflops for
+// matmuls in `precision`; left at none on the CPU and for a GPU the spec table does not know.
+void set_spec_peak(BenchResult& result, bool on_gpu, MatmulPrecision precision);
+
+// The result as `polar bench` prints it, under a title line naming `config`: throughput, both
+// MFUs (or why there is no spec peak: "no spec peak for the CPU", "spec peak unknown for NAME").
+std::string format_bench_result(const BenchResult& result, const std::string& config);
+
+// A saved `polar bench --output` file.
+BenchResult load_bench_result(const std::string& path);
+
+// The lines `polar bench --baseline` prints: this run beside `baseline` (named `baseline_name`)
+// with the ratio new/old for tokens/s, pairs/s, ms/step, the measured matmul peak and tokens/s per
+// GFLOP/s of that peak, then one WARNING line per configuration field (parameters, tokens and
+// pairs per step, device, device name, precision) in which the two runs differ.
+std::string compare_bench_results(const BenchResult& run, const BenchResult& baseline,
+                                  const std::string& baseline_name);
 
 // Measured peak of a square matmul on `device` in `precision` (GFLOP/s).
 double measure_matmul_peak_gflops(const torch::Device& device, Precision precision,
