@@ -72,11 +72,11 @@ rows, t = soak["minutes"], soak["totals"]
 served = [float(l) for l in open(sys.argv[2] + ".rewards")]
 offline = [json.loads(l)["reward"] for l in open(sys.argv[3])]
 wrong = sum(1 for a, b in zip(served, offline) if abs(a - b) > 1e-4) + abs(len(served) - len(offline))
-print("| until s | sequences/s | p50 ms | p99 ms | large-batch p50 ms | RSS MiB (highest) | RSS MiB (lowest) | errors | malformed 4xx | malformed other |")
-print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+print("| until s | sequences/s | p50 ms | p99 ms | large-batch p50 ms | RSS MiB (highest) | RSS MiB (lowest) | heap allocated MiB | heap free MiB | errors | malformed 4xx | malformed other |")
+print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
 for r in rows:
     print(f"| {r['end_s']} | {r['sequences_per_s']} | {r['p50_ms']} | {r['p99_ms']} | {r['large_p50_ms']} | "
-          f"{r['rss_mib']} | {r['rss_low_mib']} | {r['errors']} | {r['malformed_4xx']} | {r['malformed_other']} |")
+          f"{r['rss_mib']} | {r['rss_low_mib']} | {r['heap_allocated_mib']} | {r['heap_free_mib']} | {r['errors']} | {r['malformed_4xx']} | {r['malformed_other']} |")
 full = [r for r in rows if r["p99_ms"] is not None]
 rss_growth = (rows[-1]["rss_mib"] / rows[0]["rss_mib"] - 1) if len(rows) > 1 else 0.0
 p99_ratio = max(r["p99_ms"] for r in full) / full[0]["p99_ms"] if full else float("nan")

@@ -30,6 +30,20 @@ def formatted(rec):
     return f"{p}\n{r}<|reward|>{p}\n{o}[UNUSED_TOKEN_130]"
 
 
+def heap_mib(port, api_key):
+    """(allocated, free) MiB from the server's /metrics (polar_heap_*), or (None, None)."""
+    try:
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+        conn.request("GET", "/metrics", headers={"Authorization": f"Bearer {api_key}"} if api_key else {})
+        text = conn.getresponse().read().decode()
+        conn.close()
+    except OSError:
+        return None, None
+    values = dict(line.split(" ", 1) for line in text.splitlines() if line.startswith("polar_heap_"))
+    get = lambda k: round(float(values[k]) / 2**20, 1) if k in values else None
+    return get("polar_heap_allocated_bytes"), get("polar_heap_free_bytes")
+
+
 def rss_mib(pid):
     with open(f"/proc/{pid}/status") as f:
         for line in f:
@@ -180,11 +194,13 @@ def main():
                 for k in window:
                     window[k] = [] if isinstance(window[k], list) else 0
             span = now - (next_row - a.interval)
+            heap = heap_mib(a.port, a.api_key)
             rows.append({"row": len(rows) + 1, "end_s": round(now - start), "seconds": round(span, 1),
                          "sequences_per_s": round(w["sequences"] / span, 1),
                          "p50_ms": pct(w["lat"], 0.50), "p99_ms": pct(w["lat"], 0.99),
                          "large_p50_ms": pct(w["large_lat"], 0.50),
-                         "rss_mib": round(max(rss), 1), "rss_low_mib": round(min(rss), 1), "errors": w["errors"],
+                         "rss_mib": round(max(rss), 1), "rss_low_mib": round(min(rss), 1),
+                         "heap_allocated_mib": heap[0], "heap_free_mib": heap[1], "errors": w["errors"],
                          "malformed_4xx": w["malformed_4xx"], "malformed_other": w["malformed_other"]})
             print(json.dumps(rows[-1]), file=sys.stderr, flush=True)
             rss = []

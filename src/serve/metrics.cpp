@@ -3,6 +3,10 @@
 
 #include <fmt/format.h>
 
+#ifdef __GLIBC__
+#include <malloc.h>
+#endif
+
 namespace polar::serve {
 
 namespace {
@@ -49,6 +53,15 @@ std::string Metrics::prometheus_text(const BatcherStats& b) const {
   scalar("polar_cancelled_sequences_total", "counter",
          "Sequences dropped unscored because their client closed its connection.",
          b.cancelled_sequences);
+#ifdef __GLIBC__
+  // The allocator's own account (every arena): what the process holds live, apart from what it
+  // keeps free for reuse; RSS minus both is mapped files and stacks.
+  const struct mallinfo2 m = mallinfo2();
+  scalar("polar_heap_allocated_bytes", "gauge", "Bytes allocated with malloc and not yet freed.",
+         static_cast<int64_t>(m.uordblks + m.hblkhd));
+  scalar("polar_heap_free_bytes", "gauge", "Bytes the allocator holds free for reuse.",
+         static_cast<int64_t>(m.fordblks));
+#endif
   t += "# HELP polar_request_duration_seconds Latency of scoring requests (parse to response).\n";
   t += "# TYPE polar_request_duration_seconds histogram\n";
   int64_t cumulative = 0;

@@ -8,6 +8,10 @@
 #include <filesystem>
 #include <thread>
 
+#ifdef __GLIBC__
+#include <malloc.h>
+#endif
+
 #include "polar/common/error.h"
 #include "polar/common/json_config.h"
 #include "polar/runtime/device.h"
@@ -31,6 +35,18 @@ std::string default_model_name(const std::string& checkpoint) {
   return p.filename().empty() ? "polar" : p.filename().string();
 }
 
+// A server runs for hours with batches of every size. glibc raises its mmap threshold (to up to
+// 32 MiB) each time a large block is freed, after which large tensors come from its arenas, where
+// blocks of ever new sizes fragment the heap and the resident size creeps up. A fixed threshold
+// keeps every large tensor in its own mapping, returned to the system when freed (the batcher
+// trims the small-block arenas every few seconds).
+void settle_allocator() {
+#ifdef __GLIBC__
+  constexpr int kMmapThreshold = 4 << 20;
+  if (mallopt(M_MMAP_THRESHOLD, kMmapThreshold) != 1) spdlog::warn("serve: mallopt failed");
+#endif
+}
+
 }  // namespace
 
 void run_server(const std::string& checkpoint, const std::string& device_name,
@@ -46,6 +62,7 @@ void run_server(const std::string& checkpoint, const std::string& device_name,
   std::signal(SIGPIPE, SIG_IGN);
 
   check_exposure(options);  // before the model is loaded: a refusal should be quick
+  settle_allocator();
   const torch::Device device = resolve_device(device_name, 0);
   options.batcher.score.precision = resolve_precision(precision, device);
   options.batcher.score.limits =
