@@ -2,7 +2,8 @@
 """Ablation on the built-in synthetic world: POLAR pre-training + fine-tuning vs the same
 fine-tuning from random init vs a reference-free model, over several seeds, per test slice; and
 POLAR with the listwise loss (loss.type listwise: the positive against its group's K negatives in
-one softmax) in place of the pairwise Bradley-Terry loss, pre-training and fine-tuning.
+one softmax, K = --listwise-negatives in pre-training) in place of the pairwise Bradley-Terry
+loss, pre-training and fine-tuning.
 
 Per seed: pre-train (configs/tiny_pretrain.json) keeping checkpoints along the way, fine-tune
 (configs/tiny_finetune.json, its defaults) from several of them, fine-tune from random init, and
@@ -115,14 +116,17 @@ def one_seed(args, world, ref_free, seed):
         expt.train(tuned[0], scratch, tuned[1:] + fresh)
         arms["scratch"] = {"compute": 0.0, "slices": eval_slices(f"{scratch}/final", f"{world}/raw", scratch)}
     if "polar_listwise" in args.arms:
-        # The same pre-training and fine-tuning with the listwise loss.
-        pre_lw = os.path.join(base, "pretrain_listwise")
+        # Pre-training with the listwise loss over --listwise-negatives negatives per group (at 1 it
+        # equals the pairwise loss exactly), then the same fine-tuning with it.
+        k = args.listwise_negatives
+        pre_lw = os.path.join(base, "pretrain_listwise" + ("" if k == 1 else f"_k{k}"))
         expt.train("configs/tiny_pretrain.json", pre_lw, [
-            f"data.train={world}/pretrain", f"train.seed={seed}", f"train.steps={args.pretrain_steps}",
+            f"data.train={expt.pretrain_data(world, args.world_seed, 'any', negatives=k)}", f"train.seed={seed}",
+            f"train.steps={args.pretrain_steps}",
             "eval.every=0", "eval.max_groups=512", "loss.type=listwise"] + expt.SHAPES[args.model])
-        run_dir = os.path.join(base, "polar_listwise")
+        run_dir = os.path.join(base, "polar_listwise" + ("" if k == 1 else f"_k{k}"))
         expt.train(tuned[0], run_dir, tuned[1:] + [f"model.init_from={pre_lw}/final", "loss.type=listwise"])
-        arms["polar_listwise"] = {"compute": expt.train_flops(pre_lw),
+        arms["polar_listwise"] = {"compute": expt.train_flops(pre_lw), "negatives": k,
                                   "slices": eval_slices(f"{run_dir}/final", f"{world}/raw", run_dir)}
     if "ref_free" in args.arms:
         free = os.path.join(base, "ref_free")
@@ -150,6 +154,8 @@ def summarise(results):
             mean, lo, hi = expt.mean_ci([results[k][arm]["slices"][s]["accuracy"] for k in seeds])
             cells.append(f"{mean:.3f} [{lo:.3f}, {hi:.3f}]")
         label = ARM_LABELS.get(arm) or f"POLAR pre-train (--negatives-from {arm.split('=', 1)[1]}) + FT"
+        if arm == "polar_listwise":
+            label += f" ({first[arm].get('negatives', 1)} negatives per group in pre-training)"
         lines.append(f"| {label} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + f"\n\nMean preference accuracy over {len(seeds)} seeds ({', '.join(map(str, seeds))}) " \
         "with its 95% t interval; accuracy counts chosen strictly above rejected.\n"
@@ -194,6 +200,8 @@ def main():
     ap.add_argument("--negatives-from", nargs="+", default=["any"],
                     help="extra POLAR arms pre-trained with these `polar data pretrain --negatives-from` "
                          "choices (any is the polar arm itself), e.g. same-family mixed:0.5 nearest")
+    ap.add_argument("--listwise-negatives", type=int, default=4,
+                    help="negatives per group of the listwise arm's pre-training data (1: the pairwise data)")
     ap.add_argument("--arms", nargs="+", default=["polar", "polar_listwise", "scratch", "ref_free"],
                     choices=["polar", "polar_listwise", "scratch", "ref_free"],
                     help="what to run (the table and plot need polar, scratch and ref_free)")

@@ -72,15 +72,15 @@ def gen_world(out, seed, template="finetune"):
          f"{out}/finetune"] + limits, os.path.join(out, "logs", "data_finetune.log"))
 
 
-def pretrain_data(world, seed, negatives_from, template="finetune"):
-    """The world's pre-training dataset with negatives chosen by `polar data pretrain
-    --negatives-from` (any: the world's own `pretrain`); returns its directory."""
-    if negatives_from == "any":
+def pretrain_data(world, seed, negatives_from, template="finetune", negatives=1):
+    """The world's pre-training dataset with `negatives` per group chosen by `polar data pretrain
+    --negatives-from` (any with 1 negative: the world's own `pretrain`); returns its directory."""
+    if negatives_from == "any" and negatives == 1:
         return os.path.join(world, "pretrain")
-    out = os.path.join(world, "pretrain_" + negatives_from.replace(":", "_"))
+    out = os.path.join(world, "pretrain_" + negatives_from.replace(":", "_") + ("" if negatives == 1 else f"_k{negatives}"))
     if not os.path.exists(os.path.join(out, "manifest.json")):
         run([POLAR, "data", "pretrain", "--trajectories", f"{world}/raw/pretrain.jsonl", "--tokenizer",
-             f"{world}/tokenizer", "--output", out, "--negatives", 1, "--seed", seed, "--eval-fraction", 0.05,
+             f"{world}/tokenizer", "--output", out, "--negatives", negatives, "--seed", seed, "--eval-fraction", 0.05,
              "--template", template, "--negatives-from", negatives_from, "--policies",
              f"{world}/raw/policies.json", "--max-length", 512, "--max-response-length", 160, "--overwrite"],
             os.path.join(world, "logs", f"data_{os.path.basename(out)}.log"))

@@ -12,7 +12,8 @@ namespace polar::serve {
 namespace {
 
 std::string known_path(const std::string& path) {
-  for (const char* p : {"/pooling", "/classify", "/score", "/health", "/v1/models", "/metrics"}) {
+  for (const char* p : {"/pooling", "/classify", "/v1/embeddings", "/score", "/get_reward",
+                        "/health", "/v1/models", "/metrics"}) {
     if (path == p) return path;
   }
   return "other";

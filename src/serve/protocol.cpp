@@ -263,10 +263,34 @@ ParsedRequest parse_pooling(const json& body, const Tokenizer& tok, const Reques
 
 ParsedRequest parse_classify(const json& body, const Tokenizer& tok, const RequestLimits& limits) {
   check_unserved_fields(body);
+  if (body.is_object() && body.contains("input") && !body.contains("text") &&
+      !body.contains("input_ids")) {
+    // vLLM's classify request. Rewards are the raw score (a sigmoid would squash them into
+    // (0, 1) and lose their scale), so only use_activation false (or left out) is served.
+    auto it = body.find("use_activation");
+    if (it != body.end() && !it->is_null() && *it != false) {
+      throw bad_request("\"use_activation\": only false is served (rewards are raw scores), got " +
+                        it->dump(-1, ' ', false, json::error_handler_t::replace));
+    }
+    ParsedRequest out = parse_inputs(body, "input", tok, limits, true, true);
+    out.vllm_classify = true;
+    return out;
+  }
   if (body.is_object() && body.contains("input_ids") && !body.contains("text")) {
     return parse_inputs(body, "input_ids", tok, limits, false, true);
   }
   return parse_inputs(body, "text", tok, limits, true, false);
+}
+
+ParsedRequest parse_embeddings(const json& body, const Tokenizer& tok,
+                               const RequestLimits& limits) {
+  check_unserved_fields(body);
+  auto it = body.is_object() ? body.find("dimensions") : body.end();
+  if (body.is_object() && it != body.end() && !it->is_null() && *it != 1) {
+    throw bad_request("\"dimensions\": the reward is one number, got " +
+                      it->dump(-1, ' ', false, json::error_handler_t::replace));
+  }
+  return parse_inputs(body, "input", tok, limits, true, true);
 }
 
 ParsedRequest parse_score(const json& body, const Tokenizer& tok, const RequestLimits& limits) {
@@ -300,6 +324,17 @@ json pooling_response(PoolingApi api, const ParsedRequest& req, const std::vecto
 
 json classify_response(const ParsedRequest& req, const std::vector<float>& rewards,
                        const ResponseInfo& info) {
+  if (req.vllm_classify) {  // vLLM: one class, its raw score as the only "prob"
+    json data = json::array();
+    for (size_t i = 0; i < rewards.size(); ++i) {
+      data.push_back({{"index", i},
+                      {"label", "LABEL_0"},
+                      {"probs", json::array({rewards[i]})},
+                      {"num_classes", 1}});
+    }
+    return {{"id", info.id},       {"object", "list"},        {"created", info.created},
+            {"model", info.model}, {"data", std::move(data)}, {"usage", usage(req)}};
+  }
   json out = json::array();
   for (size_t i = 0; i < rewards.size(); ++i) {
     json meta{{"id", info.id + "-" + std::to_string(i)},
@@ -309,6 +344,17 @@ json classify_response(const ParsedRequest& req, const std::vector<float>& rewar
         {{"index", i}, {"embedding", json::array({rewards[i]})}, {"meta_info", std::move(meta)}});
   }
   return req.single ? out[0] : out;
+}
+
+json embeddings_response(const ParsedRequest& req, const std::vector<float>& rewards,
+                         const ResponseInfo& info) {
+  json data = json::array();
+  for (size_t i = 0; i < rewards.size(); ++i) {
+    data.push_back(
+        {{"object", "embedding"}, {"index", i}, {"embedding", json::array({rewards[i]})}});
+  }
+  return {{"id", info.id},       {"object", "list"},        {"created", info.created},
+          {"model", info.model}, {"data", std::move(data)}, {"usage", usage(req)}};
 }
 
 json score_response(const ParsedRequest& req, const std::vector<float>& rewards,

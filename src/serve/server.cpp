@@ -24,7 +24,7 @@ using nlohmann::json;
 
 namespace {
 
-enum class Endpoint { Pooling, Classify, Score, GetReward };
+enum class Endpoint { Pooling, Classify, Embeddings, Score, GetReward };
 
 int64_t unix_now() { return static_cast<int64_t>(std::time(nullptr)); }
 
@@ -39,8 +39,8 @@ std::string default_error_message(const httplib::Request& req, int status, int64
   switch (status) {
     case 404:
       return "no endpoint " + req.method + " " + path +
-             " (known: POST /pooling, POST /classify, POST /score, POST /get_reward, GET /health, "
-             "GET /v1/models, GET /metrics)";
+             " (known: POST /pooling, POST /classify, POST /v1/embeddings, POST /score, "
+             "POST /get_reward, GET /health, GET /v1/models, GET /metrics)";
     case 413:
       return "request body exceeds the limit of " + std::to_string(max_body_bytes) +
              " bytes (--max-body-bytes)";
@@ -110,6 +110,8 @@ struct RewardServer::Impl {
         return parse_pooling(body, tok, options.limits);
       case Endpoint::Classify:
         return parse_classify(body, tok, options.limits);
+      case Endpoint::Embeddings:
+        return parse_embeddings(body, tok, options.limits);
       case Endpoint::Score:
         return parse_score(body, tok, options.limits);
       case Endpoint::GetReward:
@@ -125,6 +127,8 @@ struct RewardServer::Impl {
         return pooling_response(options.api, req, rewards, info);
       case Endpoint::Classify:
         return classify_response(req, rewards, info);
+      case Endpoint::Embeddings:
+        return embeddings_response(req, rewards, info);
       case Endpoint::Score:
         return score_response(req, rewards, info);
       case Endpoint::GetReward:
@@ -165,10 +169,11 @@ struct RewardServer::Impl {
       }
       ResponseInfo info;
       info.model = options.model_name;
-      const char* prefix = endpoint == Endpoint::Pooling    ? "pool-"
-                           : endpoint == Endpoint::Classify ? "classify-"
-                           : endpoint == Endpoint::Score    ? "score-"
-                                                            : "reward-";
+      const char* prefix = endpoint == Endpoint::Pooling      ? "pool-"
+                           : endpoint == Endpoint::Classify   ? "classify-"
+                           : endpoint == Endpoint::Embeddings ? "embd-"
+                           : endpoint == Endpoint::Score      ? "score-"
+                                                              : "reward-";
       info.id = prefix + std::to_string(next_id++);
       info.created = unix_now();
       info.latency_s =
@@ -214,6 +219,9 @@ struct RewardServer::Impl {
     });
     http.Post("/classify", [this](const httplib::Request& q, httplib::Response& r) {
       handle_scoring(Endpoint::Classify, q, r);
+    });
+    http.Post("/v1/embeddings", [this](const httplib::Request& q, httplib::Response& r) {
+      handle_scoring(Endpoint::Embeddings, q, r);
     });
     http.Post("/score", [this](const httplib::Request& q, httplib::Response& r) {
       handle_scoring(Endpoint::Score, q, r);

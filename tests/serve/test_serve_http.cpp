@@ -96,6 +96,34 @@ TEST_F(ServeHttp, ClientRequestsForEveryServerTypeEqualPolarScore) {
   EXPECT_EQ(l["model"], "polar-rm");
 }
 
+// verl's reward loop (verl/experimental/reward_loop, a discriminative reward model served by its
+// rollout engine) posts one text per request: with the vllm engine {"model", "input",
+// "use_activation": false} to /classify, reading data[0].probs[-1]; with the sglang engine
+// {"model", "input"} to /v1/embeddings, reading data[0].embedding[-1] (the shapes of verl's own
+// tests of RewardLoopWorker.compute_score_disrm).
+TEST_F(ServeHttp, VerlRewardLoopRequestsEqualPolarScore) {
+  const auto texts = formatted(sample_inputs());
+  ServerProcess server(*ckpt_, {}, *tmp_);
+  auto c = server.client();
+  for (size_t i = 0; i < texts.size(); ++i) {
+    json v = post(*c, "/classify",
+                  {{"model", "/models/polar"}, {"input", texts[i]}, {"use_activation", false}});
+    EXPECT_NEAR(v["data"][0]["probs"].back().get<double>(), (*expected_)[i], kTol);
+    EXPECT_EQ(v["object"], "list");
+    json e = post(*c, "/v1/embeddings", {{"model", "/models/polar"}, {"input", texts[i]}});
+    EXPECT_NEAR(e["data"][0]["embedding"].back().get<double>(), (*expected_)[i], kTol);
+    EXPECT_EQ(e["data"][0]["object"], "embedding");
+  }
+  json all = post(*c, "/v1/embeddings", {{"input", texts}});
+  ASSERT_EQ(all["data"].size(), texts.size());
+  EXPECT_NEAR(all["data"][4]["embedding"][0].get<double>(), (*expected_)[4], kTol);
+  // A sigmoid would squash the reward; a text without the reward token has no reward.
+  json a = post(*c, "/classify", {{"input", texts[0]}, {"use_activation", true}}, 400);
+  EXPECT_NE(a["error"]["message"].get<std::string>().find("use_activation"), std::string::npos);
+  post(*c, "/v1/embeddings", {{"input", "a chat-templated text, no reference"}}, 400);
+  post(*c, "/v1/embeddings", {{"input", texts[0]}, {"dimensions", 8}}, 400);
+}
+
 TEST_F(ServeHttp, NativeScoreBatchesOutputsOfOnePromptAndMatchesPolarScore) {
   ServerProcess server(*ckpt_, {}, *tmp_);
   auto c = server.client();

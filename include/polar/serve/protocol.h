@@ -2,9 +2,13 @@
 // what was expected, and throws HttpError (a 4xx) instead of crashing.
 //   POST /pooling   vLLM / lmdeploy: {"model"?, "input": str | [str] | [id] | [[id]]}
 //   POST /classify  SGLang:          {"model"?, "text": str | [str]} or {"input_ids": [id] |
-//   [[id]]} POST /score     polar:           {"prompt", "reference", "output" | "outputs": [...],
-//   "wrapper"?}
-//                                    or a list of such objects
+//   [[id]]}
+//                   vLLM:            {"model"?, "input": str | [str] | [id] | [[id]],
+//                                     "use_activation"?: false} (verl's reward loop, vllm engine)
+//   POST /v1/embeddings  OpenAI/SGLang: {"model"?, "input": str | [str] | [id] | [[id]]} (verl's
+//                                     reward loop, sglang engine)
+//   POST /score     polar:           {"prompt", "reference", "output" | "outputs": [...],
+//                                     "wrapper"?} or a list of such objects
 // Formatted strings must end with the reward token; /score builds the template itself.
 #pragma once
 
@@ -49,6 +53,7 @@ struct ParsedRequest {
   std::vector<int64_t> sequence_tokens;  // per sequence, in reward order
   std::vector<size_t> group_sizes;       // sequences per group (kept when groups are moved out)
   bool single = false;                   // a bare string / one object was sent, not a list
+  bool vllm_classify = false;            // /classify in vLLM's shape ("input"), not SGLang's
   int64_t sequences() const { return static_cast<int64_t>(sequence_tokens.size()); }
   int64_t tokens() const;
 };
@@ -62,6 +67,8 @@ ParsedRequest parse_classify(const nlohmann::json& body, const Tokenizer& tok,
                              const RequestLimits& limits);
 ParsedRequest parse_score(const nlohmann::json& body, const Tokenizer& tok,
                           const RequestLimits& limits);
+ParsedRequest parse_embeddings(const nlohmann::json& body, const Tokenizer& tok,
+                               const RequestLimits& limits);
 
 struct ResponseInfo {
   std::string model;
@@ -76,6 +83,8 @@ nlohmann::json classify_response(const ParsedRequest& req, const std::vector<flo
                                  const ResponseInfo& info);
 nlohmann::json score_response(const ParsedRequest& req, const std::vector<float>& rewards,
                               const ResponseInfo& info);
+nlohmann::json embeddings_response(const ParsedRequest& req, const std::vector<float>& rewards,
+                                   const ResponseInfo& info);
 // Throws a 413 naming --max-request-tokens when the request holds more tokens than it.
 void check_request_tokens(const ParsedRequest& req, const RequestLimits& limits);
 
