@@ -9,6 +9,7 @@
 
 #include <vector>
 
+#include "dense_blocks.h"
 #include "polar/common/error.h"
 #include "polar/kernels/attention.h"
 
@@ -52,24 +53,10 @@ struct SharedLayout {
   Tensor keys() const { return torch::tensor(key_index, torch::kInt64); }
 };
 
-// Dense reference: each block through SDPA over its gathered keys with a bottom-right causal mask.
+// The dense reference over the gathered keys.
 Tensor dense_blocks(const Tensor& q, const Tensor& k, const Tensor& v, const SharedLayout& l) {
-  const Tensor kg = k.index_select(0, l.keys()), vg = v.index_select(0, l.keys());
-  const int64_t rep = q.size(1) / k.size(1);
-  std::vector<Tensor> outs;
-  int64_t q0 = 0, k0 = 0;
-  for (size_t i = 0; i < l.q_lens.size(); ++i) {
-    const int64_t lq = l.q_lens[i], lk = l.k_lens[i];
-    const Tensor qb = q.narrow(0, q0, lq).transpose(0, 1);  // (Hq, lq, D)
-    const Tensor kb = kg.narrow(0, k0, lk).transpose(0, 1).repeat_interleave(rep, 0);
-    const Tensor vb = vg.narrow(0, k0, lk).transpose(0, 1).repeat_interleave(rep, 0);
-    const Tensor allowed =
-        torch::arange(lk).unsqueeze(0) <= (torch::arange(lq) + (lk - lq)).unsqueeze(1);
-    outs.push_back(torch::scaled_dot_product_attention(qb, kb, vb, allowed).transpose(0, 1));
-    q0 += lq;
-    k0 += lk;
-  }
-  return torch::cat(outs, 0);
+  return testutil::dense_blocks(q, k.index_select(0, l.keys()), v.index_select(0, l.keys()),
+                                l.q_lens, l.k_lens);
 }
 
 void expect_matches_dense(const SharedLayout& l, int64_t kv_heads) {
