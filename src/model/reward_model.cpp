@@ -173,21 +173,22 @@ struct AttentionModule : torch::nn::Module {
     };
     const Tensor qf = real(q, num_heads);
     Tensor kf = real(k, num_kv_heads), vf = real(v, num_kv_heads);
-    if (l.key_index.defined()) {
-      kf = kf.index_select(0, l.key_index);
-      vf = vf.index_select(0, l.key_index);
-    }
     Tensor of;
     if (in.impl == AttentionImpl::Blocks) {
-      of = kernels::varlen_attention_padded(qf, kf, vf, l.cu_q, l.cu_k);
-    } else if (at::autocast::is_autocast_enabled(at::kCUDA)) {
-      // Under autocast RoPE promotes q/k to fp32 (cos/sin keep the weights' dtype); flash
+      // Keys read through key_index: a shared prefix is read in place, once per group.
+      of = kernels::varlen_attention_padded(qf, kf, vf, l.cu_q, l.cu_k, l.key_index);
+    } else {
+      if (l.key_index.defined()) {
+        kf = kf.index_select(0, l.key_index);
+        vf = vf.index_select(0, l.key_index);
+      }
+      // Under CUDA autocast RoPE promotes q/k to fp32 (cos/sin keep the weights' dtype); flash
       // attention takes the autocast dtype.
-      const auto dt = at::autocast::get_autocast_dtype(at::kCUDA);
+      const auto dt = at::autocast::is_autocast_enabled(at::kCUDA)
+                          ? at::autocast::get_autocast_dtype(at::kCUDA)
+                          : qf.scalar_type();
       of = kernels::varlen_attention(qf.to(dt), kf.to(dt), vf.to(dt), l.cu_q, l.cu_k, l.max_q,
                                      l.max_k);
-    } else {
-      of = kernels::varlen_attention(qf, kf, vf, l.cu_q, l.cu_k, l.max_q, l.max_k);
     }
     const int64_t n_tok = qf.size(0);
     if (l.all_tokens) return of.reshape({B * T, num_heads * head_dim});

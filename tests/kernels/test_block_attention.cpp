@@ -7,6 +7,7 @@
 
 #include <vector>
 
+#include "dense_blocks.h"
 #include "polar/common/error.h"
 #include "polar/kernels/attention.h"
 
@@ -24,25 +25,8 @@ struct Blocks {
   }
 };
 
-// Dense reference: each block through SDPA with an explicit bottom-right causal mask.
 Tensor dense_blocks(const Tensor& q, const Tensor& k, const Tensor& v, const Blocks& b) {
-  const int64_t rep = q.size(1) / k.size(1);
-  std::vector<Tensor> outs;
-  int64_t q0 = 0, k0 = 0;
-  for (size_t i = 0; i < b.q_lens.size(); ++i) {
-    const int64_t lq = b.q_lens[i], lk = b.k_lens[i];
-    if (lq > 0) {
-      const Tensor qb = q.narrow(0, q0, lq).transpose(0, 1);  // (Hq, lq, D)
-      const Tensor kb = k.narrow(0, k0, lk).transpose(0, 1).repeat_interleave(rep, 0);
-      const Tensor vb = v.narrow(0, k0, lk).transpose(0, 1).repeat_interleave(rep, 0);
-      const Tensor allowed =
-          torch::arange(lk).unsqueeze(0) <= (torch::arange(lq) + (lk - lq)).unsqueeze(1);
-      outs.push_back(torch::scaled_dot_product_attention(qb, kb, vb, allowed).transpose(0, 1));
-    }
-    q0 += lq;
-    k0 += lk;
-  }
-  return torch::cat(outs, 0);
+  return testutil::dense_blocks(q, k, v, b.q_lens, b.k_lens);
 }
 
 using Attention = Tensor (*)(const Tensor&, const Tensor&, const Tensor&, const Tensor&,

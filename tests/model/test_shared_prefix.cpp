@@ -166,6 +166,23 @@ void add_truncated_groups(GroupBuilder& b, int64_t negatives, uint32_t seed) {
   }
 }
 
+// The shared layout (blocks, dense mask, one long row) against separate sequences under the
+// dense mask, and the separate layout under the blocks.
+void expect_shared_equals_separate(RewardModel& model, const GroupBuilder& b) {
+  const int64_t row = 96;
+  const PassResult ref =
+      run(model, b.groups(), {row, 0, false}, AttentionImpl::Math);         // dense mask, separate
+  ASSERT_GT((ref.rewards.max() - ref.rewards.min()).item<double>(), 0.05);  // rewards really differ
+  expect_same_run(run(model, b.groups(), {row, 0, true}, AttentionImpl::Auto), ref, model,
+                  "shared, blocks");
+  expect_same_run(run(model, b.groups(), {row, 0, true}, AttentionImpl::Math), ref, model,
+                  "shared, dense mask");
+  expect_same_run(run(model, b.groups(), {row, 0, false}, AttentionImpl::Blocks), ref, model,
+                  "separate, blocks");
+  expect_same_run(run(model, b.groups(), {4096, 0, true}, AttentionImpl::Auto), ref, model,
+                  "shared, one row");
+}
+
 void check_shared_prefix(const ModelConfig& config, int64_t negatives) {
   RewardModel model = testutil::tiny_model(config);
   GroupBuilder b(static_cast<uint32_t>(100 + negatives));
@@ -181,18 +198,7 @@ void check_shared_prefix(const ModelConfig& config, int64_t negatives) {
   add_truncated_groups(b, negatives, static_cast<uint32_t>(negatives));
   if (::testing::Test::HasFailure()) return;
 
-  const int64_t row = 96;
-  const PassResult ref =
-      run(model, b.groups(), {row, 0, false}, AttentionImpl::Math);         // dense mask, separate
-  ASSERT_GT((ref.rewards.max() - ref.rewards.min()).item<double>(), 0.05);  // rewards really differ
-  expect_same_run(run(model, b.groups(), {row, 0, true}, AttentionImpl::Auto), ref, model,
-                  "shared, blocks");
-  expect_same_run(run(model, b.groups(), {row, 0, true}, AttentionImpl::Math), ref, model,
-                  "shared, dense mask");
-  expect_same_run(run(model, b.groups(), {row, 0, false}, AttentionImpl::Blocks), ref, model,
-                  "separate, blocks");
-  expect_same_run(run(model, b.groups(), {4096, 0, true}, AttentionImpl::Auto), ref, model,
-                  "shared, one row");
+  expect_shared_equals_separate(model, b);
 }
 
 class SharedPrefixExact : public ::testing::TestWithParam<int64_t> {};
@@ -209,6 +215,20 @@ TEST(SharedPrefixExactFamilies, Qwen3AndLlama3) {
     SCOPED_TRACE(c.to_json().dump());
     check_shared_prefix(c, 3);
   }
+}
+
+// Groups of one prefix length (their candidates attend to their prefixes in one call) beside
+// groups of other lengths, with K = 1 and K = 8, in one step.
+TEST(SharedPrefixExactBuckets, GroupsOfOnePrefixLengthAndOthers) {
+  RewardModel model = testutil::tiny_model(testutil::tiny_config(2, true));
+  GroupBuilder b(31);
+  b.add_random(12, {5, 3});
+  b.add_random(12, {3, 9, 1, 7, 4, 6, 2, 8, 5});
+  b.add_random(12, {10, 4});
+  b.add_random(25, {6, 6});
+  b.add_random(7, {11, 2, 5, 9, 3, 1, 4, 8, 6});
+  b.add_random(7, {2, 4});
+  expect_shared_equals_separate(model, b);
 }
 
 TEST(SharedPrefixLayout, ComputesFewerTokens) {

@@ -33,10 +33,19 @@ torch::Tensor varlen_attention_reference(const torch::Tensor& q, const torch::Te
                                          const torch::Tensor& v, const torch::Tensor& cu_seqlens_q,
                                          const torch::Tensor& cu_seqlens_k);
 
-// The same through ATen's scaled_dot_product_attention over batches of length-bucketed, padded
-// and masked blocks (the CPU path: a few fused calls per layer instead of ops per block).
+// The same through ATen's fused CPU attention over batches of length-bucketed, padded blocks
+// (the CPU path: a few fused calls per layer instead of ops per block).
 torch::Tensor varlen_attention_padded(const torch::Tensor& q, const torch::Tensor& k,
                                       const torch::Tensor& v, const torch::Tensor& cu_seqlens_q,
                                       const torch::Tensor& cu_seqlens_k);
+
+// The same with the keys read through key_index (Nk') int64: key slot j of the blocks is row
+// key_index[j] of k/v (an undefined key_index: row j). Candidates whose prefix slots name the same
+// rows form a group: the group's queries attend to those rows in one call, without a copy of the
+// prefix per candidate (data/attention_layout.h's key_index gives exactly that).
+torch::Tensor varlen_attention_padded(const torch::Tensor& q, const torch::Tensor& k,
+                                      const torch::Tensor& v, const torch::Tensor& cu_seqlens_q,
+                                      const torch::Tensor& cu_seqlens_k,
+                                      const torch::Tensor& key_index);
 
 }  // namespace polar::kernels
