@@ -24,8 +24,9 @@ struct ServeArgs {
 void add_serve_command(CLI::App& app) {
   auto a = std::make_shared<ServeArgs>();
   serve::ServeOptions& o = a->options;
-  auto* s = app.add_subcommand(
-      "serve", "HTTP reward server (vLLM/lmdeploy /pooling, SGLang /classify, /score)");
+  auto* s = app.add_subcommand("serve",
+                               "HTTP reward server (vLLM/lmdeploy /pooling, SGLang and vLLM "
+                               "/classify, /v1/embeddings, /score, OpenRLHF /get_reward)");
   s->add_option("--checkpoint", a->checkpoint, "checkpoint directory (e.g. runs/x/final)")
       ->required();
   s->add_option("--host", o.host, "address to bind (default 127.0.0.1: this machine only)");
