@@ -23,7 +23,8 @@ int64_t group_tokens(const EncodedGroup& g) {
 
 }  // namespace
 
-std::vector<size_t> pick_batch(const std::vector<BatchChunk>& queue, int64_t budget) {
+std::vector<size_t> pick_batch(const std::vector<BatchChunk>& queue, int64_t budget,
+                               bool alone_fills) {
   // Queue indices per request, requests in order of their first chunk (oldest first).
   std::vector<const void*> order;
   std::vector<std::vector<size_t>> by_request;
@@ -36,9 +37,10 @@ std::vector<size_t> pick_batch(const std::vector<BatchChunk>& queue, int64_t bud
     }
     by_request[k].push_back(i);
   }
-  // With other requests waiting, every request gets one chunk: a request's later chunks would
-  // lengthen the batch that everyone waits for. A request alone fills the budget.
-  const size_t rounds = by_request.size() == 1 ? queue.size() : 1;
+  // With other requests waiting, every request gets one chunk (fair per request, whatever its
+  // size): a request's further chunks would lengthen the batch that everyone waits for. A request
+  // alone fills the budget, if allowed.
+  const size_t rounds = by_request.size() == 1 && alone_fills ? queue.size() : 1;
   std::vector<size_t> picked;
   int64_t tokens = 0;
   for (size_t round = 0; round < rounds; ++round) {
@@ -68,9 +70,13 @@ std::future<std::vector<float>> DynamicBatcher::submit(std::vector<EncodedGroup>
   auto request = std::make_shared<Request>();
   request->cancel = std::move(cancel);
   auto future = request->done.get_future();
-  const int64_t chunk_tokens = options_.chunk_tokens > 0
+  // A request of up to a quarter of the budget stays whole; a larger one is cut into chunks.
+  int64_t total = 0;
+  for (const auto& g : groups) total += group_tokens(g);
+  const int64_t chunk_tokens = total <= options_.batch_tokens / 4 ? total
+                               : options_.chunk_tokens > 0
                                    ? options_.chunk_tokens
-                                   : std::max<int64_t>(1, options_.batch_tokens / 4);
+                                   : std::max<int64_t>(1, options_.batch_tokens / 16);
   const auto now = std::chrono::steady_clock::now();
   std::vector<Job> jobs;
   size_t sequences = 0;
@@ -154,7 +160,11 @@ std::vector<DynamicBatcher::Job> DynamicBatcher::next_batch() {
   std::vector<BatchChunk> chunks;
   chunks.reserve(queue_.size());
   for (const Job& job : queue_) chunks.push_back({job.request.get(), job.tokens});
-  const std::vector<size_t> picked = pick_batch(chunks, options_.batch_tokens);
+  // Clients answered by a shared batch take a moment to send their next request: until then a
+  // request that is alone does not fill a long batch that they would wait out.
+  const auto now = std::chrono::steady_clock::now();
+  const std::vector<size_t> picked =
+      pick_batch(chunks, options_.batch_tokens, now >= shared_until_);
   std::vector<bool> taken(queue_.size(), false);
   for (size_t i : picked) taken[i] = true;
   std::vector<Job> batch;
@@ -217,7 +227,11 @@ void DynamicBatcher::run() {
   for (;;) {
     std::vector<Job> batch = next_batch();
     if (batch.empty()) return;
+    bool shared = false;
+    for (const Job& job : batch) shared = shared || job.request != batch.front().request;
     score(batch);
+    // Measured from the end of the batch: its clients send their next requests from now on.
+    if (shared) shared_until_ = std::chrono::steady_clock::now() + kSharedWindow;
     // glibc keeps freed memory in its arenas (and raises its mmap threshold after large frees),
     // so a server that runs for hours would hold its peak heap; hand the free pages back.
     const auto now = std::chrono::steady_clock::now();

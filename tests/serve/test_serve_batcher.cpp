@@ -72,6 +72,8 @@ TEST(ServeBatcher, LargeRequestAddsOneChunkWhileOthersWait) {
   std::vector<serve::BatchChunk> q;
   for (int i = 0; i < 10; ++i) q.push_back({&big, 100});
   EXPECT_EQ(serve::pick_batch(q, 400), (std::vector<size_t>{0, 1, 2, 3}));
+  // Right after a shared batch (its clients about to send again) it takes one chunk.
+  EXPECT_EQ(serve::pick_batch(q, 400, false), (std::vector<size_t>{0}));
   // With small requests waiting, it adds one chunk: the batch they wait for stays short.
   q.push_back({&small_a, 30});
   q.push_back({&small_b, 20});

@@ -1,12 +1,13 @@
 // Dynamic batching for the reward server: request threads submit groups; one worker thread owns
 // the model and runs it on batches packed from the queue. A batch is formed when the queued
 // sequences reach the token budget or when the oldest request has waited max_wait, whichever
-// comes first. A request is split into chunks of about chunk_tokens (whole groups) when it is
-// submitted, so a request of any size streams through the batcher: a batch takes one chunk of
-// every waiting request (oldest request first) up to the budget, and more chunks of a request
-// only while it is the only one waiting. A small request thus waits for a batch of at most one
-// chunk of a large one, not for a full budget of it. A request whose cancel flag is set (its client
-// went away) has its queued chunks dropped unscored.
+// comes first. A request of more than a quarter of the budget is split into chunks of about
+// chunk_tokens (whole groups) when it is submitted, so a request of any size streams through the
+// batcher: a batch takes one chunk of every waiting request (oldest request first) up to the
+// budget, and more chunks of a request only while it is the only one waiting. Beside others a large
+// request thus adds one chunk (a sixteenth of the budget) to each batch: the batch a small request
+// waits for stays short, and the large one still moves with every batch. A request whose cancel
+// flag is set (its client went away) has its queued chunks dropped unscored.
 #pragma once
 
 #include <atomic>
@@ -28,7 +29,7 @@ namespace polar::serve {
 struct BatcherOptions {
   std::chrono::microseconds max_wait{2000};
   int64_t batch_tokens = 16384;  // tokens per batch taken from the queue
-  int64_t chunk_tokens = 0;      // tokens per chunk of a request (0: batch_tokens / 4)
+  int64_t chunk_tokens = 0;      // tokens per chunk of a large request (0: batch_tokens / 16)
   ScoreOptions score;            // row_tokens, precision (micro_batch_tokens = batch_tokens)
   // How often the worker returns the allocator's free pages to the system (0: never).
   std::chrono::seconds trim_interval{10};
@@ -46,7 +47,9 @@ struct BatchChunk {
   const void* request = nullptr;
   int64_t tokens = 0;
 };
-std::vector<size_t> pick_batch(const std::vector<BatchChunk>& queue, int64_t budget);
+// `alone_fills`: a request alone in the queue may take more than one chunk.
+std::vector<size_t> pick_batch(const std::vector<BatchChunk>& queue, int64_t budget,
+                               bool alone_fills = true);
 
 class DynamicBatcher {
  public:
@@ -96,6 +99,10 @@ class DynamicBatcher {
   int64_t queued_tokens_ = 0;
   BatcherStats stats_;
   bool stopping_ = false;
+  // Until then a request alone takes one chunk per batch: the clients of the last shared batch
+  // are about to send again.
+  static constexpr std::chrono::milliseconds kSharedWindow{50};
+  std::chrono::steady_clock::time_point shared_until_{};
   std::thread worker_;
 };
 
