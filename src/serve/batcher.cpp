@@ -71,17 +71,19 @@ std::future<std::vector<float>> DynamicBatcher::submit(std::vector<EncodedGroup>
   request->cancel = std::move(cancel);
   auto future = request->done.get_future();
   // A request of up to a quarter of the budget stays whole; a larger one is cut into chunks.
+  std::vector<int64_t> tokens(groups.size());
   int64_t total = 0;
-  for (const auto& g : groups) total += group_tokens(g);
-  const int64_t chunk_tokens = total <= options_.batch_tokens / 4 ? total
-                               : options_.chunk_tokens > 0
-                                   ? options_.chunk_tokens
-                                   : std::max<int64_t>(1, options_.batch_tokens / 16);
+  for (size_t i = 0; i < groups.size(); ++i) total += tokens[i] = group_tokens(groups[i]);
+  int64_t chunk_tokens = options_.chunk_tokens > 0
+                             ? options_.chunk_tokens
+                             : std::max<int64_t>(1, options_.batch_tokens / 16);
+  if (total <= options_.batch_tokens / 4) chunk_tokens = total;
   const auto now = std::chrono::steady_clock::now();
   std::vector<Job> jobs;
   size_t sequences = 0;
-  for (auto& g : groups) {
-    const int64_t t = group_tokens(g);
+  for (size_t i = 0; i < groups.size(); ++i) {
+    EncodedGroup& g = groups[i];
+    const int64_t t = tokens[i];
     if (jobs.empty() || (jobs.back().tokens + t > chunk_tokens && !jobs.back().groups.empty())) {
       jobs.emplace_back();
       jobs.back().request = request;
