@@ -39,11 +39,16 @@ std::string default_model_name(const std::string& checkpoint) {
 // 32 MiB) each time a large block is freed, after which large tensors come from its arenas, where
 // blocks of ever new sizes fragment the heap and the resident size creeps up. A fixed threshold
 // keeps every large tensor in its own mapping, returned to the system when freed (the batcher
-// trims the small-block arenas every few seconds).
+// trims the small-block arenas every few seconds). glibc also opens a new arena (a fresh 64 MiB
+// heap) whenever a thread finds every arena locked, up to 8 per core: with httplib's pool of
+// threads that happens at random hours into a run and shows as a step in the resident size, so
+// the arenas are capped at two, both opened in the first batches.
 void settle_allocator() {
 #ifdef __GLIBC__
   constexpr int kMmapThreshold = 4 << 20;
-  if (mallopt(M_MMAP_THRESHOLD, kMmapThreshold) != 1) spdlog::warn("serve: mallopt failed");
+  constexpr int kArenas = 2;
+  if (mallopt(M_MMAP_THRESHOLD, kMmapThreshold) != 1 || mallopt(M_ARENA_MAX, kArenas) != 1)
+    spdlog::warn("serve: mallopt failed");
 #endif
 }
 

@@ -22,6 +22,9 @@ std::vector<BodySeed> valid_bodies(const Tokenizer& tok) {
       {"/classify", {{"model", "polar"}, {"text", {a, b}}}},
       {"/classify", {{"text", b}}},
       {"/classify", {{"input_ids", {ids_b, ids_a}}}},
+      {"/classify", {{"model", "polar"}, {"input", {a, b}}, {"use_activation", false}}},
+      {"/v1/embeddings", {{"model", "polar"}, {"input", {b, a}}, {"encoding_format", "float"}}},
+      {"/v1/embeddings", {{"input", ids_a}, {"dimensions", 1}}},
       {"/score", {{"prompt", "what is 1"}, {"reference", "yes"}, {"outputs", {"no", "yes"}}}},
       {"/score",
        {{{"prompt", messages}, {"reference", "oak"}, {"output", "an oak"}, {"wrapper", "sft"}},
@@ -48,7 +51,8 @@ serve::ParsedRequest parse_request(const std::string& path, const std::string& t
   serve::ParsedRequest req = path == "/pooling"    ? serve::parse_pooling(body, tok, limits)
                              : path == "/classify" ? serve::parse_classify(body, tok, limits)
                              : path == "/score"    ? serve::parse_score(body, tok, limits)
-                                                   : serve::parse_get_reward(body, tok, limits);
+                             : path == "/v1/embeddings" ? serve::parse_embeddings(body, tok, limits)
+                                                        : serve::parse_get_reward(body, tok, limits);
   serve::check_request_tokens(req, limits);
   return req;
 }
@@ -64,10 +68,13 @@ int64_t listed_sequences(const std::string& path, const json& body) {
   auto record = [](const json& r) -> int64_t {
     return r.contains("outputs") ? static_cast<int64_t>(r["outputs"].size()) : 1;
   };
-  if (path == "/pooling") return inputs(body["input"]);
-  if (path == "/classify")
+  if (path == "/pooling" || path == "/v1/embeddings") return inputs(body["input"]);
+  if (path == "/classify") {
+    const bool vllm = body.contains("input") && !body.contains("text") && !body.contains("input_ids");
+    if (vllm) return inputs(body["input"]);
     return inputs(body.contains("input_ids") && !body.contains("text") ? body["input_ids"]
                                                                        : body["text"]);
+  }
   if (path == "/get_reward") return static_cast<int64_t>(body["query"].size());
   if (body.is_object()) return record(body);
   int64_t n = 0;

@@ -1,5 +1,5 @@
-// Valid request bodies for every scoring endpoint (vLLM /pooling, SGLang /classify, polar
-// /score, OpenRLHF /get_reward), the seeds the fuzz campaigns mutate, and the checks a body's
+// Valid request bodies for every scoring endpoint (vLLM /pooling and /classify, SGLang /classify,
+// OpenAI /v1/embeddings, polar /score, OpenRLHF /get_reward), the seeds the fuzz campaigns mutate, and the checks a body's
 // outcome must pass: a parsed body holds what it lists, a refused one gets a 4xx naming a key.
 #pragma once
 
@@ -14,7 +14,7 @@
 namespace polar::testing {
 
 struct BodySeed {
-  std::string path;  // "/pooling", "/classify", "/score" or "/get_reward"
+  std::string path;  // "/pooling", "/classify", "/v1/embeddings", "/score" or "/get_reward"
   nlohmann::json body;
 };
 

@@ -12,7 +12,8 @@ namespace {
 using nlohmann::json;
 using Rng = std::mt19937_64;
 
-const char* kPaths[] = {"/pooling", "/classify", "/score"};
+const char* kPaths[] = {"/pooling", "/classify", "/v1/embeddings", "/score", "/get_reward"};
+constexpr size_t kNumPaths = sizeof(kPaths) / sizeof(kPaths[0]);
 const std::string kGood = "what is 1\nyes<|reward|>what is 1\nno[UNUSED_TOKEN_130]";
 
 size_t pick(Rng& rng, size_t n) { return static_cast<size_t>(rng() % n); }
@@ -34,6 +35,8 @@ std::string valid_body(Rng& rng, const std::string& path) {
   if (path == "/score")
     return json{{"prompt", "what is 1"}, {"reference", "yes"}, {"outputs", {"no", "yes"}}}.dump();
   if (path == "/classify") return json{{"model", "m"}, {"text", {kGood, kGood}}}.dump();
+  if (path == "/get_reward")
+    return json{{"query", {"<|im_start|>user\nwhat is 1<|im_end|>\n"}}, {"labels", {"yes"}}}.dump();
   return json{{"input", std::vector<std::string>(1 + pick(rng, 3), kGood)}}.dump();
 }
 
@@ -85,7 +88,7 @@ json wrong_value(Rng& rng) {
 
 // JSON that parses but breaks the request schema or a limit.
 std::string bad_schema(Rng& rng, const std::string& path, const FuzzLimits& limits) {
-  const std::string key = path == "/classify" ? "text" : "input";
+  const std::string key = path == "/classify" ? "text" : path == "/get_reward" ? "query" : "input";
   switch (pick(rng, 7)) {
     case 0:
       return json{{key, wrong_value(rng)}}.dump();
@@ -136,7 +139,7 @@ std::string bad_http(Rng& rng, const FuzzLimits& limits) {
       return "POST /" + random_bytes(rng, 1 + pick(rng, 30)) +
              " HTTP/1.1\r\nContent-Length: 2\r\n\r\n{}";
     case 6:
-      return "GET " + std::string(kPaths[pick(rng, 3)]) +
+      return "GET " + std::string(kPaths[pick(rng, kNumPaths)]) +
              " HTTP/1.1\r\nHost: x\r\n\r\n";  // wrong method
     case 7:
       return "POST /pooling HTTP/1.1\r\nContent-Length: " +
@@ -154,7 +157,7 @@ std::string bad_http(Rng& rng, const FuzzLimits& limits) {
 }  // namespace
 
 FuzzCase make_fuzz_case(Rng& rng, const FuzzLimits& limits) {
-  const std::string path = kPaths[pick(rng, 3)];
+  const std::string path = kPaths[pick(rng, kNumPaths)];
   switch (pick(rng, 4)) {
     case 0:
       return {"broken_json", post(path, broken_json(rng, path))};

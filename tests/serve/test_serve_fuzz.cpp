@@ -87,9 +87,13 @@ std::vector<double> rewards_of(const std::string& path, const nlohmann::json& r)
   std::vector<double> out;
   if (path == "/pooling") {
     for (const auto& d : r.at("data")) out.push_back(d.at("data").back().at(0).get<double>());
+  } else if (path == "/classify" && r.is_object() && r.contains("data")) {  // vLLM's shape
+    for (const auto& d : r.at("data")) out.push_back(d.at("probs").at(0).get<double>());
   } else if (path == "/classify") {
     for (const auto& d : r.is_array() ? r : nlohmann::json::array({r}))
       out.push_back(d.at("embedding").at(0).get<double>());
+  } else if (path == "/v1/embeddings") {
+    for (const auto& d : r.at("data")) out.push_back(d.at("embedding").at(0).get<double>());
   } else if (path == "/score") {
     if (r.contains("rewards")) {
       for (const auto& v : r["rewards"]) out.push_back(v.get<double>());
