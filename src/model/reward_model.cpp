@@ -407,6 +407,15 @@ Tensor RewardModelImpl::backbone(const PackedBatch& batch) {
                       packed ? &batch.layout : nullptr);
 }
 
+namespace {
+
+Tensor embed(const Tensor& table, const Tensor& tokens) {  // (B, T) ids -> (B, T, H)
+  return table.index_select(0, tokens.reshape({-1}))
+      .view({tokens.size(0), tokens.size(1), table.size(1)});
+}
+
+}  // namespace
+
 Tensor RewardModelImpl::run_backbone(const Tensor& tokens_in, const Tensor& positions_in,
                                      const Tensor& segments_in, const Tensor& context_in,
                                      const AttentionLayout* layout) {
@@ -428,35 +437,54 @@ Tensor RewardModelImpl::run_backbone(const Tensor& tokens_in, const Tensor& posi
 
   AttentionInputs in;
   in.impl = resolve_attention(device);
-  in.rope = rope_tables(config_, positions, dtype);
-  if (in.impl == AttentionImpl::Math) {
-    in.mask = attention_mask(segments, context_in.defined() ? context_in.to(device) : Tensor());
-  } else {
-    AttentionLayout& l = in.layout;
-    l = layout ? *layout
-               : attention_layout(segments_in, context_in);  // the packer's, or derived on the host
-    POLAR_CHECK(l.rows == B && l.cols == T, "RewardModel: the batch's attention layout is for ",
-                l.rows, "x", l.cols, " tokens, the batch has ", B, "x", T,
-                " (recompute it with attention_layout after changing a batch)");
-    POLAR_CHECK(l.cu_q.size(0) > 1, "RewardModel: batch has no real tokens");
-    for (Tensor* t : {&l.token_index, &l.cu_q, &l.cu_k, &l.key_index})
-      if (t->defined()) *t = t->to(device);
-  }
-
-  Tensor x =
-      embed_tokens_.index_select(0, tokens.reshape({B * T})).view({B, T, config_.hidden_size});
-  for (size_t i = 0; i < layers_.size(); ++i) {
-    auto layer = std::static_pointer_cast<Layer>(layers_[i]);
-    const bool recompute =
-        checkpoint_every_ > 0 && static_cast<int64_t>(i) % checkpoint_every_ == 0;
-    if (recompute && torch::GradMode::is_enabled()) {
-      x = checkpoint_call([layer, in](const Tensor& input) { return layer->forward(input, in); },
-                          x);
-    } else {
-      x = layer->forward(x, in);
+  const auto run_layers = [this, &in](Tensor x) {
+    for (size_t i = 0; i < layers_.size(); ++i) {
+      auto layer = std::static_pointer_cast<Layer>(layers_[i]);
+      const bool recompute =
+          checkpoint_every_ > 0 && static_cast<int64_t>(i) % checkpoint_every_ == 0;
+      if (recompute && torch::GradMode::is_enabled()) {
+        x = checkpoint_call([layer, in](const Tensor& input) { return layer->forward(input, in); },
+                            x);
+      } else {
+        x = layer->forward(x, in);
+      }
     }
+    return x;  // (B, T, H), before model.norm
+  };
+  if (in.impl == AttentionImpl::Math) {
+    in.rope = rope_tables(config_, positions, dtype);
+    in.mask = attention_mask(segments, context_in.defined() ? context_in.to(device) : Tensor());
+    return run_layers(embed(embed_tokens_, tokens));
   }
-  return x;  // (B, T, H), before model.norm
+  AttentionLayout& l = in.layout;
+  l = layout ? *layout
+             : attention_layout(segments_in, context_in);  // the packer's, or derived on the host
+  POLAR_CHECK(l.rows == B && l.cols == T, "RewardModel: the batch's attention layout is for ",
+              l.rows, "x", l.cols, " tokens, the batch has ", B, "x", T,
+              " (recompute it with attention_layout after changing a batch)");
+  POLAR_CHECK(l.cu_q.size(0) > 1, "RewardModel: batch has no real tokens");
+  for (Tensor* t : {&l.token_index, &l.cu_q, &l.cu_k, &l.key_index})
+    if (t->defined()) *t = t->to(device);
+  if (l.all_tokens) {
+    in.rope = rope_tables(config_, positions, dtype);
+    return run_layers(embed(embed_tokens_, tokens));
+  }
+  // Rows with padding: the layers run on the real tokens only, as one row (no matmul on padding,
+  // no gather per layer), and the hidden states go back to their (B, T) places once at the end
+  // (padding rows zero).
+  const Tensor real = l.token_index;
+  const int64_t n = real.size(0);
+  l.token_index = torch::arange(n, real.options());
+  l.all_tokens = true;
+  l.rows = 1;
+  l.cols = n;
+  in.rope =
+      rope_tables(config_, positions.reshape({B * T}).index_select(0, real).view({1, n}), dtype);
+  const Tensor x =
+      run_layers(embed(embed_tokens_, tokens.reshape({B * T}).index_select(0, real).view({1, n})));
+  return torch::zeros({B * T, config_.hidden_size}, x.options())
+      .index_copy(0, real, x.view({n, config_.hidden_size}))
+      .view({B, T, config_.hidden_size});
 }
 
 KvCache RewardModelImpl::new_cache(int64_t batch, int64_t capacity) const {
