@@ -51,8 +51,9 @@ serve::ParsedRequest parse_request(const std::string& path, const std::string& t
   serve::ParsedRequest req = path == "/pooling"    ? serve::parse_pooling(body, tok, limits)
                              : path == "/classify" ? serve::parse_classify(body, tok, limits)
                              : path == "/score"    ? serve::parse_score(body, tok, limits)
-                             : path == "/v1/embeddings" ? serve::parse_embeddings(body, tok, limits)
-                                                        : serve::parse_get_reward(body, tok, limits);
+                             : path == "/v1/embeddings"
+                                 ? serve::parse_embeddings(body, tok, limits)
+                                 : serve::parse_get_reward(body, tok, limits);
   serve::check_request_tokens(req, limits);
   return req;
 }
@@ -70,7 +71,8 @@ int64_t listed_sequences(const std::string& path, const json& body) {
   };
   if (path == "/pooling" || path == "/v1/embeddings") return inputs(body["input"]);
   if (path == "/classify") {
-    const bool vllm = body.contains("input") && !body.contains("text") && !body.contains("input_ids");
+    const bool vllm =
+        body.contains("input") && !body.contains("text") && !body.contains("input_ids");
     if (vllm) return inputs(body["input"]);
     return inputs(body.contains("input_ids") && !body.contains("text") ? body["input_ids"]
                                                                        : body["text"]);

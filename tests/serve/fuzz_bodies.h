@@ -1,6 +1,7 @@
 // Valid request bodies for every scoring endpoint (vLLM /pooling and /classify, SGLang /classify,
-// OpenAI /v1/embeddings, polar /score, OpenRLHF /get_reward), the seeds the fuzz campaigns mutate, and the checks a body's
-// outcome must pass: a parsed body holds what it lists, a refused one gets a 4xx naming a key.
+// OpenAI /v1/embeddings, polar /score, OpenRLHF /get_reward), the seeds the fuzz campaigns mutate,
+// and the checks a body's outcome must pass: a parsed body holds what it lists, a refused one gets
+// a 4xx naming a key.
 #pragma once
 
 #include <nlohmann/json.hpp>
