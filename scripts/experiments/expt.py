@@ -72,6 +72,76 @@ def gen_world(out, seed, template="finetune"):
          f"{out}/finetune"] + limits, os.path.join(out, "logs", "data_finetune.log"))
 
 
+TEST_FILES = ("test.jsonl", "test_same_family.jsonl", "test_other_family.jsonl", "test_content_same_family.jsonl",
+              "test_content_other_family_same_skill.jsonl", "test_content_other_family_other_skill.jsonl")
+
+
+def finetune_world_dir(seed, prompts):
+    """World `seed` with `prompts` fine-tuning prompts (gen_data's default, 300: the world itself)."""
+    return world_dir(seed) + ("" if prompts == 300 else f"_ft{prompts}")
+
+
+PROMPTS_PER_DRAW = 6000  # gen_data runs out of distinct fine-tuning prompts past about 6500 (seed 0)
+
+
+def gen_finetune_world(base, out, seed, prompts):
+    """World `seed` (built in `base`) with its fine-tuning data drawn for `prompts` prompts
+    (tools/gen_data.py --finetune-prompts) and everything else kept: base's tokenizer, pre-training
+    data and test files, byte for byte. gen_data draws the test prompts from the same stream after
+    the fine-tuning ones, so its own test files change with the count (they are not used: drawn
+    last, their count does not change the fine-tuning file, and one is asked for), and base's test
+    prompts can be among the new fine-tuning prompts: those are dropped. Past PROMPTS_PER_DRAW
+    prompts the world has too few distinct prompts: further draws come from gen_data seeds
+    seed + 1000 k (the same policies, families and tasks; a family's wrong answer to a given
+    problem is drawn anew, and prompts repeat with new responses). Writes out/finetune_world.json
+    (the counts) and returns it."""
+    info_path = os.path.join(out, "finetune_world.json")
+    if os.path.exists(os.path.join(out, "finetune", "manifest.json")) and os.path.exists(info_path):
+        with open(info_path) as f:
+            return json.load(f)
+    log(f"building world seed {seed} with {prompts} fine-tuning prompts in {out}")
+    raw = os.path.join(out, "raw")
+    os.makedirs(raw, exist_ok=True)
+    held = set()
+    for name in TEST_FILES:
+        shutil.copyfile(os.path.join(base, "raw", name), os.path.join(raw, name))
+        with open(os.path.join(raw, name), encoding="utf-8") as f:
+            held |= {json.loads(line)["prompt"] for line in f if line.strip()}
+    rows, draws = [], []
+    for k in range((prompts + PROMPTS_PER_DRAW - 1) // PROMPTS_PER_DRAW):
+        n, gen_seed = min(PROMPTS_PER_DRAW, prompts - k * PROMPTS_PER_DRAW), seed + 1000 * k
+        gen = os.path.join(out, "gen" if k == 0 else f"gen{k}")
+        if not os.path.exists(os.path.join(gen, "test_content_same_family.jsonl")):
+            run([sys.executable, "tools/gen_data.py", "--out", gen, "--seed", gen_seed, "--finetune-prompts", n,
+                 "--test-prompts", 1], os.path.join(out, "logs", f"gen{k}.log"))
+        if k == 0:
+            with open(os.path.join(gen, "pretrain.jsonl"), "rb") as a, \
+                    open(os.path.join(base, "raw", "pretrain.jsonl"), "rb") as b:
+                if a.read() != b.read():
+                    sys.exit(f"{gen}/pretrain.jsonl differs from {base}/raw/pretrain.jsonl: not the same world")
+        with open(os.path.join(gen, "finetune.jsonl"), encoding="utf-8") as f:
+            drawn = [line for line in f if line.strip()]
+        kept = [line for line in drawn if json.loads(line)["prompt"] not in held]
+        draws.append({"gen_data_seed": gen_seed, "prompts": n, "dropped_test_prompts": len(drawn) - len(kept),
+                      "kept": len(kept)})
+        rows += kept
+    tmp = os.path.join(raw, "finetune.jsonl.tmp")
+    with open(tmp, "w", encoding="utf-8") as f:
+        f.writelines(rows)
+    os.replace(tmp, os.path.join(raw, "finetune.jsonl"))
+    tok = os.path.join(out, "tokenizer")
+    if os.path.exists(tok):
+        shutil.rmtree(tok)
+    shutil.copytree(os.path.join(base, "tokenizer"), tok)
+    run([POLAR, "data", "preference", "--input", f"{raw}/finetune.jsonl", "--tokenizer", tok, "--output",
+         f"{out}/finetune", "--max-length", 512, "--max-response-length", 160, "--overwrite"],
+        os.path.join(out, "logs", "data_finetune.log"))
+    info = {"finetune_prompts": prompts, "dropped_test_prompts": sum(d["dropped_test_prompts"] for d in draws),
+            "kept": len(rows), "draws": draws}
+    write_json(info_path, info)
+    return info
+
+
 def pretrain_data(world, seed, negatives_from, template="finetune", negatives=1):
     """The world's pre-training dataset with `negatives` per group chosen by `polar data pretrain
     --negatives-from` (any with 1 negative: the world's own `pretrain`); returns its directory."""
