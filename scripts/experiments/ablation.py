@@ -21,7 +21,9 @@ and test). Every model is evaluated on three slices written by tools/gen_data.py
 (expt.gen_finetune_world: the same tokenizer, pre-training data and test files, byte for byte; the
 test prompts dropped; past 6000 prompts further gen_data draws), for as many epochs as the default
 (tiny_finetune.json's steps scaled by the pairs); its fine-tuning runs, results and table carry
-the suffix _ft{N}, and the pre-training runs are shared.
+the suffix _ft{N}, and the pre-training runs are shared. With --finetune-kind content the N pairs
+are of the content slices' kind (other gen_data seeds' content slices; suffix _ftc{N}): the most
+direct supervision of checking an answer against the reference that the world gives.
 Writes OUT/results.json, OUT/table.md (mean and 95% t interval over seeds) and
 OUT/accuracy_vs_pretrain_compute.png. Re-running skips finished steps.
 """
@@ -89,6 +91,13 @@ def finetune_steps(world, ft_world):
     return math.ceil(steps * finetune_pairs(ft_world) / finetune_pairs(world))
 
 
+def finetune_suffix(args, world, ft_world):
+    """The fine-tuning runs' and results' suffix: none on the world's own data."""
+    if ft_world == world:
+        return ""
+    return ("_ftc" if args.finetune_kind == "content" else "_ft") + str(args.finetune_prompts)
+
+
 def fresh_shape(args):
     """Overrides that give a fresh model the pre-trained model's shape: any seed's checkpoint when
     one exists, else the same keys as the pre-training (tiny_pretrain.json's model and the shape)."""
@@ -104,7 +113,7 @@ def one_seed(args, world, ft_world, ref_free, seed):
     """{arm: {"compute": FLOPs of pre-training, "slices": {slice: eval JSON}}} for one seed;
     pre-training on `world`, fine-tuning on `ft_world` (the same world, or its _ft{N} data)."""
     base = os.path.join(args.out, f"seed{seed}")
-    sfx = "" if ft_world == world else f"_ft{args.finetune_prompts}"
+    sfx = finetune_suffix(args, world, ft_world)
     pre = os.path.join(base, "pretrain")
     every = args.pretrain_steps // 4
     if "polar" in args.arms or args.pretrain_only:
@@ -240,6 +249,9 @@ def main():
     ap.add_argument("--finetune-prompts", type=int, default=300,
                     help="fine-tune on the world's preference data for this many prompts (tools/gen_data.py "
                          "--finetune-prompts; the test files stay the default world's), as many epochs")
+    ap.add_argument("--finetune-kind", default="preference", choices=["preference", "content"],
+                    help="content: fine-tune on --finetune-prompts pairs of the content slices' kind (from "
+                         "other gen_data seeds' content slices, the test prompts dropped)")
     ap.add_argument("--arms", nargs="+", default=["polar", "polar_listwise", "scratch", "ref_free"],
                     choices=["polar", "polar_listwise", "scratch", "ref_free"],
                     help="what to run (the plot needs polar, scratch and ref_free)")
@@ -253,12 +265,13 @@ def main():
     world = expt.world_dir(args.world_seed)
     expt.gen_world(world, args.world_seed)
     ft_world, note, sfx = world, "", ""
-    if args.finetune_prompts != 300:
-        sfx = f"_ft{args.finetune_prompts}"
-        ft_world = expt.finetune_world_dir(args.world_seed, args.finetune_prompts)
-        info = expt.gen_finetune_world(world, ft_world, args.world_seed, args.finetune_prompts)
+    if args.finetune_prompts != 300 or args.finetune_kind == "content":
+        ft_world = expt.finetune_world_dir(args.world_seed, args.finetune_prompts, args.finetune_kind)
+        info = expt.gen_finetune_world(world, ft_world, args.world_seed, args.finetune_prompts, args.finetune_kind)
+        sfx = finetune_suffix(args, world, ft_world)
         draws = len(info["draws"])
-        note = (f" Fine-tuned on {info['kept']} pairs ({args.finetune_prompts} prompts"
+        kind = " of the content slices' kind" if args.finetune_kind == "content" else ""
+        note = (f" Fine-tuned on {info['kept']} pairs{kind} ({args.finetune_prompts} prompts"
                 + ("" if draws == 1 else f" in {draws} gen_data draws") +
                 f", {info['dropped_test_prompts']} dropped for a test prompt) for {finetune_steps(world, ft_world)} steps.")
     ref_free = build_ref_free(ft_world)
