@@ -88,7 +88,7 @@ def finetune_world_dir(seed, prompts, kind="preference"):
     return world_dir(seed) + ("" if prompts == 300 else f"_ft{prompts}")
 
 
-PROMPTS_PER_DRAW = 6000  # gen_data runs out of distinct fine-tuning prompts past about 6500 (seed 0)
+PROMPTS_PER_DRAW = 6000  # gen_data runs out of distinct fine-tuning prompts between 6000 and 7000 (seed 0)
 
 
 def gen_finetune_world(base, out, seed, prompts, kind="preference"):
