@@ -17,12 +17,20 @@ and test). Every model is evaluated on three slices written by tools/gen_data.py
                 checkpoints; two other families at the same / different checkpoints)
 --negatives-from V... adds one POLAR arm per choice of `polar data pretrain --negatives-from`
 (same-family, mixed:P, nearest), each pre-trained on the world's data built with it.
+--finetune-prompts N fine-tunes on the world's preference data drawn for N prompts in place of 300
+(expt.gen_finetune_world: the same tokenizer, pre-training data and test files, byte for byte; the
+test prompts dropped; past 6000 prompts further gen_data draws), for as many epochs as the default
+(tiny_finetune.json's steps scaled by the pairs); its fine-tuning runs, results and table carry
+the suffix _ft{N}, and the pre-training runs are shared. With --finetune-kind content the N pairs
+are of the content slices' kind (other gen_data seeds' content slices; suffix _ftc{N}): the most
+direct supervision of checking an answer against the reference that the world gives.
 Writes OUT/results.json, OUT/table.md (mean and 95% t interval over seeds) and
 OUT/accuracy_vs_pretrain_compute.png. Re-running skips finished steps.
 """
 
 import argparse
 import json
+import math
 import os
 import sys
 
@@ -68,9 +76,44 @@ def eval_slices(checkpoint, data_dir, out_dir):
             for name, f in SLICES.items()}
 
 
-def one_seed(args, world, ref_free, seed):
-    """{arm: {"compute": FLOPs of pre-training, "slices": {slice: eval JSON}}} for one seed."""
+def finetune_pairs(world):
+    with open(os.path.join(world, "raw", "finetune.jsonl"), encoding="utf-8") as f:
+        return sum(1 for line in f if line.strip())
+
+
+def finetune_steps(world, ft_world):
+    """tiny_finetune.json's steps, scaled from the world's fine-tuning pairs to ft_world's (the
+    same epochs); None when they are the same data."""
+    if ft_world == world:
+        return None
+    with open(os.path.join(expt.ROOT, "configs", "tiny_finetune.json")) as f:
+        steps = json.load(f)["train"]["steps"]
+    return math.ceil(steps * finetune_pairs(ft_world) / finetune_pairs(world))
+
+
+def finetune_suffix(args, world, ft_world):
+    """The fine-tuning runs' and results' suffix: none on the world's own data."""
+    if ft_world == world:
+        return ""
+    return ("_ftc" if args.finetune_kind == "content" else "_ft") + str(args.finetune_prompts)
+
+
+def fresh_shape(args):
+    """Overrides that give a fresh model the pre-trained model's shape: any seed's checkpoint when
+    one exists, else the same keys as the pre-training (tiny_pretrain.json's model and the shape)."""
+    shape = os.path.join(args.out, f"seed{args.seeds[0]}", "pretrain", "final")
+    if os.path.exists(os.path.join(shape, "model.safetensors")):
+        return [f"model.shape_from={shape}"]
+    with open(os.path.join(expt.ROOT, "configs", "tiny_pretrain.json")) as f:
+        model = json.load(f)["model"]
+    return [f"model.{k}={v}" for k, v in model.items()] + expt.SHAPES[args.model]
+
+
+def one_seed(args, world, ft_world, ref_free, seed):
+    """{arm: {"compute": FLOPs of pre-training, "slices": {slice: eval JSON}}} for one seed;
+    pre-training on `world`, fine-tuning on `ft_world` (the same world, or its _ft{N} data)."""
     base = os.path.join(args.out, f"seed{seed}")
+    sfx = finetune_suffix(args, world, ft_world)
     pre = os.path.join(base, "pretrain")
     every = args.pretrain_steps // 4
     if "polar" in args.arms or args.pretrain_only:
@@ -80,7 +123,9 @@ def one_seed(args, world, ref_free, seed):
             + expt.SHAPES[args.model])
     if args.pretrain_only:
         return {}
-    tuned = ["configs/tiny_finetune.json", f"data.train={world}/finetune", f"train.seed={seed}", "eval.every=0"]
+    steps = finetune_steps(world, ft_world)
+    tuned = ["configs/tiny_finetune.json", f"data.train={ft_world}/finetune", f"train.seed={seed}", "eval.every=0"] \
+        + ([] if steps is None else [f"train.steps={steps}"])
     arms = {}
     if "polar" in args.arms:
         # The end, and unless --final-only also half-way (and quarter-way with --all-points).
@@ -88,16 +133,15 @@ def one_seed(args, world, ref_free, seed):
         for step in ([every] if args.all_points else []) + points:
             ckpt = os.path.join(pre, f"checkpoint-{step}")
             name = "polar" if step == args.pretrain_steps else f"polar@{step}"
-            run_dir = os.path.join(base, name.replace("@", "_"))
+            run_dir = os.path.join(base, name.replace("@", "_") + sfx)
             expt.train(tuned[0], run_dir, tuned[1:] + [f"model.init_from={ckpt}"])
             arms[name] = {"compute": expt.train_flops(pre, step),
-                          "slices": eval_slices(f"{run_dir}/final", f"{world}/raw", run_dir)}
+                          "slices": eval_slices(f"{run_dir}/final", f"{ft_world}/raw", run_dir)}
         arms["pretrain_only"] = {"compute": expt.train_flops(pre), "slices": eval_slices(
             f"{pre}/final", f"{world}/raw", os.path.join(base, "pretrain_eval"))}
     # From random init: the fine-tuning that suits a fresh model (no probe, a random head), with the
-    # shape of the pre-trained model (any seed's: the shape is the same).
-    shape = os.path.join(args.out, f"seed{args.seeds[0]}", "pretrain", "final")
-    fresh = ["model.init_from=", f"model.shape_from={shape}", f"model.tokenizer={world}/tokenizer",
+    # shape of the pre-trained model.
+    fresh = ["model.init_from="] + fresh_shape(args) + [f"model.tokenizer={ft_world}/tokenizer",
              "train.probe_steps=0", "model.zero_head=false", "train.head_lr_scale=1"]
     for variant in args.negatives_from:
         if variant == "any":
@@ -107,14 +151,14 @@ def one_seed(args, world, ref_free, seed):
         expt.train("configs/tiny_pretrain.json", vdir, [
             f"data.train={expt.pretrain_data(world, args.world_seed, variant)}", f"train.seed={seed}",
             f"train.steps={args.pretrain_steps}", "eval.every=0", "eval.max_groups=512"] + expt.SHAPES[args.model])
-        run_dir = os.path.join(base, name.replace("=", "_").replace(":", "_"))
+        run_dir = os.path.join(base, name.replace("=", "_").replace(":", "_") + sfx)
         expt.train(tuned[0], run_dir, tuned[1:] + [f"model.init_from={vdir}/final"])
         arms[name] = {"compute": expt.train_flops(vdir),
-                      "slices": eval_slices(f"{run_dir}/final", f"{world}/raw", run_dir)}
+                      "slices": eval_slices(f"{run_dir}/final", f"{ft_world}/raw", run_dir)}
     if "scratch" in args.arms:
-        scratch = os.path.join(base, "scratch")
+        scratch = os.path.join(base, "scratch" + sfx)
         expt.train(tuned[0], scratch, tuned[1:] + fresh)
-        arms["scratch"] = {"compute": 0.0, "slices": eval_slices(f"{scratch}/final", f"{world}/raw", scratch)}
+        arms["scratch"] = {"compute": 0.0, "slices": eval_slices(f"{scratch}/final", f"{ft_world}/raw", scratch)}
     if "polar_listwise" in args.arms:
         # Pre-training with the listwise loss over --listwise-negatives negatives per group (at 1 it
         # equals the pairwise loss exactly), then the same fine-tuning with it.
@@ -124,12 +168,12 @@ def one_seed(args, world, ref_free, seed):
             f"data.train={expt.pretrain_data(world, args.world_seed, 'any', negatives=k)}", f"train.seed={seed}",
             f"train.steps={args.pretrain_steps}",
             "eval.every=0", "eval.max_groups=512", "loss.type=listwise"] + expt.SHAPES[args.model])
-        run_dir = os.path.join(base, "polar_listwise" + ("" if k == 1 else f"_k{k}"))
+        run_dir = os.path.join(base, "polar_listwise" + ("" if k == 1 else f"_k{k}") + sfx)
         expt.train(tuned[0], run_dir, tuned[1:] + [f"model.init_from={pre_lw}/final", "loss.type=listwise"])
         arms["polar_listwise"] = {"compute": expt.train_flops(pre_lw), "negatives": k,
-                                  "slices": eval_slices(f"{run_dir}/final", f"{world}/raw", run_dir)}
+                                  "slices": eval_slices(f"{run_dir}/final", f"{ft_world}/raw", run_dir)}
     if "ref_free" in args.arms:
-        free = os.path.join(base, "ref_free")
+        free = os.path.join(base, "ref_free" + sfx)
         expt.train(tuned[0], free, [f"data.train={ref_free}/finetune"] + tuned[2:] + fresh)
         arms["ref_free"] = {"compute": 0.0, "slices": eval_slices(f"{free}/final", ref_free, free)}
     return arms
@@ -140,13 +184,13 @@ ARM_LABELS = {"polar": "POLAR pre-train + FT", "polar_listwise": "POLAR pre-trai
               "ref_free": "reference-free FT (random init)", "pretrain_only": "POLAR pre-train only (no FT)"}
 
 
-def summarise(results):
-    """Markdown table: per arm and slice, mean accuracy and 95% interval over seeds."""
+def summarise(results, note=""):
+    """Markdown table: per arm and slice, mean accuracy and 95% interval over seeds; `note` ends it."""
     seeds = sorted(results)
     first = results[seeds[0]]
     arms = [a for a in ("polar", "polar_listwise", "scratch", "ref_free", "pretrain_only") if a in first] + \
         sorted(a for a in first if a.startswith("polar_neg="))
-    lines = [f"| model | " + " | ".join(f"{s} (n={first['polar']['slices'][s]['n']})" for s in SLICES) + " |",
+    lines = [f"| model | " + " | ".join(f"{s} (n={first[arms[0]]['slices'][s]['n']})" for s in SLICES) + " |",
              "|---" * (len(SLICES) + 1) + "|"]
     for arm in arms:
         cells = []
@@ -158,7 +202,7 @@ def summarise(results):
             label += f" ({first[arm].get('negatives', 1)} negatives per group in pre-training)"
         lines.append(f"| {label} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + f"\n\nMean preference accuracy over {len(seeds)} seeds ({', '.join(map(str, seeds))}) " \
-        "with its 95% t interval; accuracy counts chosen strictly above rejected.\n"
+        f"with its 95% t interval; accuracy counts chosen strictly above rejected.{note}\n"
 
 
 def plot(results, path):
@@ -202,31 +246,52 @@ def main():
                          "choices (any is the polar arm itself), e.g. same-family mixed:0.5 nearest")
     ap.add_argument("--listwise-negatives", type=int, default=4,
                     help="negatives per group of the listwise arm's pre-training data (1: the pairwise data)")
+    ap.add_argument("--finetune-prompts", type=int, default=300,
+                    help="fine-tune on the world's preference data for this many prompts (tools/gen_data.py "
+                         "--finetune-prompts; the test files stay the default world's), as many epochs")
+    ap.add_argument("--finetune-kind", default="preference", choices=["preference", "content"],
+                    help="content: fine-tune on --finetune-prompts pairs of the content slices' kind (from "
+                         "other gen_data seeds' content slices, the test prompts dropped)")
     ap.add_argument("--arms", nargs="+", default=["polar", "polar_listwise", "scratch", "ref_free"],
                     choices=["polar", "polar_listwise", "scratch", "ref_free"],
-                    help="what to run (the table and plot need polar, scratch and ref_free)")
+                    help="what to run (the plot needs polar, scratch and ref_free)")
     args = ap.parse_args()
     expt.require_matplotlib()
     if args.pretrain_steps < 4 or args.pretrain_steps % 4:
         ap.error("--pretrain-steps must be a positive multiple of 4")
+    if args.finetune_prompts < 1:
+        ap.error("--finetune-prompts must be >= 1")
     args.out = os.path.abspath(args.out)
     world = expt.world_dir(args.world_seed)
     expt.gen_world(world, args.world_seed)
-    ref_free = build_ref_free(world)
+    ft_world, note, sfx = world, "", ""
+    if args.finetune_prompts != 300 or args.finetune_kind == "content":
+        ft_world = expt.finetune_world_dir(args.world_seed, args.finetune_prompts, args.finetune_kind)
+        info = expt.gen_finetune_world(world, ft_world, args.world_seed, args.finetune_prompts, args.finetune_kind)
+        sfx = finetune_suffix(args, world, ft_world)
+        draws = len(info["draws"])
+        kind = " of the content slices' kind" if args.finetune_kind == "content" else ""
+        note = (f" Fine-tuned on {info['kept']} pairs{kind} ({args.finetune_prompts} prompts"
+                + ("" if draws == 1 else f" in {draws} gen_data draws") +
+                f", {info['dropped_test_prompts']} dropped for a test prompt) for {finetune_steps(world, ft_world)} steps.")
+    ref_free = build_ref_free(ft_world)
     results = {}
     for seed in args.seeds:
-        results[seed] = one_seed(args, world, ref_free, seed)
+        results[seed] = one_seed(args, world, ft_world, ref_free, seed)
         if args.pretrain_only:
             continue
-        expt.write_json(os.path.join(args.out, "results.json"), {str(k): v for k, v in results.items()})
-    if args.pretrain_only or not {"polar", "scratch", "ref_free"} <= set(args.arms):
+        expt.write_json(os.path.join(args.out, f"results{sfx}.json"), {str(k): v for k, v in results.items()})
+    if args.pretrain_only:
         return
-    table = summarise(results)
-    with open(os.path.join(args.out, "table.md"), "w") as f:
+    table = summarise(results, note)
+    with open(os.path.join(args.out, f"table{sfx}.md"), "w") as f:
         f.write(table)
-    plot(results, os.path.join(args.out, "accuracy_vs_pretrain_compute.png"))
     print(table)
-    print(f"wrote {args.out}/results.json, table.md, accuracy_vs_pretrain_compute.png")
+    if not {"polar", "scratch", "ref_free"} <= set(args.arms):
+        print(f"wrote {args.out}/results{sfx}.json, table{sfx}.md")
+        return
+    plot(results, os.path.join(args.out, f"accuracy_vs_pretrain_compute{sfx}.png"))
+    print(f"wrote {args.out}/results{sfx}.json, table{sfx}.md, accuracy_vs_pretrain_compute{sfx}.png")
 
 
 if __name__ == "__main__":

@@ -72,6 +72,90 @@ def gen_world(out, seed, template="finetune"):
          f"{out}/finetune"] + limits, os.path.join(out, "logs", "data_finetune.log"))
 
 
+TEST_FILES = ("test.jsonl", "test_same_family.jsonl", "test_other_family.jsonl", "test_content_same_family.jsonl",
+              "test_content_other_family_same_skill.jsonl", "test_content_other_family_other_skill.jsonl")
+
+
+CONTENT_FILES = ("test_content_same_family.jsonl", "test_content_other_family_same_skill.jsonl",
+                 "test_content_other_family_other_skill.jsonl")
+
+
+def finetune_world_dir(seed, prompts, kind="preference"):
+    """World `seed` with `prompts` fine-tuning prompts (gen_data's default, 300: the world itself),
+    or with fine-tuning pairs of the content slices' kind (kind "content")."""
+    if kind == "content":
+        return world_dir(seed) + f"_ftc{prompts}"
+    return world_dir(seed) + ("" if prompts == 300 else f"_ft{prompts}")
+
+
+PROMPTS_PER_DRAW = 6000  # gen_data runs out of distinct fine-tuning prompts between 6000 and 7000 (seed 0)
+
+
+def gen_finetune_world(base, out, seed, prompts, kind="preference"):
+    """World `seed` (built in `base`) with its fine-tuning data drawn for `prompts` prompts
+    (tools/gen_data.py --finetune-prompts) and everything else kept: base's tokenizer, pre-training
+    data and test files, byte for byte. gen_data draws the test prompts from the same stream after
+    the fine-tuning ones, so its own test files change with the count (they are not used: drawn
+    last, their count does not change the fine-tuning file, and one is asked for), and base's test
+    prompts can be among the new fine-tuning prompts: those are dropped. Past PROMPTS_PER_DRAW
+    prompts the world has too few distinct prompts: further draws come from gen_data seeds
+    seed + 1000 k (the same policies, families and tasks; a family's wrong answer to a given
+    problem is drawn anew, and prompts repeat with new responses). kind "content": `prompts` pairs
+    of the three content slices' kind instead (a third each), from the content slices of gen_data
+    seeds seed + 1000 k, k >= 1 (at most 1000 a slice each; world `seed`'s own are its test files).
+    Writes out/finetune_world.json (the counts) and returns it."""
+    info_path = os.path.join(out, "finetune_world.json")
+    if os.path.exists(os.path.join(out, "finetune", "manifest.json")) and os.path.exists(info_path):
+        with open(info_path) as f:
+            return json.load(f)
+    log(f"building world seed {seed} with {prompts} fine-tuning {'pairs of the content kind' if kind == 'content' else 'prompts'} in {out}")
+    raw = os.path.join(out, "raw")
+    os.makedirs(raw, exist_ok=True)
+    held = set()
+    for name in TEST_FILES:
+        shutil.copyfile(os.path.join(base, "raw", name), os.path.join(raw, name))
+        with open(os.path.join(raw, name), encoding="utf-8") as f:
+            held |= {json.loads(line)["prompt"] for line in f if line.strip()}
+    rows, draws = [], []
+    per_draw = 3000 if kind == "content" else PROMPTS_PER_DRAW
+    for k in range((prompts + per_draw - 1) // per_draw):
+        n = min(per_draw, prompts - k * per_draw)
+        gen_seed = seed + 1000 * (k + (kind == "content"))
+        gen = os.path.join(out, "gen" if k == 0 else f"gen{k}")
+        counts = [n, 1] if kind != "content" else [1, (n + 2) // 3]
+        if not os.path.exists(os.path.join(gen, "test_content_same_family.jsonl")):
+            run([sys.executable, "tools/gen_data.py", "--out", gen, "--seed", gen_seed, "--finetune-prompts", counts[0],
+                 "--test-prompts", counts[1]], os.path.join(out, "logs", f"gen{k}.log"))
+        if k == 0 and kind != "content":
+            with open(os.path.join(gen, "pretrain.jsonl"), "rb") as a, \
+                    open(os.path.join(base, "raw", "pretrain.jsonl"), "rb") as b:
+                if a.read() != b.read():
+                    sys.exit(f"{gen}/pretrain.jsonl differs from {base}/raw/pretrain.jsonl: not the same world")
+        drawn = []
+        for name in CONTENT_FILES if kind == "content" else ["finetune.jsonl"]:
+            with open(os.path.join(gen, name), encoding="utf-8") as f:
+                drawn += [line for line in f if line.strip()]
+        kept = [line for line in drawn if json.loads(line)["prompt"] not in held]
+        draws.append({"gen_data_seed": gen_seed, "prompts": n, "dropped_test_prompts": len(drawn) - len(kept),
+                      "kept": len(kept)})
+        rows += kept
+    tmp = os.path.join(raw, "finetune.jsonl.tmp")
+    with open(tmp, "w", encoding="utf-8") as f:
+        f.writelines(rows)
+    os.replace(tmp, os.path.join(raw, "finetune.jsonl"))
+    tok = os.path.join(out, "tokenizer")
+    if os.path.exists(tok):
+        shutil.rmtree(tok)
+    shutil.copytree(os.path.join(base, "tokenizer"), tok)
+    run([POLAR, "data", "preference", "--input", f"{raw}/finetune.jsonl", "--tokenizer", tok, "--output",
+         f"{out}/finetune", "--max-length", 512, "--max-response-length", 160, "--overwrite"],
+        os.path.join(out, "logs", "data_finetune.log"))
+    info = {"kind": kind, "finetune_prompts": prompts, "dropped_test_prompts": sum(d["dropped_test_prompts"] for d in draws),
+            "kept": len(rows), "draws": draws}
+    write_json(info_path, info)
+    return info
+
+
 def pretrain_data(world, seed, negatives_from, template="finetune", negatives=1):
     """The world's pre-training dataset with `negatives` per group chosen by `polar data pretrain
     --negatives-from` (any with 1 negative: the world's own `pretrain`); returns its directory."""
