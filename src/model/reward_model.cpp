@@ -407,15 +407,6 @@ Tensor RewardModelImpl::backbone(const PackedBatch& batch) {
                       packed ? &batch.layout : nullptr);
 }
 
-namespace {
-
-Tensor embed(const Tensor& table, const Tensor& tokens) {  // (B, T) ids -> (B, T, H)
-  return table.index_select(0, tokens.reshape({-1}))
-      .view({tokens.size(0), tokens.size(1), table.size(1)});
-}
-
-}  // namespace
-
 Tensor RewardModelImpl::run_backbone(const Tensor& tokens_in, const Tensor& positions_in,
                                      const Tensor& segments_in, const Tensor& context_in,
                                      const AttentionLayout* layout) {
@@ -437,53 +428,52 @@ Tensor RewardModelImpl::run_backbone(const Tensor& tokens_in, const Tensor& posi
 
   AttentionInputs in;
   in.impl = resolve_attention(device);
-  const auto run_layers = [this, &in](Tensor x) {
-    for (size_t i = 0; i < layers_.size(); ++i) {
-      auto layer = std::static_pointer_cast<Layer>(layers_[i]);
-      const bool recompute =
-          checkpoint_every_ > 0 && static_cast<int64_t>(i) % checkpoint_every_ == 0;
-      if (recompute && torch::GradMode::is_enabled()) {
-        x = checkpoint_call([layer, in](const Tensor& input) { return layer->forward(input, in); },
-                            x);
-      } else {
-        x = layer->forward(x, in);
-      }
-    }
-    return x;  // (B, T, H), before model.norm
-  };
+  Tensor run_tokens = tokens, run_positions = positions;
+  Tensor real;  // with padded rows: the real tokens' flat indices into (B, T)
   if (in.impl == AttentionImpl::Math) {
-    in.rope = rope_tables(config_, positions, dtype);
     in.mask = attention_mask(segments, context_in.defined() ? context_in.to(device) : Tensor());
-    return run_layers(embed(embed_tokens_, tokens));
+  } else {
+    AttentionLayout& l = in.layout;
+    l = layout ? *layout
+               : attention_layout(segments_in, context_in);  // the packer's, or derived on the host
+    POLAR_CHECK(l.rows == B && l.cols == T, "RewardModel: the batch's attention layout is for ",
+                l.rows, "x", l.cols, " tokens, the batch has ", B, "x", T,
+                " (recompute it with attention_layout after changing a batch)");
+    POLAR_CHECK(l.cu_q.size(0) > 1, "RewardModel: batch has no real tokens");
+    for (Tensor* t : {&l.token_index, &l.cu_q, &l.cu_k, &l.key_index})
+      if (t->defined()) *t = t->to(device);
+    if (!l.all_tokens) {
+      // Rows with padding: the layers run on the real tokens only, as one row (no matmul on
+      // padding, no gather per layer); the hidden states go back to their (B, T) places once at
+      // the end (padding rows zero).
+      real = l.token_index;
+      const int64_t n = real.size(0);
+      run_tokens = tokens.reshape({B * T}).index_select(0, real).view({1, n});
+      run_positions = positions.reshape({B * T}).index_select(0, real).view({1, n});
+      l.token_index = torch::arange(n, real.options());
+      l.all_tokens = true;
+      l.rows = 1;
+      l.cols = n;
+    }
   }
-  AttentionLayout& l = in.layout;
-  l = layout ? *layout
-             : attention_layout(segments_in, context_in);  // the packer's, or derived on the host
-  POLAR_CHECK(l.rows == B && l.cols == T, "RewardModel: the batch's attention layout is for ",
-              l.rows, "x", l.cols, " tokens, the batch has ", B, "x", T,
-              " (recompute it with attention_layout after changing a batch)");
-  POLAR_CHECK(l.cu_q.size(0) > 1, "RewardModel: batch has no real tokens");
-  for (Tensor* t : {&l.token_index, &l.cu_q, &l.cu_k, &l.key_index})
-    if (t->defined()) *t = t->to(device);
-  if (l.all_tokens) {
-    in.rope = rope_tables(config_, positions, dtype);
-    return run_layers(embed(embed_tokens_, tokens));
+  in.rope = rope_tables(config_, run_positions, dtype);
+
+  Tensor x = embed_tokens_.index_select(0, run_tokens.reshape({-1}))
+                 .view({run_tokens.size(0), run_tokens.size(1), config_.hidden_size});
+  for (size_t i = 0; i < layers_.size(); ++i) {
+    auto layer = std::static_pointer_cast<Layer>(layers_[i]);
+    const bool recompute =
+        checkpoint_every_ > 0 && static_cast<int64_t>(i) % checkpoint_every_ == 0;
+    if (recompute && torch::GradMode::is_enabled()) {
+      x = checkpoint_call([layer, in](const Tensor& input) { return layer->forward(input, in); },
+                          x);
+    } else {
+      x = layer->forward(x, in);
+    }
   }
-  // Rows with padding: the layers run on the real tokens only, as one row (no matmul on padding,
-  // no gather per layer), and the hidden states go back to their (B, T) places once at the end
-  // (padding rows zero).
-  const Tensor real = l.token_index;
-  const int64_t n = real.size(0);
-  l.token_index = torch::arange(n, real.options());
-  l.all_tokens = true;
-  l.rows = 1;
-  l.cols = n;
-  in.rope =
-      rope_tables(config_, positions.reshape({B * T}).index_select(0, real).view({1, n}), dtype);
-  const Tensor x =
-      run_layers(embed(embed_tokens_, tokens.reshape({B * T}).index_select(0, real).view({1, n})));
+  if (!real.defined()) return x;  // (B, T, H), before model.norm
   return torch::zeros({B * T, config_.hidden_size}, x.options())
-      .index_copy(0, real, x.view({n, config_.hidden_size}))
+      .index_copy(0, real, x.view({-1, config_.hidden_size}))
       .view({B, T, config_.hidden_size});
 }
 

@@ -198,6 +198,12 @@ json usage(const ParsedRequest& req) {
           {"prompt_tokens_details", nullptr}};
 }
 
+// The OpenAI-style list answer of /pooling, vLLM's /classify and /v1/embeddings.
+json list_response(const ParsedRequest& req, json data, const ResponseInfo& info) {
+  return {{"id", info.id},       {"object", "list"},        {"created", info.created},
+          {"model", info.model}, {"data", std::move(data)}, {"usage", usage(req)}};
+}
+
 }  // namespace
 
 PoolingApi parse_pooling_api(const std::string& name) {
@@ -318,8 +324,7 @@ json pooling_response(PoolingApi api, const ParsedRequest& req, const std::vecto
         api == PoolingApi::Vllm ? json::array({json::array({rewards[i]})}) : json(rewards[i]);
     data.push_back({{"index", i}, {"object", "pooling"}, {"data", std::move(value)}});
   }
-  return {{"id", info.id},       {"object", "list"},        {"created", info.created},
-          {"model", info.model}, {"data", std::move(data)}, {"usage", usage(req)}};
+  return list_response(req, std::move(data), info);
 }
 
 json classify_response(const ParsedRequest& req, const std::vector<float>& rewards,
@@ -332,8 +337,7 @@ json classify_response(const ParsedRequest& req, const std::vector<float>& rewar
                       {"probs", json::array({rewards[i]})},
                       {"num_classes", 1}});
     }
-    return {{"id", info.id},       {"object", "list"},        {"created", info.created},
-            {"model", info.model}, {"data", std::move(data)}, {"usage", usage(req)}};
+    return list_response(req, std::move(data), info);
   }
   json out = json::array();
   for (size_t i = 0; i < rewards.size(); ++i) {
@@ -353,8 +357,7 @@ json embeddings_response(const ParsedRequest& req, const std::vector<float>& rew
     data.push_back(
         {{"object", "embedding"}, {"index", i}, {"embedding", json::array({rewards[i]})}});
   }
-  return {{"id", info.id},       {"object", "list"},        {"created", info.created},
-          {"model", info.model}, {"data", std::move(data)}, {"usage", usage(req)}};
+  return list_response(req, std::move(data), info);
 }
 
 json score_response(const ParsedRequest& req, const std::vector<float>& rewards,
