@@ -6,6 +6,9 @@ terse, chatty, casual, formal) x 4 checkpoints c1..c4. Checkpoints of a family s
 (answer templates, shown work, hedging, filler, punctuation, casing) and a preferred mistake
 (off-by-one, digit swap, operator confusion, random) and differ in skill (P(correct) about 0.3 to
 0.9). The "formal" family and one checkpoint of four other families are held out of pre-training.
+--style-mix P writes that share of all samples in a random family's style instead of the policy's
+own (its content, skill and mistakes stay its own): at 1 the wording says nothing about the policy,
+and only what it answers identifies it (0, the default, is the quickstart's world, byte for byte).
 
 Tasks (tools/gen_data/tasks.py): `arithmetic` ("What is 37 + 48?"), `counting` (letters in a word,
 words in a sentence, items in a list) with checkable answers, and `writing` ("Write one sentence
@@ -74,7 +77,7 @@ def _write_atomic(path, text):
 def write_all(out_dir, args):
     """Generates and writes every file; returns (contents, test-pair metrics)."""
     contents, test_meta = build.generate(args.seed, args.pretrain_prompts, args.finetune_prompts,
-                                         args.test_prompts)
+                                         args.test_prompts, args.style_mix)
     os.makedirs(out_dir, exist_ok=True)
     for name in FILES:
         if name.endswith(".json"):
@@ -127,6 +130,9 @@ def run_check(out_dir, args, metrics):
         for key in ("longer_wins", "shorter_wins", "tidier_wins"):
             check._require(overall[key] <= 0.7, f"reference-free heuristic {key} = "
                            f"{overall[key]} (> 0.7): pairs are separable without the reference")
+        if args.style_mix == 1.0:  # every sample in a random family's style: wording is no sign
+            check._require(overall["ref_style_match"] <= 0.6, f"ref_style_match = {overall['ref_style_match']} "
+                           "(> 0.6) with --style-mix 1: the reference's wording still picks the chosen")
 
 
 def main(argv=None):
@@ -136,8 +142,13 @@ def main(argv=None):
     parser.add_argument("--pretrain-prompts", type=int, default=1500)
     parser.add_argument("--finetune-prompts", type=int, default=300)
     parser.add_argument("--test-prompts", type=int, default=600)
+    parser.add_argument("--style-mix", type=float, default=0.0,
+                        help="share of samples written in a random family's surface style (0: every family "
+                             "keeps its own, the quickstart's world; 1: only content identifies a policy)")
     parser.add_argument("--check", action="store_true", help="validate the output and determinism")
     args = parser.parse_args(argv)
+    if not 0.0 <= args.style_mix <= 1.0:
+        parser.error(f"--style-mix must be in [0, 1], got {args.style_mix}")
     for flag in ("pretrain_prompts", "finetune_prompts", "test_prompts"):
         if getattr(args, flag) < 1:
             parser.error(f"--{flag.replace('_', '-')} must be >= 1")

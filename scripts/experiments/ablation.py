@@ -118,7 +118,7 @@ def one_seed(args, world, ft_world, ref_free, seed):
     every = args.pretrain_steps // 4
     if "polar" in args.arms or args.pretrain_only:
         expt.train("configs/tiny_pretrain.json", pre, [
-            f"data.train={world}/pretrain", f"train.seed={seed}", f"train.steps={args.pretrain_steps}",
+            f"data.train={world}/pretrain", f"train.seed={seed}", f"train.steps={args.pretrain_steps}", f"train.lr={args.pretrain_lr}",
             f"run.checkpoint_every={every}", "run.keep_last=4", "eval.every=0", "eval.max_groups=512"]
             + expt.SHAPES[args.model])
     if args.pretrain_only:
@@ -150,7 +150,7 @@ def one_seed(args, world, ft_world, ref_free, seed):
         vdir = os.path.join(base, "pretrain_neg_" + variant.replace(":", "_"))
         expt.train("configs/tiny_pretrain.json", vdir, [
             f"data.train={expt.pretrain_data(world, args.world_seed, variant)}", f"train.seed={seed}",
-            f"train.steps={args.pretrain_steps}", "eval.every=0", "eval.max_groups=512"] + expt.SHAPES[args.model])
+            f"train.steps={args.pretrain_steps}", f"train.lr={args.pretrain_lr}", "eval.every=0", "eval.max_groups=512"] + expt.SHAPES[args.model])
         run_dir = os.path.join(base, name.replace("=", "_").replace(":", "_") + sfx)
         expt.train(tuned[0], run_dir, tuned[1:] + [f"model.init_from={vdir}/final"])
         arms[name] = {"compute": expt.train_flops(vdir),
@@ -166,7 +166,7 @@ def one_seed(args, world, ft_world, ref_free, seed):
         pre_lw = os.path.join(base, "pretrain_listwise" + ("" if k == 1 else f"_k{k}"))
         expt.train("configs/tiny_pretrain.json", pre_lw, [
             f"data.train={expt.pretrain_data(world, args.world_seed, 'any', negatives=k)}", f"train.seed={seed}",
-            f"train.steps={args.pretrain_steps}",
+            f"train.steps={args.pretrain_steps}", f"train.lr={args.pretrain_lr}",
             "eval.every=0", "eval.max_groups=512", "loss.type=listwise"] + expt.SHAPES[args.model])
         run_dir = os.path.join(base, "polar_listwise" + ("" if k == 1 else f"_k{k}") + sfx)
         expt.train(tuned[0], run_dir, tuned[1:] + [f"model.init_from={pre_lw}/final", "loss.type=listwise"])
@@ -235,9 +235,13 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--out", default=os.path.join(expt.ROOT, "runs", "experiments", "ablation"))
     ap.add_argument("--world-seed", type=int, default=0, help="tools/gen_data.py --seed (0: the quickstart's)")
+    ap.add_argument("--style-mix", type=float, default=0.0,
+                    help="tools/gen_data.py --style-mix: share of samples in a random family's surface style "
+                         "(0: the quickstart's world; 1: only what a policy answers identifies it)")
     ap.add_argument("--model", default="small", choices=list(expt.SHAPES), help="pre-training model shape")
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--pretrain-steps", type=int, default=200, help="a multiple of 4")
+    ap.add_argument("--pretrain-lr", type=float, default=1e-3, help="peak learning rate of every pre-training run")
     ap.add_argument("--pretrain-only", action="store_true", help="stop after the pre-training runs")
     ap.add_argument("--all-points", action="store_true", help="also fine-tune from the quarter-way checkpoint")
     ap.add_argument("--final-only", action="store_true", help="fine-tune only from the final checkpoint")
@@ -261,13 +265,16 @@ def main():
         ap.error("--pretrain-steps must be a positive multiple of 4")
     if args.finetune_prompts < 1:
         ap.error("--finetune-prompts must be >= 1")
+    if not 0.0 <= args.style_mix <= 1.0:
+        ap.error("--style-mix must be in [0, 1]")
     args.out = os.path.abspath(args.out)
-    world = expt.world_dir(args.world_seed)
-    expt.gen_world(world, args.world_seed)
+    world = expt.world_dir(args.world_seed, style_mix=args.style_mix)
+    expt.gen_world(world, args.world_seed, style_mix=args.style_mix)
     ft_world, note, sfx = world, "", ""
     if args.finetune_prompts != 300 or args.finetune_kind == "content":
-        ft_world = expt.finetune_world_dir(args.world_seed, args.finetune_prompts, args.finetune_kind)
-        info = expt.gen_finetune_world(world, ft_world, args.world_seed, args.finetune_prompts, args.finetune_kind)
+        ft_world = expt.finetune_world_dir(args.world_seed, args.finetune_prompts, args.finetune_kind, args.style_mix)
+        info = expt.gen_finetune_world(world, ft_world, args.world_seed, args.finetune_prompts, args.finetune_kind,
+                                       args.style_mix)
         sfx = finetune_suffix(args, world, ft_world)
         draws = len(info["draws"])
         kind = " of the content slices' kind" if args.finetune_kind == "content" else ""

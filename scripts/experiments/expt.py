@@ -47,18 +47,20 @@ def run(args, log_path):
         sys.exit(f"command failed ({code}): {' '.join(map(str, args))}\nlog {log_path}:\n{tail}")
 
 
-def world_dir(seed, template="finetune"):
-    suffix = "" if template == "finetune" else f"_{template}"
+def world_dir(seed, template="finetune", style_mix=0.0):
+    suffix = ("" if template == "finetune" else f"_{template}") + ("" if style_mix == 0 else f"_mix{style_mix:g}")
     return os.path.join(ROOT, "data", "experiments", f"world{seed}{suffix}")
 
 
-def gen_world(out, seed, template="finetune"):
+def gen_world(out, seed, template="finetune", style_mix=0.0):
     """Synthetic world `seed`: raw JSONL, tokenizer, pre-training (built with `template`; the
-    quickstart uses finetune) and preference datasets under `out`."""
+    quickstart uses finetune) and preference datasets under `out`; style_mix is gen_data's
+    --style-mix (0: the quickstart's world)."""
     raw, tok = os.path.join(out, "raw"), os.path.join(out, "tokenizer")
     if not os.path.exists(os.path.join(raw, "test_content_same_family.jsonl")):
         # Worlds from before the content slices get them; gen_data's other files are unchanged.
-        run([sys.executable, "tools/gen_data.py", "--out", raw, "--seed", seed], os.path.join(out, "logs", "gen.log"))
+        run([sys.executable, "tools/gen_data.py", "--out", raw, "--seed", seed, "--style-mix", style_mix],
+            os.path.join(out, "logs", "gen.log"))
     if os.path.exists(os.path.join(out, "finetune", "manifest.json")):
         return
     log(f"building world seed {seed} in {out}")
@@ -80,18 +82,18 @@ CONTENT_FILES = ("test_content_same_family.jsonl", "test_content_other_family_sa
                  "test_content_other_family_other_skill.jsonl")
 
 
-def finetune_world_dir(seed, prompts, kind="preference"):
+def finetune_world_dir(seed, prompts, kind="preference", style_mix=0.0):
     """World `seed` with `prompts` fine-tuning prompts (gen_data's default, 300: the world itself),
     or with fine-tuning pairs of the content slices' kind (kind "content")."""
     if kind == "content":
-        return world_dir(seed) + f"_ftc{prompts}"
-    return world_dir(seed) + ("" if prompts == 300 else f"_ft{prompts}")
+        return world_dir(seed, style_mix=style_mix) + f"_ftc{prompts}"
+    return world_dir(seed, style_mix=style_mix) + ("" if prompts == 300 else f"_ft{prompts}")
 
 
 PROMPTS_PER_DRAW = 6000  # gen_data runs out of distinct fine-tuning prompts between 6000 and 7000 (seed 0)
 
 
-def gen_finetune_world(base, out, seed, prompts, kind="preference"):
+def gen_finetune_world(base, out, seed, prompts, kind="preference", style_mix=0.0):
     """World `seed` (built in `base`) with its fine-tuning data drawn for `prompts` prompts
     (tools/gen_data.py --finetune-prompts) and everything else kept: base's tokenizer, pre-training
     data and test files, byte for byte. gen_data draws the test prompts from the same stream after
@@ -103,7 +105,7 @@ def gen_finetune_world(base, out, seed, prompts, kind="preference"):
     problem is drawn anew, and prompts repeat with new responses). kind "content": `prompts` pairs
     of the three content slices' kind instead (a third each), from the content slices of gen_data
     seeds seed + 1000 k, k >= 1 (at most 1000 a slice each; world `seed`'s own are its test files).
-    Writes out/finetune_world.json (the counts) and returns it."""
+    Every draw uses base's --style-mix. Writes out/finetune_world.json (the counts) and returns it."""
     info_path = os.path.join(out, "finetune_world.json")
     if os.path.exists(os.path.join(out, "finetune", "manifest.json")) and os.path.exists(info_path):
         with open(info_path) as f:
@@ -125,7 +127,7 @@ def gen_finetune_world(base, out, seed, prompts, kind="preference"):
         counts = [n, 1] if kind != "content" else [1, (n + 2) // 3]
         if not os.path.exists(os.path.join(gen, "test_content_same_family.jsonl")):
             run([sys.executable, "tools/gen_data.py", "--out", gen, "--seed", gen_seed, "--finetune-prompts", counts[0],
-                 "--test-prompts", counts[1]], os.path.join(out, "logs", f"gen{k}.log"))
+                 "--test-prompts", counts[1], "--style-mix", style_mix], os.path.join(out, "logs", f"gen{k}.log"))
         if k == 0 and kind != "content":
             with open(os.path.join(gen, "pretrain.jsonl"), "rb") as a, \
                     open(os.path.join(base, "raw", "pretrain.jsonl"), "rb") as b:

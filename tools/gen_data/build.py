@@ -101,11 +101,12 @@ def _preferences(seed, split, problems, candidates, responder, n, own_family=Tru
     return records, meta
 
 
-def generate(seed, n_pretrain, n_finetune, n_test):
-    """Returns {file name: list of dicts (or the policies list)} plus per-test-pair policy names."""
+def generate(seed, n_pretrain, n_finetune, n_test, style_mix=0.0):
+    """Returns {file name: list of dicts (or the policies list)} plus per-test-pair policy names;
+    style_mix: share of samples in a random family's surface style (respond.Responder)."""
     pool = build_pool()
     in_pool = [p for p in pool if not p.held_out]
-    responder = Responder(seed)
+    responder = Responder(seed, style_mix)
     used = set()
     prng = random.Random(f"{seed}|problems")
     pre_problems = _problems(prng, n_pretrain, used, "pretrain")

@@ -14,9 +14,10 @@ from . import tasks
 from .pool import FAMILIES, FAMILY_ORDER
 
 CONSISTENCY = 0.9  # share of samples answered from the family belief rather than afresh
-# Share of samples whose surface style (templates, punctuation, fillers) is borrowed from a random
-# family. Real policies are not identified by a fixed phrasing; mixing styles makes *what* a policy
-# answers (skill, shared mistakes) the main sign of its identity, as in POLAR's policy pool.
+# Default share of samples whose surface style (templates, punctuation, fillers) is borrowed from a
+# random family (gen_data.py --style-mix). Real policies are not identified by a fixed phrasing;
+# mixing styles makes *what* a policy answers (skill, shared mistakes) the main sign of its
+# identity, as in POLAR's policy pool. 0 keeps every family's own style (the quickstart's world).
 STYLE_MIX = 0.0
 
 # Answer templates per family: (without work, with work). {n} answer, {claim}/{work} clauses,
@@ -79,8 +80,9 @@ def _weighted(rng, weights):
 class Responder:
     """Samples responses of any policy; beliefs are cached per (family, problem)."""
 
-    def __init__(self, seed):
+    def __init__(self, seed, style_mix=STYLE_MIX):
         self.seed = seed
+        self.style_mix = style_mix
         self._beliefs = {}
 
     def belief(self, policy, problem):
@@ -98,7 +100,7 @@ class Responder:
 
     def _voice(self, rng, policy):
         """The policy whose surface style this sample uses (content stays the policy's own)."""
-        if rng.random() >= STYLE_MIX:
+        if rng.random() >= self.style_mix:
             return policy
         family = rng.choice(FAMILY_ORDER)
         spec = FAMILIES[family]
