@@ -109,6 +109,11 @@ def fresh_shape(args):
     return [f"model.{k}={v}" for k, v in model.items()] + expt.SHAPES[args.model]
 
 
+def init_std(args):
+    """The --init-std override of every model trained from random weights (none: the config's)."""
+    return [] if args.init_std is None else [f"model.init_std={args.init_std}"]
+
+
 def one_seed(args, world, ft_world, ref_free, seed):
     """{arm: {"compute": FLOPs of pre-training, "slices": {slice: eval JSON}}} for one seed;
     pre-training on `world`, fine-tuning on `ft_world` (the same world, or its _ft{N} data)."""
@@ -118,9 +123,10 @@ def one_seed(args, world, ft_world, ref_free, seed):
     every = args.pretrain_steps // 4
     if "polar" in args.arms or args.pretrain_only:
         expt.train("configs/tiny_pretrain.json", pre, [
-            f"data.train={world}/pretrain", f"train.seed={seed}", f"train.steps={args.pretrain_steps}", f"train.lr={args.pretrain_lr}",
+            f"data.train={world}/pretrain", f"train.seed={seed}", f"train.steps={args.pretrain_steps}",
+            f"train.lr={args.pretrain_lr}", f"train.batch_groups={args.pretrain_batch_groups}",
             f"run.checkpoint_every={every}", "run.keep_last=4", "eval.every=0", "eval.max_groups=512"]
-            + expt.SHAPES[args.model])
+            + expt.SHAPES[args.model] + init_std(args))
     if args.pretrain_only:
         return {}
     steps = finetune_steps(world, ft_world)
@@ -141,7 +147,7 @@ def one_seed(args, world, ft_world, ref_free, seed):
             f"{pre}/final", f"{world}/raw", os.path.join(base, "pretrain_eval"))}
     # From random init: the fine-tuning that suits a fresh model (no probe, a random head), with the
     # shape of the pre-trained model.
-    fresh = ["model.init_from="] + fresh_shape(args) + [f"model.tokenizer={ft_world}/tokenizer",
+    fresh = ["model.init_from="] + fresh_shape(args) + init_std(args) + [f"model.tokenizer={ft_world}/tokenizer",
              "train.probe_steps=0", "model.zero_head=false", "train.head_lr_scale=1"]
     for variant in args.negatives_from:
         if variant == "any":
@@ -150,7 +156,9 @@ def one_seed(args, world, ft_world, ref_free, seed):
         vdir = os.path.join(base, "pretrain_neg_" + variant.replace(":", "_"))
         expt.train("configs/tiny_pretrain.json", vdir, [
             f"data.train={expt.pretrain_data(world, args.world_seed, variant)}", f"train.seed={seed}",
-            f"train.steps={args.pretrain_steps}", f"train.lr={args.pretrain_lr}", "eval.every=0", "eval.max_groups=512"] + expt.SHAPES[args.model])
+            f"train.steps={args.pretrain_steps}", f"train.lr={args.pretrain_lr}",
+            f"train.batch_groups={args.pretrain_batch_groups}", "eval.every=0", "eval.max_groups=512"]
+            + expt.SHAPES[args.model] + init_std(args))
         run_dir = os.path.join(base, name.replace("=", "_").replace(":", "_") + sfx)
         expt.train(tuned[0], run_dir, tuned[1:] + [f"model.init_from={vdir}/final"])
         arms[name] = {"compute": expt.train_flops(vdir),
@@ -167,7 +175,9 @@ def one_seed(args, world, ft_world, ref_free, seed):
         expt.train("configs/tiny_pretrain.json", pre_lw, [
             f"data.train={expt.pretrain_data(world, args.world_seed, 'any', negatives=k)}", f"train.seed={seed}",
             f"train.steps={args.pretrain_steps}", f"train.lr={args.pretrain_lr}",
-            "eval.every=0", "eval.max_groups=512", "loss.type=listwise"] + expt.SHAPES[args.model])
+            f"train.batch_groups={args.pretrain_batch_groups}",
+            "eval.every=0", "eval.max_groups=512", "loss.type=listwise"]
+            + expt.SHAPES[args.model] + init_std(args))
         run_dir = os.path.join(base, "polar_listwise" + ("" if k == 1 else f"_k{k}") + sfx)
         expt.train(tuned[0], run_dir, tuned[1:] + [f"model.init_from={pre_lw}/final", "loss.type=listwise"])
         arms["polar_listwise"] = {"compute": expt.train_flops(pre_lw), "negatives": k,
@@ -242,6 +252,10 @@ def main():
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--pretrain-steps", type=int, default=200, help="a multiple of 4")
     ap.add_argument("--pretrain-lr", type=float, default=1e-3, help="peak learning rate of every pre-training run")
+    ap.add_argument("--pretrain-batch-groups", type=int, default=32, help="groups per pre-training step")
+    ap.add_argument("--init-std", type=float, default=None,
+                    help="model.init_std of every run from random weights, pre-training and both random-init "
+                         "arms (default: the config's 0.02)")
     ap.add_argument("--pretrain-only", action="store_true", help="stop after the pre-training runs")
     ap.add_argument("--all-points", action="store_true", help="also fine-tune from the quarter-way checkpoint")
     ap.add_argument("--final-only", action="store_true", help="fine-tune only from the final checkpoint")

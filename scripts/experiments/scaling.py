@@ -11,7 +11,9 @@ parameters x training tokens. Validation loss is the pre-training loss on the fi
 The learning rate is tuned per size (--lrs, at least two values): every size is first trained
 at each rate for --tune-steps steps, and the rate with the lowest validation loss there is the
 size's rate for every budget (the paper tunes its rate per size; a fixed rate holds larger models
-on the ln 2 plateau longer). One rate in --lrs turns tuning off.
+on the ln 2 plateau longer). One rate in --lrs turns tuning off. --fan-in-init starts every size
+at weights of standard deviation 1/sqrt(hidden) instead of the config's fixed 0.02 (a width rule:
+at 0.02 the narrow models start with near-uniform attention and sit longer on the plateau).
 Writes OUT/scaling.json and OUT/scaling.png. Re-running skips finished runs.
 """
 
@@ -88,7 +90,7 @@ def pretrain(args, world, name, steps, lr, run_dir):
         f"train.batch_groups={args.batch_groups}", f"model.hidden_size={h}", f"model.num_layers={layers}",
         f"model.num_heads={heads}", f"model.num_kv_heads={kv}", f"model.intermediate_size={inter}",
         f"eval.every={args.eval_every}", f"eval.max_groups={args.eval_groups}",
-        "run.checkpoint_every=0", "run.keep_last=1"])
+        "run.checkpoint_every=0", "run.keep_last=1"] + ([f"model.init_std={h ** -0.5:.6g}"] if args.fan_in_init else []))
 
 
 def tune_lr(args, world, name):
@@ -120,11 +122,14 @@ def main():
     ap.add_argument("--lrs", type=float, nargs="+", default=[1e-3, 3e-3, 1e-2],
                     help="learning rates tried per size (the best at --tune-steps is used); one value: no tuning")
     ap.add_argument("--tune-steps", type=int, default=240, help="run length of the learning-rate trials")
+    ap.add_argument("--fan-in-init", action="store_true",
+                    help="initial weights with standard deviation 1/sqrt(hidden) per size (the config's 0.02 otherwise)")
+    ap.add_argument("--style-mix", type=float, default=0.0, help="tools/gen_data.py --style-mix of the world")
     args = ap.parse_args()
     expt.require_matplotlib()
     args.out = os.path.abspath(args.out)
-    world = expt.world_dir(args.world_seed)
-    expt.gen_world(world, args.world_seed)
+    world = expt.world_dir(args.world_seed, style_mix=args.style_mix)
+    expt.gen_world(world, args.world_seed, style_mix=args.style_mix)
     runs, lrs = [], {}
     for name in args.sizes:
         lrs[name] = tune_lr(args, world, name)
