@@ -114,6 +114,15 @@ def init_std(args):
     return [] if args.init_std is None else [f"model.init_std={args.init_std}"]
 
 
+def pretrain(args, out_dir, data, seed, extra=()):
+    """One pre-training run of the ablation into out_dir on dataset `data` (tiny_pretrain.json with
+    the run's steps, rate, batch, shape and initialisation; `extra`: further overrides)."""
+    expt.train("configs/tiny_pretrain.json", out_dir, [
+        f"data.train={data}", f"train.seed={seed}", f"train.steps={args.pretrain_steps}",
+        f"train.lr={args.pretrain_lr}", f"train.batch_groups={args.pretrain_batch_groups}",
+        "eval.every=0", "eval.max_groups=512"] + list(extra) + expt.SHAPES[args.model] + init_std(args))
+
+
 def one_seed(args, world, ft_world, ref_free, seed):
     """{arm: {"compute": FLOPs of pre-training, "slices": {slice: eval JSON}}} for one seed;
     pre-training on `world`, fine-tuning on `ft_world` (the same world, or its _ft{N} data)."""
@@ -122,11 +131,7 @@ def one_seed(args, world, ft_world, ref_free, seed):
     pre = os.path.join(base, "pretrain")
     every = args.pretrain_steps // 4
     if "polar" in args.arms or args.pretrain_only:
-        expt.train("configs/tiny_pretrain.json", pre, [
-            f"data.train={world}/pretrain", f"train.seed={seed}", f"train.steps={args.pretrain_steps}",
-            f"train.lr={args.pretrain_lr}", f"train.batch_groups={args.pretrain_batch_groups}",
-            f"run.checkpoint_every={every}", "run.keep_last=4", "eval.every=0", "eval.max_groups=512"]
-            + expt.SHAPES[args.model] + init_std(args))
+        pretrain(args, pre, f"{world}/pretrain", seed, [f"run.checkpoint_every={every}", "run.keep_last=4"])
     if args.pretrain_only:
         return {}
     steps = finetune_steps(world, ft_world)
@@ -154,11 +159,7 @@ def one_seed(args, world, ft_world, ref_free, seed):
             continue
         name = f"polar_neg={variant}"
         vdir = os.path.join(base, "pretrain_neg_" + variant.replace(":", "_"))
-        expt.train("configs/tiny_pretrain.json", vdir, [
-            f"data.train={expt.pretrain_data(world, args.world_seed, variant)}", f"train.seed={seed}",
-            f"train.steps={args.pretrain_steps}", f"train.lr={args.pretrain_lr}",
-            f"train.batch_groups={args.pretrain_batch_groups}", "eval.every=0", "eval.max_groups=512"]
-            + expt.SHAPES[args.model] + init_std(args))
+        pretrain(args, vdir, expt.pretrain_data(world, args.world_seed, variant), seed)
         run_dir = os.path.join(base, name.replace("=", "_").replace(":", "_") + sfx)
         expt.train(tuned[0], run_dir, tuned[1:] + [f"model.init_from={vdir}/final"])
         arms[name] = {"compute": expt.train_flops(vdir),
@@ -172,12 +173,8 @@ def one_seed(args, world, ft_world, ref_free, seed):
         # equals the pairwise loss exactly), then the same fine-tuning with it.
         k = args.listwise_negatives
         pre_lw = os.path.join(base, "pretrain_listwise" + ("" if k == 1 else f"_k{k}"))
-        expt.train("configs/tiny_pretrain.json", pre_lw, [
-            f"data.train={expt.pretrain_data(world, args.world_seed, 'any', negatives=k)}", f"train.seed={seed}",
-            f"train.steps={args.pretrain_steps}", f"train.lr={args.pretrain_lr}",
-            f"train.batch_groups={args.pretrain_batch_groups}",
-            "eval.every=0", "eval.max_groups=512", "loss.type=listwise"]
-            + expt.SHAPES[args.model] + init_std(args))
+        pretrain(args, pre_lw, expt.pretrain_data(world, args.world_seed, "any", negatives=k), seed,
+                 ["loss.type=listwise"])
         run_dir = os.path.join(base, "polar_listwise" + ("" if k == 1 else f"_k{k}") + sfx)
         expt.train(tuned[0], run_dir, tuned[1:] + [f"model.init_from={pre_lw}/final", "loss.type=listwise"])
         arms["polar_listwise"] = {"compute": expt.train_flops(pre_lw), "negatives": k,

@@ -14,11 +14,6 @@ from . import tasks
 from .pool import FAMILIES, FAMILY_ORDER
 
 CONSISTENCY = 0.9  # share of samples answered from the family belief rather than afresh
-# Default share of samples whose surface style (templates, punctuation, fillers) is borrowed from a
-# random family (gen_data.py --style-mix). Real policies are not identified by a fixed phrasing;
-# mixing styles makes *what* a policy answers (skill, shared mistakes) the main sign of its
-# identity, as in POLAR's policy pool. 0 keeps every family's own style (the quickstart's world).
-STYLE_MIX = 0.0
 
 # Answer templates per family: (without work, with work). {n} answer, {claim}/{work} clauses,
 # capitalised variants {Claim}/{Work}. The answer is always the last number of the text.
@@ -78,9 +73,13 @@ def _weighted(rng, weights):
 
 
 class Responder:
-    """Samples responses of any policy; beliefs are cached per (family, problem)."""
+    """Samples responses of any policy; beliefs are cached per (family, problem). style_mix is the
+    share of samples whose surface style (templates, punctuation, fillers) is borrowed from a
+    random family (gen_data.py --style-mix). Real policies are not identified by a fixed phrasing;
+    mixing styles makes *what* a policy answers (skill, shared mistakes) the main sign of its
+    identity, as in POLAR's policy pool. 0 keeps every family's own style (the quickstart's world)."""
 
-    def __init__(self, seed, style_mix=STYLE_MIX):
+    def __init__(self, seed, style_mix):
         self.seed = seed
         self.style_mix = style_mix
         self._beliefs = {}
